@@ -1,0 +1,1 @@
+# Usage billing through Lago (customer mapping, outbox, wallets) is built in its own issue.

@@ -1,0 +1,1 @@
+"""Usage billing through Lago: built in its own issue."""

@@ -1,0 +1,146 @@
+"""A lean ASGI handler for the data plane.
+
+Django's ASGIHandler opens a thread-sensitive context per request and runs sync
+signal receivers, sync middleware and `response.close()` through threads; under
+load that thread churn, not the view, is the cost (shared/reference/
+hot-path-measurements.md). This handler builds the same HttpRequest, resolves the
+data plane's own URLconf and awaits the async view directly: no middleware, no
+signals, no thread. Client disconnects cancel the view, which closes the upstream
+call and still settles the request's spend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpResponseBase
+from django.urls import Resolver404, get_resolver
+
+from apps.core.errors import GatewayError, internal_error, not_found
+
+logger = logging.getLogger(__name__)
+
+
+class _ClientGone(Exception):
+    pass
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _read_body(receive, limit: int) -> bytes:
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGone
+        body = message.get("body", b"")
+        if body:
+            size += len(body)
+            if size > limit:
+                raise _BodyTooLarge
+            chunks.append(body)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _header_list(response: HttpResponseBase) -> list[tuple[bytes, bytes]]:
+    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.items()]
+
+
+async def _send_response(response: HttpResponseBase, send) -> None:
+    await send(
+        {"type": "http.response.start", "status": response.status_code, "headers": _header_list(response)}
+    )
+    if not response.streaming:
+        await send({"type": "http.response.body", "body": response.content})
+        return
+    events = getattr(response, "events", None)
+    try:
+        source = events if events is not None else response.streaming_content
+        async for chunk in source:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    finally:
+        if events is not None:
+            # On a disconnect the generator may sit at a yield: close it now, which
+            # closes the upstream stream and settles the spend.
+            await events.aclose()
+
+
+class DataPlaneHandler:
+    def __init__(self, urlconf: str, *, max_body_bytes: int, strip_prefix: str = "/v1") -> None:
+        self.resolver = get_resolver(urlconf)
+        self.max_body_bytes = max_body_bytes
+        self.strip_prefix = strip_prefix
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            body = await _read_body(receive, self.max_body_bytes)
+        except _ClientGone:
+            return
+        except _BodyTooLarge:
+            error = GatewayError(
+                f"The request body is larger than {self.max_body_bytes} bytes.",
+                status=413,
+                code="request_too_large",
+            )
+            await _send_response(error.to_response(), send)
+            return
+
+        request = ASGIRequest(scope, io.BytesIO(body))
+        request._body = body
+        responder = asyncio.ensure_future(self._respond(request, send))
+        disconnect = asyncio.ensure_future(receive())
+        try:
+            await asyncio.wait((responder, disconnect), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            responder.cancel()
+            disconnect.cancel()
+            raise
+        if not responder.done():
+            # The client went away first: cancel the work (and with it the upstream call).
+            responder.cancel()
+        else:
+            disconnect.cancel()
+        try:
+            await responder
+        except asyncio.CancelledError:
+            pass
+
+    async def _respond(self, request: ASGIRequest, send) -> None:
+        try:
+            response = await self._get_response(request)
+        except GatewayError as error:
+            response = error.to_response()
+        except Exception:
+            logger.exception("unhandled error on %s", request.path)
+            response = internal_error().to_response()
+        try:
+            await _send_response(response, send)
+        except OSError:
+            pass  # the client is gone
+
+    async def _get_response(self, request: ASGIRequest) -> HttpResponseBase:
+        path = request.path_info
+        if path.startswith(self.strip_prefix + "/"):
+            path = path[len(self.strip_prefix) :]
+        try:
+            match = self.resolver.resolve(path)
+        except Resolver404:
+            raise not_found(f"Unknown route: {request.method} {request.path}", code="unknown_route") from None
+        request.resolver_match = match
+        response = await match.func(request, *match.args, **match.kwargs)
+        if response.status_code == 405 and not response.get("Content-Type", "").startswith("application/json"):
+            raise GatewayError(
+                f"Method {request.method} is not allowed on {request.path}.",
+                status=405,
+                code="method_not_allowed",
+            )
+        return response

@@ -1,0 +1,102 @@
+"""Invalidation of the data plane's in-process caches, in this process and every other one.
+
+The control plane calls publish() (after its transaction commits); each server
+process applies the message to its own caches. With Redis the message travels over
+pub/sub to every replica; without Redis there is only this process.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import orjson
+from django.db import transaction
+
+from apps.core.redis import redis_enabled, redis_key, sync_redis
+
+logger = logging.getLogger(__name__)
+
+KIND_KEY = "key"  # one virtual key, by hash
+KIND_ALL_KEYS = "keys"  # every key context (a team, organization or user changed)
+KIND_DEPLOYMENTS = "deployments"  # the deployment registry
+
+_handlers: list[Callable[[dict], None]] = []
+
+
+def channel() -> str:
+    return redis_key("invalidate")
+
+
+def register_handler(handler: Callable[[dict], None]) -> None:
+    if handler not in _handlers:
+        _handlers.append(handler)
+
+
+def apply(message: dict) -> None:
+    for handler in _handlers:
+        try:
+            handler(message)
+        except Exception:  # one broken cache must not stop the others
+            logger.exception("cache invalidation handler failed")
+
+
+def apply_everything() -> None:
+    """After a (re)connect to Redis messages may have been missed: drop it all."""
+    apply({"kind": KIND_ALL_KEYS})
+    apply({"kind": KIND_DEPLOYMENTS})
+
+
+def publish(message: dict) -> None:
+    apply(message)
+    if redis_enabled():
+        try:
+            sync_redis().publish(channel(), orjson.dumps(message))
+        except Exception:
+            # Other replicas then catch up through their cache TTL.
+            logger.exception("could not publish a cache invalidation to Redis")
+
+
+def publish_on_commit(message: dict) -> None:
+    transaction.on_commit(lambda: publish(message))
+
+
+async def listen_forever() -> None:
+    """Apply every process's invalidations to this one; runs for the life of a server process."""
+    import asyncio
+
+    from apps.core.redis import new_async_redis
+
+    client = new_async_redis()
+    delay = 0.5
+    try:
+        while True:
+            pubsub = client.pubsub()
+            try:
+                await pubsub.subscribe(channel())
+                # Anything published while we were not listening is lost: start clean.
+                apply_everything()
+                delay = 0.5
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=30.0)
+                    if message is None or message.get("type") != "message":
+                        continue
+                    try:
+                        payload = orjson.loads(message["data"])
+                    except orjson.JSONDecodeError:
+                        continue
+                    if isinstance(payload, dict):
+                        apply(payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("invalidation subscription lost; reconnecting", exc_info=True)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            finally:
+                try:
+                    await pubsub.aclose()
+                except Exception:
+                    pass
+    finally:
+        await client.aclose()

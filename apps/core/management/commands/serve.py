@@ -1,0 +1,62 @@
+"""The production server.
+
+uvicorn with uvloop and httptools: on the measured hot path it and granian are
+close (834 vs 937 req/s), daphne far behind (483); uvicorn is the one Django,
+the tests and most operators already know. See README "Choosing the server".
+"""
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from apps.core.services import admin_user_ensure
+from apps.providers.config import ConfigError, config_read
+from apps.providers.services import deployments_sync_from_config
+
+
+class Command(BaseCommand):
+    help = "Serve the gateway (data plane and admin) with uvicorn."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="0.0.0.0")
+        parser.add_argument("--port", type=int, default=4000)
+        parser.add_argument("--workers", type=int, default=1, help="Server processes")
+        parser.add_argument("--migrate", action="store_true", help="Apply migrations first")
+        parser.add_argument(
+            "--limit-max-requests", type=int, default=None,
+            help="Restart a worker after this many requests (caps memory growth)",
+        )
+
+    def handle(self, *args, host, port, workers, migrate, limit_max_requests, **options):
+        if migrate:
+            call_command("migrate", interactive=False, verbosity=1)
+        if settings.GATEWAY_CONFIG:
+            try:
+                config = config_read(settings.GATEWAY_CONFIG)
+            except ConfigError as exc:
+                raise CommandError(f"GATEWAY_CONFIG {settings.GATEWAY_CONFIG}: {exc}") from None
+            report = deployments_sync_from_config(config=config)
+            self.stdout.write(f"Loaded {settings.GATEWAY_CONFIG}: {report.summary()}.")
+        if settings.GATEWAY_ADMIN_USER and settings.GATEWAY_ADMIN_PASSWORD:
+            created = admin_user_ensure(
+                username=settings.GATEWAY_ADMIN_USER, password=settings.GATEWAY_ADMIN_PASSWORD
+            )
+            self.stdout.write(
+                f"Admin user {settings.GATEWAY_ADMIN_USER!r} {'created' if created else 'updated'}."
+            )
+        import uvicorn
+
+        self.stdout.write(f"Serving on http://{host}:{port} (admin at /admin/, API at /v1/)")
+        uvicorn.run(
+            "gateway_project.asgi:application",
+            host=host,
+            port=port,
+            workers=workers,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+            timeout_graceful_shutdown=30,
+            limit_max_requests=limit_max_requests,
+            log_level=settings.LOG_LEVEL.lower(),
+        )

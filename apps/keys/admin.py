@@ -1,0 +1,108 @@
+from django import forms
+from django.contrib import admin, messages
+from django.template.response import TemplateResponse
+
+from apps.keys.models import VirtualKey
+from apps.keys.services import virtual_key_issue, virtual_key_set_blocked
+
+
+class ModelListField(forms.CharField):
+    """A list of model names edited as comma-separated text."""
+
+    def prepare_value(self, value):
+        if isinstance(value, (list, tuple)):
+            return ", ".join(value)
+        return value
+
+    def to_python(self, value):
+        text = super().to_python(value) or ""
+        return [part.strip() for part in text.replace("\n", ",").split(",") if part.strip()]
+
+
+class VirtualKeyForm(forms.ModelForm):
+    models = ModelListField(required=False, help_text="Comma-separated model names; empty allows all.")
+
+    class Meta:
+        model = VirtualKey
+        fields = [
+            "alias",
+            "organization",
+            "team",
+            "user",
+            "models",
+            "max_budget",
+            "rpm_limit",
+            "tpm_limit",
+            "expires_at",
+            "blocked",
+            "metadata",
+        ]
+
+
+@admin.register(VirtualKey)
+class VirtualKeyAdmin(admin.ModelAdmin):
+    form = VirtualKeyForm
+    list_display = (
+        "key_display",
+        "alias",
+        "organization",
+        "team",
+        "user",
+        "spend",
+        "max_budget",
+        "rpm_limit",
+        "tpm_limit",
+        "expires_at",
+        "blocked",
+        "created_at",
+    )
+    list_filter = ("blocked", "organization", "team")
+    search_fields = ("alias", "key_display", "token_hash", "user__username", "team__alias")
+    list_select_related = ("organization", "team", "user")
+    autocomplete_fields = ("organization", "team", "user")
+    readonly_fields = ("key_display", "spend", "created_at", "updated_at")
+    actions = ["block_keys", "unblock_keys"]
+
+    def get_fields(self, request, obj=None):
+        fields = list(super().get_fields(request, obj))
+        if obj is None:  # nothing to show before the key exists
+            return [f for f in fields if f not in self.readonly_fields]
+        return fields
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        if obj.team_id and not obj.organization_id:
+            obj.organization_id = obj.team.organization_id
+        obj._raw_key = virtual_key_issue(key=obj)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        raw_key = getattr(obj, "_raw_key", None)
+        if raw_key is None:
+            return super().response_add(request, obj, post_url_continue)
+        response = TemplateResponse(
+            request,
+            "admin/keys/virtualkey/key_created.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "key": obj,
+                "raw_key": raw_key,
+                "heading": "Key created",
+            },
+        )
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @admin.action(description="Block the selected keys")
+    def block_keys(self, request, queryset):
+        for key in queryset:
+            virtual_key_set_blocked(key=key, blocked=True)
+        self.message_user(request, f"Blocked {queryset.count()} key(s).", messages.SUCCESS)
+
+    @admin.action(description="Unblock the selected keys")
+    def unblock_keys(self, request, queryset):
+        for key in queryset:
+            virtual_key_set_blocked(key=key, blocked=False)
+        self.message_user(request, f"Unblocked {queryset.count()} key(s).", messages.SUCCESS)

@@ -1,0 +1,40 @@
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from apps.teams.models import LimitsMixin, Organization, Team
+
+
+class VirtualKey(LimitsMixin):
+    """A key handed to a client. Only its sha256 is stored; the key itself is shown once."""
+
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    key_display = models.CharField(
+        max_length=32, editable=False, help_text="Enough of the key to recognise it, e.g. sk-…abcd."
+    )
+    alias = models.CharField(max_length=200, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="virtual_keys",
+    )
+    team = models.ForeignKey(
+        Team, on_delete=models.CASCADE, null=True, blank=True, related_name="keys"
+    )
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, null=True, blank=True, related_name="keys"
+    )
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["alias"])]
+
+    def __str__(self) -> str:
+        return f"{self.alias or 'key'} {self.key_display}"
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()

@@ -1,0 +1,16 @@
+"""Control-plane receivers: any change to a key drops it from every process's key cache."""
+
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+
+from apps.core.invalidation import KIND_KEY, publish_on_commit
+from apps.keys.models import VirtualKey
+
+
+def key_hash_invalidate(token_hash: str) -> None:
+    publish_on_commit({"kind": KIND_KEY, "hash": token_hash})
+
+
+@receiver([post_save, post_delete], sender=VirtualKey)
+def virtual_key_changed(sender, instance: VirtualKey, **kwargs) -> None:
+    key_hash_invalidate(instance.token_hash)

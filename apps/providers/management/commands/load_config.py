@@ -1,0 +1,30 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from apps.providers.config import ConfigError, config_read
+from apps.providers.services import deployments_sync_from_config
+
+
+class Command(BaseCommand):
+    help = "Load a LiteLLM-style config.yaml: upsert its model_list as deployments."
+
+    def add_arguments(self, parser):
+        parser.add_argument("file", help="Path of the config.yaml")
+
+    def handle(self, *args, file: str, **options):
+        try:
+            config = config_read(file)
+        except ConfigError as exc:
+            raise CommandError(f"{file}: {exc}. Nothing was changed.") from None
+        report = deployments_sync_from_config(config=config)
+        for label in report.created:
+            self.stdout.write(f"  created      {label}")
+        for label in report.updated:
+            self.stdout.write(f"  updated      {label}")
+        for label in report.deactivated:
+            self.stdout.write(f"  deactivated  {label}")
+        self.stdout.write(self.style.SUCCESS(f"{file}: {report.summary()}."))
+        if config.master_key:
+            self.stdout.write(
+                "general_settings.master_key is applied by the server processes that start with "
+                "GATEWAY_CONFIG pointing at this file (unless GATEWAY_MASTER_KEY is set)."
+            )

@@ -1,0 +1,42 @@
+from django.db import models
+
+from apps.core.fields import EncryptedTextField
+
+
+class ModelDeployment(models.Model):
+    """One upstream model behind a public model name. Deployments sharing a name form a group."""
+
+    model_name = models.CharField(max_length=200, db_index=True, help_text="The name clients ask for.")
+    provider = models.CharField(max_length=50, help_text="openai, azure, anthropic, groq, …")
+    upstream_model = models.CharField(max_length=300, help_text="The provider's own model name.")
+    api_base = models.CharField(max_length=500, blank=True)
+    # Either the secret itself or a reference "os.environ/NAME" resolved at load time.
+    api_key = EncryptedTextField(blank=True, default="")
+    api_version = models.CharField(max_length=50, blank=True)
+    rpm = models.PositiveIntegerField(null=True, blank=True)
+    tpm = models.PositiveIntegerField(null=True, blank=True)
+    weight = models.PositiveIntegerField(default=1)
+    timeout = models.FloatField(null=True, blank=True, help_text="Seconds; empty uses the default.")
+    input_cost_per_token = models.DecimalField(max_digits=20, decimal_places=12, null=True, blank=True)
+    output_cost_per_token = models.DecimalField(max_digits=20, decimal_places=12, null=True, blank=True)
+    cache_read_input_token_cost = models.DecimalField(
+        max_digits=20, decimal_places=12, null=True, blank=True
+    )
+    extra_params = models.JSONField(default=dict, blank=True, help_text="Other provider parameters.")
+    is_active = models.BooleanField(default=True)
+    managed_by_config = models.BooleanField(
+        default=False, help_text="Written by load_config; the next load of the file overwrites it."
+    )
+    config_id = models.CharField(max_length=200, null=True, blank=True, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model_name", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.model_name} → {self.provider}/{self.upstream_model}"
+
+    @property
+    def litellm_model(self) -> str:
+        return f"{self.provider}/{self.upstream_model}"

@@ -1,0 +1,132 @@
+"""The data plane's in-process registry of active deployments, grouped by public model name.
+
+Loaded whole from the database on first use and after an invalidation (a deployment
+changed anywhere: apps.core.invalidation), so an unknown model name never costs a
+query. The TTL only backs up a missed pub/sub message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from apps.core import invalidation
+from apps.core.db import db_call
+from apps.providers.adapters import adapter_for
+from apps.providers.adapters.base import ProviderAdapter
+from apps.providers.selectors import deployment_list_active
+
+logger = logging.getLogger(__name__)
+
+ENV_REFERENCE_PREFIX = "os.environ/"
+REGISTRY_TTL_SECONDS = 300.0
+
+
+def resolve_secret(value: str | None) -> str | None:
+    """A secret as written in config or the admin: the value, or `os.environ/NAME`."""
+    if not value:
+        return None
+    if value.startswith(ENV_REFERENCE_PREFIX):
+        return os.environ.get(value[len(ENV_REFERENCE_PREFIX) :]) or None
+    return value
+
+
+@dataclass(slots=True)
+class Deployment:
+    id: int
+    model_name: str
+    provider: str
+    upstream_model: str
+    adapter: ProviderAdapter
+    api_base: str | None
+    api_key: str | None = field(repr=False)
+    api_version: str | None
+    weight: int
+    timeout: float | None
+    rpm: int | None
+    tpm: int | None
+    input_cost_per_token: Decimal | None
+    output_cost_per_token: Decimal | None
+    cache_read_input_token_cost: Decimal | None
+    extra_params: dict[str, Any]
+    created: int = 0
+
+
+def _deployments_load() -> dict[str, list[Deployment]]:
+    groups: dict[str, list[Deployment]] = {}
+    for row in deployment_list_active():
+        adapter = adapter_for(row.provider)
+        if adapter is None:
+            logger.warning("deployment %s has unknown provider %r; skipped", row.pk, row.provider)
+            continue
+        api_key = resolve_secret(row.api_key)
+        if api_key is None and adapter.api_key_env:
+            api_key = os.environ.get(adapter.api_key_env) or None
+        groups.setdefault(row.model_name, []).append(
+            Deployment(
+                id=row.pk,
+                model_name=row.model_name,
+                provider=row.provider,
+                upstream_model=row.upstream_model,
+                adapter=adapter,
+                api_base=row.api_base or adapter.default_api_base,
+                api_key=api_key,
+                api_version=row.api_version or None,
+                weight=row.weight,
+                timeout=row.timeout,
+                rpm=row.rpm,
+                tpm=row.tpm,
+                input_cost_per_token=row.input_cost_per_token,
+                output_cost_per_token=row.output_cost_per_token,
+                cache_read_input_token_cost=row.cache_read_input_token_cost,
+                extra_params=row.extra_params or {},
+                created=int(row.created_at.timestamp()),
+            )
+        )
+    return groups
+
+
+class DeploymentRegistry:
+    def __init__(self) -> None:
+        self._groups: dict[str, list[Deployment]] = {}
+        self._loaded_at: float | None = None
+        self._generation = 0
+        self._reload: asyncio.Future | None = None
+
+    async def groups(self) -> dict[str, list[Deployment]]:
+        if self._loaded_at is not None and time.monotonic() - self._loaded_at < REGISTRY_TTL_SECONDS:
+            return self._groups
+        if self._reload is not None:
+            return await asyncio.shield(self._reload)
+        self._reload = asyncio.get_running_loop().create_future()
+        generation = self._generation
+        try:
+            groups = await db_call(_deployments_load)
+        except BaseException as exc:
+            self._reload.set_exception(exc)
+            self._reload.exception()
+            raise
+        finally:
+            future, self._reload = self._reload, None
+        self._groups = groups
+        if generation == self._generation:
+            self._loaded_at = time.monotonic()
+        future.set_result(groups)
+        return groups
+
+    def invalidate(self) -> None:
+        self._generation += 1
+        self._loaded_at = None
+
+    def handle_message(self, message: dict) -> None:
+        if message.get("kind") == invalidation.KIND_DEPLOYMENTS:
+            self.invalidate()
+
+
+deployment_registry = DeploymentRegistry()
+invalidation.register_handler(deployment_registry.handle_message)

@@ -1,0 +1,128 @@
+"""The OpenAI-compatible /v1 API (each route also without the /v1 prefix).
+
+Async django-ninja views served by the data plane's lean ASGI path
+(apps.core.dataplane): no middleware, no per-request thread, no database query on
+a warm cache. Views stay thin; the flow is in apps.routing.proxy.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from django.http import HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+
+from apps.core.errors import GatewayError, authentication_failed, internal_error, invalid_request, not_found
+from apps.keys.auth import authenticate
+from apps.providers.adapters.base import Operation
+from apps.providers.registry import deployment_registry
+from apps.routing import health
+from apps.routing.proxy import proxy_request
+
+logger = logging.getLogger(__name__)
+
+
+class VirtualKeyAuth:
+    """ninja auth: async, so ninja awaits it on the event loop (no thread)."""
+
+    is_async = True
+    openapi_type = "http"
+    openapi_scheme = "bearer"
+
+    async def __call__(self, request: HttpRequest):
+        return await authenticate(request)
+
+
+api = NinjaAPI(
+    title="LLM gateway: OpenAI-compatible API",
+    version="1",
+    urls_namespace="dataplane",
+    auth=VirtualKeyAuth(),
+    docs_url=None,
+    openapi_url=None,
+)
+
+
+@api.exception_handler(GatewayError)
+def _gateway_error(request, exc: GatewayError):
+    return exc.to_response()
+
+
+@api.exception_handler(AuthenticationError)
+def _auth_error(request, exc):
+    return authentication_failed("Invalid API key.").to_response()
+
+
+@api.exception_handler(ValidationError)
+def _validation_error(request, exc: ValidationError):
+    first = exc.errors[0] if exc.errors else {}
+    param = ".".join(str(p) for p in first.get("loc", [])[1:]) or None
+    return invalid_request(first.get("msg", "Invalid request."), param=param).to_response()
+
+
+@api.exception_handler(HttpError)
+def _http_error(request, exc: HttpError):
+    return GatewayError(str(exc), status=exc.status_code).to_response()
+
+
+@api.exception_handler(Exception)
+def _unexpected(request, exc: Exception):
+    logger.exception("unexpected error on %s", request.path)
+    return internal_error().to_response()
+
+
+def _json(payload, status: int = 200) -> HttpResponse:
+    return HttpResponse(orjson.dumps(payload), status=status, content_type="application/json")
+
+
+@api.post("/chat/completions", summary="Chat completion (OpenAI format)")
+async def chat_completions(request: HttpRequest):
+    return await proxy_request(request, Operation.CHAT)
+
+
+@api.post("/completions", summary="Text completion (OpenAI format)")
+async def completions(request: HttpRequest):
+    return await proxy_request(request, Operation.COMPLETION)
+
+
+@api.post("/embeddings", summary="Embeddings (OpenAI format)")
+async def embeddings(request: HttpRequest):
+    return await proxy_request(request, Operation.EMBEDDING)
+
+
+def _model_entry(name: str, group) -> dict:
+    return {
+        "id": name,
+        "object": "model",
+        "created": min(d.created for d in group),
+        "owned_by": group[0].provider,
+    }
+
+
+@api.get("/models", summary="The models this key may use")
+async def models_list(request: HttpRequest):
+    context = request.auth
+    groups = await deployment_registry.groups()
+    data = [_model_entry(name, group) for name, group in sorted(groups.items()) if context.may_use_model(name)]
+    return _json({"object": "list", "data": data})
+
+
+@api.get("/models/{path:model}", summary="One model, if this key may use it")
+async def models_retrieve(request: HttpRequest, model: str):
+    group = (await deployment_registry.groups()).get(model)
+    if not group or not request.auth.may_use_model(model):
+        raise not_found(f"The model '{model}' does not exist.", param="model", code="model_not_found")
+    return _json(_model_entry(model, group))
+
+
+@api.get("/health/liveliness", auth=None, summary="The process is up")
+async def liveliness(request: HttpRequest):
+    return _json("I'm alive!")
+
+
+@api.get("/health/readiness", auth=None, summary="Database and Redis reachable")
+async def readiness(request: HttpRequest):
+    report = await health.readiness_report()
+    return _json(report, status=200 if report["status"] == "connected" else 503)

@@ -1,0 +1,224 @@
+"""One request through the data plane: authorize, route, call upstream, settle spend.
+
+Settling (usage → cost → a record on the spend buffer) happens in a `finally`, so
+errors, client disconnects and cut streams are recorded too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import AsyncIterator
+
+import aiohttp
+import orjson
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+
+from apps.core.errors import GatewayError, permission_denied
+from apps.keys.context import KeyContext
+from apps.providers.adapters.base import Operation, StreamTranslator, Usage
+from apps.providers.registry import Deployment
+from apps.providers.transport import transport, upstream_timeout
+from apps.routing.router import deployment_choose
+from apps.routing.validation import json_body, validate_body
+from apps.spend.buffer import spend_buffer
+from apps.spend.models import SpendLog
+from apps.spend.pricing import cost_for_usage
+from apps.spend.records import SpendRecord
+
+_CALL_TYPES = {
+    Operation.CHAT: "chat_completion",
+    Operation.COMPLETION: "text_completion",
+    Operation.EMBEDDING: "embedding",
+}
+
+
+class SSEResponse(StreamingHttpResponse):
+    """A server-sent-event stream; the data plane's ASGI handler drives `events` directly
+    so it can close the generator, and with it the upstream stream, on a disconnect."""
+
+    def __init__(self, events: AsyncIterator[bytes], *, headers: dict[str, str]) -> None:
+        super().__init__(events, content_type="text/event-stream", headers=headers)
+        self.events = events
+        self["Cache-Control"] = "no-cache"
+        self["X-Accel-Buffering"] = "no"
+
+
+class RequestAccount:
+    """What is known about one request as it goes; turned into a spend record at the end."""
+
+    __slots__ = ("request_id", "context", "operation", "model", "deployment", "stream", "started",
+                 "started_wall", "settled")
+
+    def __init__(self, context: KeyContext, operation: Operation) -> None:
+        self.request_id = uuid.uuid4().hex
+        self.context = context
+        self.operation = operation
+        self.model = ""
+        self.deployment: Deployment | None = None
+        self.stream = False
+        self.started = time.perf_counter()
+        self.started_wall = time.time()
+        self.settled = False
+
+    def settle(self, *, status: str, usage: Usage | None = None, http_status: int | None = None,
+               error_type: str = "") -> None:
+        if self.settled:
+            return
+        self.settled = True
+        usage = usage or Usage()
+        deployment = self.deployment
+        context = self.context
+        ended = time.time()
+        spend_buffer.add(
+            SpendRecord(
+                request_id=self.request_id,
+                key_id=context.key_id,
+                key_hash=context.token_hash,
+                team_id=context.team_id,
+                organization_id=context.organization_id,
+                user_id=context.user_id,
+                call_type=_CALL_TYPES[self.operation],
+                model=self.model,
+                deployment_id=deployment.id if deployment else None,
+                provider=deployment.provider if deployment else "",
+                upstream_model=deployment.upstream_model if deployment else "",
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cached_tokens=usage.cached_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
+                usage_reported=usage.reported,
+                cost=cost_for_usage(deployment, usage) if deployment else None,
+                status=status,
+                http_status=http_status,
+                error_type=error_type,
+                is_stream=self.stream,
+                latency_ms=int((time.perf_counter() - self.started) * 1000),
+                start_time=datetime.fromtimestamp(self.started_wall, timezone.utc),
+                end_time=datetime.fromtimestamp(ended, timezone.utc),
+            )
+        )
+
+    def settle_error(self, error: GatewayError) -> None:
+        self.settle(status=SpendLog.Status.ERROR, http_status=error.status, error_type=error.code or error.type)
+
+    def response_headers(self) -> dict[str, str]:
+        headers = {"x-request-id": self.request_id}
+        if self.deployment is not None:
+            headers["x-gateway-model-id"] = str(self.deployment.id)
+        return headers
+
+
+async def proxy_request(request: HttpRequest, operation: Operation) -> HttpResponse:
+    context: KeyContext = request.auth
+    body = json_body(request)
+    model, stream = validate_body(operation, body)
+    if not context.may_use_model(model):
+        raise permission_denied(
+            f"This key may not use the model '{model}'.", param="model", code="model_not_allowed"
+        )
+    deployment = await deployment_choose(model)
+
+    account = RequestAccount(context, operation)
+    account.model = model
+    account.deployment = deployment
+    account.stream = stream
+    adapter = deployment.adapter
+    upstream_request = adapter.build_request(operation, deployment, body, stream=stream)
+    try:
+        response = await transport.send(
+            upstream_request, timeout=deployment.timeout, provider=deployment.provider, stream=stream
+        )
+        if response.status >= 400:
+            try:
+                raw = await response.read()
+            finally:
+                response.release()
+            raise adapter.translate_error(response.status, raw, response.headers)
+        if stream:
+            options = body.get("stream_options") or {}
+            translator = adapter.stream_translator(
+                operation, deployment, client_wants_usage=bool(options.get("include_usage"))
+            )
+            return SSEResponse(
+                _relay_stream(response, translator, account), headers=account.response_headers()
+            )
+        try:
+            raw = await response.read()
+        except asyncio.TimeoutError:
+            raise upstream_timeout(deployment.provider) from None
+        except aiohttp.ClientError:
+            raise GatewayError(
+                f"The {deployment.provider} upstream closed the connection mid-response.",
+                status=502, type="api_error", code="upstream_disconnected",
+            ) from None
+        finally:
+            response.release()
+        translated = adapter.translate_response(operation, deployment, raw)
+        account.settle(status=SpendLog.Status.SUCCESS, usage=translated.usage, http_status=200)
+        return HttpResponse(
+            translated.body,
+            content_type="application/json",
+            headers={**account.response_headers(), **translated.headers},
+        )
+    except GatewayError as error:
+        account.settle_error(error)
+        raise
+    except asyncio.CancelledError:
+        account.settle(status=SpendLog.Status.CANCELLED, error_type="client_disconnected")
+        raise
+
+
+async def _iter_lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """Lines of any length (aiohttp's own line reader refuses very long ones)."""
+    pending = b""
+    async for chunk in response.content.iter_any():
+        pending += chunk
+        if b"\n" not in chunk:
+            continue
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield line
+    if pending:
+        yield pending
+
+
+async def _relay_stream(
+    response: aiohttp.ClientResponse, translator: StreamTranslator, account: RequestAccount
+) -> AsyncIterator[bytes]:
+    status = SpendLog.Status.SUCCESS
+    error_type = ""
+    read_to_end = False
+    try:
+        async for line in _iter_lines(response):
+            events = translator.feed(line)
+            if events:
+                yield b"".join(events)
+        read_to_end = True
+        tail = translator.finish()
+        if tail:
+            yield b"".join(tail)
+    except asyncio.CancelledError:
+        status, error_type = SpendLog.Status.CANCELLED, "client_disconnected"
+        raise
+    except GeneratorExit:
+        status, error_type = SpendLog.Status.CANCELLED, "client_disconnected"
+        raise
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        # The 200 and earlier events are already sent: report the failure in the stream.
+        status = SpendLog.Status.ERROR
+        error_type = "upstream_timeout" if isinstance(exc, asyncio.TimeoutError) else "upstream_disconnected"
+        error = GatewayError(
+            f"The {account.deployment.provider} stream was cut off: {type(exc).__name__}.",
+            status=502, type="api_error", code=error_type,
+        )
+        yield b"data: " + orjson.dumps(error.body()) + b"\n\n"
+    finally:
+        if read_to_end:
+            response.release()  # the connection goes back to the pool
+        else:
+            # Closing drops the connection, so the upstream stops generating at once.
+            response.close()
+        account.settle(status=status, usage=translator.usage, http_status=200, error_type=error_type)

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+
+@dataclass(slots=True)
+class SpendRecord:
+    """What the request path hands to the spend buffer; written later, in a batch."""
+
+    request_id: str
+    key_id: int | None
+    key_hash: str
+    team_id: str | None
+    organization_id: str | None
+    user_id: int | None
+    call_type: str
+    model: str
+    deployment_id: int | None
+    provider: str
+    upstream_model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+    usage_reported: bool
+    cost: Decimal | None
+    status: str
+    http_status: int | None
+    error_type: str
+    is_stream: bool
+    latency_ms: int
+    start_time: datetime
+    end_time: datetime

@@ -1,0 +1,46 @@
+from django.contrib import admin
+
+from apps.teams.models import Organization, Team, TeamMembership
+
+
+class TeamInline(admin.TabularInline):
+    model = Team
+    fields = ("alias", "max_budget", "spend", "rpm_limit", "tpm_limit", "blocked")
+    readonly_fields = ("spend",)
+    extra = 0
+    show_change_link = True
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    list_display = ("name", "spend", "max_budget", "rpm_limit", "tpm_limit", "blocked", "created_at")
+    list_filter = ("blocked",)
+    search_fields = ("name", "id")
+    readonly_fields = ("id", "spend", "created_at", "updated_at")
+    inlines = [TeamInline]
+
+
+class TeamMembershipInline(admin.TabularInline):
+    model = TeamMembership
+    autocomplete_fields = ("user",)
+    extra = 0
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    list_display = ("alias", "organization", "spend", "max_budget", "rpm_limit", "tpm_limit", "blocked")
+    list_filter = ("blocked", "organization")
+    search_fields = ("alias", "id", "organization__name")
+    list_select_related = ("organization",)
+    readonly_fields = ("id", "spend", "created_at", "updated_at")
+    autocomplete_fields = ("organization",)
+    inlines = [TeamMembershipInline]
+
+
+@admin.register(TeamMembership)
+class TeamMembershipAdmin(admin.ModelAdmin):
+    list_display = ("user", "team", "role", "created_at")
+    list_filter = ("role", "team__organization")
+    search_fields = ("user__username", "user__email", "team__alias")
+    list_select_related = ("user", "team", "team__organization")
+    autocomplete_fields = ("user", "team")

@@ -1,0 +1,13 @@
+"""Control-plane receivers: a change to an organization or team reaches every key context."""
+
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+
+from apps.core.invalidation import KIND_ALL_KEYS, publish_on_commit
+from apps.teams.models import Organization, Team
+
+
+@receiver([post_save, post_delete], sender=Organization)
+@receiver([post_save, post_delete], sender=Team)
+def hierarchy_changed(sender, **kwargs) -> None:
+    publish_on_commit({"kind": KIND_ALL_KEYS})

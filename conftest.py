@@ -1,0 +1,109 @@
+"""Shared fixtures: fake upstreams, a real gateway server, and factories for tenants and keys."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+
+import pytest
+
+from tests.fakes.openai_upstream import FakeOpenAIUpstream
+
+MASTER_KEY = "sk-master-test"
+
+
+@pytest.fixture(scope="session")
+def fake_openai():
+    upstream = FakeOpenAIUpstream().start()
+    yield upstream
+    upstream.stop()
+
+
+@pytest.fixture
+def gateway(transactional_db, fake_openai):
+    """The gateway app served by uvicorn on a free port, with a clean process state."""
+    from apps.core import invalidation
+    from tests.fakes.gateway import GatewayServer
+
+    invalidation.apply_everything()
+    fake_openai.requests.clear()
+    server = GatewayServer().start()
+    yield server
+    server.stop()  # lifespan shutdown flushes the spend buffer while the database is still there
+
+
+@pytest.fixture
+def organization(transactional_db):
+    from apps.teams.services import organization_create
+
+    return organization_create(name="Acme")
+
+
+@pytest.fixture
+def team(organization):
+    from apps.teams.services import team_create
+
+    return team_create(organization=organization, alias="research")
+
+
+@pytest.fixture
+def make_deployment(fake_openai):
+    from apps.providers.models import ModelDeployment
+
+    def make(model_name: str = "gpt-test", upstream_model: str | None = None, **fields) -> ModelDeployment:
+        values = {
+            "provider": "openai",
+            "upstream_model": upstream_model or model_name,
+            "api_base": fake_openai.base_url,
+            "api_key": "sk-upstream-secret",
+            "input_cost_per_token": Decimal("0.000002"),
+            "output_cost_per_token": Decimal("0.000008"),
+            "cache_read_input_token_cost": Decimal("0.0000005"),
+        }
+        values.update(fields)
+        return ModelDeployment.objects.create(model_name=model_name, **values)
+
+    return make
+
+
+@pytest.fixture
+def make_key(transactional_db):
+    from apps.keys.services import virtual_key_create
+
+    def make(**fields) -> tuple:
+        return virtual_key_create(**fields)
+
+    return make
+
+
+@pytest.fixture
+def openai_client(gateway):
+    import openai
+
+    def make(api_key: str = MASTER_KEY, **kwargs):
+        return openai.OpenAI(base_url=gateway.url + "/v1", api_key=api_key, max_retries=0, **kwargs)
+
+    return make
+
+
+def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+@pytest.fixture
+def spend_logs():
+    """Wait until at least `count` spend logs are written, then return them all."""
+    from apps.spend.models import SpendLog
+
+    def get(count: int = 1, timeout: float = 5.0) -> list:
+        wait_for(lambda: SpendLog.objects.count() >= count, timeout=timeout)
+        return list(SpendLog.objects.order_by("start_time", "id"))
+
+    return get

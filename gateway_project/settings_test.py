@@ -1,0 +1,20 @@
+"""Test settings: the test suite's defaults for what production must set, then the real settings.
+
+DATABASE_URL and REDIS_URL are left to the environment, so the same suite runs on
+SQLite with in-process backends and on PostgreSQL + Redis (see .ci/run).
+"""
+
+import os
+import uuid
+
+os.environ.setdefault("SECRET_KEY", "test-secret-key")
+os.environ.setdefault("GATEWAY_ENCRYPTION_KEY", "test-encryption-passphrase")
+os.environ.setdefault("GATEWAY_MASTER_KEY", "sk-master-test")
+os.environ.setdefault("GATEWAY_SPEND_FLUSH_INTERVAL", "0.05")
+# A prefix of its own per run keeps parallel or leftover runs apart on a shared Redis.
+os.environ.setdefault("GATEWAY_REDIS_PREFIX", f"gwtest:{uuid.uuid4().hex[:8]}:")
+os.environ.pop("GATEWAY_CONFIG", None)
+
+from gateway_project.settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,14 @@
+"""The control plane's URLs. The data plane (/v1) has its own: apps.routing.urls."""
+
+from django.contrib import admin
+from django.urls import path
+from django.views.generic import RedirectView
+
+admin.site.site_header = "LLM gateway"
+admin.site.site_title = "LLM gateway admin"
+admin.site.index_title = "Management"
+
+urlpatterns = [
+    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("admin/", admin.site.urls),
+]

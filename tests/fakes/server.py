@@ -1,0 +1,57 @@
+"""Running an aiohttp or ASGI app on a loopback port in a background thread, for tests."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+
+from aiohttp import web
+
+
+def free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+class AiohttpThread:
+    """An aiohttp.web application served on 127.0.0.1:<free port> from its own thread."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        self.loop = asyncio.new_event_loop()
+        self._sock = free_socket()
+        self.port = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="fake-upstream")
+        self._runner: web.AppRunner | None = None
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+
+        async def start() -> None:
+            self._runner = web.AppRunner(
+                self.app, handle_signals=False, access_log=None, shutdown_timeout=0.5
+            )
+            await self._runner.setup()
+            site = web.SockSite(self._runner, self._sock)
+            await site.start()
+            self._ready.set()
+
+        self.loop.run_until_complete(start())
+        self.loop.run_forever()
+        self.loop.run_until_complete(self._runner.cleanup())
+        self.loop.close()
+
+    def start(self) -> "AiohttpThread":
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("fake server did not start")
+        return self
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
