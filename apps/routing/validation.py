@@ -28,7 +28,7 @@ def json_body(request: HttpRequest) -> dict[str, Any]:
 
 
 def _is_token_list(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in value)
+    return isinstance(value, list) and bool(value) and all(isinstance(t, int) and not isinstance(t, bool) for t in value)
 
 
 def validate_body(operation: Operation, body: dict[str, Any]) -> tuple[str, bool]:

@@ -76,11 +76,11 @@ class SpendBuffer:
         return True
 
     async def _run(self) -> None:
-        interval = settings.GATEWAY_SPEND_FLUSH_INTERVAL
-        backoff = interval
+        backoff = None
         while not self._stopping:
+            interval = settings.GATEWAY_SPEND_FLUSH_INTERVAL
             try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout=backoff)
+                await asyncio.wait_for(self._wakeup.wait(), timeout=backoff or interval)
             except asyncio.TimeoutError:
                 pass
             self._wakeup.clear()
@@ -91,7 +91,7 @@ class SpendBuffer:
                 ok = await self.flush_once()
                 if len(self._records) < settings.GATEWAY_SPEND_BATCH_SIZE:
                     break
-            backoff = interval if ok else min(max(backoff * 2, 0.5), 30.0)
+            backoff = None if ok else min(max((backoff or interval) * 2, 0.5), 30.0)
 
 
 spend_buffer = SpendBuffer()

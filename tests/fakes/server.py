@@ -43,7 +43,6 @@ class AiohttpThread:
 
         self.loop.run_until_complete(start())
         self.loop.run_forever()
-        self.loop.run_until_complete(self._runner.cleanup())
         self.loop.close()
 
     def start(self) -> "AiohttpThread":
@@ -53,5 +52,6 @@ class AiohttpThread:
         return self
 
     def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)

@@ -1,0 +1,115 @@
+"""The request path's rules: no database query and no thread hop per request once caches are warm;
+changes made on the control plane reach the caches at once."""
+
+import asyncio
+
+import pytest
+from asgiref import sync as asgiref_sync
+
+from conftest import wait_for
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Counts database round trips of the data plane and every sync_to_async call in the process."""
+    from apps.keys import cache as key_cache_module
+    from apps.providers import registry as registry_module
+
+    counts = {"db": 0, "sync_to_async": 0}
+    for module in (key_cache_module, registry_module):
+        original = module.db_call
+
+        async def counting_db_call(fn, *args, _original=original, **kwargs):
+            counts["db"] += 1
+            return await _original(fn, *args, **kwargs)
+
+        monkeypatch.setattr(module, "db_call", counting_db_call)
+    original_call = asgiref_sync.SyncToAsync.__call__
+
+    async def counting_call(self, *args, **kwargs):
+        counts["sync_to_async"] += 1
+        return await original_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(asgiref_sync.SyncToAsync, "__call__", counting_call)
+    return counts
+
+
+def test_warm_requests_touch_neither_database_nor_threads(
+    gateway, openai_client, make_deployment, make_key, counted, settings
+):
+    make_deployment("gpt-test")
+    _, raw_key = make_key()
+    client = openai_client(raw_key)
+    client.chat.completions.create(model="gpt-test", messages=MESSAGES)  # fills the caches
+    list(client.chat.completions.create(model="gpt-test", messages=MESSAGES, stream=True))
+    assert counted["db"] == 2  # one key lookup, one registry load
+
+    # Let the spend flusher (one batch per interval, not per request) go quiet first.
+    from apps.spend.buffer import spend_buffer
+
+    wait_for(lambda: len(spend_buffer) == 0)
+    settings.GATEWAY_SPEND_FLUSH_INTERVAL = 3600
+    before = dict(counted)
+    for _ in range(20):
+        client.chat.completions.create(model="gpt-test", messages=MESSAGES)
+        list(client.chat.completions.create(model="gpt-test", messages=MESSAGES, stream=True))
+        client.models.list()
+    assert counted["db"] == before["db"]
+    # The flusher may run one batch on its existing schedule; requests add nothing.
+    assert counted["sync_to_async"] - before["sync_to_async"] <= 1
+
+
+def test_a_key_change_reaches_the_cache_at_once(gateway, openai_client, make_deployment, make_key):
+    import openai
+
+    make_deployment("gpt-a")
+    make_deployment("gpt-b")
+    key, raw_key = make_key(models=["gpt-a"])
+    client = openai_client(raw_key)
+    with pytest.raises(openai.PermissionDeniedError):
+        client.chat.completions.create(model="gpt-b", messages=MESSAGES)
+    key.models = ["gpt-a", "gpt-b"]
+    key.save()
+    assert client.chat.completions.create(model="gpt-b", messages=MESSAGES).choices
+    key.delete()
+    with pytest.raises(openai.AuthenticationError):
+        client.chat.completions.create(model="gpt-b", messages=MESSAGES)
+
+
+def test_a_new_deployment_is_routable_at_once(gateway, openai_client, make_deployment):
+    import openai
+
+    client = openai_client()
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="late", messages=MESSAGES)
+    deployment = make_deployment("late")
+    assert client.chat.completions.create(model="late", messages=MESSAGES).choices
+    deployment.is_active = False
+    deployment.save()
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="late", messages=MESSAGES)
+
+
+def test_key_cache_loads_a_key_once_for_concurrent_misses(transactional_db, make_key, monkeypatch):
+    from apps.keys import cache as key_cache_module
+
+    key, _ = make_key()
+    cache = key_cache_module.KeyCache()
+    calls = []
+    original = key_cache_module.db_call
+
+    async def slow_db_call(fn, **kwargs):
+        calls.append(kwargs)
+        await asyncio.sleep(0.05)
+        return await original(fn, **kwargs)
+
+    monkeypatch.setattr(key_cache_module, "db_call", slow_db_call)
+
+    async def scenario():
+        return await asyncio.gather(*(cache.get(key.token_hash) for _ in range(10)))
+
+    contexts = asyncio.run(scenario())
+    assert len(calls) == 1
+    assert all(c is not None and c.key_id == key.pk for c in contexts)
