@@ -142,6 +142,20 @@ class Processes:
                 proc.wait()
         return proc.returncode
 
+    def capture(self, args: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str]:
+        """Run a short-lived child (a load generator) to the end; kill it if run.py is interrupted."""
+        proc = subprocess.Popen(
+            args, cwd=REPO_DIR, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )
+        try:
+            out, err = proc.communicate()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        return proc.returncode, out, err
+
     def stop_all(self) -> None:
         for name in list(self.running)[::-1]:
             self.stop(name, timeout=30.0)
@@ -215,15 +229,9 @@ class WrkGenerator(Generator):
             self.path, "-t1", f"-c{concurrency}", f"-d{max(1, round(duration))}s",
             "--timeout", "30s", "-s", str(BENCH_DIR / "post.lua"), url,
         ]
-        proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, start_new_session=True)
-        self.procs.running["wrk"] = proc
-        try:
-            output, _ = proc.communicate()
-        finally:
-            self.procs.running.pop("wrk", None)
-        if proc.returncode != 0:
-            raise BenchError(f"wrk failed ({proc.returncode}):\n{output}")
+        code, output, errors = self.procs.capture(args, env)
+        if code != 0:
+            raise BenchError(f"wrk failed ({code}):\n{output}\n{errors}")
         summary = json.loads(" ".join(marked_line(output, "BENCH_RESULT")))
         errors = summary["errors"]
         seconds = summary["duration_us"] / 1e6
@@ -253,15 +261,9 @@ class PythonGenerator(Generator):
                 "-d", str(duration), "--json"]
         if key:
             args += ["--key", key]
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
-        self.procs.running["load"] = proc
-        try:
-            output, errors = proc.communicate()
-        finally:
-            self.procs.running.pop("load", None)
-        if proc.returncode != 0:
-            raise BenchError(f"load.py failed ({proc.returncode}):\n{output}\n{errors}")
+        code, output, errors = self.procs.capture(args)
+        if code != 0:
+            raise BenchError(f"load.py failed ({code}):\n{output}\n{errors}")
         return LoadResult(**json.loads(output))
 
 
