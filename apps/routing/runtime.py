@@ -5,6 +5,7 @@ the server has no lifespan), stopped on shutdown, which flushes the spend buffer
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 
 from django.conf import settings
@@ -27,6 +28,10 @@ class ProcessRuntime:
         if self.started:
             return
         self.started = True
+        # Everything loaded so far (Django, apps, modules) lives as long as the process:
+        # keep it out of the collector's full passes, which otherwise stall requests.
+        gc.collect()
+        gc.freeze()
         master_key_set(configured_master_key())
         spend_buffer.start()
         if redis_enabled():
