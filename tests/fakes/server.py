@@ -10,6 +10,7 @@ from aiohttp import web
 
 
 def free_socket() -> socket.socket:
+    """A socket bound to a free loopback port (close it to hand the port to another process)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))

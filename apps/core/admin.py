@@ -1,0 +1,1 @@
+"""Core has no models of its own in the admin."""

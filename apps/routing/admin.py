@@ -1,0 +1,1 @@
+"""Router settings get their admin with the router issue; deployments are edited under Providers."""

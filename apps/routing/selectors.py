@@ -1,0 +1,1 @@
+"""Reads for routing come from the in-process registry (apps.providers.registry), never from the database per request."""
