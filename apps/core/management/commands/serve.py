@@ -44,6 +44,11 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"Admin user {settings.GATEWAY_ADMIN_USER!r} {'created' if created else 'updated'}."
             )
+        if workers > 1 and not settings.REDIS_URL:
+            self.stderr.write(
+                "Warning: several workers without REDIS_URL keep separate caches and counters; "
+                "a change made in the admin reaches the other workers only after their cache TTL."
+            )
         import uvicorn
 
         self.stdout.write(f"Serving on http://{host}:{port} (admin at /admin/, API at /v1/)")
