@@ -18,3 +18,27 @@ class EncryptedTextField(models.TextField):
         if value in (None, ""):
             return value
         return crypto.encrypt(value)
+
+
+class EncryptedJSONField(EncryptedTextField):
+    """A JSON object stored encrypted (provider secrets beyond a single key)."""
+
+    def from_db_value(self, value, expression, connection):
+        import json
+
+        text = super().from_db_value(value, expression, connection)
+        return json.loads(text) if text else {}
+
+    def to_python(self, value):
+        import json
+
+        if isinstance(value, dict) or value is None:
+            return value or {}
+        return json.loads(value) if value else {}
+
+    def get_prep_value(self, value):
+        import json
+
+        if not value:
+            return ""
+        return super().get_prep_value(json.dumps(value, sort_keys=True))

@@ -15,6 +15,12 @@ class ModelDeploymentForm(forms.ModelForm):
         "Never shown again; leave empty to keep the current one.",
     )
     clear_api_key = forms.BooleanField(required=False, help_text="Remove the stored credential.")
+    secret_params = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off"}),
+        help_text='Other provider secrets as JSON, e.g. {"aws_secret_access_key": "os.environ/AWS_SECRET"}. '
+        "Never shown again; leave empty to keep the current ones, {} to remove them.",
+    )
     provider = forms.ChoiceField(choices=[])
 
     class Meta:
@@ -24,6 +30,24 @@ class ModelDeploymentForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["provider"].choices = [(p, p) for p in known_providers()]
+        self.initial["secret_params"] = ""
+        if self.instance.pk and self.instance.secret_params:
+            names = ", ".join(sorted(self.instance.secret_params))
+            self.fields["secret_params"].help_text += f" Set now: {names}."
+
+    def clean_secret_params(self):
+        import json
+
+        text = self.cleaned_data.get("secret_params", "").strip()
+        if not text:
+            return self.instance.secret_params if self.instance.pk else {}
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc}") from None
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise forms.ValidationError("A JSON object of strings is expected.")
+        return value
 
     def clean(self):
         cleaned = super().clean()
@@ -56,7 +80,9 @@ class ModelDeploymentAdmin(admin.ModelAdmin):
     readonly_fields = ("created_at", "updated_at")
     fieldsets = (
         (None, {"fields": ("model_name", "provider", "upstream_model", "is_active")}),
-        ("Connection", {"fields": ("api_base", "api_key", "clear_api_key", "api_version", "timeout")}),
+        ("Connection", {
+            "fields": ("api_base", "api_key", "clear_api_key", "secret_params", "api_version", "timeout")
+        }),
         ("Routing", {"fields": ("weight", "rpm", "tpm")}),
         ("Prices (USD per token)", {
             "fields": ("input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost")

@@ -40,6 +40,7 @@ class DeploymentSpec:
     output_cost_per_token: Decimal | None = None
     cache_read_input_token_cost: Decimal | None = None
     extra_params: dict[str, Any] = field(default_factory=dict)
+    secret_params: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -51,7 +52,10 @@ class GatewayConfig:
     litellm_settings: dict[str, Any] = field(default_factory=dict)
 
 
-_KNOWN_PARAMS = {
+# Provider secrets besides api_key: stored encrypted, like it.
+SECRET_PARAMS = {"aws_secret_access_key", "aws_session_token", "vertex_credentials"}
+
+_KNOWN_PARAMS = SECRET_PARAMS | {
     "model",
     "api_base",
     "api_key",
@@ -166,6 +170,17 @@ def _parse_deployment(index: int, entry: Any, seen: dict[str, int]) -> Deploymen
         if timeout <= 0:
             raise ConfigError(f"{where}.litellm_params.timeout: must be > 0")
     weight = _optional_int(params, "weight", f"{where}.litellm_params")
+    secret_params = {}
+    for name in sorted(SECRET_PARAMS & set(params)):
+        value = params[name]
+        if isinstance(value, dict):  # vertex_credentials given inline as a mapping
+            import json
+
+            value = json.dumps(value)
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}.litellm_params.{name}: must be a string")
+        _resolve_env(value, f"{where}.litellm_params.{name}")
+        secret_params[name] = value
     return DeploymentSpec(
         config_id=str(config_id),
         model_name=model_name.strip(),
@@ -184,6 +199,7 @@ def _parse_deployment(index: int, entry: Any, seen: dict[str, int]) -> Deploymen
             params, "cache_read_input_token_cost", f"{where}.litellm_params"
         ),
         extra_params={k: v for k, v in params.items() if k not in _KNOWN_PARAMS},
+        secret_params=secret_params,
     )
 
 
@@ -209,6 +225,9 @@ def config_parse(text: str) -> GatewayConfig:
         raise ConfigError("model_list: must be a list")
     seen: dict[str, int] = {}
     deployments = [_parse_deployment(i, entry, seen) for i, entry in enumerate(model_list)]
+    if sections["litellm_settings"].get("drop_params") is True:
+        for spec in deployments:  # the file-wide default, unless an entry says otherwise
+            spec.extra_params.setdefault("drop_params", True)
     ids = [d.config_id for d in deployments]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:

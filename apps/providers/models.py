@@ -1,6 +1,6 @@
 from django.db import models
 
-from apps.core.fields import EncryptedTextField
+from apps.core.fields import EncryptedJSONField, EncryptedTextField
 
 
 class ModelDeployment(models.Model):
@@ -12,6 +12,9 @@ class ModelDeployment(models.Model):
     api_base = models.CharField(max_length=500, blank=True)
     # Either the secret itself or a reference "os.environ/NAME" resolved at load time.
     api_key = EncryptedTextField(blank=True, default="")
+    # Secrets beyond one key (aws_secret_access_key, aws_session_token, vertex_credentials),
+    # each a value or an `os.environ/NAME` reference.
+    secret_params = EncryptedJSONField(blank=True, default=dict)
     api_version = models.CharField(max_length=50, blank=True)
     rpm = models.PositiveIntegerField(null=True, blank=True)
     tpm = models.PositiveIntegerField(null=True, blank=True)

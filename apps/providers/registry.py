@@ -55,6 +55,7 @@ class Deployment:
     cache_read_input_token_cost: Decimal | None
     extra_params: dict[str, Any]
     created: int = 0
+    secret_params: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 def _deployments_load() -> dict[str, list[Deployment]]:
@@ -86,6 +87,11 @@ def _deployments_load() -> dict[str, list[Deployment]]:
                 cache_read_input_token_cost=row.cache_read_input_token_cost,
                 extra_params=row.extra_params or {},
                 created=int(row.created_at.timestamp()),
+                secret_params={
+                    name: resolved
+                    for name, value in (row.secret_params or {}).items()
+                    if (resolved := resolve_secret(str(value))) is not None
+                },
             )
         )
     return groups

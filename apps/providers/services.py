@@ -22,6 +22,7 @@ _SPEC_FIELDS = (
     "output_cost_per_token",
     "cache_read_input_token_cost",
     "extra_params",
+    "secret_params",
 )
 
 

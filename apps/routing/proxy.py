@@ -13,12 +13,12 @@ from datetime import datetime, timezone
 from typing import AsyncIterator
 
 import aiohttp
-import orjson
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from apps.core.errors import GatewayError, permission_denied
 from apps.keys.context import KeyContext
-from apps.providers.adapters.base import Operation, StreamTranslator, Usage
+from apps.providers.adapters.base import Operation, StreamTranslator, TranslatedResponse, Usage
+from apps.providers.streaming import OpenAISSEWriter, decoder_for
 from apps.providers.registry import Deployment
 from apps.providers.transport import transport, upstream_timeout
 from apps.routing.router import deployment_choose
@@ -111,9 +111,30 @@ class RequestAccount:
         return headers
 
 
-async def proxy_request(request: HttpRequest, operation: Operation) -> HttpResponse:
+class ClientFormat:
+    """How the client speaks: OpenAI's format here; apps.routing.anthropic_format for /v1/messages."""
+
+    def stream_writer(self, *, include_usage: bool, model: str):
+        return OpenAISSEWriter(include_usage=include_usage)
+
+    def response_body(self, translated: TranslatedResponse, model: str) -> bytes:
+        return translated.body
+
+
+OPENAI_FORMAT = ClientFormat()
+
+
+async def proxy_request(
+    request: HttpRequest,
+    operation: Operation,
+    *,
+    body: dict | None = None,
+    client_format: ClientFormat = OPENAI_FORMAT,
+) -> HttpResponse:
+    """Serve one request. `body` is the OpenAI-format body when the caller already translated it."""
     context: KeyContext = request.auth
-    body = json_body(request)
+    if body is None:
+        body = json_body(request)
     model, stream = validate_body(operation, body)
     if not context.may_use_model(model):
         raise permission_denied(
@@ -126,8 +147,10 @@ async def proxy_request(request: HttpRequest, operation: Operation) -> HttpRespo
     account.deployment = deployment
     account.stream = stream
     adapter = deployment.adapter
-    upstream_request = adapter.build_request(operation, deployment, body, stream=stream)
     try:
+        drop_params = body.get("drop_params") is True or bool(deployment.extra_params.get("drop_params"))
+        payload = adapter.prepare_body(operation, body, drop_params=drop_params)
+        upstream_request = await adapter.build_request(operation, deployment, payload, stream=stream)
         response = await transport.send(
             upstream_request, timeout=deployment.timeout, provider=deployment.provider, stream=stream
         )
@@ -139,12 +162,11 @@ async def proxy_request(request: HttpRequest, operation: Operation) -> HttpRespo
             raise adapter.translate_error(response.status, raw, response.headers)
         if stream:
             options = body.get("stream_options") or {}
-            translator = adapter.stream_translator(
-                operation, deployment, client_wants_usage=bool(options.get("include_usage"))
-            )
-            return SSEResponse(
-                _relay_stream(response, translator, account), headers=account.response_headers()
-            )
+            writer = client_format.stream_writer(include_usage=bool(options.get("include_usage")), model=model)
+            events = _relay_stream(response, adapter.stream_translator(operation, deployment), writer, account)
+            # Wait for the first event: an error before it is still an ordinary error response.
+            first = await events.__anext__()
+            return SSEResponse(_prepend(first, events), headers=account.response_headers())
         try:
             raw = await response.read()
         except asyncio.TimeoutError:
@@ -159,66 +181,83 @@ async def proxy_request(request: HttpRequest, operation: Operation) -> HttpRespo
         translated = adapter.translate_response(operation, deployment, raw)
         account.settle(status=SpendLog.Status.SUCCESS, usage=translated.usage, http_status=200)
         return HttpResponse(
-            translated.body,
+            client_format.response_body(translated, model),
             content_type="application/json",
             headers={**account.response_headers(), **translated.headers},
         )
     except GatewayError as error:
         account.settle_error(error)
         raise
+    except StopAsyncIteration:
+        error = GatewayError(
+            f"The {deployment.provider} stream ended before any event.",
+            status=502, type="api_error", code="empty_upstream_stream",
+        )
+        account.settle_error(error)
+        raise error from None
     except asyncio.CancelledError:
         account.settle(status=SpendLog.Status.CANCELLED, error_type="client_disconnected")
         raise
 
 
-async def _iter_lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """Lines of any length (aiohttp's own line reader refuses very long ones)."""
-    pending = b""
-    async for chunk in response.content.iter_any():
-        pending += chunk
-        if b"\n" not in chunk:
-            continue
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            yield line
-    if pending:
-        yield pending
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    try:
+        yield first
+        async for item in rest:
+            yield item
+    finally:
+        await rest.aclose()
 
 
 async def _relay_stream(
-    response: aiohttp.ClientResponse, translator: StreamTranslator, account: RequestAccount
+    response: aiohttp.ClientResponse, translator: StreamTranslator, writer, account: RequestAccount
 ) -> AsyncIterator[bytes]:
-    status = SpendLog.Status.SUCCESS
-    error_type = ""
+    """Upstream bytes → events (framing) → OpenAI chunks (translator) → client bytes (writer).
+
+    Before the first yield an upstream error propagates (the caller answers it with its
+    status); after it, the error goes into the stream in the client's format.
+    """
+    decoder = decoder_for(account.deployment.adapter.stream_format, account.deployment.provider)
+    status, error_type, http_status = SpendLog.Status.SUCCESS, "", 200
     read_to_end = False
+    sent_any = False
     try:
-        async for line in _iter_lines(response):
-            events = translator.feed(line)
-            if events:
-                yield b"".join(events)
+        async for data in response.content.iter_any():
+            for event, payload in decoder.feed(data):
+                out = writer.write(translator.feed(event, payload))
+                if out:
+                    sent_any = True
+                    yield out
+        for event, payload in decoder.close():
+            out = writer.write(translator.feed(event, payload))
+            if out:
+                sent_any = True
+                yield out
         read_to_end = True
-        tail = translator.finish()
-        if tail:
-            yield b"".join(tail)
-    except asyncio.CancelledError:
-        status, error_type = SpendLog.Status.CANCELLED, "client_disconnected"
+        out = writer.write(translator.finish()) + writer.close()
+        sent_any = True
+        yield out
+    except (asyncio.CancelledError, GeneratorExit):
+        status, error_type, http_status = SpendLog.Status.CANCELLED, "client_disconnected", 200
         raise
-    except GeneratorExit:
-        status, error_type = SpendLog.Status.CANCELLED, "client_disconnected"
-        raise
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (aiohttp.ClientError, asyncio.TimeoutError, GatewayError) as exc:
+        if isinstance(exc, GatewayError):
+            error = exc
+        else:
+            code = "upstream_timeout" if isinstance(exc, asyncio.TimeoutError) else "upstream_disconnected"
+            error = GatewayError(
+                f"The {account.deployment.provider} stream was cut off: {type(exc).__name__}.",
+                status=502 if code == "upstream_disconnected" else 504, type="api_error", code=code,
+            )
+        status, error_type, http_status = SpendLog.Status.ERROR, error.code or error.type, error.status
+        if not sent_any:
+            raise error from None
         # The 200 and earlier events are already sent: report the failure in the stream.
-        status = SpendLog.Status.ERROR
-        error_type = "upstream_timeout" if isinstance(exc, asyncio.TimeoutError) else "upstream_disconnected"
-        error = GatewayError(
-            f"The {account.deployment.provider} stream was cut off: {type(exc).__name__}.",
-            status=502, type="api_error", code=error_type,
-        )
-        yield b"data: " + orjson.dumps(error.body()) + b"\n\n"
+        yield writer.error(error)
     finally:
         if read_to_end:
             response.release()  # the connection goes back to the pool
         else:
             # Closing drops the connection, so the upstream stops generating at once.
             response.close()
-        account.settle(status=status, usage=translator.usage, http_status=200, error_type=error_type)
+        account.settle(status=status, usage=translator.usage, http_status=http_status, error_type=error_type)

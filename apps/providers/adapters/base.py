@@ -1,19 +1,22 @@
 """The interface every provider's translator implements, and the types it speaks in.
 
-A translator is pure: it builds the upstream request from an OpenAI-format body,
-turns the upstream answer (or each stream line) into OpenAI's format, reports usage
-and maps upstream errors. Sending bytes is the transport's job (apps.providers.transport).
+A translator builds the upstream request from an OpenAI-format body, turns the
+upstream answer (or each stream event) into OpenAI's format, reports usage and maps
+upstream errors. Sending bytes and splitting streams into events is shared
+(apps.providers.transport, apps.providers.streaming); the translators never do it.
 """
 
 from __future__ import annotations
 
 import enum
+import time
+import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
 import orjson
 
-from apps.core.errors import GatewayError
+from apps.core.errors import GatewayError, invalid_request
 
 if TYPE_CHECKING:
     from apps.providers.registry import Deployment
@@ -23,16 +26,37 @@ class Operation(enum.Enum):
     CHAT = "chat"
     COMPLETION = "completion"
     EMBEDDING = "embedding"
+    RERANK = "rerank"
+
+
+class StreamFormat(enum.Enum):
+    SSE = "sse"  # server-sent events, with or without event names
+    NDJSON = "ndjson"  # one JSON object per line
+    AWS_EVENTSTREAM = "aws-eventstream"  # AWS's binary event-stream frames
 
 
 @dataclass(slots=True)
 class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0  # a subset of prompt_tokens, as OpenAI reports it
-    cache_write_tokens: int = 0
+    prompt_tokens: int = 0  # all input tokens, cached ones included
+    completion_tokens: int = 0  # all output tokens, reasoning included
+    cached_tokens: int = 0  # input tokens read from the provider's cache (a subset of prompt_tokens)
+    cache_write_tokens: int = 0  # input tokens written to the cache (a subset of prompt_tokens)
     reasoning_tokens: int = 0  # a subset of completion_tokens
     reported: bool = False  # False: the provider sent no usage (an interrupted stream, say)
+
+    def openai(self) -> dict:
+        usage = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        }
+        if self.cached_tokens or self.cache_write_tokens:
+            usage["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        if self.cache_write_tokens:
+            usage["prompt_tokens_details"]["cache_creation_tokens"] = self.cache_write_tokens
+        if self.reasoning_tokens:
+            usage["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
+        return usage
 
 
 @dataclass(slots=True)
@@ -50,28 +74,113 @@ class TranslatedResponse:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+def new_completion_id() -> str:
+    return "chatcmpl-" + uuid.uuid4().hex[:24]
+
+
+def chat_chunk(
+    completion_id: str,
+    model: str,
+    created: int,
+    delta: dict | None = None,
+    finish_reason: str | None = None,
+) -> dict:
+    return {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta or {}, "logprobs": None, "finish_reason": finish_reason}],
+    }
+
+
+def chat_completion(
+    completion_id: str,
+    model: str,
+    message: dict,
+    finish_reason: str,
+    usage: Usage,
+    created: int | None = None,
+) -> bytes:
+    return orjson.dumps(
+        {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": created or int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}],
+            "usage": usage.openai(),
+        }
+    )
+
+
 class StreamTranslator:
-    """Turns the upstream stream into OpenAI SSE events, line by line, keeping the usage."""
+    """Turns upstream stream events into OpenAI chat.completion.chunk dicts, keeping the usage.
+
+    The last chunk it emits for a finished stream is OpenAI's usage chunk (`choices: []`),
+    whether or not the client asked for it; the writer hides it from clients that did not.
+    """
 
     def __init__(self) -> None:
         self.usage = Usage()
         self.done = False
 
-    def feed(self, line: bytes) -> list[bytes]:
-        """One upstream line in; zero or more complete SSE events (bytes) out."""
+    def feed(self, event: str | None, data: bytes) -> list[dict]:
         raise NotImplementedError
 
-    def finish(self) -> list[bytes]:
-        """The upstream stream ended; events still to send (such as the final [DONE])."""
+    def finish(self) -> list[dict]:
+        """The upstream stream ended; chunks still to send."""
         return []
+
+
+# Every chat parameter of OpenAI's API. An adapter accepts a subset; the rest is
+# refused with a 400 naming it, or dropped when drop_params is set.
+OPENAI_CHAT_PARAMS = frozenset(
+    {
+        "model", "messages", "stream", "stream_options", "temperature", "top_p", "n", "stop",
+        "max_tokens", "max_completion_tokens", "presence_penalty", "frequency_penalty",
+        "logit_bias", "logprobs", "top_logprobs", "user", "tools", "tool_choice",
+        "parallel_tool_calls", "response_format", "seed", "service_tier", "metadata", "store",
+        "reasoning_effort", "modalities", "audio", "prediction", "web_search_options",
+        "functions", "function_call", "prompt_cache_key", "safety_identifier", "verbosity",
+    }
+)
+# Parameters of the gateway itself, never sent upstream.
+GATEWAY_PARAMS = frozenset({"drop_params"})
 
 
 class ProviderAdapter:
     name: str = ""
     default_api_base: str | None = None
     api_key_env: str | None = None
+    stream_format: StreamFormat = StreamFormat.SSE
+    # Chat parameters the provider understands; None means every parameter goes through.
+    chat_params: frozenset[str] | None = None
+    operations: frozenset[Operation] = frozenset({Operation.CHAT})
 
-    def build_request(
+    def prepare_body(self, operation: Operation, body: dict[str, Any], *, drop_params: bool) -> dict[str, Any]:
+        """The body without gateway parameters, and without (or refusing) what the provider can't take."""
+        if operation not in self.operations:
+            raise invalid_request(
+                f"The {self.name} provider does not support {operation.value} requests.",
+                code="unsupported_operation",
+            )
+        body = {k: v for k, v in body.items() if k not in GATEWAY_PARAMS}
+        if operation is not Operation.CHAT or self.chat_params is None:
+            return body
+        unsupported = [k for k in body if k not in self.chat_params and body[k] is not None]
+        if unsupported and not drop_params:
+            raise invalid_request(
+                f"{self.name} does not support the parameter '{unsupported[0]}'. "
+                "Remove it, or set drop_params to drop unsupported parameters.",
+                param=unsupported[0],
+                code="unsupported_parameter",
+            )
+        for key in unsupported:
+            del body[key]
+        return body
+
+    async def build_request(
         self, operation: Operation, deployment: "Deployment", body: dict[str, Any], *, stream: bool
     ) -> UpstreamRequest:
         raise NotImplementedError
@@ -81,13 +190,27 @@ class ProviderAdapter:
     ) -> TranslatedResponse:
         raise NotImplementedError
 
-    def stream_translator(
-        self, operation: Operation, deployment: "Deployment", *, client_wants_usage: bool
-    ) -> StreamTranslator:
+    def stream_translator(self, operation: Operation, deployment: "Deployment") -> StreamTranslator:
         raise NotImplementedError
 
     def translate_error(self, status: int, raw: bytes, headers: Mapping[str, str]) -> GatewayError:
         return upstream_error(self.name, status, raw, headers)
+
+
+def load_json_response(provider: str, raw: bytes) -> dict:
+    """The upstream's JSON object, or a 502 saying it sent something else."""
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        payload = None
+    if not isinstance(payload, dict):
+        raise GatewayError(
+            f"{provider} returned a response that is not a JSON object.",
+            status=502,
+            type="api_error",
+            code="bad_upstream_response",
+        )
+    return payload
 
 
 _DEFAULT_ERROR_TYPES = {
@@ -100,11 +223,21 @@ _DEFAULT_ERROR_TYPES = {
     413: "invalid_request_error",
     422: "invalid_request_error",
     429: "rate_limit_error",
+    529: "overloaded_error",
 }
 
 
+def error_type_for_status(status: int) -> str:
+    return _DEFAULT_ERROR_TYPES.get(status, "api_error")
+
+
 def upstream_error(provider: str, status: int, raw: bytes, headers: Mapping[str, str]) -> GatewayError:
-    """An upstream error with its status kept, its message and codes carried over where readable."""
+    """An upstream error with its status kept, its message and codes carried over where readable.
+
+    Understands OpenAI's {"error": {...}}, Anthropic's {"type": "error", "error": {...}},
+    Google's {"error": {"code", "message", "status"}}, AWS's {"message"} and Ollama's
+    {"error": "..."}; anything else becomes its first 500 characters.
+    """
     message = None
     error_type = None
     code = None
@@ -113,16 +246,26 @@ def upstream_error(provider: str, status: int, raw: bytes, headers: Mapping[str,
         payload = orjson.loads(raw)
     except orjson.JSONDecodeError:
         payload = None
+    if isinstance(payload, list) and payload and isinstance(payload[0], dict):
+        payload = payload[0]  # Google sometimes wraps the error in a list
     if isinstance(payload, dict):
         error = payload.get("error", payload)
         if isinstance(error, dict):
             message = error.get("message") if isinstance(error.get("message"), str) else None
-            error_type = error.get("type") if isinstance(error.get("type"), str) else None
+            if isinstance(error.get("type"), str):
+                error_type = error["type"]
             raw_code = error.get("code")
+            if isinstance(error.get("status"), str):  # Google: code is the HTTP status
+                raw_code = error["status"]
             code = str(raw_code) if raw_code not in (None, "") else None
             param = error.get("param") if isinstance(error.get("param"), str) else None
+            if message is None and isinstance(payload.get("message"), str):
+                message = payload["message"]
         elif isinstance(error, str):
             message = error
+    aws_type = headers.get("x-amzn-ErrorType") or headers.get("x-amzn-errortype")
+    if aws_type and code is None:
+        code = aws_type.split(":")[0]
     if not message:
         text = raw[:500].decode("utf-8", "replace").strip()
         message = text or f"HTTP {status}"
@@ -135,7 +278,7 @@ def upstream_error(provider: str, status: int, raw: bytes, headers: Mapping[str,
     return GatewayError(
         f"{provider} error: {message}",
         status=status,
-        type=error_type or _DEFAULT_ERROR_TYPES.get(status, "api_error"),
+        type=error_type or error_type_for_status(status),
         param=param,
         code=code,
         headers=response_headers,

@@ -1,4 +1,4 @@
-"""OpenAI, and every server that speaks OpenAI's API at some base URL."""
+"""OpenAI, Azure OpenAI, and every server that speaks OpenAI's API at some base URL."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from apps.providers.adapters.base import (
     TranslatedResponse,
     UpstreamRequest,
     Usage,
+    load_json_response,
+    upstream_error,
 )
 
 _PATHS = {
@@ -38,48 +40,49 @@ def usage_from_openai(raw_usage: Any) -> Usage:
 
 
 class OpenAIStreamTranslator(StreamTranslator):
-    """OpenAI SSE in, OpenAI SSE out: forward events, keep the usage, hide the usage
-    chunk from a client that did not ask for it (the gateway always asks, for spend)."""
+    """OpenAI chunks in, OpenAI chunks out; keeps the usage, drops chunks with nothing in them
+    (Azure's first chunk has empty choices and only content-filter results)."""
 
-    def __init__(self, *, client_wants_usage: bool) -> None:
+    def __init__(self, provider: str) -> None:
         super().__init__()
-        self.client_wants_usage = client_wants_usage
+        self.provider = provider
 
-    def feed(self, line: bytes) -> list[bytes]:
-        line = line.strip()
-        if not line.startswith(b"data:"):
-            return []  # blank separators, comments, event names
-        data = line[5:].strip()
+    def feed(self, event: str | None, data: bytes) -> list[dict]:
         if data == b"[DONE]":
             self.done = True
-            return [b"data: [DONE]\n\n"]
-        if b'"usage"' in data:
-            try:
-                chunk = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                return []
-            if isinstance(chunk, dict):
-                if "error" in chunk and "choices" not in chunk:
-                    return [b"data: " + data + b"\n\n"]
-                if chunk.get("usage"):
-                    self.usage = usage_from_openai(chunk["usage"])
-                    if not self.client_wants_usage:
-                        if not chunk.get("choices"):
-                            return []
-                        chunk["usage"] = None
-                        data = orjson.dumps(chunk)
-        return [b"data: " + data + b"\n\n"]
-
-    def finish(self) -> list[bytes]:
-        return [] if self.done else [b"data: [DONE]\n\n"]
+            return []
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise GatewayError(
+                f"{self.provider} sent a stream event that is not JSON.",
+                status=502, type="api_error", code="bad_upstream_response",
+            ) from None
+        if not isinstance(chunk, dict):
+            return []
+        if "error" in chunk and "choices" not in chunk:
+            raise upstream_error(self.provider, 502, data, {})
+        usage = chunk.get("usage")
+        if usage:
+            self.usage = usage_from_openai(usage)
+        if not chunk.get("choices") and not usage:
+            return []
+        return [chunk]
 
 
 class OpenAIAdapter(ProviderAdapter):
     name = "openai"
     default_api_base = "https://api.openai.com/v1"
     api_key_env = "OPENAI_API_KEY"
+    operations = frozenset({Operation.CHAT, Operation.COMPLETION, Operation.EMBEDDING})
 
-    def build_request(self, operation, deployment, body, *, stream):
+    def url(self, operation: Operation, deployment) -> str:
+        return (deployment.api_base or self.default_api_base or "").rstrip("/") + _PATHS[operation]
+
+    def auth_headers(self, deployment) -> dict[str, str]:
+        return {"Authorization": f"Bearer {deployment.api_key}"} if deployment.api_key else {}
+
+    def upstream_body(self, operation: Operation, deployment, body: dict[str, Any], stream: bool) -> dict:
         payload = dict(body)
         payload["model"] = deployment.upstream_model
         if stream:
@@ -87,34 +90,45 @@ class OpenAIAdapter(ProviderAdapter):
             options = dict(payload.get("stream_options") or {})
             options["include_usage"] = True
             payload["stream_options"] = options
-        headers = {"Content-Type": "application/json"}
-        if deployment.api_key:
-            headers["Authorization"] = f"Bearer {deployment.api_key}"
-        base = (deployment.api_base or self.default_api_base or "").rstrip("/")
-        return UpstreamRequest(url=base + _PATHS[operation], headers=headers, body=orjson.dumps(payload))
+        return payload
+
+    async def build_request(self, operation, deployment, body, *, stream):
+        headers = {"Content-Type": "application/json", **self.auth_headers(deployment)}
+        payload = self.upstream_body(operation, deployment, body, stream)
+        return UpstreamRequest(url=self.url(operation, deployment), headers=headers, body=orjson.dumps(payload))
 
     def translate_response(self, operation, deployment, raw):
-        try:
-            payload = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise GatewayError(
-                f"{self.name} returned a response that is not valid JSON.",
-                status=502,
-                type="api_error",
-                code="bad_upstream_response",
-            ) from exc
-        if not isinstance(payload, dict):
-            raise GatewayError(
-                f"{self.name} returned an unexpected response.",
-                status=502,
-                type="api_error",
-                code="bad_upstream_response",
-            )
+        payload = load_json_response(self.name, raw)
         # The upstream bytes go to the client as they are: no re-encoding on the hot path.
         return TranslatedResponse(body=raw, usage=usage_from_openai(payload.get("usage")))
 
-    def stream_translator(self, operation, deployment, *, client_wants_usage):
-        return OpenAIStreamTranslator(client_wants_usage=client_wants_usage)
+    def stream_translator(self, operation, deployment):
+        return OpenAIStreamTranslator(self.name)
+
+
+class AzureOpenAIAdapter(OpenAIAdapter):
+    """Azure OpenAI: `{api_base}/openai/deployments/{deployment}/...?api-version=`, or the
+    v1 API when api_base ends in /openai/v1; the key goes in the `api-key` header."""
+
+    name = "azure"
+    default_api_base = None
+    api_key_env = "AZURE_API_KEY"
+    default_api_version = "2024-10-21"
+
+    def url(self, operation, deployment) -> str:
+        base = (deployment.api_base or "").rstrip("/")
+        if not base:
+            raise GatewayError(
+                "This azure deployment has no api_base (https://<resource>.openai.azure.com).",
+                status=500, type="server_error", code="deployment_misconfigured",
+            )
+        if base.endswith("/openai/v1"):
+            return base + _PATHS[operation]
+        version = deployment.api_version or self.default_api_version
+        return f"{base}/openai/deployments/{deployment.upstream_model}{_PATHS[operation]}?api-version={version}"
+
+    def auth_headers(self, deployment) -> dict[str, str]:
+        return {"api-key": deployment.api_key} if deployment.api_key else {}
 
 
 class OpenAICompatibleAdapter(OpenAIAdapter):
