@@ -18,3 +18,7 @@ os.environ.pop("GATEWAY_CONFIG", None)
 from gateway_project.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # One file per test run, so runs side by side never share a database.
+    DATABASES["default"]["TEST"]["NAME"] = str(VAR_DIR / f"test-gateway-{os.getpid()}.sqlite3")  # noqa: F405

@@ -1,0 +1,46 @@
+"""The registry of fake provider upstreams used by the conformance table (tests/providers).
+
+A fake module named `tests/fakes/<something>_upstream.py` that defines a ProviderFake
+subclass decorated with @register is picked up by the table on its own.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Any
+
+PROVIDER_FAKES: dict[str, type["ProviderFake"]] = {}
+
+
+class ProviderFake:
+    provider: str = ""  # the provider part of provider/model
+    # What the provider can do, so the table skips cases it cannot (e.g. images).
+    features: frozenset[str] = frozenset({"tools", "parallel_tools", "images", "stream", "cache_usage"})
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []  # what reached the upstream: path, headers, body
+
+    def start(self) -> "ProviderFake":
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def deployment_fields(self) -> dict[str, Any]:
+        """ModelDeployment fields that point a deployment at this fake (api_base, api_key, ...)."""
+        raise NotImplementedError
+
+
+def register(cls: type[ProviderFake]) -> type[ProviderFake]:
+    PROVIDER_FAKES[cls.provider] = cls
+    return cls
+
+
+def load_all() -> dict[str, type[ProviderFake]]:
+    import tests.fakes
+
+    for module in pkgutil.iter_modules(tests.fakes.__path__):
+        if module.name.endswith("_upstream"):
+            importlib.import_module(f"tests.fakes.{module.name}")
+    return PROVIDER_FAKES
