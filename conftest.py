@@ -19,6 +19,17 @@ def fake_openai():
     upstream.stop()
 
 
+@pytest.fixture(scope="session")
+def provider_fakes():
+    """Starts a provider's fake upstream (tests/fakes/*_upstream.py) on first use, once per session."""
+    from tests.fakes.providers import load_all
+
+    started = {}
+    yield lambda name: started.get(name) or started.setdefault(name, load_all()[name]().start())
+    for fake in started.values():
+        fake.stop()
+
+
 @pytest.fixture
 def gateway(transactional_db, fake_openai):
     """The gateway app served by uvicorn on a free port, with a clean process state."""

@@ -19,7 +19,10 @@ from apps.keys.auth import authenticate
 from apps.providers.adapters.base import Operation
 from apps.providers.registry import deployment_registry
 from apps.routing import health
+from apps.routing.anthropic_format import ANTHROPIC_FORMAT, anthropic_error_response, openai_body_from_anthropic
 from apps.routing.proxy import proxy_request
+from apps.routing.validation import json_body
+from apps.spend.tokens import estimate_prompt_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -45,14 +48,18 @@ api = NinjaAPI(
 )
 
 
+def _is_anthropic_route(request: HttpRequest) -> bool:
+    return "/messages" in request.path
+
+
 @api.exception_handler(GatewayError)
 def _gateway_error(request, exc: GatewayError):
-    return exc.to_response()
+    return anthropic_error_response(exc) if _is_anthropic_route(request) else exc.to_response()
 
 
 @api.exception_handler(AuthenticationError)
 def _auth_error(request, exc):
-    return authentication_failed("Invalid API key.").to_response()
+    return _gateway_error(request, authentication_failed("Invalid API key."))
 
 
 @api.exception_handler(ValidationError)
@@ -90,6 +97,34 @@ async def completions(request: HttpRequest):
 @api.post("/embeddings", summary="Embeddings (OpenAI format)")
 async def embeddings(request: HttpRequest):
     return await proxy_request(request, Operation.EMBEDDING)
+
+
+@api.post("/messages", summary="Anthropic Messages format, served by any deployment")
+async def messages(request: HttpRequest):
+    body = openai_body_from_anthropic(json_body(request))
+    return await proxy_request(request, Operation.CHAT, body=body, client_format=ANTHROPIC_FORMAT)
+
+
+@api.post("/messages/count_tokens", summary="Anthropic token count (an estimate for non-Anthropic models)")
+async def messages_count_tokens(request: HttpRequest):
+    raw = json_body(request)
+    body = openai_body_from_anthropic({"max_tokens": 1, **raw})
+    if not request.auth.may_use_model(body["model"]):
+        from apps.core.errors import permission_denied
+
+        raise permission_denied(f"This key may not use the model '{body['model']}'.", param="model",
+                                code="model_not_allowed")
+    return _json({"input_tokens": estimate_prompt_tokens(body["messages"], body.get("tools"))})
+
+
+@api.post("/rerank", summary="Rerank documents against a query (Cohere format)")
+async def rerank(request: HttpRequest):
+    return await proxy_request(request, Operation.RERANK)
+
+
+@api.post("/v2/rerank", summary="Rerank, Cohere v2 path")
+async def rerank_v2(request: HttpRequest):
+    return await proxy_request(request, Operation.RERANK)
 
 
 def _model_entry(name: str, group) -> dict:

@@ -32,6 +32,7 @@ _CALL_TYPES = {
     Operation.CHAT: "chat_completion",
     Operation.COMPLETION: "text_completion",
     Operation.EMBEDDING: "embedding",
+    Operation.RERANK: "rerank",
 }
 
 

@@ -16,6 +16,9 @@ DATA_PLANE_PREFIXES = (
     "/completions",
     "/embeddings",
     "/models",
+    "/messages",
+    "/rerank",
+    "/v2/rerank",
     "/health/liveliness",
     "/health/readiness",
 )

@@ -111,4 +111,17 @@ def validate_body(operation: Operation, body: dict[str, Any]) -> tuple[str, bool
             )
         if stream:
             raise invalid_request("Embeddings cannot be streamed.", param="stream")
+    elif operation is Operation.RERANK:
+        query = body.get("query")
+        if not isinstance(query, str) or not query.strip():
+            raise invalid_request("'query' is required: a non-empty string.", param="query",
+                                  code="missing_required_parameter" if query is None else "invalid_type")
+        documents = body.get("documents")
+        if not isinstance(documents, list) or not documents or not all(
+            isinstance(d, str) or (isinstance(d, dict) and isinstance(d.get("text"), str)) for d in documents
+        ):
+            raise invalid_request("'documents' is required: a non-empty array of strings or {text} objects.",
+                                  param="documents")
+        if stream:
+            raise invalid_request("Rerank cannot be streamed.", param="stream")
     return model, stream

@@ -37,14 +37,6 @@ PNG = base64.b64encode(
 ).decode()
 
 
-@pytest.fixture(scope="session")
-def provider_fakes():
-    started = {}
-    yield lambda name: started.get(name) or started.setdefault(name, load_all()[name]().start())
-    for fake in started.values():
-        fake.stop()
-
-
 @pytest.fixture(params=PROVIDERS)
 def fake(request, provider_fakes):
     return provider_fakes(request.param)
