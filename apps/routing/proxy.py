@@ -7,6 +7,7 @@ errors, client disconnects and cut streams are recorded too.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from datetime import datetime, timezone
@@ -27,6 +28,7 @@ from apps.spend.buffer import spend_buffer
 from apps.spend.models import SpendLog
 from apps.spend.pricing import cost_for_usage
 from apps.spend.records import SpendRecord
+from apps.spend.tokens import CHARS_PER_TOKEN, estimate_prompt_tokens
 
 _CALL_TYPES = {
     Operation.CHAT: "chat_completion",
@@ -51,7 +53,7 @@ class RequestAccount:
     """What is known about one request as it goes; turned into a spend record at the end."""
 
     __slots__ = ("request_id", "context", "operation", "model", "deployment", "stream", "started",
-                 "started_wall", "settled")
+                 "started_wall", "settled", "body")
 
     def __init__(self, context: KeyContext, operation: Operation) -> None:
         self.request_id = uuid.uuid4().hex
@@ -63,6 +65,7 @@ class RequestAccount:
         self.started = time.perf_counter()
         self.started_wall = time.time()
         self.settled = False
+        self.body: dict | None = None  # the OpenAI-format request, for estimates when usage is missing
 
     def settle(self, *, status: str, usage: Usage | None = None, http_status: int | None = None,
                error_type: str = "") -> None:
@@ -147,6 +150,7 @@ async def proxy_request(
     account.model = model
     account.deployment = deployment
     account.stream = stream
+    account.body = body
     adapter = deployment.adapter
     try:
         drop_params = body.get("drop_params") is True or bool(deployment.extra_params.get("drop_params"))
@@ -222,15 +226,20 @@ async def _relay_stream(
     status, error_type, http_status = SpendLog.Status.SUCCESS, "", 200
     read_to_end = False
     sent_any = False
+    generated = [0]  # characters of content and tool arguments sent, for an estimate if usage never comes
     try:
         async for data in response.content.iter_any():
             for event, payload in decoder.feed(data):
-                out = writer.write(translator.feed(event, payload))
+                chunks = translator.feed(event, payload)
+                _count_generated(chunks, generated)
+                out = writer.write(chunks)
                 if out:
                     sent_any = True
                     yield out
         for event, payload in decoder.close():
-            out = writer.write(translator.feed(event, payload))
+            chunks = translator.feed(event, payload)
+            _count_generated(chunks, generated)
+            out = writer.write(chunks)
             if out:
                 sent_any = True
                 yield out
@@ -261,4 +270,24 @@ async def _relay_stream(
         else:
             # Closing drops the connection, so the upstream stops generating at once.
             response.close()
-        account.settle(status=status, usage=translator.usage, http_status=http_status, error_type=error_type)
+        usage = translator.usage if translator.usage.reported else _estimated_usage(account, generated[0])
+        account.settle(status=status, usage=usage, http_status=http_status, error_type=error_type)
+
+
+def _count_generated(chunks: list[dict], total: list[int]) -> None:
+    for chunk in chunks:
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            total[0] += len(delta.get("content") or "")
+            for call in delta.get("tool_calls") or ():
+                total[0] += len((call.get("function") or {}).get("arguments") or "")
+
+
+def _estimated_usage(account: RequestAccount, generated_chars: int) -> Usage:
+    """The provider sent no usage (a cut or abandoned stream): estimate what was used so far."""
+    body = account.body or {}
+    return Usage(
+        prompt_tokens=estimate_prompt_tokens(body.get("messages") or [], body.get("tools")),
+        completion_tokens=math.ceil(generated_chars / CHARS_PER_TOKEN),
+        reported=False,
+    )

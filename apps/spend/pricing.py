@@ -9,9 +9,13 @@ from apps.providers.registry import Deployment
 
 
 def cost_for_usage(deployment: Deployment, usage: Usage) -> Decimal | None:
-    """USD, or None when a price is missing: an unknown price is never a zero cost."""
-    if not usage.reported:
-        return None
+    """USD, or None when a price is missing: an unknown price is never a zero cost.
+
+    Usage the provider did not report is an estimate (apps.spend.tokens); the spend
+    log says so (usage_reported=False), and it is still priced, never left at zero.
+    """
+    if not usage.reported and not (usage.prompt_tokens or usage.completion_tokens):
+        return None  # nothing was used or reported (a refused or failed request)
     input_price = deployment.input_cost_per_token
     output_price = deployment.output_cost_per_token
     if input_price is None or (output_price is None and usage.completion_tokens):

@@ -68,13 +68,17 @@ def test_unknown_price_is_recorded_as_empty_not_zero(gateway, openai_client, mak
     assert log.cost is None
 
 
-def test_stream_without_upstream_usage_is_flagged_not_priced_at_zero(gateway, openai_client, make_deployment):
+def test_stream_without_upstream_usage_is_estimated_and_flagged_not_priced_at_zero(
+    gateway, openai_client, make_deployment
+):
     make_deployment("gpt-nousage", upstream_model="no-usage")
     list(openai_client().chat.completions.create(model="gpt-nousage", messages=MESSAGES, stream=True))
     [log] = spend_logs_written(1)
     assert log.status == "success"
-    assert not log.usage_reported
-    assert log.cost is None
+    assert not log.usage_reported  # estimated, and flagged as such
+    assert log.prompt_tokens > 0
+    assert log.completion_tokens == 8  # "Hello from the fake upstream." is 29 characters
+    assert log.cost > 0
 
 
 def test_upstream_error_is_logged_as_an_error(gateway, openai_client, make_deployment):
@@ -105,6 +109,10 @@ def test_client_disconnect_mid_stream_closes_upstream_and_is_still_logged(
     assert wait_for(lambda: fake_openai.closed_streams > closed_before, timeout=5)
     [log] = spend_logs_written(1)
     assert log.status == "cancelled" and log.is_stream
+    # What was used until then is still recorded (estimated: the upstream sent no usage).
+    assert not log.usage_reported
+    assert log.prompt_tokens > 0 and log.completion_tokens > 0
+    assert log.cost > 0
 
 
 def test_embeddings_are_logged_with_prompt_tokens_only(gateway, openai_client, make_deployment):
