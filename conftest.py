@@ -92,7 +92,8 @@ def openai_client(gateway):
     import openai
 
     def make(api_key: str = MASTER_KEY, **kwargs):
-        return openai.OpenAI(base_url=gateway.url + "/v1", api_key=api_key, max_retries=0, **kwargs)
+        kwargs.setdefault("max_retries", 0)
+        return openai.OpenAI(base_url=gateway.url + "/v1", api_key=api_key, **kwargs)
 
     return make
 

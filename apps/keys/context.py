@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+
+from apps.keys.limits import LimitScope
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,24 +15,18 @@ class KeyContext:
     user_id: int | None
     team_id: str | None
     organization_id: str | None
-    # Allowed model names at each level; None means no restriction at that level.
-    key_models: frozenset[str] | None
-    team_models: frozenset[str] | None
-    organization_models: frozenset[str] | None
-    max_budget: Decimal | None
-    rpm_limit: int | None
-    tpm_limit: int | None
+    # Allowed model names at each level that restricts them (key, user, team, organization).
+    allowed_models: tuple[frozenset[str], ...]
     expires_at: float | None  # unix time
     blocked_reason: str | None  # why any level is blocked, if it is
+    # The levels with limits (rpm, tpm, parallel requests, budgets), key first.
+    scopes: tuple[LimitScope, ...] = ()
     is_master: bool = False
 
     def may_use_model(self, model: str) -> bool:
         if self.is_master:
             return True
-        for allowed in (self.key_models, self.team_models, self.organization_models):
-            if allowed is not None and model not in allowed:
-                return False
-        return True
+        return all(model in allowed for allowed in self.allowed_models)
 
 
 MASTER_KEY_CONTEXT = KeyContext(
@@ -41,12 +36,7 @@ MASTER_KEY_CONTEXT = KeyContext(
     user_id=None,
     team_id=None,
     organization_id=None,
-    key_models=None,
-    team_models=None,
-    organization_models=None,
-    max_budget=None,
-    rpm_limit=None,
-    tpm_limit=None,
+    allowed_models=(),
     expires_at=None,
     blocked_reason=None,
     is_master=True,

@@ -1,17 +1,43 @@
 from __future__ import annotations
 
+import time
+
 from apps.keys.context import KeyContext
+from apps.keys.limits import LimitScope, usd_to_nanos
 from apps.keys.models import VirtualKey
+from apps.teams.models import LimitsMixin, UserLimits
 
 
-def _allowed(models: list) -> frozenset[str] | None:
-    return frozenset(models) if models else None
+def _limit_scope(kind: str, entity_id, entity: LimitsMixin, now: float) -> LimitScope | None:
+    """The entity's limits, or None when it has none (nothing to count for it)."""
+    if not (entity.rpm_limit or entity.tpm_limit or entity.max_parallel_requests
+            or entity.max_budget is not None or entity.soft_budget is not None):
+        return None
+    scope = LimitScope(
+        kind=kind,
+        id=str(entity_id),
+        rpm=entity.rpm_limit,
+        tpm=entity.tpm_limit,
+        parallel=entity.max_parallel_requests,
+        budget_nanos=usd_to_nanos(entity.max_budget),
+        soft_budget_nanos=usd_to_nanos(entity.soft_budget),
+        budget_duration=entity.budget_duration,
+        budget_anchor=entity.budget_anchor.timestamp(),
+        db_spend_nanos=usd_to_nanos(entity.spend) or 0,
+    )
+    period, _ = scope.period(now)
+    # The database's spend belongs to the period current now; reseeding uses it only then.
+    return LimitScope(**{**_as_dict(scope), "db_period": period})
+
+
+def _as_dict(scope: LimitScope) -> dict:
+    return {name: getattr(scope, name) for name in LimitScope.__slots__}
 
 
 def key_context_get(*, token_hash: str) -> KeyContext | None:
     """The whole authorization context of a key in one query (the data plane's cache miss)."""
     key = (
-        VirtualKey.objects.select_related("team", "organization", "team__organization")
+        VirtualKey.objects.select_related("team", "organization", "team__organization", "user__gateway_limits")
         .filter(token_hash=token_hash)
         .first()
     )
@@ -19,13 +45,22 @@ def key_context_get(*, token_hash: str) -> KeyContext | None:
         return None
     team = key.team
     organization = key.organization or (team.organization if team else None)
+    user_limits = None
+    if key.user_id is not None:
+        try:
+            user_limits = key.user.gateway_limits
+        except UserLimits.DoesNotExist:
+            user_limits = None
+    levels = [("key", key.pk, key), ("user", key.user_id, user_limits), ("team", getattr(team, "pk", None), team),
+              ("organization", getattr(organization, "pk", None), organization)]
+    levels = [(kind, entity_id, entity) for kind, entity_id, entity in levels if entity is not None]
+
     blocked_reason = None
-    if key.blocked:
-        blocked_reason = "This key is blocked."
-    elif team is not None and team.blocked:
-        blocked_reason = "The key's team is blocked."
-    elif organization is not None and organization.blocked:
-        blocked_reason = "The key's organization is blocked."
+    for kind, _, entity in levels:
+        if entity.blocked:
+            blocked_reason = "This key is blocked." if kind == "key" else f"The key's {kind} is blocked."
+            break
+    now = time.time()
     return KeyContext(
         key_id=key.pk,
         token_hash=key.token_hash,
@@ -33,14 +68,10 @@ def key_context_get(*, token_hash: str) -> KeyContext | None:
         user_id=key.user_id,
         team_id=str(team.pk) if team else None,
         organization_id=str(organization.pk) if organization else None,
-        key_models=_allowed(key.models),
-        team_models=_allowed(team.models) if team else None,
-        organization_models=_allowed(organization.models) if organization else None,
-        max_budget=key.max_budget,
-        rpm_limit=key.rpm_limit,
-        tpm_limit=key.tpm_limit,
+        allowed_models=tuple(frozenset(entity.models) for _, _, entity in levels if entity.models),
         expires_at=key.expires_at.timestamp() if key.expires_at else None,
         blocked_reason=blocked_reason,
+        scopes=tuple(s for kind, entity_id, entity in levels if (s := _limit_scope(kind, entity_id, entity, now))),
     )
 
 

@@ -40,6 +40,7 @@ def virtual_key_create(
     user: AbstractBaseUser | None = None,
     expires_at: datetime | None = None,
     metadata: dict | None = None,
+    **limits,
 ) -> tuple[VirtualKey, str]:
     """Create a key. Returns the key row and the raw key, which is not stored anywhere."""
     if team is not None:
@@ -57,6 +58,7 @@ def virtual_key_create(
         user=user,
         expires_at=expires_at,
         metadata=metadata or {},
+        **limits,  # soft_budget, budget_duration, max_parallel_requests, ...
     )
     raw_key = virtual_key_issue(key=key)
     return key, raw_key

@@ -28,6 +28,8 @@ from apps.spend.buffer import spend_buffer
 from apps.spend.models import SpendLog
 from apps.spend.pricing import cost_for_usage
 from apps.spend.records import SpendRecord
+from apps.core.background import spawn
+from apps.routing.limits import limits_acquire, limits_settle
 from apps.spend.tokens import CHARS_PER_TOKEN, estimate_prompt_tokens
 
 _CALL_TYPES = {
@@ -53,7 +55,7 @@ class RequestAccount:
     """What is known about one request as it goes; turned into a spend record at the end."""
 
     __slots__ = ("request_id", "context", "operation", "model", "deployment", "stream", "started",
-                 "started_wall", "settled", "body")
+                 "started_wall", "settled", "body", "limits_acquired", "limit_headers")
 
     def __init__(self, context: KeyContext, operation: Operation) -> None:
         self.request_id = uuid.uuid4().hex
@@ -66,6 +68,8 @@ class RequestAccount:
         self.started_wall = time.time()
         self.settled = False
         self.body: dict | None = None  # the OpenAI-format request, for estimates when usage is missing
+        self.limits_acquired = False  # counted against the key's limits: settle must release them
+        self.limit_headers: dict[str, str] = {}
 
     def settle(self, *, status: str, usage: Usage | None = None, http_status: int | None = None,
                error_type: str = "") -> None:
@@ -76,6 +80,12 @@ class RequestAccount:
         deployment = self.deployment
         context = self.context
         ended = time.time()
+        cost = cost_for_usage(deployment, usage) if deployment else None
+        if self.limits_acquired:
+            spawn(
+                limits_settle(context, self.request_id, usage.prompt_tokens + usage.completion_tokens, cost),
+                name="limits-settle",
+            )
         spend_buffer.add(
             SpendRecord(
                 request_id=self.request_id,
@@ -94,7 +104,7 @@ class RequestAccount:
                 cached_tokens=usage.cached_tokens,
                 reasoning_tokens=usage.reasoning_tokens,
                 usage_reported=usage.reported,
-                cost=cost_for_usage(deployment, usage) if deployment else None,
+                cost=cost,
                 status=status,
                 http_status=http_status,
                 error_type=error_type,
@@ -109,7 +119,7 @@ class RequestAccount:
         self.settle(status=SpendLog.Status.ERROR, http_status=error.status, error_type=error.code or error.type)
 
     def response_headers(self) -> dict[str, str]:
-        headers = {"x-request-id": self.request_id}
+        headers = {"x-request-id": self.request_id, **self.limit_headers}
         if self.deployment is not None:
             headers["x-gateway-model-id"] = str(self.deployment.id)
         return headers
@@ -152,6 +162,9 @@ async def proxy_request(
     account.stream = stream
     account.body = body
     adapter = deployment.adapter
+    if context.scopes:
+        account.limit_headers = await limits_acquire(context, account.request_id, deployment, body)
+        account.limits_acquired = True
     try:
         drop_params = body.get("drop_params") is True or bool(deployment.extra_params.get("drop_params"))
         payload = adapter.prepare_body(operation, body, drop_params=drop_params)

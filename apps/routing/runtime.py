@@ -11,6 +11,7 @@ import logging
 from django.conf import settings
 
 from apps.core import invalidation
+from apps.core.background import drain
 from apps.core.redis import redis_enabled
 from apps.keys.auth import master_key_set
 from apps.providers.transport import transport
@@ -50,6 +51,7 @@ class ProcessRuntime:
             except (asyncio.CancelledError, Exception):
                 pass
             self._listener = None
+        await drain()  # limit settlements still on their way to Redis
         await spend_buffer.stop()
         await transport.close()
 

@@ -14,6 +14,9 @@ def cost_for_usage(deployment: Deployment, usage: Usage) -> Decimal | None:
     Usage the provider did not report is an estimate (apps.spend.tokens); the spend
     log says so (usage_reported=False), and it is still priced, never left at zero.
     """
+    if usage.search_units:
+        price = deployment.extra_params.get("input_cost_per_query")
+        return None if price is None else Decimal(str(usage.search_units)) * Decimal(str(price))
     if not usage.reported and not (usage.prompt_tokens or usage.completion_tokens):
         return None  # nothing was used or reported (a refused or failed request)
     input_price = deployment.input_cost_per_token

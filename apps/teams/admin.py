@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from apps.teams.models import Organization, Team, TeamMembership
+from apps.teams.models import Organization, Team, TeamMembership, UserLimits
 
 
 class TeamInline(admin.TabularInline):
@@ -44,3 +44,13 @@ class TeamMembershipAdmin(admin.ModelAdmin):
     search_fields = ("user__username", "user__email", "team__alias")
     list_select_related = ("user", "team", "team__organization")
     autocomplete_fields = ("user", "team")
+
+
+@admin.register(UserLimits)
+class UserLimitsAdmin(admin.ModelAdmin):
+    list_display = ("user", "spend", "max_budget", "budget_duration", "rpm_limit", "tpm_limit", "blocked")
+    list_filter = ("blocked",)
+    search_fields = ("user__username", "user__email")
+    list_select_related = ("user",)
+    autocomplete_fields = ("user",)
+    readonly_fields = ("spend", "created_at", "updated_at")

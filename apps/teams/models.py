@@ -2,17 +2,35 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
+
+from apps.core.durations import validate_duration
 
 
 class LimitsMixin(models.Model):
-    """What every level of the hierarchy (organization, team, key) can be limited by."""
+    """What every level of the hierarchy (organization, team, user, key) can be limited by."""
 
     max_budget = models.DecimalField(
-        max_digits=18, decimal_places=6, null=True, blank=True, help_text="USD; empty means none."
+        max_digits=18, decimal_places=6, null=True, blank=True,
+        help_text="USD per budget period (or in all, without a duration); a hard cap. Empty: none.",
     )
-    spend = models.DecimalField(max_digits=20, decimal_places=10, default=0)
-    rpm_limit = models.PositiveIntegerField(null=True, blank=True)
-    tpm_limit = models.PositiveIntegerField(null=True, blank=True)
+    soft_budget = models.DecimalField(
+        max_digits=18, decimal_places=6, null=True, blank=True,
+        help_text="USD; crossing it raises an alert once per period, nothing is refused.",
+    )
+    budget_duration = models.CharField(
+        max_length=16, blank=True, validators=[validate_duration],
+        help_text="30s, 30m, 30h, 30d or 1mo: the budget starts again after each period. Empty: never.",
+    )
+    budget_anchor = models.DateTimeField(
+        default=timezone.now, help_text="Periods follow each other from here."
+    )
+    spend = models.DecimalField(
+        max_digits=20, decimal_places=10, default=0, help_text="USD spent in the current budget period."
+    )
+    rpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per minute.")
+    tpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Tokens per minute.")
+    max_parallel_requests = models.PositiveIntegerField(null=True, blank=True)
     blocked = models.BooleanField(default=False)
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -55,6 +73,21 @@ class Team(LimitsMixin):
 
     def __str__(self) -> str:
         return f"{self.alias} ({self.organization})"
+
+
+class UserLimits(LimitsMixin):
+    """A user's own limits, across every team and key they have."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="gateway_limits"
+    )
+
+    class Meta:
+        verbose_name = "user limits"
+        verbose_name_plural = "user limits"
+
+    def __str__(self) -> str:
+        return f"limits of {self.user}"
 
 
 class TeamMembership(models.Model):

@@ -4,10 +4,11 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from apps.core.invalidation import KIND_ALL_KEYS, publish_on_commit
-from apps.teams.models import Organization, Team
+from apps.teams.models import Organization, Team, UserLimits
 
 
 @receiver([post_save, post_delete], sender=Organization)
 @receiver([post_save, post_delete], sender=Team)
+@receiver([post_save, post_delete], sender=UserLimits)
 def hierarchy_changed(sender, **kwargs) -> None:
     publish_on_commit({"kind": KIND_ALL_KEYS})

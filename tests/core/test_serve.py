@@ -13,19 +13,11 @@ import httpx
 import openai
 import pytest
 from django.conf import settings
-from django.db import connection
 
+from tests.fakes.replica import test_database_url
 from tests.fakes.server import free_socket
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def database_url_of_the_test_database() -> str:
-    db = settings.DATABASES["default"]
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    user = db.get("USER") or "postgres"
-    return f"postgresql://{user}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -54,7 +46,7 @@ general_settings:
         port = sock.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if k not in {"GATEWAY_MASTER_KEY", "DJANGO_SETTINGS_MODULE"}}
     env.update(
-        DATABASE_URL=database_url_of_the_test_database(),
+        DATABASE_URL=test_database_url(),
         GATEWAY_CONFIG=str(config),
         SERVE_TEST_UPSTREAM_KEY="sk-upstream-from-env",
         GATEWAY_ADMIN_USER="operator",

@@ -42,6 +42,7 @@ class Usage:
     cached_tokens: int = 0  # input tokens read from the provider's cache (a subset of prompt_tokens)
     cache_write_tokens: int = 0  # input tokens written to the cache (a subset of prompt_tokens)
     reasoning_tokens: int = 0  # a subset of completion_tokens
+    search_units: float = 0  # what rerank is billed by
     reported: bool = False  # False: the provider sent no usage (an interrupted stream, say)
 
     def openai(self) -> dict:
@@ -147,6 +148,10 @@ OPENAI_CHAT_PARAMS = frozenset(
 )
 # Parameters of the gateway itself, never sent upstream.
 GATEWAY_PARAMS = frozenset({"drop_params"})
+# Values that ask for nothing beyond the default: dropped quietly where unsupported, since
+# many clients always send them.
+NEUTRAL_VALUES = {"n": 1, "logprobs": False, "presence_penalty": 0, "frequency_penalty": 0,
+                  "parallel_tool_calls": True}
 
 
 class ProviderAdapter:
@@ -168,6 +173,9 @@ class ProviderAdapter:
         body = {k: v for k, v in body.items() if k not in GATEWAY_PARAMS}
         if operation is not Operation.CHAT or self.chat_params is None:
             return body
+        for key in [k for k in body if k not in self.chat_params and k in NEUTRAL_VALUES]:
+            if body[key] == NEUTRAL_VALUES[key]:
+                del body[key]
         unsupported = [k for k in body if k not in self.chat_params and body[k] is not None]
         if unsupported and not drop_params:
             raise invalid_request(

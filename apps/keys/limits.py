@@ -1,0 +1,375 @@
+"""Rate limits, parallel-request limits and budgets that hold across replicas.
+
+Every level of the hierarchy a request belongs to (key, user, team, organization) is
+a LimitScope. Before the upstream call, one atomic step checks every scope and, if
+all allow it, counts the request, marks it in flight and reserves its maximum cost
+against each budget; after the call, one step records the tokens, releases the
+request and turns the reservation into the real cost. With Redis the two steps are
+Lua scripts (one round trip each, atomic across replicas); without Redis the same
+algorithm runs in process memory, correct for one process.
+
+Windows are sliding: per-second buckets summed over the last 60 seconds, so "60 a
+minute" holds for any 60 seconds, not just calendar minutes. Money is counted in
+integer nano-dollars so Redis and Lua never round it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+
+from django.conf import settings
+
+from apps.core.durations import current_period, duration_seconds
+
+logger = logging.getLogger(__name__)
+
+NANOS_PER_USD = Decimal(1_000_000_000)
+WINDOW_SECONDS = 60
+LIFETIME_SPEND_TTL = 400 * 86400  # a budget without a duration: kept a long time, reseeded if lost
+RESERVATION_TTL_MS = 15 * 60 * 1000  # a crashed process's reservations and in-flight marks expire
+
+
+def usd_to_nanos(amount: Decimal | None) -> int | None:
+    return None if amount is None else int(amount * NANOS_PER_USD)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitScope:
+    kind: str  # key, user, team, organization
+    id: str
+    rpm: int | None = None
+    tpm: int | None = None
+    parallel: int | None = None
+    budget_nanos: int | None = None
+    soft_budget_nanos: int | None = None
+    budget_duration: str = ""
+    budget_anchor: float = 0.0  # unix time
+    # Spend in the current period as the database knew it when the context was loaded,
+    # and that period's id: a lost Redis counter is reseeded from it in the same period.
+    db_spend_nanos: int = 0
+    db_period: str = "all"
+
+    @property
+    def tag(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+    def period(self, now: float) -> tuple[str, int]:
+        """(period id, seconds the period's counter should live)."""
+        if not self.budget_duration:
+            return "all", LIFETIME_SPEND_TTL
+        anchor = datetime.fromtimestamp(self.budget_anchor, timezone.utc)
+        start, end = current_period(anchor, self.budget_duration, datetime.fromtimestamp(now, timezone.utc))
+        return str(int(start.timestamp())), int(end.timestamp() - now) + duration_seconds(self.budget_duration)
+
+    def seed_nanos(self, period: str) -> int:
+        return self.db_spend_nanos if period == self.db_period else 0
+
+
+@dataclass(slots=True)
+class LimitDecision:
+    allowed: bool
+    scope: LimitScope | None = None
+    reason: str = ""  # rpm, tpm, parallel, budget
+    retry_after: int = 0
+    # For the x-ratelimit-* headers: the tightest request and token windows seen.
+    limit_requests: int | None = None
+    remaining_requests: int | None = None
+    limit_tokens: int | None = None
+    remaining_tokens: int | None = None
+
+
+@dataclass(slots=True)
+class Settlement:
+    tokens: int
+    cost_nanos: int
+    # Scopes whose soft budget this request crossed (alert once per period).
+    soft_budget_crossed: list[LimitScope]
+
+
+def _headers_from_windows(decision: LimitDecision, scope: LimitScope, used_requests, used_tokens) -> None:
+    if scope.rpm and used_requests is not None:
+        remaining = max(scope.rpm - used_requests - 1, 0)
+        if decision.remaining_requests is None or remaining < decision.remaining_requests:
+            decision.limit_requests, decision.remaining_requests = scope.rpm, remaining
+    if scope.tpm and used_tokens is not None:
+        remaining = max(scope.tpm - used_tokens, 0)
+        if decision.remaining_tokens is None or remaining < decision.remaining_tokens:
+            decision.limit_tokens, decision.remaining_tokens = scope.tpm, remaining
+
+
+# --- in process -------------------------------------------------------------------------------
+
+
+class MemoryLimiter:
+    """The same algorithm as the Lua scripts, for one process without Redis."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, dict[int, int]] = {}  # window key -> second -> count
+        self._in_flight: dict[str, dict[str, float]] = {}  # scope -> request id -> expiry (ms)
+        self._spend: dict[str, int] = {}  # scope:period -> nanos
+        self._reserved: dict[str, dict[str, tuple[int, float]]] = {}  # scope -> request -> (nanos, expiry ms)
+
+    def _window(self, key: str, second: int) -> tuple[int, int | None]:
+        buckets = self._buckets.setdefault(key, {})
+        for old in [s for s in buckets if s <= second - WINDOW_SECONDS]:
+            del buckets[old]
+        return sum(buckets.values()), min(buckets) if buckets else None
+
+    def _live(self, table: dict, scope_tag: str, now_ms: float) -> dict:
+        entries = table.setdefault(scope_tag, {})
+        for request_id in [r for r, v in entries.items() if (v[1] if isinstance(v, tuple) else v) <= now_ms]:
+            del entries[request_id]
+        return entries
+
+    async def acquire(self, scopes, request_id: str, reservation_nanos: int) -> LimitDecision:
+        now = time.time()
+        now_ms, second = now * 1000, int(now)
+        decision = LimitDecision(allowed=True)
+        periods = []
+        for scope in scopes:
+            used_requests = used_tokens = None
+            if scope.rpm:
+                used_requests, oldest = self._window(f"{scope.tag}:rpm", second)
+                if used_requests >= scope.rpm:
+                    return LimitDecision(False, scope, "rpm", max((oldest or second) + WINDOW_SECONDS - second, 1))
+            if scope.tpm:
+                used_tokens, oldest = self._window(f"{scope.tag}:tpm", second)
+                if used_tokens >= scope.tpm:
+                    return LimitDecision(False, scope, "tpm", max((oldest or second) + WINDOW_SECONDS - second, 1))
+            if scope.parallel and len(self._live(self._in_flight, scope.tag, now_ms)) >= scope.parallel:
+                return LimitDecision(False, scope, "parallel", 1)
+            period = None
+            if scope.budget_nanos is not None:
+                period, _ = scope.period(now)
+                spent = self._spend.setdefault(f"{scope.tag}:{period}", scope.seed_nanos(period))
+                reserved = sum(v[0] for v in self._live(self._reserved, scope.tag, now_ms).values())
+                if spent + reserved >= scope.budget_nanos or spent + reserved + reservation_nanos > scope.budget_nanos:
+                    return LimitDecision(False, scope, "budget", 0)
+            periods.append(period)
+            _headers_from_windows(decision, scope, used_requests, used_tokens)
+        for scope in scopes:
+            if scope.rpm:
+                buckets = self._buckets.setdefault(f"{scope.tag}:rpm", {})
+                buckets[second] = buckets.get(second, 0) + 1
+            if scope.parallel:
+                self._in_flight.setdefault(scope.tag, {})[request_id] = now_ms + RESERVATION_TTL_MS
+            if scope.budget_nanos is not None and reservation_nanos:
+                self._reserved.setdefault(scope.tag, {})[request_id] = (reservation_nanos, now_ms + RESERVATION_TTL_MS)
+        return decision
+
+    async def settle(self, scopes, request_id: str, tokens: int, cost_nanos: int) -> Settlement:
+        now = time.time()
+        second = int(now)
+        crossed = []
+        for scope in scopes:
+            if scope.tpm and tokens:
+                buckets = self._buckets.setdefault(f"{scope.tag}:tpm", {})
+                buckets[second] = buckets.get(second, 0) + tokens
+            self._in_flight.get(scope.tag, {}).pop(request_id, None)
+            self._reserved.get(scope.tag, {}).pop(request_id, None)
+            if scope.budget_nanos is not None or scope.soft_budget_nanos is not None:
+                period, _ = scope.period(now)
+                key = f"{scope.tag}:{period}"
+                before = self._spend.setdefault(key, scope.seed_nanos(period))
+                self._spend[key] = before + cost_nanos
+                soft = scope.soft_budget_nanos
+                if soft is not None and before < soft <= before + cost_nanos:
+                    crossed.append(scope)
+        return Settlement(tokens, cost_nanos, crossed)
+
+
+# --- Redis ------------------------------------------------------------------------------------
+
+# KEYS: per scope 5 keys: rpm window, tpm window, in-flight set, period spend, reservations.
+# ARGV: now_ms, request_id, reservation, entry_ttl_ms, scope count, then per scope 6 values:
+#       rpm, tpm, parallel, budget (-1: none), seed, spend ttl seconds.
+# Returns {1, limit_requests, remaining_requests, limit_tokens, remaining_tokens} or
+#         {0, scope index (0-based), reason, retry_after}.
+_ACQUIRE = """
+local now = tonumber(ARGV[1])
+local sec = math.floor(now / 1000)
+local rid = ARGV[2]
+local resv = tonumber(ARGV[3])
+local entry_ttl = tonumber(ARGV[4])
+local n = tonumber(ARGV[5])
+
+local function window(key)
+  local data = redis.call('HGETALL', key)
+  local total, oldest, stale = 0, nil, {}
+  for j = 1, #data, 2 do
+    local s = tonumber(data[j])
+    if s <= sec - 60 then
+      stale[#stale + 1] = data[j]
+    else
+      total = total + tonumber(data[j + 1])
+      if oldest == nil or s < oldest then oldest = s end
+    end
+  end
+  if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
+  return total, oldest
+end
+
+local function reserved(key)
+  local data = redis.call('HGETALL', key)
+  local total, stale = 0, {}
+  for j = 1, #data, 2 do
+    local amount, expiry = string.match(data[j + 1], '^(%d+):(%d+)$')
+    if tonumber(expiry) <= now then stale[#stale + 1] = data[j] else total = total + tonumber(amount) end
+  end
+  if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
+  return total
+end
+
+local lim_req, rem_req, lim_tok, rem_tok = -1, -1, -1, -1
+for i = 0, n - 1 do
+  local k, a = i * 5, 6 + i * 6
+  local rpm, tpm, par = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local budget, seed, spend_ttl = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
+  if rpm > 0 then
+    local used, oldest = window(KEYS[k + 1])
+    if used >= rpm then return {0, i, 'rpm', math.max((oldest or sec) + 60 - sec, 1)} end
+    if rem_req < 0 or rpm - used - 1 < rem_req then lim_req, rem_req = rpm, rpm - used - 1 end
+  end
+  if tpm > 0 then
+    local used, oldest = window(KEYS[k + 2])
+    if used >= tpm then return {0, i, 'tpm', math.max((oldest or sec) + 60 - sec, 1)} end
+    if rem_tok < 0 or tpm - used < rem_tok then lim_tok, rem_tok = tpm, tpm - used end
+  end
+  if par > 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[k + 3], '-inf', now)
+    if redis.call('ZCARD', KEYS[k + 3]) >= par then return {0, i, 'parallel', 1} end
+  end
+  if budget >= 0 then
+    local spent = redis.call('GET', KEYS[k + 4])
+    if not spent then
+      redis.call('SET', KEYS[k + 4], seed, 'EX', spend_ttl)
+      spent = seed
+    end
+    spent = tonumber(spent) + reserved(KEYS[k + 5])
+    if spent >= budget or spent + resv > budget then return {0, i, 'budget', 0} end
+  end
+end
+
+for i = 0, n - 1 do
+  local k, a = i * 5, 6 + i * 6
+  if tonumber(ARGV[a]) > 0 then
+    redis.call('HINCRBY', KEYS[k + 1], sec, 1)
+    redis.call('EXPIRE', KEYS[k + 1], 120)
+  end
+  if tonumber(ARGV[a + 2]) > 0 then
+    redis.call('ZADD', KEYS[k + 3], now + entry_ttl, rid)
+    redis.call('PEXPIRE', KEYS[k + 3], entry_ttl)
+  end
+  if tonumber(ARGV[a + 3]) >= 0 and resv > 0 then
+    redis.call('HSET', KEYS[k + 5], rid, resv .. ':' .. (now + entry_ttl))
+    redis.call('PEXPIRE', KEYS[k + 5], entry_ttl)
+  end
+end
+return {1, lim_req, rem_req, lim_tok, rem_tok}
+"""
+
+# KEYS: as for acquire. ARGV: now_ms, request_id, tokens, cost, scope count, then per scope
+# 5 values: counts tokens (0/1), tracks spend (0/1), seed, spend ttl seconds, soft budget (-1: none).
+# Returns the 0-based indexes of the scopes whose soft budget this request crossed.
+_SETTLE = """
+local now = tonumber(ARGV[1])
+local sec = math.floor(now / 1000)
+local rid = ARGV[2]
+local tokens, cost, n = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local crossed = {}
+for i = 0, n - 1 do
+  local k, a = i * 5, 6 + i * 5
+  if tonumber(ARGV[a]) == 1 and tokens > 0 then
+    redis.call('HINCRBY', KEYS[k + 2], sec, tokens)
+    redis.call('EXPIRE', KEYS[k + 2], 120)
+  end
+  redis.call('ZREM', KEYS[k + 3], rid)
+  redis.call('HDEL', KEYS[k + 5], rid)
+  if tonumber(ARGV[a + 1]) == 1 then
+    if redis.call('EXISTS', KEYS[k + 4]) == 0 then
+      redis.call('SET', KEYS[k + 4], ARGV[a + 2], 'EX', tonumber(ARGV[a + 3]))
+    end
+    local after = redis.call('INCRBY', KEYS[k + 4], cost)
+    local soft = tonumber(ARGV[a + 4])
+    if soft >= 0 and after - cost < soft and after >= soft then crossed[#crossed + 1] = i end
+  end
+end
+return crossed
+"""
+
+
+class RedisLimiter:
+    def __init__(self) -> None:
+        from apps.core.redis import redis_key
+
+        self._prefix = redis_key("lim")
+        self._clients: dict[int, object] = {}
+        self._scripts: dict[int, tuple] = {}
+
+    def _client(self):
+        from apps.core.redis import new_async_redis
+
+        loop_id = id(asyncio.get_running_loop())
+        if loop_id not in self._clients:
+            client = new_async_redis()
+            self._clients = {loop_id: client}  # one per event loop (tests restart loops)
+            self._scripts = {loop_id: (client.register_script(_ACQUIRE), client.register_script(_SETTLE))}
+        return self._clients[loop_id], self._scripts[loop_id]
+
+    def _keys(self, scopes, periods) -> list[str]:
+        keys = []
+        for scope, period in zip(scopes, periods):
+            # One hash tag per scope keeps its keys on one Redis Cluster slot.
+            base = f"{self._prefix}:{{{scope.tag}}}"
+            keys += [f"{base}:rpm", f"{base}:tpm", f"{base}:inflight", f"{base}:spend:{period}", f"{base}:resv"]
+        return keys
+
+    async def acquire(self, scopes, request_id: str, reservation_nanos: int) -> LimitDecision:
+        now = time.time()
+        periods, args = [], [int(now * 1000), request_id, reservation_nanos, RESERVATION_TTL_MS, len(scopes)]
+        for scope in scopes:
+            period, ttl = scope.period(now)
+            periods.append(period)
+            args += [scope.rpm or 0, scope.tpm or 0, scope.parallel or 0,
+                     -1 if scope.budget_nanos is None else scope.budget_nanos, scope.seed_nanos(period), ttl]
+        _, (acquire_script, _) = self._client()
+        result = await acquire_script(keys=self._keys(scopes, periods), args=args)
+        if int(result[0]) == 0:
+            reason = result[2].decode() if isinstance(result[2], bytes) else result[2]
+            return LimitDecision(False, scopes[int(result[1])], reason, int(result[3]))
+        decision = LimitDecision(True)
+        values = [int(v) for v in result[1:5]]
+        if values[0] >= 0:
+            decision.limit_requests, decision.remaining_requests = values[0], max(values[1], 0)
+        if values[2] >= 0:
+            decision.limit_tokens, decision.remaining_tokens = values[2], max(values[3], 0)
+        return decision
+
+    async def settle(self, scopes, request_id: str, tokens: int, cost_nanos: int) -> Settlement:
+        now = time.time()
+        periods, args = [], [int(now * 1000), request_id, tokens, cost_nanos, len(scopes)]
+        for scope in scopes:
+            period, ttl = scope.period(now)
+            periods.append(period)
+            tracks_spend = scope.budget_nanos is not None or scope.soft_budget_nanos is not None
+            args += [1 if scope.tpm else 0, 1 if tracks_spend else 0, scope.seed_nanos(period), ttl,
+                     -1 if scope.soft_budget_nanos is None else scope.soft_budget_nanos]
+        _, (_, settle_script) = self._client()
+        crossed = await settle_script(keys=self._keys(scopes, periods), args=args)
+        return Settlement(tokens, cost_nanos, [scopes[int(i)] for i in crossed])
+
+
+_limiter = None
+
+
+def limiter():
+    """The process's limiter: Redis when REDIS_URL is set, else in memory."""
+    global _limiter
+    if _limiter is None:
+        _limiter = RedisLimiter() if settings.REDIS_URL else MemoryLimiter()
+    return _limiter

@@ -1,0 +1,83 @@
+"""The limit step of a request: check and count before the upstream call, settle after."""
+
+from __future__ import annotations
+
+import logging
+import math
+from decimal import Decimal
+
+from django.conf import settings
+
+from apps.core.errors import GatewayError
+from apps.keys.context import KeyContext
+from apps.keys.limits import LimitDecision, limiter, usd_to_nanos
+from apps.providers.registry import Deployment
+from apps.spend.tokens import estimate_prompt_tokens
+
+logger = logging.getLogger(__name__)
+
+_WINDOW_NAMES = {"rpm": "requests per minute", "tpm": "tokens per minute", "parallel": "parallel requests"}
+
+
+def max_cost_nanos(deployment: Deployment, body: dict) -> int:
+    """The most this request can cost: its prompt (estimated) and its whole output allowance."""
+    input_price = deployment.input_cost_per_token or Decimal(0)
+    output_price = deployment.output_cost_per_token or Decimal(0)
+    if not input_price and not output_price:
+        return 0
+    prompt = estimate_prompt_tokens(body.get("messages") or [], body.get("tools"))
+    if not body.get("messages"):
+        prompt = math.ceil(len(str(body.get("prompt") or body.get("input") or "")) / 4)
+    output = body.get("max_completion_tokens") or body.get("max_tokens") or deployment.extra_params.get(
+        "max_tokens"
+    ) or settings.GATEWAY_RESERVED_OUTPUT_TOKENS
+    return usd_to_nanos(prompt * input_price + int(output) * output_price)
+
+
+def _headers(decision: LimitDecision) -> dict[str, str]:
+    headers = {}
+    if decision.limit_requests is not None:
+        headers["x-ratelimit-limit-requests"] = str(decision.limit_requests)
+        headers["x-ratelimit-remaining-requests"] = str(decision.remaining_requests)
+    if decision.limit_tokens is not None:
+        headers["x-ratelimit-limit-tokens"] = str(decision.limit_tokens)
+        headers["x-ratelimit-remaining-tokens"] = str(decision.remaining_tokens)
+    return headers
+
+
+async def limits_acquire(context: KeyContext, request_id: str, deployment: Deployment, body: dict) -> dict:
+    """Count the request against every level's limits; the x-ratelimit-* headers if allowed,
+    else a 429: rate limits with Retry-After, an exhausted budget as OpenAI's insufficient_quota."""
+    decision = await limiter().acquire(context.scopes, request_id, max_cost_nanos(deployment, body))
+    if decision.allowed:
+        return _headers(decision)
+    scope = decision.scope
+    if decision.reason == "budget":
+        raise GatewayError(
+            f"The {scope.kind}'s budget is exhausted for this period.",
+            status=429,
+            type="insufficient_quota",
+            code="insufficient_quota",
+            headers={"x-should-retry": "false"},
+        )
+    limit = {"rpm": scope.rpm, "tpm": scope.tpm, "parallel": scope.parallel}[decision.reason]
+    headers = {"Retry-After": str(decision.retry_after), "x-should-retry": "true"}
+    if decision.reason == "rpm":
+        headers.update({"x-ratelimit-limit-requests": str(scope.rpm), "x-ratelimit-remaining-requests": "0"})
+    elif decision.reason == "tpm":
+        headers.update({"x-ratelimit-limit-tokens": str(scope.tpm), "x-ratelimit-remaining-tokens": "0"})
+    raise GatewayError(
+        f"Rate limit reached for the {scope.kind}: {limit} {_WINDOW_NAMES[decision.reason]}.",
+        status=429,
+        type="requests" if decision.reason != "tpm" else "tokens",
+        code="rate_limit_exceeded",
+        headers=headers,
+    )
+
+
+async def limits_settle(context: KeyContext, request_id: str, tokens: int, cost: Decimal | None) -> None:
+    settlement = await limiter().settle(context.scopes, request_id, tokens, usd_to_nanos(cost) or 0)
+    for scope in settlement.soft_budget_crossed:
+        from apps.spend.alerts import soft_budget_crossed
+
+        soft_budget_crossed(scope)

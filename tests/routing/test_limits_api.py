@@ -1,0 +1,100 @@
+"""Limits as a client sees them through the gateway: 429s, Retry-After and the x-ratelimit-* headers."""
+
+from decimal import Decimal
+
+import httpx
+import openai
+import pytest
+
+from conftest import wait_for
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def chat(gateway, key, model="gpt-test", **extra) -> httpx.Response:
+    return httpx.post(gateway.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                      json={"model": model, "messages": MESSAGES, **extra}, timeout=10)
+
+
+def test_rpm_limit_gives_429_with_retry_after_and_headers(gateway, make_deployment, make_key):
+    make_deployment("gpt-test")
+    _, raw_key = make_key(rpm_limit=2)
+    first, second, third = (chat(gateway, raw_key) for _ in range(3))
+    assert first.status_code == second.status_code == 200
+    assert first.headers["x-ratelimit-limit-requests"] == "2"
+    assert first.headers["x-ratelimit-remaining-requests"] == "1"
+    assert second.headers["x-ratelimit-remaining-requests"] == "0"
+    assert third.status_code == 429
+    assert third.json()["error"]["code"] == "rate_limit_exceeded"
+    assert 1 <= int(third.headers["retry-after"]) <= 60
+    assert third.headers["x-ratelimit-remaining-requests"] == "0"
+
+
+def test_tpm_headers_count_tokens(gateway, make_deployment, make_key):
+    make_deployment("gpt-test")
+    _, raw_key = make_key(tpm_limit=1000)
+    assert chat(gateway, raw_key).headers["x-ratelimit-remaining-tokens"] == "1000"
+    # 11 prompt + 7 completion tokens are counted once the first request settles.
+    assert wait_for(lambda: chat(gateway, raw_key).headers["x-ratelimit-remaining-tokens"] == "982")
+
+
+def test_team_limit_applies_to_every_key_of_the_team(gateway, make_deployment, make_key, team):
+    make_deployment("gpt-test")
+    team.rpm_limit = 1
+    team.save()
+    _, first_key = make_key(team=team)
+    _, second_key = make_key(team=team)
+    assert chat(gateway, first_key).status_code == 200
+    response = chat(gateway, second_key)
+    assert response.status_code == 429
+    assert "team" in response.json()["error"]["message"]
+
+
+def test_exhausted_budget_is_insufficient_quota_and_not_retried(gateway, make_deployment, make_key, openai_client):
+    make_deployment("gpt-test")
+    # One request costs 0.0000735 USD with these prices and reserves at most ~0.0000735 + 50 × 8e-6.
+    _, raw_key = make_key(max_budget=Decimal("0.0005"))
+    responses = [chat(gateway, raw_key, max_tokens=50) for _ in range(12)]
+    statuses = [r.status_code for r in responses]
+    assert 200 in statuses and statuses[-1] == 429
+    refused = responses[-1]
+    assert refused.json()["error"]["type"] == "insufficient_quota"
+    assert refused.json()["error"]["code"] == "insufficient_quota"
+    assert refused.headers["x-should-retry"] == "false"
+    with pytest.raises(openai.RateLimitError) as info:
+        openai_client(raw_key, max_retries=2).chat.completions.create(model="gpt-test", messages=MESSAGES)
+    assert info.value.body["code"] == "insufficient_quota"
+
+
+def test_parallel_limit(gateway, make_deployment, make_key):
+    import concurrent.futures
+
+    make_deployment("sluggish", upstream_model="slow", timeout=10)
+    make_deployment("gpt-test")
+    _, raw_key = make_key(max_parallel_requests=1)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(chat, gateway, raw_key, "sluggish")
+        wait_for(lambda: False, timeout=0.5)
+        blocked = chat(gateway, raw_key)
+        assert blocked.status_code == 429 and "parallel" in blocked.json()["error"]["message"]
+        assert slow.result().status_code == 200
+    assert wait_for(lambda: chat(gateway, raw_key).status_code == 200)
+
+
+def test_soft_budget_alert_fires_once(gateway, make_deployment, make_key):
+    from apps.spend import alerts
+
+    make_deployment("gpt-test")
+    crossings = []
+    alerts.listeners.append(crossings.append)
+    try:
+        key, raw_key = make_key(alias="soft")
+        key.soft_budget = Decimal("0.0001")  # crossed by the second request (0.0000735 each)
+        key.save()
+        for _ in range(4):
+            assert chat(gateway, raw_key).status_code == 200
+        wait_for(lambda: crossings, timeout=2)
+        wait_for(lambda: False, timeout=0.3)
+    finally:
+        alerts.listeners.remove(crossings.append)
+    assert [(s.kind, s.id) for s in crossings] == [("key", str(key.pk))]
