@@ -41,4 +41,5 @@ class EncryptedJSONField(EncryptedTextField):
 
         if not value:
             return ""
-        return super().get_prep_value(json.dumps(value, sort_keys=True))
+        # Not through TextField.get_prep_value: its to_python would parse the JSON back.
+        return crypto.encrypt(json.dumps(value, sort_keys=True))

@@ -3,7 +3,8 @@ from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 
 from apps.keys.models import VirtualKey
-from apps.keys.services import virtual_key_issue, virtual_key_set_blocked
+from apps.teams.admin_scope import OrganizationScopedAdmin
+from apps.keys.services import virtual_key_issue, virtual_key_set_blocked, virtual_key_spend_reset
 
 
 class ModelListField(forms.CharField):
@@ -43,7 +44,7 @@ class VirtualKeyForm(forms.ModelForm):
 
 
 @admin.register(VirtualKey)
-class VirtualKeyAdmin(admin.ModelAdmin):
+class VirtualKeyAdmin(OrganizationScopedAdmin):
     form = VirtualKeyForm
     list_display = (
         "key_display",
@@ -64,7 +65,7 @@ class VirtualKeyAdmin(admin.ModelAdmin):
     list_select_related = ("organization", "team", "user")
     autocomplete_fields = ("organization", "team", "user")
     readonly_fields = ("key_display", "spend", "created_at", "updated_at")
-    actions = ["block_keys", "unblock_keys"]
+    actions = ["block_keys", "unblock_keys", "regenerate_key", "reset_spend"]
 
     def get_fields(self, request, obj=None):
         fields = list(super().get_fields(request, obj))
@@ -80,23 +81,43 @@ class VirtualKeyAdmin(admin.ModelAdmin):
             obj.organization_id = obj.team.organization_id
         obj._raw_key = virtual_key_issue(key=obj)
 
-    def response_add(self, request, obj, post_url_continue=None):
-        raw_key = getattr(obj, "_raw_key", None)
-        if raw_key is None:
-            return super().response_add(request, obj, post_url_continue)
+    def _show_key_once(self, request, key, raw_key: str, heading: str):
         response = TemplateResponse(
             request,
             "admin/keys/virtualkey/key_created.html",
             {
                 **self.admin_site.each_context(request),
                 "opts": self.model._meta,
-                "key": obj,
+                "key": key,
                 "raw_key": raw_key,
-                "heading": "Key created",
+                "heading": heading,
             },
         )
         response["Cache-Control"] = "no-store"
         return response
+
+    def response_add(self, request, obj, post_url_continue=None):
+        raw_key = getattr(obj, "_raw_key", None)
+        if raw_key is None:
+            return super().response_add(request, obj, post_url_continue)
+        return self._show_key_once(request, obj, raw_key, "Key created")
+
+    @admin.action(description="Regenerate the selected key (the old secret stops working)")
+    def regenerate_key(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one key to regenerate.", messages.ERROR)
+            return None
+        key = queryset.get()
+        if not self.has_change_permission(request, key):
+            self.message_user(request, "You may not change this key.", messages.ERROR)
+            return None
+        return self._show_key_once(request, key, virtual_key_issue(key=key), "Key regenerated")
+
+    @admin.action(description="Reset the spend of the selected keys")
+    def reset_spend(self, request, queryset):
+        for key in queryset:
+            virtual_key_spend_reset(key=key)
+        self.message_user(request, f"Reset the spend of {queryset.count()} key(s).", messages.SUCCESS)
 
     @admin.action(description="Block the selected keys")
     def block_keys(self, request, queryset):

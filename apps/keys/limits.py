@@ -364,6 +364,22 @@ class RedisLimiter:
         return Settlement(tokens, cost_nanos, [scopes[int(i)] for i in crossed])
 
 
+def spend_counters_reset(kind: str, entity_id) -> None:
+    """Forget the period spend counted for one entity (its spend was reset by an operator).
+    Synchronous: called from the control plane."""
+    tag = f"{kind}:{entity_id}"
+    if settings.REDIS_URL:
+        from apps.core.redis import redis_key, sync_redis
+
+        client = sync_redis()
+        keys = list(client.scan_iter(match=f"{redis_key('lim')}:{{{tag}}}:spend:*", count=100))
+        if keys:
+            client.delete(*keys)
+    elif isinstance(_limiter, MemoryLimiter):
+        for name in [n for n in _limiter._spend if n.startswith(tag + ":")]:
+            del _limiter._spend[name]
+
+
 _limiter = None
 
 

@@ -88,3 +88,14 @@ def virtual_key_set_blocked(*, key: VirtualKey, blocked: bool) -> VirtualKey:
     key.blocked = blocked
     key.save(update_fields=["blocked", "updated_at"])
     return key
+
+
+@transaction.atomic
+def virtual_key_spend_reset(*, key: VirtualKey) -> VirtualKey:
+    """Start the key's budget afresh: its recorded spend and the counters enforcing it."""
+    from apps.keys.limits import spend_counters_reset
+
+    key.spend = 0
+    key.save(update_fields=["spend", "updated_at"])
+    transaction.on_commit(lambda: spend_counters_reset("key", key.pk))
+    return key

@@ -3,6 +3,7 @@ from django.contrib import admin
 
 from apps.providers.adapters import known_providers
 from apps.providers.models import ModelDeployment
+from apps.teams.admin_scope import OrganizationScopedAdmin
 
 
 class ModelDeploymentForm(forms.ModelForm):
@@ -59,7 +60,8 @@ class ModelDeploymentForm(forms.ModelForm):
 
 
 @admin.register(ModelDeployment)
-class ModelDeploymentAdmin(admin.ModelAdmin):
+class ModelDeploymentAdmin(OrganizationScopedAdmin):
+    shared_rows_when_empty = True  # shared deployments: visible to every organization's staff
     form = ModelDeploymentForm
     list_display = (
         "model_name",
@@ -75,11 +77,11 @@ class ModelDeploymentAdmin(admin.ModelAdmin):
         "is_active",
         "managed_by_config",
     )
-    list_filter = ("is_active", "provider", "managed_by_config")
+    list_filter = ("is_active", "provider", "managed_by_config", "organization")
     search_fields = ("model_name", "upstream_model", "api_base")
     readonly_fields = ("created_at", "updated_at")
     fieldsets = (
-        (None, {"fields": ("model_name", "provider", "upstream_model", "is_active")}),
+        (None, {"fields": ("model_name", "organization", "provider", "upstream_model", "is_active")}),
         ("Connection", {
             "fields": ("api_base", "api_key", "clear_api_key", "secret_params", "api_version", "timeout")
         }),

@@ -7,6 +7,10 @@ class ModelDeployment(models.Model):
     """One upstream model behind a public model name. Deployments sharing a name form a group."""
 
     model_name = models.CharField(max_length=200, db_index=True, help_text="The name clients ask for.")
+    organization = models.ForeignKey(
+        "teams.Organization", on_delete=models.CASCADE, null=True, blank=True, related_name="deployments",
+        help_text="Only this organization's keys may use it. Empty: shared by every organization.",
+    )
     provider = models.CharField(max_length=50, help_text="openai, azure, anthropic, groq, …")
     upstream_model = models.CharField(max_length=300, help_text="The provider's own model name.")
     api_base = models.CharField(max_length=500, blank=True)

@@ -55,6 +55,7 @@ class Deployment:
     cache_read_input_token_cost: Decimal | None
     extra_params: dict[str, Any]
     created: int = 0
+    organization_id: str | None = None  # None: shared by every organization
     secret_params: dict[str, str] = field(default_factory=dict, repr=False)
 
 
@@ -87,6 +88,7 @@ def _deployments_load() -> dict[str, list[Deployment]]:
                 cache_read_input_token_cost=row.cache_read_input_token_cost,
                 extra_params=row.extra_params or {},
                 created=int(row.created_at.timestamp()),
+                organization_id=str(row.organization_id) if row.organization_id else None,
                 secret_params={
                     name: resolved
                     for name, value in (row.secret_params or {}).items()

@@ -9,7 +9,7 @@ import orjson
 from botocore.eventstream import EventStreamBuffer, ParserError
 
 from apps.core.errors import GatewayError
-from apps.providers.adapters.base import StreamFormat
+from apps.providers.adapters.base import StreamFormat, error_type_for_status
 
 
 class SSEDecoder:
@@ -89,45 +89,56 @@ class AWSEventStreamDecoder:
     def __init__(self, provider: str = "bedrock") -> None:
         self._buffer = EventStreamBuffer()
         self._provider = provider
+        # An error decoded after good events in the same read waits until those are delivered.
+        self._pending_error: GatewayError | None = None
 
     def feed(self, chunk: bytes) -> list[tuple[str | None, bytes]]:
+        if self._pending_error is not None:
+            raise self._pending_error
         self._buffer.add_data(chunk)
-        events = []
+        events: list[tuple[str | None, bytes]] = []
         try:
             for message in self._buffer:
-                headers = message.headers
-                kind = headers.get(":message-type")
-                if kind == "event":
-                    events.append((headers.get(":event-type"), message.payload))
-                elif kind == "exception":
-                    name = headers.get(":exception-type", "exception")
-                    try:
-                        text = orjson.loads(message.payload).get("message") or name
-                    except (orjson.JSONDecodeError, AttributeError):
-                        text = message.payload[:300].decode("utf-8", "replace")
-                    raise GatewayError(
-                        f"{self._provider} error: {text}",
-                        status=self._EXCEPTION_STATUS.get(name, 502),
-                        type="api_error" if self._EXCEPTION_STATUS.get(name, 502) >= 500 else "invalid_request_error",
-                        code=name,
-                    )
-                else:
-                    raise GatewayError(
-                        f"{self._provider} error: {headers.get(':error-message', 'stream error')}",
-                        status=502,
-                        type="api_error",
-                        code=str(headers.get(":error-code", "stream_error")),
-                    )
+                events.append(self._event(message))
         except ParserError as exc:
-            raise GatewayError(
+            error = GatewayError(
                 f"{self._provider} sent a corrupt event-stream frame: {exc}",
-                status=502,
-                type="api_error",
-                code="bad_upstream_response",
-            ) from None
-        return events
+                status=502, type="api_error", code="bad_upstream_response",
+            )
+        except GatewayError as exc:
+            error = exc
+        else:
+            return events
+        if events:
+            self._pending_error = error
+            return events
+        raise error
+
+    def _event(self, message) -> tuple[str | None, bytes]:
+        headers = message.headers
+        kind = headers.get(":message-type")
+        if kind == "event":
+            return headers.get(":event-type"), message.payload
+        if kind == "exception":
+            name = headers.get(":exception-type", "exception")
+            try:
+                text = orjson.loads(message.payload).get("message") or name
+            except (orjson.JSONDecodeError, AttributeError):
+                text = message.payload[:300].decode("utf-8", "replace")
+            status = self._EXCEPTION_STATUS.get(name, 502)
+            raise GatewayError(
+                f"{self._provider} error: {text}", status=status, type=error_type_for_status(status), code=name
+            )
+        raise GatewayError(
+            f"{self._provider} error: {headers.get(':error-message', 'stream error')}",
+            status=502,
+            type="api_error",
+            code=str(headers.get(":error-code", "stream_error")),
+        )
 
     def close(self) -> list[tuple[str | None, bytes]]:
+        if self._pending_error is not None:
+            raise self._pending_error
         return []
 
 

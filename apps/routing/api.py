@@ -21,6 +21,7 @@ from apps.providers.registry import deployment_registry
 from apps.routing import health
 from apps.routing.anthropic_format import ANTHROPIC_FORMAT, anthropic_error_response, openai_body_from_anthropic
 from apps.routing.proxy import proxy_request
+from apps.routing.router import usable_deployments
 from apps.routing.validation import json_body
 from apps.spend.tokens import estimate_prompt_tokens
 
@@ -140,13 +141,17 @@ def _model_entry(name: str, group) -> dict:
 async def models_list(request: HttpRequest):
     context = request.auth
     groups = await deployment_registry.groups()
-    data = [_model_entry(name, group) for name, group in sorted(groups.items()) if context.may_use_model(name)]
+    data = [
+        _model_entry(name, usable)
+        for name, group in sorted(groups.items())
+        if context.may_use_model(name) and (usable := usable_deployments(group, context))
+    ]
     return _json({"object": "list", "data": data})
 
 
 @api.get("/models/{path:model}", summary="One model, if this key may use it")
 async def models_retrieve(request: HttpRequest, model: str):
-    group = (await deployment_registry.groups()).get(model)
+    group = usable_deployments((await deployment_registry.groups()).get(model) or [], request.auth)
     if not group or not request.auth.may_use_model(model):
         raise not_found(f"The model '{model}' does not exist.", param="model", code="model_not_found")
     return _json(_model_entry(model, group))

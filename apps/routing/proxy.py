@@ -154,7 +154,7 @@ async def proxy_request(
         raise permission_denied(
             f"This key may not use the model '{model}'.", param="model", code="model_not_allowed"
         )
-    deployment = await deployment_choose(model)
+    deployment = await deployment_choose(model, context)
 
     account = RequestAccount(context, operation)
     account.model = model

@@ -1,10 +1,11 @@
 from django.contrib import admin
 
 from apps.spend.models import SpendLog
+from apps.teams.admin_scope import OrganizationScopedAdmin
 
 
 @admin.register(SpendLog)
-class SpendLogAdmin(admin.ModelAdmin):
+class SpendLogAdmin(OrganizationScopedAdmin):
     list_display = (
         "start_time",
         "request_id",

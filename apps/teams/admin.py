@@ -1,6 +1,8 @@
 from django.contrib import admin
 
-from apps.teams.models import Organization, Team, TeamMembership, UserLimits
+from apps.teams.admin_scope import OrganizationScopedAdmin
+
+from apps.teams.models import Organization, OrganizationMembership, Team, TeamMembership, UserLimits
 
 
 class TeamInline(admin.TabularInline):
@@ -11,13 +13,20 @@ class TeamInline(admin.TabularInline):
     show_change_link = True
 
 
+class OrganizationMembershipInline(admin.TabularInline):
+    model = OrganizationMembership
+    autocomplete_fields = ("user",)
+    extra = 0
+
+
 @admin.register(Organization)
-class OrganizationAdmin(admin.ModelAdmin):
+class OrganizationAdmin(OrganizationScopedAdmin):
+    organization_path = "pk"
     list_display = ("name", "spend", "max_budget", "rpm_limit", "tpm_limit", "blocked", "created_at")
     list_filter = ("blocked",)
     search_fields = ("name", "id")
     readonly_fields = ("id", "spend", "created_at", "updated_at")
-    inlines = [TeamInline]
+    inlines = [OrganizationMembershipInline, TeamInline]
 
 
 class TeamMembershipInline(admin.TabularInline):
@@ -27,7 +36,7 @@ class TeamMembershipInline(admin.TabularInline):
 
 
 @admin.register(Team)
-class TeamAdmin(admin.ModelAdmin):
+class TeamAdmin(OrganizationScopedAdmin):
     list_display = ("alias", "organization", "spend", "max_budget", "rpm_limit", "tpm_limit", "blocked")
     list_filter = ("blocked", "organization")
     search_fields = ("alias", "id", "organization__name")
@@ -38,7 +47,8 @@ class TeamAdmin(admin.ModelAdmin):
 
 
 @admin.register(TeamMembership)
-class TeamMembershipAdmin(admin.ModelAdmin):
+class TeamMembershipAdmin(OrganizationScopedAdmin):
+    organization_path = "team__organization"
     list_display = ("user", "team", "role", "created_at")
     list_filter = ("role", "team__organization")
     search_fields = ("user__username", "user__email", "team__alias")
@@ -47,7 +57,8 @@ class TeamMembershipAdmin(admin.ModelAdmin):
 
 
 @admin.register(UserLimits)
-class UserLimitsAdmin(admin.ModelAdmin):
+class UserLimitsAdmin(OrganizationScopedAdmin):
+    organization_path = "user__organization_memberships__organization"
     list_display = ("user", "spend", "max_budget", "budget_duration", "rpm_limit", "tpm_limit", "blocked")
     list_filter = ("blocked",)
     search_fields = ("user__username", "user__email")

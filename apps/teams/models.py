@@ -57,6 +57,31 @@ class Organization(LimitsMixin):
         return self.name
 
 
+class OrganizationMembership(models.Model):
+    """A user's place in an organization. Org admins manage everything inside it; staff users
+    see only the organizations they belong to in the admin."""
+
+    class Role(models.TextChoices):
+        ADMIN = "admin", "Organization admin"
+        MEMBER = "member", "Member"
+        VIEWER = "viewer", "Viewer"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="organization_memberships"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "user"], name="organization_membership_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.organization} as {self.role}"
+
+
 class Team(LimitsMixin):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="teams")

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
-from apps.teams.models import Organization, Team, TeamMembership
+from apps.teams.models import Organization, OrganizationMembership, Team, TeamMembership
 
 
 @transaction.atomic
@@ -28,5 +28,15 @@ def team_member_add(
 ) -> TeamMembership:
     membership, _ = TeamMembership.objects.update_or_create(
         team=team, user=user, defaults={"role": role}
+    )
+    return membership
+
+
+@transaction.atomic
+def organization_member_add(
+    *, organization: Organization, user: AbstractBaseUser, role: str = OrganizationMembership.Role.MEMBER
+) -> OrganizationMembership:
+    membership, _ = OrganizationMembership.objects.update_or_create(
+        organization=organization, user=user, defaults={"role": role}
     )
     return membership

@@ -1,0 +1,971 @@
+"""Google Gemini (the Generative Language API) and Vertex AI: one generateContent body, two hosts.
+
+Gemini:    {api_base}/v1beta/models/{model}:generateContent, key in `x-goog-api-key`.
+Vertex AI: {api_base}/v1/projects/{project}/locations/{location}/publishers/google/models/{model}:...,
+           `Authorization: Bearer <token>` from a service account (google-auth) or a given token.
+
+What differs from OpenAI, and how it is bridged:
+- roles are `user` and `model`; system prompts go in `systemInstruction`; consecutive
+  turns of one role are merged, as Gemini wants them alternating;
+- function calls have no ids: we make stable ones ("call_" + short uuid), and a tool
+  result goes back under the function's NAME, found from the earlier assistant tool call;
+- a prompt blocked by Google's safety filters (promptFeedback.blockReason, no candidates)
+  becomes a 400 with code `content_filter`, as Azure OpenAI answers a filtered prompt;
+- streams are SSE without event names and without [DONE]; each event is a whole
+  response chunk, function calls arrive whole, usage repeats and the last one counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextvars
+import functools
+import math
+import mimetypes
+import os
+import struct
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from apps.core.errors import GatewayError, invalid_request
+from apps.providers.adapters.base import (
+    GATEWAY_PARAMS,
+    Operation,
+    ProviderAdapter,
+    StreamTranslator,
+    TranslatedResponse,
+    UpstreamRequest,
+    Usage,
+    load_json_response,
+    new_completion_id,
+    upstream_error,
+)
+
+# The OpenAI chat parameters Gemini has an equivalent for. `user` is accepted and not
+# sent: Gemini has no end-user field, and refusing it would break most SDK clients.
+GEMINI_CHAT_PARAMS = frozenset(
+    {
+        "model",
+        "messages",
+        "stream",
+        "stream_options",
+        "temperature",
+        "top_p",
+        "n",
+        "stop",
+        "max_tokens",
+        "max_completion_tokens",
+        "presence_penalty",
+        "frequency_penalty",
+        "seed",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        "reasoning_effort",
+        "user",
+    }
+)
+EMBEDDING_PARAMS = frozenset({"model", "input", "dimensions", "encoding_format", "user"})
+
+# JSON-schema keywords Gemini's Schema object does not know: it answers 400 "Unknown name".
+UNSUPPORTED_SCHEMA_KEYS = frozenset(
+    {
+        "additionalProperties",
+        "$schema",
+        "$id",
+        "$comment",
+        "strict",
+        "unevaluatedProperties",
+        "patternProperties",
+        "dependentRequired",
+        "dependentSchemas",
+        "examples",
+    }
+)
+_SCHEMA_MAPS = ("properties", "$defs", "definitions")  # name → schema
+_SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")  # [schema]
+
+_FINISH_REASONS = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
+}
+_TOOL_CHOICE_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
+# reasoning_effort → thinkingBudget (tokens). "none" turns thinking off where the model allows it.
+_THINKING_BUDGETS = {"none": 0, "minimal": 128, "low": 1024, "medium": 2048, "high": 4096}
+
+CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+_TOKEN_REQUEST_TIMEOUT_SECONDS = 30
+
+
+# --- OpenAI request → Gemini request -----------------------------------------------------------
+
+
+def gemini_request_body(body: dict[str, Any]) -> dict[str, Any]:
+    """The generateContent body for an OpenAI chat body."""
+    system_parts, contents = contents_from_messages(body["messages"])
+    if not contents:
+        raise invalid_request(
+            "Gemini needs at least one user or assistant message besides the system prompt.",
+            param="messages",
+        )
+    payload: dict[str, Any] = {"contents": contents}
+    if system_parts:
+        payload["systemInstruction"] = {"parts": system_parts}
+    if body.get("tools"):
+        payload["tools"] = [{"functionDeclarations": function_declarations(body["tools"])}]
+    if body.get("tool_choice") is not None:
+        payload["toolConfig"] = {"functionCallingConfig": function_calling_config(body["tool_choice"])}
+    generation_config = generation_config_from(body)
+    if generation_config:
+        payload["generationConfig"] = generation_config
+    return payload
+
+
+def contents_from_messages(messages: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(systemInstruction parts, contents) for OpenAI messages."""
+    system_parts: list[dict] = []
+    contents: list[dict] = []
+    function_names: dict[str, str] = {}  # tool_call_id → function name, from assistant turns
+
+    for index, message in enumerate(messages):
+        where = f"messages[{index}]"
+        role = message.get("role")
+        if role in ("system", "developer"):
+            system_parts.extend({"text": text} for text in _texts_of(message.get("content"), where) if text)
+            continue
+        if role == "user":
+            turn_role, parts = "user", user_parts(message.get("content"), where)
+        elif role == "assistant":
+            turn_role, parts = "model", assistant_parts(message, where, function_names)
+        elif role in ("tool", "function"):
+            turn_role, parts = "user", [function_response_part(message, where, function_names)]
+        else:
+            raise invalid_request(f"Unknown role '{role}' in {where}.", param=f"{where}.role")
+        if not parts:
+            continue  # e.g. an assistant turn with neither text nor tool calls
+        if contents and contents[-1]["role"] == turn_role:
+            contents[-1]["parts"].extend(parts)  # Gemini wants the roles to alternate
+        else:
+            contents.append({"role": turn_role, "parts": parts})
+    return system_parts, contents
+
+
+def _texts_of(content: Any, where: str) -> list[str]:
+    """The texts of a message that may only hold text (system, assistant, tool)."""
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [content]
+    if not isinstance(content, list):
+        raise invalid_request(f"'{where}.content' must be a string or an array.", param=f"{where}.content")
+    texts = []
+    for number, part in enumerate(content):
+        if not isinstance(part, dict) or part.get("type") not in ("text", "refusal"):
+            raise invalid_request(
+                f"'{where}.content[{number}]' must be a text part here.", param=f"{where}.content[{number}]"
+            )
+        texts.append(part.get("text") or part.get("refusal") or "")
+    return texts
+
+
+def user_parts(content: Any, where: str) -> list[dict]:
+    if isinstance(content, str):
+        return [{"text": content}]
+    if not isinstance(content, list):
+        raise invalid_request(
+            f"'{where}.content' must be a string or an array of content parts.", param=f"{where}.content"
+        )
+    return [_user_part(part, f"{where}.content[{number}]") for number, part in enumerate(content)]
+
+
+def _user_part(part: Any, where: str) -> dict:
+    kind = part.get("type") if isinstance(part, dict) else None
+    if kind == "text":
+        if not isinstance(part.get("text"), str):
+            raise invalid_request(f"'{where}.text' must be a string.", param=f"{where}.text")
+        return {"text": part["text"]}
+    if kind == "image_url":
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, dict) else image
+        return media_part(url, f"{where}.image_url.url")
+    if kind == "input_audio":
+        audio = part.get("input_audio") or {}
+        if not audio.get("data") or not audio.get("format"):
+            raise invalid_request(
+                f"'{where}.input_audio' needs 'data' and 'format'.", param=f"{where}.input_audio"
+            )
+        return {"inlineData": {"mimeType": f"audio/{audio['format']}", "data": audio["data"]}}
+    if kind == "file":
+        file = part.get("file") or {}
+        reference = file.get("file_data") or file.get("file_id")
+        return media_part(reference, f"{where}.file")
+    raise invalid_request(f"Gemini does not support content parts of type '{kind}'.", param=f"{where}.type")
+
+
+def media_part(url: Any, where: str) -> dict:
+    """An image or file: a data URL goes inline, a Cloud Storage URI by reference."""
+    if not isinstance(url, str) or not url:
+        raise invalid_request(f"'{where}' must be a data URL or a gs:// URI.", param=where)
+    if url.startswith("data:"):
+        header, comma, data = url[5:].partition(",")
+        mime_type, _, encoding = header.partition(";")
+        if not comma or encoding != "base64" or not mime_type:
+            raise invalid_request(
+                f"'{where}' must be a base64 data URL (data:<media type>;base64,<data>).", param=where
+            )
+        return {"inlineData": {"mimeType": mime_type, "data": data}}
+    if url.startswith("gs://"):
+        mime_type, _ = mimetypes.guess_type(url)
+        if mime_type is None:
+            raise invalid_request(
+                f"Cannot tell the media type of '{url}' from its extension; Gemini needs it.", param=where
+            )
+        return {"fileData": {"fileUri": url, "mimeType": mime_type}}
+    raise invalid_request(
+        "Gemini cannot fetch media from a URL: send the image as a base64 data URL, "
+        "or as a gs:// Cloud Storage URI.",
+        param=where,
+        code="unsupported_media_url",
+    )
+
+
+def assistant_parts(message: dict, where: str, function_names: dict[str, str]) -> list[dict]:
+    parts: list[dict] = [{"text": text} for text in _texts_of(message.get("content"), where) if text]
+    for number, call in enumerate(message.get("tool_calls") or []):
+        call_where = f"{where}.tool_calls[{number}]"
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not function.get("name"):
+            raise invalid_request(
+                f"'{call_where}.function.name' is required.", param=f"{call_where}.function"
+            )
+        if call.get("id"):
+            function_names[call["id"]] = function["name"]
+        parts.append(
+            {"functionCall": {"name": function["name"], "args": _arguments_object(function, call_where)}}
+        )
+    return parts
+
+
+def _arguments_object(function: dict, where: str) -> dict:
+    """Gemini wants the arguments as an object, OpenAI sends them as a JSON string."""
+    arguments = function.get("arguments")
+    if isinstance(arguments, dict):
+        return arguments
+    if not arguments:
+        return {}
+    try:
+        parsed = orjson.loads(arguments)
+    except (orjson.JSONDecodeError, TypeError):
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise invalid_request(
+            f"'{where}.function.arguments' must be a JSON object for Gemini.",
+            param=f"{where}.function.arguments",
+        )
+    return parsed
+
+
+def function_response_part(message: dict, where: str, function_names: dict[str, str]) -> dict:
+    name = function_names.get(message.get("tool_call_id") or "") or message.get("name")
+    if not name:
+        raise invalid_request(
+            f"'{where}.tool_call_id' matches no earlier assistant tool call; "
+            "Gemini needs the function's name.",
+            param=f"{where}.tool_call_id",
+        )
+    text = "".join(_texts_of(message.get("content"), where))
+    return {"functionResponse": {"name": name, "response": {"content": text}}}
+
+
+def function_declarations(tools: Any) -> list[dict]:
+    if not isinstance(tools, list):
+        raise invalid_request("'tools' must be an array.", param="tools")
+    declarations = []
+    for number, tool in enumerate(tools):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(tool, dict) or tool.get("type") != "function" or not isinstance(function, dict):
+            raise invalid_request("Gemini only takes tools of type 'function'.", param=f"tools[{number}]")
+        if not function.get("name"):
+            raise invalid_request(
+                f"'tools[{number}].function.name' is required.", param=f"tools[{number}].function"
+            )
+        declaration = {"name": function["name"]}
+        if function.get("description"):
+            declaration["description"] = function["description"]
+        parameters = clean_schema(function.get("parameters"))
+        # Gemini refuses an OBJECT schema without properties: a function without parameters.
+        if isinstance(parameters, dict) and (
+            parameters.get("properties") or parameters.get("type") != "object"
+        ):
+            declaration["parameters"] = parameters
+        declarations.append(declaration)
+    return declarations
+
+
+def clean_schema(schema: Any) -> Any:
+    """The JSON schema without the keywords Gemini rejects, at any depth (property names kept)."""
+    if isinstance(schema, list):
+        return [clean_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    cleaned = {}
+    for key, value in schema.items():
+        if key in UNSUPPORTED_SCHEMA_KEYS:
+            continue
+        if key in _SCHEMA_MAPS and isinstance(value, dict):
+            cleaned[key] = {name: clean_schema(sub) for name, sub in value.items()}
+        elif key in _SCHEMA_LISTS or key in ("items", "not"):
+            cleaned[key] = clean_schema(value)
+        else:
+            cleaned[key] = value
+    return cleaned
+
+
+def function_calling_config(tool_choice: Any) -> dict:
+    if isinstance(tool_choice, str) and tool_choice in _TOOL_CHOICE_MODES:
+        return {"mode": _TOOL_CHOICE_MODES[tool_choice]}
+    function = tool_choice.get("function") if isinstance(tool_choice, dict) else None
+    if isinstance(function, dict) and function.get("name"):
+        return {"mode": "ANY", "allowedFunctionNames": [function["name"]]}
+    raise invalid_request(
+        "'tool_choice' must be 'auto', 'none', 'required' or "
+        '{"type": "function", "function": {"name": ...}}.',
+        param="tool_choice",
+    )
+
+
+def generation_config_from(body: dict[str, Any]) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    for openai_name, gemini_name in (
+        ("temperature", "temperature"),
+        ("top_p", "topP"),
+        ("n", "candidateCount"),
+        ("seed", "seed"),
+        ("presence_penalty", "presencePenalty"),
+        ("frequency_penalty", "frequencyPenalty"),
+    ):
+        if body.get(openai_name) is not None:
+            config[gemini_name] = body[openai_name]
+    max_tokens = body.get("max_completion_tokens")
+    if max_tokens is None:
+        max_tokens = body.get("max_tokens")
+    if max_tokens is not None:
+        config["maxOutputTokens"] = max_tokens
+    stop = body.get("stop")
+    if stop:
+        config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
+    config.update(_response_format_config(body.get("response_format")))
+    if body.get("reasoning_effort") is not None:
+        config["thinkingConfig"] = _thinking_config(body["reasoning_effort"])
+    return config
+
+
+def _response_format_config(response_format: Any) -> dict:
+    if response_format is None:
+        return {}
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind == "text":
+        return {}
+    if kind == "json_object":
+        return {"responseMimeType": "application/json"}
+    if kind == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema")
+        config = {"responseMimeType": "application/json"}
+        if schema:
+            config["responseSchema"] = clean_schema(schema)
+        return config
+    raise invalid_request(
+        "'response_format.type' must be 'text', 'json_object' or 'json_schema'.", param="response_format"
+    )
+
+
+def _thinking_config(effort: Any) -> dict:
+    if effort not in _THINKING_BUDGETS:
+        raise invalid_request(
+            f"'reasoning_effort' must be one of {', '.join(_THINKING_BUDGETS)}.", param="reasoning_effort"
+        )
+    return {"thinkingBudget": _THINKING_BUDGETS[effort]}
+
+
+# --- Gemini response → OpenAI response ---------------------------------------------------------
+
+
+def usage_from_gemini(metadata: Any) -> Usage:
+    """Gemini counts thinking apart from the answer; OpenAI's completion tokens include it."""
+    if not isinstance(metadata, dict):
+        return Usage()
+    thoughts = int(metadata.get("thoughtsTokenCount") or 0)
+    return Usage(
+        # Tokens of built-in tools' results (search, code execution) are input too.
+        prompt_tokens=int(metadata.get("promptTokenCount") or 0)
+        + int(metadata.get("toolUsePromptTokenCount") or 0),
+        completion_tokens=int(metadata.get("candidatesTokenCount") or 0) + thoughts,
+        cached_tokens=int(metadata.get("cachedContentTokenCount") or 0),
+        reasoning_tokens=thoughts,
+        reported=True,
+    )
+
+
+def new_tool_call_id() -> str:
+    return "call_" + uuid.uuid4().hex[:24]
+
+
+def tool_call_from(function_call: dict) -> dict:
+    """An OpenAI tool call for a functionCall part (Gemini 3 may give an id: kept)."""
+    return {
+        "id": function_call.get("id") or new_tool_call_id(),
+        "type": "function",
+        "function": {
+            "name": function_call.get("name") or "",
+            "arguments": orjson.dumps(function_call.get("args") or {}).decode(),
+        },
+    }
+
+
+def answer_parts(candidate: dict) -> list[dict]:
+    """The candidate's parts a client sees: thoughts (and their signatures) stay out."""
+    parts = (candidate.get("content") or {}).get("parts") or []
+    return [part for part in parts if isinstance(part, dict) and not part.get("thought")]
+
+
+def finish_reason_for(gemini_reason: str | None, *, has_tool_calls: bool) -> str:
+    reason = _FINISH_REASONS.get(gemini_reason or "STOP", "stop")
+    return "tool_calls" if reason == "stop" and has_tool_calls else reason
+
+
+def prompt_blocked_error(provider: str, payload: dict) -> GatewayError | None:
+    """A 400 for a prompt Google's filters refused (no candidates, a blockReason)."""
+    if payload.get("candidates"):
+        return None
+    feedback = payload.get("promptFeedback") or {}
+    reason = feedback.get("blockReason")
+    if not reason:
+        return None
+    message = feedback.get("blockReasonMessage") or f"The prompt was blocked ({reason})."
+    return GatewayError(f"{provider} error: {message}", status=400, code="content_filter")
+
+
+def choice_from_candidate(candidate: dict, index: int) -> dict:
+    texts, tool_calls = [], []
+    for part in answer_parts(candidate):
+        if isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif isinstance(part.get("functionCall"), dict):
+            tool_calls.append(tool_call_from(part["functionCall"]))
+    text = "".join(texts)
+    message: dict[str, Any] = {"role": "assistant", "content": text if text or not tool_calls else None}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    return {
+        "index": candidate.get("index", index),
+        "message": message,
+        "logprobs": None,
+        "finish_reason": finish_reason_for(candidate.get("finishReason"), has_tool_calls=bool(tool_calls)),
+    }
+
+
+def chat_completion_from(provider: str, deployment, payload: dict) -> TranslatedResponse:
+    blocked = prompt_blocked_error(provider, payload)
+    if blocked is not None:
+        raise blocked
+    usage = usage_from_gemini(payload.get("usageMetadata"))
+    candidates = payload.get("candidates") or [{}]
+    body = {
+        "id": _completion_id(payload),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": payload.get("modelVersion") or deployment.upstream_model,
+        "choices": [choice_from_candidate(candidate, index) for index, candidate in enumerate(candidates)],
+        "usage": usage.openai(),
+    }
+    return TranslatedResponse(body=orjson.dumps(body), usage=usage)
+
+
+def _completion_id(payload: dict) -> str:
+    return f"chatcmpl-{payload['responseId']}" if payload.get("responseId") else new_completion_id()
+
+
+@dataclass
+class _CandidateStream:
+    """What a stream has sent so far for one candidate (one OpenAI choice)."""
+
+    started: bool = False
+    tool_calls: int = 0
+    finished: bool = False
+
+
+class GeminiStreamTranslator(StreamTranslator):
+    def __init__(self, provider: str, model: str) -> None:
+        super().__init__()
+        self.provider = provider
+        self.model = model
+        self.completion_id: str | None = None
+        self.created = int(time.time())
+        self.candidates: dict[int, _CandidateStream] = {}
+
+    def feed(self, event: str | None, data: bytes) -> list[dict]:
+        payload = self._parse(data)
+        if self.completion_id is None:
+            self.completion_id = _completion_id(payload)
+            self.model = payload.get("modelVersion") or self.model
+        if payload.get("usageMetadata"):
+            self.usage = usage_from_gemini(payload["usageMetadata"])  # repeated; the last one counts
+        blocked = prompt_blocked_error(self.provider, payload)
+        if blocked is not None:
+            raise blocked
+        chunks: list[dict] = []
+        for position, candidate in enumerate(payload.get("candidates") or []):
+            chunks.extend(self._candidate_chunks(candidate.get("index", position), candidate))
+        return chunks
+
+    def finish(self) -> list[dict]:
+        chunks = [
+            self._chunk(index, {}, "tool_calls" if state.tool_calls else "stop")
+            for index, state in self.candidates.items()
+            if not state.finished
+        ]
+        self.done = True
+        chunks.append(
+            {
+                "id": self.completion_id or new_completion_id(),
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+                "choices": [],
+                "usage": self.usage.openai(),
+            }
+        )
+        return chunks
+
+    def _parse(self, data: bytes) -> dict:
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise GatewayError(
+                f"{self.provider} sent a stream event that is not JSON.",
+                status=502,
+                type="api_error",
+                code="bad_upstream_response",
+            ) from None
+        if not isinstance(payload, dict):
+            raise GatewayError(
+                f"{self.provider} sent a stream event that is not a JSON object.",
+                status=502,
+                type="api_error",
+                code="bad_upstream_response",
+            )
+        if isinstance(payload.get("error"), dict):  # an error in the middle of the stream
+            code = payload["error"].get("code")
+            raise upstream_error(self.provider, code if isinstance(code, int) else 502, data, {})
+        return payload
+
+    def _candidate_chunks(self, index: int, candidate: dict) -> list[dict]:
+        state = self.candidates.setdefault(index, _CandidateStream())
+        if state.finished:
+            return []
+        chunks = []
+        if not state.started:
+            state.started = True
+            chunks.append(self._chunk(index, {"role": "assistant", "content": ""}))
+        for part in answer_parts(candidate):
+            if isinstance(part.get("text"), str) and part["text"]:
+                chunks.append(self._chunk(index, {"content": part["text"]}))
+            elif isinstance(part.get("functionCall"), dict):
+                call = {"index": state.tool_calls, **tool_call_from(part["functionCall"])}
+                state.tool_calls += 1
+                chunks.append(self._chunk(index, {"tool_calls": [call]}))
+        if candidate.get("finishReason"):
+            state.finished = True
+            reason = finish_reason_for(candidate["finishReason"], has_tool_calls=state.tool_calls > 0)
+            chunks.append(self._chunk(index, {}, reason))
+            self.done = all(s.finished for s in self.candidates.values())
+        return chunks
+
+    def _chunk(self, index: int, delta: dict, finish_reason: str | None = None) -> dict:
+        return {
+            "id": self.completion_id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+        }
+
+
+# --- embeddings ---------------------------------------------------------------------------------
+
+
+def embedding_inputs(body: dict[str, Any]) -> list[str]:
+    value = body["input"]
+    inputs = [value] if isinstance(value, str) else value
+    if not all(isinstance(item, str) for item in inputs):
+        raise invalid_request("Gemini embeds text only: 'input' cannot hold token arrays.", param="input")
+    return inputs
+
+
+# The encoding the client asked for, from build_request to translate_response of one request
+# (they run in the same task; translate_response is not given the request body).
+_embedding_encoding: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "embedding_encoding", default="float"
+)
+
+
+def embeddings_response(model: str, vectors: list[list[float]], usage: Usage) -> bytes:
+    as_base64 = _embedding_encoding.get() == "base64"
+    data = [
+        {
+            "object": "embedding",
+            "index": index,
+            "embedding": _base64_floats(vector) if as_base64 else vector,
+        }
+        for index, vector in enumerate(vectors)
+    ]
+    return orjson.dumps(
+        {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens},
+        }
+    )
+
+
+def _base64_floats(vector: list[float]) -> str:
+    """OpenAI's base64 encoding: little-endian float32s (what the openai SDK asks for by default)."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+# --- the adapters -------------------------------------------------------------------------------
+
+
+class GeminiAdapter(ProviderAdapter):
+    name = "gemini"
+    default_api_base = "https://generativelanguage.googleapis.com"
+    api_key_env = "GEMINI_API_KEY"
+    chat_params = GEMINI_CHAT_PARAMS
+    operations = frozenset({Operation.CHAT, Operation.EMBEDDING})
+    embedding_method = "batchEmbedContents"
+
+    def prepare_body(self, operation, body, *, drop_params):
+        body = super().prepare_body(operation, body, drop_params=drop_params)
+        if operation is Operation.EMBEDDING:
+            _refuse_or_drop(self.name, body, EMBEDDING_PARAMS, drop_params)
+        # Gemini may always call several functions at once: it cannot promise one call only.
+        if body.get("parallel_tool_calls") is False and not drop_params:
+            raise invalid_request(
+                f"{self.name} cannot turn off parallel tool calls ('parallel_tool_calls': false). "
+                "Remove it, or set drop_params to drop unsupported parameters.",
+                param="parallel_tool_calls",
+                code="unsupported_parameter",
+            )
+        body.pop("parallel_tool_calls", None)
+        return body
+
+    async def build_request(self, operation, deployment, body, *, stream):
+        headers = {"Content-Type": "application/json", **await self.auth_headers(deployment)}
+        if operation is Operation.EMBEDDING:
+            _embedding_encoding.set(body.get("encoding_format") or "float")
+            url = await self.model_url(deployment, self.embedding_method)
+            payload = self.embedding_body(deployment, body)
+        else:
+            method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+            url = await self.model_url(deployment, method)
+            payload = gemini_request_body(body)
+        return UpstreamRequest(url=url, headers=headers, body=orjson.dumps(payload))
+
+    def translate_response(self, operation, deployment, raw):
+        payload = load_json_response(self.name, raw)
+        if operation is Operation.EMBEDDING:
+            return self.embedding_response(deployment, payload)
+        return chat_completion_from(self.name, deployment, payload)
+
+    def stream_translator(self, operation, deployment):
+        return GeminiStreamTranslator(self.name, deployment.upstream_model)
+
+    def translate_error(self, status: int, raw: bytes, headers: Mapping[str, str]) -> GatewayError:
+        error = upstream_error(self.name, status, raw, headers)
+        details = _error_details(raw)
+        if any(detail.get("reason") == "API_KEY_INVALID" for detail in details):
+            # Google answers a wrong key with 400 INVALID_ARGUMENT; to a client it is an auth failure.
+            error.status, error.type, error.code = 401, "authentication_error", "API_KEY_INVALID"
+        if status == 429 and "Retry-After" not in error.headers:
+            delay = _retry_delay_seconds(details)
+            if delay is not None:
+                error.headers["Retry-After"] = str(delay)
+        return error
+
+    # What Vertex AI does differently: auth, URLs, the embeddings call.
+
+    async def auth_headers(self, deployment) -> dict[str, str]:
+        return {"x-goog-api-key": deployment.api_key} if deployment.api_key else {}
+
+    async def model_url(self, deployment, method: str) -> str:
+        base = (deployment.api_base or self.default_api_base).rstrip("/")
+        model = deployment.upstream_model
+        if not model.startswith(("models/", "tunedModels/")):
+            model = f"models/{model}"
+        return f"{base}/v1beta/{model}:{method}"
+
+    def embedding_body(self, deployment, body: dict[str, Any]) -> dict:
+        model = deployment.upstream_model.removeprefix("models/")
+        requests = []
+        for text in embedding_inputs(body):
+            request: dict[str, Any] = {"model": f"models/{model}", "content": {"parts": [{"text": text}]}}
+            if body.get("dimensions"):
+                request["outputDimensionality"] = body["dimensions"]
+            requests.append(request)
+        return {"requests": requests}
+
+    def embedding_response(self, deployment, payload: dict) -> TranslatedResponse:
+        # batchEmbedContents reports no token counts: the usage stays unreported (no cost).
+        vectors = [item.get("values") or [] for item in payload.get("embeddings") or []]
+        usage = usage_from_gemini(payload["usageMetadata"]) if payload.get("usageMetadata") else Usage()
+        return TranslatedResponse(
+            body=embeddings_response(deployment.upstream_model, vectors, usage),
+            usage=usage,
+        )
+
+
+def _refuse_or_drop(provider: str, body: dict, allowed: frozenset[str], drop_params: bool) -> None:
+    unsupported = [
+        key for key in body if key not in allowed and key not in GATEWAY_PARAMS and body[key] is not None
+    ]
+    if unsupported and not drop_params:
+        raise invalid_request(
+            f"{provider} does not support the parameter '{unsupported[0]}'. "
+            "Remove it, or set drop_params to drop unsupported parameters.",
+            param=unsupported[0],
+            code="unsupported_parameter",
+        )
+    for key in unsupported:
+        del body[key]
+
+
+def _error_details(raw: bytes) -> list[dict]:
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return []
+    if isinstance(payload, list) and payload:
+        payload = payload[0]
+    error = payload.get("error") if isinstance(payload, dict) else None
+    details = error.get("details") if isinstance(error, dict) else None
+    return [detail for detail in details or [] if isinstance(detail, dict)]
+
+
+def _retry_delay_seconds(details: list[dict]) -> int | None:
+    """google.rpc.RetryInfo's retryDelay ("7s", "0.5s") as whole seconds."""
+    for detail in details:
+        delay = detail.get("retryDelay")
+        if isinstance(delay, str) and delay.endswith("s"):
+            try:
+                return max(1, math.ceil(float(delay[:-1])))
+            except ValueError:
+                return None
+    return None
+
+
+# --- Vertex AI ----------------------------------------------------------------------------------
+
+
+class VertexCredentials:
+    """One deployment's Google credentials, loaded once, their token refreshed only near expiry."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source  # the service-account JSON, or the path of a file holding it
+        self.credentials = None  # google.auth credentials, loaded on first use (in a thread)
+        self.project_id: str | None = None
+        self._lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
+
+    def _fresh(self) -> bool:
+        from google.auth.credentials import TokenState
+
+        return self.credentials is not None and self.credentials.token_state is TokenState.FRESH
+
+    def _loop_lock(self) -> asyncio.Lock:
+        # An asyncio.Lock belongs to one event loop; the adapter outlives loops in tests.
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock_loop is not loop:
+            self._lock, self._lock_loop = asyncio.Lock(), loop
+        return self._lock
+
+    async def token(self) -> str:
+        if self._fresh():
+            return self.credentials.token
+        async with self._loop_lock():  # one refresh at a time; the others wait for its token
+            if not self._fresh():
+                # google-auth is synchronous network and file I/O: keep it off the event loop.
+                if self.credentials is None:
+                    self.credentials, self.project_id = await asyncio.to_thread(
+                        _load_google_credentials, self.source
+                    )
+                await asyncio.to_thread(_refresh_google_credentials, self.credentials)
+        return self.credentials.token
+
+
+def _load_google_credentials(source: str):
+    """(credentials, project id) from a service-account JSON string or a file path."""
+    import google.auth
+    from google.auth import exceptions
+    from google.oauth2 import service_account
+
+    try:
+        if source.lstrip().startswith("{"):
+            info = orjson.loads(source)
+        else:
+            with open(source, "rb") as file:
+                info = orjson.loads(file.read())
+        if not isinstance(info, dict):
+            raise TypeError("the credentials are not a JSON object")
+        if info.get("type", "service_account") == "service_account":
+            credentials = service_account.Credentials.from_service_account_info(
+                info, scopes=[CLOUD_PLATFORM_SCOPE]
+            )
+        else:  # authorized_user, external_account (workload identity), impersonated_service_account
+            credentials, _ = google.auth.load_credentials_from_dict(info, scopes=[CLOUD_PLATFORM_SCOPE])
+    except (OSError, ValueError, TypeError, exceptions.GoogleAuthError) as exc:
+        # The message never quotes the credentials themselves.
+        raise GatewayError(
+            f"vertex_ai credentials could not be loaded: {type(exc).__name__}: {_short(exc)}",
+            status=500,
+            type="server_error",
+            code="deployment_misconfigured",
+        ) from None
+    return credentials, info.get("project_id") or info.get("quota_project_id")
+
+
+def _refresh_google_credentials(credentials) -> None:
+    from google.auth import exceptions
+    from google.auth.transport.requests import Request
+
+    request = Request()
+    try:
+        credentials.refresh(functools.partial(request, timeout=_TOKEN_REQUEST_TIMEOUT_SECONDS))
+    except exceptions.RefreshError as exc:
+        raise GatewayError(
+            f"vertex_ai error: Google refused to issue an access token: {_short(exc)}",
+            status=401,
+            type="authentication_error",
+            code="token_refresh_failed",
+        ) from None
+    except exceptions.TransportError as exc:
+        raise GatewayError(
+            f"Could not reach Google's token endpoint: {_short(exc)}",
+            status=502,
+            type="api_connection_error",
+            code="upstream_unreachable",
+        ) from None
+    finally:
+        request.session.close()
+
+
+def _short(exc: Exception) -> str:
+    if isinstance(exc, OSError):  # not str(exc): it would quote the "path", maybe a mangled secret
+        return exc.strerror or type(exc).__name__
+    text = str(exc.args[0]) if exc.args else type(exc).__name__
+    return text[:300]
+
+
+def vertex_credentials_source(deployment) -> str | None:
+    """The service-account JSON (or its path) for a deployment; None means use its api_key as a token.
+
+    Order: the deployment's vertex_credentials, then its api_key (an access token), then
+    the file named by GOOGLE_APPLICATION_CREDENTIALS.
+    """
+    inline = deployment.secret_params.get("vertex_credentials")
+    if inline:
+        return inline
+    if deployment.api_key:
+        return None
+    return os.environ.get("GOOGLE_APPLICATION_CREDENTIALS") or None
+
+
+class VertexAIAdapter(GeminiAdapter):
+    name = "vertex_ai"
+    default_api_base = None  # https://{location}-aiplatform.googleapis.com
+    api_key_env = None  # an api_key is a ready access token; service accounts come from secret_params
+    default_location = "us-central1"
+    embedding_method = "predict"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._credentials: dict[int, VertexCredentials] = {}  # by deployment id
+
+    def credentials_for(self, deployment) -> VertexCredentials | None:
+        source = vertex_credentials_source(deployment)
+        if source is None:
+            return None
+        cached = self._credentials.get(deployment.id)
+        if cached is None or cached.source != source:  # new, or its credentials were changed
+            cached = self._credentials[deployment.id] = VertexCredentials(source)
+        return cached
+
+    async def auth_headers(self, deployment) -> dict[str, str]:
+        credentials = self.credentials_for(deployment)
+        if credentials is not None:
+            return {"Authorization": f"Bearer {await credentials.token()}"}
+        if deployment.api_key:
+            return {"Authorization": f"Bearer {deployment.api_key}"}
+        raise GatewayError(
+            "This vertex_ai deployment has no credentials: set vertex_credentials (a service-account JSON "
+            "or its path), an api_key (an access token), or GOOGLE_APPLICATION_CREDENTIALS.",
+            status=500,
+            type="server_error",
+            code="deployment_misconfigured",
+        )
+
+    async def model_url(self, deployment, method: str) -> str:
+        location = deployment.extra_params.get("vertex_location") or self.default_location
+        project = deployment.extra_params.get("vertex_project") or self._credentials_project(deployment)
+        if not project:
+            raise GatewayError(
+                "This vertex_ai deployment has no vertex_project (and its credentials name none).",
+                status=500,
+                type="server_error",
+                code="deployment_misconfigured",
+            )
+        base = deployment.api_base or (
+            "https://aiplatform.googleapis.com"
+            if location == "global"
+            else f"https://{location}-aiplatform.googleapis.com"
+        )
+        model = deployment.upstream_model.removeprefix("models/")
+        return (
+            f"{base.rstrip('/')}/v1/projects/{project}/locations/{location}"
+            f"/publishers/google/models/{model}:{method}"
+        )
+
+    def _credentials_project(self, deployment) -> str | None:
+        # auth_headers runs first, so loaded credentials already told their project.
+        cached = self._credentials.get(deployment.id)
+        return cached.project_id if cached is not None else None
+
+    def embedding_body(self, deployment, body: dict[str, Any]) -> dict:
+        payload: dict[str, Any] = {"instances": [{"content": text} for text in embedding_inputs(body)]}
+        if body.get("dimensions"):
+            payload["parameters"] = {"outputDimensionality": body["dimensions"]}
+        return payload
+
+    def embedding_response(self, deployment, payload: dict) -> TranslatedResponse:
+        embeddings = [
+            (prediction or {}).get("embeddings") or {} for prediction in payload.get("predictions") or []
+        ]
+        tokens = sum(int((item.get("statistics") or {}).get("token_count") or 0) for item in embeddings)
+        usage = Usage(prompt_tokens=tokens, reported=True)
+        vectors = [item.get("values") or [] for item in embeddings]
+        return TranslatedResponse(
+            body=embeddings_response(deployment.upstream_model, vectors, usage), usage=usage
+        )

@@ -1,0 +1,102 @@
+"""Admin scoping: staff users attached to organizations see and change only those organizations'
+objects; superusers see everything.
+
+A staff user's organizations are its OrganizationMemberships: any role may view,
+the admin role may also add, change and delete.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import QuerySet
+
+from apps.teams.models import Organization, OrganizationMembership
+
+
+def admin_organization_ids(user, *, writable: bool = False) -> set | None:
+    """The organizations a staff user works in (None: every organization)."""
+    if user.is_superuser:
+        return None
+    memberships = OrganizationMembership.objects.filter(user=user)
+    if writable:
+        memberships = memberships.filter(role=OrganizationMembership.Role.ADMIN)
+    cache_name = "_gateway_admin_orgs_rw" if writable else "_gateway_admin_orgs"
+    if not hasattr(user, cache_name):
+        setattr(user, cache_name, set(memberships.values_list("organization_id", flat=True)))
+    return getattr(user, cache_name)
+
+
+class OrganizationScopedAdmin(admin.ModelAdmin):
+    """A ModelAdmin whose rows belong to an organization, reached by `organization_path`."""
+
+    organization_path = "organization"
+    # Models with rows shared by every organization (organization empty) show those read-only.
+    shared_rows_when_empty = False
+
+    def _organization_id(self, obj):
+        if obj is None:
+            return None
+        value = obj
+        for part in self.organization_path.split("__"):
+            if part == "pk":
+                return value.pk
+            value = getattr(value, part, None)
+            if value is None:
+                return None
+        return value.pk if hasattr(value, "pk") else value
+
+    def get_queryset(self, request) -> QuerySet:
+        queryset = super().get_queryset(request)
+        organizations = admin_organization_ids(request.user)
+        if organizations is None:
+            return queryset
+        lookup = "pk__in" if self.organization_path == "pk" else f"{self.organization_path}__in"
+        scoped = queryset.filter(**{lookup: organizations})
+        if self.shared_rows_when_empty:
+            scoped = scoped | queryset.filter(**{f"{self.organization_path}__isnull": True})
+        return scoped.distinct() if "__" in self.organization_path else scoped
+
+    def _in_scope(self, request, obj, *, writable: bool) -> bool:
+        organizations = admin_organization_ids(request.user, writable=writable)
+        if organizations is None:
+            return True
+        if not organizations:
+            return False
+        return obj is None or self._organization_id(obj) in organizations
+
+    def has_module_permission(self, request) -> bool:
+        return request.user.is_active and request.user.is_staff and (
+            request.user.is_superuser or bool(admin_organization_ids(request.user))
+        )
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        if request.user.is_superuser:
+            return super().has_view_permission(request, obj)
+        if obj is not None and self.shared_rows_when_empty and self._organization_id(obj) is None:
+            return bool(admin_organization_ids(request.user))
+        return request.user.is_staff and self._in_scope(request, obj, writable=False)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        if request.user.is_superuser:
+            return super().has_change_permission(request, obj)
+        if obj is not None and self._organization_id(obj) is None:
+            return False  # shared rows are the superusers' to change
+        return request.user.is_staff and self._in_scope(request, obj, writable=True)
+
+    def has_add_permission(self, request) -> bool:
+        if request.user.is_superuser:
+            return super().has_add_permission(request)
+        return request.user.is_staff and bool(admin_organization_ids(request.user, writable=True))
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return self.has_change_permission(request, obj)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        """Offer only in-scope organizations and teams in the forms."""
+        organizations = admin_organization_ids(request.user, writable=True)
+        if organizations is not None:
+            if db_field.related_model is Organization:
+                kwargs["queryset"] = Organization.objects.filter(pk__in=organizations)
+            elif db_field.related_model.__name__ == "Team":
+                kwargs["queryset"] = db_field.related_model.objects.filter(organization__in=organizations)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
