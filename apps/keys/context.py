@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 
 from apps.keys.limits import LimitScope
 
@@ -15,18 +16,31 @@ class KeyContext:
     user_id: int | None
     team_id: str | None
     organization_id: str | None
-    # Allowed model names at each level that restricts them (key, user, team, organization).
+    # What each level that restricts models allows (key, user, team, organization): model
+    # names, access-group names and wildcards such as "anthropic/*".
     allowed_models: tuple[frozenset[str], ...]
     expires_at: float | None  # unix time
     blocked_reason: str | None  # why any level is blocked, if it is
     # The levels with limits (rpm, tpm, parallel requests, budgets), key first.
     scopes: tuple[LimitScope, ...] = ()
+    # The key's per-model limits: {model name: LimitScope}.
+    model_scopes: dict[str, LimitScope] = field(default_factory=dict)
     is_master: bool = False
 
-    def may_use_model(self, model: str) -> bool:
+    def may_use_model(self, model: str, *, names: tuple[str, ...] = (), access_groups: tuple[str, ...] = ()) -> bool:
+        """`names`: the model's other names (provider/upstream of its deployments), which
+        wildcards may match; `access_groups`: the groups its deployments belong to."""
         if self.is_master:
             return True
-        return all(model in allowed for allowed in self.allowed_models)
+        return all(_allows(allowed, model, names, access_groups) for allowed in self.allowed_models)
+
+
+def _allows(allowed: frozenset[str], model: str, names: tuple[str, ...], access_groups: tuple[str, ...]) -> bool:
+    if model in allowed or any(group in allowed for group in access_groups):
+        return True
+    return any(
+        "*" in pattern and any(fnmatchcase(name, pattern) for name in (model, *names)) for pattern in allowed
+    )
 
 
 MASTER_KEY_CONTEXT = KeyContext(

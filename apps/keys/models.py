@@ -27,6 +27,10 @@ class VirtualKey(LimitsMixin):
         Organization, on_delete=models.CASCADE, null=True, blank=True, related_name="keys"
     )
     expires_at = models.DateTimeField(null=True, blank=True)
+    # Per-model limits, {model name: value}, on top of the key's own.
+    model_max_budget = models.JSONField(default=dict, blank=True, help_text='{"gpt-4o": 10.0} (USD)')
+    model_rpm_limit = models.JSONField(default=dict, blank=True, help_text='{"gpt-4o": 60}')
+    model_tpm_limit = models.JSONField(default=dict, blank=True, help_text='{"gpt-4o": 100000}')
 
     class Meta:
         ordering = ["-created_at"]

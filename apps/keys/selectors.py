@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 
 from apps.keys.context import KeyContext
 from apps.keys.limits import LimitScope, usd_to_nanos
@@ -28,6 +29,23 @@ def _limit_scope(kind: str, entity_id, entity: LimitsMixin, now: float) -> Limit
     period, _ = scope.period(now)
     # The database's spend belongs to the period current now; reseeding uses it only then.
     return LimitScope(**{**_as_dict(scope), "db_period": period})
+
+
+def _model_scopes(key: VirtualKey) -> dict[str, LimitScope]:
+    """The key's per-model limits. Their spend lives only in the limiter's counters."""
+    budgets, rpm, tpm = key.model_max_budget or {}, key.model_rpm_limit or {}, key.model_tpm_limit or {}
+    return {
+        model: LimitScope(
+            kind="key-model",
+            id=f"{key.pk}:{model}",
+            rpm=rpm.get(model),
+            tpm=tpm.get(model),
+            budget_nanos=usd_to_nanos(Decimal(str(budgets[model]))) if model in budgets else None,
+            budget_duration=key.budget_duration,
+            budget_anchor=key.budget_anchor.timestamp(),
+        )
+        for model in {*budgets, *rpm, *tpm}
+    }
 
 
 def _as_dict(scope: LimitScope) -> dict:
@@ -72,6 +90,7 @@ def key_context_get(*, token_hash: str) -> KeyContext | None:
         expires_at=key.expires_at.timestamp() if key.expires_at else None,
         blocked_reason=blocked_reason,
         scopes=tuple(s for kind, entity_id, entity in levels if (s := _limit_scope(kind, entity_id, entity, now))),
+        model_scopes=_model_scopes(key),
     )
 
 

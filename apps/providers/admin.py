@@ -85,7 +85,7 @@ class ModelDeploymentAdmin(OrganizationScopedAdmin):
         ("Connection", {
             "fields": ("api_base", "api_key", "clear_api_key", "secret_params", "api_version", "timeout")
         }),
-        ("Routing", {"fields": ("weight", "rpm", "tpm")}),
+        ("Routing", {"fields": ("weight", "rpm", "tpm", "access_groups")}),
         ("Prices (USD per token)", {
             "fields": ("input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost")
         }),

@@ -41,6 +41,7 @@ class DeploymentSpec:
     cache_read_input_token_cost: Decimal | None = None
     extra_params: dict[str, Any] = field(default_factory=dict)
     secret_params: dict[str, str] = field(default_factory=dict)
+    access_groups: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -161,6 +162,9 @@ def _parse_deployment(index: int, entry: Any, seen: dict[str, int]) -> Deploymen
         occurrence = seen.get(identity, 0)
         seen[identity] = occurrence + 1
         config_id = "cfg-" + hashlib.sha256(f"{identity}|{occurrence}".encode()).hexdigest()[:24]
+    access_groups = model_info.get("access_groups") or []
+    if not isinstance(access_groups, list) or not all(isinstance(g, str) and g for g in access_groups):
+        raise ConfigError(f"{where}.model_info.access_groups: must be a list of names")
     timeout = params.get("timeout")
     if timeout is not None:
         try:
@@ -200,6 +204,7 @@ def _parse_deployment(index: int, entry: Any, seen: dict[str, int]) -> Deploymen
         ),
         extra_params={k: v for k, v in params.items() if k not in _KNOWN_PARAMS},
         secret_params=secret_params,
+        access_groups=access_groups,
     )
 
 

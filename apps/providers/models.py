@@ -30,6 +30,10 @@ class ModelDeployment(models.Model):
         max_digits=20, decimal_places=12, null=True, blank=True
     )
     extra_params = models.JSONField(default=dict, blank=True, help_text="Other provider parameters.")
+    access_groups = models.JSONField(
+        default=list, blank=True,
+        help_text="Named groups this model belongs to; a key allowed a group may use every model in it.",
+    )
     is_active = models.BooleanField(default=True)
     managed_by_config = models.BooleanField(
         default=False, help_text="Written by load_config; the next load of the file overwrites it."

@@ -56,6 +56,7 @@ class Deployment:
     extra_params: dict[str, Any]
     created: int = 0
     organization_id: str | None = None  # None: shared by every organization
+    access_groups: tuple[str, ...] = ()
     secret_params: dict[str, str] = field(default_factory=dict, repr=False)
 
 
@@ -89,6 +90,7 @@ def _deployments_load() -> dict[str, list[Deployment]]:
                 extra_params=row.extra_params or {},
                 created=int(row.created_at.timestamp()),
                 organization_id=str(row.organization_id) if row.organization_id else None,
+                access_groups=tuple(row.access_groups or ()),
                 secret_params={
                     name: resolved
                     for name, value in (row.secret_params or {}).items()

@@ -23,6 +23,7 @@ _SPEC_FIELDS = (
     "cache_read_input_token_cost",
     "extra_params",
     "secret_params",
+    "access_groups",
 )
 
 

@@ -21,7 +21,7 @@ from apps.providers.registry import deployment_registry
 from apps.routing import health
 from apps.routing.anthropic_format import ANTHROPIC_FORMAT, anthropic_error_response, openai_body_from_anthropic
 from apps.routing.proxy import proxy_request
-from apps.routing.router import usable_deployments
+from apps.routing.router import deployment_group, may_use_group, usable_deployments
 from apps.routing.validation import json_body
 from apps.spend.tokens import estimate_prompt_tokens
 
@@ -110,11 +110,7 @@ async def messages(request: HttpRequest):
 async def messages_count_tokens(request: HttpRequest):
     raw = json_body(request)
     body = openai_body_from_anthropic({"max_tokens": 1, **raw})
-    if not request.auth.may_use_model(body["model"]):
-        from apps.core.errors import permission_denied
-
-        raise permission_denied(f"This key may not use the model '{body['model']}'.", param="model",
-                                code="model_not_allowed")
+    await deployment_group(body["model"], request.auth)  # 404 / 403 as for a message
     return _json({"input_tokens": estimate_prompt_tokens(body["messages"], body.get("tools"))})
 
 
@@ -144,7 +140,7 @@ async def models_list(request: HttpRequest):
     data = [
         _model_entry(name, usable)
         for name, group in sorted(groups.items())
-        if context.may_use_model(name) and (usable := usable_deployments(group, context))
+        if (usable := usable_deployments(group, context)) and may_use_group(context, name, usable)
     ]
     return _json({"object": "list", "data": data})
 
@@ -152,7 +148,7 @@ async def models_list(request: HttpRequest):
 @api.get("/models/{path:model}", summary="One model, if this key may use it")
 async def models_retrieve(request: HttpRequest, model: str):
     group = usable_deployments((await deployment_registry.groups()).get(model) or [], request.auth)
-    if not group or not request.auth.may_use_model(model):
+    if not group or not may_use_group(request.auth, model, group):
         raise not_found(f"The model '{model}' does not exist.", param="model", code="model_not_found")
     return _json(_model_entry(model, group))
 

@@ -9,7 +9,6 @@ from decimal import Decimal
 from django.conf import settings
 
 from apps.core.errors import GatewayError
-from apps.keys.context import KeyContext
 from apps.keys.limits import LimitDecision, limiter, usd_to_nanos
 from apps.providers.registry import Deployment
 from apps.spend.tokens import estimate_prompt_tokens
@@ -45,10 +44,10 @@ def _headers(decision: LimitDecision) -> dict[str, str]:
     return headers
 
 
-async def limits_acquire(context: KeyContext, request_id: str, deployment: Deployment, body: dict) -> dict:
+async def limits_acquire(scopes: tuple, request_id: str, deployment: Deployment, body: dict) -> dict:
     """Count the request against every level's limits; the x-ratelimit-* headers if allowed,
     else a 429: rate limits with Retry-After, an exhausted budget as OpenAI's insufficient_quota."""
-    decision = await limiter().acquire(context.scopes, request_id, max_cost_nanos(deployment, body))
+    decision = await limiter().acquire(scopes, request_id, max_cost_nanos(deployment, body))
     if decision.allowed:
         return _headers(decision)
     scope = decision.scope
@@ -75,8 +74,8 @@ async def limits_acquire(context: KeyContext, request_id: str, deployment: Deplo
     )
 
 
-async def limits_settle(context: KeyContext, request_id: str, tokens: int, cost: Decimal | None) -> None:
-    settlement = await limiter().settle(context.scopes, request_id, tokens, usd_to_nanos(cost) or 0)
+async def limits_settle(scopes: tuple, request_id: str, tokens: int, cost: Decimal | None) -> None:
+    settlement = await limiter().settle(scopes, request_id, tokens, usd_to_nanos(cost) or 0)
     for scope in settlement.soft_budget_crossed:
         from apps.spend.alerts import soft_budget_crossed
 

@@ -22,7 +22,7 @@ from apps.providers.adapters.base import Operation, StreamTranslator, Translated
 from apps.providers.streaming import OpenAISSEWriter, decoder_for
 from apps.providers.registry import Deployment
 from apps.providers.transport import transport, upstream_timeout
-from apps.routing.router import deployment_choose
+from apps.routing.router import deployment_group, deployment_pick
 from apps.routing.validation import json_body, validate_body
 from apps.spend.buffer import spend_buffer
 from apps.spend.models import SpendLog
@@ -55,7 +55,7 @@ class RequestAccount:
     """What is known about one request as it goes; turned into a spend record at the end."""
 
     __slots__ = ("request_id", "context", "operation", "model", "deployment", "stream", "started",
-                 "started_wall", "settled", "body", "limits_acquired", "limit_headers")
+                 "started_wall", "settled", "body", "limits_acquired", "limit_headers", "scopes")
 
     def __init__(self, context: KeyContext, operation: Operation) -> None:
         self.request_id = uuid.uuid4().hex
@@ -69,6 +69,7 @@ class RequestAccount:
         self.settled = False
         self.body: dict | None = None  # the OpenAI-format request, for estimates when usage is missing
         self.limits_acquired = False  # counted against the key's limits: settle must release them
+        self.scopes: tuple = ()
         self.limit_headers: dict[str, str] = {}
 
     def settle(self, *, status: str, usage: Usage | None = None, http_status: int | None = None,
@@ -83,7 +84,7 @@ class RequestAccount:
         cost = cost_for_usage(deployment, usage) if deployment else None
         if self.limits_acquired:
             spawn(
-                limits_settle(context, self.request_id, usage.prompt_tokens + usage.completion_tokens, cost),
+                limits_settle(self.scopes, self.request_id, usage.prompt_tokens + usage.completion_tokens, cost),
                 name="limits-settle",
             )
         spend_buffer.add(
@@ -150,11 +151,7 @@ async def proxy_request(
     if body is None:
         body = json_body(request)
     model, stream = validate_body(operation, body)
-    if not context.may_use_model(model):
-        raise permission_denied(
-            f"This key may not use the model '{model}'.", param="model", code="model_not_allowed"
-        )
-    deployment = await deployment_choose(model, context)
+    deployment = deployment_pick(await deployment_group(model, context))
 
     account = RequestAccount(context, operation)
     account.model = model
@@ -162,9 +159,13 @@ async def proxy_request(
     account.stream = stream
     account.body = body
     adapter = deployment.adapter
-    if context.scopes:
-        account.limit_headers = await limits_acquire(context, account.request_id, deployment, body)
+    scopes = context.scopes
+    if model in context.model_scopes:
+        scopes = (*scopes, context.model_scopes[model])
+    if scopes:
+        account.limit_headers = await limits_acquire(scopes, account.request_id, deployment, body)
         account.limits_acquired = True
+        account.scopes = scopes
     try:
         drop_params = body.get("drop_params") is True or bool(deployment.extra_params.get("drop_params"))
         payload = adapter.prepare_body(operation, body, drop_params=drop_params)
