@@ -26,9 +26,13 @@ def _limit_scope(kind: str, entity_id, entity: LimitsMixin, now: float) -> Limit
         budget_anchor=entity.budget_anchor.timestamp(),
         db_spend_nanos=usd_to_nanos(entity.spend) or 0,
     )
-    period, _ = scope.period(now)
-    # The database's spend belongs to the period current now; reseeding uses it only then.
-    return LimitScope(**{**_as_dict(scope), "db_period": period})
+    # The database's spend seeds a lost counter only within the period it belongs to.
+    if entity.budget_duration:
+        start = entity.budget_period_start
+        db_period = str(int(start.timestamp())) if start else "none"
+    else:
+        db_period = "all"
+    return LimitScope(**{**_as_dict(scope), "db_period": db_period})
 
 
 def _model_scopes(key: VirtualKey) -> dict[str, LimitScope]:
@@ -98,3 +102,48 @@ def virtual_key_get_by_raw(raw_key: str) -> VirtualKey | None:
     from apps.keys.services import virtual_key_hash
 
     return VirtualKey.objects.filter(token_hash=virtual_key_hash(raw_key)).first()
+
+
+# --- the management API -------------------------------------------------------------------
+
+
+def virtual_key_get_for_auth(*, raw_key: str) -> VirtualKey | None:
+    """The key a management API caller sent, with its user (one query)."""
+    from apps.keys.services import virtual_key_hash
+
+    return VirtualKey.objects.select_related("user").filter(token_hash=virtual_key_hash(raw_key)).first()
+
+
+def virtual_key_get_by_ref(*, ref: str) -> VirtualKey | None:
+    """A key by LiteLLM's `key` parameter: the raw key or its sha256 (the `token`)."""
+    from apps.keys.services import virtual_key_hash
+
+    return (
+        VirtualKey.objects.select_related("user", "team", "organization")
+        .filter(token_hash__in={ref, virtual_key_hash(ref)})
+        .first()
+    )
+
+
+def virtual_key_list(
+    *,
+    scope,
+    user_id: int | None = None,
+    team_id=None,
+    organization_id=None,
+    key_alias: str | None = None,
+    key_hash: str | None = None,
+):
+    """Keys within a caller's scope (a Q), newest first, optionally filtered."""
+    keys = VirtualKey.objects.filter(scope).select_related("user", "team", "organization")
+    if user_id is not None:
+        keys = keys.filter(user_id=user_id)
+    if team_id is not None:
+        keys = keys.filter(team_id=team_id)
+    if organization_id is not None:
+        keys = keys.filter(organization_id=organization_id)
+    if key_alias:
+        keys = keys.filter(alias=key_alias)
+    if key_hash:
+        keys = keys.filter(token_hash=key_hash)
+    return keys.order_by("-created_at", "-pk")

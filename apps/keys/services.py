@@ -99,3 +99,30 @@ def virtual_key_spend_reset(*, key: VirtualKey) -> VirtualKey:
     key.save(update_fields=["spend", "updated_at"])
     transaction.on_commit(lambda: spend_counters_reset("key", key.pk))
     return key
+
+
+# --- the management API -------------------------------------------------------------------
+
+
+@transaction.atomic
+def virtual_key_update(*, key: VirtualKey, **fields) -> VirtualKey:
+    """Change a key's fields (saved through the ORM, so every replica drops its cached context).
+
+    A key in a team always carries the team's organization."""
+    for name, value in fields.items():
+        setattr(key, name, value)
+    if key.team_id is not None:
+        if "organization" in fields and fields["organization"] is not None and (
+            fields["organization"].pk != key.team.organization_id
+        ):
+            raise ValidationError({"organization": "The team belongs to another organization."})
+        key.organization_id = key.team.organization_id
+    key.full_clean()
+    key.save()
+    return key
+
+
+@transaction.atomic
+def virtual_key_delete(*, keys: list[VirtualKey]) -> None:
+    for key in keys:
+        key.delete()

@@ -83,3 +83,35 @@ def _spend_totals_add(records: list[SpendRecord]) -> None:
                 totals[entity_id] += record.cost
         for entity_id, amount in totals.items():
             model.objects.filter(pk=entity_id).update(spend=F("spend") + amount)
+
+
+def budget_periods_roll(*, now=None) -> int:
+    """Start each entity's new budget period in the database: `spend` becomes what its spend
+    logs add up to since the period began. Idempotent (a re-run computes the same), and safe
+    beside the spend flusher (the row is locked while it is recomputed). Returns rows rolled.
+
+    Enforcement does not wait for this: the limiter derives periods itself.
+    """
+    from django.db.models import Sum
+    from django.utils import timezone
+
+    from apps.core.durations import current_period
+    from apps.teams.models import UserLimits
+
+    now = now or timezone.now()
+    rolled = 0
+    for model, log_field in ((VirtualKey, "key_id"), (Team, "team_id"), (Organization, "organization_id"),
+                             (UserLimits, "user_id")):
+        for entity in model.objects.exclude(budget_duration="").only("pk", "budget_duration", "budget_anchor",
+                                                                      "budget_period_start"):
+            start, _ = current_period(entity.budget_anchor, entity.budget_duration, now)
+            if entity.budget_period_start == start:
+                continue
+            owner = entity.user_id if model is UserLimits else entity.pk
+            with transaction.atomic():
+                model.objects.select_for_update().filter(pk=entity.pk).first()
+                total = SpendLog.objects.filter(**{log_field: owner, "start_time__gte": start}).aggregate(
+                    total=Sum("cost"))["total"] or Decimal(0)
+                model.objects.filter(pk=entity.pk).update(spend=total, budget_period_start=start)
+            rolled += 1
+    return rolled

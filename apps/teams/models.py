@@ -28,6 +28,9 @@ class LimitsMixin(models.Model):
     spend = models.DecimalField(
         max_digits=20, decimal_places=10, default=0, help_text="USD spent in the current budget period."
     )
+    budget_period_start = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="The budget period `spend` belongs to."
+    )
     rpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per minute.")
     tpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Tokens per minute.")
     max_parallel_requests = models.PositiveIntegerField(null=True, blank=True)

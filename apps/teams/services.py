@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import uuid
+
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
-from apps.teams.models import Organization, OrganizationMembership, Team, TeamMembership
+from apps.teams.models import Organization, OrganizationMembership, Team, TeamMembership, UserLimits
 
 
 @transaction.atomic
@@ -40,3 +43,137 @@ def organization_member_add(
         organization=organization, user=user, defaults={"role": role}
     )
     return membership
+
+
+# --- the management API -------------------------------------------------------------------
+# Every write goes through .save()/.delete(): the post_save/post_delete signals are what
+# invalidates the key contexts cached on every replica.
+
+
+def _apply(entity, fields: dict) -> None:
+    for name, value in fields.items():
+        setattr(entity, name, value)
+    entity.full_clean()
+    entity.save()
+
+
+@transaction.atomic
+def organization_update(*, organization: Organization, **fields) -> Organization:
+    _apply(organization, fields)
+    return organization
+
+
+@transaction.atomic
+def organization_delete(*, organization: Organization) -> None:
+    """Deletes the organization with its teams and keys."""
+    organization.delete()
+
+
+@transaction.atomic
+def organization_member_remove(*, organization: Organization, user: AbstractBaseUser) -> bool:
+    membership = OrganizationMembership.objects.filter(organization=organization, user=user).first()
+    if membership is None:
+        return False
+    membership.delete()
+    return True
+
+
+@transaction.atomic
+def team_update(*, team: Team, **fields) -> Team:
+    _apply(team, fields)
+    if "organization" in fields:
+        # A team's keys carry its organization; keep them in step with it.
+        for key in team.keys.exclude(organization=team.organization):
+            key.organization = team.organization
+            key.save(update_fields=["organization", "updated_at"])
+    return team
+
+
+@transaction.atomic
+def team_delete(*, team: Team) -> None:
+    """Deletes the team with its keys and memberships."""
+    team.delete()
+
+
+@transaction.atomic
+def team_member_remove(*, team: Team, user: AbstractBaseUser) -> bool:
+    membership = TeamMembership.objects.filter(team=team, user=user).first()
+    if membership is None:
+        return False
+    membership.delete()
+    return True
+
+
+@transaction.atomic
+def user_create(
+    *,
+    username: str,
+    email: str = "",
+    alias: str = "",
+    is_superuser: bool = False,
+    password: str | None = None,
+    limits: dict | None = None,
+) -> AbstractBaseUser:
+    """A user of the gateway. Its own limits (across every team and key) go to UserLimits."""
+    User = get_user_model()
+    user = User(username=username, email=email or "", first_name=alias or "")
+    user.is_superuser = user.is_staff = is_superuser
+    if password:
+        user.set_password(password)
+    else:
+        user.set_unusable_password()
+    user.full_clean(exclude=["password"])
+    user.save()
+    if limits:
+        user_limits_set(user=user, **limits)
+    return user
+
+
+@transaction.atomic
+def user_update(
+    *,
+    user: AbstractBaseUser,
+    email: str | None = None,
+    alias: str | None = None,
+    is_superuser: bool | None = None,
+    password: str | None = None,
+    limits: dict | None = None,
+) -> AbstractBaseUser:
+    if email is not None:
+        user.email = email
+    if alias is not None:
+        user.first_name = alias
+    if is_superuser is not None:
+        user.is_superuser = user.is_staff = is_superuser
+    if password:
+        user.set_password(password)
+    user.full_clean(exclude=["password"])
+    user.save()
+    if limits:
+        user_limits_set(user=user, **limits)
+    return user
+
+
+@transaction.atomic
+def user_limits_set(*, user: AbstractBaseUser, **fields) -> UserLimits:
+    limits = UserLimits.objects.filter(user=user).first() or UserLimits(user=user)
+    _apply(limits, fields)
+    return limits
+
+
+@transaction.atomic
+def user_delete(*, user: AbstractBaseUser) -> None:
+    """Deletes the user with its keys, limits and memberships."""
+    user.delete()
+
+
+@transaction.atomic
+def user_get_or_create(*, user_id: str | None, user_email: str | None) -> tuple[AbstractBaseUser, bool]:
+    """The user named by LiteLLM's user_id (our username) or email; created when missing, as
+    LiteLLM's member_add does (username: the user_id, else a new uuid)."""
+    from apps.teams.selectors import user_get
+
+    user = user_get(user_id=user_id, user_email=user_email)
+    if user is not None:
+        return user, False
+    return user_create(username=user_id or str(uuid.uuid4()), email=user_email or ""), True

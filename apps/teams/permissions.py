@@ -1,0 +1,411 @@
+"""Who may do what through the management API, and which rows each caller sees.
+
+Roles, strongest first (docs/permissions.md has the matrix per endpoint):
+
+- proxy admin: the master key, or a Django superuser → everything.
+- org admin (OrganizationMembership admin) → everything inside its organizations: the
+  organization (but not its limits), its teams, their members, the keys of its teams and
+  organization, and the users who belong only to its organizations (their keys and limits).
+- team admin (TeamMembership admin) → its team's name and metadata (not its limits), its
+  members, its keys.
+- member → its own keys (their name and metadata; limits only when creating one, where the
+  user's, team's and organization's limits still apply on top); itself.
+- viewer (only viewer memberships) → reads its own keys, its teams, itself.
+- a plain key (no user) → GET /key/info on itself.
+
+Something that exists but lies outside the caller's scope is 403; an id that matches nothing
+is 404. Lists are filtered to the caller's scope.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Q
+
+from apps.core.management_auth import Forbidden, Principal
+from apps.teams import selectors
+from apps.teams.models import Organization, Team
+
+ADMIN, MEMBER, VIEWER = "admin", "member", "viewer"
+_WRITER_ROLES = (ADMIN, MEMBER)
+
+# What a key's owner may change on its own key (limits are for admins).
+KEY_OWNER_FIELDS = frozenset({"key_alias", "metadata"})
+# What a team admin may change on its team, and an org admin on its organization.
+TEAM_ADMIN_FIELDS = frozenset({"team_alias", "metadata"})
+ORGANIZATION_ADMIN_FIELDS = frozenset({"organization_alias", "metadata"})
+
+
+@dataclass(frozen=True)
+class Actor:
+    """A caller with its memberships, loaded once per request."""
+
+    is_proxy_admin: bool
+    user: AbstractBaseUser | None = None
+    key: object | None = None  # the calling VirtualKey, if one was sent
+    org_roles: dict[UUID, str] = field(default_factory=dict)  # organization id → role
+    team_roles: dict[UUID, str] = field(default_factory=dict)  # team id → role
+    team_orgs: dict[UUID, UUID] = field(default_factory=dict)  # the actor's teams → organization
+
+    @property
+    def admin_org_ids(self) -> frozenset[UUID]:
+        return frozenset(org for org, role in self.org_roles.items() if role == ADMIN)
+
+    @property
+    def admin_team_ids(self) -> frozenset[UUID]:
+        return frozenset(team for team, role in self.team_roles.items() if role == ADMIN)
+
+    @property
+    def is_viewer_only(self) -> bool:
+        roles = [*self.org_roles.values(), *self.team_roles.values()]
+        return bool(roles) and all(role == VIEWER for role in roles)
+
+    def is_org_admin(self, organization_id) -> bool:
+        return self.is_proxy_admin or organization_id in self.admin_org_ids
+
+    def is_team_admin(self, team: Team) -> bool:
+        return (
+            self.is_proxy_admin
+            or self.team_roles.get(team.pk) == ADMIN
+            or team.organization_id in self.admin_org_ids
+        )
+
+
+def actor_for(principal: Principal) -> Actor:
+    if principal.is_proxy_admin:
+        return Actor(is_proxy_admin=True, user=principal.user, key=principal.key)
+    if principal.user is None:
+        return Actor(is_proxy_admin=False, key=principal.key)
+    org_roles, team_roles, team_orgs = selectors.memberships_of_user(user=principal.user)
+    return Actor(
+        is_proxy_admin=False,
+        user=principal.user,
+        key=principal.key,
+        org_roles=org_roles,
+        team_roles=team_roles,
+        team_orgs=team_orgs,
+    )
+
+
+def request_actor(request) -> Actor:
+    """The request's actor (memberships are read once per request)."""
+    actor = getattr(request, "_management_actor", None)
+    if actor is None:
+        actor = actor_for(request.auth)
+        request._management_actor = actor
+    return actor
+
+
+def require_user(actor: Actor) -> None:
+    """Everything but reading one's own key needs a user behind the call."""
+    if not actor.is_proxy_admin and actor.user is None:
+        raise Forbidden("A key that belongs to no user may only read itself (GET /key/info).")
+
+
+def require_proxy_admin(actor: Actor, what: str, *, param: str | None = None) -> None:
+    if not actor.is_proxy_admin:
+        raise Forbidden(f"Only the proxy admin may {what}.", param=param)
+
+
+def _is_self(actor: Actor, user) -> bool:
+    return user is not None and actor.user is not None and user.pk == actor.user.pk
+
+
+# --- keys ---------------------------------------------------------------------------------
+
+
+def key_scope(actor: Actor) -> Q:
+    """The keys a caller sees."""
+    if actor.is_proxy_admin:
+        return Q()
+    if actor.user is None:
+        return Q(pk=actor.key.pk) if actor.key is not None else Q(pk__in=[])
+    scope = Q(user_id=actor.user.pk) | Q(team_id__in=actor.admin_team_ids)
+    if actor.admin_org_ids:
+        orgs = actor.admin_org_ids
+        scope |= Q(organization_id__in=orgs) | Q(team__organization_id__in=orgs)
+        scope |= Q(
+            organization__isnull=True,
+            team__isnull=True,
+            user_id__in=selectors.user_ids_managed_by_organizations(organization_ids=orgs),
+        )
+    return scope
+
+
+def _key_organization_id(key):
+    if key.organization_id:
+        return key.organization_id
+    return key.team.organization_id if key.team_id else None
+
+
+def _key_powers(actor: Actor, key) -> str | None:
+    """'admin' (anything on the key), 'owner' (its own key), 'self' (a plain key, itself) or None."""
+    if actor.is_proxy_admin:
+        return "admin"
+    if actor.user is None:
+        return "self" if actor.key is not None and key.pk == actor.key.pk else None
+    organization_id = _key_organization_id(key)
+    if organization_id is not None and organization_id in actor.admin_org_ids:
+        return "admin"
+    if key.team_id is not None and key.team_id in actor.admin_team_ids:
+        return "admin"
+    if key.user_id == actor.user.pk:
+        return "owner"
+    if (
+        organization_id is None
+        and key.user_id is not None
+        and actor.admin_org_ids
+        and selectors.user_is_managed_by_organizations(user_id=key.user_id, organization_ids=actor.admin_org_ids)
+    ):
+        return "admin"
+    return None
+
+
+def _may_write_own_keys(actor: Actor, team_id) -> bool:
+    """Viewers only read: in a team, the role there counts; outside teams, any non-viewer role."""
+    if team_id is not None:
+        return actor.team_roles.get(team_id) in _WRITER_ROLES
+    return not actor.is_viewer_only
+
+
+def key_check(actor: Actor, key, action: str) -> None:
+    """action: "read", "write" (update, delete, regenerate) or "block" (block, unblock)."""
+    powers = _key_powers(actor, key)
+    if powers is None:
+        raise Forbidden("This key is outside what you may manage.", param="key")
+    if action == "read" or powers == "admin":
+        return
+    if powers == "self":
+        raise Forbidden("A key that belongs to no user may only read itself (GET /key/info).", param="key")
+    if action == "block":
+        raise Forbidden("Only an admin of the key's team or organization may block or unblock it.", param="key")
+    if not _may_write_own_keys(actor, key.team_id):
+        raise Forbidden("Viewers have read-only access.", param="key")
+
+
+def key_update_check(actor: Actor, key, fields) -> None:
+    """May the caller change these request fields of the key? (Placement is checked apart.)"""
+    key_check(actor, key, "write")
+    if _key_powers(actor, key) == "owner":
+        for name in fields:
+            if name not in KEY_OWNER_FIELDS:
+                raise Forbidden(
+                    f"Only an admin of the key's team or organization may change {name}.", param=name
+                )
+
+
+def key_default_owner(actor: Actor, *, team: Team | None, organization: Organization | None):
+    """The user a new key belongs to when the request names none: the proxy admin's and an
+    admin's team or organization keys belong to no user; anyone else's keys are its own."""
+    if actor.is_proxy_admin:
+        return None
+    if team is not None and actor.is_team_admin(team):
+        return None
+    if team is None and organization is not None and actor.is_org_admin(organization.pk):
+        return None
+    return actor.user
+
+
+def key_placement_check(actor: Actor, *, user, team: Team | None, organization: Organization | None) -> None:
+    """May the caller have a key belong to this user, team and organization?"""
+    if actor.is_proxy_admin:
+        return
+    require_user(actor)
+    if team is not None:
+        if actor.is_org_admin(team.organization_id):
+            if user is not None and not _is_self(actor, user) and not selectors.user_is_in_organizations(
+                user_id=user.pk, organization_ids=[team.organization_id]
+            ):
+                raise Forbidden("The user is not in the team's organization.", param="user_id")
+            return
+        if actor.team_roles.get(team.pk) == ADMIN:
+            if user is not None and not _is_self(actor, user) and not selectors.user_is_team_member(
+                user_id=user.pk, team_id=team.pk
+            ):
+                raise Forbidden("The user is not a member of the team.", param="user_id")
+            return
+        if actor.team_roles.get(team.pk) not in _WRITER_ROLES:
+            raise Forbidden("You may not create keys in this team.", param="team_id")
+        if not _is_self(actor, user):
+            raise Forbidden("You may only create keys for yourself.", param="user_id")
+        return
+    if organization is not None:
+        if actor.is_org_admin(organization.pk):
+            if user is not None and not _is_self(actor, user) and not selectors.user_is_in_organizations(
+                user_id=user.pk, organization_ids=[organization.pk]
+            ):
+                raise Forbidden("The user is not in this organization.", param="user_id")
+            return
+        if actor.org_roles.get(organization.pk) not in _WRITER_ROLES:
+            raise Forbidden("You may not create keys in this organization.", param="organization_id")
+        if not _is_self(actor, user):
+            raise Forbidden("You may only create keys for yourself.", param="user_id")
+        return
+    if _is_self(actor, user):
+        if actor.is_viewer_only:
+            raise Forbidden("Viewers have read-only access.")
+        return
+    if user is not None and actor.admin_org_ids and selectors.user_is_managed_by_organizations(
+        user_id=user.pk, organization_ids=actor.admin_org_ids
+    ):
+        return
+    raise Forbidden("You may only create keys for yourself.", param="user_id")
+
+
+# --- teams --------------------------------------------------------------------------------
+
+
+def team_scope(actor: Actor) -> Q:
+    if actor.is_proxy_admin:
+        return Q()
+    if actor.user is None:
+        return Q(pk__in=[])
+    return Q(pk__in=list(actor.team_roles)) | Q(organization_id__in=actor.admin_org_ids)
+
+
+def team_check(actor: Actor, team: Team, action: str) -> None:
+    """action: "read", "update", "manage_members" or "delete"."""
+    require_user(actor)
+    if actor.is_org_admin(team.organization_id):
+        return
+    role = actor.team_roles.get(team.pk)
+    if role is None:
+        raise Forbidden("This team is outside what you may manage.", param="team_id")
+    if action == "read":
+        return
+    if role == ADMIN and action in ("update", "manage_members"):
+        return
+    raise Forbidden(
+        "Only the team's admins may do this." if action != "delete"
+        else "Only an admin of the team's organization may delete it.",
+        param="team_id",
+    )
+
+
+def team_update_check(actor: Actor, team: Team, fields, *, organization: Organization | None) -> None:
+    team_check(actor, team, "update")
+    if not actor.is_org_admin(team.organization_id):
+        for name in fields:
+            if name not in TEAM_ADMIN_FIELDS:
+                raise Forbidden(
+                    f"Only an admin of the team's organization may change {name}.", param=name
+                )
+    if organization is not None and organization.pk != team.organization_id:
+        if not actor.is_org_admin(organization.pk):
+            raise Forbidden("You may not move teams into this organization.", param="organization_id")
+
+
+def team_create_check(actor: Actor, organization: Organization) -> None:
+    require_user(actor)
+    if not actor.is_org_admin(organization.pk):
+        raise Forbidden("Only an admin of the organization may create teams in it.", param="organization_id")
+
+
+# --- organizations ------------------------------------------------------------------------
+
+
+def organization_scope(actor: Actor) -> Q:
+    if actor.is_proxy_admin:
+        return Q()
+    return Q(pk__in=list(actor.org_roles))
+
+
+def organization_check(actor: Actor, organization: Organization, action: str) -> None:
+    """action: "read", "update" or "manage_members" (creating, deleting and limits are the proxy
+    admin's)."""
+    require_user(actor)
+    if actor.is_proxy_admin:
+        return
+    role = actor.org_roles.get(organization.pk)
+    if role is None:
+        raise Forbidden("This organization is outside what you may manage.", param="organization_id")
+    if action == "read" or role == ADMIN:
+        return
+    raise Forbidden("Only the organization's admins may do this.", param="organization_id")
+
+
+def organization_update_check(actor: Actor, organization: Organization, fields) -> None:
+    organization_check(actor, organization, "update")
+    if not actor.is_proxy_admin:
+        for name in fields:
+            if name not in ORGANIZATION_ADMIN_FIELDS:
+                raise Forbidden(f"Only the proxy admin may change {name}.", param=name)
+
+
+# --- users --------------------------------------------------------------------------------
+
+
+def user_scope(actor: Actor) -> Q:
+    if actor.is_proxy_admin:
+        return Q()
+    if actor.user is None:
+        return Q(pk__in=[])
+    scope = Q(pk=actor.user.pk)
+    if actor.admin_org_ids:
+        scope |= Q(pk__in=selectors.user_ids_in_organizations(organization_ids=actor.admin_org_ids))
+    if actor.admin_team_ids:
+        scope |= Q(pk__in=selectors.user_ids_in_teams(team_ids=actor.admin_team_ids))
+    return scope
+
+
+def user_check(actor: Actor, user, action: str) -> None:
+    """action: "read", or "write" (update, delete): the proxy admin's, and an org admin's for
+    the users who belong only to its organizations."""
+    require_user(actor)
+    if actor.is_proxy_admin:
+        return
+    if action == "read":
+        if _is_self(actor, user):
+            return
+        if actor.admin_org_ids and selectors.user_is_in_organizations(
+            user_id=user.pk, organization_ids=actor.admin_org_ids
+        ):
+            return
+        if actor.admin_team_ids and selectors.user_ids_in_teams(team_ids=actor.admin_team_ids).filter(
+            pk=user.pk
+        ).exists():
+            return
+        raise Forbidden("This user is outside what you may see.", param="user_id")
+    if (
+        actor.admin_org_ids
+        and not user.is_superuser
+        and selectors.user_is_managed_by_organizations(user_id=user.pk, organization_ids=actor.admin_org_ids)
+    ):
+        return
+    raise Forbidden(
+        "Only the proxy admin, or an admin of every organization the user belongs to, may change "
+        "or delete a user.",
+        param="user_id",
+    )
+
+
+def user_create_check(actor: Actor, *, organizations, teams, user_role: str | None) -> None:
+    require_user(actor)
+    if actor.is_proxy_admin:
+        return
+    if user_role == "proxy_admin":
+        raise Forbidden("Only the proxy admin may create proxy admins.", param="user_role")
+    if not actor.admin_org_ids:
+        raise Forbidden("Only the proxy admin and organization admins may create users.")
+    for organization in organizations:
+        if organization.pk not in actor.admin_org_ids:
+            raise Forbidden("You may not add users to this organization.", param="organizations")
+    for team in teams:
+        if team.organization_id not in actor.admin_org_ids:
+            raise Forbidden("You may not add users to this team.", param="teams")
+
+
+# --- models -------------------------------------------------------------------------------
+
+
+def model_names_visible(actor: Actor) -> frozenset[str] | None:
+    """The model names whose deployments a caller may list; None for all. Admins of an
+    organization see every deployment (they are global); others the models their teams (or,
+    without teams, their own limits) allow."""
+    require_user(actor)
+    if actor.is_proxy_admin or actor.admin_org_ids:
+        return None
+    return selectors.model_names_allowed_for_user(user=actor.user, team_ids=list(actor.team_roles))
