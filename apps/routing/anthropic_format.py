@@ -37,17 +37,24 @@ def anthropic_error_response(error: GatewayError) -> HttpResponse:
 # --- request: Anthropic → OpenAI -------------------------------------------------------------
 
 
-def _text_of_blocks(blocks: Any, param: str) -> str:
+def _text_part(block: dict) -> dict:
+    part = {"type": "text", "text": block.get("text", "")}
+    if block.get("cache_control"):
+        part["cache_control"] = block["cache_control"]  # prompt caching survives the translation
+    return part
+
+
+def _system_content(blocks: Any, param: str) -> str | list[dict]:
     if isinstance(blocks, str):
         return blocks
     if not isinstance(blocks, list):
         raise invalid_request(f"'{param}' must be a string or an array of content blocks.", param=param)
-    texts = []
     for index, block in enumerate(blocks):
         if not isinstance(block, dict) or block.get("type") != "text" or not isinstance(block.get("text"), str):
             raise invalid_request(f"'{param}[{index}]' must be a text block.", param=f"{param}[{index}]")
-        texts.append(block["text"])
-    return "\n".join(texts)
+    if any(block.get("cache_control") for block in blocks):
+        return [_text_part(block) for block in blocks]
+    return "\n".join(block["text"] for block in blocks)
 
 
 def _image_part(block: dict, where: str) -> dict:
@@ -88,7 +95,7 @@ def _convert_message(index: int, message: Any) -> list[dict]:
         block_where = f"{where}.content[{number}]"
         kind = block.get("type") if isinstance(block, dict) else None
         if kind == "text":
-            parts.append({"type": "text", "text": block.get("text", "")})
+            parts.append(_text_part(block))
         elif kind == "image" and role == "user":
             parts.append(_image_part(block, block_where))
         elif kind == "tool_use" and role == "assistant":
@@ -110,7 +117,7 @@ def _convert_message(index: int, message: Any) -> list[dict]:
             message_out["tool_calls"] = tool_calls
         out.append(message_out)
     elif parts:
-        only_text = all(p["type"] == "text" for p in parts)
+        only_text = all(p["type"] == "text" and "cache_control" not in p for p in parts)
         out.append({"role": "user", "content": "".join(p["text"] for p in parts) if only_text else parts})
     return out
 
@@ -127,7 +134,7 @@ def openai_body_from_anthropic(body: dict) -> dict:
         raise invalid_request("'messages' is required: a non-empty array.", param="messages")
     converted: list[dict] = []
     if body.get("system") is not None:
-        converted.append({"role": "system", "content": _text_of_blocks(body["system"], "system")})
+        converted.append({"role": "system", "content": _system_content(body["system"], "system")})
     for index, message in enumerate(messages):
         converted.extend(_convert_message(index, message))
     openai_body: dict[str, Any] = {"model": body["model"], "messages": converted, "max_tokens": max_tokens}
@@ -159,6 +166,10 @@ def openai_body_from_anthropic(body: dict) -> dict:
             openai_body["tool_choice"] = kind
         if choice.get("disable_parallel_tool_use") and tools:
             openai_body["parallel_tool_calls"] = False
+    thinking = body.get("thinking")
+    if isinstance(thinking, dict) and thinking.get("type") == "enabled":
+        budget = thinking.get("budget_tokens") or 0
+        openai_body["reasoning_effort"] = "low" if budget <= 1024 else "medium" if budget <= 4096 else "high"
     if body.get("stream") is True:
         openai_body["stream"] = True
         openai_body["stream_options"] = {"include_usage": True}

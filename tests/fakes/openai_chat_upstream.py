@@ -181,3 +181,10 @@ class AzureFake(OpenAIFake):
 
     def deployment_fields(self):
         return {**super().deployment_fields(), "api_version": "2024-10-21"}
+
+
+@register
+class GroqFake(OpenAIFake):
+    """One of the OpenAI-compatible presets (groq/...), through its own provider name."""
+
+    provider = "groq"

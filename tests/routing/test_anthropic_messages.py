@@ -139,3 +139,22 @@ def test_streamed_message_is_logged_with_its_usage(client, model):
     log = SpendLog.objects.get()
     assert log.is_stream and log.usage_reported
     assert (log.prompt_tokens, log.completion_tokens) == (PROMPT_TOKENS_BASE + 9, COMPLETION_TOKENS)
+
+
+def test_native_anthropic_deployment_keeps_prompt_caching(client, provider_fakes, transactional_db):
+    from apps.providers.models import ModelDeployment
+
+    fake = provider_fakes("anthropic")
+    ModelDeployment.objects.create(model_name="claude-fake", provider="anthropic", upstream_model="fake-model",
+                                   **fake.deployment_fields())
+    reply = client().messages.create(
+        model="claude-fake", max_tokens=100,
+        system=[{"type": "text", "text": "A long, cacheable instruction.", "cache_control": {"type": "ephemeral"}}],
+        messages=[{"role": "user", "content": [
+            {"type": "text", "text": "Hello", "cache_control": {"type": "ephemeral"}}]}],
+    )
+    assert reply.content[0].text == expected_text("A long, cacheable instruction.", 1, "Hello")
+    sent = fake.requests[-1]["body"]
+    assert sent["system"][0]["cache_control"] == {"type": "ephemeral"}
+    assert sent["messages"][0]["content"][0]["cache_control"] == {"type": "ephemeral"}
+    assert reply.usage.cache_read_input_tokens == CACHED_TOKENS
