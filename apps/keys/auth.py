@@ -12,6 +12,7 @@ from django.http import HttpRequest
 from apps.core.errors import authentication_failed
 from apps.keys.cache import key_cache
 from apps.keys.context import MASTER_KEY_CONTEXT, KeyContext
+from apps.keys.jwt_auth import authenticate_jwt, looks_like_jwt
 
 _master_key_hash: bytes | None = None
 _master_key_loaded = False
@@ -47,6 +48,8 @@ async def authenticate(request: HttpRequest) -> KeyContext:
             "No API key provided. Send it as 'Authorization: Bearer <key>', 'api-key' or 'x-api-key'.",
             code="missing_api_key",
         )
+    if settings.GATEWAY_JWT_JWKS_URL and looks_like_jwt(raw_key):
+        return await authenticate_jwt(raw_key)
     digest = hashlib.sha256(raw_key.encode())
     master = _master_hash()
     if master is not None and hmac.compare_digest(digest.digest(), master):

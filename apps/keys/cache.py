@@ -17,11 +17,14 @@ from django.conf import settings
 from apps.core import invalidation
 from apps.core.db import db_call
 from apps.keys.context import KeyContext
-from apps.keys.selectors import key_context_get
+from django.utils.module_loading import import_string
 
 
 class KeyCache:
-    def __init__(self) -> None:
+    def __init__(self, loader: str = "apps.keys.selectors.key_context_get") -> None:
+        # A selector taking the cache key: a key's sha256, or a JWT's identity.
+        self._loader_path = loader
+        self._loader = None
         self._entries: dict[str, tuple[float, KeyContext | None]] = {}
         self._loading: dict[str, asyncio.Future] = {}
         # Bumped by every invalidation; a load that raced one is not stored.
@@ -38,7 +41,9 @@ class KeyCache:
         self._loading[token_hash] = future
         generation = self._generation
         try:
-            context = await db_call(key_context_get, token_hash=token_hash)
+            if self._loader is None:
+                self._loader = import_string(self._loader_path)
+            context = await db_call(self._loader, token_hash)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # mark retrieved: waiters may be none

@@ -56,7 +56,7 @@ def _as_dict(scope: LimitScope) -> dict:
     return {name: getattr(scope, name) for name in LimitScope.__slots__}
 
 
-def key_context_get(*, token_hash: str) -> KeyContext | None:
+def key_context_get(token_hash: str) -> KeyContext | None:
     """The whole authorization context of a key in one query (the data plane's cache miss)."""
     key = (
         VirtualKey.objects.select_related("team", "organization", "team__organization", "user__gateway_limits")
@@ -73,10 +73,15 @@ def key_context_get(*, token_hash: str) -> KeyContext | None:
             user_limits = key.user.gateway_limits
         except UserLimits.DoesNotExist:
             user_limits = None
-    levels = [("key", key.pk, key), ("user", key.user_id, user_limits), ("team", getattr(team, "pk", None), team),
+    return _context(key=key, user_id=key.user_id, user_limits=user_limits, team=team, organization=organization,
+                    token_hash=key.token_hash, alias=key.alias)
+
+
+def _context(*, key, user_id, user_limits, team, organization, token_hash: str, alias: str) -> KeyContext:
+    levels = [("key", getattr(key, "pk", None), key), ("user", user_id, user_limits),
+              ("team", getattr(team, "pk", None), team),
               ("organization", getattr(organization, "pk", None), organization)]
     levels = [(kind, entity_id, entity) for kind, entity_id, entity in levels if entity is not None]
-
     blocked_reason = None
     for kind, _, entity in levels:
         if entity.blocked:
@@ -84,18 +89,53 @@ def key_context_get(*, token_hash: str) -> KeyContext | None:
             break
     now = time.time()
     return KeyContext(
-        key_id=key.pk,
-        token_hash=key.token_hash,
-        alias=key.alias,
-        user_id=key.user_id,
+        key_id=getattr(key, "pk", None),
+        token_hash=token_hash,
+        alias=alias,
+        user_id=user_id,
         team_id=str(team.pk) if team else None,
         organization_id=str(organization.pk) if organization else None,
         allowed_models=tuple(frozenset(entity.models) for _, _, entity in levels if entity.models),
-        expires_at=key.expires_at.timestamp() if key.expires_at else None,
+        expires_at=key.expires_at.timestamp() if key is not None and key.expires_at else None,
         blocked_reason=blocked_reason,
         scopes=tuple(s for kind, entity_id, entity in levels if (s := _limit_scope(kind, entity_id, entity, now))),
-        model_scopes=_model_scopes(key),
+        model_scopes=_model_scopes(key) if key is not None else {},
     )
+
+
+def jwt_context_get(identity: str) -> KeyContext | None:
+    """The context of a JWT's identity ("subject, team id, organization id"): the user (if the
+    gateway knows it), the team and organization named by the claims; None if a named team or
+    organization does not exist or they do not belong together."""
+    import uuid
+
+    from django.contrib.auth import get_user_model
+
+    from apps.teams.models import Organization, Team
+
+    subject, team_id, organization_id = identity.split("\x1f")
+    team = organization = None
+    try:
+        if team_id:
+            team = Team.objects.select_related("organization").filter(pk=uuid.UUID(team_id)).first()
+            if team is None:
+                return None
+        if organization_id:
+            organization = Organization.objects.filter(pk=uuid.UUID(organization_id)).first()
+            if organization is None or (team is not None and team.organization_id != organization.pk):
+                return None
+    except ValueError:
+        return None
+    organization = organization or (team.organization if team else None)
+    user = get_user_model().objects.filter(username=subject).select_related("gateway_limits").first()
+    user_limits = None
+    if user is not None:
+        try:
+            user_limits = user.gateway_limits
+        except UserLimits.DoesNotExist:
+            pass
+    return _context(key=None, user_id=user.pk if user else None, user_limits=user_limits, team=team,
+                    organization=organization, token_hash=f"jwt:{subject}", alias=f"jwt:{subject}")
 
 
 def virtual_key_get_by_raw(raw_key: str) -> VirtualKey | None:

@@ -100,10 +100,10 @@ def test_key_cache_loads_a_key_once_for_concurrent_misses(transactional_db, make
     calls = []
     original = key_cache_module.db_call
 
-    async def slow_db_call(fn, **kwargs):
-        calls.append(kwargs)
+    async def slow_db_call(fn, *args, **kwargs):
+        calls.append(args)
         await asyncio.sleep(0.05)
-        return await original(fn, **kwargs)
+        return await original(fn, *args, **kwargs)
 
     monkeypatch.setattr(key_cache_module, "db_call", slow_db_call)
 

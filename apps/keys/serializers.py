@@ -1,0 +1,77 @@
+"""Request validation and response shapes of the management API's /key routes (LiteLLM's
+field names). A raw key appears in a response only when it is made (generate, regenerate)."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from apps.teams.serializers import LimitsInput, PageQuery, _duration, limits_data
+
+
+class KeyFieldsInput(LimitsInput):
+    key_alias = serializers.CharField(max_length=200, required=False, allow_null=True, allow_blank=True)
+    duration = serializers.CharField(
+        max_length=16, required=False, allow_null=True, validators=[_duration],
+        help_text="How long the key lives: 30s, 30m, 30h, 30d or 1mo. Null: forever.",
+    )
+    user_id = serializers.CharField(max_length=150, required=False, allow_null=True)
+    team_id = serializers.CharField(required=False, allow_null=True)
+    organization_id = serializers.CharField(required=False, allow_null=True)
+
+    unsupported_fields = LimitsInput.unsupported_fields + (
+        "temp_budget_increase", "temp_budget_expiry", "allowed_routes", "enforced_params", "permissions",
+    )
+
+
+class KeyGenerateInput(KeyFieldsInput):
+    pass
+
+
+class KeyUpdateInput(KeyFieldsInput):
+    key = serializers.CharField(help_text="The key, or its hash (token).")
+
+
+class KeyRefInput(serializers.Serializer):
+    key = serializers.CharField(help_text="The key, or its hash (token).")
+
+
+class KeyDeleteInput(serializers.Serializer):
+    keys = serializers.ListField(child=serializers.CharField(), required=False, allow_null=True)
+    key_aliases = serializers.ListField(child=serializers.CharField(), required=False, allow_null=True)
+
+    def validate(self, attrs):
+        if not attrs.get("keys") and not attrs.get("key_aliases"):
+            raise serializers.ValidationError({"keys": ["Give keys or key_aliases."]})
+        return attrs
+
+
+class KeyInfoQuery(serializers.Serializer):
+    key = serializers.CharField(required=False, help_text="The key or its hash; without it, the caller's key.")
+
+
+class KeyListQuery(PageQuery):
+    page_size = None
+    size = serializers.IntegerField(min_value=1, max_value=100, default=10)
+    user_id = serializers.CharField(required=False)
+    team_id = serializers.CharField(required=False)
+    organization_id = serializers.CharField(required=False)
+    key_alias = serializers.CharField(required=False)
+    key_hash = serializers.CharField(required=False)
+    return_full_object = serializers.BooleanField(default=False)
+
+
+def key_data(key, *, raw_key: str | None = None) -> dict:
+    """A key as LiteLLM shows it: `token` (and `token_id`) is the sha256 of the key."""
+    data = {"key": raw_key} if raw_key is not None else {}
+    data.update({
+        "token": key.token_hash,
+        "token_id": key.token_hash,
+        "key_name": key.key_display,
+        "key_alias": key.alias or None,
+        "user_id": key.user.username if key.user_id else None,
+        "team_id": str(key.team_id) if key.team_id else None,
+        "organization_id": str(key.organization_id) if key.organization_id else None,
+        "expires": key.expires_at,
+        **limits_data(key),
+    })
+    return data
