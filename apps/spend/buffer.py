@@ -2,8 +2,10 @@
 
 The request path only appends to an in-process deque. One flusher task per server
 process writes a batch every GATEWAY_SPEND_FLUSH_INTERVAL seconds, or as soon as a
-batch fills. A failed write keeps the records and retries with backoff; shutdown
-flushes what is left. Writes are idempotent on request_id, so a retry never doubles.
+batch fills. When the database refuses a batch, the batch goes to a Redis list (the
+spill) where any replica replays it once the database is back; without Redis it stays
+in memory and is retried with backoff. Shutdown writes, or spills, what is left. Writes
+are idempotent on request_id, so a replay never doubles anything.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from django.conf import settings
 from apps.core.db import db_call
 from apps.spend.records import SpendRecord
 from apps.spend.services import spend_logs_write_batch
+from apps.spend.spill import spill_for_process
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +31,7 @@ class SpendBuffer:
         self._task: asyncio.Task | None = None
         self._stopping = False
         self.written = 0
+        self._spill = None
 
     def add(self, record: SpendRecord) -> None:
         self._records.append(record)
@@ -40,6 +44,7 @@ class SpendBuffer:
     def start(self) -> None:
         if self._task is None or self._task.done():
             self._stopping = False
+            self._spill = spill_for_process()
             self._wakeup = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._run(), name="spend-flusher")
 
@@ -58,6 +63,12 @@ class SpendBuffer:
                 break
             if not await self.flush_once():
                 await asyncio.sleep(0.2 * (attempt + 1))
+        if self._records and self._spill is not None:
+            try:
+                await self._spill.push(list(self._records))
+                self._records.clear()
+            except Exception:
+                logger.exception("could not spill spend records at shutdown")
         if self._records:
             logger.error("shutdown with %d spend records unwritten", len(self._records))
 
@@ -70,8 +81,41 @@ class SpendBuffer:
         try:
             self.written += await db_call(spend_logs_write_batch, records=batch)
         except Exception:
-            logger.exception("spend batch of %d not written; kept for retry", len(batch))
-            self._records.extendleft(reversed(batch))
+            logger.warning("spend batch of %d not written (database unavailable?)", len(batch), exc_info=True)
+            if not await self._spill_batch(batch):
+                self._records.extendleft(reversed(batch))
+            return False
+        return True
+
+    async def _spill_batch(self, batch: list[SpendRecord]) -> bool:
+        if self._spill is None:
+            return False
+        try:
+            await self._spill.push(batch)
+        except Exception:
+            logger.exception("spend batch could not be spilled to Redis either; kept in memory")
+            return False
+        return True
+
+    async def replay_spilled(self) -> bool:
+        """Write one batch of spilled records back to the database. True if it wrote some."""
+        if self._spill is None:
+            return False
+        try:
+            batch = await self._spill.pop(settings.GATEWAY_SPEND_BATCH_SIZE)
+        except Exception:
+            logger.warning("could not read the spend spill", exc_info=True)
+            return False
+        if not batch:
+            return False
+        try:
+            self.written += await db_call(spend_logs_write_batch, records=batch)
+        except Exception:
+            logger.warning("spilled spend still not writable; back to the spill", exc_info=True)
+            try:
+                await self._spill.push_back(batch)
+            except Exception:
+                self._records.extendleft(reversed(batch))
             return False
         return True
 
@@ -91,6 +135,10 @@ class SpendBuffer:
                 ok = await self.flush_once()
                 if len(self._records) < settings.GATEWAY_SPEND_BATCH_SIZE:
                     break
+            if ok and not self._stopping:
+                # The database is writable: replay what waited in the spill meanwhile.
+                while await self.replay_spilled():
+                    pass
             backoff = None if ok else min(max((backoff or interval) * 2, 0.5), 30.0)
 
 

@@ -33,3 +33,24 @@ class SpendRecord:
     latency_ms: int
     start_time: datetime
     end_time: datetime
+
+
+def record_to_json(record: SpendRecord) -> bytes:
+    import orjson
+
+    values = {name: getattr(record, name) for name in record.__slots__}
+    values["cost"] = None if record.cost is None else str(record.cost)
+    values["start_time"] = record.start_time.isoformat()
+    values["end_time"] = record.end_time.isoformat()
+    return orjson.dumps(values)
+
+
+def record_from_json(data: bytes) -> SpendRecord:
+    import orjson
+
+    values = orjson.loads(data)
+    values["cost"] = None if values["cost"] is None else Decimal(values["cost"])
+    values["start_time"] = datetime.fromisoformat(values["start_time"])
+    values["end_time"] = datetime.fromisoformat(values["end_time"])
+    known = set(SpendRecord.__slots__)
+    return SpendRecord(**{k: v for k, v in values.items() if k in known})
