@@ -31,6 +31,8 @@ from apps.providers.adapters.base import (
     chat_completion,
     load_json_response,
     new_completion_id,
+    stop_sequences,
+    tool_arguments_object,
     upstream_error,
 )
 
@@ -190,21 +192,7 @@ def _tool_use_block(call: Any, param: str) -> dict:
     name, call_id = function.get("name"), call.get("id")
     if not name or not call_id:
         raise invalid_request(f"'{param}' needs an id and a function name.", param=param)
-    arguments = function.get("arguments")
-    if isinstance(arguments, dict):
-        tool_input = arguments
-    elif arguments in (None, ""):
-        tool_input = {}  # a call without arguments
-    else:
-        try:
-            tool_input = orjson.loads(arguments)
-        except (orjson.JSONDecodeError, TypeError):
-            tool_input = None
-        if not isinstance(tool_input, dict):
-            raise invalid_request(
-                f"'{param}.function.arguments' must be a JSON object; anthropic needs the parsed input.",
-                param=f"{param}.function.arguments",
-            )
+    tool_input = tool_arguments_object(function.get("arguments"), param=f"{param}.function.arguments")
     return {"type": "tool_use", "id": call_id, "name": name, "input": tool_input}
 
 
@@ -362,7 +350,7 @@ def anthropic_body(deployment, body: Mapping[str, Any], *, stream: bool) -> dict
             payload[key] = body[key]
     stop = body.get("stop")
     if stop:
-        payload["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+        payload["stop_sequences"] = stop_sequences(body)
     user = body.get("safety_identifier") or body.get("user")
     if user:
         payload["metadata"] = {"user_id": str(user)}

@@ -154,6 +154,48 @@ NEUTRAL_VALUES = {"n": 1, "logprobs": False, "presence_penalty": 0, "frequency_p
                   "parallel_tool_calls": True}
 
 
+def tool_arguments_object(arguments: Any, *, param: str) -> dict:
+    """A tool call's arguments as an object: OpenAI sends a JSON string, most providers want
+    the object. Empty means no arguments; anything but a JSON object is a 400 naming `param`."""
+    if isinstance(arguments, dict):
+        return arguments
+    if arguments in (None, ""):
+        return {}
+    try:
+        parsed = orjson.loads(arguments) if isinstance(arguments, str) else None
+    except orjson.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise invalid_request(f"'{param}' must be a JSON object.", param=param)
+    return parsed
+
+
+def stop_sequences(body: Mapping[str, Any]) -> list[str] | None:
+    """OpenAI's `stop` (a string or a list) as a list."""
+    stop = body.get("stop")
+    if not stop:
+        return None
+    return [stop] if isinstance(stop, str) else list(stop)
+
+
+def refuse_or_drop(provider: str, body: dict, allowed: frozenset[str], *, drop_params: bool) -> None:
+    """Parameters outside `allowed`: a 400 naming the first, or dropped with drop_params.
+    Those sent at their neutral value (n=1, ...) are dropped quietly either way."""
+    for key in [k for k in body if k not in allowed and k in NEUTRAL_VALUES]:
+        if body[key] == NEUTRAL_VALUES[key]:
+            del body[key]
+    unsupported = [k for k in body if k not in allowed and k not in GATEWAY_PARAMS and body[k] is not None]
+    if unsupported and not drop_params:
+        raise invalid_request(
+            f"{provider} does not support the parameter '{unsupported[0]}'. "
+            "Remove it, or set drop_params to drop unsupported parameters.",
+            param=unsupported[0],
+            code="unsupported_parameter",
+        )
+    for key in unsupported:
+        del body[key]
+
+
 class ProviderAdapter:
     name: str = ""
     default_api_base: str | None = None
@@ -173,19 +215,7 @@ class ProviderAdapter:
         body = {k: v for k, v in body.items() if k not in GATEWAY_PARAMS}
         if operation is not Operation.CHAT or self.chat_params is None:
             return body
-        for key in [k for k in body if k not in self.chat_params and k in NEUTRAL_VALUES]:
-            if body[key] == NEUTRAL_VALUES[key]:
-                del body[key]
-        unsupported = [k for k in body if k not in self.chat_params and body[k] is not None]
-        if unsupported and not drop_params:
-            raise invalid_request(
-                f"{self.name} does not support the parameter '{unsupported[0]}'. "
-                "Remove it, or set drop_params to drop unsupported parameters.",
-                param=unsupported[0],
-                code="unsupported_parameter",
-            )
-        for key in unsupported:
-            del body[key]
+        refuse_or_drop(self.name, body, self.chat_params, drop_params=drop_params)
         return body
 
     async def build_request(

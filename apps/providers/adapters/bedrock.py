@@ -40,6 +40,7 @@ from apps.providers.adapters.base import (
     chat_completion,
     load_json_response,
     new_completion_id,
+    tool_arguments_object,
     upstream_error,
 )
 
@@ -250,15 +251,7 @@ def _tool_use_block(call: Any, param: str) -> dict:
     function = call.get("function") if isinstance(call, dict) else None
     if not isinstance(function, dict) or not isinstance(function.get("name"), str):
         raise invalid_request(f"'{param}.function.name' is required.", param=f"{param}.function.name")
-    arguments = function.get("arguments") or "{}"
-    try:
-        tool_input = orjson.loads(arguments) if isinstance(arguments, str) else arguments
-    except orjson.JSONDecodeError:
-        tool_input = None
-    if not isinstance(tool_input, dict):
-        raise invalid_request(
-            f"'{param}.function.arguments' must be a JSON object.", param=f"{param}.function.arguments"
-        )
+    tool_input = tool_arguments_object(function.get("arguments"), param=f"{param}.function.arguments")
     return {"toolUse": {"toolUseId": tool_use_id(call.get("id"), f"{param}.id"),
                         "name": function["name"], "input": tool_input}}
 

@@ -35,7 +35,6 @@ import orjson
 
 from apps.core.errors import GatewayError, invalid_request
 from apps.providers.adapters.base import (
-    GATEWAY_PARAMS,
     Operation,
     ProviderAdapter,
     StreamTranslator,
@@ -44,6 +43,9 @@ from apps.providers.adapters.base import (
     Usage,
     load_json_response,
     new_completion_id,
+    refuse_or_drop,
+    stop_sequences,
+    tool_arguments_object,
     upstream_error,
 )
 
@@ -254,28 +256,9 @@ def assistant_parts(message: dict, where: str, function_names: dict[str, str]) -
         if call.get("id"):
             function_names[call["id"]] = function["name"]
         parts.append(
-            {"functionCall": {"name": function["name"], "args": _arguments_object(function, call_where)}}
+            {"functionCall": {"name": function["name"], "args": tool_arguments_object(function.get("arguments"), param=f"{call_where}.function.arguments")}}
         )
     return parts
-
-
-def _arguments_object(function: dict, where: str) -> dict:
-    """Gemini wants the arguments as an object, OpenAI sends them as a JSON string."""
-    arguments = function.get("arguments")
-    if isinstance(arguments, dict):
-        return arguments
-    if not arguments:
-        return {}
-    try:
-        parsed = orjson.loads(arguments)
-    except (orjson.JSONDecodeError, TypeError):
-        parsed = None
-    if not isinstance(parsed, dict):
-        raise invalid_request(
-            f"'{where}.function.arguments' must be a JSON object for Gemini.",
-            param=f"{where}.function.arguments",
-        )
-    return parsed
 
 
 def function_response_part(message: dict, where: str, function_names: dict[str, str]) -> dict:
@@ -366,7 +349,7 @@ def generation_config_from(body: dict[str, Any]) -> dict[str, Any]:
         config["maxOutputTokens"] = max_tokens
     stop = body.get("stop")
     if stop:
-        config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
+        config["stopSequences"] = stop_sequences(body)
     config.update(_response_format_config(body.get("response_format")))
     if body.get("reasoning_effort") is not None:
         config["thinkingConfig"] = _thinking_config(body["reasoning_effort"])
@@ -661,7 +644,7 @@ class GeminiAdapter(ProviderAdapter):
     def prepare_body(self, operation, body, *, drop_params):
         body = super().prepare_body(operation, body, drop_params=drop_params)
         if operation is Operation.EMBEDDING:
-            _refuse_or_drop(self.name, body, EMBEDDING_PARAMS, drop_params)
+            refuse_or_drop(self.name, body, EMBEDDING_PARAMS, drop_params=drop_params)
         # Gemini may always call several functions at once: it cannot promise one call only.
         if body.get("parallel_tool_calls") is False and not drop_params:
             raise invalid_request(
@@ -736,21 +719,6 @@ class GeminiAdapter(ProviderAdapter):
             body=embeddings_response(deployment.upstream_model, vectors, usage),
             usage=usage,
         )
-
-
-def _refuse_or_drop(provider: str, body: dict, allowed: frozenset[str], drop_params: bool) -> None:
-    unsupported = [
-        key for key in body if key not in allowed and key not in GATEWAY_PARAMS and body[key] is not None
-    ]
-    if unsupported and not drop_params:
-        raise invalid_request(
-            f"{provider} does not support the parameter '{unsupported[0]}'. "
-            "Remove it, or set drop_params to drop unsupported parameters.",
-            param=unsupported[0],
-            code="unsupported_parameter",
-        )
-    for key in unsupported:
-        del body[key]
 
 
 def _error_details(raw: bytes) -> list[dict]:

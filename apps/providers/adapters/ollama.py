@@ -36,6 +36,8 @@ from apps.providers.adapters.base import (
     chat_completion,
     load_json_response,
     new_completion_id,
+    stop_sequences,
+    tool_arguments_object,
     upstream_error,
 )
 
@@ -131,21 +133,6 @@ def _user_message(message: dict, param: str) -> dict:
     return translated
 
 
-def _arguments_object(arguments: Any, param: str) -> dict:
-    """OpenAI sends tool arguments as a JSON string; Ollama wants the object."""
-    if isinstance(arguments, dict):
-        return arguments
-    if arguments in (None, ""):
-        return {}
-    try:
-        parsed = orjson.loads(arguments) if isinstance(arguments, str) else None
-    except orjson.JSONDecodeError:
-        parsed = None
-    if not isinstance(parsed, dict):
-        raise invalid_request("Tool-call arguments must be a JSON object.", param=param)
-    return parsed
-
-
 def _assistant_message(message: dict, param: str, tool_names: dict[str, str]) -> dict:
     translated = {"role": "assistant", "content": _text_of(message.get("content"), f"{param}.content")}
     calls = []
@@ -156,7 +143,7 @@ def _assistant_message(message: dict, param: str, tool_names: dict[str, str]) ->
             raise invalid_request("A tool call needs a function with a name.", param=call_param)
         if isinstance(call.get("id"), str):
             tool_names[call["id"]] = function["name"]
-        arguments = _arguments_object(function.get("arguments"), f"{call_param}.function.arguments")
+        arguments = tool_arguments_object(function.get("arguments"), param=f"{call_param}.function.arguments")
         calls.append({"function": {"name": function["name"], "arguments": arguments}})
     if calls:
         translated["tool_calls"] = calls
@@ -245,7 +232,7 @@ def _options(body: dict, deployment) -> dict:
         options["num_predict"] = max_tokens
     stop = body.get("stop")
     if stop:
-        options["stop"] = [stop] if isinstance(stop, str) else stop
+        options["stop"] = stop_sequences(body)
     return options
 
 
