@@ -12,7 +12,6 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from django.conf import settings
 
 from tests.fakes.replica import test_database_url
 from tests.fakes.server import free_socket

@@ -1,7 +1,5 @@
 """The /v1 endpoints driven by the official openai SDK against a fake OpenAI upstream."""
 
-import base64
-import struct
 
 import httpx
 import pytest
