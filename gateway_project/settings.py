@@ -230,3 +230,72 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# --- usage billing through Lago (apps/billing) --------------------------------------------
+# Off unless LAGO_API_BASE is set: then nothing is queued, no beat entry runs and the request
+# path pays nothing. Names follow LiteLLM's Lago integration where it has them.
+from decimal import Decimal as _Decimal, InvalidOperation as _InvalidOperation  # noqa: E402
+
+# The Lago server's root URL (https://api.getlago.com, http://lago:3000); the client appends /api/v1/.
+LAGO_API_BASE = env_str("LAGO_API_BASE")
+LAGO_API_KEY = env_str("LAGO_API_KEY", "")
+# The billable metric code every usage event carries.
+LAGO_API_EVENT_CODE = env_str("LAGO_API_EVENT_CODE", "llm_usage")
+# HMAC-signed webhooks: the Lago organization's HMAC key. JWT-signed ones need no setting
+# (the public key comes from Lago's /api/v1/webhooks/json_public_key).
+LAGO_WEBHOOK_SECRET = env_str("LAGO_WEBHOOK_SECRET", "")
+# The plan `manage.py lago_sync_customers` subscribes new subscriptions to (none: it creates no subscription).
+LAGO_PLAN_CODE = env_str("LAGO_PLAN_CODE", "")
+LAGO_TIMEOUT = env_float("LAGO_TIMEOUT", 10.0)
+# Who is billed: each organization, or each team, as its Lago customer and subscription.
+BILLING_ENTITY = env_str("BILLING_ENTITY", "organization")
+if BILLING_ENTITY not in ("organization", "team"):
+    raise ImproperlyConfigured(f"BILLING_ENTITY must be 'organization' or 'team', got {BILLING_ENTITY!r}")
+# USD cost -> the virtual currency the events carry: name, rate, decimal places and rounding.
+BILLING_CREDITS_NAME = env_str("BILLING_CREDITS_NAME", "credits")
+try:
+    BILLING_CREDITS_PER_USD = _Decimal(env_str("BILLING_CREDITS_PER_USD", "1000"))
+except _InvalidOperation as _exc:
+    raise ImproperlyConfigured("BILLING_CREDITS_PER_USD must be a decimal number") from _exc
+BILLING_CREDITS_DECIMALS = env_int("BILLING_CREDITS_DECIMALS", 6)
+BILLING_CREDITS_ROUNDING = "ROUND_" + env_str("BILLING_CREDITS_ROUNDING", "HALF_UP").upper().removeprefix("ROUND_")
+if BILLING_CREDITS_ROUNDING not in ("ROUND_UP", "ROUND_DOWN", "ROUND_CEILING", "ROUND_FLOOR", "ROUND_HALF_UP",
+                                    "ROUND_HALF_DOWN", "ROUND_HALF_EVEN", "ROUND_05UP"):
+    raise ImproperlyConfigured(f"BILLING_CREDITS_ROUNDING: unknown rounding {BILLING_CREDITS_ROUNDING!r}")
+# When the wallet state cannot be had from Lago: serve (and alert), or refuse with 503.
+BILLING_FAIL_OPEN = env_bool("BILLING_FAIL_OPEN", True)
+# Wallet balances are refreshed from Lago this often (seconds), into Redis (or process memory).
+BILLING_WALLET_REFRESH_INTERVAL = env_float("BILLING_WALLET_REFRESH_INTERVAL", 30.0)
+# A wallet state older than this means Lago is unreachable: BILLING_FAIL_OPEN decides.
+BILLING_WALLET_STALE_AFTER = env_float("BILLING_WALLET_STALE_AFTER", 120.0)
+# How long each server process keeps a wallet state it read from Redis (webhooks update it at once).
+BILLING_WALLET_CACHE_TTL = env_float("BILLING_WALLET_CACHE_TTL", 1.0)
+# Usage events are sent every this many seconds, at most 100 a batch (Lago's limit).
+BILLING_OUTBOX_INTERVAL = env_float("BILLING_OUTBOX_INTERVAL", 5.0)
+BILLING_BATCH_SIZE = max(1, min(env_int("BILLING_BATCH_SIZE", 100), 100))
+# A sender's claim on a batch; a sender killed mid-batch gives its rows back after this.
+BILLING_CLAIM_LEASE = env_float("BILLING_CLAIM_LEASE", 120.0)
+# Retries after network errors, 5xx and 429: exponential from the base, jittered, capped.
+BILLING_RETRY_BASE_DELAY = env_float("BILLING_RETRY_BASE_DELAY", 2.0)
+BILLING_RETRY_MAX_DELAY = env_float("BILLING_RETRY_MAX_DELAY", 600.0)
+if LAGO_API_BASE:
+    CELERY_BEAT_SCHEDULE.update({
+        "billing-events-send": {"task": "billing.events_send", "schedule": BILLING_OUTBOX_INTERVAL,
+                                "options": {"expires": max(BILLING_OUTBOX_INTERVAL - 0.5, 1.0)}},
+        "billing-wallets-refresh": {"task": "billing.wallets_refresh", "schedule": BILLING_WALLET_REFRESH_INTERVAL,
+                                    "options": {"expires": max(BILLING_WALLET_REFRESH_INTERVAL - 1.0, 1.0)}},
+    })
+
+# --- routing (apps/routing): retries and deployment health checks ---------------------------
+# Retrying the same deployment waits base × 2^(n-1) seconds (jittered), at most the max, and at
+# least the upstream's Retry-After. Failing over to another deployment does not wait.
+GATEWAY_ROUTER_RETRY_BASE_DELAY = env_float("GATEWAY_ROUTER_RETRY_BASE_DELAY", 0.5)
+GATEWAY_ROUTER_RETRY_MAX_DELAY = env_float("GATEWAY_ROUTER_RETRY_MAX_DELAY", 8.0)
+# The beat task checking every deployment with a minimal request (GET /health lists the results).
+GATEWAY_HEALTH_CHECK_INTERVAL = env_float("GATEWAY_HEALTH_CHECK_INTERVAL", 300.0)
+GATEWAY_HEALTH_CHECK_TIMEOUT = env_float("GATEWAY_HEALTH_CHECK_TIMEOUT", 30.0)
+CELERY_BEAT_SCHEDULE["routing-deployments-health-check"] = {
+    "task": "routing.deployments_health_check",
+    "schedule": GATEWAY_HEALTH_CHECK_INTERVAL,
+    "options": {"expires": max(GATEWAY_HEALTH_CHECK_INTERVAL - 5.0, 5.0)},
+}

@@ -11,6 +11,7 @@ os.environ.setdefault("SECRET_KEY", "test-secret-key")
 os.environ.setdefault("GATEWAY_ENCRYPTION_KEY", "test-encryption-passphrase")
 os.environ.setdefault("GATEWAY_MASTER_KEY", "sk-master-test")
 os.environ.setdefault("GATEWAY_SPEND_FLUSH_INTERVAL", "0.05")
+os.environ.setdefault("GATEWAY_ROUTER_RETRY_BASE_DELAY", "0.01")  # retries back off, but tests need not wait
 # A prefix of its own per run keeps parallel or leftover runs apart on a shared Redis.
 os.environ.setdefault("GATEWAY_REDIS_PREFIX", f"gwtest:{uuid.uuid4().hex[:8]}:")
 os.environ.pop("GATEWAY_CONFIG", None)

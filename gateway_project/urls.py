@@ -1,7 +1,7 @@
 """The control plane's URLs. The data plane (/v1) has its own: apps.routing.urls."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView
 
 admin.site.site_header = "LLM gateway"
@@ -11,4 +11,6 @@ admin.site.index_title = "Management"
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
+    path("", include("apps.core.management_urls")),
+    path("billing/", include("apps.billing.urls")),  # the Lago webhook
 ]

@@ -1,1 +1,72 @@
-"""Usage billing through Lago: built in its own issue."""
+"""The billing outbox and received webhooks in the admin: read-only, for superusers (operators).
+Dead letters show why Lago refused them and can be sent again from here (or `manage.py lago_replay`)."""
+
+from django.contrib import admin, messages
+
+from apps.billing.models import BillingEvent, BillingWebhook
+from apps.billing.services import billing_events_replay
+
+
+class _OperatorsOnly(admin.ModelAdmin):
+    def has_module_permission(self, request) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(BillingEvent)
+class BillingEventAdmin(_OperatorsOnly):
+    list_display = (
+        "created_at",
+        "transaction_id",
+        "status",
+        "external_subscription_id",
+        "attempts",
+        "next_attempt_at",
+        "sent_at",
+        "error_short",
+    )
+    list_filter = ("status", "entity_kind")
+    search_fields = ("transaction_id", "external_subscription_id", "external_customer_id", "entity_id")
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    actions = ["resend"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    @admin.display(description="Last error")
+    def error_short(self, obj: BillingEvent) -> str:
+        return obj.last_error[:120]
+
+    @admin.action(description="Send the selected dead letters again", permissions=["resend"])
+    def resend(self, request, queryset):
+        count = billing_events_replay(ids=list(queryset.values_list("pk", flat=True)))
+        self.message_user(
+            request,
+            f"{count} dead letter(s) back in the outbox; the next send delivers them.",
+            messages.SUCCESS if count else messages.WARNING,
+        )
+
+    def has_resend_permission(self, request) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+
+@admin.register(BillingWebhook)
+class BillingWebhookAdmin(_OperatorsOnly):
+    list_display = ("received_at", "webhook_type", "unique_key")
+    list_filter = ("webhook_type",)
+    search_fields = ("unique_key",)
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]

@@ -43,8 +43,8 @@ def apply(message: dict) -> None:
 
 def apply_everything() -> None:
     """After a (re)connect to Redis messages may have been missed: drop it all."""
-    apply({"kind": KIND_ALL_KEYS})
-    apply({"kind": KIND_DEPLOYMENTS})
+    for kind in (KIND_ALL_KEYS, KIND_DEPLOYMENTS, "router_settings", "prices"):
+        apply({"kind": kind})
 
 
 def publish(message: dict) -> None:

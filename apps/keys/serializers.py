@@ -5,26 +5,53 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from apps.teams.serializers import LimitsInput, PageQuery, _duration, limits_data
+from apps.teams.serializers import LimitsInput, PageQuery, _duration, limits_data, limits_values
 
 
 class KeyFieldsInput(LimitsInput):
     key_alias = serializers.CharField(max_length=200, required=False, allow_null=True, allow_blank=True)
     duration = serializers.CharField(
-        max_length=16, required=False, allow_null=True, validators=[_duration],
+        max_length=16,
+        required=False,
+        allow_null=True,
+        validators=[_duration],
         help_text="How long the key lives: 30s, 30m, 30h, 30d or 1mo. Null: forever.",
     )
     user_id = serializers.CharField(max_length=150, required=False, allow_null=True)
     team_id = serializers.CharField(required=False, allow_null=True)
     organization_id = serializers.CharField(required=False, allow_null=True)
 
-    unsupported_fields = LimitsInput.unsupported_fields + (
-        "temp_budget_increase", "temp_budget_expiry", "allowed_routes", "enforced_params", "permissions",
+    model_max_budget = serializers.DictField(
+        child=serializers.FloatField(min_value=0),
+        required=False,
+        allow_null=True,
+        help_text='USD per model on top of the key\'s own budget: {"gpt-4o": 10.0}.',
+    )
+    model_rpm_limit = serializers.DictField(
+        child=serializers.IntegerField(min_value=0),
+        required=False,
+        allow_null=True,
+        help_text='Requests per minute per model: {"gpt-4o": 60}.',
+    )
+    model_tpm_limit = serializers.DictField(
+        child=serializers.IntegerField(min_value=0),
+        required=False,
+        allow_null=True,
+        help_text='Tokens per minute per model: {"gpt-4o": 100000}.',
+    )
+
+    unsupported_fields = (
+        "temp_budget_increase",
+        "temp_budget_expiry",
+        "allowed_routes",
+        "enforced_params",
+        "permissions",
     )
 
 
 class KeyGenerateInput(KeyFieldsInput):
-    pass
+    # A key of the caller's choosing ("key") is not supported: keys are always random.
+    unsupported_fields = (*KeyFieldsInput.unsupported_fields, "key")
 
 
 class KeyUpdateInput(KeyFieldsInput):
@@ -46,7 +73,9 @@ class KeyDeleteInput(serializers.Serializer):
 
 
 class KeyInfoQuery(serializers.Serializer):
-    key = serializers.CharField(required=False, help_text="The key or its hash; without it, the caller's key.")
+    key = serializers.CharField(
+        required=False, help_text="The key or its hash; without it, the caller's key."
+    )
 
 
 class KeyListQuery(PageQuery):
@@ -60,18 +89,34 @@ class KeyListQuery(PageQuery):
     return_full_object = serializers.BooleanField(default=False)
 
 
+MODEL_LIMIT_FIELDS = ("model_max_budget", "model_rpm_limit", "model_tpm_limit")
+
+
+def key_values(data: dict) -> dict:
+    """The key's model fields present in validated data: the shared limits and the per-model
+    ones (null means none)."""
+    values = limits_values(data)
+    for name in MODEL_LIMIT_FIELDS:
+        if name in data:
+            values[name] = data[name] or {}
+    return values
+
+
 def key_data(key, *, raw_key: str | None = None) -> dict:
     """A key as LiteLLM shows it: `token` (and `token_id`) is the sha256 of the key."""
     data = {"key": raw_key} if raw_key is not None else {}
-    data.update({
-        "token": key.token_hash,
-        "token_id": key.token_hash,
-        "key_name": key.key_display,
-        "key_alias": key.alias or None,
-        "user_id": key.user.username if key.user_id else None,
-        "team_id": str(key.team_id) if key.team_id else None,
-        "organization_id": str(key.organization_id) if key.organization_id else None,
-        "expires": key.expires_at,
-        **limits_data(key),
-    })
+    data.update(
+        {
+            "token": key.token_hash,
+            "token_id": key.token_hash,
+            "key_name": key.key_display,
+            "key_alias": key.alias or None,
+            "user_id": key.user.username if key.user_id else None,
+            "team_id": str(key.team_id) if key.team_id else None,
+            "organization_id": str(key.organization_id) if key.organization_id else None,
+            "expires": key.expires_at,
+            **limits_data(key),
+            **{name: getattr(key, name) for name in MODEL_LIMIT_FIELDS},
+        }
+    )
     return data

@@ -126,3 +126,15 @@ def virtual_key_update(*, key: VirtualKey, **fields) -> VirtualKey:
 def virtual_key_delete(*, keys: list[VirtualKey]) -> None:
     for key in keys:
         key.delete()
+
+
+def virtual_key_expiry(duration: str | None) -> datetime | None:
+    """When a key made now with LiteLLM's `duration` (30s, 30m, 30h, 30d, 1mo) expires."""
+    if not duration:
+        return None
+    from django.utils import timezone
+
+    from apps.core.durations import current_period
+
+    now = timezone.now()
+    return current_period(now, duration, now)[1]

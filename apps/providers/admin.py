@@ -79,13 +79,16 @@ class ModelDeploymentAdmin(OrganizationScopedAdmin):
     )
     list_filter = ("is_active", "provider", "managed_by_config", "organization")
     search_fields = ("model_name", "upstream_model", "api_base")
-    readonly_fields = ("created_at", "updated_at")
+    readonly_fields = ("created_at", "updated_at", "health_status", "health_checked_at", "health_error",
+                       "health_latency_ms")
     fieldsets = (
         (None, {"fields": ("model_name", "organization", "provider", "upstream_model", "is_active")}),
         ("Connection", {
-            "fields": ("api_base", "api_key", "clear_api_key", "secret_params", "api_version", "timeout")
+            "fields": ("api_base", "api_key", "clear_api_key", "secret_params", "api_version", "timeout",
+                       "connect_timeout", "stream_timeout")
         }),
-        ("Routing", {"fields": ("weight", "rpm", "tpm", "access_groups")}),
+        ("Routing", {"fields": ("weight", "rpm", "tpm", "access_groups", "tags", "max_input_tokens", "mode")}),
+        ("Health", {"fields": ("health_status", "health_checked_at", "health_error", "health_latency_ms")}),
         ("Prices (USD per token)", {
             "fields": ("input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost")
         }),

@@ -42,6 +42,53 @@ class DeploymentSpec:
     extra_params: dict[str, Any] = field(default_factory=dict)
     secret_params: dict[str, str] = field(default_factory=dict)
     access_groups: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    max_input_tokens: int | None = None
+    connect_timeout: float | None = None
+    stream_timeout: float | None = None
+    mode: str = "chat"
+
+
+@dataclass
+class ModelGroupSpec:
+    """One model group's routing settings; None or empty: the router-wide value."""
+
+    model_name: str
+    routing_strategy: str = ""
+    num_retries: int | None = None
+    retry_policy: dict[str, int] = field(default_factory=dict)
+    timeout: float | None = None
+    stream_timeout: float | None = None
+    allowed_fails: int | None = None
+    cooldown_time: float | None = None
+    fallbacks: list[str] = field(default_factory=list)
+    context_window_fallbacks: list[str] = field(default_factory=list)
+    content_policy_fallbacks: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RouterSpec:
+    """The routing part of router_settings and litellm_settings (router_settings wins).
+
+    `present` is False when the file sets none of it: loading it then leaves the
+    router settings as they are (edited in the admin, say).
+    """
+
+    present: bool = False
+    routing_strategy: str = "simple-shuffle"
+    routing_strategy_args: dict[str, Any] = field(default_factory=dict)
+    num_retries: int | None = None
+    retry_policy: dict[str, int] = field(default_factory=dict)
+    retry_after: float = 0.0
+    timeout: float | None = None
+    stream_timeout: float | None = None
+    allowed_fails: int | None = None
+    allowed_fails_policy: dict[str, int] = field(default_factory=dict)
+    cooldown_time: float | None = None
+    disable_cooldowns: bool = False
+    default_fallbacks: list[str] = field(default_factory=list)
+    model_group_alias: dict[str, Any] = field(default_factory=dict)
+    groups: list[ModelGroupSpec] = field(default_factory=list)
 
 
 @dataclass
@@ -51,6 +98,7 @@ class GatewayConfig:
     general_settings: dict[str, Any] = field(default_factory=dict)
     router_settings: dict[str, Any] = field(default_factory=dict)
     litellm_settings: dict[str, Any] = field(default_factory=dict)
+    router: RouterSpec = field(default_factory=RouterSpec)
 
 
 # Provider secrets besides api_key: stored encrypted, like it.
@@ -68,6 +116,9 @@ _KNOWN_PARAMS = SECRET_PARAMS | {
     "input_cost_per_token",
     "output_cost_per_token",
     "cache_read_input_token_cost",
+    "tags",
+    "connect_timeout",
+    "stream_timeout",
 }
 
 
@@ -107,6 +158,27 @@ def _optional_decimal(params: dict, name: str, where: str) -> Decimal | None:
     if not number.is_finite() or number < 0:
         raise ConfigError(f"{where}.{name}: must be a number ≥ 0, got {value!r}")
     return number
+
+
+def _optional_seconds(params: dict, name: str, where: str) -> float | None:
+    value = _resolve_env(params.get(name), f"{where}.{name}")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}.{name}: must be a number of seconds, got {value!r}") from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise ConfigError(f"{where}.{name}: must be > 0, got {value!r}")
+    return seconds
+
+
+def _name_list(value: Any, where: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where}: must be a list of names")
+    return list(value)
 
 
 def _optional_str(params: dict, name: str, where: str) -> str:
@@ -173,6 +245,9 @@ def _parse_deployment(index: int, entry: Any, seen: dict[str, int]) -> Deploymen
             raise ConfigError(f"{where}.litellm_params.timeout: must be a number of seconds") from None
         if timeout <= 0:
             raise ConfigError(f"{where}.litellm_params.timeout: must be > 0")
+    mode = model_info.get("mode") or "chat"
+    if mode not in _MODES:
+        raise ConfigError(f"{where}.model_info.mode: must be one of {', '.join(_MODES)}, got {mode!r}")
     weight = _optional_int(params, "weight", f"{where}.litellm_params")
     secret_params = {}
     for name in sorted(SECRET_PARAMS & set(params)):
@@ -205,7 +280,147 @@ def _parse_deployment(index: int, entry: Any, seen: dict[str, int]) -> Deploymen
         extra_params={k: v for k, v in params.items() if k not in _KNOWN_PARAMS},
         secret_params=secret_params,
         access_groups=access_groups,
+        tags=_name_list(params.get("tags"), f"{where}.litellm_params.tags"),
+        max_input_tokens=_optional_int(model_info, "max_input_tokens", f"{where}.model_info"),
+        connect_timeout=_optional_seconds(params, "connect_timeout", f"{where}.litellm_params"),
+        stream_timeout=_optional_seconds(params, "stream_timeout", f"{where}.litellm_params"),
+        mode=mode,
     )
+
+
+_MODES = ("chat", "completion", "embedding", "rerank")
+
+# Routing keys of router_settings (and of litellm_settings, where LiteLLM also reads them).
+_ROUTER_KEYS = {
+    "routing_strategy", "routing_strategy_args", "num_retries", "retry_policy", "retry_after", "timeout",
+    "stream_timeout", "allowed_fails", "allowed_fails_policy", "cooldown_time", "disable_cooldowns",
+    "fallbacks", "context_window_fallbacks", "content_policy_fallbacks", "default_fallbacks",
+    "model_group_alias", "model_group_retry_policy", "model_group_settings",
+}
+_LITELLM_ROUTER_KEYS = {
+    "num_retries", "request_timeout", "fallbacks", "context_window_fallbacks", "content_policy_fallbacks",
+    "default_fallbacks", "allowed_fails", "cooldown_time",
+}
+_GROUP_KEYS = {"routing_strategy", "num_retries", "retry_policy", "timeout", "stream_timeout", "allowed_fails",
+               "cooldown_time", "fallbacks", "context_window_fallbacks", "content_policy_fallbacks"}
+
+
+def _policy(value: Any, keys: dict, where: str) -> dict[str, int]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: must be a mapping")
+    for name in value:
+        if name not in keys:
+            raise ConfigError(f"{where}.{name}: unknown; known: {', '.join(keys)}")
+    return {name: _optional_int(value, name, where) for name in value if value[name] is not None}
+
+
+def _strategy(value: Any, where: str) -> str:
+    from apps.routing.policy import ROUTING_STRATEGIES, strategy_name
+
+    if not isinstance(value, str) or strategy_name(value) is None:
+        raise ConfigError(f"{where}: must be one of {', '.join(ROUTING_STRATEGIES)}, got {value!r}")
+    return strategy_name(value)
+
+
+def _fallback_map(value: Any, where: str) -> dict[str, list[str]]:
+    """LiteLLM's [{"gpt-4o": ["gpt-4o-mini", ...]}, ...] (a plain mapping is accepted too)."""
+    if value is None:
+        return {}
+    entries = [value] if isinstance(value, dict) else value
+    if not isinstance(entries, list):
+        raise ConfigError(f"{where}: must be a list like [{{model: [fallback, ...]}}]")
+    result: dict[str, list[str]] = {}
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}[{index}]: must be a mapping {{model: [fallback, ...]}}")
+        for model, fallbacks in entry.items():
+            if isinstance(fallbacks, str):
+                fallbacks = [fallbacks]
+            result.setdefault(str(model), []).extend(_name_list(fallbacks, f"{where}[{index}].{model}"))
+    return result
+
+
+def _router_spec(router_settings: dict, litellm_settings: dict) -> RouterSpec:
+    from apps.routing.policy import ALLOWED_FAILS_POLICY_KEYS, RETRY_POLICY_KEYS
+
+    values = {k: v for k, v in litellm_settings.items() if k in _LITELLM_ROUTER_KEYS}
+    if "request_timeout" in values:
+        values["timeout"] = values.pop("request_timeout")
+    values.update({k: v for k, v in router_settings.items() if k in _ROUTER_KEYS})
+    spec = RouterSpec(present=bool(values))
+    if not values:
+        return spec
+    where = "router_settings"
+    if values.get("routing_strategy") is not None:
+        spec.routing_strategy = _strategy(values["routing_strategy"], f"{where}.routing_strategy")
+    args = values.get("routing_strategy_args") or {}
+    if not isinstance(args, dict):
+        raise ConfigError(f"{where}.routing_strategy_args: must be a mapping")
+    spec.routing_strategy_args = args
+    spec.num_retries = _optional_int(values, "num_retries", where)
+    spec.allowed_fails = _optional_int(values, "allowed_fails", where)
+    spec.timeout = _optional_seconds(values, "timeout", where)
+    spec.stream_timeout = _optional_seconds(values, "stream_timeout", where)
+    spec.cooldown_time = _optional_seconds(values, "cooldown_time", where)
+    spec.retry_after = float(_optional_decimal(values, "retry_after", where) or 0)
+    spec.disable_cooldowns = bool(values.get("disable_cooldowns"))
+    spec.retry_policy = _policy(values.get("retry_policy"), RETRY_POLICY_KEYS, f"{where}.retry_policy")
+    spec.allowed_fails_policy = _policy(
+        values.get("allowed_fails_policy"), ALLOWED_FAILS_POLICY_KEYS, f"{where}.allowed_fails_policy"
+    )
+    spec.default_fallbacks = _name_list(values.get("default_fallbacks"), f"{where}.default_fallbacks")
+    aliases = values.get("model_group_alias") or {}
+    if not isinstance(aliases, dict):
+        raise ConfigError(f"{where}.model_group_alias: must be a mapping {{alias: model group}}")
+    for alias, target in aliases.items():
+        name = target.get("model") if isinstance(target, dict) else target
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{where}.model_group_alias.{alias}: must name a model group")
+    spec.model_group_alias = dict(aliases)
+
+    groups: dict[str, ModelGroupSpec] = {}
+
+    def group(name: str) -> ModelGroupSpec:
+        return groups.setdefault(name, ModelGroupSpec(model_name=name))
+
+    for key in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
+        for model, fallbacks in _fallback_map(values.get(key), f"{where}.{key}").items():
+            if model == "*":  # LiteLLM's "every group": the default fallbacks
+                spec.default_fallbacks = spec.default_fallbacks or fallbacks
+                continue
+            setattr(group(model), key, fallbacks)
+    retry_by_group = values.get("model_group_retry_policy") or {}
+    if not isinstance(retry_by_group, dict):
+        raise ConfigError(f"{where}.model_group_retry_policy: must be a mapping {{model group: retry policy}}")
+    for model, policy in retry_by_group.items():
+        group(str(model)).retry_policy = _policy(policy, RETRY_POLICY_KEYS, f"{where}.model_group_retry_policy.{model}")
+    settings_by_group = values.get("model_group_settings") or {}
+    if not isinstance(settings_by_group, dict):
+        raise ConfigError(f"{where}.model_group_settings: must be a mapping {{model group: settings}}")
+    for model, settings in settings_by_group.items():
+        at = f"{where}.model_group_settings.{model}"
+        if not isinstance(settings, dict):
+            raise ConfigError(f"{at}: must be a mapping")
+        for name in settings:
+            if name not in _GROUP_KEYS:
+                raise ConfigError(f"{at}.{name}: unknown; known: {', '.join(sorted(_GROUP_KEYS))}")
+        entry = group(str(model))
+        if settings.get("routing_strategy") is not None:
+            entry.routing_strategy = _strategy(settings["routing_strategy"], f"{at}.routing_strategy")
+        entry.num_retries = _optional_int(settings, "num_retries", at)
+        entry.allowed_fails = _optional_int(settings, "allowed_fails", at)
+        entry.timeout = _optional_seconds(settings, "timeout", at)
+        entry.stream_timeout = _optional_seconds(settings, "stream_timeout", at)
+        entry.cooldown_time = _optional_seconds(settings, "cooldown_time", at)
+        if "retry_policy" in settings:
+            entry.retry_policy = _policy(settings["retry_policy"], RETRY_POLICY_KEYS, f"{at}.retry_policy")
+        for key in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
+            if key in settings:
+                setattr(entry, key, _name_list(settings[key], f"{at}.{key}"))
+    spec.groups = sorted(groups.values(), key=lambda g: g.model_name)
+    return spec
 
 
 def config_parse(text: str) -> GatewayConfig:
@@ -248,6 +463,7 @@ def config_parse(text: str) -> GatewayConfig:
         general_settings=sections["general_settings"],
         router_settings=sections["router_settings"],
         litellm_settings=sections["litellm_settings"],
+        router=_router_spec(sections["router_settings"], sections["litellm_settings"]),
     )
 
 

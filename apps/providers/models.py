@@ -6,6 +6,17 @@ from apps.core.fields import EncryptedJSONField, EncryptedTextField
 class ModelDeployment(models.Model):
     """One upstream model behind a public model name. Deployments sharing a name form a group."""
 
+    class Mode(models.TextChoices):
+        CHAT = "chat"
+        COMPLETION = "completion"
+        EMBEDDING = "embedding"
+        RERANK = "rerank"
+
+    class Health(models.TextChoices):
+        UNKNOWN = "unknown"
+        HEALTHY = "healthy"
+        UNHEALTHY = "unhealthy"
+
     model_name = models.CharField(max_length=200, db_index=True, help_text="The name clients ask for.")
     organization = models.ForeignKey(
         "teams.Organization", on_delete=models.CASCADE, null=True, blank=True, related_name="deployments",
@@ -34,6 +45,31 @@ class ModelDeployment(models.Model):
         default=list, blank=True,
         help_text="Named groups this model belongs to; a key allowed a group may use every model in it.",
     )
+    # Routing (apps.routing): request tags this deployment serves ("default": requests
+    # without tags), the largest prompt it accepts, and timeouts beyond `timeout`.
+    tags = models.JSONField(
+        default=list, blank=True,
+        help_text='Requests sending tags (metadata.tags) only reach deployments carrying one of them; '
+        '"default" marks the deployments serving requests without tags.',
+    )
+    max_input_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Context window: longer prompts are routed elsewhere. Empty: no check."
+    )
+    connect_timeout = models.FloatField(null=True, blank=True, help_text="Seconds to connect; empty: the default.")
+    stream_timeout = models.FloatField(
+        null=True, blank=True,
+        help_text="Seconds a stream may take to its first token before failing over; empty: the router's.",
+    )
+    mode = models.CharField(
+        max_length=20, choices=Mode.choices, default=Mode.CHAT,
+        help_text="What kind of model this is: decides the request a health check sends.",
+    )
+    # Written by the health-check task with queryset.update(): no save signal, so the
+    # routing caches are not reloaded for it.
+    health_status = models.CharField(max_length=10, choices=Health.choices, default=Health.UNKNOWN, editable=False)
+    health_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    health_error = models.TextField(blank=True, default="", editable=False)
+    health_latency_ms = models.PositiveIntegerField(null=True, blank=True, editable=False)
     is_active = models.BooleanField(default=True)
     managed_by_config = models.BooleanField(
         default=False, help_text="Written by load_config; the next load of the file overwrites it."

@@ -58,6 +58,26 @@ class Deployment:
     organization_id: str | None = None  # None: shared by every organization
     access_groups: tuple[str, ...] = ()
     secret_params: dict[str, str] = field(default_factory=dict, repr=False)
+    # Routing: request tags it serves, the largest prompt it takes (tokens), and its
+    # timeouts beyond `timeout` (seconds; None: the router's default).
+    tags: tuple[str, ...] = ()
+    max_input_tokens: int | None = None
+    connect_timeout: float | None = None
+    stream_timeout: float | None = None  # time to the first token of a stream
+    mode: str = "chat"  # what a health check sends it: chat, completion, embedding, rerank
+    # Identity of its shared routing state (cooldowns, counters) in Redis: the id alone
+    # could be reused by a later row on SQLite, and must not inherit a cooldown.
+    state_key: str = ""
+
+    @property
+    def is_wildcard(self) -> bool:
+        """`openai/*`-style: the requested model fills in the upstream model."""
+        return "*" in self.model_name
+
+
+def deployment_state_key(pk: int, created_at) -> str:
+    """A deployment's identity for shared routing state: its id and its creation time."""
+    return f"{pk}.{int(created_at.timestamp() * 1_000_000)}"
 
 
 def _deployments_load() -> dict[str, list[Deployment]]:
@@ -96,14 +116,28 @@ def _deployments_load() -> dict[str, list[Deployment]]:
                     for name, value in (row.secret_params or {}).items()
                     if (resolved := resolve_secret(str(value))) is not None
                 },
+                tags=tuple(row.tags or ()),
+                max_input_tokens=row.max_input_tokens,
+                connect_timeout=row.connect_timeout,
+                stream_timeout=row.stream_timeout,
+                mode=row.mode or "chat",
+                state_key=deployment_state_key(row.pk, row.created_at),
             )
         )
     return groups
 
 
+def deployments_load() -> dict[str, list[Deployment]]:
+    """Every active deployment, grouped by public name, read from the database now
+    (for background work such as health checks; the request path uses the registry)."""
+    return _deployments_load()
+
+
 class DeploymentRegistry:
     def __init__(self) -> None:
         self._groups: dict[str, list[Deployment]] = {}
+        # Wildcard group names (`openai/*`), most specific (longest) first.
+        self._wildcards: tuple[str, ...] = ()
         self._loaded_at: float | None = None
         self._generation = 0
         self._reload: asyncio.Future | None = None
@@ -124,10 +158,15 @@ class DeploymentRegistry:
         finally:
             future, self._reload = self._reload, None
         self._groups = groups
+        self._wildcards = tuple(sorted((n for n in groups if "*" in n), key=len, reverse=True))
         if generation == self._generation:
             self._loaded_at = time.monotonic()
         future.set_result(groups)
         return groups
+
+    def wildcard_names(self) -> tuple[str, ...]:
+        """The wildcard group names as of the last load (call after `await groups()`)."""
+        return self._wildcards
 
     def invalidate(self) -> None:
         self._generation += 1

@@ -24,6 +24,11 @@ _SPEC_FIELDS = (
     "extra_params",
     "secret_params",
     "access_groups",
+    "tags",
+    "max_input_tokens",
+    "connect_timeout",
+    "stream_timeout",
+    "mode",
 )
 
 
@@ -33,12 +38,14 @@ class ConfigSyncReport:
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     deactivated: list[str] = field(default_factory=list)
+    router_settings: str = ""  # what happened to the router settings, if the file has any
 
     def summary(self) -> str:
-        return (
+        summary = (
             f"{len(self.created)} created, {len(self.updated)} updated, "
             f"{len(self.unchanged)} unchanged, {len(self.deactivated)} deactivated"
         )
+        return f"{summary}; {self.router_settings}" if self.router_settings else summary
 
 
 def _spec_values(spec: DeploymentSpec) -> dict:
@@ -48,10 +55,14 @@ def _spec_values(spec: DeploymentSpec) -> dict:
 @transaction.atomic
 def deployments_sync_from_config(*, config: GatewayConfig) -> ConfigSyncReport:
     """Upsert the config file's deployments; those it no longer lists are deactivated.
+    The file's router settings (router_settings, litellm_settings) are applied too.
 
     One transaction: the registry on every replica sees the old set or the new one.
     """
+    from apps.routing.services import router_settings_sync_from_config
+
     report = ConfigSyncReport()
+    report.router_settings = router_settings_sync_from_config(spec=config.router)
     existing = {
         d.config_id: d
         for d in ModelDeployment.objects.select_for_update().filter(managed_by_config=True)
@@ -86,3 +97,74 @@ def deployments_sync_from_config(*, config: GatewayConfig) -> ConfigSyncReport:
             row.save(update_fields=["is_active", "updated_at"])
             report.deactivated.append(f"{row.model_name} ({row.provider}/{row.upstream_model})")
     return report
+
+
+# --- the management API -------------------------------------------------------------------
+
+
+class DeploymentEntryError(ValueError):
+    """An invalid model_list-style entry; `param` names the field (e.g. litellm_params.model)."""
+
+    def __init__(self, message: str, *, param: str | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+def _entry_error(error: Exception, model_name) -> DeploymentEntryError:
+    # The config loader's messages read "model_list[0] (<model_name>).litellm_params.model: ...".
+    text = str(error)
+    location, _, message = text.partition(": ")
+    for prefix in (f"model_list[0] ({model_name})", "model_list[0]"):
+        if location.startswith(prefix):
+            location = location[len(prefix):]
+            break
+    param = location.lstrip(".") or None
+    return DeploymentEntryError(f"{param}: {message}" if param else text, param=param)
+
+
+def deployment_spec_from_entry(entry: dict) -> DeploymentSpec:
+    """Validate one model_list entry ({model_name, litellm_params, model_info}) exactly as the
+    config loader does. Raises DeploymentEntryError naming the field."""
+    from apps.providers.config import ConfigError, _parse_deployment
+
+    try:
+        return _parse_deployment(0, entry, {})
+    except ConfigError as error:
+        raise _entry_error(error, entry.get("model_name") if isinstance(entry, dict) else None) from None
+
+
+@transaction.atomic
+def deployment_create(*, spec: DeploymentSpec, model_id: str | None, organization=None) -> ModelDeployment:
+    """A deployment made through the API (the config file leaves it alone). With an
+    organization, only that organization's keys may use it."""
+    deployment = ModelDeployment(
+        config_id=model_id, managed_by_config=False, is_active=True, organization=organization,
+        **_spec_values(spec),
+    )
+    deployment.full_clean()
+    deployment.save()
+    return deployment
+
+
+@transaction.atomic
+def deployment_update(
+    *, deployment: ModelDeployment, spec: DeploymentSpec, base_spec: DeploymentSpec | None = None, **fields
+) -> ModelDeployment:
+    """Write a new spec over the deployment. With `base_spec` (what the deployment's stored values
+    parse to), only the values that differ from it are written, so whatever an entry cannot
+    express is kept. `fields`: others to set (organization)."""
+    values = _spec_values(spec)
+    if base_spec is not None:
+        base = _spec_values(base_spec)
+        values = {name: value for name, value in values.items() if value != base[name]}
+    for name, value in {**values, **fields}.items():
+        setattr(deployment, name, value)
+    deployment.full_clean()
+    deployment.save()
+    return deployment
+
+
+@transaction.atomic
+def deployment_delete(*, deployment: ModelDeployment) -> None:
+    deployment.delete()

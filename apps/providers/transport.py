@@ -38,18 +38,25 @@ class UpstreamTransport:
         return self._session
 
     async def send(
-        self, request: UpstreamRequest, *, timeout: float | None, provider: str, stream: bool = False
+        self,
+        request: UpstreamRequest,
+        *,
+        timeout: float | None,
+        provider: str,
+        stream: bool = False,
+        connect_timeout: float | None = None,
     ) -> aiohttp.ClientResponse:
         """Send and return the response with its body unread (the caller reads or streams it).
 
-        A stream is bounded by the time between reads, not in total: a long answer
-        that keeps coming is not cut off.
+        `timeout` bounds a whole answer; a stream is bounded by the time between reads
+        instead, so a long answer that keeps coming is not cut off (its time to the first
+        token is the router's to bound). `connect_timeout` bounds opening the connection.
         """
         limit = timeout or settings.GATEWAY_UPSTREAM_TIMEOUT
         client_timeout = aiohttp.ClientTimeout(
             total=None if stream else limit,
             sock_read=limit if stream else None,
-            connect=settings.GATEWAY_UPSTREAM_CONNECT_TIMEOUT,
+            connect=connect_timeout or settings.GATEWAY_UPSTREAM_CONNECT_TIMEOUT,
         )
         try:
             return await self._get_session().request(

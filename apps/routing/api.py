@@ -20,10 +20,11 @@ from apps.providers.adapters.base import Operation
 from apps.providers.registry import deployment_registry
 from apps.routing import health
 from apps.routing.anthropic_format import ANTHROPIC_FORMAT, anthropic_error_response, openai_body_from_anthropic
+from apps.routing.policy import routing_policy_cache
 from apps.routing.proxy import proxy_request
 from apps.routing.router import deployment_group, may_use_group, usable_deployments
 from apps.routing.validation import json_body
-from apps.spend.tokens import estimate_prompt_tokens
+from apps.spend.tokens import count_prompt_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -106,12 +107,12 @@ async def messages(request: HttpRequest):
     return await proxy_request(request, Operation.CHAT, body=body, client_format=ANTHROPIC_FORMAT)
 
 
-@api.post("/messages/count_tokens", summary="Anthropic token count (an estimate for non-Anthropic models)")
+@api.post("/messages/count_tokens", summary="Anthropic token count (counted with tiktoken)")
 async def messages_count_tokens(request: HttpRequest):
     raw = json_body(request)
     body = openai_body_from_anthropic({"max_tokens": 1, **raw})
     await deployment_group(body["model"], request.auth)  # 404 / 403 as for a message
-    return _json({"input_tokens": estimate_prompt_tokens(body["messages"], body.get("tools"))})
+    return _json({"input_tokens": await count_prompt_tokens(body["messages"], body.get("tools"))})
 
 
 @api.post("/rerank", summary="Rerank documents against a query (Cohere format)")
@@ -133,13 +134,23 @@ def _model_entry(name: str, group) -> dict:
     }
 
 
+async def _model_groups() -> dict:
+    """Every model name clients may ask for: the groups, and the aliases not hidden."""
+    groups = await deployment_registry.groups()
+    routing_policy = await routing_policy_cache.get()
+    named = dict(groups)
+    for alias, target in routing_policy.aliases.items():
+        if alias not in named and target in groups and alias not in routing_policy.hidden_aliases:
+            named[alias] = groups[target]
+    return named
+
+
 @api.get("/models", summary="The models this key may use")
 async def models_list(request: HttpRequest):
     context = request.auth
-    groups = await deployment_registry.groups()
     data = [
         _model_entry(name, usable)
-        for name, group in sorted(groups.items())
+        for name, group in sorted((await _model_groups()).items())
         if (usable := usable_deployments(group, context)) and may_use_group(context, name, usable)
     ]
     return _json({"object": "list", "data": data})
@@ -147,7 +158,7 @@ async def models_list(request: HttpRequest):
 
 @api.get("/models/{path:model}", summary="One model, if this key may use it")
 async def models_retrieve(request: HttpRequest, model: str):
-    group = usable_deployments((await deployment_registry.groups()).get(model) or [], request.auth)
+    group = usable_deployments((await _model_groups()).get(model) or [], request.auth)
     if not group or not may_use_group(request.auth, model, group):
         raise not_found(f"The model '{model}' does not exist.", param="model", code="model_not_found")
     return _json(_model_entry(model, group))
@@ -162,3 +173,9 @@ async def liveliness(request: HttpRequest):
 async def readiness(request: HttpRequest):
     report = await health.readiness_report()
     return _json(report, status=200 if report["status"] == "connected" else 503)
+
+
+@api.get("/health", auth=None, summary="Healthy and unhealthy deployments (master key or admin)")
+async def deployments_health(request: HttpRequest):
+    await health.health_access_check(request)
+    return _json(await health.deployments_health_report())

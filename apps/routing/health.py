@@ -1,11 +1,21 @@
+"""Health: the readiness probe, and each deployment's health (checked by a beat task,
+listed by GET /health)."""
+
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import connection
 
 from apps.core.db import db_call
+from apps.core.errors import GatewayError
 from apps.core.redis import redis_enabled, sync_redis
+from apps.providers.adapters.base import Operation
+from apps.providers.registry import Deployment, deployment_state_key
+from apps.providers.transport import UpstreamTransport
 
 
 def _database_ping() -> None:
@@ -28,3 +38,129 @@ async def readiness_report() -> dict:
             report["cache"] = f"redis not connected: {type(exc).__name__}"
             report["status"] = "unhealthy"
     return report
+
+
+# --- deployment health (GET /health, the routing.deployments_health_check task) ---------------
+
+_PROBES = {
+    "chat": (Operation.CHAT, {"messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}),
+    "completion": (Operation.COMPLETION, {"prompt": "ping", "max_tokens": 1}),
+    "embedding": (Operation.EMBEDDING, {"input": "ping"}),
+    "rerank": (Operation.RERANK, {"query": "ping", "documents": ["ping"]}),
+}
+
+
+@dataclass(slots=True)
+class ProbeResult:
+    deployment_id: int
+    healthy: bool
+    error: str = ""
+    latency_ms: int | None = None
+
+
+async def deployment_probe(deployment: Deployment, transport: UpstreamTransport) -> ProbeResult:
+    """One minimal request (what the deployment's mode calls for) through its translator."""
+    operation, body = _PROBES.get(deployment.mode, _PROBES["chat"])
+    body = {"model": deployment.upstream_model, **body}
+    timeout = min(deployment.timeout or settings.GATEWAY_HEALTH_CHECK_TIMEOUT, settings.GATEWAY_HEALTH_CHECK_TIMEOUT)
+    started = time.perf_counter()
+    try:
+        adapter = deployment.adapter
+        payload = adapter.prepare_body(operation, body, drop_params=True)
+        request = await adapter.build_request(operation, deployment, payload, stream=False)
+        response = await transport.send(request, timeout=timeout, connect_timeout=deployment.connect_timeout,
+                                        provider=deployment.provider)
+        try:
+            raw = await response.read()
+        finally:
+            response.release()
+        if response.status >= 400:
+            raise adapter.translate_error(response.status, raw, response.headers)
+        adapter.translate_response(operation, deployment, raw)
+    except GatewayError as error:
+        return ProbeResult(deployment.id, False, f"{error.status} {error.code or error.type}: {error.message}")
+    except Exception as exc:  # a health check reports, it does not raise
+        return ProbeResult(deployment.id, False, f"{type(exc).__name__}: {exc}")
+    return ProbeResult(deployment.id, True, latency_ms=int((time.perf_counter() - started) * 1000))
+
+
+async def deployments_probe(deployments: list[Deployment], *, concurrency: int = 10) -> list[ProbeResult]:
+    """Probe every deployment, a few at a time, over a transport of their own (the caller
+    is a Celery worker with its own event loop, not a server process)."""
+    transport = UpstreamTransport()
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def probe(deployment: Deployment) -> ProbeResult:
+        async with semaphore:
+            return await deployment_probe(deployment, transport)
+
+    try:
+        return list(await asyncio.gather(*(probe(d) for d in deployments)))
+    finally:
+        await transport.close()
+
+
+def _endpoint(row, cooldowns: dict[int, float], now: float) -> dict:
+    entry = {
+        "model": row.model_name,
+        "model_id": row.pk,
+        "provider": row.provider,
+        "upstream_model": row.upstream_model,
+        "api_base": row.api_base or None,
+        "last_checked": row.health_checked_at.isoformat() if row.health_checked_at else None,
+        "latency_ms": row.health_latency_ms,
+        "cooldown_remaining_s": round(cooldowns[row.pk] - now, 1) if cooldowns.get(row.pk, 0) > now else 0,
+    }
+    if row.health_status == row.Health.UNHEALTHY:
+        entry["error"] = row.health_error
+    return entry
+
+
+async def deployments_health_report() -> dict:
+    """LiteLLM's GET /health shape, from the last checks (the beat task runs them), with
+    the deployments never checked yet and each one's current cooldown."""
+    from apps.routing.deployment_state import COOLDOWNS_ONLY, deployment_state
+    from apps.routing.selectors import deployment_health_list
+
+    rows = await db_call(deployment_health_list)
+    keys = [deployment_state_key(row.pk, row.created_at) for row in rows]
+    try:
+        loads = await deployment_state().read(keys, COOLDOWNS_ONLY) if keys else []
+    except Exception:
+        loads = []
+    cooldowns = {row.pk: load.cooldown_until for row, load in zip(rows, loads)}
+    now = time.time()
+    report = {"healthy_endpoints": [], "unhealthy_endpoints": [], "unchecked_endpoints": []}
+    bucket = {"healthy": "healthy_endpoints", "unhealthy": "unhealthy_endpoints", "unknown": "unchecked_endpoints"}
+    for row in rows:
+        report[bucket[row.health_status]].append(_endpoint(row, cooldowns, now))
+    report["healthy_count"] = len(report["healthy_endpoints"])
+    report["unhealthy_count"] = len(report["unhealthy_endpoints"])
+    report["unchecked_count"] = len(report["unchecked_endpoints"])
+    return report
+
+
+async def health_access_check(request) -> None:
+    """GET /health is for operators: the master key, a key of a superuser, or the admin
+    session of one. Anything else: 401 (no or invalid credentials) or 403."""
+    from apps.core.errors import authentication_failed, permission_denied
+    from apps.keys.auth import authenticate, raw_key_from_request
+    from apps.routing.selectors import user_from_session, user_is_superuser
+
+    denied = permission_denied("GET /health is for the master key or an admin.", code="admin_only")
+    if raw_key_from_request(request):
+        context = await authenticate(request)
+        if context.is_master:
+            return
+        if context.user_id is not None and await db_call(user_is_superuser, user_id=context.user_id):
+            return
+        raise denied
+    session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
+    if session_key:
+        user = await db_call(user_from_session, session_key=session_key)
+        if user.is_authenticated and user.is_active and user.is_superuser:
+            return
+        raise denied
+    raise authentication_failed(
+        "No API key provided. Send the master key as 'Authorization: Bearer <key>'.", code="missing_api_key"
+    )

@@ -11,7 +11,8 @@ from django.conf import settings
 from apps.core.errors import GatewayError
 from apps.keys.limits import LimitDecision, limiter, usd_to_nanos
 from apps.providers.registry import Deployment
-from apps.spend.tokens import estimate_prompt_tokens
+from apps.spend.pricing import prices_in_force
+from apps.spend.tokens import rough_prompt_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -19,12 +20,14 @@ _WINDOW_NAMES = {"rpm": "requests per minute", "tpm": "tokens per minute", "para
 
 
 def max_cost_nanos(deployment: Deployment, body: dict) -> int:
-    """The most this request can cost: its prompt (estimated) and its whole output allowance."""
-    input_price = deployment.input_cost_per_token or Decimal(0)
-    output_price = deployment.output_cost_per_token or Decimal(0)
+    """The most this request can cost: its prompt (roughly counted: this runs on every request)
+    and its whole output allowance, at the prices in force (the deployment's, else the catalog's)."""
+    prices = prices_in_force(deployment)
+    input_price = (prices.input_cost_per_token if prices else None) or Decimal(0)
+    output_price = (prices.output_cost_per_token if prices else None) or Decimal(0)
     if not input_price and not output_price:
         return 0
-    prompt = estimate_prompt_tokens(body.get("messages") or [], body.get("tools"))
+    prompt = rough_prompt_tokens(body.get("messages") or [], body.get("tools"))
     if not body.get("messages"):
         prompt = math.ceil(len(str(body.get("prompt") or body.get("input") or "")) / 4)
     output = body.get("max_completion_tokens") or body.get("max_tokens") or deployment.extra_params.get(

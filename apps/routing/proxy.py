@@ -1,13 +1,14 @@
 """One request through the data plane: authorize, route, call upstream, settle spend.
 
-Settling (usage → cost → a record on the spend buffer) happens in a `finally`, so
-errors, client disconnects and cut streams are recorded too.
+The router (apps.routing.router) picks deployments and fails over; this module makes
+one attempt on one deployment (`_deployment_call`). A request is settled exactly once
+(usage → cost → a record on the spend buffer), whatever happened: an answer, the
+error left after every retry and fallback, a client disconnect or a cut stream.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 import uuid
 from datetime import datetime, timezone
@@ -16,21 +17,31 @@ from typing import AsyncIterator
 import aiohttp
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
-from apps.core.errors import GatewayError, permission_denied
+from apps.billing.entitlement import entitlement_check
+from apps.core.errors import GatewayError, internal_error
 from apps.keys.context import KeyContext
 from apps.providers.adapters.base import Operation, StreamTranslator, TranslatedResponse, Usage
 from apps.providers.streaming import OpenAISSEWriter, decoder_for
 from apps.providers.registry import Deployment
 from apps.providers.transport import transport, upstream_timeout
-from apps.routing.router import deployment_group, deployment_pick
+from apps.routing.policy import routing_policy_cache
+from apps.routing.router import (
+    RouteProgress,
+    RouteRequest,
+    Timeouts,
+    costliest_deployment,
+    model_group_resolve,
+    route_request,
+    routing_fields_pop,
+)
 from apps.routing.validation import json_body, validate_body
 from apps.spend.buffer import spend_buffer
 from apps.spend.models import SpendLog
-from apps.spend.pricing import cost_for_usage
+from apps.spend.pricing import price_usage
 from apps.spend.records import SpendRecord
 from apps.core.background import spawn
 from apps.routing.limits import limits_acquire, limits_settle
-from apps.spend.tokens import CHARS_PER_TOKEN, estimate_prompt_tokens
+from apps.spend.tokens import estimate_prompt_tokens, estimate_text_tokens
 
 _CALL_TYPES = {
     Operation.CHAT: "chat_completion",
@@ -55,7 +66,8 @@ class RequestAccount:
     """What is known about one request as it goes; turned into a spend record at the end."""
 
     __slots__ = ("request_id", "context", "operation", "model", "deployment", "stream", "started",
-                 "started_wall", "settled", "body", "limits_acquired", "limit_headers", "scopes")
+                 "started_wall", "settled", "body", "limits_acquired", "limit_headers", "scopes",
+                 "route", "upstream_seconds")
 
     def __init__(self, context: KeyContext, operation: Operation) -> None:
         self.request_id = uuid.uuid4().hex
@@ -71,6 +83,8 @@ class RequestAccount:
         self.limits_acquired = False  # counted against the key's limits: settle must release them
         self.scopes: tuple = ()
         self.limit_headers: dict[str, str] = {}
+        self.route = RouteProgress()  # retries, fallbacks and the deployment's lease
+        self.upstream_seconds = 0.0  # waiting for upstreams, every attempt included
 
     def settle(self, *, status: str, usage: Usage | None = None, http_status: int | None = None,
                error_type: str = "") -> None:
@@ -81,12 +95,17 @@ class RequestAccount:
         deployment = self.deployment
         context = self.context
         ended = time.time()
-        cost = cost_for_usage(deployment, usage) if deployment else None
+        priced = price_usage(deployment, usage, at=self.started_wall)  # the prices in force at its start
+        cost = priced.cost
         if self.limits_acquired:
             spawn(
                 limits_settle(self.scopes, self.request_id, usage.prompt_tokens + usage.completion_tokens, cost),
                 name="limits-settle",
             )
+        lease = self.route.lease
+        if lease is not None and lease.release_needed:
+            spawn(lease.release(tokens=usage.prompt_tokens + usage.completion_tokens,
+                                succeeded=status == SpendLog.Status.SUCCESS), name="route-release")
         spend_buffer.add(
             SpendRecord(
                 request_id=self.request_id,
@@ -113,6 +132,8 @@ class RequestAccount:
                 latency_ms=int((time.perf_counter() - self.started) * 1000),
                 start_time=datetime.fromtimestamp(self.started_wall, timezone.utc),
                 end_time=datetime.fromtimestamp(ended, timezone.utc),
+                cost_status=priced.status,
+                price_version=priced.version,
             )
         )
 
@@ -120,10 +141,23 @@ class RequestAccount:
         self.settle(status=SpendLog.Status.ERROR, http_status=error.status, error_type=error.code or error.type)
 
     def response_headers(self) -> dict[str, str]:
-        headers = {"x-request-id": self.request_id, **self.limit_headers}
+        route = self.route
+        # Time spent in the gateway itself: not waiting for upstreams, nor backing off.
+        overhead = time.perf_counter() - self.started - self.upstream_seconds - route.waited_seconds
+        headers = {
+            "x-request-id": self.request_id,
+            **self.limit_headers,
+            "x-gateway-attempted-retries": str(route.attempted_retries),
+            "x-gateway-attempted-fallbacks": str(route.attempted_fallbacks),
+            "x-gateway-overhead-ms": f"{max(overhead, 0.0) * 1000:.2f}",
+        }
         if self.deployment is not None:
             headers["x-gateway-model-id"] = str(self.deployment.id)
         return headers
+
+    def error_with_headers(self, error: GatewayError) -> GatewayError:
+        error.headers = {**self.response_headers(), **error.headers}
+        return error
 
 
 class ClientFormat:
@@ -151,41 +185,76 @@ async def proxy_request(
     if body is None:
         body = json_body(request)
     model, stream = validate_body(operation, body)
-    deployment = deployment_pick(await deployment_group(model, context))
-
     account = RequestAccount(context, operation)
     account.model = model
-    account.deployment = deployment
     account.stream = stream
     account.body = body
-    adapter = deployment.adapter
-    scopes = context.scopes
-    if model in context.model_scopes:
-        scopes = (*scopes, context.model_scopes[model])
-    if scopes:
-        account.limit_headers = await limits_acquire(scopes, account.request_id, deployment, body)
-        account.limits_acquired = True
-        account.scopes = scopes
     try:
-        drop_params = body.get("drop_params") is True or bool(deployment.extra_params.get("drop_params"))
-        payload = adapter.prepare_body(operation, body, drop_params=drop_params)
-        upstream_request = await adapter.build_request(operation, deployment, payload, stream=stream)
-        response = await transport.send(
-            upstream_request, timeout=deployment.timeout, provider=deployment.provider, stream=stream
+        upstream_body, tags, client_fallbacks = routing_fields_pop(body)
+        routing_policy = await routing_policy_cache.get()
+        group = await model_group_resolve(model, context, routing_policy, tags=tags)
+        await entitlement_check(context)  # the billing entity's wallet (a dict lookup; off without Lago)
+        scopes = context.scopes
+        if model in context.model_scopes:
+            scopes = (*scopes, context.model_scopes[model])
+        if scopes:
+            # Reserved at the group's priciest deployment: the router may pick any of them.
+            account.limit_headers = await limits_acquire(
+                scopes, account.request_id, costliest_deployment(group.deployments), body
+            )
+            account.limits_acquired = True
+            account.scopes = scopes
+    except GatewayError as error:
+        raise account.error_with_headers(error) from None
+
+    route = RouteRequest(
+        request_id=account.request_id, operation=operation, body=upstream_body, stream=stream,
+        tags=tags, client_fallbacks=client_fallbacks,
+    )
+
+    async def call(deployment: Deployment, timeouts: Timeouts) -> HttpResponse:
+        return await _deployment_call(deployment, timeouts, operation, upstream_body, account, client_format)
+
+    try:
+        return await route_request(
+            model, group, context=context, routing_policy=routing_policy, route=route, call=call,
+            progress=account.route,
         )
-        if response.status >= 400:
-            try:
-                raw = await response.read()
-            finally:
-                response.release()
-            raise adapter.translate_error(response.status, raw, response.headers)
+    except GatewayError as error:
+        account.settle_error(error)
+        raise account.error_with_headers(error) from None
+    except asyncio.CancelledError:
+        account.settle(status=SpendLog.Status.CANCELLED, error_type="client_disconnected")
+        raise
+    except Exception:
+        account.settle_error(internal_error())
+        raise
+
+
+async def _deployment_call(
+    deployment: Deployment,
+    timeouts: Timeouts,
+    operation: Operation,
+    body: dict,
+    account: RequestAccount,
+    client_format: ClientFormat,
+) -> HttpResponse:
+    """One attempt on one deployment: the answer (streams: once their first event is in),
+    or a GatewayError the router may retry elsewhere. Only an answer settles the account."""
+    account.deployment = deployment
+    adapter = deployment.adapter
+    stream = account.stream
+    drop_params = body.get("drop_params") is True or bool(deployment.extra_params.get("drop_params"))
+    payload = adapter.prepare_body(operation, body, drop_params=drop_params)
+    upstream_request = await adapter.build_request(operation, deployment, payload, stream=stream)
+    waiting_since = time.perf_counter()
+    try:
         if stream:
-            options = body.get("stream_options") or {}
-            writer = client_format.stream_writer(include_usage=bool(options.get("include_usage")), model=model)
-            events = _relay_stream(response, adapter.stream_translator(operation, deployment), writer, account)
-            # Wait for the first event: an error before it is still an ordinary error response.
-            first = await events.__anext__()
-            return SSEResponse(_prepend(first, events), headers=account.response_headers())
+            return await _stream_open(deployment, timeouts, operation, upstream_request, account, client_format)
+        response = await transport.send(
+            upstream_request, timeout=timeouts.total, connect_timeout=timeouts.connect,
+            provider=deployment.provider, stream=False,
+        )
         try:
             raw = await response.read()
         except asyncio.TimeoutError:
@@ -197,26 +266,61 @@ async def proxy_request(
             ) from None
         finally:
             response.release()
-        translated = adapter.translate_response(operation, deployment, raw)
-        account.settle(status=SpendLog.Status.SUCCESS, usage=translated.usage, http_status=200)
-        return HttpResponse(
-            client_format.response_body(translated, model),
-            content_type="application/json",
-            headers={**account.response_headers(), **translated.headers},
-        )
-    except GatewayError as error:
-        account.settle_error(error)
-        raise
+    finally:
+        account.upstream_seconds += time.perf_counter() - waiting_since
+    if response.status >= 400:
+        raise adapter.translate_error(response.status, raw, response.headers)
+    translated = adapter.translate_response(operation, deployment, raw)
+    account.settle(status=SpendLog.Status.SUCCESS, usage=translated.usage, http_status=200)
+    return HttpResponse(
+        client_format.response_body(translated, account.model),
+        content_type="application/json",
+        headers={**account.response_headers(), **translated.headers},
+    )
+
+
+async def _stream_open(
+    deployment: Deployment,
+    timeouts: Timeouts,
+    operation: Operation,
+    upstream_request,
+    account: RequestAccount,
+    client_format: ClientFormat,
+) -> SSEResponse:
+    """Send a streamed request and wait for its first event: until then a failure (an
+    error status, a cut, no first token in time) is an ordinary error the router may
+    retry elsewhere; after it, the stream is the client's."""
+    adapter = deployment.adapter
+    try:
+        async with asyncio.timeout(timeouts.first_token):
+            response = await transport.send(
+                upstream_request, timeout=timeouts.total, connect_timeout=timeouts.connect,
+                provider=deployment.provider, stream=True,
+            )
+            if response.status >= 400:
+                try:
+                    raw = await response.read()
+                finally:
+                    response.release()
+                raise adapter.translate_error(response.status, raw, response.headers)
+            options = account.body.get("stream_options") or {}
+            writer = client_format.stream_writer(include_usage=bool(options.get("include_usage")), model=account.model)
+            events = _relay_stream(response, deployment, adapter.stream_translator(operation, deployment), writer,
+                                   account)
+            first = await events.__anext__()
+    except TimeoutError:
+        raise GatewayError(
+            f"The {deployment.provider} stream sent no first token within {timeouts.first_token:g} s.",
+            status=504, type="timeout", code="upstream_timeout",
+        ) from None
     except StopAsyncIteration:
-        error = GatewayError(
+        raise GatewayError(
             f"The {deployment.provider} stream ended before any event.",
             status=502, type="api_error", code="empty_upstream_stream",
-        )
-        account.settle_error(error)
-        raise error from None
-    except asyncio.CancelledError:
-        account.settle(status=SpendLog.Status.CANCELLED, error_type="client_disconnected")
-        raise
+        ) from None
+    if account.route.lease is not None:
+        account.route.lease.mark_first_token()
+    return SSEResponse(_prepend(first, events), headers=account.response_headers())
 
 
 async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -229,18 +333,20 @@ async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[by
 
 
 async def _relay_stream(
-    response: aiohttp.ClientResponse, translator: StreamTranslator, writer, account: RequestAccount
+    response: aiohttp.ClientResponse, deployment: Deployment, translator: StreamTranslator, writer,
+    account: RequestAccount,
 ) -> AsyncIterator[bytes]:
     """Upstream bytes → events (framing) → OpenAI chunks (translator) → client bytes (writer).
 
-    Before the first yield an upstream error propagates (the caller answers it with its
-    status); after it, the error goes into the stream in the client's format.
+    Before the first yield an upstream error propagates (the router may retry, or the
+    caller answers it with its status) and nothing is settled here; after it, the error
+    goes into the stream in the client's format and the stream settles the account.
     """
-    decoder = decoder_for(account.deployment.adapter.stream_format, account.deployment.provider)
+    decoder = decoder_for(deployment.adapter.stream_format, deployment.provider)
     status, error_type, http_status = SpendLog.Status.SUCCESS, "", 200
     read_to_end = False
     sent_any = False
-    generated = [0]  # characters of content and tool arguments sent, for an estimate if usage never comes
+    generated: list[str] = []  # content and tool arguments sent, counted only if usage never comes
     try:
         async for data in response.content.iter_any():
             for event, payload in decoder.feed(data):
@@ -270,7 +376,7 @@ async def _relay_stream(
         else:
             code = "upstream_timeout" if isinstance(exc, asyncio.TimeoutError) else "upstream_disconnected"
             error = GatewayError(
-                f"The {account.deployment.provider} stream was cut off: {type(exc).__name__}.",
+                f"The {deployment.provider} stream was cut off: {type(exc).__name__}.",
                 status=502 if code == "upstream_disconnected" else 504, type="api_error", code=code,
             )
         status, error_type, http_status = SpendLog.Status.ERROR, error.code or error.type, error.status
@@ -284,24 +390,31 @@ async def _relay_stream(
         else:
             # Closing drops the connection, so the upstream stops generating at once.
             response.close()
-        usage = translator.usage if translator.usage.reported else _estimated_usage(account, generated[0])
-        account.settle(status=status, usage=usage, http_status=http_status, error_type=error_type)
+        if sent_any:
+            usage = translator.usage if translator.usage.reported else _estimated_usage(account, generated)
+            account.settle(status=status, usage=usage, http_status=http_status, error_type=error_type)
 
 
-def _count_generated(chunks: list[dict], total: list[int]) -> None:
+def _count_generated(chunks: list[dict], generated: list[str]) -> None:
+    """Keep what was generated (content and tool arguments), to count it if usage never comes."""
     for chunk in chunks:
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
-            total[0] += len(delta.get("content") or "")
+            if delta.get("content"):
+                generated.append(delta["content"])
             for call in delta.get("tool_calls") or ():
-                total[0] += len((call.get("function") or {}).get("arguments") or "")
+                arguments = (call.get("function") or {}).get("arguments")
+                if arguments:
+                    generated.append(arguments)
 
 
-def _estimated_usage(account: RequestAccount, generated_chars: int) -> Usage:
-    """The provider sent no usage (a cut or abandoned stream): estimate what was used so far."""
+def _estimated_usage(account: RequestAccount, generated: list[str]) -> Usage:
+    """The provider sent no usage (a cut or abandoned stream): count what was used so far with
+    the tokenizer (marked estimated: not the provider's own count)."""
     body = account.body or {}
+    model = account.deployment.upstream_model if account.deployment else None
     return Usage(
-        prompt_tokens=estimate_prompt_tokens(body.get("messages") or [], body.get("tools")),
-        completion_tokens=math.ceil(generated_chars / CHARS_PER_TOKEN),
+        prompt_tokens=estimate_prompt_tokens(body.get("messages") or [], body.get("tools"), model=model),
+        completion_tokens=estimate_text_tokens("".join(generated), model=model),
         reported=False,
     )

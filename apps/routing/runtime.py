@@ -5,11 +5,13 @@ the server has no lifespan), stopped on shutdown, which flushes the spend buffer
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 
 from django.conf import settings
 
+from apps.billing.entitlement import entitlement_refresher_start, entitlement_refresher_stop
 from apps.core import invalidation
 from apps.core.background import drain
 from apps.core.redis import redis_enabled
@@ -34,7 +36,13 @@ class ProcessRuntime:
         gc.collect()
         gc.freeze()
         master_key_set(configured_master_key())
+        from apps.spend import tokens
+        from apps.spend.pricing import price_catalog
+
+        await price_catalog.aload()  # the first requests are priced without waiting
+        tokens.get_encoding(wait=False)  # the tokenizer loads in the background
         spend_buffer.start()
+        await entitlement_refresher_start()
         if redis_enabled():
             self._listener = asyncio.get_running_loop().create_task(
                 invalidation.listen_forever(), name="invalidation-listener"
@@ -51,6 +59,7 @@ class ProcessRuntime:
             except (asyncio.CancelledError, Exception):
                 pass
             self._listener = None
+        await entitlement_refresher_stop()
         await drain()  # limit settlements still on their way to Redis
         await spend_buffer.stop()
         await transport.close()
@@ -61,13 +70,26 @@ def configured_master_key() -> str | None:
     if settings.GATEWAY_MASTER_KEY:
         return settings.GATEWAY_MASTER_KEY
     if settings.GATEWAY_CONFIG:
-        from apps.providers.config import ConfigError, config_read
+        import os
 
         try:
-            return config_read(settings.GATEWAY_CONFIG).master_key
-        except ConfigError:
-            logger.exception("GATEWAY_CONFIG could not be read for its master key")
+            modified = os.stat(settings.GATEWAY_CONFIG).st_mtime_ns
+        except OSError:
+            modified = None
+        return _config_master_key(settings.GATEWAY_CONFIG, modified)
     return None
+
+
+@functools.lru_cache(maxsize=4)
+def _config_master_key(path: str, modified: int | None) -> str | None:
+    """Read once per version of the file (the management API asks on every request)."""
+    from apps.providers.config import ConfigError, config_read
+
+    try:
+        return config_read(path).master_key
+    except ConfigError:
+        logger.exception("GATEWAY_CONFIG could not be read for its master key")
+        return None
 
 
 runtime = ProcessRuntime()

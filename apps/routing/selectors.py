@@ -1,1 +1,48 @@
-"""Reads for routing come from the in-process registry (apps.providers.registry), never from the database per request."""
+"""Reads of the routing app. The request path never calls these per request: the policy
+is read once per process into apps.routing.policy's cache, deployments into the registry."""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from django.conf import settings
+from django.contrib.auth import get_user, get_user_model
+from django.forms.models import model_to_dict
+
+from apps.providers.models import ModelDeployment
+from apps.routing.models import ModelGroupSettings, RouterSettings
+from apps.routing.policy import RoutingPolicy, routing_policy_build
+
+
+def routing_policy_get() -> RoutingPolicy:
+    router = RouterSettings.objects.order_by("pk").first()
+    return routing_policy_build(
+        model_to_dict(router) if router is not None else {},
+        [model_to_dict(group) for group in ModelGroupSettings.objects.all()],
+    )
+
+
+def deployment_health_list() -> list[ModelDeployment]:
+    """Active deployments with their last health check, for GET /health."""
+    return list(
+        ModelDeployment.objects.filter(is_active=True)
+        .only("id", "model_name", "provider", "upstream_model", "api_base", "mode", "health_status",
+              "health_checked_at", "health_error", "health_latency_ms", "created_at")
+        .order_by("model_name", "id")
+    )
+
+
+def user_is_superuser(*, user_id: int) -> bool:
+    return get_user_model().objects.filter(pk=user_id, is_active=True, is_superuser=True).exists()
+
+
+class _SessionHolder:
+    def __init__(self, session) -> None:
+        self.session = session
+
+
+def user_from_session(*, session_key: str):
+    """The user an admin session cookie belongs to (anonymous if none), checked as the
+    admin checks it: the session exists, is unexpired and matches the password hash."""
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    return get_user(_SessionHolder(store))

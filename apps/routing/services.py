@@ -1,1 +1,99 @@
-"""The routing app has no writes of its own: one request's flow is apps.routing.proxy, the choice of deployment apps.routing.router."""
+"""Writes of the routing app: router settings from config.yaml, health-check results."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import transaction
+
+from apps.providers.config import RouterSpec
+from apps.providers.models import ModelDeployment
+from apps.routing import policy
+from apps.routing.models import ModelGroupSettings, RouterSettings
+
+_GROUP_FIELDS = (
+    "routing_strategy", "num_retries", "retry_policy", "timeout", "stream_timeout", "allowed_fails",
+    "cooldown_time", "fallbacks", "context_window_fallbacks", "content_policy_fallbacks",
+)
+
+
+def _or(value, default):
+    return default if value is None else value
+
+
+@transaction.atomic
+def router_settings_sync_from_config(*, spec: RouterSpec) -> str:
+    """Apply a config file's router settings; what happened, in words ("" if it has none).
+
+    A file with router settings owns them: every router-wide value is set from it (the
+    default where it says nothing), its model groups' settings are upserted, and groups
+    it set before but no longer lists are removed. Groups set up in the admin are kept.
+    """
+    if not spec.present:
+        return ""
+    router = RouterSettings.objects.select_for_update().order_by("pk").first() or RouterSettings()
+    router.routing_strategy = spec.routing_strategy
+    router.routing_strategy_args = spec.routing_strategy_args
+    router.num_retries = _or(spec.num_retries, policy.DEFAULT_NUM_RETRIES)
+    router.retry_policy = spec.retry_policy
+    router.retry_after = spec.retry_after
+    router.timeout = spec.timeout
+    router.stream_timeout = spec.stream_timeout
+    router.allowed_fails = _or(spec.allowed_fails, policy.DEFAULT_ALLOWED_FAILS)
+    router.allowed_fails_policy = spec.allowed_fails_policy
+    router.cooldown_time = _or(spec.cooldown_time, policy.DEFAULT_COOLDOWN_SECONDS)
+    router.disable_cooldowns = spec.disable_cooldowns
+    router.default_fallbacks = spec.default_fallbacks
+    router.model_group_alias = spec.model_group_alias
+    router.managed_by_config = True
+    router.full_clean()
+    router.save()
+
+    existing = {row.model_name: row for row in ModelGroupSettings.objects.select_for_update()}
+    for group in spec.groups:
+        row = existing.pop(group.model_name, None) or ModelGroupSettings(model_name=group.model_name)
+        for name in _GROUP_FIELDS:
+            setattr(row, name, getattr(group, name))
+        row.managed_by_config = True
+        row.full_clean()
+        row.save()
+    removed = [row for row in existing.values() if row.managed_by_config]
+    for row in removed:
+        row.delete()
+    return f"router settings loaded, {len(spec.groups)} model groups with settings of their own" + (
+        f", {len(removed)} removed" if removed else ""
+    )
+
+
+def deployment_health_record(
+    *, deployment_id: int, healthy: bool, error: str, latency_ms: int | None, checked_at: datetime
+) -> None:
+    # update(), not save(): no post_save signal, so no replica reloads its registry for this.
+    ModelDeployment.objects.filter(pk=deployment_id).update(
+        health_status=ModelDeployment.Health.HEALTHY if healthy else ModelDeployment.Health.UNHEALTHY,
+        health_error="" if healthy else error[:2000],
+        health_latency_ms=latency_ms,
+        health_checked_at=checked_at,
+    )
+
+
+def deployments_health_check() -> dict:
+    """Check every active deployment with a minimal request and record the results.
+    Runs in a Celery worker (apps.routing.tasks), never on the request path."""
+    import asyncio
+
+    from django.utils import timezone
+
+    from apps.providers.registry import deployments_load
+    from apps.routing.health import deployments_probe
+
+    deployments = [d for group in deployments_load().values() for d in group if not d.is_wildcard]
+    results = asyncio.run(deployments_probe(deployments))
+    checked_at = timezone.now()
+    for result in results:
+        deployment_health_record(
+            deployment_id=result.deployment_id, healthy=result.healthy, error=result.error,
+            latency_ms=result.latency_ms, checked_at=checked_at,
+        )
+    healthy = sum(1 for r in results if r.healthy)
+    return {"healthy": healthy, "unhealthy": len(results) - healthy}

@@ -19,6 +19,5 @@ DATA_PLANE_PREFIXES = (
     "/messages",
     "/rerank",
     "/v2/rerank",
-    "/health/liveliness",
-    "/health/readiness",
+    "/health",  # /health (deployments, for operators), /health/liveliness, /health/readiness
 )

@@ -33,6 +33,8 @@ class SpendRecord:
     latency_ms: int
     start_time: datetime
     end_time: datetime
+    cost_status: str = "priced"  # SpendLog.CostStatus
+    price_version: str = ""  # apps.spend.pricing: which prices priced it
 
 
 def record_to_json(record: SpendRecord) -> bytes:

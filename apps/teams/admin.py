@@ -5,6 +5,15 @@ from apps.teams.admin_scope import OrganizationScopedAdmin
 from apps.teams.models import Organization, OrganizationMembership, Team, TeamMembership, UserLimits
 
 
+# Which Lago customer and subscription an entity is billed as (apps.billing) is the operator's
+# business: organization admins see it, only superusers change it.
+LAGO_FIELDS = ("lago_external_customer_id", "lago_external_subscription_id")
+
+
+def _lago_ids_read_only(request, fields):
+    return fields if request.user.is_superuser else (*fields, *LAGO_FIELDS)
+
+
 class TeamInline(admin.TabularInline):
     model = Team
     fields = ("alias", "max_budget", "spend", "rpm_limit", "tpm_limit", "blocked")
@@ -24,9 +33,12 @@ class OrganizationAdmin(OrganizationScopedAdmin):
     organization_path = "pk"
     list_display = ("name", "spend", "max_budget", "rpm_limit", "tpm_limit", "blocked", "created_at")
     list_filter = ("blocked",)
-    search_fields = ("name", "id")
+    search_fields = ("name", "id", "lago_external_customer_id", "lago_external_subscription_id")
     readonly_fields = ("id", "spend", "created_at", "updated_at")
     inlines = [OrganizationMembershipInline, TeamInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        return _lago_ids_read_only(request, super().get_readonly_fields(request, obj))
 
 
 class TeamMembershipInline(admin.TabularInline):
@@ -39,11 +51,15 @@ class TeamMembershipInline(admin.TabularInline):
 class TeamAdmin(OrganizationScopedAdmin):
     list_display = ("alias", "organization", "spend", "max_budget", "rpm_limit", "tpm_limit", "blocked")
     list_filter = ("blocked", "organization")
-    search_fields = ("alias", "id", "organization__name")
+    search_fields = ("alias", "id", "organization__name", "lago_external_customer_id",
+                     "lago_external_subscription_id")
     list_select_related = ("organization",)
     readonly_fields = ("id", "spend", "created_at", "updated_at")
     autocomplete_fields = ("organization",)
     inlines = [TeamMembershipInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        return _lago_ids_read_only(request, super().get_readonly_fields(request, obj))
 
 
 @admin.register(TeamMembership)

@@ -52,6 +52,14 @@ class Organization(LimitsMixin):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=200, unique=True)
+    # Usage billing (apps.billing): the Lago customer and subscription this organization is
+    # billed as, when BILLING_ENTITY is "organization". Empty: not billed.
+    lago_external_customer_id = models.CharField(
+        max_length=255, blank=True, help_text="Lago customer external_id (wallet, entitlement)."
+    )
+    lago_external_subscription_id = models.CharField(
+        max_length=255, blank=True, help_text="Lago external_subscription_id the usage events are sent to."
+    )
 
     class Meta:
         ordering = ["name"]
@@ -89,6 +97,13 @@ class Team(LimitsMixin):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="teams")
     alias = models.CharField(max_length=200)
+    # Usage billing (apps.billing), when BILLING_ENTITY is "team". Empty: not billed.
+    lago_external_customer_id = models.CharField(
+        max_length=255, blank=True, help_text="Lago customer external_id (wallet, entitlement)."
+    )
+    lago_external_subscription_id = models.CharField(
+        max_length=255, blank=True, help_text="Lago external_subscription_id the usage events are sent to."
+    )
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="TeamMembership", related_name="gateway_teams", blank=True
     )

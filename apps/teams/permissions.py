@@ -19,13 +19,14 @@ is 404. Lists are filtered to the caller's scope.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from uuid import UUID
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q
 
 from apps.core.management_auth import Forbidden, Principal
+from apps.keys.context import MASTER_KEY_CONTEXT
 from apps.teams import selectors
 from apps.teams.models import Organization, Team
 
@@ -158,7 +159,9 @@ def _key_powers(actor: Actor, key) -> str | None:
         organization_id is None
         and key.user_id is not None
         and actor.admin_org_ids
-        and selectors.user_is_managed_by_organizations(user_id=key.user_id, organization_ids=actor.admin_org_ids)
+        and selectors.user_is_managed_by_organizations(
+            user_id=key.user_id, organization_ids=actor.admin_org_ids
+        )
     ):
         return "admin"
     return None
@@ -181,7 +184,9 @@ def key_check(actor: Actor, key, action: str) -> None:
     if powers == "self":
         raise Forbidden("A key that belongs to no user may only read itself (GET /key/info).", param="key")
     if action == "block":
-        raise Forbidden("Only an admin of the key's team or organization may block or unblock it.", param="key")
+        raise Forbidden(
+            "Only an admin of the key's team or organization may block or unblock it.", param="key"
+        )
     if not _may_write_own_keys(actor, key.team_id):
         raise Forbidden("Viewers have read-only access.", param="key")
 
@@ -216,14 +221,20 @@ def key_placement_check(actor: Actor, *, user, team: Team | None, organization: 
     require_user(actor)
     if team is not None:
         if actor.is_org_admin(team.organization_id):
-            if user is not None and not _is_self(actor, user) and not selectors.user_is_in_organizations(
-                user_id=user.pk, organization_ids=[team.organization_id]
+            if (
+                user is not None
+                and not _is_self(actor, user)
+                and not selectors.user_is_in_organizations(
+                    user_id=user.pk, organization_ids=[team.organization_id]
+                )
             ):
                 raise Forbidden("The user is not in the team's organization.", param="user_id")
             return
         if actor.team_roles.get(team.pk) == ADMIN:
-            if user is not None and not _is_self(actor, user) and not selectors.user_is_team_member(
-                user_id=user.pk, team_id=team.pk
+            if (
+                user is not None
+                and not _is_self(actor, user)
+                and not selectors.user_is_team_member(user_id=user.pk, team_id=team.pk)
             ):
                 raise Forbidden("The user is not a member of the team.", param="user_id")
             return
@@ -234,8 +245,12 @@ def key_placement_check(actor: Actor, *, user, team: Team | None, organization: 
         return
     if organization is not None:
         if actor.is_org_admin(organization.pk):
-            if user is not None and not _is_self(actor, user) and not selectors.user_is_in_organizations(
-                user_id=user.pk, organization_ids=[organization.pk]
+            if (
+                user is not None
+                and not _is_self(actor, user)
+                and not selectors.user_is_in_organizations(
+                    user_id=user.pk, organization_ids=[organization.pk]
+                )
             ):
                 raise Forbidden("The user is not in this organization.", param="user_id")
             return
@@ -248,8 +263,10 @@ def key_placement_check(actor: Actor, *, user, team: Team | None, organization: 
         if actor.is_viewer_only:
             raise Forbidden("Viewers have read-only access.")
         return
-    if user is not None and actor.admin_org_ids and selectors.user_is_managed_by_organizations(
-        user_id=user.pk, organization_ids=actor.admin_org_ids
+    if (
+        user is not None
+        and actor.admin_org_ids
+        and selectors.user_is_managed_by_organizations(user_id=user.pk, organization_ids=actor.admin_org_ids)
     ):
         return
     raise Forbidden("You may only create keys for yourself.", param="user_id")
@@ -279,7 +296,8 @@ def team_check(actor: Actor, team: Team, action: str) -> None:
     if role == ADMIN and action in ("update", "manage_members"):
         return
     raise Forbidden(
-        "Only the team's admins may do this." if action != "delete"
+        "Only the team's admins may do this."
+        if action != "delete"
         else "Only an admin of the team's organization may delete it.",
         param="team_id",
     )
@@ -290,12 +308,10 @@ def team_update_check(actor: Actor, team: Team, fields, *, organization: Organiz
     if not actor.is_org_admin(team.organization_id):
         for name in fields:
             if name not in TEAM_ADMIN_FIELDS:
-                raise Forbidden(
-                    f"Only an admin of the team's organization may change {name}.", param=name
-                )
-    if organization is not None and organization.pk != team.organization_id:
-        if not actor.is_org_admin(organization.pk):
-            raise Forbidden("You may not move teams into this organization.", param="organization_id")
+                raise Forbidden(f"Only an admin of the team's organization may change {name}.", param=name)
+    moving = organization is not None and organization.pk != team.organization_id
+    if moving and not actor.is_org_admin(organization.pk):
+        raise Forbidden("You may not move teams into this organization.", param="organization_id")
 
 
 def team_create_check(actor: Actor, organization: Organization) -> None:
@@ -353,7 +369,7 @@ def user_scope(actor: Actor) -> Q:
 
 def user_check(actor: Actor, user, action: str) -> None:
     """action: "read", or "write" (update, delete): the proxy admin's, and an org admin's for
-    the users who belong only to its organizations."""
+    the users who belong only to its organizations and are not staff."""
     require_user(actor)
     if actor.is_proxy_admin:
         return
@@ -364,14 +380,15 @@ def user_check(actor: Actor, user, action: str) -> None:
             user_id=user.pk, organization_ids=actor.admin_org_ids
         ):
             return
-        if actor.admin_team_ids and selectors.user_ids_in_teams(team_ids=actor.admin_team_ids).filter(
-            pk=user.pk
-        ).exists():
+        if (
+            actor.admin_team_ids
+            and selectors.user_ids_in_teams(team_ids=actor.admin_team_ids).filter(pk=user.pk).exists()
+        ):
             return
         raise Forbidden("This user is outside what you may see.", param="user_id")
     if (
         actor.admin_org_ids
-        and not user.is_superuser
+        and not (user.is_superuser or user.is_staff)  # the admin site's users are the proxy admin's
         and selectors.user_is_managed_by_organizations(user_id=user.pk, organization_ids=actor.admin_org_ids)
     ):
         return
@@ -401,11 +418,38 @@ def user_create_check(actor: Actor, *, organizations, teams, user_role: str | No
 # --- models -------------------------------------------------------------------------------
 
 
-def model_names_visible(actor: Actor) -> frozenset[str] | None:
-    """The model names whose deployments a caller may list; None for all. Admins of an
-    organization see every deployment (they are global); others the models their teams (or,
-    without teams, their own limits) allow."""
+@dataclass(frozen=True)
+class ModelAccess:
+    """Which deployments a caller may list: shared ones and those of `organization_ids`, whose
+    model passes every level of one of `paths` (the data plane's rules: names, access groups,
+    wildcards). `paths` None: any model."""
+
+    organization_ids: frozenset
+    paths: list | None
+
+    def allows(self, deployment) -> bool:
+        if deployment.organization_id is not None and deployment.organization_id not in self.organization_ids:
+            return False
+        if self.paths is None:
+            return True
+        names, groups = (deployment.litellm_model,), tuple(deployment.access_groups or ())
+        return any(
+            replace(MASTER_KEY_CONTEXT, is_master=False, allowed_models=path).may_use_model(
+                deployment.model_name, names=names, access_groups=groups
+            )
+            for path in self.paths
+        )
+
+
+def model_access(actor: Actor) -> ModelAccess | None:
+    """None for the proxy admin (every deployment). Org admins see every model shared or of
+    their organizations; others the models their teams (or, without teams, their own limits)
+    allow."""
     require_user(actor)
-    if actor.is_proxy_admin or actor.admin_org_ids:
+    if actor.is_proxy_admin:
         return None
-    return selectors.model_names_allowed_for_user(user=actor.user, team_ids=list(actor.team_roles))
+    organization_ids = frozenset(actor.org_roles) | frozenset(actor.team_orgs.values())
+    if actor.admin_org_ids:
+        return ModelAccess(organization_ids=organization_ids, paths=None)
+    paths = selectors.model_restrictions_of_user(user=actor.user, team_ids=list(actor.team_roles))
+    return ModelAccess(organization_ids=organization_ids, paths=paths)

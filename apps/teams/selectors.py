@@ -72,9 +72,10 @@ def memberships_of_user(*, user) -> tuple[dict, dict, dict]:
 def user_ids_in_organizations(*, organization_ids) -> QuerySet:
     """The users with a membership in these organizations or in one of their teams."""
     organization_ids = list(organization_ids)
+    org_members = OrganizationMembership.objects.filter(organization_id__in=organization_ids)
+    team_members = TeamMembership.objects.filter(team__organization_id__in=organization_ids)
     return get_user_model().objects.filter(
-        Q(pk__in=OrganizationMembership.objects.filter(organization_id__in=organization_ids).values("user_id"))
-        | Q(pk__in=TeamMembership.objects.filter(team__organization_id__in=organization_ids).values("user_id"))
+        Q(pk__in=org_members.values("user_id")) | Q(pk__in=team_members.values("user_id"))
     ).values("pk")
 
 
@@ -110,33 +111,22 @@ def user_is_team_member(*, user_id, team_id) -> bool:
     return TeamMembership.objects.filter(user_id=user_id, team_id=team_id).exists()
 
 
-def _allowed(*restrictions: list[str]) -> frozenset[str] | None:
-    """The names every non-empty restriction allows; None when none restricts."""
-    allowed = None
-    for names in restrictions:
-        if names:
-            allowed = frozenset(names) if allowed is None else allowed & frozenset(names)
-    return allowed
-
-
-def model_names_allowed_for_user(*, user, team_ids) -> frozenset[str] | None:
-    """The model names a user may call through any of its teams (or, without teams, its own
-    limits); None when nothing restricts them."""
+def model_restrictions_of_user(*, user, team_ids) -> list[tuple[frozenset[str], ...]]:
+    """What restricts the models a user may call, one path per team (the user's own limits, the
+    team's, its organization's: each a set of names, access groups and wildcards; a model must
+    pass every level of one path), or one path of its own limits without teams."""
     try:
         user_models = list(user.gateway_limits.models)
     except UserLimits.DoesNotExist:
         user_models = []
     if not team_ids:
-        return _allowed(user_models)
-    names: set[str] = set()
-    for team_models, organization_models in Team.objects.filter(pk__in=team_ids).values_list(
-        "models", "organization__models"
-    ):
-        allowed = _allowed(user_models, team_models, organization_models)
-        if allowed is None:
-            return None
-        names |= allowed
-    return frozenset(names)
+        return [tuple(frozenset(level) for level in (user_models,) if level)]
+    return [
+        tuple(frozenset(level) for level in (user_models, team_models, organization_models) if level)
+        for team_models, organization_models in Team.objects.filter(pk__in=team_ids).values_list(
+            "models", "organization__models"
+        )
+    ]
 
 
 def organization_list(*, scope: Q) -> QuerySet:

@@ -177,3 +177,61 @@ def user_get_or_create(*, user_id: str | None, user_email: str | None) -> tuple[
     if user is not None:
         return user, False
     return user_create(username=user_id or str(uuid.uuid4()), email=user_email or ""), True
+
+
+@transaction.atomic
+def team_members_add(*, team: Team, members: list[dict]) -> list[tuple[AbstractBaseUser, TeamMembership]]:
+    """Add (or change the role of) members given as {user_id | user_email, role}; unknown users
+    are created."""
+    added = []
+    for member in members:
+        user, _ = user_get_or_create(user_id=member.get("user_id"), user_email=member.get("user_email"))
+        added.append((user, team_member_add(team=team, user=user, role=member["role"])))
+    return added
+
+
+@transaction.atomic
+def team_create_with_members(
+    *, organization: Organization, alias: str, members: list[dict], **fields
+) -> Team:
+    team = team_create(organization=organization, alias=alias, **fields)
+    team_members_add(team=team, members=members)
+    return team
+
+
+@transaction.atomic
+def organization_members_add(
+    *, organization: Organization, members: list[dict]
+) -> list[tuple[AbstractBaseUser, OrganizationMembership]]:
+    """Add (or change the role of) members given as {user_id | user_email, role}; unknown users
+    are created."""
+    added = []
+    for member in members:
+        user, _ = user_get_or_create(user_id=member.get("user_id"), user_email=member.get("user_email"))
+        membership = organization_member_add(organization=organization, user=user, role=member["role"])
+        added.append((user, membership))
+    return added
+
+
+@transaction.atomic
+def user_create_with_memberships(
+    *,
+    user_fields: dict,
+    organizations: list[tuple[Organization, str]],
+    teams: list[tuple[Team, str]],
+    key_fields: dict | None,
+):
+    """A user, its memberships and (when key_fields is given) its first key.
+
+    Returns (user, key, raw_key); the raw key is shown once and stored nowhere."""
+    from apps.keys.services import virtual_key_create
+
+    user = user_create(**user_fields)
+    for organization, role in organizations:
+        organization_member_add(organization=organization, user=user, role=role)
+    for team, role in teams:
+        team_member_add(team=team, user=user, role=role)
+    key = raw_key = None
+    if key_fields is not None:
+        key, raw_key = virtual_key_create(user=user, **key_fields)
+    return user, key, raw_key

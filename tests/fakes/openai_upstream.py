@@ -7,6 +7,15 @@ Behaviour is chosen by the upstream model name a request carries:
   slow                        answers after 5 s (for disconnect tests)
   stream-forever              a stream that never ends (for disconnect tests)
   no-usage                    a stream that never sends the usage chunk
+Scripted failures, for the router's tests (an optional -<suffix> keeps names unique):
+  rate-limited-<s>            429 with Retry-After: <s>
+  context-<n>                 400 context_length_exceeded when the messages hold more than n characters
+  content-policy              400 content_policy_violation
+  hang                        never answers
+  latency-<ms>                answers (or starts a stream) after <ms> milliseconds
+  slow-first-token-<ms>       streams: headers at once, the first chunk after <ms>; plain: answers after <ms>
+  cut-before-first-byte       streams: a 200, then the connection drops before any byte; plain: drops
+  fail-first-<n>              the first n requests for this exact name get a 500, then answers
 Every request is recorded (path, headers, JSON body) for assertions.
 """
 
@@ -14,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import struct
 import time
 
@@ -36,6 +46,25 @@ _ERROR_TYPES = {
     500: ("server_error", None),
     503: ("server_error", None),
 }
+_SCRIPT = re.compile(
+    r"^(?P<kind>rate-limited|context|latency|slow-first-token|fail-first)-(?P<number>\d+)(?:-.*)?$"
+    r"|^(?P<plain>content-policy|hang|cut-before-first-byte)(?:-.*)?$"
+)
+
+
+def _script(model: str) -> tuple[str, int]:
+    """(behaviour, its number) a model name scripts, or ("", 0)."""
+    match = _SCRIPT.match(model)
+    if match is None:
+        return "", 0
+    if match["plain"]:
+        return match["plain"], 0
+    return match["kind"], int(match["number"])
+
+
+def _error_response(status: int, message: str, error_type: str, code: str | None, headers=None) -> web.Response:
+    body = {"error": {"message": message, "type": error_type, "param": None, "code": code}}
+    return web.json_response(body, status=status, headers=headers or {})
 
 
 def _usage() -> dict:
@@ -52,6 +81,7 @@ class FakeOpenAIUpstream:
     def __init__(self) -> None:
         self.requests: list[dict] = []
         self.closed_streams = 0  # streams whose client went away before the end
+        self.served: dict[str, int] = {}  # requests seen per model name (fail-first-<n>)
         self.app = web.Application()
         self.app.router.add_post("/v1/chat/completions", self.chat)
         self.app.router.add_post("/v1/completions", self.completions)
@@ -84,12 +114,52 @@ class FakeOpenAIUpstream:
         body = {"error": {"message": f"fake upstream error {status}", "type": error_type, "param": None, "code": code}}
         return web.json_response(body, status=status, headers=headers)
 
+    def count_for(self, model: str) -> int:
+        """How many recorded requests named this upstream model."""
+        return sum(1 for r in self.requests if r["body"].get("model") == model)
+
+    async def _scripted(self, request: web.Request, body: dict) -> web.StreamResponse | None:
+        """The scripted failure or delay a model name asks for; None to answer normally."""
+        model = body["model"]
+        kind, number = _script(model)
+        self.served[model] = self.served.get(model, 0) + 1
+        if kind == "rate-limited":
+            return _error_response(429, "fake upstream rate limit", "requests", "rate_limit_exceeded",
+                                   {"Retry-After": str(number)})
+        if kind == "context":
+            size = sum(len(m.get("content") or "") for m in body.get("messages") or [] if isinstance(m.get("content"), str))
+            if size > number:
+                return _error_response(
+                    400, f"This model's maximum context length is {number} tokens. However, your messages "
+                    f"resulted in {size} tokens. Please reduce the length of the messages.",
+                    "invalid_request_error", "context_length_exceeded",
+                )
+        if kind == "content-policy":
+            return _error_response(400, "Your request was rejected as a result of our safety system.",
+                                   "invalid_request_error", "content_policy_violation")
+        if kind == "hang":
+            await asyncio.sleep(3600)
+        if kind == "latency" or (kind == "slow-first-token" and not body.get("stream")):
+            await asyncio.sleep(number / 1000)
+        if kind == "fail-first" and self.served[model] <= number:
+            return _error_response(500, "fake upstream error 500", "server_error", None)
+        if kind == "cut-before-first-byte":
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            if body.get("stream"):
+                await response.prepare(request)  # the 200 and its headers go out, then nothing
+            request.transport.close()
+            return response
+        return None
+
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request)
         model = body["model"]
         error = self._error(model)
         if error is not None:
             return error
+        scripted = await self._scripted(request, body)
+        if scripted is not None:
+            return scripted
         if model == "slow":
             await asyncio.sleep(5)
         if body.get("stream"):
@@ -132,6 +202,9 @@ class FakeOpenAIUpstream:
             return b"data: " + orjson.dumps(payload) + b"\n\n"
 
         try:
+            kind, number = _script(model)
+            if kind == "slow-first-token":
+                await asyncio.sleep(number / 1000)
             await response.write(chunk({"role": "assistant", "content": ""}))
             if model == "stream-forever":
                 while True:

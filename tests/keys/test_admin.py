@@ -57,6 +57,9 @@ def test_provider_credential_is_write_only_and_encrypted_at_rest(admin_client):
             "weight": 1,
             "is_active": "on",
             "extra_params": "{}",
+            "access_groups": "[]",
+            "tags": "[]",
+            "mode": "chat",
         },
     )
     assert response.status_code == 302, response.content.decode()[:2000]
@@ -82,6 +85,9 @@ def test_provider_credential_is_write_only_and_encrypted_at_rest(admin_client):
             "weight": 2,
             "is_active": "on",
             "extra_params": "{}",
+            "access_groups": "[]",
+            "tags": "[]",
+            "mode": "chat",
         },
     )
     deployment.refresh_from_db()

@@ -551,3 +551,12 @@ def test_anthropic_beta_and_version_headers():
     assert request.headers["anthropic-beta"] == "a-2025,b-2025"
     assert request.headers["anthropic-version"] == "2023-06-01"
     assert orjson.loads(request.body)["stream"] is True
+
+
+def test_one_hour_cache_writes_are_counted_apart():
+    from apps.providers.adapters.anthropic import usage_from_anthropic
+
+    usage = usage_from_anthropic({"input_tokens": 10, "output_tokens": 5, "cache_creation_input_tokens": 300,
+                                  "cache_read_input_tokens": 0,
+                                  "cache_creation": {"ephemeral_5m_input_tokens": 100, "ephemeral_1h_input_tokens": 200}})
+    assert (usage.prompt_tokens, usage.cache_write_tokens, usage.cache_write_1h_tokens) == (310, 300, 200)

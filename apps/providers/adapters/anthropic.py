@@ -381,11 +381,15 @@ def usage_from_anthropic(raw: Any, usage: Usage | None = None) -> Usage:
     previous_input = usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens
     input_tokens = count("input_tokens", previous_input)
     details = raw.get("output_tokens_details") if isinstance(raw.get("output_tokens_details"), dict) else {}
+    # Writes to the 1-hour cache cost more than to the 5-minute one: counted apart.
+    creation = raw.get("cache_creation") if isinstance(raw.get("cache_creation"), dict) else {}
+    written_1h = creation.get("ephemeral_1h_input_tokens")
     return Usage(
         prompt_tokens=input_tokens + cache_read + cache_write,
         completion_tokens=count("output_tokens", usage.completion_tokens),
         cached_tokens=cache_read,
         cache_write_tokens=cache_write,
+        cache_write_1h_tokens=int(written_1h) if isinstance(written_1h, int) else usage.cache_write_1h_tokens,
         reasoning_tokens=int(details.get("thinking_tokens") or usage.reasoning_tokens),
         reported=True,
     )

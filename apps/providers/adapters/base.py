@@ -44,6 +44,12 @@ class Usage:
     reasoning_tokens: int = 0  # a subset of completion_tokens
     search_units: float = 0  # what rerank is billed by
     reported: bool = False  # False: the provider sent no usage (an interrupted stream, say)
+    # Priced by apps.spend.pricing where the model has a price for them; 0 when not reported.
+    cache_write_1h_tokens: int = 0  # cache writes kept one hour (a subset of cache_write_tokens)
+    input_images: int = 0
+    output_images: int = 0
+    input_seconds: float = 0  # audio or video in, for models priced per second
+    output_seconds: float = 0
 
     def openai(self) -> dict:
         usage = {

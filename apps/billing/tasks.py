@@ -1,0 +1,33 @@
+"""Celery tasks of usage billing: thin, each a service call.
+
+The beat entries (gateway_project/settings.py, only when LAGO_API_BASE is set) run
+`billing.events_send` every BILLING_OUTBOX_INTERVAL and `billing.wallets_refresh` every
+BILLING_WALLET_REFRESH_INTERVAL. Both are safe to run concurrently and to run again: the outbox
+is claimed row by row (FOR UPDATE SKIP LOCKED) and Lago deduplicates on transaction_id, and a
+refresh only overwrites a cache; hence acks_late. A worker killed mid-run loses nothing either
+way: the rows it claimed stay pending in the database and the next beat tick sends them once
+its claim (BILLING_CLAIM_LEASE) has run out.
+"""
+
+from celery import shared_task
+
+
+@shared_task(name="billing.events_send", ignore_result=True, acks_late=True)
+def events_send_task() -> int:
+    from apps.billing.services import billing_events_send
+
+    return billing_events_send().delivered
+
+
+@shared_task(name="billing.wallets_refresh", ignore_result=True, acks_late=True)
+def wallets_refresh_task() -> int:
+    from apps.billing.services import wallets_refresh
+
+    return wallets_refresh().refreshed
+
+
+@shared_task(name="billing.wallet_refresh", ignore_result=True, acks_late=True)
+def wallet_refresh_task(lago_wallet_id: str) -> int:
+    from apps.billing.services import wallet_refresh_for_wallet
+
+    return wallet_refresh_for_wallet(lago_wallet_id=lago_wallet_id).refreshed

@@ -1,0 +1,338 @@
+"""Authentication, errors and the base view of the management API (/key, /team, /user,
+/organization, /model): LiteLLM's routes on Django REST framework.
+
+Callers authenticate like on the data plane (`Authorization: Bearer`, `api-key`, `x-api-key`):
+the master key is the proxy admin; a virtual key acts as the user it belongs to (a key without
+a user may only read itself). Logged-in staff may also use their admin session (with CSRF,
+as DRF's SessionAuthentication does). Who may do what is decided in apps.teams.permissions.
+
+Every error has OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, like the
+data plane's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import NON_FIELD_ERRORS
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions, serializers
+from rest_framework.authentication import BaseAuthentication, SessionAuthentication
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import BasePermission
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+from rest_framework.schemas.openapi import AutoSchema
+from rest_framework.settings import api_settings
+from rest_framework.views import APIView, set_rollback
+
+from apps.core.errors import GatewayError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the proxy admin, a user (through one of its keys or its session), or a
+    key that belongs to no user."""
+
+    via: str  # "master_key", "virtual_key" or "session"
+    user: AbstractBaseUser | None = None
+    key: Any = None  # the calling VirtualKey, when a virtual key was sent
+    is_proxy_admin: bool = False
+
+
+# --- authentication ------------------------------------------------------------------------
+
+
+def _is_master_key(raw_key: str) -> bool:
+    from apps.routing.runtime import configured_master_key
+
+    master = configured_master_key()
+    if not master:
+        return False
+    return hmac.compare_digest(
+        hashlib.sha256(raw_key.encode()).digest(), hashlib.sha256(master.encode()).digest()
+    )
+
+
+class ManagementKeyAuthentication(BaseAuthentication):
+    """The master key or a virtual key, read from the same headers as on the data plane."""
+
+    def authenticate(self, request):
+        from apps.keys.auth import raw_key_from_request
+        from apps.keys.selectors import virtual_key_get_for_auth
+
+        raw_key = raw_key_from_request(request._request)
+        if not raw_key:
+            return None
+        if _is_master_key(raw_key):
+            return AnonymousUser(), Principal(via="master_key", is_proxy_admin=True)
+        key = virtual_key_get_for_auth(raw_key=raw_key)
+        if key is None:
+            raise exceptions.AuthenticationFailed("Invalid API key.", code="invalid_api_key")
+        if key.blocked:
+            raise exceptions.AuthenticationFailed("This key is blocked.", code="key_blocked")
+        if key.is_expired:
+            raise exceptions.AuthenticationFailed("This key has expired.", code="key_expired")
+        user = key.user
+        if user is not None and not user.is_active:
+            raise exceptions.AuthenticationFailed("The key's user is inactive.", code="user_inactive")
+        principal = Principal(
+            via="virtual_key", user=user, key=key, is_proxy_admin=bool(user and user.is_superuser)
+        )
+        return user or AnonymousUser(), principal
+
+    def authenticate_header(self, request) -> str:
+        # A value here makes DRF answer 401 (not 403) to a request without credentials.
+        return 'Bearer realm="management"'
+
+
+class ManagementSessionAuthentication(SessionAuthentication):
+    """A logged-in staff user of the admin (a superuser is the proxy admin). CSRF is enforced."""
+
+    def authenticate(self, request):
+        result = super().authenticate(request)
+        if result is None:
+            return None
+        user, _ = result
+        if not user.is_staff:
+            return None
+        return user, Principal(via="session", user=user, is_proxy_admin=user.is_superuser)
+
+
+class IsAuthenticatedPrincipal(BasePermission):
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.auth, Principal)
+
+
+# --- errors -------------------------------------------------------------------------------
+
+_ERROR_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    500: "server_error",
+}
+# DRF's default codes → the gateway's (the data plane's where they exist).
+_CODE_ALIASES = {
+    "not_authenticated": "missing_api_key",
+    "authentication_failed": "invalid_api_key",
+    "parse_error": "invalid_json",
+    "error": None,
+}
+_DEFAULT_CODES = {
+    400: "invalid_request",
+    401: "invalid_api_key",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    415: "unsupported_media_type",
+}
+
+
+def _error_response(
+    status: int, message: str, *, param: str | None, code: str | None, headers: dict | None = None
+) -> Response:
+    body = {
+        "error": {
+            "message": message,
+            "type": _ERROR_TYPES.get(status, "invalid_request_error"),
+            "param": param,
+            "code": code or _DEFAULT_CODES.get(status),
+        }
+    }
+    return Response(body, status=status, headers=headers)
+
+
+def _param_path(parts: list[str | int]) -> str | None:
+    text = ""
+    for part in parts:
+        if isinstance(part, int) or (isinstance(part, str) and part.isdigit()):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else part
+    return text or None
+
+
+def first_validation_error(detail: Any, path: list | None = None) -> tuple[str | None, str]:
+    """The first failing field of a DRF error detail (nested fields as `a.b`, list items as
+    `a[0]`) and its message."""
+    path = path or []
+    if isinstance(detail, dict):
+        for field, value in detail.items():
+            if not value:
+                continue
+            is_field = field not in (api_settings.NON_FIELD_ERRORS_KEY, NON_FIELD_ERRORS)
+            return first_validation_error(value, path + [field] if is_field else path)
+    elif isinstance(detail, list):
+        for index, item in enumerate(detail):
+            if not item:
+                continue
+            if isinstance(item, (dict, list)):
+                return first_validation_error(item, path + [index])
+            return _param_path(path), str(item)
+    return _param_path(path), str(detail)
+
+
+def _as_api_exception(exc: Exception) -> Exception:
+    if isinstance(exc, Http404):
+        return exceptions.NotFound(str(exc) or "Not found.")
+    if isinstance(exc, DjangoPermissionDenied):
+        return exceptions.PermissionDenied(str(exc) or None)
+    if isinstance(exc, DjangoValidationError):
+        return exceptions.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else {NON_FIELD_ERRORS: exc.messages}
+        )
+    return exc
+
+
+def management_exception_handler(exc: Exception, context: dict) -> Response:
+    exc = _as_api_exception(exc)
+    set_rollback()
+    if isinstance(exc, GatewayError):
+        return _error_response(exc.status, exc.message, param=exc.param, code=exc.code, headers=exc.headers)
+    if isinstance(exc, exceptions.ValidationError):
+        param, message = first_validation_error(exc.detail)
+        if param and not message.startswith(param):
+            message = f"{param}: {message}"
+        return _error_response(400, message, param=param, code="invalid_request")
+    if isinstance(exc, exceptions.APIException):
+        headers = {}
+        if getattr(exc, "auth_header", None):  # set by APIView.handle_exception for 401s
+            headers["WWW-Authenticate"] = exc.auth_header
+        codes = exc.get_codes()
+        code = _CODE_ALIASES.get(codes, codes) if isinstance(codes, str) else None
+        message = str(exc.detail)
+        if isinstance(exc, exceptions.NotAuthenticated):
+            message = (
+                "No API key provided. Send it as 'Authorization: Bearer <key>', 'api-key' or 'x-api-key'."
+            )
+        return _error_response(
+            exc.status_code, message, param=getattr(exc, "param", None), code=code, headers=headers
+        )
+    logger.exception("management API: unexpected error", exc_info=exc)
+    return _error_response(
+        500, "The gateway failed to process the request.", param=None, code="internal_error"
+    )
+
+
+class Forbidden(exceptions.PermissionDenied):
+    """403 naming the request field that made the request go beyond the caller's rights."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class NotFoundError(exceptions.NotFound):
+    """404 naming the request field whose id matched nothing."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+@contextmanager
+def model_errors_as_fields(field_names: dict[str, str], *, other: str | None = None):
+    """Turn a model's ValidationError (from a service's full_clean) into a 400 naming the API's
+    field: `field_names` maps model field names to request field names; errors that name no
+    field (unique-together constraints) are reported on `other`."""
+    try:
+        yield
+    except DjangoValidationError as exc:
+        errors = exc.message_dict if hasattr(exc, "error_dict") else {NON_FIELD_ERRORS: exc.messages}
+        detail = {}
+        for field, messages in errors.items():
+            name = other if field == NON_FIELD_ERRORS and other else field_names.get(field, field)
+            detail.setdefault(name, []).extend(messages)
+        raise exceptions.ValidationError(detail) from None
+
+
+# --- the OpenAPI schema -------------------------------------------------------------------
+
+
+class ManagementSchema(AutoSchema):
+    """Documents each view's `input_serializer` (a POST body) or `query_serializer` (a GET
+    query). The routes have no path variables; operation ids come from the path."""
+
+    def get_operation_id(self, path: str, method: str) -> str:
+        words = [w for w in re.split(r"[/_]", path) if w and not w.endswith(".json")]
+        return words[0] + "".join(w.capitalize() for w in words[1:]) if words else method.lower()
+
+    def get_path_parameters(self, path, method):
+        return []
+
+    def get_filter_parameters(self, path, method):
+        serializer_class = getattr(self.view, "query_serializer", None)
+        if method != "GET" or serializer_class is None:
+            return []
+        parameters = []
+        for name, field in serializer_class().fields.items():
+            parameters.append(
+                {
+                    "name": name,
+                    "in": "query",
+                    "required": field.required,
+                    "description": str(field.help_text or ""),
+                    "schema": self.map_field(field),
+                }
+            )
+        return parameters
+
+    def get_request_serializer(self, path, method):
+        serializer_class = getattr(self.view, "input_serializer", None)
+        return serializer_class() if serializer_class else None
+
+    def get_response_serializer(self, path, method):
+        return None
+
+    def get_components(self, path, method):
+        serializer = self.get_request_serializer(path, method)
+        if not isinstance(serializer, serializers.Serializer):
+            return {}
+        return {self.get_component_name(serializer): self.map_serializer(serializer)}
+
+
+# --- the base view ------------------------------------------------------------------------
+
+
+class ManagementAPIView(APIView):
+    """The base of every management API view: authentication, OpenAI-shaped errors, JSON only.
+
+    Subclasses name `input_serializer` (POST body) or `query_serializer` (GET query) and call
+    `self.validated(request)`."""
+
+    authentication_classes = (ManagementKeyAuthentication, ManagementSessionAuthentication)
+    permission_classes = (IsAuthenticatedPrincipal,)
+    parser_classes = (JSONParser,)
+    renderer_classes = (JSONRenderer,)
+    schema = ManagementSchema()
+    input_serializer: type[serializers.Serializer] | None = None
+    query_serializer: type[serializers.Serializer] | None = None
+
+    def get_exception_handler(self):
+        return management_exception_handler
+
+    def validated(self, request) -> dict:
+        """The request's body (POST) or query (GET) validated by the view's serializer."""
+        if request.method == "GET":
+            serializer = self.query_serializer(data=request.query_params)
+        else:
+            data = request.data
+            if not isinstance(data, dict):
+                raise exceptions.ValidationError(
+                    {api_settings.NON_FIELD_ERRORS_KEY: ["The body must be a JSON object."]}
+                )
+            serializer = self.input_serializer(data=data)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data

@@ -1,0 +1,68 @@
+"""The management API's URLconf (LiteLLM's routes), included by gateway_project.urls.
+
+These paths are none of the data plane's prefixes (apps.routing.urls.DATA_PLANE_PREFIXES), so
+gateway_project.asgi sends them through Django's ordinary stack.
+"""
+
+from django.urls import path
+from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONOpenAPIRenderer
+from rest_framework.schemas import get_schema_view
+
+from apps.keys import api as keys
+from apps.providers import api as models
+from apps.teams import api as teams
+
+api_urlpatterns = [
+    path("key/generate", keys.KeyGenerateApi.as_view(), name="key-generate"),
+    path("key/update", keys.KeyUpdateApi.as_view(), name="key-update"),
+    path("key/delete", keys.KeyDeleteApi.as_view(), name="key-delete"),
+    path("key/info", keys.KeyInfoApi.as_view(), name="key-info"),
+    path("key/list", keys.KeyListApi.as_view(), name="key-list"),
+    path("key/regenerate", keys.KeyRegenerateApi.as_view(), name="key-regenerate"),
+    path("key/block", keys.KeyBlockApi.as_view(), name="key-block"),
+    path("key/unblock", keys.KeyUnblockApi.as_view(), name="key-unblock"),
+    path("team/new", teams.TeamNewApi.as_view(), name="team-new"),
+    path("team/update", teams.TeamUpdateApi.as_view(), name="team-update"),
+    path("team/delete", teams.TeamDeleteApi.as_view(), name="team-delete"),
+    path("team/info", teams.TeamInfoApi.as_view(), name="team-info"),
+    path("team/list", teams.TeamListApi.as_view(), name="team-list"),
+    path("team/member_add", teams.TeamMemberAddApi.as_view(), name="team-member-add"),
+    path("team/member_delete", teams.TeamMemberDeleteApi.as_view(), name="team-member-delete"),
+    path("user/new", teams.UserNewApi.as_view(), name="user-new"),
+    path("user/update", teams.UserUpdateApi.as_view(), name="user-update"),
+    path("user/delete", teams.UserDeleteApi.as_view(), name="user-delete"),
+    path("user/info", teams.UserInfoApi.as_view(), name="user-info"),
+    path("user/list", teams.UserListApi.as_view(), name="user-list"),
+    path("organization/new", teams.OrganizationNewApi.as_view(), name="organization-new"),
+    path("organization/update", teams.OrganizationUpdateApi.as_view(), name="organization-update"),
+    path("organization/delete", teams.OrganizationDeleteApi.as_view(), name="organization-delete"),
+    path("organization/info", teams.OrganizationInfoApi.as_view(), name="organization-info"),
+    path("organization/list", teams.OrganizationListApi.as_view(), name="organization-list"),
+    path("organization/member_add", teams.OrganizationMemberAddApi.as_view(), name="organization-member-add"),
+    path(
+        "organization/member_delete",
+        teams.OrganizationMemberDeleteApi.as_view(),
+        name="organization-member-delete",
+    ),
+    path("model/new", models.ModelNewApi.as_view(), name="model-new"),
+    path("model/update", models.ModelUpdateApi.as_view(), name="model-update"),
+    path("model/delete", models.ModelDeleteApi.as_view(), name="model-delete"),
+    path("model/info", models.ModelInfoApi.as_view(), name="model-info"),
+]
+
+schema_view = get_schema_view(
+    title="LLM gateway management API",
+    description="LiteLLM-compatible management routes. Authenticate with 'Authorization: Bearer <key>'.",
+    version="1",
+    patterns=api_urlpatterns,
+    renderer_classes=[JSONOpenAPIRenderer],
+    public=True,
+    authentication_classes=[],
+    permission_classes=[AllowAny],
+)
+
+urlpatterns = [
+    *api_urlpatterns,
+    path("management/openapi.json", schema_view, name="management-openapi"),
+]

@@ -1,0 +1,232 @@
+"""The management API's /key routes (LiteLLM's shapes).
+
+A raw key is in the answer of /key/generate and /key/regenerate only: it is stored nowhere,
+the database keeps its sha256 (LiteLLM's `token`).
+"""
+
+from __future__ import annotations
+
+from rest_framework import exceptions
+from rest_framework.response import Response
+
+from apps.core.management_auth import ManagementAPIView, NotFoundError, model_errors_as_fields
+from apps.keys import selectors, services
+from apps.keys import serializers as s
+from apps.keys.models import VirtualKey
+from apps.teams import selectors as team_selectors
+from apps.teams.api import organization_or_404, team_or_404, user_or_404
+from apps.teams.permissions import (
+    key_check,
+    key_default_owner,
+    key_placement_check,
+    key_scope,
+    key_update_check,
+    request_actor,
+    require_user,
+)
+from apps.teams.serializers import page_of
+from apps.teams.services import user_get_or_create
+
+KEY_FIELDS = {
+    "alias": "key_alias",
+    "expires_at": "duration",
+    "team": "team_id",
+    "organization": "organization_id",
+    "user": "user_id",
+    "username": "user_id",
+}
+
+
+def key_or_404(ref: str, *, param: str = "key") -> VirtualKey:
+    key = selectors.virtual_key_get_by_ref(ref=ref)
+    if key is None:
+        raise NotFoundError("No such key.", param=param)
+    return key
+
+
+def _owner_for(actor, user_id: str):
+    """The user a key is made for. The proxy admin may name a user who does not exist yet (it is
+    created, as LiteLLM does); anyone else must name an existing one."""
+    if actor.is_proxy_admin:
+        with model_errors_as_fields({"username": "user_id"}):
+            user, _ = user_get_or_create(user_id=user_id, user_email=None)
+        return user
+    return user_or_404(user_id=user_id)
+
+
+class KeyGenerateApi(ManagementAPIView):
+    """A new key. The answer's `key` is the only time the key is shown; `token` is its sha256."""
+
+    input_serializer = s.KeyGenerateInput
+
+    def post(self, request):
+        data = self.validated(request)
+        actor = request_actor(request)
+        require_user(actor)
+        team = team_or_404(data["team_id"]) if data.get("team_id") else None
+        organization = organization_or_404(data["organization_id"]) if data.get("organization_id") else None
+        if data.get("user_id"):
+            user = _owner_for(actor, data["user_id"])
+        else:
+            user = key_default_owner(actor, team=team, organization=organization)
+        key_placement_check(actor, user=user, team=team, organization=organization)
+        with model_errors_as_fields(KEY_FIELDS):
+            key, raw_key = services.virtual_key_create(
+                alias=data.get("key_alias") or "",
+                team=team,
+                organization=organization,
+                user=user,
+                expires_at=services.virtual_key_expiry(data.get("duration")),
+                **s.key_values(data),
+            )
+        return Response(s.key_data(key, raw_key=raw_key))
+
+
+class KeyUpdateApi(ManagementAPIView):
+    """Change a key (`key`: the key or its token); only the fields given change, null clears one."""
+
+    input_serializer = s.KeyUpdateInput
+
+    def post(self, request):
+        data = self.validated(request)
+        actor = request_actor(request)
+        key = key_or_404(data.pop("key"))
+        key_update_check(actor, key, data)
+        changes = s.key_values(data)
+        if "key_alias" in data:
+            changes["alias"] = data["key_alias"] or ""
+        if "duration" in data:
+            changes["expires_at"] = services.virtual_key_expiry(data["duration"])
+        if {"user_id", "team_id", "organization_id"} & set(data):
+            changes.update(self._placement(actor, key, data))
+        with model_errors_as_fields(KEY_FIELDS):
+            key = services.virtual_key_update(key=key, **changes)
+        return Response(s.key_data(key))
+
+    @staticmethod
+    def _placement(actor, key: VirtualKey, data: dict) -> dict:
+        """The key's new user, team and organization, when the request moves it."""
+        user, team, organization = key.user, key.team, key.organization
+        if "user_id" in data:
+            user = _owner_for(actor, data["user_id"]) if data["user_id"] else None
+        if "team_id" in data:
+            team = team_or_404(data["team_id"]) if data["team_id"] else None
+            if team is not None and "organization_id" not in data:
+                organization = team.organization
+        if "organization_id" in data:
+            organization = organization_or_404(data["organization_id"]) if data["organization_id"] else None
+        key_placement_check(actor, user=user, team=team, organization=organization)
+        return {"user": user, "team": team, "organization": organization}
+
+
+class KeyDeleteApi(ManagementAPIView):
+    """Delete keys given as `keys` (keys or tokens) or `key_aliases` (the caller's keys with them)."""
+
+    input_serializer = s.KeyDeleteInput
+
+    def post(self, request):
+        data = self.validated(request)
+        actor = request_actor(request)
+        keys: dict[int, VirtualKey] = {}
+        for ref in data.get("keys") or []:
+            key = key_or_404(ref, param="keys")
+            keys[key.pk] = key
+        for alias in data.get("key_aliases") or []:
+            # Aliases are not unique across tenants: only the caller's keys are meant.
+            matches = list(selectors.virtual_key_list(scope=key_scope(actor), key_alias=alias))
+            if not matches:
+                raise NotFoundError(f"No key with alias {alias!r}.", param="key_aliases")
+            keys.update((k.pk, k) for k in matches)
+        for key in keys.values():
+            key_check(actor, key, "write")
+        services.virtual_key_delete(keys=list(keys.values()))
+        return Response({"deleted_keys": [*(data.get("keys") or []), *(data.get("key_aliases") or [])]})
+
+
+class KeyInfoApi(ManagementAPIView):
+    """A key (`key`: the key or its token; without it, the caller's own key)."""
+
+    query_serializer = s.KeyInfoQuery
+
+    def get(self, request):
+        data = self.validated(request)
+        actor = request_actor(request)
+        if data.get("key"):
+            key = key_or_404(data["key"])
+        elif actor.key is not None:
+            key = key_or_404(actor.key.token_hash)
+        else:
+            raise exceptions.ValidationError(
+                {"key": ["Required unless the request is made with a virtual key."]}
+            )
+        key_check(actor, key, "read")
+        return Response({"key": key.token_hash, "info": s.key_data(key)})
+
+
+class KeyListApi(ManagementAPIView):
+    """The caller's keys: tokens, or whole keys with return_full_object=true; paged by page and size."""
+
+    query_serializer = s.KeyListQuery
+
+    def get(self, request):
+        data = self.validated(request)
+        actor = request_actor(request)
+        require_user(actor)
+        filters = {"key_alias": data.get("key_alias"), "key_hash": data.get("key_hash")}
+        if data.get("user_id"):
+            filters["user_id"] = getattr(team_selectors.user_get(user_id=data["user_id"]), "pk", None)
+        if data.get("team_id"):
+            filters["team_id"] = getattr(team_selectors.team_get(team_id=data["team_id"]), "pk", None)
+        if data.get("organization_id"):
+            organization = team_selectors.organization_get(organization_id=data["organization_id"])
+            filters["organization_id"] = getattr(organization, "pk", None)
+        if any(filters.get(name, "") is None for name in ("user_id", "team_id", "organization_id")):
+            keys, total, pages = [], 0, 1  # a filter naming nothing matches no key
+        else:
+            keys, total, pages = page_of(
+                selectors.virtual_key_list(scope=key_scope(actor), **filters),
+                page=data["page"],
+                size=data["size"],
+            )
+        full = data["return_full_object"]
+        return Response(
+            {
+                "keys": [s.key_data(k) if full else k.token_hash for k in keys],
+                "total_count": total,
+                "current_page": data["page"],
+                "total_pages": pages,
+            }
+        )
+
+
+class KeyRegenerateApi(ManagementAPIView):
+    """A new secret for a key: the old one stops working at once."""
+
+    input_serializer = s.KeyRefInput
+
+    def post(self, request):
+        data = self.validated(request)
+        key = key_or_404(data["key"])
+        key_check(request_actor(request), key, "write")
+        raw_key = services.virtual_key_issue(key=key)
+        return Response(s.key_data(key, raw_key=raw_key))
+
+
+class KeyBlockApi(ManagementAPIView):
+    """Block a key: it is refused at once, everywhere."""
+
+    input_serializer = s.KeyRefInput
+    blocked = True
+
+    def post(self, request):
+        data = self.validated(request)
+        key = key_or_404(data["key"])
+        key_check(request_actor(request), key, "block")
+        key = services.virtual_key_set_blocked(key=key, blocked=self.blocked)
+        return Response(s.key_data(key))
+
+
+class KeyUnblockApi(KeyBlockApi):
+    """Unblock a key."""
+
+    blocked = False

@@ -1,0 +1,127 @@
+"""The management API's /model routes (LiteLLM's shapes).
+
+Deployments are validated exactly like config.yaml's model_list entries. The proxy admin
+changes them (a model_info.organization_id makes one its organization's own); everyone else
+with a user lists the models it may use. Deployments written
+by load_config belong to the file: the API does not change or delete them.
+"""
+
+from __future__ import annotations
+
+from rest_framework import exceptions
+from rest_framework.response import Response
+
+from apps.core.management_auth import Forbidden, ManagementAPIView, NotFoundError, model_errors_as_fields
+from apps.providers import selectors, services
+from apps.providers import serializers as s
+from apps.providers.models import ModelDeployment
+from apps.teams.api import organization_or_404
+from apps.teams.permissions import model_access, request_actor, require_proxy_admin
+
+
+def deployment_or_404(model_id: str, *, param: str) -> ModelDeployment:
+    deployment = selectors.deployment_get_by_model_id(model_id=model_id)
+    if deployment is None:
+        raise NotFoundError(f"No model with id {model_id!r}.", param=param)
+    return deployment
+
+
+def _spec(entry: dict):
+    try:
+        return services.deployment_spec_from_entry(entry)
+    except services.DeploymentEntryError as error:
+        raise exceptions.ValidationError({error.param or "litellm_params": [error.message]}) from None
+
+
+def _organization(model_info: dict):
+    """The organization a model_info names (only its keys may use the model); None: shared."""
+    if not model_info.get("organization_id"):
+        return None
+    return organization_or_404(model_info["organization_id"], param="model_info.organization_id")
+
+
+_FROM_CONFIG = "This model comes from the config file, which overwrites it at the next load: change it there."
+
+
+def _refuse_config_managed(deployment: ModelDeployment, *, param: str) -> None:
+    if deployment.managed_by_config:
+        raise exceptions.ValidationError({param: [_FROM_CONFIG]})
+
+
+class ModelNewApi(ManagementAPIView):
+    """A new deployment from a model_list entry (validated like config.yaml's)."""
+
+    input_serializer = s.ModelNewInput
+
+    def post(self, request):
+        data = self.validated(request)
+        require_proxy_admin(request_actor(request), "add models")
+        model_info = data.get("model_info") or {}
+        spec = _spec(
+            {
+                "model_name": data["model_name"],
+                "litellm_params": data["litellm_params"],
+                "model_info": model_info,
+            }
+        )
+        model_id = str(model_info["id"]) if model_info.get("id") is not None else None
+        organization = _organization(model_info)
+        with model_errors_as_fields({"config_id": "model_info.id"}):
+            deployment = services.deployment_create(spec=spec, model_id=model_id, organization=organization)
+        return Response({"model_id": s.model_id_of(deployment), **s.model_data(deployment)})
+
+
+class ModelUpdateApi(ManagementAPIView):
+    """Change a deployment: litellm_params merge into its own (null removes one)."""
+
+    input_serializer = s.ModelUpdateInput
+
+    def post(self, request):
+        data = self.validated(request)
+        require_proxy_admin(request_actor(request), "change models")
+        deployment = deployment_or_404(data["model_id"], param="model_id")
+        _refuse_config_managed(deployment, param="model_id")
+        stored = s.deployment_entry(deployment)
+        changed = s.entry_with_changes(stored, data)
+        model_info = data.get("model_info") or {}
+        fields = {"organization": _organization(model_info)} if "organization_id" in model_info else {}
+        with model_errors_as_fields({}):
+            # Only what the request changes is written (base_spec: the deployment as stored).
+            deployment = services.deployment_update(
+                deployment=deployment, spec=_spec(changed), base_spec=_spec(stored), **fields
+            )
+        return Response({"model_id": s.model_id_of(deployment), **s.model_data(deployment)})
+
+
+class ModelDeleteApi(ManagementAPIView):
+    """Delete a deployment made through the API."""
+
+    input_serializer = s.ModelDeleteInput
+
+    def post(self, request):
+        data = self.validated(request)
+        require_proxy_admin(request_actor(request), "delete models")
+        deployment = deployment_or_404(data["id"], param="id")
+        _refuse_config_managed(deployment, param="id")
+        services.deployment_delete(deployment=deployment)
+        return Response({"message": f"Model: {data['id']} deleted successfully"})
+
+
+class ModelInfoApi(ManagementAPIView):
+    """Deployments the caller may use (secrets never shown); litellm_model_id picks one."""
+
+    query_serializer = s.ModelInfoQuery
+
+    def get(self, request):
+        data = self.validated(request)
+        actor = request_actor(request)
+        access = model_access(actor)
+        if data.get("litellm_model_id"):
+            deployment = deployment_or_404(data["litellm_model_id"], param="litellm_model_id")
+            if access is not None and not (deployment.is_active and access.allows(deployment)):
+                raise Forbidden("You may not use this model.", param="litellm_model_id")
+            deployments = [deployment]
+        else:
+            deployments = selectors.deployment_list(include_inactive=access is None)
+            deployments = [d for d in deployments if access is None or access.allows(d)]
+        return Response({"data": [s.model_data(d) for d in deployments]})

@@ -1,0 +1,129 @@
+"""Request validation and response shapes of the management API's /model routes. Deployments
+are given as LiteLLM's model_list entries and validated like config.yaml's; their secrets
+(api_key, secret_params) are never shown."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+
+class ModelNewInput(serializers.Serializer):
+    model_name = serializers.CharField(max_length=200, help_text="The public name clients ask for.")
+    litellm_params = serializers.DictField(help_text="model (provider/model), api_key, api_base, ...")
+    model_info = serializers.DictField(
+        required=False,
+        allow_null=True,
+        help_text="id (a stable id), access_groups, organization_id (only that organization's keys use it).",
+    )
+
+
+class ModelUpdateInput(serializers.Serializer):
+    model_id = serializers.CharField(required=False, allow_null=True)
+    model_name = serializers.CharField(max_length=200, required=False)
+    litellm_params = serializers.DictField(
+        required=False, allow_null=True, help_text="Only the parameters to change; null removes one."
+    )
+    model_info = serializers.DictField(required=False, allow_null=True)
+
+    def validate(self, attrs):
+        model_id = attrs.get("model_id") or (attrs.get("model_info") or {}).get("id")
+        if not model_id:
+            raise serializers.ValidationError({"model_id": ["Give model_id (or model_info.id)."]})
+        attrs["model_id"] = str(model_id)
+        return attrs
+
+
+class ModelDeleteInput(serializers.Serializer):
+    id = serializers.CharField(help_text="The model id.")
+
+
+class ModelInfoQuery(serializers.Serializer):
+    litellm_model_id = serializers.CharField(required=False)
+
+
+def model_id_of(deployment) -> str:
+    return deployment.config_id or str(deployment.pk)
+
+
+# Optional parameters shown when set. getattr: some of them (tags, connect_timeout,
+# stream_timeout, max_input_tokens, mode) are routing fields not every schema version has.
+_OPTIONAL_PARAMS = (
+    "api_base",
+    "api_version",
+    "rpm",
+    "tpm",
+    "timeout",
+    "connect_timeout",
+    "stream_timeout",
+    "input_cost_per_token",
+    "output_cost_per_token",
+    "cache_read_input_token_cost",
+    "tags",
+)
+_OPTIONAL_INFO = ("access_groups", "max_input_tokens", "mode")
+
+
+def _set(deployment, names) -> dict:
+    return {name: value for name in names if (value := getattr(deployment, name, None)) not in (None, "", [])}
+
+
+def litellm_params_of(deployment, *, with_secrets: bool = False) -> dict:
+    """The deployment as litellm_params. Secrets only for rebuilding it on update, never shown."""
+    params = {
+        "model": deployment.litellm_model,
+        **_set(deployment, _OPTIONAL_PARAMS),
+        "weight": deployment.weight,
+    }
+    params.update(deployment.extra_params or {})
+    if with_secrets:
+        if deployment.api_key:
+            params["api_key"] = deployment.api_key
+        params.update(deployment.secret_params or {})
+    return params
+
+
+def deployment_entry(deployment) -> dict:
+    """The deployment as a model_list entry, secrets included: for rebuilding it on update only."""
+    return {
+        "model_name": deployment.model_name,
+        "litellm_params": litellm_params_of(deployment, with_secrets=True),
+        "model_info": _set(deployment, _OPTIONAL_INFO),
+    }
+
+
+def entry_with_changes(entry: dict, data: dict) -> dict:
+    """The entry with a /model/update request's changes: litellm_params and model_info merge
+    into it (a null parameter removes it); the model's id and organization are not entry fields."""
+    params = dict(entry["litellm_params"])
+    for name, value in (data.get("litellm_params") or {}).items():
+        if value is None:
+            params.pop(name, None)
+        else:
+            params[name] = value
+    model_info = dict(entry["model_info"])
+    for name, value in (data.get("model_info") or {}).items():
+        if name not in ("id", "organization_id"):
+            model_info[name] = value
+    return {
+        "model_name": data.get("model_name") or entry["model_name"],
+        "litellm_params": params,
+        "model_info": model_info,
+    }
+
+
+def model_data(deployment) -> dict:
+    return {
+        "model_name": deployment.model_name,
+        "litellm_params": litellm_params_of(deployment),
+        "model_info": {
+            "id": model_id_of(deployment),
+            "access_groups": list(deployment.access_groups or []),
+            **_set(deployment, _OPTIONAL_INFO[1:]),
+            "organization_id": str(deployment.organization_id) if deployment.organization_id else None,
+            "db_model": not deployment.managed_by_config,
+            "managed_by_config": deployment.managed_by_config,
+            "is_active": deployment.is_active,
+            "created_at": deployment.created_at,
+            "updated_at": deployment.updated_at,
+        },
+    }

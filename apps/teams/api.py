@@ -1,0 +1,525 @@
+"""The management API's /organization, /team and /user routes (LiteLLM's shapes).
+
+Views validate, check the caller's rights (apps.teams.permissions), call a service and shape
+the answer; nothing else happens here.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from rest_framework import exceptions
+from rest_framework.response import Response
+
+from apps.core.management_auth import Forbidden, ManagementAPIView, NotFoundError, model_errors_as_fields
+from apps.keys.selectors import virtual_key_list
+from apps.keys.serializers import key_data
+from apps.keys.services import virtual_key_expiry
+from apps.teams import selectors, services
+from apps.teams import serializers as s
+from apps.teams.models import Organization, OrganizationMembership, Team, TeamMembership, UserLimits
+from apps.teams.permissions import (
+    key_scope,
+    organization_check,
+    organization_scope,
+    organization_update_check,
+    request_actor,
+    require_proxy_admin,
+    require_user,
+    team_check,
+    team_create_check,
+    team_scope,
+    team_update_check,
+    user_check,
+    user_create_check,
+    user_scope,
+)
+
+TEAM_FIELDS = {"alias": "team_alias", "organization": "organization_id", "id": "team_id"}
+ORGANIZATION_FIELDS = {"name": "organization_alias", "id": "organization_id"}
+USER_FIELDS = {"username": "user_id", "email": "user_email", "first_name": "user_alias"}
+MEMBER_FIELDS = {"username": "member.user_id", "email": "member.user_email"}
+
+
+# --- lookups shared by the management API's views -----------------------------------------
+
+
+def organization_or_404(organization_id, *, param: str = "organization_id") -> Organization:
+    organization = selectors.organization_get(organization_id=organization_id)
+    if organization is None:
+        raise NotFoundError(f"No organization with id {organization_id!r}.", param=param)
+    return organization
+
+
+def team_or_404(team_id, *, param: str = "team_id") -> Team:
+    team = selectors.team_get(team_id=team_id)
+    if team is None:
+        raise NotFoundError(f"No team with id {team_id!r}.", param=param)
+    return team
+
+
+def user_or_404(*, user_id: str | None = None, user_email: str | None = None, param: str = "user_id"):
+    user = selectors.user_get(user_id=user_id, user_email=user_email)
+    if user is None:
+        raise NotFoundError(f"No user {user_id or user_email!r}.", param=param)
+    return user
+
+
+def _one_admin_organization(actor, *, param: str) -> Organization:
+    """The organization a request means when it names none: the only one the caller administers."""
+    if len(actor.admin_org_ids) != 1:
+        raise exceptions.ValidationError({param: ["Required: name the organization."]})
+    return selectors.organization_get(organization_id=next(iter(actor.admin_org_ids)))
+
+
+# --- organizations ------------------------------------------------------------------------
+
+
+class OrganizationNewApi(ManagementAPIView):
+    """A new organization (organization_alias) with its limits."""
+
+    input_serializer = s.OrganizationNewInput
+
+    def post(self, request):
+        data = self.validated(request)
+        require_proxy_admin(request_actor(request), "create organizations")
+        fields = {**s.limits_values(data), **s.lago_values(data, request_actor(request))}
+        if data.get("organization_id"):
+            fields["id"] = data["organization_id"]
+        with model_errors_as_fields(ORGANIZATION_FIELDS):
+            organization = services.organization_create(name=data["organization_alias"], **fields)
+        return Response(s.organization_data(organization, memberships=[], teams=[]))
+
+
+class OrganizationUpdateApi(ManagementAPIView):
+    """Change an organization; only the fields given change."""
+
+    input_serializer = s.OrganizationUpdateInput
+
+    def post(self, request):
+        data = self.validated(request)
+        organization = organization_or_404(data.pop("organization_id"))
+        organization_update_check(request_actor(request), organization, data)
+        changes = {**s.limits_values(data), **s.lago_values(data, request_actor(request))}
+        if "organization_alias" in data:
+            changes["name"] = data["organization_alias"]
+        with model_errors_as_fields(ORGANIZATION_FIELDS):
+            organization = services.organization_update(organization=organization, **changes)
+        return Response(_organization_full(organization))
+
+
+class OrganizationDeleteApi(ManagementAPIView):
+    """Delete organizations with their teams and keys."""
+
+    input_serializer = s.OrganizationDeleteInput
+
+    def post(self, request):
+        data = self.validated(request)
+        require_proxy_admin(request_actor(request), "delete organizations")
+        organizations = [organization_or_404(i, param="organization_ids") for i in data["organization_ids"]]
+        deleted = [_organization_full(o) for o in organizations]
+        for organization in organizations:
+            services.organization_delete(organization=organization)
+        return Response({"deleted_organizations": deleted})
+
+
+class OrganizationInfoApi(ManagementAPIView):
+    """An organization with its members and teams."""
+
+    query_serializer = s.OrganizationQuery
+
+    def get(self, request):
+        data = self.validated(request)
+        organization = organization_or_404(data["organization_id"])
+        organization_check(request_actor(request), organization, "read")
+        return Response(_organization_full(organization))
+
+
+class OrganizationListApi(ManagementAPIView):
+    """The organizations the caller sees."""
+
+    def get(self, request):
+        actor = request_actor(request)
+        require_user(actor)
+        organizations = selectors.organization_list(scope=organization_scope(actor))
+        return Response([_organization_full(o) for o in organizations])
+
+
+class OrganizationMemberAddApi(ManagementAPIView):
+    """Add members (org_admin, internal_user, internal_user_viewer); unknown users are created."""
+
+    input_serializer = s.OrganizationMemberAddInput
+
+    def post(self, request):
+        data = self.validated(request)
+        organization = organization_or_404(data["organization_id"])
+        organization_check(request_actor(request), organization, "manage_members")
+        members = [{**m, "role": s.ORGANIZATION_ROLES[m["role"]]} for m in data["member"]]
+        with model_errors_as_fields(MEMBER_FIELDS):
+            added = services.organization_members_add(organization=organization, members=members)
+        return Response(
+            {
+                **_organization_full(organization),
+                "updated_users": [_user_full(user) for user, _ in added],
+                "updated_organization_memberships": [s.organization_membership_data(m) for _, m in added],
+            }
+        )
+
+
+class OrganizationMemberDeleteApi(ManagementAPIView):
+    """Remove a member from an organization."""
+
+    input_serializer = s.OrganizationMemberDeleteInput
+
+    def post(self, request):
+        data = self.validated(request)
+        organization = organization_or_404(data["organization_id"])
+        organization_check(request_actor(request), organization, "manage_members")
+        user = user_or_404(user_id=data.get("user_id"), user_email=data.get("user_email"))
+        if not services.organization_member_remove(organization=organization, user=user):
+            raise NotFoundError("The user is not a member of this organization.", param="user_id")
+        return Response(_organization_full(organization))
+
+
+def _organization_full(organization: Organization) -> dict:
+    return s.organization_data(
+        organization,
+        memberships=selectors.organization_memberships(organization=organization),
+        teams=list(organization.teams.order_by("alias")),
+    )
+
+
+# --- teams --------------------------------------------------------------------------------
+
+
+class TeamNewApi(ManagementAPIView):
+    """A new team in an organization, with its limits and members_with_roles."""
+
+    input_serializer = s.TeamNewInput
+
+    def post(self, request):
+        data = self.validated(request)
+        actor = request_actor(request)
+        require_user(actor)
+        if data.get("organization_id"):
+            organization = organization_or_404(data["organization_id"])
+        elif actor.is_proxy_admin:
+            raise exceptions.ValidationError(
+                {"organization_id": ["Required: every team belongs to an organization."]}
+            )
+        elif actor.admin_org_ids:
+            organization = _one_admin_organization(actor, param="organization_id")
+        else:
+            raise Forbidden("Only the proxy admin and organization admins may create teams.")
+        team_create_check(actor, organization)
+        fields = {**s.limits_values(data), **s.lago_values(data, actor)}
+        if data.get("team_id"):
+            fields["id"] = data["team_id"]
+        members = [{**m, "role": s.TEAM_ROLES[m["role"]]} for m in data.get("members_with_roles") or []]
+        member_fields = {"username": "members_with_roles", "email": "members_with_roles"}
+        with model_errors_as_fields({**TEAM_FIELDS, **member_fields}, other="team_alias"):
+            team = services.team_create_with_members(
+                organization=organization,
+                alias=data.get("team_alias") or f"team-{uuid.uuid4().hex[:8]}",
+                members=members,
+                **fields,
+            )
+        return Response(s.team_data(team, memberships=selectors.team_memberships(team=team)))
+
+
+class TeamUpdateApi(ManagementAPIView):
+    """Change a team; only the fields given change."""
+
+    input_serializer = s.TeamUpdateInput
+
+    def post(self, request):
+        data = self.validated(request)
+        team = team_or_404(data.pop("team_id"))
+        organization = organization_or_404(data["organization_id"]) if data.get("organization_id") else None
+        team_update_check(request_actor(request), team, data, organization=organization)
+        changes = {**s.limits_values(data), **s.lago_values(data, request_actor(request))}
+        if "team_alias" in data:
+            changes["alias"] = data["team_alias"]
+        if organization is not None:
+            changes["organization"] = organization
+        with model_errors_as_fields(TEAM_FIELDS, other="team_alias"):
+            team = services.team_update(team=team, **changes)
+        return Response(s.team_data(team, memberships=selectors.team_memberships(team=team)))
+
+
+class TeamDeleteApi(ManagementAPIView):
+    """Delete teams with their keys."""
+
+    input_serializer = s.TeamDeleteInput
+
+    def post(self, request):
+        data = self.validated(request)
+        actor = request_actor(request)
+        teams = [team_or_404(i, param="team_ids") for i in data["team_ids"]]
+        for team in teams:
+            team_check(actor, team, "delete")
+        for team in teams:
+            services.team_delete(team=team)
+        return Response({"deleted_teams": [str(i) for i in data["team_ids"]]})
+
+
+class TeamInfoApi(ManagementAPIView):
+    """A team with its keys (those the caller sees) and memberships."""
+
+    query_serializer = s.TeamQuery
+
+    def get(self, request):
+        data = self.validated(request)
+        actor = request_actor(request)
+        team = team_or_404(data["team_id"])
+        team_check(actor, team, "read")
+        memberships = selectors.team_memberships(team=team)
+        keys = virtual_key_list(scope=key_scope(actor), team_id=team.pk)
+        return Response(
+            {
+                "team_id": str(team.pk),
+                "team_info": s.team_data(team, memberships=memberships),
+                "keys": [key_data(k) for k in keys],
+                "team_memberships": [s.team_membership_data(m) for m in memberships],
+            }
+        )
+
+
+class TeamListApi(ManagementAPIView):
+    """The teams the caller sees."""
+
+    query_serializer = s.TeamListQuery
+
+    def get(self, request):
+        data = self.validated(request)
+        actor = request_actor(request)
+        require_user(actor)
+        organization_id = data.get("organization_id")
+        if organization_id is not None:
+            organization_id = getattr(selectors.organization_get(organization_id=organization_id), "pk", None)
+            if organization_id is None:
+                return Response([])
+        teams = selectors.team_list(scope=team_scope(actor), organization_id=organization_id)
+        teams = teams.prefetch_related("memberships__user")
+        return Response(
+            [
+                s.team_data(t, memberships=sorted(t.memberships.all(), key=lambda m: m.user.username))
+                for t in teams
+            ]
+        )
+
+
+class TeamMemberAddApi(ManagementAPIView):
+    """Add members (admin, user, viewer) to a team; unknown users are created."""
+
+    input_serializer = s.TeamMemberAddInput
+
+    def post(self, request):
+        data = self.validated(request)
+        team = team_or_404(data["team_id"])
+        team_check(request_actor(request), team, "manage_members")
+        members = [{**m, "role": s.TEAM_ROLES[m["role"]]} for m in data["member"]]
+        with model_errors_as_fields(MEMBER_FIELDS):
+            added = services.team_members_add(team=team, members=members)
+        return Response(
+            {
+                **s.team_data(team, memberships=selectors.team_memberships(team=team)),
+                "updated_users": [_user_full(user) for user, _ in added],
+                "updated_team_memberships": [s.team_membership_data(m) for _, m in added],
+            }
+        )
+
+
+class TeamMemberDeleteApi(ManagementAPIView):
+    """Remove a member from a team."""
+
+    input_serializer = s.TeamMemberDeleteInput
+
+    def post(self, request):
+        data = self.validated(request)
+        team = team_or_404(data["team_id"])
+        team_check(request_actor(request), team, "manage_members")
+        user = user_or_404(user_id=data.get("user_id"), user_email=data.get("user_email"))
+        if not services.team_member_remove(team=team, user=user):
+            raise NotFoundError("The user is not a member of this team.", param="user_id")
+        return Response(s.team_data(team, memberships=selectors.team_memberships(team=team)))
+
+
+# --- users --------------------------------------------------------------------------------
+
+
+def _user_full(user) -> dict:
+    org_roles = [m.role for m in user.organization_memberships.all()]
+    team_roles = [m.role for m in user.team_memberships.all()]
+    try:
+        limits = user.gateway_limits
+    except UserLimits.DoesNotExist:
+        limits = None
+    return s.user_data(user, limits=limits, org_roles=org_roles, team_roles=team_roles)
+
+
+class UserNewApi(ManagementAPIView):
+    """A new user (user_id is its username) with its limits and memberships, and by default a first key."""
+
+    input_serializer = s.UserNewInput
+
+    def post(self, request):
+        data = self.validated(request)
+        actor = request_actor(request)
+        require_user(actor)
+        user_role = data.get("user_role")
+        organizations = [
+            organization_or_404(i, param="organizations") for i in data.get("organizations") or []
+        ]
+        teams = [(team_or_404(t["team_id"], param="teams"), t["role"]) for t in data.get("teams") or []]
+        if not actor.is_proxy_admin and not organizations and not teams and actor.admin_org_ids:
+            organizations = [_one_admin_organization(actor, param="organizations")]
+        user_create_check(
+            actor, organizations=organizations, teams=[t for t, _ in teams], user_role=user_role
+        )
+        if data.get("user_id") and selectors.user_get(user_id=data["user_id"]) is not None:
+            raise exceptions.ValidationError({"user_id": ["A user with this user_id already exists."]})
+
+        viewer = user_role == "internal_user_viewer"
+        org_role = {"org_admin": OrganizationMembership.Role.ADMIN}.get(
+            user_role, OrganizationMembership.Role.VIEWER if viewer else OrganizationMembership.Role.MEMBER
+        )
+        team_roles = [
+            (team, TeamMembership.Role.VIEWER if viewer else s.TEAM_ROLES[role]) for team, role in teams
+        ]
+        if user_role == "org_admin" and not organizations:
+            raise exceptions.ValidationError({"organizations": ["Required for an org_admin."]})
+        key_fields = None
+        if data["auto_create_key"]:
+            key_fields = {
+                "alias": data.get("key_alias") or "",
+                "expires_at": virtual_key_expiry(data.get("duration")),
+            }
+        with model_errors_as_fields({**USER_FIELDS, "alias": "key_alias"}):
+            user, key, raw_key = services.user_create_with_memberships(
+                user_fields={
+                    "username": data.get("user_id") or str(uuid.uuid4()),
+                    "email": data.get("user_email") or "",
+                    "alias": data.get("user_alias") or "",
+                    "is_superuser": user_role == "proxy_admin",
+                    "password": data.get("password"),
+                    "limits": s.limits_values(data),
+                },
+                organizations=[(o, org_role) for o in organizations],
+                teams=team_roles,
+                key_fields=key_fields,
+            )
+        answer = key_data(key, raw_key=raw_key) if key is not None else {"key": None}
+        answer.update(_user_full(user))
+        answer["teams"] = [str(team.pk) for team, _ in teams]
+        answer["organizations"] = [str(o.pk) for o in organizations]
+        return Response(answer)
+
+
+class UserUpdateApi(ManagementAPIView):
+    """Change a user (by user_id or user_email); only the fields given change."""
+
+    input_serializer = s.UserUpdateInput
+
+    def post(self, request):
+        data = self.validated(request)
+        actor = request_actor(request)
+        user = user_or_404(user_id=data.get("user_id"), user_email=data.get("user_email"))
+        user_check(actor, user, "write")
+        if data.get("user_role") is not None:
+            require_proxy_admin(actor, "change a user's role", param="user_role")
+        if data.get("password"):
+            require_proxy_admin(actor, "set a user's password", param="password")
+        with model_errors_as_fields(USER_FIELDS):
+            user = services.user_update(
+                user=user,
+                email=data.get("user_email") if data.get("user_id") and "user_email" in data else None,
+                alias=(data["user_alias"] or "") if "user_alias" in data else None,
+                is_superuser=None if data.get("user_role") is None else data["user_role"] == "proxy_admin",
+                password=data.get("password"),
+                limits=s.limits_values(data),
+            )
+        return Response(_user_full(user))
+
+
+class UserDeleteApi(ManagementAPIView):
+    """Delete users with their keys."""
+
+    input_serializer = s.UserDeleteInput
+
+    def post(self, request):
+        data = self.validated(request)
+        actor = request_actor(request)
+        users = [user_or_404(user_id=i, param="user_ids") for i in data["user_ids"]]
+        for user in users:
+            user_check(actor, user, "write")
+        for user in users:
+            services.user_delete(user=user)
+        return Response({"deleted_users": list(data["user_ids"])})
+
+
+class UserInfoApi(ManagementAPIView):
+    """A user (without user_id: the caller) with its keys and teams."""
+
+    query_serializer = s.UserInfoQuery
+
+    def get(self, request):
+        data = self.validated(request)
+        actor = request_actor(request)
+        require_user(actor)
+        if data.get("user_id"):
+            user = user_or_404(user_id=data["user_id"])
+        elif actor.user is not None:
+            user = actor.user
+        else:
+            raise exceptions.ValidationError({"user_id": ["Required with the master key."]})
+        user_check(actor, user, "read")
+        keys = virtual_key_list(scope=key_scope(actor), user_id=user.pk)
+        visible_teams = set(selectors.team_list(scope=team_scope(actor)).values_list("pk", flat=True))
+        return Response(
+            {
+                "user_id": user.username,
+                "user_info": _user_full(user),
+                "keys": [key_data(k) for k in keys],
+                "teams": [
+                    {**s.team_data(team), "user_role": s.TEAM_ROLE_NAMES.get(role, role)}
+                    for team, role in selectors.user_teams(user=user)
+                    if team.pk in visible_teams
+                ],
+            }
+        )
+
+
+class UserListApi(ManagementAPIView):
+    """The users the caller sees, paged by page and page_size."""
+
+    query_serializer = s.UserListQuery
+
+    def get(self, request):
+        data = self.validated(request)
+        actor = request_actor(request)
+        require_user(actor)
+        filters = {"user_email": data.get("user_email")}
+        if data.get("team_id"):
+            filters["team_id"] = getattr(selectors.team_get(team_id=data["team_id"]), "pk", None)
+        if data.get("organization_id"):
+            organization = selectors.organization_get(organization_id=data["organization_id"])
+            filters["organization_id"] = getattr(organization, "pk", None)
+        if None in (filters.get("team_id", ""), filters.get("organization_id", "")):
+            users, total, pages = [], 0, 1  # a filter naming nothing matches nobody
+        else:
+            users = (
+                selectors.user_list(scope=user_scope(actor), **filters)
+                .select_related("gateway_limits")
+                .prefetch_related("organization_memberships", "team_memberships")
+            )
+            users, total, pages = s.page_of(users, page=data["page"], size=data["page_size"])
+        return Response(
+            {
+                "users": [_user_full(u) for u in users],
+                "total": total,
+                "page": data["page"],
+                "page_size": data["page_size"],
+                "total_pages": pages,
+            }
+        )

@@ -1,0 +1,474 @@
+"""Request validation and response shapes of the management API's /organization, /team and
+/user routes (LiteLLM's field names), and the limit fields every level shares."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils import timezone
+from rest_framework import serializers
+
+from apps.core.durations import current_period, validate_duration
+from apps.teams.models import OrganizationMembership, TeamMembership
+
+_MAX_INT = 2_147_483_647
+
+# Request fields that limit what a level may spend or use (admins' business, not members').
+LIMIT_FIELDS = frozenset(
+    {
+        "models",
+        "max_budget",
+        "soft_budget",
+        "budget_duration",
+        "rpm_limit",
+        "tpm_limit",
+        "max_parallel_requests",
+        "blocked",
+    }
+)
+
+
+def _duration(value: str) -> None:
+    if value:
+        try:
+            validate_duration(value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from None
+
+
+def _money(**kwargs) -> serializers.DecimalField:
+    return serializers.DecimalField(
+        max_digits=18,
+        decimal_places=6,
+        min_value=0,
+        rounding=ROUND_HALF_UP,
+        required=False,
+        allow_null=True,
+        **kwargs,
+    )
+
+
+def _count(**kwargs) -> serializers.IntegerField:
+    return serializers.IntegerField(
+        min_value=0, max_value=_MAX_INT, required=False, allow_null=True, **kwargs
+    )
+
+
+class Unsupported:
+    """Refuses LiteLLM fields this gateway does not implement, rather than ignoring a limit
+    the caller believes is in force."""
+
+    unsupported_fields: tuple[str, ...] = ()
+
+    def validate(self, attrs):
+        initial = getattr(self, "initial_data", None)
+        initial = initial if isinstance(initial, dict) else {}
+        for name in self.unsupported_fields:
+            if initial.get(name) not in (None, {}, [], ""):
+                raise serializers.ValidationError({name: ["This gateway does not support this field."]})
+        return super().validate(attrs)
+
+
+class LimitsInput(Unsupported, serializers.Serializer):
+    """The limits of any level (organization, team, user, key)."""
+
+    models = serializers.ListField(
+        child=serializers.CharField(max_length=200),
+        required=False,
+        allow_null=True,
+        help_text="Model names this level may use; empty means all.",
+    )
+    max_budget = _money(help_text="USD per budget period (or in all); a hard cap.")
+    soft_budget = _money(help_text="USD; crossing it raises an alert.")
+    budget_duration = serializers.CharField(
+        max_length=16,
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        validators=[_duration],
+        help_text="30s, 30m, 30h, 30d or 1mo.",
+    )
+    rpm_limit = _count(help_text="Requests per minute.")
+    tpm_limit = _count(help_text="Tokens per minute.")
+    max_parallel_requests = _count()
+    metadata = serializers.DictField(required=False, allow_null=True)
+    blocked = serializers.BooleanField(required=False, allow_null=True)
+
+    unsupported_fields = ("model_max_budget", "model_rpm_limit", "model_tpm_limit")
+
+
+def limits_values(data: dict) -> dict:
+    """The model fields of the limits present in validated data (null means the default)."""
+    defaults = {"models": [], "budget_duration": "", "metadata": {}, "blocked": False}
+    values = {}
+    for name in (*LIMIT_FIELDS, "metadata"):
+        if name in data:
+            value = data[name]
+            values[name] = defaults.get(name) if value is None and name in defaults else value
+    return values
+
+
+LAGO_ID_FIELDS = ("lago_external_customer_id", "lago_external_subscription_id")
+
+
+class LagoIdsInput(serializers.Serializer):
+    """Where the entity's usage is billed in Lago (apps/billing)."""
+
+    lago_external_customer_id = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    lago_external_subscription_id = serializers.CharField(max_length=255, required=False, allow_blank=True)
+
+
+def lago_values(data: dict, actor) -> dict:
+    """The Lago ids present in validated data; only the proxy admin may set them (anyone else
+    could move its usage onto another subscription, or off billing)."""
+    from apps.core.management_auth import Forbidden
+
+    values = {name: data[name] for name in LAGO_ID_FIELDS if name in data}
+    if values and not actor.is_proxy_admin:
+        raise Forbidden("Only the proxy admin may set the Lago billing ids.")
+    return values
+
+
+def lago_data(entity) -> dict:
+    return {name: getattr(entity, name) or None for name in LAGO_ID_FIELDS}
+
+
+def budget_reset_at(entity):
+    """When the entity's current budget period ends (None without a budget duration)."""
+    if not entity.budget_duration:
+        return None
+    return current_period(entity.budget_anchor, entity.budget_duration, timezone.now())[1]
+
+
+def limits_data(entity) -> dict:
+    return {
+        "models": list(entity.models),
+        "spend": entity.spend,
+        "max_budget": entity.max_budget,
+        "soft_budget": entity.soft_budget,
+        "budget_duration": entity.budget_duration or None,
+        "budget_reset_at": budget_reset_at(entity),
+        "rpm_limit": entity.rpm_limit,
+        "tpm_limit": entity.tpm_limit,
+        "max_parallel_requests": entity.max_parallel_requests,
+        "metadata": entity.metadata,
+        "blocked": entity.blocked,
+        "created_at": entity.created_at,
+        "updated_at": entity.updated_at,
+    }
+
+
+class PageQuery(serializers.Serializer):
+    page = serializers.IntegerField(min_value=1, default=1)
+    page_size = serializers.IntegerField(min_value=1, max_value=100, default=25)
+
+
+def page_of(items, *, page: int, size: int) -> tuple[list, int, int]:
+    """(the page's items, total count, total pages) of a queryset."""
+    total = items.count()
+    start = (page - 1) * size
+    return list(items[start : start + size]), total, max(1, -(-total // size))
+
+
+# --- members ------------------------------------------------------------------------------
+
+# LiteLLM's roles → ours. A team has admins and users; an organization org_admins,
+# internal_users and internal_user_viewers.
+TEAM_ROLES = {
+    "admin": TeamMembership.Role.ADMIN,
+    "user": TeamMembership.Role.MEMBER,
+    "member": TeamMembership.Role.MEMBER,
+    "viewer": TeamMembership.Role.VIEWER,
+}
+TEAM_ROLE_NAMES = {
+    TeamMembership.Role.ADMIN: "admin",
+    TeamMembership.Role.MEMBER: "user",
+    TeamMembership.Role.VIEWER: "viewer",
+}
+ORGANIZATION_ROLES = {
+    "org_admin": OrganizationMembership.Role.ADMIN,
+    "admin": OrganizationMembership.Role.ADMIN,
+    "internal_user": OrganizationMembership.Role.MEMBER,
+    "member": OrganizationMembership.Role.MEMBER,
+    "internal_user_viewer": OrganizationMembership.Role.VIEWER,
+    "viewer": OrganizationMembership.Role.VIEWER,
+}
+ORGANIZATION_ROLE_NAMES = {
+    OrganizationMembership.Role.ADMIN: "org_admin",
+    OrganizationMembership.Role.MEMBER: "internal_user",
+    OrganizationMembership.Role.VIEWER: "internal_user_viewer",
+}
+
+
+class UserRefInput(serializers.Serializer):
+    user_id = serializers.CharField(max_length=150, required=False, allow_null=True)
+    user_email = serializers.EmailField(required=False, allow_null=True)
+
+    def validate(self, attrs):
+        if not attrs.get("user_id") and not attrs.get("user_email"):
+            raise serializers.ValidationError({"user_id": ["Give user_id or user_email."]})
+        return super().validate(attrs)
+
+
+class TeamMemberInput(UserRefInput):
+    role = serializers.ChoiceField(choices=sorted(TEAM_ROLES), default="user")
+
+
+class OrganizationMemberInput(UserRefInput):
+    role = serializers.ChoiceField(choices=sorted(ORGANIZATION_ROLES), default="internal_user")
+
+
+class OneOrMany(serializers.ListField):
+    """A member object or a list of them."""
+
+    def to_internal_value(self, data):
+        return super().to_internal_value([data] if isinstance(data, dict) else data)
+
+
+# --- organizations ------------------------------------------------------------------------
+
+
+class OrganizationNewInput(LagoIdsInput, LimitsInput):
+    organization_alias = serializers.CharField(max_length=200)
+    organization_id = serializers.UUIDField(required=False, allow_null=True)
+
+
+class OrganizationUpdateInput(LagoIdsInput, LimitsInput):
+    organization_id = serializers.CharField()
+    organization_alias = serializers.CharField(max_length=200, required=False)
+
+
+class OrganizationDeleteInput(serializers.Serializer):
+    organization_ids = serializers.ListField(child=serializers.CharField(), min_length=1)
+
+
+class OrganizationQuery(serializers.Serializer):
+    organization_id = serializers.CharField()
+
+
+class OrganizationMemberAddInput(serializers.Serializer):
+    organization_id = serializers.CharField()
+    member = OneOrMany(child=OrganizationMemberInput(), min_length=1)
+
+
+class OrganizationMemberDeleteInput(UserRefInput):
+    organization_id = serializers.CharField()
+
+
+def organization_data(organization, *, memberships=None, teams=None) -> dict:
+    data = {
+        "organization_id": str(organization.pk),
+        "organization_alias": organization.name,
+        **limits_data(organization),
+        **lago_data(organization),
+    }
+    if memberships is not None:
+        data["members"] = [
+            {
+                "user_id": m.user.username,
+                "user_email": m.user.email or None,
+                "user_role": ORGANIZATION_ROLE_NAMES.get(m.role, m.role),
+            }
+            for m in memberships
+        ]
+    if teams is not None:
+        data["teams"] = [{"team_id": str(t.pk), "team_alias": t.alias} for t in teams]
+    return data
+
+
+def organization_membership_data(membership) -> dict:
+    return {
+        "user_id": membership.user.username,
+        "organization_id": str(membership.organization_id),
+        "user_role": ORGANIZATION_ROLE_NAMES.get(membership.role, membership.role),
+    }
+
+
+# --- teams --------------------------------------------------------------------------------
+
+
+class TeamNewInput(LagoIdsInput, LimitsInput):
+    team_alias = serializers.CharField(max_length=200, required=False, allow_null=True)
+    team_id = serializers.UUIDField(required=False, allow_null=True)
+    organization_id = serializers.CharField(required=False, allow_null=True)
+    members_with_roles = serializers.ListField(child=TeamMemberInput(), required=False, allow_null=True)
+
+    unsupported_fields = LimitsInput.unsupported_fields + (
+        "team_member_budget",
+        "team_member_rpm_limit",
+        "team_member_tpm_limit",
+    )
+
+
+class TeamUpdateInput(LagoIdsInput, LimitsInput):
+    team_id = serializers.CharField()
+    team_alias = serializers.CharField(max_length=200, required=False)
+    organization_id = serializers.CharField(required=False)
+
+    unsupported_fields = TeamNewInput.unsupported_fields
+
+
+class TeamDeleteInput(serializers.Serializer):
+    team_ids = serializers.ListField(child=serializers.CharField(), min_length=1)
+
+
+class TeamQuery(serializers.Serializer):
+    team_id = serializers.CharField()
+
+
+class TeamListQuery(serializers.Serializer):
+    organization_id = serializers.CharField(required=False)
+
+
+class TeamMemberAddInput(Unsupported, serializers.Serializer):
+    team_id = serializers.CharField()
+    member = OneOrMany(child=TeamMemberInput(), min_length=1)
+
+    unsupported_fields = ("max_budget_in_team",)
+
+
+class TeamMemberDeleteInput(UserRefInput):
+    team_id = serializers.CharField()
+
+
+def team_membership_data(membership) -> dict:
+    return {
+        "user_id": membership.user.username,
+        "user_email": membership.user.email or None,
+        "team_id": str(membership.team_id),
+        "role": TEAM_ROLE_NAMES.get(membership.role, membership.role),
+    }
+
+
+def team_data(team, *, memberships=None) -> dict:
+    data = {
+        "team_id": str(team.pk),
+        "team_alias": team.alias,
+        "organization_id": str(team.organization_id),
+        **limits_data(team),
+        **lago_data(team),
+    }
+    if memberships is not None:
+        data["members_with_roles"] = [
+            {
+                "user_id": m.user.username,
+                "user_email": m.user.email or None,
+                "role": TEAM_ROLE_NAMES.get(m.role, m.role),
+            }
+            for m in memberships
+        ]
+    return data
+
+
+# --- users --------------------------------------------------------------------------------
+
+USER_ROLES = ("proxy_admin", "org_admin", "internal_user", "internal_user_viewer")
+
+
+class UserTeamInput(serializers.Field):
+    """A team id, or LiteLLM's {team_id, user_role}."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str):
+            return {"team_id": data, "role": "user"}
+        if isinstance(data, dict) and isinstance(data.get("team_id"), str):
+            role = data.get("user_role") or "user"
+            if role not in TEAM_ROLES:
+                raise serializers.ValidationError(
+                    f"user_role must be one of {', '.join(sorted(TEAM_ROLES))}."
+                )
+            return {"team_id": data["team_id"], "role": role}
+        raise serializers.ValidationError("A team id, or {team_id, user_role}.")
+
+    def to_representation(self, value):
+        return value
+
+
+class UserNewInput(LimitsInput):
+    user_id = serializers.CharField(max_length=150, required=False, allow_null=True)
+    user_email = serializers.EmailField(required=False, allow_null=True)
+    user_alias = serializers.CharField(max_length=150, required=False, allow_null=True, allow_blank=True)
+    user_role = serializers.ChoiceField(choices=USER_ROLES, required=False, allow_null=True)
+    teams = serializers.ListField(child=UserTeamInput(), required=False, allow_null=True)
+    organizations = serializers.ListField(child=serializers.CharField(), required=False, allow_null=True)
+    password = serializers.CharField(
+        min_length=8, max_length=128, required=False, allow_null=True, write_only=True
+    )
+    auto_create_key = serializers.BooleanField(default=True)
+    key_alias = serializers.CharField(max_length=200, required=False, allow_null=True, allow_blank=True)
+    duration = serializers.CharField(max_length=16, required=False, allow_null=True, validators=[_duration])
+
+
+class UserUpdateInput(LimitsInput):
+    user_id = serializers.CharField(max_length=150, required=False, allow_null=True)
+    user_email = serializers.EmailField(required=False, allow_null=True)
+    user_alias = serializers.CharField(max_length=150, required=False, allow_null=True, allow_blank=True)
+    user_role = serializers.ChoiceField(
+        choices=("proxy_admin", "internal_user"), required=False, allow_null=True
+    )
+    password = serializers.CharField(
+        min_length=8, max_length=128, required=False, allow_null=True, write_only=True
+    )
+
+    def validate(self, attrs):
+        if not attrs.get("user_id") and not attrs.get("user_email"):
+            raise serializers.ValidationError({"user_id": ["Give user_id or user_email."]})
+        return super().validate(attrs)
+
+
+class UserDeleteInput(serializers.Serializer):
+    user_ids = serializers.ListField(child=serializers.CharField(), min_length=1)
+
+
+class UserInfoQuery(serializers.Serializer):
+    user_id = serializers.CharField(required=False)
+
+
+class UserListQuery(PageQuery):
+    team_id = serializers.CharField(required=False)
+    organization_id = serializers.CharField(required=False)
+    user_email = serializers.CharField(required=False)
+
+
+def user_role_name(user, *, org_roles=(), team_roles=()) -> str:
+    """LiteLLM's user_role, derived: proxy_admin, org_admin, internal_user_viewer (viewer
+    memberships only) or internal_user."""
+    if user.is_superuser:
+        return "proxy_admin"
+    roles = [*org_roles, *team_roles]
+    if OrganizationMembership.Role.ADMIN in org_roles:
+        return "org_admin"
+    if roles and all(role == OrganizationMembership.Role.VIEWER for role in roles):
+        return "internal_user_viewer"
+    return "internal_user"
+
+
+def user_data(user, *, limits=None, org_roles=(), team_roles=()) -> dict:
+    data = {
+        "user_id": user.username,
+        "user_email": user.email or None,
+        "user_alias": user.first_name or None,
+        "user_role": user_role_name(user, org_roles=org_roles, team_roles=team_roles),
+    }
+    if limits is not None:
+        data.update(limits_data(limits))
+    else:
+        data.update(
+            {
+                "models": [],
+                "spend": 0,
+                "max_budget": None,
+                "soft_budget": None,
+                "budget_duration": None,
+                "budget_reset_at": None,
+                "rpm_limit": None,
+                "tpm_limit": None,
+                "max_parallel_requests": None,
+                "metadata": {},
+                "blocked": False,
+            }
+        )
+    data["created_at"] = user.date_joined
+    data.pop("updated_at", None)
+    return data

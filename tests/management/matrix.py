@@ -1,0 +1,139 @@
+"""The management API's permission matrix: the one source of docs/permissions.md's table and of
+the test that checks every cell (tests/management/test_permission_matrix.py).
+
+A cell is "403", or the scope in which the role may call the endpoint. Print the table with
+`python -m tests.management.matrix`.
+"""
+
+from __future__ import annotations
+
+ROLES = ("proxy_admin", "org_admin", "team_admin", "member", "viewer", "plain_key")
+ROLE_TITLES = ("proxy admin", "org admin", "team admin", "member", "viewer", "plain key")
+DENIED = "403"
+
+# endpoint → one cell per role, in ROLES order.
+MATRIX: dict[str, tuple[str, str, str, str, str, str]] = {
+    "POST /key/generate": (
+        "any owner",
+        "in its orgs, or for their users",
+        "in its teams, or its own",
+        "its own (in its teams)",
+        DENIED,
+        DENIED,
+    ),
+    "POST /key/update": (
+        "any key",
+        "its orgs' keys",
+        "its teams' keys, its own",
+        "its own: key_alias, metadata",
+        DENIED,
+        DENIED,
+    ),
+    "POST /key/delete": ("any key", "its orgs' keys", "its teams' keys, its own", "its own", DENIED, DENIED),
+    "GET /key/info": (
+        "any key",
+        "its orgs' keys",
+        "its teams' keys, its own",
+        "its own",
+        "its own",
+        "itself",
+    ),
+    "GET /key/list": ("all", "its orgs' keys", "its teams' keys, its own", "its own", "its own", DENIED),
+    "POST /key/regenerate": (
+        "any key",
+        "its orgs' keys",
+        "its teams' keys, its own",
+        "its own",
+        DENIED,
+        DENIED,
+    ),
+    "POST /key/block": ("any key", "its orgs' keys", "its teams' keys", DENIED, DENIED, DENIED),
+    "POST /key/unblock": ("any key", "its orgs' keys", "its teams' keys", DENIED, DENIED, DENIED),
+    "POST /team/new": ("in any org", "in its orgs", DENIED, DENIED, DENIED, DENIED),
+    "POST /team/update": (
+        "any team",
+        "its orgs' teams",
+        "its teams: team_alias, metadata",
+        DENIED,
+        DENIED,
+        DENIED,
+    ),
+    "POST /team/delete": ("any team", "its orgs' teams", DENIED, DENIED, DENIED, DENIED),
+    "GET /team/info": (
+        "any team",
+        "its orgs' teams",
+        "its teams",
+        "its teams (own keys)",
+        "its teams (own keys)",
+        DENIED,
+    ),
+    "GET /team/list": ("all", "its orgs' teams", "its teams", "its teams", "its teams", DENIED),
+    "POST /team/member_add": ("any team", "its orgs' teams", "its teams", DENIED, DENIED, DENIED),
+    "POST /team/member_delete": ("any team", "its orgs' teams", "its teams", DENIED, DENIED, DENIED),
+    "POST /user/new": ("any user", "into its orgs (not proxy_admin)", DENIED, DENIED, DENIED, DENIED),
+    "POST /user/update": (
+        "any user",
+        "users only in its orgs, not staff (no user_role, password)",
+        DENIED,
+        DENIED,
+        DENIED,
+        DENIED,
+    ),
+    "POST /user/delete": ("any user", "users only in its orgs, not staff", DENIED, DENIED, DENIED, DENIED),
+    "GET /user/info": (
+        "any user",
+        "users in its orgs",
+        "its teams' members, itself",
+        "itself",
+        "itself",
+        DENIED,
+    ),
+    "GET /user/list": ("all", "users in its orgs", "its teams' members, itself", "itself", "itself", DENIED),
+    "POST /organization/new": ("yes", DENIED, DENIED, DENIED, DENIED, DENIED),
+    "POST /organization/update": (
+        "any org",
+        "its orgs: organization_alias, metadata",
+        DENIED,
+        DENIED,
+        DENIED,
+        DENIED,
+    ),
+    "POST /organization/delete": ("any org", DENIED, DENIED, DENIED, DENIED, DENIED),
+    "GET /organization/info": ("any org", "its orgs", DENIED, DENIED, DENIED, DENIED),
+    "GET /organization/list": (
+        "all",
+        "its orgs",
+        "its orgs (none here)",
+        "its orgs (none here)",
+        "its orgs (none here)",
+        DENIED,
+    ),
+    "POST /organization/member_add": ("any org", "its orgs", DENIED, DENIED, DENIED, DENIED),
+    "POST /organization/member_delete": ("any org", "its orgs", DENIED, DENIED, DENIED, DENIED),
+    "POST /model/new": ("yes", DENIED, DENIED, DENIED, DENIED, DENIED),
+    "POST /model/update": ("API-made models", DENIED, DENIED, DENIED, DENIED, DENIED),
+    "POST /model/delete": ("API-made models", DENIED, DENIED, DENIED, DENIED, DENIED),
+    "GET /model/info": (
+        "all",
+        "shared and its orgs' models",
+        "what its teams allow",
+        "what its teams allow",
+        "what its teams allow",
+        DENIED,
+    ),
+}
+
+
+def render_markdown() -> str:
+    """The matrix as the Markdown table docs/permissions.md carries."""
+    lines = [
+        "| Endpoint | " + " | ".join(ROLE_TITLES) + " |",
+        "|---|" + "---|" * len(ROLES),
+    ]
+    for endpoint, cells in MATRIX.items():
+        lines.append(f"| `{endpoint}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(render_markdown(), end="")

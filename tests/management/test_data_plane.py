@@ -1,0 +1,57 @@
+"""Keys made through the management API work on /v1 at once, and stop at once when blocked,
+regenerated or deleted (through the real server: the management API on Django's stack, /v1 on
+the data plane)."""
+
+import httpx
+import openai
+import pytest
+
+from conftest import MASTER_KEY
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def _manage(gateway, path: str, body: dict) -> dict:
+    response = httpx.post(gateway.url + path, json=body, headers={"Authorization": f"Bearer {MASTER_KEY}"})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_a_generated_key_works_until_blocked_and_again_once_unblocked(
+    gateway, openai_client, make_deployment
+):
+    make_deployment("gpt-test")
+    raw_key = _manage(gateway, "/key/generate", {"models": ["gpt-test"], "key_alias": "sdk"})["key"]
+    client = openai_client(raw_key)
+    assert client.chat.completions.create(model="gpt-test", messages=MESSAGES).choices[0].message.content
+
+    _manage(gateway, "/key/block", {"key": raw_key})
+    with pytest.raises(openai.AuthenticationError) as raised:
+        client.chat.completions.create(model="gpt-test", messages=MESSAGES)
+    assert raised.value.status_code == 401 and raised.value.code == "key_blocked"
+
+    _manage(gateway, "/key/unblock", {"key": raw_key})
+    assert client.chat.completions.create(model="gpt-test", messages=MESSAGES).choices[0].message.content
+
+
+def test_regenerate_and_delete_end_a_key_at_once(gateway, openai_client, make_deployment):
+    make_deployment("gpt-test")
+    old_key = _manage(gateway, "/key/generate", {})["key"]
+    openai_client(old_key).chat.completions.create(model="gpt-test", messages=MESSAGES)  # cached now
+
+    new_key = _manage(gateway, "/key/regenerate", {"key": old_key})["key"]
+    with pytest.raises(openai.AuthenticationError):
+        openai_client(old_key).chat.completions.create(model="gpt-test", messages=MESSAGES)
+    openai_client(new_key).chat.completions.create(model="gpt-test", messages=MESSAGES)
+
+    _manage(gateway, "/key/delete", {"keys": [new_key]})
+    with pytest.raises(openai.AuthenticationError):
+        openai_client(new_key).chat.completions.create(model="gpt-test", messages=MESSAGES)
+
+
+def test_a_model_the_key_may_not_use_is_refused(gateway, openai_client, make_deployment):
+    make_deployment("gpt-test")
+    make_deployment("gpt-other")
+    raw_key = _manage(gateway, "/key/generate", {"models": ["gpt-test"]})["key"]
+    with pytest.raises(openai.PermissionDeniedError):
+        openai_client(raw_key).chat.completions.create(model="gpt-other", messages=MESSAGES)

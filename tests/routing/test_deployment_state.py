@@ -1,0 +1,92 @@
+"""The shared deployment state: the Redis scripts and their in-process twin behave alike,
+and two processes' Redis backends see the same cooldowns and counters."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+from django.conf import settings
+
+from apps.routing.deployment_state import COOLDOWNS_ONLY, MemoryDeploymentState, StateNeeds
+
+EVERYTHING = StateNeeds(usage=True, in_flight=True, latency=True)
+BACKENDS = ["memory", pytest.param("redis", marks=pytest.mark.skipif(not settings.REDIS_URL, reason="needs Redis"))]
+
+
+def make(kind: str):
+    if kind == "memory":
+        return MemoryDeploymentState()
+    from apps.routing.deployment_state import RedisDeploymentState
+
+    return RedisDeploymentState()
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+@pytest.fixture(params=BACKENDS)
+def state(request):
+    return make(request.param)
+
+
+def key() -> str:
+    return f"test.{uuid.uuid4().hex}"
+
+
+def test_failures_cool_a_deployment_down_after_allowed_fails(state):
+    k = key()
+    for _ in range(2):
+        assert run(state.failure(k, allowed_fails=3, cooldown_seconds=10, immediate=False)) == 0
+    assert run(state.read([k], COOLDOWNS_ONLY))[0].cooldown_until == 0
+    until = run(state.failure(k, allowed_fails=3, cooldown_seconds=10, immediate=False))
+    assert time.time() + 9 < until <= time.time() + 10
+    assert abs(run(state.read([k], COOLDOWNS_ONLY))[0].cooldown_until - until) < 0.01
+    # Back from cooldown, the count starts again from zero.
+    assert run(state.failure(k, allowed_fails=3, cooldown_seconds=10, immediate=False)) == 0
+
+
+def test_a_rate_limit_cools_down_at_once_for_its_own_time(state):
+    k, other = key(), key()
+    until = run(state.failure(k, allowed_fails=3, cooldown_seconds=2, immediate=True))
+    assert time.time() + 1 < until <= time.time() + 2
+    loads = run(state.read([k, other], COOLDOWNS_ONLY))
+    assert loads[0].cooldown_until == pytest.approx(until, abs=0.01) and loads[1].cooldown_until == 0
+
+
+def test_acquire_counts_requests_and_refuses_at_capacity(state):
+    k = key()
+    assert run(state.acquire(k, "r1", rpm=2, tpm=None, count_usage=True, track_in_flight=True)) == 0
+    assert run(state.acquire(k, "r2", rpm=2, tpm=None, count_usage=True, track_in_flight=True)) == 0
+    assert 1 <= run(state.acquire(k, "r3", rpm=2, tpm=None, count_usage=True, track_in_flight=True)) <= 60
+    load = run(state.read([k], EVERYTHING))[0]
+    assert (load.requests, load.in_flight) == (2, 2)
+    run(state.release(k, "r1", tokens=500, count_usage=True, track_in_flight=True, latency=0.2,
+                      time_to_first_token=None))
+    load = run(state.read([k], EVERYTHING))[0]
+    assert (load.requests, load.tokens, load.in_flight) == (2, 500, 1)
+    assert load.latency == pytest.approx(0.2)
+    assert 1 <= run(state.acquire(k, "r4", rpm=None, tpm=500, count_usage=True, track_in_flight=False)) <= 60
+
+
+def test_latency_is_a_moving_average(state):
+    k = key()
+    for sample in (1.0, 2.0):
+        run(state.release(k, "r", tokens=0, count_usage=False, track_in_flight=False, latency=sample,
+                          time_to_first_token=sample / 10))
+    load = run(state.read([k], StateNeeds(latency=True)))[0]
+    assert load.latency == pytest.approx(0.3 * 2.0 + 0.7 * 1.0)
+    assert load.time_to_first_token == pytest.approx(0.13)
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="needs Redis")
+def test_two_processes_share_cooldowns_through_redis():
+    from apps.routing.deployment_state import RedisDeploymentState
+
+    first, second = RedisDeploymentState(), RedisDeploymentState()  # as two replicas would have
+    k = key()
+    until = run(first.failure(k, allowed_fails=1, cooldown_seconds=30, immediate=False))
+    assert run(second.read([k], COOLDOWNS_ONLY))[0].cooldown_until == pytest.approx(until, abs=0.01)
