@@ -27,7 +27,7 @@ def sender(fake, *command: str, **env_overrides: str) -> subprocess.Popen:
     """`manage.py <command>` on the test database, against the fake Lago."""
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     env.update(
-        DATABASE_URL=replica.test_database_url(),
+        DATABASE_URL=replica.database_url_of_test_db(),
         SECRET_KEY="billing-test",
         GATEWAY_ENCRYPTION_KEY=settings.GATEWAY_ENCRYPTION_KEY,
         GATEWAY_REDIS_PREFIX=settings.GATEWAY_REDIS_PREFIX,

@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from tests.fakes.replica import test_database_url
+from tests.fakes.replica import database_url_of_test_db
 from tests.fakes.server import free_socket
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +45,7 @@ general_settings:
         port = sock.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if k not in {"GATEWAY_MASTER_KEY", "DJANGO_SETTINGS_MODULE"}}
     env.update(
-        DATABASE_URL=test_database_url(),
+        DATABASE_URL=database_url_of_test_db(),
         GATEWAY_CONFIG=str(config),
         SERVE_TEST_UPSTREAM_KEY="sk-upstream-from-env",
         GATEWAY_ADMIN_USER="operator",

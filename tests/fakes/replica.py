@@ -18,7 +18,7 @@ from tests.fakes.server import free_socket
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_database_url() -> str:  # noqa: PT028 (not a test)
+def database_url_of_test_db() -> str:
     db = settings.DATABASES["default"]
     if connection.vendor == "sqlite":
         return f"sqlite:///{db['NAME']}"
@@ -33,7 +33,7 @@ class Replica:
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
         env.update(
-            DATABASE_URL=test_database_url(),
+            DATABASE_URL=database_url_of_test_db(),
             SECRET_KEY="replica-test",
             GATEWAY_ENCRYPTION_KEY=settings.GATEWAY_ENCRYPTION_KEY,
             GATEWAY_MASTER_KEY=settings.GATEWAY_MASTER_KEY,
