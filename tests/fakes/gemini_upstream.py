@@ -449,7 +449,7 @@ class GoogleServer:
                         "@type": "type.googleapis.com/google.rpc.ErrorInfo",
                         "reason": "API_KEY_INVALID",
                         "domain": "googleapis.com",
-                        "metadata": {"service": "generativelanguage.googleapis.com"},
+                        "metadata": {"service": "generativelanguage.googleapis.com"},  # as in the real error body; nothing is sent there
                     }
                 ],
             )
