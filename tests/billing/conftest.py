@@ -73,31 +73,7 @@ def proxy_wired() -> bool:
 
 
 @pytest.fixture
-def billing_wiring(monkeypatch):
-    """The two integration lines, as the lead wires them; a stand-in only while they are missing."""
-    from django.db import transaction
-
-    from apps.billing import services as billing_services
-    from apps.billing.entitlement import entitlement_check
-    from apps.routing import proxy
-    from apps.spend import buffer, services
-
-    if not spend_wired():
-        original = services.spend_logs_write_batch
-
-        def spend_logs_write_batch(*, records):
-            with transaction.atomic():
-                written = original(records=records)
-                billing_services.billing_events_add(records=records)  # idempotent on the request id
-            return written
-
-        monkeypatch.setattr(services, "spend_logs_write_batch", spend_logs_write_batch)
-        monkeypatch.setattr(buffer, "spend_logs_write_batch", spend_logs_write_batch)
-    if not proxy_wired():
-        group = proxy.deployment_group
-
-        async def deployment_group(model, context):
-            await entitlement_check(context)
-            return await group(model, context)
-
-        monkeypatch.setattr(proxy, "deployment_group", deployment_group)
+def billing_wiring():
+    """The two integration points these tests rely on: outbox rows in the spend-log transaction,
+    and the entitlement check before the upstream call."""
+    assert spend_wired() and proxy_wired()
