@@ -74,6 +74,13 @@ class SpendLog(models.Model):
         help_text="The prices used: the catalog version (model@effective date) and/or deployment:ID "
         "when the deployment's own prices overrode it.",
     )
+    # What the client sent as `metadata` (and `tags`), bounded in size; shown as LiteLLM's
+    # spend-log metadata next to what the gateway knows.
+    metadata = models.JSONField(default=dict, blank=True)
+    # The request's messages and the answer: only for keys and teams that opted in
+    # (store_prompts); empty otherwise.
+    messages = models.JSONField(null=True, blank=True)
+    response = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["-start_time"]
@@ -157,3 +164,91 @@ def price_version_label(model_key: str, effective_from) -> str:
     moment = effective_from.astimezone(dt_timezone.utc)
     when = moment.strftime("%Y-%m-%dT%H:%M:%S.%f" if moment.microsecond else "%Y-%m-%dT%H:%M:%S")
     return f"{model_key}@{when}Z"
+
+
+class DailySpend(models.Model):
+    """Spend logs added up per UTC day, organization, team, user, key, model and provider.
+
+    Reports and reconciliation read these rather than the logs: a day's rows are rebuilt
+    whole from its logs (apps.spend.rollups), so re-running a day gives the same rows, and
+    they outlive the logs' retention. Ids are plain values, not foreign keys: a rollup
+    outlives the key, team or user it names.
+    """
+
+    day = models.DateField()
+    organization_id = models.UUIDField(null=True, blank=True)
+    team_id = models.UUIDField(null=True, blank=True)
+    user_id = models.IntegerField(null=True, blank=True)
+    key_id = models.IntegerField(null=True, blank=True)
+    key_hash = models.CharField(max_length=64, blank=True)
+    model = models.CharField(max_length=200)
+    provider = models.CharField(max_length=50, blank=True)
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0, help_text="Requests that ended in an error.")
+    cancelled = models.PositiveIntegerField(default=0, help_text="Requests the client walked away from.")
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=24, decimal_places=10, default=0,
+                               help_text="USD: the priced and estimated requests' cost.")
+    unpriced_requests = models.PositiveIntegerField(default=0, help_text="Tokens used without a known price.")
+    estimated_requests = models.PositiveIntegerField(default=0, help_text="Tokens counted by the gateway.")
+
+    class Meta:
+        ordering = ["-day", "model"]
+        indexes = [
+            models.Index(fields=["day"]),
+            models.Index(fields=["organization_id", "day"]),
+            models.Index(fields=["team_id", "day"]),
+            models.Index(fields=["key_id", "day"]),
+            models.Index(fields=["user_id", "day"]),
+        ]
+        verbose_name_plural = "daily spend"
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.model} ${self.cost}"
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class SpendRollupDay(models.Model):
+    """One UTC day's rollup: when it was last built and from how many logs. Its row is
+    locked while the day is rebuilt, so two workers never build the same day at once."""
+
+    day = models.DateField(unique=True)
+    rolled_at = models.DateTimeField(null=True, blank=True)
+    logs = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-day"]
+
+    def __str__(self) -> str:
+        return f"{self.day} ({self.logs} logs)"
+
+
+class SpendCounterDrift(models.Model):
+    """A budget spend counter that disagreed with the spend logs' rollups when reconciled."""
+
+    class Counter(models.TextChoices):
+        DATABASE = "database", "Database (the entity's spend)"
+        LIMITER = "limiter", "Limiter (the shared counter budgets are enforced with)"
+
+    checked_at = models.DateTimeField(default=timezone.now, db_index=True)
+    kind = models.CharField(max_length=16, help_text="key, team, organization or user")
+    entity_id = models.CharField(max_length=64)
+    entity_name = models.CharField(max_length=255, blank=True)
+    counter = models.CharField(max_length=16, choices=Counter.choices)
+    period_start = models.DateTimeField(null=True, blank=True, help_text="Empty: a budget with no period.")
+    expected = models.DecimalField(max_digits=24, decimal_places=10, help_text="What the rollups add up to.")
+    counted = models.DecimalField(max_digits=24, decimal_places=10, help_text="What the counter held.")
+    drift = models.DecimalField(max_digits=24, decimal_places=10, help_text="counted - expected")
+    fixed = models.BooleanField(default=False, help_text="The counter was set to what the rollups say.")
+
+    class Meta:
+        ordering = ["-checked_at", "kind", "entity_id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.entity_id} {self.counter}: {self.drift:+}"

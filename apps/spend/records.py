@@ -35,6 +35,9 @@ class SpendRecord:
     end_time: datetime
     cost_status: str = "priced"  # SpendLog.CostStatus
     price_version: str = ""  # apps.spend.pricing: which prices priced it
+    metadata: dict | None = None  # the client's metadata and tags, bounded (apps.routing.proxy)
+    messages: list | dict | None = None  # stored only when the key or team opted in
+    response: dict | None = None
 
 
 def record_to_json(record: SpendRecord) -> bytes:

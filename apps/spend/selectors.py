@@ -48,3 +48,99 @@ def spend_unpriced_models(*, since=None) -> list[dict]:
         .annotate(requests=Count("id"), last_seen=Max("start_time"))
         .order_by("-requests")
     )
+
+
+# --- reports over the daily rollups ----------------------------------------------------------
+
+# What a report may group by, and the rollup fields each means.
+REPORT_GROUPS = {
+    "day": "day",
+    "organization": "organization_id",
+    "team": "team_id",
+    "user": "user_id",
+    "key": "key_id",
+    "model": "model",
+    "provider": "provider",
+}
+REPORT_METRICS = ("requests", "errors", "cancelled", "prompt_tokens", "completion_tokens", "cached_tokens",
+                  "reasoning_tokens", "spend", "unpriced_requests", "estimated_requests")
+
+
+def daily_spend_in_range(*, scope, start_date, end_date, filters: dict | None = None):
+    """The rollup rows of [start_date, end_date] (dates, both included) inside `scope` (a Q
+    over organization_id, team_id, user_id and key_id), narrowed by `filters` (field: value)."""
+    from apps.spend.models import DailySpend
+
+    rows = DailySpend.objects.filter(scope, day__gte=start_date, day__lte=end_date)
+    return rows.filter(**(filters or {}))
+
+
+def spend_report(*, rows, group_by: list[str], order_by: str = "", limit: int | None = None) -> list[dict]:
+    """Rollup rows added up per group (names from REPORT_GROUPS; none: one total row). Each row
+    has the group's fields (with names for ids: team_alias, organization_name, user_id as the
+    username, api_key as the key's hash and key_alias), the REPORT_METRICS, total_tokens and
+    error_rate. Ordered by `order_by` (a metric, "-" for descending), else by the groups."""
+    from django.db.models import Sum
+
+    fields = [REPORT_GROUPS[name] for name in group_by]
+    sums = {
+        "requests": Sum("requests"), "errors": Sum("errors"), "cancelled": Sum("cancelled"),
+        "prompt_tokens": Sum("prompt_tokens"), "completion_tokens": Sum("completion_tokens"),
+        "cached_tokens": Sum("cached_tokens"), "reasoning_tokens": Sum("reasoning_tokens"),
+        "spend": Sum("cost"), "unpriced_requests": Sum("unpriced_requests"),
+        "estimated_requests": Sum("estimated_requests"),
+    }
+    query = rows.order_by().values(*fields).annotate(**sums) if fields else [rows.aggregate(**sums)]
+    if fields:
+        query = query.order_by(order_by or fields[0], *fields) if order_by else query.order_by(*fields)
+        if limit:
+            query = query[:limit]
+    result = []
+    for group in query:
+        row = {name: group[field] for name, field in zip(group_by, fields)}
+        for metric in REPORT_METRICS:
+            row[metric] = group[metric] or 0
+        row["total_tokens"] = row["prompt_tokens"] + row["completion_tokens"]
+        row["error_rate"] = row["errors"] / row["requests"] if row["requests"] else 0.0
+        result.append(row)
+    return _named(result, group_by)
+
+
+def _named(rows: list[dict], group_by: list[str]) -> list[dict]:
+    """Ids → what people read (one query per kind of id)."""
+    from django.contrib.auth import get_user_model
+
+    from apps.keys.models import VirtualKey
+    from apps.teams.models import Organization, Team
+
+    def lookup(model, ids, *names):
+        ids = {i for i in ids if i is not None}
+        return {row["pk"]: row for row in model.objects.filter(pk__in=ids).values("pk", *names)} if ids else {}
+
+    if "team" in group_by:
+        teams = lookup(Team, (r["team"] for r in rows), "alias")
+        for row in rows:
+            team_id = row.pop("team")
+            row["team_id"] = str(team_id) if team_id else None
+            row["team_alias"] = teams[team_id]["alias"] if team_id in teams else None
+    if "organization" in group_by:
+        organizations = lookup(Organization, (r["organization"] for r in rows), "name")
+        for row in rows:
+            organization_id = row.pop("organization")
+            row["organization_id"] = str(organization_id) if organization_id else None
+            row["organization_name"] = organizations[organization_id]["name"] if organization_id in organizations else None
+    if "user" in group_by:
+        users = lookup(get_user_model(), (r["user"] for r in rows), "username")
+        for row in rows:
+            user = users.get(row.pop("user"))
+            row["user_id"] = user["username"] if user else None
+    if "key" in group_by:
+        keys = lookup(VirtualKey, (r["key"] for r in rows), "token_hash", "alias", "key_display")
+        for row in rows:
+            key = keys.get(row.pop("key"))
+            row["api_key"] = key["token_hash"] if key else None
+            row["key_alias"] = (key["alias"] or key["key_display"]) if key else None
+    if "day" in group_by:
+        for row in rows:
+            row["day"] = row["day"].isoformat()
+    return rows

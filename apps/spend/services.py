@@ -20,6 +20,8 @@ _record_values = attrgetter(*_RECORD_FIELDS)
 _DATETIME_INDEXES = [_RECORD_FIELDS.index("start_time"), _RECORD_FIELDS.index("end_time")]
 _COST_INDEX = _RECORD_FIELDS.index("cost")
 _UUID_INDEXES = [_RECORD_FIELDS.index("team_id"), _RECORD_FIELDS.index("organization_id")]
+_JSON_INDEXES = [_RECORD_FIELDS.index(name) for name in ("metadata", "messages", "response")]
+_METADATA_INDEX = _RECORD_FIELDS.index("metadata")
 
 
 def _insert_sql() -> str:
@@ -33,12 +35,17 @@ def _insert_sql() -> str:
     )
 
 
-def _row(record: SpendRecord, adapt_datetime, adapt_decimal, uuid_ids: bool) -> list:
+def _row(record: SpendRecord, adapt_datetime, adapt_decimal, adapt_json, uuid_ids: bool) -> list:
     row = list(_record_values(record))
     for index in _DATETIME_INDEXES:
         row[index] = adapt_datetime(row[index])
     if row[_COST_INDEX] is not None:
         row[_COST_INDEX] = adapt_decimal(row[_COST_INDEX], 20, 10)
+    if row[_METADATA_INDEX] is None:
+        row[_METADATA_INDEX] = {}
+    for index in _JSON_INDEXES:
+        if row[index] is not None:
+            row[index] = adapt_json(row[index], None)
     if not uuid_ids:
         for index in _UUID_INDEXES:
             if row[index] is not None:
@@ -67,7 +74,8 @@ def spend_logs_write_batch(*, records: list[SpendRecord]) -> int:
         )
         new = [r for rid, r in by_id.items() if rid not in existing]
         if new:
-            rows = [_row(r, ops.adapt_datetimefield_value, ops.adapt_decimalfield_value, uuid_ids) for r in new]
+            rows = [_row(r, ops.adapt_datetimefield_value, ops.adapt_decimalfield_value, ops.adapt_json_value,
+                         uuid_ids) for r in new]
             with connection.cursor() as cursor:
                 cursor.executemany(_insert_sql(), rows)
         _spend_totals_add(new)

@@ -1,0 +1,119 @@
+"""Daily rollups: spend logs added up per UTC day, organization, team, user, key, model and provider.
+
+A day is rebuilt whole from its logs, inside one transaction that holds the day's
+SpendRollupDay row locked: re-running a day gives the same rows, and two workers never
+interleave. Rollups outlive the logs' retention (purge_spend_logs), so a day whose logs
+were purged, in part or in all, is left as it was unless the caller forces it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+
+from django.db import transaction
+from django.db.models import Count, Q, Sum
+from django.utils import timezone as django_timezone
+
+from apps.spend.models import DailySpend, SpendLog, SpendRollupDay
+
+DIMENSIONS = ("organization_id", "team_id", "user_id", "key_id", "key_hash", "model", "provider")
+
+
+@dataclass(frozen=True)
+class DayRollup:
+    day: date
+    logs: int
+    rows: int
+    kept_because_purged: bool = False  # the day's logs were purged: its rollup was left alone
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time.min, tzinfo=timezone.utc)
+    return start, start + timedelta(days=1)
+
+
+def utc_today(now: datetime | None = None) -> date:
+    return (now or django_timezone.now()).astimezone(timezone.utc).date()
+
+
+def _aggregates() -> dict:
+    status, cost_status = SpendLog.Status, SpendLog.CostStatus
+    # Named apart from DailySpend's fields: values().annotate() may not reuse a field's name.
+    return {
+        "n_requests": Count("id"),
+        "n_errors": Count("id", filter=Q(status=status.ERROR)),
+        "n_cancelled": Count("id", filter=Q(status=status.CANCELLED)),
+        "n_prompt_tokens": Sum("prompt_tokens"),
+        "n_completion_tokens": Sum("completion_tokens"),
+        "n_cached_tokens": Sum("cached_tokens"),
+        "n_reasoning_tokens": Sum("reasoning_tokens"),
+        "n_cost": Sum("cost"),
+        "n_unpriced": Count("id", filter=Q(cost_status=cost_status.UNPRICED)),
+        "n_estimated": Count("id", filter=Q(cost_status=cost_status.ESTIMATED)),
+    }
+
+
+def _daily_row(day: date, group: dict) -> DailySpend:
+    return DailySpend(
+        day=day,
+        **{name: group[name] for name in DIMENSIONS},
+        requests=group["n_requests"],
+        errors=group["n_errors"],
+        cancelled=group["n_cancelled"],
+        prompt_tokens=group["n_prompt_tokens"] or 0,
+        completion_tokens=group["n_completion_tokens"] or 0,
+        cached_tokens=group["n_cached_tokens"] or 0,
+        reasoning_tokens=group["n_reasoning_tokens"] or 0,
+        cost=group["n_cost"] or 0,
+        unpriced_requests=group["n_unpriced"],
+        estimated_requests=group["n_estimated"],
+    )
+
+
+def daily_spend_rollup(*, day: date, force: bool = False) -> DayRollup:
+    """Rebuild one UTC day's rollup rows from its spend logs. Idempotent.
+
+    A day whose rollup was built from more logs than it now has lost logs to retention:
+    its rows are kept (rebuilding would erase spend that only the rollup still knows),
+    unless `force`.
+    """
+    start, end = day_bounds(day)
+    logs = SpendLog.objects.filter(start_time__gte=start, start_time__lt=end)
+    with transaction.atomic():
+        run, _ = SpendRollupDay.objects.get_or_create(day=day)
+        run = SpendRollupDay.objects.select_for_update().get(pk=run.pk)
+        groups = list(logs.order_by().values(*DIMENSIONS).annotate(**_aggregates()))
+        log_count = sum(group["n_requests"] for group in groups)
+        if log_count < run.logs and not force:
+            return DayRollup(day, log_count, DailySpend.objects.filter(day=day).count(), kept_because_purged=True)
+        DailySpend.objects.filter(day=day).delete()
+        rows = DailySpend.objects.bulk_create([_daily_row(day, group) for group in groups], batch_size=1000)
+        run.logs = log_count
+        run.rolled_at = django_timezone.now()
+        run.save(update_fields=["logs", "rolled_at"])
+    return DayRollup(day, log_count, len(rows))
+
+
+def daily_spend_rollup_recent(*, now: datetime | None = None) -> list[DayRollup]:
+    """Yesterday and today (UTC): today as it fills, yesterday for logs written late (a
+    flush after midnight, a replay after an outage)."""
+    today = utc_today(now)
+    return [daily_spend_rollup(day=today - timedelta(days=1)), daily_spend_rollup(day=today)]
+
+
+def daily_spend_rebuild(*, since: date, until: date | None = None, force: bool = False) -> list[DayRollup]:
+    """Rebuild every day from `since` to `until` (default today), oldest first. Days with
+    neither logs nor a rollup are skipped without a trace."""
+    until = until or utc_today()
+    first_log = SpendLog.objects.filter(start_time__gte=day_bounds(since)[0]).order_by("start_time").first()
+    known_days = set(SpendRollupDay.objects.filter(day__gte=since, day__lte=until).values_list("day", flat=True))
+    results = []
+    day = since
+    while day <= until:
+        start, end = day_bounds(day)
+        if day in known_days or (first_log is not None and first_log.start_time < end
+                                 and SpendLog.objects.filter(start_time__gte=start, start_time__lt=end).exists()):
+            results.append(daily_spend_rollup(day=day, force=force))
+        day += timedelta(days=1)
+    return results
