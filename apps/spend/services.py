@@ -85,15 +85,38 @@ def spend_logs_write_batch(*, records: list[SpendRecord]) -> int:
 
 
 def _spend_totals_add(records: list[SpendRecord]) -> None:
-    """Add the batch's cost to each key, team and organization: one UPDATE per entity."""
-    for model, attribute in ((VirtualKey, "key_id"), (Team, "team_id"), (Organization, "organization_id")):
+    """Add the batch's cost to each key, user, team and organization: one UPDATE per entity.
+    A user gets its UserLimits row on its first spend, so /user/info has its spend too."""
+    from apps.teams.models import UserLimits
+
+    for model, attribute in ((VirtualKey, "key_id"), (UserLimits, "user_id"), (Team, "team_id"),
+                             (Organization, "organization_id")):
         totals: dict = defaultdict(Decimal)
         for record in records:
             entity_id = getattr(record, attribute)
             if entity_id is not None and record.cost:
                 totals[entity_id] += record.cost
         for entity_id, amount in totals.items():
-            model.objects.filter(pk=entity_id).update(spend=F("spend") + amount)
+            if model is UserLimits:
+                if not UserLimits.objects.filter(user_id=entity_id).update(spend=F("spend") + amount):
+                    _user_limits_spend_start(entity_id, amount)
+            else:
+                model.objects.filter(pk=entity_id).update(spend=F("spend") + amount)
+
+
+def _user_limits_spend_start(user_id: int, amount: Decimal) -> None:
+    """A user's first spend: its UserLimits row, made here. A user deleted meanwhile is
+    skipped (its logs keep the spend), never allowed to fail the batch."""
+    from django.db import IntegrityError
+
+    from apps.teams.models import UserLimits
+
+    try:
+        with transaction.atomic():  # a savepoint: a failure here leaves the batch whole
+            UserLimits.objects.get_or_create(user_id=user_id)
+    except IntegrityError:
+        return
+    UserLimits.objects.filter(user_id=user_id).update(spend=F("spend") + amount)
 
 
 def budget_periods_roll(*, now=None) -> int:
