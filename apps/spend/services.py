@@ -107,15 +107,19 @@ def _spend_totals_add(records: list[SpendRecord]) -> None:
 def _user_limits_spend_start(user_id: int, amount: Decimal) -> None:
     """A user's first spend: its UserLimits row, made here. A user deleted meanwhile is
     skipped (its logs keep the spend), never allowed to fail the batch."""
+    from django.contrib.auth import get_user_model
     from django.db import IntegrityError
 
     from apps.teams.models import UserLimits
 
+    # Foreign keys are checked at commit (deferred): look first, or the whole batch would fail.
+    if not get_user_model().objects.filter(pk=user_id).exists():
+        return
     try:
-        with transaction.atomic():  # a savepoint: a failure here leaves the batch whole
+        with transaction.atomic():  # a savepoint: a concurrent first spend leaves the batch whole
             UserLimits.objects.get_or_create(user_id=user_id)
     except IntegrityError:
-        return
+        pass
     UserLimits.objects.filter(user_id=user_id).update(spend=F("spend") + amount)
 
 
