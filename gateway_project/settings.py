@@ -168,9 +168,19 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
+# Daily spend rollups (reports read them): today and yesterday are rebuilt this often (seconds).
+GATEWAY_ROLLUP_INTERVAL = env_float("GATEWAY_ROLLUP_INTERVAL", 300.0)
+# Budget spend counters are checked against the rollups this often; a difference above the
+# tolerance (USD) is recorded as drift (admin: Spend counter drifts) and logged.
+GATEWAY_RECONCILE_INTERVAL = env_float("GATEWAY_RECONCILE_INTERVAL", 900.0)
+GATEWAY_RECONCILE_TOLERANCE = env_str("GATEWAY_RECONCILE_TOLERANCE", "0.000001")
 CELERY_BEAT_SCHEDULE = {
     # New budget periods in the database (enforcement itself derives periods without it).
     "budget-periods-roll": {"task": "spend.budget_periods_roll", "schedule": 60.0, "options": {"expires": 55}},
+    "spend-daily-rollup": {"task": "spend.daily_rollup_recent", "schedule": GATEWAY_ROLLUP_INTERVAL,
+                           "options": {"expires": max(GATEWAY_ROLLUP_INTERVAL - 5.0, 5.0)}},
+    "spend-counters-reconcile": {"task": "spend.counters_reconcile", "schedule": GATEWAY_RECONCILE_INTERVAL,
+                                 "options": {"expires": max(GATEWAY_RECONCILE_INTERVAL - 5.0, 5.0)}},
 }
 
 AUTH_PASSWORD_VALIDATORS = [

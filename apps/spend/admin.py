@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from apps.spend.models import ModelPrice, SpendLog
+from apps.spend.models import DailySpend, ModelPrice, SpendCounterDrift, SpendLog
 from apps.spend.price_format import PRICE_FIELDS
 from apps.spend.services import model_price_changed
 from apps.teams.admin_scope import OrganizationScopedAdmin
@@ -204,3 +204,47 @@ class ModelPriceAdmin(admin.ModelAdmin):
         url = reverse("admin:spend_modelprice_add") + "?" + urlencode(values)
         return format_html('<a href="{}">Add a new version from these prices</a> (versions in force are '
                            "kept as they are: the spend they priced names them)", url)
+
+
+class ReadOnlyAdminMixin:
+    """Rows made by the gateway's own tasks: looked at, never edited by hand."""
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(DailySpend)
+class DailySpendAdmin(ReadOnlyAdminMixin, OrganizationScopedAdmin):
+    organization_path = "organization_id"
+    list_display = ("day", "model", "provider", "requests", "errors", "prompt_tokens", "completion_tokens",
+                    "cost", "unpriced_requests", "team_id", "key_id")
+    list_filter = ("provider",)
+    search_fields = ("model", "key_hash")
+    date_hierarchy = "day"
+    show_full_result_count = False
+
+
+@admin.register(SpendCounterDrift)
+class SpendCounterDriftAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Budget counters that disagreed with the rollups (reconcile_spend, the beat task)."""
+
+    list_display = ("checked_at", "kind", "entity_id", "entity_name", "counter", "counted", "expected", "drift",
+                    "fixed")
+    list_filter = ("kind", "counter", "fixed")
+    search_fields = ("entity_id", "entity_name")
+    date_hierarchy = "checked_at"
+
+    def has_module_permission(self, request) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.is_active and request.user.is_superuser
