@@ -217,6 +217,13 @@ GATEWAY_SPEND_FLUSH_INTERVAL = env_float("GATEWAY_SPEND_FLUSH_INTERVAL", 1.0)
 GATEWAY_SPEND_BATCH_SIZE = env_int("GATEWAY_SPEND_BATCH_SIZE", 500)
 # A request that names no max_tokens reserves this many output tokens against budgets.
 GATEWAY_RESERVED_OUTPUT_TOKENS = env_int("GATEWAY_RESERVED_OUTPUT_TOKENS", 4096)
+# Storing each request's messages and answer in its spend log: off unless a key or team opts in,
+# or this default (else general_settings.store_prompts_in_spend_logs of GATEWAY_CONFIG) says so.
+GATEWAY_STORE_PROMPTS = env_bool("GATEWAY_STORE_PROMPTS") if os.environ.get("GATEWAY_STORE_PROMPTS") else None
+# A stored prompt or answer larger than this (bytes of JSON) is cut, and marked so.
+GATEWAY_STORED_PROMPT_MAX_BYTES = env_int("GATEWAY_STORED_PROMPT_MAX_BYTES", 256 * 1024)
+# The client's `metadata` kept with each spend log, at most this many bytes of JSON.
+GATEWAY_SPEND_METADATA_MAX_BYTES = env_int("GATEWAY_SPEND_METADATA_MAX_BYTES", 8 * 1024)
 GATEWAY_UPSTREAM_TIMEOUT = env_float("GATEWAY_UPSTREAM_TIMEOUT", 600.0)
 GATEWAY_UPSTREAM_CONNECT_TIMEOUT = env_float("GATEWAY_UPSTREAM_CONNECT_TIMEOUT", 10.0)
 GATEWAY_UPSTREAM_POOL_SIZE = env_int("GATEWAY_UPSTREAM_POOL_SIZE", 1000)

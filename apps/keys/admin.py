@@ -42,6 +42,7 @@ class VirtualKeyForm(forms.ModelForm):
             "model_tpm_limit",
             "expires_at",
             "blocked",
+            "store_prompts",
             "metadata",
         ]
 

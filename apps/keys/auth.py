@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from dataclasses import replace
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -16,13 +17,16 @@ from apps.keys.jwt_auth import authenticate_jwt, looks_like_jwt
 
 _master_key_hash: bytes | None = None
 _master_key_loaded = False
+_master_context: KeyContext = MASTER_KEY_CONTEXT
 
 
-def master_key_set(raw_key: str | None) -> None:
-    """Set the master key of this process (from GATEWAY_MASTER_KEY or the config file)."""
-    global _master_key_hash, _master_key_loaded
+def master_key_set(raw_key: str | None, *, store_prompts: bool = False) -> None:
+    """Set the master key of this process (from GATEWAY_MASTER_KEY or the config file), and
+    whether its requests' prompts are stored (the gateway's default)."""
+    global _master_key_hash, _master_key_loaded, _master_context
     _master_key_hash = hashlib.sha256(raw_key.encode()).digest() if raw_key else None
     _master_key_loaded = True
+    _master_context = replace(MASTER_KEY_CONTEXT, store_prompts=store_prompts)
 
 
 def _master_hash() -> bytes | None:
@@ -53,7 +57,7 @@ async def authenticate(request: HttpRequest) -> KeyContext:
     digest = hashlib.sha256(raw_key.encode())
     master = _master_hash()
     if master is not None and hmac.compare_digest(digest.digest(), master):
-        return MASTER_KEY_CONTEXT
+        return _master_context
     context = await key_cache.get(digest.hexdigest())
     if context is None:
         raise authentication_failed("Invalid API key.")

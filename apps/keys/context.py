@@ -26,6 +26,9 @@ class KeyContext:
     # The key's per-model limits: {model name: LimitScope}.
     model_scopes: dict[str, LimitScope] = field(default_factory=dict)
     is_master: bool = False
+    # Keep the request's messages and answer in its spend log (the key's, else its team's,
+    # else the gateway's choice; off by default).
+    store_prompts: bool = False
 
     def may_use_model(self, model: str, *, names: tuple[str, ...] = (), access_groups: tuple[str, ...] = ()) -> bool:
         """`names`: the model's other names (provider/upstream of its deployments), which

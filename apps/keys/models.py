@@ -13,6 +13,11 @@ class VirtualKey(LimitsMixin):
         max_length=32, editable=False, help_text="Enough of the key to recognise it, e.g. sk-…abcd."
     )
     alias = models.CharField(max_length=200, blank=True)
+    store_prompts = models.BooleanField(
+        null=True, blank=True, verbose_name="store prompts and responses",
+        help_text="Keep each request's messages and answer in its spend log. Empty: as the key's team "
+        "(or the gateway's default, GATEWAY_STORE_PROMPTS) says.",
+    )
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.CASCADE,

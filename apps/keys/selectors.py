@@ -100,7 +100,17 @@ def _context(*, key, user_id, user_limits, team, organization, token_hash: str, 
         blocked_reason=blocked_reason,
         scopes=tuple(s for kind, entity_id, entity in levels if (s := _limit_scope(kind, entity_id, entity, now))),
         model_scopes=_model_scopes(key) if key is not None else {},
+        store_prompts=_store_prompts(key, team),
     )
+
+
+def _store_prompts(key, team) -> bool:
+    for choice in (getattr(key, "store_prompts", None), getattr(team, "store_prompts", None)):
+        if choice is not None:
+            return choice
+    from apps.routing.runtime import prompts_stored_by_default
+
+    return prompts_stored_by_default()
 
 
 def jwt_context_get(identity: str) -> KeyContext | None:

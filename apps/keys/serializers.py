@@ -5,10 +5,18 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from apps.teams.serializers import LimitsInput, PageQuery, _duration, limits_data, limits_values
+from apps.teams.serializers import (
+    LimitsInput,
+    PageQuery,
+    PromptStorageInput,
+    _duration,
+    limits_data,
+    limits_values,
+    prompt_storage_values,
+)
 
 
-class KeyFieldsInput(LimitsInput):
+class KeyFieldsInput(PromptStorageInput, LimitsInput):
     key_alias = serializers.CharField(max_length=200, required=False, allow_null=True, allow_blank=True)
     duration = serializers.CharField(
         max_length=16,
@@ -95,7 +103,7 @@ MODEL_LIMIT_FIELDS = ("model_max_budget", "model_rpm_limit", "model_tpm_limit")
 def key_values(data: dict) -> dict:
     """The key's model fields present in validated data: the shared limits and the per-model
     ones (null means none)."""
-    values = limits_values(data)
+    values = {**limits_values(data), **prompt_storage_values(data)}
     for name in MODEL_LIMIT_FIELDS:
         if name in data:
             values[name] = data[name] or {}
@@ -117,6 +125,7 @@ def key_data(key, *, raw_key: str | None = None) -> dict:
             "expires": key.expires_at,
             **limits_data(key),
             **{name: getattr(key, name) for name in MODEL_LIMIT_FIELDS},
+            "store_prompts": key.store_prompts,
         }
     )
     return data

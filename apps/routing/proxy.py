@@ -67,7 +67,7 @@ class RequestAccount:
 
     __slots__ = ("request_id", "context", "operation", "model", "deployment", "stream", "started",
                  "started_wall", "settled", "body", "limits_acquired", "limit_headers", "scopes",
-                 "route", "upstream_seconds")
+                 "route", "upstream_seconds", "metadata", "stored_response")
 
     def __init__(self, context: KeyContext, operation: Operation) -> None:
         self.request_id = uuid.uuid4().hex
@@ -85,6 +85,8 @@ class RequestAccount:
         self.limit_headers: dict[str, str] = {}
         self.route = RouteProgress()  # retries, fallbacks and the deployment's lease
         self.upstream_seconds = 0.0  # waiting for upstreams, every attempt included
+        self.metadata: dict | None = None  # the client's metadata and tags, for the spend log
+        self.stored_response: dict | None = None  # the answer, when the key stores prompts
 
     def settle(self, *, status: str, usage: Usage | None = None, http_status: int | None = None,
                error_type: str = "") -> None:
@@ -134,6 +136,9 @@ class RequestAccount:
                 end_time=datetime.fromtimestamp(ended, timezone.utc),
                 cost_status=priced.status,
                 price_version=priced.version,
+                metadata=self.metadata,
+                messages=stored_request(self.body) if context.store_prompts else None,
+                response=bounded_json(self.stored_response) if self.stored_response is not None else None,
             )
         )
 
@@ -191,6 +196,8 @@ async def proxy_request(
     account.body = body
     try:
         upstream_body, tags, client_fallbacks = routing_fields_pop(body)
+        if tags or "metadata" in upstream_body:
+            account.metadata = spend_metadata(upstream_body.get("metadata"), tags)
         routing_policy = await routing_policy_cache.get()
         group = await model_group_resolve(model, context, routing_policy, tags=tags)
         await entitlement_check(context)  # the billing entity's wallet (a dict lookup; off without Lago)
@@ -271,6 +278,8 @@ async def _deployment_call(
     if response.status >= 400:
         raise adapter.translate_error(response.status, raw, response.headers)
     translated = adapter.translate_response(operation, deployment, raw)
+    if account.context.store_prompts:
+        account.stored_response = _json_or_text(translated.body)
     account.settle(status=SpendLog.Status.SUCCESS, usage=translated.usage, http_status=200)
     return HttpResponse(
         client_format.response_body(translated, account.model),
@@ -347,11 +356,14 @@ async def _relay_stream(
     read_to_end = False
     sent_any = False
     generated: list[str] = []  # content and tool arguments sent, counted only if usage never comes
+    answer = StreamedAnswer() if account.context.store_prompts else None
     try:
         async for data in response.content.iter_any():
             for event, payload in decoder.feed(data):
                 chunks = translator.feed(event, payload)
                 _count_generated(chunks, generated)
+                if answer is not None:
+                    answer.add(chunks)
                 out = writer.write(chunks)
                 if out:
                     sent_any = True
@@ -359,12 +371,17 @@ async def _relay_stream(
         for event, payload in decoder.close():
             chunks = translator.feed(event, payload)
             _count_generated(chunks, generated)
+            if answer is not None:
+                answer.add(chunks)
             out = writer.write(chunks)
             if out:
                 sent_any = True
                 yield out
         read_to_end = True
-        out = writer.write(translator.finish()) + writer.close()
+        final = translator.finish()
+        if answer is not None:
+            answer.add(final)
+        out = writer.write(final) + writer.close()
         sent_any = True
         yield out
     except (asyncio.CancelledError, GeneratorExit):
@@ -391,6 +408,8 @@ async def _relay_stream(
             # Closing drops the connection, so the upstream stops generating at once.
             response.close()
         if sent_any:
+            if answer is not None:
+                account.stored_response = answer.as_message()
             usage = translator.usage if translator.usage.reported else _estimated_usage(account, generated)
             account.settle(status=status, usage=usage, http_status=http_status, error_type=error_type)
 
@@ -418,3 +437,98 @@ def _estimated_usage(account: RequestAccount, generated: list[str]) -> Usage:
         completion_tokens=estimate_text_tokens("".join(generated), model=model),
         reported=False,
     )
+
+
+# --- what a spend log keeps of the request (apps.spend: metadata; prompts only when opted in) ---
+
+
+def bounded_json(value):
+    """`value`, or a marker with its head when its JSON is larger than the gateway keeps."""
+    import orjson
+
+    from django.conf import settings
+
+    limit = settings.GATEWAY_STORED_PROMPT_MAX_BYTES
+    try:
+        encoded = orjson.dumps(value)
+    except TypeError:
+        return {"unserializable": True}
+    if len(encoded) <= limit:
+        return value
+    return {"truncated": True, "bytes": len(encoded), "head": encoded[:limit].decode("utf-8", "ignore")}
+
+
+def stored_request(body: dict | None):
+    """What the client asked: chat messages, a completion's prompt, embedding input, rerank query."""
+    body = body or {}
+    for name in ("messages", "prompt", "input"):
+        if name in body:
+            return bounded_json({name: body[name]})
+    if "query" in body:
+        return bounded_json({"query": body["query"], "documents": body.get("documents")})
+    return None
+
+
+def spend_metadata(metadata, tags: tuple[str, ...]) -> dict | None:
+    """The client's `metadata` (an object) and tags, kept with the spend log if small enough."""
+    import orjson
+
+    from django.conf import settings
+
+    values = dict(metadata) if isinstance(metadata, dict) else {}
+    if tags:
+        values["tags"] = list(tags)
+    if not values:
+        return None
+    try:
+        size = len(orjson.dumps(values))
+    except TypeError:
+        return {"tags": list(tags)} if tags else None
+    if size > settings.GATEWAY_SPEND_METADATA_MAX_BYTES:
+        return {"truncated": True, "bytes": size, **({"tags": list(tags)[:50]} if tags else {})}
+    return values
+
+
+def _json_or_text(body: bytes):
+    import orjson
+
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return {"text": body.decode("utf-8", "replace")}
+
+
+class StreamedAnswer:
+    """A streamed answer put back together (content, tool calls, finish reason), to store."""
+
+    __slots__ = ("content", "tool_calls", "finish_reason")
+
+    def __init__(self) -> None:
+        self.content: list[str] = []
+        self.tool_calls: dict[int, dict] = {}
+        self.finish_reason = None
+
+    def add(self, chunks: list[dict]) -> None:
+        for chunk in chunks:
+            for choice in chunk.get("choices") or ():
+                if choice.get("index", 0) != 0:
+                    continue
+                delta = choice.get("delta") or {}
+                if delta.get("content"):
+                    self.content.append(delta["content"])
+                for call in delta.get("tool_calls") or ():
+                    entry = self.tool_calls.setdefault(call.get("index", 0), {
+                        "id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+                    if call.get("id"):
+                        entry["id"] = call["id"]
+                    function = call.get("function") or {}
+                    entry["function"]["name"] += function.get("name") or ""
+                    entry["function"]["arguments"] += function.get("arguments") or ""
+                if choice.get("finish_reason"):
+                    self.finish_reason = choice["finish_reason"]
+
+    def as_message(self) -> dict:
+        message = {"role": "assistant", "content": "".join(self.content) or None}
+        if self.tool_calls:
+            message["tool_calls"] = [self.tool_calls[index] for index in sorted(self.tool_calls)]
+        return {"choices": [{"index": 0, "message": message, "finish_reason": self.finish_reason}]}

@@ -35,7 +35,7 @@ class ProcessRuntime:
         # keep it out of the collector's full passes, which otherwise stall requests.
         gc.collect()
         gc.freeze()
-        master_key_set(configured_master_key())
+        master_key_set(configured_master_key(), store_prompts=prompts_stored_by_default())
         from apps.spend import tokens
         from apps.spend.pricing import price_catalog
 
@@ -93,3 +93,29 @@ def _config_master_key(path: str, modified: int | None) -> str | None:
 
 
 runtime = ProcessRuntime()
+
+
+def prompts_stored_by_default() -> bool:
+    """GATEWAY_STORE_PROMPTS, else general_settings.store_prompts_in_spend_logs of GATEWAY_CONFIG
+    (LiteLLM's name), else off. Read when a key's context is built, not per request."""
+    if settings.GATEWAY_STORE_PROMPTS is not None:
+        return settings.GATEWAY_STORE_PROMPTS
+    if settings.GATEWAY_CONFIG:
+        import os
+
+        try:
+            modified = os.stat(settings.GATEWAY_CONFIG).st_mtime_ns
+        except OSError:
+            return False
+        return _config_store_prompts(settings.GATEWAY_CONFIG, modified)
+    return False
+
+
+@functools.lru_cache(maxsize=4)
+def _config_store_prompts(path: str, modified: int | None) -> bool:
+    from apps.providers.config import ConfigError, config_read
+
+    try:
+        return config_read(path).general_settings.get("store_prompts_in_spend_logs") is True
+    except ConfigError:
+        return False

@@ -97,6 +97,11 @@ class Team(LimitsMixin):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="teams")
     alias = models.CharField(max_length=200)
+    store_prompts = models.BooleanField(
+        null=True, blank=True, verbose_name="store prompts and responses",
+        help_text="Keep the messages and answers of the team's requests in their spend logs (a key may "
+        "say otherwise for itself). Empty: the gateway's default (GATEWAY_STORE_PROMPTS, off unless set).",
+    )
     # Usage billing (apps.billing), when BILLING_ENTITY is "team". Empty: not billed.
     lago_external_customer_id = models.CharField(
         max_length=255, blank=True, help_text="Lago customer external_id (wallet, entitlement)."

@@ -109,6 +109,19 @@ def limits_values(data: dict) -> dict:
     return values
 
 
+class PromptStorageInput(serializers.Serializer):
+    """Whether the spend logs keep each request's messages and answer (keys and teams)."""
+
+    store_prompts = serializers.BooleanField(
+        required=False, allow_null=True,
+        help_text="Keep messages and answers in the spend logs. Null: as the team (or the gateway) says.",
+    )
+
+
+def prompt_storage_values(data: dict) -> dict:
+    return {"store_prompts": data["store_prompts"]} if "store_prompts" in data else {}
+
+
 LAGO_ID_FIELDS = ("lago_external_customer_id", "lago_external_subscription_id")
 
 
@@ -288,7 +301,7 @@ def organization_membership_data(membership) -> dict:
 # --- teams --------------------------------------------------------------------------------
 
 
-class TeamNewInput(LagoIdsInput, LimitsInput):
+class TeamNewInput(PromptStorageInput, LagoIdsInput, LimitsInput):
     team_alias = serializers.CharField(max_length=200, required=False, allow_null=True)
     team_id = serializers.UUIDField(required=False, allow_null=True)
     organization_id = serializers.CharField(required=False, allow_null=True)
@@ -301,7 +314,7 @@ class TeamNewInput(LagoIdsInput, LimitsInput):
     )
 
 
-class TeamUpdateInput(LagoIdsInput, LimitsInput):
+class TeamUpdateInput(PromptStorageInput, LagoIdsInput, LimitsInput):
     team_id = serializers.CharField()
     team_alias = serializers.CharField(max_length=200, required=False)
     organization_id = serializers.CharField(required=False)
@@ -348,6 +361,7 @@ def team_data(team, *, memberships=None) -> dict:
         "organization_id": str(team.organization_id),
         **limits_data(team),
         **lago_data(team),
+        "store_prompts": team.store_prompts,
     }
     if memberships is not None:
         data["members_with_roles"] = [
