@@ -174,6 +174,8 @@ GATEWAY_ROLLUP_INTERVAL = env_float("GATEWAY_ROLLUP_INTERVAL", 300.0)
 # tolerance (USD) is recorded as drift (admin: Spend counter drifts) and logged.
 GATEWAY_RECONCILE_INTERVAL = env_float("GATEWAY_RECONCILE_INTERVAL", 900.0)
 GATEWAY_RECONCILE_TOLERANCE = env_str("GATEWAY_RECONCILE_TOLERANCE", "0.000001")
+# GET /metrics (Prometheus) asks scrapers for this bearer token when set; open otherwise, as LiteLLM's.
+GATEWAY_METRICS_TOKEN = env_str("GATEWAY_METRICS_TOKEN", "")
 CELERY_BEAT_SCHEDULE = {
     # New budget periods in the database (enforcement itself derives periods without it).
     "budget-periods-roll": {"task": "spend.budget_periods_roll", "schedule": 60.0, "options": {"expires": 55}},

@@ -4,6 +4,8 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from apps.spend.views import metrics_view
+
 admin.site.site_header = "LLM gateway"
 admin.site.site_title = "LLM gateway admin"
 admin.site.index_title = "Management"
@@ -13,4 +15,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("apps.core.management_urls")),
     path("billing/", include("apps.billing.urls")),  # the Lago webhook
+    path("metrics", metrics_view, name="metrics"),  # Prometheus, as LiteLLM's callbacks: ["prometheus"]
 ]

@@ -1,0 +1,52 @@
+"""Prometheus metrics of spend, read from the daily rollups at scrape time.
+
+Read from the database rather than counted in each server process: every replica (and every
+worker of one) answers the same totals, the request path pays nothing, and the numbers are
+the ones reports and invoices use. They trail the requests by at most the rollup interval
+(GATEWAY_ROLLUP_INTERVAL); `gateway_spend_rollup_age_seconds` says by how much.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Max
+from django.utils import timezone
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from apps.spend.models import DailySpend, SpendRollupDay
+from apps.spend.selectors import spend_report
+
+# (metric name without _total, help, the report's measure)
+_COUNTERS = (
+    ("gateway_requests", "Requests through the gateway.", "requests"),
+    ("gateway_request_errors", "Requests that ended in an error.", "errors"),
+    ("gateway_unpriced_requests",
+     "Requests to a model with no known price: their cost is recorded empty, not as $0.", "unpriced_requests"),
+    ("gateway_estimated_cost_requests",
+     "Requests whose tokens the gateway counted itself (the provider reported no usage).", "estimated_requests"),
+)
+_TOKEN_KINDS = ("prompt", "completion", "cached", "reasoning")
+
+
+class SpendCollector(Collector):
+    def collect(self):
+        rows = spend_report(rows=DailySpend.objects.all(), group_by=["model", "provider"])
+        labels = ["model", "provider"]
+        families = {measure: CounterMetricFamily(name, text, labels=labels) for name, text, measure in _COUNTERS}
+        spend = CounterMetricFamily("gateway_spend_usd", "USD spent (priced and estimated requests).", labels=labels)
+        tokens = CounterMetricFamily("gateway_tokens", "Tokens used, by kind.", labels=[*labels, "kind"])
+        for row in rows:
+            values = [row["model"], row["provider"]]
+            for measure, family in families.items():
+                family.add_metric(values, row[measure])
+            spend.add_metric(values, float(row["spend"]))
+            for kind in _TOKEN_KINDS:
+                tokens.add_metric([*values, kind], row[f"{kind}_tokens"])
+        yield from families.values()
+        yield spend
+        yield tokens
+        last = SpendRollupDay.objects.aggregate(last=Max("rolled_at"))["last"]
+        age = GaugeMetricFamily("gateway_spend_rollup_age_seconds",
+                                "Seconds since the spend rollups were last rebuilt (-1: never).")
+        age.add_metric([], (timezone.now() - last).total_seconds() if last else -1)
+        yield age

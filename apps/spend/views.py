@@ -1,0 +1,21 @@
+import hmac
+
+from django.conf import settings
+from django.http import HttpResponse, JsonResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from apps.spend.metrics import SpendCollector
+
+
+def metrics_view(request):
+    """GET /metrics (Prometheus). With GATEWAY_METRICS_TOKEN set, scrapers send it as a bearer token."""
+    token = settings.GATEWAY_METRICS_TOKEN
+    if token:
+        sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(sent.encode(), token.encode()):
+            return JsonResponse({"error": {"message": "A valid metrics token is required.",
+                                           "type": "authentication_error", "param": None,
+                                           "code": "invalid_api_key"}}, status=401)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SpendCollector())
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
