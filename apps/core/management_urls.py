@@ -11,6 +11,7 @@ from rest_framework.schemas import get_schema_view
 
 from apps.keys import api as keys
 from apps.providers import api as models
+from apps.spend import api as spend
 from apps.teams import api as teams
 
 api_urlpatterns = [
@@ -49,6 +50,10 @@ api_urlpatterns = [
     path("model/update", models.ModelUpdateApi.as_view(), name="model-update"),
     path("model/delete", models.ModelDeleteApi.as_view(), name="model-delete"),
     path("model/info", models.ModelInfoApi.as_view(), name="model-info"),
+    path("spend/logs", spend.SpendLogsApi.as_view(), name="spend-logs"),
+    path("spend/report", spend.SpendReportApi.as_view(), name="spend-report"),
+    # LiteLLM's name for its report route (its answer's shape is this gateway's /spend/report's).
+    path("global/spend/report", spend.SpendReportApi.as_view(), name="global-spend-report"),
 ]
 
 schema_view = get_schema_view(

@@ -144,3 +144,45 @@ def _named(rows: list[dict], group_by: list[str]) -> list[dict]:
         for row in rows:
             row["day"] = row["day"].isoformat()
     return rows
+
+
+# --- spend log listing (the spend API) ---
+
+
+def spend_log_list(*, scope, filters: dict | None = None, starts_from=None, starts_before=None):
+    """Spend logs inside `scope` (a Q, as for daily_spend_in_range), narrowed by `filters`
+    (field: value) and by start time in [starts_from, starts_before); newest first."""
+    logs = SpendLog.objects.filter(scope, **(filters or {}))
+    if starts_from is not None:
+        logs = logs.filter(start_time__gte=starts_from)
+    if starts_before is not None:
+        logs = logs.filter(start_time__lt=starts_before)
+    return logs.order_by("-start_time", "-id")
+
+
+def spend_key_hash_seen(*, key_hash: str) -> bool:
+    """Do spend logs or rollups name this key hash (a deleted or regenerated key's)?"""
+    from apps.spend.models import DailySpend
+
+    return (
+        SpendLog.objects.filter(key_hash=key_hash).exists()
+        or DailySpend.objects.filter(key_hash=key_hash).exists()
+    )
+
+
+def spend_log_owner_names(*, logs) -> tuple[dict, dict]:
+    """(user id → username, key id → alias) for these logs: one query each."""
+    from django.contrib.auth import get_user_model
+
+    from apps.keys.models import VirtualKey
+
+    user_ids = {log.user_id for log in logs if log.user_id is not None}
+    key_ids = {log.key_id for log in logs if log.key_id is not None}
+    usernames, key_aliases = {}, {}
+    if user_ids:
+        usernames = dict(get_user_model().objects.filter(pk__in=user_ids).values_list("pk", "username"))
+    if key_ids:
+        key_aliases = {
+            pk: alias or None for pk, alias in VirtualKey.objects.filter(pk__in=key_ids).values_list("pk", "alias")
+        }
+    return usernames, key_aliases

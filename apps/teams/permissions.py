@@ -453,3 +453,58 @@ def model_access(actor: Actor) -> ModelAccess | None:
         return ModelAccess(organization_ids=organization_ids, paths=None)
     paths = selectors.model_restrictions_of_user(user=actor.user, team_ids=list(actor.team_roles))
     return ModelAccess(organization_ids=organization_ids, paths=paths)
+
+
+# --- spend (GET /spend/logs, /spend/report) ------------------------------------------------
+
+
+def spend_scope(actor: Actor) -> Q:
+    """The spend a caller sees, as a Q over the fields SpendLog and DailySpend share
+    (organization_id, team_id, user_id, key_id): its own spend, its admin teams' and its admin
+    organizations' (team keys carry their organization), and, like key_scope, the personal keys
+    of the users only its organizations hold. A key without a user sees its own key's spend."""
+    if actor.is_proxy_admin:
+        return Q()
+    if actor.user is None:
+        return Q(key_id=actor.key.pk) if actor.key is not None else Q(pk__in=[])
+    scope = Q(user_id=actor.user.pk)
+    if actor.admin_team_ids:
+        scope |= Q(team_id__in=actor.admin_team_ids)
+    if actor.admin_org_ids:
+        orgs = actor.admin_org_ids
+        scope |= Q(organization_id__in=orgs)
+        scope |= Q(
+            organization_id__isnull=True,
+            team_id__isnull=True,
+            user_id__in=selectors.user_ids_managed_by_organizations(organization_ids=orgs),
+        )
+    return scope
+
+
+def spend_filter_check(actor: Actor, *, key=None, team=None, organization=None, user=None) -> None:
+    """May the caller filter spend by these (existing) entities? Only by what it could read
+    elsewhere in the management API, or what its own spend lies in (a member's team and that
+    team's organization); the rows shown stay within spend_scope either way."""
+    if actor.is_proxy_admin:
+        return
+    plain_key = actor.key if actor.user is None else None
+    if key is not None and _key_powers(actor, key) is None:
+        raise Forbidden("This key is outside what you may see.", param="api_key")
+    if team is not None:
+        if plain_key is not None:
+            allowed = plain_key.team_id == team.pk
+        else:
+            allowed = team.pk in actor.team_roles or team.organization_id in actor.admin_org_ids
+        if not allowed:
+            raise Forbidden("This team is outside what you may see.", param="team_id")
+    if organization is not None:
+        if plain_key is not None:
+            allowed = _key_organization_id(plain_key) == organization.pk
+        else:
+            allowed = organization.pk in actor.org_roles or organization.pk in actor.team_orgs.values()
+        if not allowed:
+            raise Forbidden("This organization is outside what you may see.", param="organization_id")
+    if user is not None:
+        if plain_key is not None:
+            raise Forbidden("A key that belongs to no user sees only its own spend.", param="user_id")
+        user_check(actor, user, "read")

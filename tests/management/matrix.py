@@ -121,6 +121,30 @@ MATRIX: dict[str, tuple[str, str, str, str, str, str]] = {
         "what its teams allow",
         DENIED,
     ),
+    "GET /spend/logs": (
+        "all",
+        "its orgs' spend, its own",
+        "its teams' spend, its own",
+        "its own",
+        "its own",
+        "its own key's",
+    ),
+    "GET /spend/report": (
+        "all",
+        "its orgs' spend, its own",
+        "its teams' spend, its own",
+        "its own",
+        "its own",
+        "its own key's",
+    ),
+    "GET /global/spend/report": (
+        "all",
+        "its orgs' spend, its own",
+        "its teams' spend, its own",
+        "its own",
+        "its own",
+        "its own key's",
+    ),
 }
 
 

@@ -37,6 +37,7 @@ KEY_FIELDS = {
     "model_max_budget",
     "model_rpm_limit",
     "model_tpm_limit",
+    "store_prompts",
 }
 
 

@@ -73,6 +73,11 @@ REQUESTS = {
     "POST /model/update": lambda w, r: {"model_id": "api-model", "litellm_params": {"rpm": 10}},
     "POST /model/delete": lambda w, r: {"id": "api-model"},
     "GET /model/info": lambda w, r: {},
+    # Every role reaches the spend routes (each sees its own scope); the team filter names the
+    # team each of them belongs to (the plain key's own team).
+    "GET /spend/logs": lambda w, r: {"team_id": str(w.research.pk)},
+    "GET /spend/report": lambda w, r: {"start_date": "2025-01-01", "end_date": "2025-01-31"},
+    "GET /global/spend/report": lambda w, r: {"start_date": "2025-01-01", "end_date": "2025-01-31"},
 }
 
 CELLS = [(endpoint, role, cell) for endpoint, cells in MATRIX.items() for role, cell in zip(ROLES, cells)]

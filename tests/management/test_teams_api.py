@@ -52,7 +52,8 @@ def test_team_new_with_limits_and_members(api, world):
     )
     assert response.status_code == 200, response.content
     body = response.json()
-    assert set(body) == {"team_id", "team_alias", "organization_id", "members_with_roles"} | LIMIT_FIELDS | LAGO_FIELDS
+    assert set(body) == ({"team_id", "team_alias", "organization_id", "members_with_roles", "store_prompts"}
+                         | LIMIT_FIELDS | LAGO_FIELDS)
     assert (body["team_id"], body["team_alias"], body["organization_id"]) == (
         team_id,
         "platform",
