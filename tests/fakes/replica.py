@@ -39,8 +39,8 @@ class Replica:
             GATEWAY_MASTER_KEY=settings.GATEWAY_MASTER_KEY,
             GATEWAY_REDIS_PREFIX=settings.GATEWAY_REDIS_PREFIX,
             GATEWAY_SPEND_FLUSH_INTERVAL="0.1",
-            **env_overrides,
         )
+        env.update(env_overrides)
         if settings.REDIS_URL:
             env["REDIS_URL"] = settings.REDIS_URL
         self.process = subprocess.Popen(
