@@ -221,6 +221,9 @@ class SpendRollupDay(models.Model):
     day = models.DateField(unique=True)
     rolled_at = models.DateTimeField(null=True, blank=True)
     logs = models.PositiveIntegerField(default=0)
+    # Logs of this day were written after its last rebuild (a replay after a long outage):
+    # the beat task rebuilds it on its next run.
+    stale = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-day"]

@@ -91,15 +91,19 @@ def daily_spend_rollup(*, day: date, force: bool = False) -> DayRollup:
         rows = DailySpend.objects.bulk_create([_daily_row(day, group) for group in groups], batch_size=1000)
         run.logs = log_count
         run.rolled_at = django_timezone.now()
-        run.save(update_fields=["logs", "rolled_at"])
+        run.stale = False
+        run.save(update_fields=["logs", "rolled_at", "stale"])
     return DayRollup(day, log_count, len(rows))
 
 
 def daily_spend_rollup_recent(*, now: datetime | None = None) -> list[DayRollup]:
     """Yesterday and today (UTC): today as it fills, yesterday for logs written late (a
-    flush after midnight, a replay after an outage)."""
+    flush after midnight); and any older day that logs reached after its rebuild (a replay
+    after a long outage marks it stale)."""
     today = utc_today(now)
-    return [daily_spend_rollup(day=today - timedelta(days=1)), daily_spend_rollup(day=today)]
+    stale = SpendRollupDay.objects.filter(stale=True, day__lt=today - timedelta(days=1)).order_by("day")
+    days = [*stale.values_list("day", flat=True), today - timedelta(days=1), today]
+    return [daily_spend_rollup(day=day) for day in days]
 
 
 def daily_spend_rebuild(*, since: date, until: date | None = None, force: bool = False) -> list[DayRollup]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import fields
 from operator import attrgetter
+from datetime import timezone
 from decimal import Decimal
 
 from django.db import connection, transaction
@@ -79,6 +80,7 @@ def spend_logs_write_batch(*, records: list[SpendRecord]) -> int:
             with connection.cursor() as cursor:
                 cursor.executemany(_insert_sql(), rows)
         _spend_totals_add(new)
+        _rollup_days_mark_stale(new)
         # The billing outbox row commits with its spend log, or neither does.
         billing_events_add(records=new)
     return len(new)
@@ -102,6 +104,20 @@ def _spend_totals_add(records: list[SpendRecord]) -> None:
                     _user_limits_spend_start(entity_id, amount)
             else:
                 model.objects.filter(pk=entity_id).update(spend=F("spend") + amount)
+
+
+def _rollup_days_mark_stale(records: list[SpendRecord]) -> None:
+    """Records of a day before yesterday (replayed after a long outage) arrive after the beat
+    task stopped rebuilding that day: mark it, so the next run rebuilds it."""
+    from datetime import timedelta
+
+    from apps.spend.models import SpendRollupDay
+    from apps.spend.rollups import utc_today
+
+    yesterday = utc_today() - timedelta(days=1)
+    old_days = {day for record in records if (day := record.start_time.astimezone(timezone.utc).date()) < yesterday}
+    if old_days:
+        SpendRollupDay.objects.filter(day__in=old_days).update(stale=True)
 
 
 def _user_limits_spend_start(user_id: int, amount: Decimal) -> None:

@@ -183,3 +183,27 @@ def test_two_workers_rolling_up_the_same_day_at_once_leave_one_set_of_rows(make_
     assert errors == []
     assert DailySpend.objects.filter(day=DAY).count() == 200
     assert sum(DailySpend.objects.values_list("requests", flat=True)) == 2000
+
+
+def test_logs_replayed_into_an_old_day_make_the_beat_task_rebuild_it(make_key):
+    from apps.spend.records import SpendRecord
+    from apps.spend.services import spend_logs_write_batch
+
+    key, _ = make_key()
+    long_ago = datetime.now(timezone.utc) - timedelta(days=5)
+    log(key=key, when=long_ago, cost="1")
+    daily_spend_rollup(day=long_ago.date())
+    # A batch that waited out a long outage in the spill lands now.
+    spend_logs_write_batch(records=[SpendRecord(
+        request_id="late", key_id=key.pk, key_hash=key.token_hash, team_id=None, organization_id=None,
+        user_id=None, call_type="chat_completion", model="gpt-4o", deployment_id=None, provider="openai",
+        upstream_model="gpt-4o", prompt_tokens=1, completion_tokens=1, cached_tokens=0, reasoning_tokens=0,
+        usage_reported=True, cost=Decimal("2"), status="success", http_status=200, error_type="", is_stream=False,
+        latency_ms=1, start_time=long_ago, end_time=long_ago,
+    )])
+    assert SpendRollupDay.objects.get(day=long_ago.date()).stale
+
+    daily_rollup_recent_task.delay()
+
+    assert DailySpend.objects.get(day=long_ago.date()).cost == Decimal("3")
+    assert not SpendRollupDay.objects.get(day=long_ago.date()).stale
