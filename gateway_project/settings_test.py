@@ -23,3 +23,9 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # One file per test run, so runs side by side never share a database.
     DATABASES["default"]["TEST"]["NAME"] = str(VAR_DIR / f"test-gateway-{os.getpid()}.sqlite3")  # noqa: F405
+else:
+    DATABASES["default"].setdefault("TEST", {})["NAME"] = f"test_gateway_{os.getpid()}"  # noqa: F405
+
+# Serve static files (the admin's, the spend report's charts) straight from the finders, as
+# `make run` does with DEBUG=1: the test servers run without DEBUG and without collectstatic.
+WHITENOISE_USE_FINDERS = True

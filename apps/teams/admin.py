@@ -1,9 +1,9 @@
 from django.contrib import admin
+from django.db.models import Q
 
+from apps.spend.admin_reports import SpendReportAdminMixin
 from apps.teams.admin_scope import OrganizationScopedAdmin
-
 from apps.teams.models import Organization, OrganizationMembership, Team, TeamMembership, UserLimits
-
 
 # Which Lago customer and subscription an entity is billed as (apps.billing) is the operator's
 # business: organization admins see it, only superusers change it.
@@ -29,9 +29,10 @@ class OrganizationMembershipInline(admin.TabularInline):
 
 
 @admin.register(Organization)
-class OrganizationAdmin(OrganizationScopedAdmin):
+class OrganizationAdmin(SpendReportAdminMixin, OrganizationScopedAdmin):
     organization_path = "pk"
-    list_display = ("name", "spend", "max_budget", "rpm_limit", "tpm_limit", "blocked", "created_at")
+    list_display = ("name", "spend", "max_budget", "rpm_limit", "tpm_limit", "blocked", "created_at",
+                    "spend_report_link")
     list_filter = ("blocked",)
     search_fields = ("name", "id", "lago_external_customer_id", "lago_external_subscription_id")
     readonly_fields = ("id", "spend", "created_at", "updated_at")
@@ -39,6 +40,9 @@ class OrganizationAdmin(OrganizationScopedAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return _lago_ids_read_only(request, super().get_readonly_fields(request, obj))
+
+    def spend_report_scope(self, obj) -> Q:
+        return Q(organization_id=obj.pk)
 
 
 class TeamMembershipInline(admin.TabularInline):
@@ -48,8 +52,9 @@ class TeamMembershipInline(admin.TabularInline):
 
 
 @admin.register(Team)
-class TeamAdmin(OrganizationScopedAdmin):
-    list_display = ("alias", "organization", "spend", "max_budget", "rpm_limit", "tpm_limit", "blocked")
+class TeamAdmin(SpendReportAdminMixin, OrganizationScopedAdmin):
+    list_display = ("alias", "organization", "spend", "max_budget", "rpm_limit", "tpm_limit", "blocked",
+                    "spend_report_link")
     list_filter = ("blocked", "organization")
     search_fields = ("alias", "id", "organization__name", "lago_external_customer_id",
                      "lago_external_subscription_id")
@@ -60,6 +65,9 @@ class TeamAdmin(OrganizationScopedAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return _lago_ids_read_only(request, super().get_readonly_fields(request, obj))
+
+    def spend_report_scope(self, obj) -> Q:
+        return Q(team_id=obj.pk)
 
 
 @admin.register(TeamMembership)
