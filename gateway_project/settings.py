@@ -297,12 +297,17 @@ BILLING_CLAIM_LEASE = env_float("BILLING_CLAIM_LEASE", 120.0)
 # Retries after network errors, 5xx and 429: exponential from the base, jittered, capped.
 BILLING_RETRY_BASE_DELAY = env_float("BILLING_RETRY_BASE_DELAY", 2.0)
 BILLING_RETRY_MAX_DELAY = env_float("BILLING_RETRY_MAX_DELAY", 600.0)
+# Delivered usage events and handled webhooks are deleted after these many seconds (an hourly
+# beat task); pending events and dead letters are kept until delivered or replayed.
+BILLING_SENT_RETENTION = env_float("BILLING_SENT_RETENTION", 30 * 86400.0)
+BILLING_WEBHOOK_RETENTION = env_float("BILLING_WEBHOOK_RETENTION", 30 * 86400.0)
 if LAGO_API_BASE:
     CELERY_BEAT_SCHEDULE.update({
         "billing-events-send": {"task": "billing.events_send", "schedule": BILLING_OUTBOX_INTERVAL,
                                 "options": {"expires": max(BILLING_OUTBOX_INTERVAL - 0.5, 1.0)}},
         "billing-wallets-refresh": {"task": "billing.wallets_refresh", "schedule": BILLING_WALLET_REFRESH_INTERVAL,
                                     "options": {"expires": max(BILLING_WALLET_REFRESH_INTERVAL - 1.0, 1.0)}},
+        "billing-records-purge": {"task": "billing.records_purge", "schedule": 3600.0, "options": {"expires": 3000}},
     })
 
 # --- routing (apps/routing): retries and deployment health checks ---------------------------

@@ -647,3 +647,37 @@ def lago_customers_sync(*, dry_run: bool = False, client: LagoClient | None = No
         if own_client:
             client.close()
     return report
+
+
+# --- retention --------------------------------------------------------------------------------
+
+PURGE_CHUNK = 5_000  # rows per delete: short transactions beside the sender and the spend writer
+
+
+@dataclass
+class PurgeResult:
+    events: int = 0
+    webhooks: int = 0
+
+
+def _delete_in_chunks(queryset) -> int:
+    deleted = 0
+    while ids := list(queryset.order_by("pk").values_list("pk", flat=True)[:PURGE_CHUNK]):
+        with transaction.atomic():
+            deleted += queryset.model.objects.filter(pk__in=ids).delete()[0]
+    return deleted
+
+
+def billing_records_purge(*, now=None) -> PurgeResult:
+    """Delete usage events delivered more than BILLING_SENT_RETENTION ago and webhook receipts
+    older than BILLING_WEBHOOK_RETENTION: the outbox gets a row per request and would otherwise
+    grow forever. Pending events and dead letters are never deleted here."""
+    now = now or timezone.now()
+    sent = BillingEvent.objects.filter(
+        status=BillingEvent.Status.SENT, sent_at__lt=now - timedelta(seconds=settings.BILLING_SENT_RETENTION)
+    )
+    # A receipt only has to outlive Lago's redeliveries of the same webhook.
+    handled = BillingWebhook.objects.filter(
+        received_at__lt=now - timedelta(seconds=settings.BILLING_WEBHOOK_RETENTION)
+    )
+    return PurgeResult(events=_delete_in_chunks(sent), webhooks=_delete_in_chunks(handled))

@@ -31,3 +31,12 @@ def wallet_refresh_task(lago_wallet_id: str) -> int:
     from apps.billing.services import wallet_refresh_for_wallet
 
     return wallet_refresh_for_wallet(lago_wallet_id=lago_wallet_id).refreshed
+
+
+@shared_task(name="billing.records_purge", ignore_result=True)
+def records_purge_task() -> int:
+    """Delivered usage events and old webhook receipts, past their retention."""
+    from apps.billing.services import billing_records_purge
+
+    result = billing_records_purge()
+    return result.events + result.webhooks

@@ -54,7 +54,7 @@ def test_setting_the_base_schedules_the_beat_tasks():
         BILLING_CREDITS_ROUNDING="half_even",
         BILLING_BATCH_SIZE="500",
     )
-    assert {"billing-events-send", "billing-wallets-refresh"} <= set(values["beat"])
+    assert {"billing-events-send", "billing-wallets-refresh", "billing-records-purge"} <= set(values["beat"])
     assert values["send"] == "billing.events_send"
     assert (values["entity"], values["rate"], values["fail_open"], values["rounding"], values["batch"]) == (
         "team",
