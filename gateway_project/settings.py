@@ -174,6 +174,10 @@ GATEWAY_ROLLUP_INTERVAL = env_float("GATEWAY_ROLLUP_INTERVAL", 300.0)
 # tolerance (USD) is recorded as drift (admin: Spend counter drifts) and logged.
 GATEWAY_RECONCILE_INTERVAL = env_float("GATEWAY_RECONCILE_INTERVAL", 900.0)
 GATEWAY_RECONCILE_TOLERANCE = env_str("GATEWAY_RECONCILE_TOLERANCE", "0.000001")
+# Budget alerts (a soft budget crossed, a budget exhausted): posted to a Slack incoming webhook
+# (LiteLLM's SLACK_WEBHOOK_URL) and/or as JSON to a webhook of yours; logged either way.
+SLACK_WEBHOOK_URL = env_str("SLACK_WEBHOOK_URL", "")
+GATEWAY_ALERT_WEBHOOK_URL = env_str("GATEWAY_ALERT_WEBHOOK_URL", "")
 # GET /metrics (Prometheus) asks scrapers for this bearer token when set; open otherwise, as LiteLLM's.
 GATEWAY_METRICS_TOKEN = env_str("GATEWAY_METRICS_TOKEN", "")
 CELERY_BEAT_SCHEDULE = {

@@ -113,6 +113,16 @@ class MemoryLimiter:
         self._in_flight: dict[str, dict[str, float]] = {}  # scope -> request id -> expiry (ms)
         self._spend: dict[str, int] = {}  # scope:period -> nanos
         self._reserved: dict[str, dict[str, tuple[int, float]]] = {}  # scope -> request -> (nanos, expiry ms)
+        self._once: dict[str, float] = {}  # name -> expiry (unix seconds)
+
+    async def once(self, name: str, ttl: int) -> bool:
+        """True the first time `name` is marked within `ttl` seconds."""
+        now = time.time()
+        if self._once.get(name, 0) > now:
+            return False
+        self._once = {n: t for n, t in self._once.items() if t > now}
+        self._once[name] = now + ttl
+        return True
 
     def _window(self, key: str, second: int) -> tuple[int, int | None]:
         buckets = self._buckets.setdefault(key, {})
@@ -328,6 +338,11 @@ class RedisLimiter:
             base = f"{self._prefix}:{{{scope.tag}}}"
             keys += [f"{base}:rpm", f"{base}:tpm", f"{base}:inflight", f"{base}:spend:{period}", f"{base}:resv"]
         return keys
+
+    async def once(self, name: str, ttl: int) -> bool:
+        """True the first time `name` is marked within `ttl` seconds, across every replica."""
+        client, _ = self._client()
+        return bool(await client.set(f"{self._prefix}:once:{name}", 1, nx=True, ex=max(int(ttl), 1)))
 
     async def acquire(self, scopes, request_id: str, reservation_nanos: int) -> LimitDecision:
         now = time.time()

@@ -55,6 +55,10 @@ async def limits_acquire(scopes: tuple, request_id: str, deployment: Deployment,
         return _headers(decision)
     scope = decision.scope
     if decision.reason == "budget":
+        from apps.core.background import spawn
+        from apps.spend.alerts import budget_exhausted
+
+        spawn(budget_exhausted(scope), name="budget-exhausted-alert")
         raise GatewayError(
             f"The {scope.kind}'s budget is exhausted for this period.",
             status=429,
