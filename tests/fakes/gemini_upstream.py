@@ -251,6 +251,26 @@ def _validate_tool_config(tool_config: dict | None) -> None:
 # --- wire → the brain's view → wire ------------------------------------------------------------
 
 
+ISSUED_THOUGHT_SIGNATURE = "c2lnbmF0dXJl"
+
+
+def validate_thought_signatures(model: str, body: dict) -> None:
+    """Gemini 3's rule: in the history, the first function call of each model turn must carry
+    the thought signature it was given, unchanged (else a 400)."""
+    if not model.startswith("gemini-3"):
+        return
+    for number, content in enumerate(body["contents"]):
+        calls = [(index, part) for index, part in enumerate(content["parts"]) if "functionCall" in part]
+        if content["role"] == "model" and calls:
+            index, first = calls[0]
+            if first.get("thoughtSignature") != ISSUED_THOUGHT_SIGNATURE:
+                raise InvalidArgument(
+                    f"Function call is missing a thought_signature in functionCall parts. This is required "
+                    f"for tools to work correctly. Additional data, function call `{first['functionCall']['name']}`"
+                    f" , position {index + 1}. contents[{number}]"
+                )
+
+
 def parse_gemini(model: str, body: dict, *, stream: bool) -> FakeRequest:
     request = FakeRequest(model=model, stream=stream)
     system = body.get("systemInstruction")
@@ -302,7 +322,7 @@ def usage_metadata(scenario: FakeScenario, *, thinking: bool, completion_tokens:
 def function_call_parts(scenario: FakeScenario) -> list[dict]:
     parts = [{"functionCall": {"name": call.name, "args": call.arguments}} for call in scenario.tool_calls]
     if parts:  # Gemini 2.5+ signs the first call of a turn; the signature is not for the client
-        parts[0]["thoughtSignature"] = "c2lnbmF0dXJl"
+        parts[0]["thoughtSignature"] = ISSUED_THOUGHT_SIGNATURE
     return parts
 
 
@@ -478,6 +498,7 @@ class GoogleServer:
     ) -> web.StreamResponse:
         try:
             validate_generate_request(body)
+            validate_thought_signatures(model, body)
         except InvalidArgument as exc:
             return google_error(400, str(exc))
         if model == "blocked-prompt":  # Google's safety filter refused the prompt: no candidates

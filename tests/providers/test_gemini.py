@@ -261,9 +261,11 @@ def test_parallel_tool_results_go_back_by_name_in_one_turn(gemini, deploy, clien
     question = {"role": "user", "content": "Paris and Berlin?"}
     first = client.chat.completions.create(model=model, messages=[question], tools=[WEATHER_TOOL])
     message = first.choices[0].message
-    raw = first.model_dump_json()
-    assert "thoughtSignature" not in raw and all(call.id.startswith("call_") for call in message.tool_calls)
+    assert all(call.id.startswith("call_") for call in message.tool_calls)
     paris, berlin = message.tool_calls
+    # Gemini signed the turn's first call: the signature comes back to the client with it.
+    assert paris.model_extra["extra_content"] == {"google": {"thought_signature": "c2lnbmF0dXJl"}}
+    assert "extra_content" not in berlin.model_extra
     reply = client.chat.completions.create(
         model=model,
         tools=[WEATHER_TOOL],
@@ -279,7 +281,7 @@ def test_parallel_tool_results_go_back_by_name_in_one_turn(gemini, deploy, clien
     assert contents[1] == {
         "role": "model",
         "parts": [
-            {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}},
+            {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}, "thoughtSignature": "c2lnbmF0dXJl"},
             {"functionCall": {"name": "get_weather", "args": {"city": "Berlin"}}},
         ],
     }
@@ -290,6 +292,60 @@ def test_parallel_tool_results_go_back_by_name_in_one_turn(gemini, deploy, clien
             {"functionResponse": {"name": "get_weather", "response": {"content": "12C"}}},
         ],
     }
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_gemini_3_multi_turn_tool_use_keeps_the_thought_signature(gemini, deploy, client, stream):
+    """Gemini 3 refuses a history whose function call lost its signature (the fake enforces it)."""
+    model = deploy(gemini, "gemini-3-pro-preview")
+    question = {"role": "user", "content": "Weather in Paris?"}
+    if stream:
+        chunks = list(client.chat.completions.create(model=model, messages=[question], tools=[WEATHER_TOOL],
+                                                     stream=True))
+        [delta_call] = [call for chunk in chunks if chunk.choices for call in chunk.choices[0].delta.tool_calls or ()]
+        call = {"id": delta_call.id, "type": "function",
+                "function": {"name": delta_call.function.name, "arguments": delta_call.function.arguments},
+                **delta_call.model_extra}
+        assistant = {"role": "assistant", "tool_calls": [call]}
+    else:
+        first = client.chat.completions.create(model=model, messages=[question], tools=[WEATHER_TOOL])
+        assistant = first.choices[0].message.model_dump(exclude_none=True)
+    call_id = assistant["tool_calls"][0]["id"]
+
+    reply = client.chat.completions.create(model=model, tools=[WEATHER_TOOL], messages=[
+        question, assistant, {"role": "tool", "tool_call_id": call_id, "content": "18C"},
+    ])
+
+    assert reply.choices[0].message.content == "tool results: get_weather=18C"
+    assert sent(gemini)["body"]["contents"][1]["parts"][0]["thoughtSignature"] == "c2lnbmF0dXJl"
+
+
+def test_a_client_that_keeps_only_the_tool_call_id_keeps_the_signature(gemini, deploy, client):
+    model = deploy(gemini, "gemini-3-flash-preview")
+    question = {"role": "user", "content": "Weather in Paris?"}
+    first = client.chat.completions.create(model=model, messages=[question], tools=[WEATHER_TOOL])
+    call = first.choices[0].message.tool_calls[0]
+    rebuilt = {"role": "assistant", "tool_calls": [  # only the OpenAI fields, as many frameworks keep them
+        {"id": call.id, "type": "function", "function": {"name": call.function.name,
+                                                          "arguments": call.function.arguments}}]}
+
+    reply = client.chat.completions.create(model=model, tools=[WEATHER_TOOL], messages=[
+        question, rebuilt, {"role": "tool", "tool_call_id": call.id, "content": "18C"},
+    ])
+
+    assert reply.choices[0].message.content == "tool results: get_weather=18C"
+
+
+def test_gemini_3_refuses_a_history_whose_call_has_no_signature(gemini, deploy, client):
+    model = deploy(gemini, "gemini-3-pro-preview")
+    history = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "tool_calls": [{"id": "call_x", "type": "function",
+                                              "function": {"name": "get_weather", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "call_x", "content": "18C"},
+    ]
+    with pytest.raises(openai.BadRequestError, match="thought_signature"):
+        client.chat.completions.create(model=model, tools=[WEATHER_TOOL], messages=history)
 
 
 def test_tool_result_for_an_unknown_call_is_a_400(gemini, deploy, client):

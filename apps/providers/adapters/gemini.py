@@ -12,7 +12,11 @@ What differs from OpenAI, and how it is bridged:
 - a prompt blocked by Google's safety filters (promptFeedback.blockReason, no candidates)
   becomes a 400 with code `content_filter`, as Azure OpenAI answers a filtered prompt;
 - streams are SSE without event names and without [DONE]; each event is a whole
-  response chunk, function calls arrive whole, usage repeats and the last one counts.
+  response chunk, function calls arrive whole, usage repeats and the last one counts;
+- a function call's `thoughtSignature` (Gemini 2.5+; Gemini 3 refuses a history whose calls
+  lost theirs) rides with the OpenAI tool call two ways, so any client brings it back: in
+  `extra_content.google.thought_signature` (as Google's own OpenAI endpoint gives it) and in
+  the call's id after THOUGHT_SIGNATURE_SEPARATOR (clients that keep only ids keep that).
 """
 
 from __future__ import annotations
@@ -255,9 +259,12 @@ def assistant_parts(message: dict, where: str, function_names: dict[str, str]) -
             )
         if call.get("id"):
             function_names[call["id"]] = function["name"]
-        parts.append(
-            {"functionCall": {"name": function["name"], "args": tool_arguments_object(function.get("arguments"), param=f"{call_where}.function.arguments")}}
-        )
+        arguments = tool_arguments_object(function.get("arguments"), param=f"{call_where}.function.arguments")
+        part: dict[str, Any] = {"functionCall": {"name": function["name"], "args": arguments}}
+        signature = thought_signature_of(call)
+        if signature:
+            part["thoughtSignature"] = signature
+        parts.append(part)
     return parts
 
 
@@ -402,20 +409,41 @@ def usage_from_gemini(metadata: Any) -> Usage:
     )
 
 
+THOUGHT_SIGNATURE_SEPARATOR = "__thought__"
+
+
 def new_tool_call_id() -> str:
     return "call_" + uuid.uuid4().hex[:24]
 
 
-def tool_call_from(function_call: dict) -> dict:
-    """An OpenAI tool call for a functionCall part (Gemini 3 may give an id: kept)."""
-    return {
-        "id": function_call.get("id") or new_tool_call_id(),
+def tool_call_from(function_call: dict, thought_signature: str | None = None) -> dict:
+    """An OpenAI tool call for a functionCall part (Gemini 3 may give an id: kept), carrying
+    the part's thought signature if it has one."""
+    call_id = function_call.get("id") or new_tool_call_id()
+    call: dict[str, Any] = {
+        "id": call_id,
         "type": "function",
         "function": {
             "name": function_call.get("name") or "",
             "arguments": orjson.dumps(function_call.get("args") or {}).decode(),
         },
     }
+    if thought_signature:
+        call["id"] = f"{call_id}{THOUGHT_SIGNATURE_SEPARATOR}{thought_signature}"
+        call["extra_content"] = {"google": {"thought_signature": thought_signature}}
+    return call
+
+
+def thought_signature_of(call: dict) -> str | None:
+    """The signature a client brought back with a tool call (either way it was given)."""
+    extra = call.get("extra_content")
+    google = extra.get("google") if isinstance(extra, dict) else None
+    if isinstance(google, dict) and isinstance(google.get("thought_signature"), str):
+        return google["thought_signature"]
+    call_id = call.get("id")
+    if isinstance(call_id, str) and THOUGHT_SIGNATURE_SEPARATOR in call_id:
+        return call_id.split(THOUGHT_SIGNATURE_SEPARATOR, 1)[1] or None
+    return None
 
 
 def answer_parts(candidate: dict) -> list[dict]:
@@ -447,7 +475,7 @@ def choice_from_candidate(candidate: dict, index: int) -> dict:
         if isinstance(part.get("text"), str):
             texts.append(part["text"])
         elif isinstance(part.get("functionCall"), dict):
-            tool_calls.append(tool_call_from(part["functionCall"]))
+            tool_calls.append(tool_call_from(part["functionCall"], part.get("thoughtSignature")))
     text = "".join(texts)
     message: dict[str, Any] = {"role": "assistant", "content": text if text or not tool_calls else None}
     if tool_calls:
@@ -567,7 +595,8 @@ class GeminiStreamTranslator(StreamTranslator):
             if isinstance(part.get("text"), str) and part["text"]:
                 chunks.append(self._chunk(index, {"content": part["text"]}))
             elif isinstance(part.get("functionCall"), dict):
-                call = {"index": state.tool_calls, **tool_call_from(part["functionCall"])}
+                call = {"index": state.tool_calls,
+                        **tool_call_from(part["functionCall"], part.get("thoughtSignature"))}
                 state.tool_calls += 1
                 chunks.append(self._chunk(index, {"tool_calls": [call]}))
         if candidate.get("finishReason"):
