@@ -83,7 +83,7 @@ def deployment_state_key(pk: int, created_at) -> str:
 def _deployments_load() -> dict[str, list[Deployment]]:
     groups: dict[str, list[Deployment]] = {}
     for row in deployment_list_active():
-        adapter = adapter_for(row.provider)
+        adapter = adapter_for(row.provider, row.upstream_model)
         if adapter is None:
             logger.warning("deployment %s has unknown provider %r; skipped", row.pk, row.provider)
             continue

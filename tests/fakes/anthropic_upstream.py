@@ -333,6 +333,10 @@ class AnthropicServer:
             return self._error(400, "anthropic-version: header is required")
         if not request.headers.get("content-type", "").startswith("application/json"):
             return self._error(400, "content-type must be application/json")
+        return await self.respond(request, body)
+
+    async def respond(self, request: web.Request, body: dict) -> web.StreamResponse:
+        """Answer a Messages body (checked for the transport by the caller)."""
         try:
             thinking = validate(body)
             fake_request = parse_anthropic(body)
@@ -427,3 +431,70 @@ class AnthropicFake(ProviderFake):
 
     def deployment_fields(self):
         return {"api_base": self._server.server.url, "api_key": API_KEY}
+
+
+# --- Claude on Vertex AI ------------------------------------------------------------------------
+
+VERTEX_TOKEN = "ya29.fake-vertex-claude"
+VERTEX_PROJECT, VERTEX_LOCATION = "fake-project", "us-east5"
+# The script's model names are not Claude's: the fake's upstream models are "claude-" + them.
+CLAUDE_PREFIX = "claude-"
+
+
+def google_error(status: int, message: str, google_status: str) -> web.Response:
+    return web.json_response({"error": {"code": status, "message": message, "status": google_status}},
+                             status=status)
+
+
+class VertexClaudeServer(AnthropicServer):
+    """Vertex AI's Anthropic publisher: rawPredict / streamRawPredict with a Google bearer token,
+    the model in the URL and anthropic_version in the body."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.server.app.router.add_post(
+            "/v1/projects/{project}/locations/{location}/publishers/anthropic/models/{target}", self.raw_predict
+        )
+
+    async def raw_predict(self, request: web.Request) -> web.StreamResponse:
+        model, _, method = request.match_info["target"].partition(":")
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return google_error(400, "Invalid JSON payload received.", "INVALID_ARGUMENT")
+        self.requests.append({"path": request.path_qs, "headers": dict(request.headers), "body": dict(body)})
+        if request.headers.get("Authorization") != f"Bearer {VERTEX_TOKEN}":
+            return google_error(401, "Request had invalid authentication credentials.", "UNAUTHENTICATED")
+        if (request.match_info["project"], request.match_info["location"]) != (VERTEX_PROJECT, VERTEX_LOCATION):
+            return google_error(404, "Publisher model not found in this project and location.", "NOT_FOUND")
+        if method not in ("rawPredict", "streamRawPredict") or (method == "streamRawPredict") != bool(body.get("stream")):
+            return google_error(400, f"{method}: not the method for this body's stream setting", "INVALID_ARGUMENT")
+        if body.pop("anthropic_version", None) != "vertex-2023-10-16":
+            return self._error(400, "anthropic_version: Field required (vertex-2023-10-16)")
+        if "model" in body:
+            return self._error(400, "model: Extra inputs are not permitted")
+        if not model.startswith(CLAUDE_PREFIX):
+            return google_error(404, f"Publisher Model {model} was not found.", "NOT_FOUND")
+        return await self.respond(request, {**body, "model": model.removeprefix(CLAUDE_PREFIX)})
+
+
+@register
+class VertexClaudeFake(ProviderFake):
+    provider = "vertex_ai"
+    table_name = "vertex_ai/claude"
+
+    def start(self):
+        self._server = VertexClaudeServer()
+        self.requests = self._server.requests
+        self._server.server.start()
+        return self
+
+    def stop(self):
+        self._server.server.stop()
+
+    def deployment_fields(self):
+        return {"api_base": self._server.server.url, "api_key": VERTEX_TOKEN,
+                "extra_params": {"vertex_project": VERTEX_PROJECT, "vertex_location": VERTEX_LOCATION}}
+
+    def upstream_model(self, scripted: str) -> str:
+        return CLAUDE_PREFIX + scripted

@@ -15,6 +15,7 @@ PROVIDER_FAKES: dict[str, type["ProviderFake"]] = {}
 
 class ProviderFake:
     provider: str = ""  # the provider part of provider/model
+    table_name: str = ""  # the table's name for it, when one provider has several fakes
     # What the provider can do, so the table skips cases it cannot (e.g. images).
     features: frozenset[str] = frozenset({"tools", "parallel_tools", "images", "stream", "cache_usage"})
 
@@ -31,9 +32,13 @@ class ProviderFake:
         """ModelDeployment fields that point a deployment at this fake (api_base, api_key, ...)."""
         raise NotImplementedError
 
+    def upstream_model(self, scripted: str) -> str:
+        """The upstream model name for one of the script's model names (tests/fakes/brain.py)."""
+        return scripted
+
 
 def register(cls: type[ProviderFake]) -> type[ProviderFake]:
-    PROVIDER_FAKES[cls.provider] = cls
+    PROVIDER_FAKES[cls.table_name or cls.provider] = cls
     return cls
 
 

@@ -47,11 +47,11 @@ def deploy(fake, transactional_db):
     from apps.providers.models import ModelDeployment
 
     def make(upstream_model: str = "fake-model", **fields) -> str:
-        name = f"{fake.provider}-{upstream_model}"
+        name = f"{fake.table_name or fake.provider}-{upstream_model}"
         ModelDeployment.objects.create(
             model_name=name,
             provider=fake.provider,
-            upstream_model=upstream_model,
+            upstream_model=fake.upstream_model(upstream_model),
             input_cost_per_token=Decimal("0.000001"),
             output_cost_per_token=Decimal("0.000002"),
             **{**fake.deployment_fields(), **fields},

@@ -17,6 +17,7 @@ _ADAPTER_CLASSES = {
     "anthropic": "apps.providers.adapters.anthropic.AnthropicAdapter",
     "gemini": "apps.providers.adapters.gemini.GeminiAdapter",
     "vertex_ai": "apps.providers.adapters.gemini.VertexAIAdapter",
+    "vertex_ai/anthropic": "apps.providers.adapters.vertex_anthropic.VertexAnthropicAdapter",
     "bedrock": "apps.providers.adapters.bedrock.BedrockAdapter",
     "ollama": "apps.providers.adapters.ollama.OllamaAdapter",
     "cohere": "apps.providers.adapters.cohere.CohereAdapter",
@@ -26,7 +27,16 @@ _adapters: dict[str, ProviderAdapter] = {
 }
 
 
-def adapter_for(provider: str) -> ProviderAdapter | None:
+# Models a provider serves in another's format: (provider, model prefix) → translator key.
+_PARTNER_MODELS = {("vertex_ai", "claude"): "vertex_ai/anthropic"}
+
+
+def adapter_for(provider: str, upstream_model: str = "") -> ProviderAdapter | None:
+    """The translator for a provider, or for one of its partner models (Claude on Vertex AI)."""
+    for (partner_provider, prefix), key in _PARTNER_MODELS.items():
+        if provider == partner_provider and upstream_model.startswith(prefix):
+            provider = key
+            break
     adapter = _adapters.get(provider)
     if adapter is None and provider in _ADAPTER_CLASSES:
         module_name, _, class_name = _ADAPTER_CLASSES[provider].rpartition(".")
@@ -39,4 +49,4 @@ def adapter_for(provider: str) -> ProviderAdapter | None:
 
 
 def known_providers() -> list[str]:
-    return sorted(set(_adapters) | set(_ADAPTER_CLASSES))
+    return sorted((set(_adapters) | set(_ADAPTER_CLASSES)) - set(_PARTNER_MODELS.values()))

@@ -924,7 +924,8 @@ class VertexAIAdapter(GeminiAdapter):
             code="deployment_misconfigured",
         )
 
-    async def model_url(self, deployment, method: str) -> str:
+    async def model_url(self, deployment, method: str, *, publisher: str = "google") -> str:
+        """The model's URL; `publisher` is "anthropic" for Claude (apps.providers.adapters.vertex_anthropic)."""
         location = deployment.extra_params.get("vertex_location") or self.default_location
         project = deployment.extra_params.get("vertex_project") or self._credentials_project(deployment)
         if not project:
@@ -942,7 +943,7 @@ class VertexAIAdapter(GeminiAdapter):
         model = deployment.upstream_model.removeprefix("models/")
         return (
             f"{base.rstrip('/')}/v1/projects/{project}/locations/{location}"
-            f"/publishers/google/models/{model}:{method}"
+            f"/publishers/{publisher}/models/{model}:{method}"
         )
 
     def _credentials_project(self, deployment) -> str | None:
