@@ -52,6 +52,35 @@ def _model_scopes(key: VirtualKey) -> dict[str, LimitScope]:
     }
 
 
+def team_member_scope(team, user_id, membership: dict | None) -> LimitScope | None:
+    """The member's limits within the team (LiteLLM's team_member_*), counted per (team, user)."""
+    if team is None or user_id is None or not team.has_member_limits:
+        return None
+    membership = membership or {}
+    period_start = membership.get("budget_period_start")
+    return LimitScope(
+        kind="team-member",
+        id=f"{team.pk}:{user_id}",
+        rpm=team.team_member_rpm_limit,
+        tpm=team.team_member_tpm_limit,
+        budget_nanos=usd_to_nanos(team.team_member_budget),
+        budget_duration=team.team_member_budget_duration,
+        budget_anchor=team.budget_anchor.timestamp(),
+        db_spend_nanos=usd_to_nanos(membership.get("spend")) or 0,
+        db_period=(str(int(period_start.timestamp())) if period_start else "none")
+        if team.team_member_budget_duration else "all",
+    )
+
+
+def _team_membership_spend(team, user_id) -> dict | None:
+    """The member's spend row, read only for teams with member limits (one query on a cache miss)."""
+    if team is None or user_id is None or not team.has_member_limits:
+        return None
+    from apps.teams.models import TeamMembership
+
+    return TeamMembership.objects.filter(team=team, user_id=user_id).values("spend", "budget_period_start").first()
+
+
 def _as_dict(scope: LimitScope) -> dict:
     return {name: getattr(scope, name) for name in LimitScope.__slots__}
 
@@ -74,10 +103,12 @@ def key_context_get(token_hash: str) -> KeyContext | None:
         except UserLimits.DoesNotExist:
             user_limits = None
     return _context(key=key, user_id=key.user_id, user_limits=user_limits, team=team, organization=organization,
-                    token_hash=key.token_hash, alias=key.alias)
+                    token_hash=key.token_hash, alias=key.alias,
+                    membership=_team_membership_spend(team, key.user_id))
 
 
-def _context(*, key, user_id, user_limits, team, organization, token_hash: str, alias: str) -> KeyContext:
+def _context(*, key, user_id, user_limits, team, organization, token_hash: str, alias: str,
+             membership: dict | None = None) -> KeyContext:
     levels = [("key", getattr(key, "pk", None), key), ("user", user_id, user_limits),
               ("team", getattr(team, "pk", None), team),
               ("organization", getattr(organization, "pk", None), organization)]
@@ -98,7 +129,8 @@ def _context(*, key, user_id, user_limits, team, organization, token_hash: str, 
         allowed_models=tuple(frozenset(entity.models) for _, _, entity in levels if entity.models),
         expires_at=key.expires_at.timestamp() if key is not None and key.expires_at else None,
         blocked_reason=blocked_reason,
-        scopes=tuple(s for kind, entity_id, entity in levels if (s := _limit_scope(kind, entity_id, entity, now))),
+        scopes=tuple(s for kind, entity_id, entity in levels if (s := _limit_scope(kind, entity_id, entity, now)))
+        + tuple(s for s in (team_member_scope(team, user_id, membership),) if s is not None),
         model_scopes=_model_scopes(key) if key is not None else {},
         store_prompts=_store_prompts(key, team),
     )
@@ -144,8 +176,10 @@ def jwt_context_get(identity: str) -> KeyContext | None:
             user_limits = user.gateway_limits
         except UserLimits.DoesNotExist:
             pass
-    return _context(key=None, user_id=user.pk if user else None, user_limits=user_limits, team=team,
-                    organization=organization, token_hash=f"jwt:{subject}", alias=f"jwt:{subject}")
+    user_id = user.pk if user else None
+    return _context(key=None, user_id=user_id, user_limits=user_limits, team=team,
+                    organization=organization, token_hash=f"jwt:{subject}", alias=f"jwt:{subject}",
+                    membership=_team_membership_spend(team, user_id))
 
 
 def virtual_key_get_by_raw(raw_key: str) -> VirtualKey | None:

@@ -16,6 +16,7 @@ from apps.spend.tokens import rough_prompt_tokens
 
 logger = logging.getLogger(__name__)
 
+_KIND_NAMES = {"team-member": "team member", "key-model": "key (for this model)"}
 _WINDOW_NAMES = {"rpm": "requests per minute", "tpm": "tokens per minute", "parallel": "parallel requests"}
 
 
@@ -60,7 +61,7 @@ async def limits_acquire(scopes: tuple, request_id: str, deployment: Deployment,
 
         spawn(budget_exhausted(scope), name="budget-exhausted-alert")
         raise GatewayError(
-            f"The {scope.kind}'s budget is exhausted for this period.",
+            f"The {_KIND_NAMES.get(scope.kind, scope.kind)}'s budget is exhausted for this period.",
             status=429,
             type="insufficient_quota",
             code="insufficient_quota",
@@ -73,7 +74,8 @@ async def limits_acquire(scopes: tuple, request_id: str, deployment: Deployment,
     elif decision.reason == "tpm":
         headers.update({"x-ratelimit-limit-tokens": str(scope.tpm), "x-ratelimit-remaining-tokens": "0"})
     raise GatewayError(
-        f"Rate limit reached for the {scope.kind}: {limit} {_WINDOW_NAMES[decision.reason]}.",
+        f"Rate limit reached for the {_KIND_NAMES.get(scope.kind, scope.kind)}: {limit} "
+        f"{_WINDOW_NAMES[decision.reason]}.",
         status=429,
         type="requests" if decision.reason != "tpm" else "tokens",
         code="rate_limit_exceeded",

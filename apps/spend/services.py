@@ -104,6 +104,19 @@ def _spend_totals_add(records: list[SpendRecord]) -> None:
                     _user_limits_spend_start(entity_id, amount)
             else:
                 model.objects.filter(pk=entity_id).update(spend=F("spend") + amount)
+    _team_member_spend_add(records)
+
+
+def _team_member_spend_add(records: list[SpendRecord]) -> None:
+    """Each member's spend within its team (team_member_budget), per (team, user) pair."""
+    from apps.teams.models import TeamMembership
+
+    totals: dict = defaultdict(Decimal)
+    for record in records:
+        if record.team_id is not None and record.user_id is not None and record.cost:
+            totals[(record.team_id, record.user_id)] += record.cost
+    for (team_id, user_id), amount in totals.items():
+        TeamMembership.objects.filter(team_id=team_id, user_id=user_id).update(spend=F("spend") + amount)
 
 
 def _rollup_days_mark_stale(records: list[SpendRecord]) -> None:
@@ -124,18 +137,15 @@ def _user_limits_spend_start(user_id: int, amount: Decimal) -> None:
     """A user's first spend: its UserLimits row, made here. A user deleted meanwhile is
     skipped (its logs keep the spend), never allowed to fail the batch."""
     from django.contrib.auth import get_user_model
-    from django.db import IntegrityError
 
     from apps.teams.models import UserLimits
 
     # Foreign keys are checked at commit (deferred): look first, or the whole batch would fail.
     if not get_user_model().objects.filter(pk=user_id).exists():
         return
-    try:
-        with transaction.atomic():  # a savepoint: a concurrent first spend leaves the batch whole
-            UserLimits.objects.get_or_create(user_id=user_id)
-    except IntegrityError:
-        pass
+    # bulk_create: no post_save, so no replica drops its key contexts for a row with no limits;
+    # ignore_conflicts: a concurrent first spend made it already.
+    UserLimits.objects.bulk_create([UserLimits(user_id=user_id)], ignore_conflicts=True)
     UserLimits.objects.filter(user_id=user_id).update(spend=F("spend") + amount)
 
 
@@ -167,6 +177,28 @@ def budget_periods_roll(*, now=None) -> int:
                 total = SpendLog.objects.filter(**{log_field: owner, "start_time__gte": start}).aggregate(
                     total=Sum("cost"))["total"] or Decimal(0)
                 model.objects.filter(pk=entity.pk).update(spend=total, budget_period_start=start)
+            rolled += 1
+    return rolled + _team_member_periods_roll(now)
+
+
+def _team_member_periods_roll(now) -> int:
+    """The same for each member of a team with a member budget duration."""
+    from django.db.models import Sum
+
+    from apps.core.durations import current_period
+    from apps.teams.models import TeamMembership
+
+    rolled = 0
+    for team in Team.objects.exclude(team_member_budget_duration="").only("pk", "team_member_budget_duration",
+                                                                          "budget_anchor"):
+        start, _ = current_period(team.budget_anchor, team.team_member_budget_duration, now)
+        for membership in TeamMembership.objects.filter(team=team).exclude(budget_period_start=start):
+            with transaction.atomic():
+                TeamMembership.objects.select_for_update().filter(pk=membership.pk).first()
+                total = SpendLog.objects.filter(team_id=team.pk, user_id=membership.user_id,
+                                                start_time__gte=start).aggregate(total=Sum("cost"))["total"]
+                TeamMembership.objects.filter(pk=membership.pk).update(spend=total or Decimal(0),
+                                                                       budget_period_start=start)
             rolled += 1
     return rolled
 

@@ -73,7 +73,7 @@ class TeamAdmin(SpendReportAdminMixin, OrganizationScopedAdmin):
 @admin.register(TeamMembership)
 class TeamMembershipAdmin(OrganizationScopedAdmin):
     organization_path = "team__organization"
-    list_display = ("user", "team", "role", "created_at")
+    list_display = ("user", "team", "role", "spend", "created_at")
     list_filter = ("role", "team__organization")
     search_fields = ("user__username", "user__email", "team__alias")
     list_select_related = ("user", "team", "team__organization")

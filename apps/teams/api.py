@@ -212,7 +212,8 @@ class TeamNewApi(ManagementAPIView):
         else:
             raise Forbidden("Only the proxy admin and organization admins may create teams.")
         team_create_check(actor, organization)
-        fields = {**s.limits_values(data), **s.lago_values(data, actor), **s.prompt_storage_values(data)}
+        fields = {**s.limits_values(data), **s.lago_values(data, actor), **s.prompt_storage_values(data),
+                  **s.team_member_limit_values(data)}
         if data.get("team_id"):
             fields["id"] = data["team_id"]
         members = [{**m, "role": s.TEAM_ROLES[m["role"]]} for m in data.get("members_with_roles") or []]
@@ -238,7 +239,7 @@ class TeamUpdateApi(ManagementAPIView):
         organization = organization_or_404(data["organization_id"]) if data.get("organization_id") else None
         team_update_check(request_actor(request), team, data, organization=organization)
         changes = {**s.limits_values(data), **s.lago_values(data, request_actor(request)),
-                   **s.prompt_storage_values(data)}
+                   **s.prompt_storage_values(data), **s.team_member_limit_values(data)}
         if "team_alias" in data:
             changes["alias"] = data["team_alias"]
         if organization is not None:

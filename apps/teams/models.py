@@ -102,6 +102,20 @@ class Team(LimitsMixin):
         help_text="Keep the messages and answers of the team's requests in their spend logs (a key may "
         "say otherwise for itself). Empty: the gateway's default (GATEWAY_STORE_PROMPTS, off unless set).",
     )
+    # Limits each member has within the team (LiteLLM's team_member_*), on top of the team's own.
+    team_member_budget = models.DecimalField(
+        max_digits=18, decimal_places=6, null=True, blank=True,
+        help_text="USD each member may spend through the team's keys per member budget period. Empty: none.",
+    )
+    team_member_budget_duration = models.CharField(
+        max_length=16, blank=True, validators=[validate_duration],
+        help_text="30s, 30m, 30h, 30d or 1mo: each member's budget starts again after this (from the team's "
+        "budget anchor). Empty: never.",
+    )
+    team_member_rpm_limit = models.PositiveIntegerField(null=True, blank=True,
+                                                        help_text="Requests per minute, per member.")
+    team_member_tpm_limit = models.PositiveIntegerField(null=True, blank=True,
+                                                        help_text="Tokens per minute, per member.")
     # Usage billing (apps.billing), when BILLING_ENTITY is "team". Empty: not billed.
     lago_external_customer_id = models.CharField(
         max_length=255, blank=True, help_text="Lago customer external_id (wallet, entitlement)."
@@ -121,6 +135,11 @@ class Team(LimitsMixin):
 
     def __str__(self) -> str:
         return f"{self.alias} ({self.organization})"
+
+    @property
+    def has_member_limits(self) -> bool:
+        return (self.team_member_budget is not None or bool(self.team_member_rpm_limit)
+                or bool(self.team_member_tpm_limit))
 
 
 class UserLimits(LimitsMixin):
@@ -149,6 +168,9 @@ class TeamMembership(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="team_memberships"
     )
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    # What the member spent through the team's keys in the member budget period (team_member_budget).
+    spend = models.DecimalField(max_digits=20, decimal_places=10, default=0, editable=False)
+    budget_period_start = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

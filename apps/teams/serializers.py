@@ -301,25 +301,40 @@ def organization_membership_data(membership) -> dict:
 # --- teams --------------------------------------------------------------------------------
 
 
-class TeamNewInput(PromptStorageInput, LagoIdsInput, LimitsInput):
+class TeamMemberLimitsInput(serializers.Serializer):
+    """What each member may use within the team (LiteLLM's team_member_* fields)."""
+
+    team_member_budget = _money(help_text="USD each member may spend through the team per member period.")
+    team_member_budget_duration = serializers.CharField(
+        max_length=16, required=False, allow_null=True, allow_blank=True, validators=[_duration],
+        help_text="30s, 30m, 30h, 30d or 1mo: each member's budget starts again after this.",
+    )
+    team_member_rpm_limit = _count(help_text="Requests per minute, per member.")
+    team_member_tpm_limit = _count(help_text="Tokens per minute, per member.")
+
+
+TEAM_MEMBER_LIMIT_FIELDS = ("team_member_budget", "team_member_budget_duration", "team_member_rpm_limit",
+                            "team_member_tpm_limit")
+
+
+def team_member_limit_values(data: dict) -> dict:
+    values = {name: data[name] for name in TEAM_MEMBER_LIMIT_FIELDS if name in data}
+    if "team_member_budget_duration" in values:
+        values["team_member_budget_duration"] = values["team_member_budget_duration"] or ""
+    return values
+
+
+class TeamNewInput(TeamMemberLimitsInput, PromptStorageInput, LagoIdsInput, LimitsInput):
     team_alias = serializers.CharField(max_length=200, required=False, allow_null=True)
     team_id = serializers.UUIDField(required=False, allow_null=True)
     organization_id = serializers.CharField(required=False, allow_null=True)
     members_with_roles = serializers.ListField(child=TeamMemberInput(), required=False, allow_null=True)
 
-    unsupported_fields = LimitsInput.unsupported_fields + (
-        "team_member_budget",
-        "team_member_rpm_limit",
-        "team_member_tpm_limit",
-    )
 
-
-class TeamUpdateInput(PromptStorageInput, LagoIdsInput, LimitsInput):
+class TeamUpdateInput(TeamMemberLimitsInput, PromptStorageInput, LagoIdsInput, LimitsInput):
     team_id = serializers.CharField()
     team_alias = serializers.CharField(max_length=200, required=False)
     organization_id = serializers.CharField(required=False)
-
-    unsupported_fields = TeamNewInput.unsupported_fields
 
 
 class TeamDeleteInput(serializers.Serializer):
@@ -351,6 +366,7 @@ def team_membership_data(membership) -> dict:
         "user_email": membership.user.email or None,
         "team_id": str(membership.team_id),
         "role": TEAM_ROLE_NAMES.get(membership.role, membership.role),
+        "spend": membership.spend,  # within the team: what team_member_budget limits
     }
 
 
@@ -362,7 +378,9 @@ def team_data(team, *, memberships=None) -> dict:
         **limits_data(team),
         **lago_data(team),
         "store_prompts": team.store_prompts,
+        **{name: getattr(team, name) for name in TEAM_MEMBER_LIMIT_FIELDS},
     }
+    data["team_member_budget_duration"] = team.team_member_budget_duration or None
     if memberships is not None:
         data["members_with_roles"] = [
             {

@@ -52,8 +52,9 @@ def test_team_new_with_limits_and_members(api, world):
     )
     assert response.status_code == 200, response.content
     body = response.json()
-    assert set(body) == ({"team_id", "team_alias", "organization_id", "members_with_roles", "store_prompts"}
-                         | LIMIT_FIELDS | LAGO_FIELDS)
+    assert set(body) == ({"team_id", "team_alias", "organization_id", "members_with_roles", "store_prompts",
+                          "team_member_budget", "team_member_budget_duration", "team_member_rpm_limit",
+                          "team_member_tpm_limit"} | LIMIT_FIELDS | LAGO_FIELDS)
     assert (body["team_id"], body["team_alias"], body["organization_id"]) == (
         team_id,
         "platform",
@@ -89,7 +90,8 @@ def test_an_org_admin_creates_teams_in_its_organization_without_naming_it(api, w
             400,
         ),
         ({"organization_id": "ACME", "team_id": "not-a-uuid"}, "team_id", 400),
-        ({"organization_id": "ACME", "team_member_budget": 5}, "team_member_budget", 400),
+        ({"organization_id": "ACME", "team_member_budget": -5}, "team_member_budget", 400),
+        ({"organization_id": "ACME", "team_member_budget_duration": "weekly"}, "team_member_budget_duration", 400),
     ],
 )
 def test_team_new_rejects_invalid_bodies(api, world, body, param, status):
@@ -168,7 +170,8 @@ def test_team_member_add_one_or_many_and_delete(api, world):
     assert response.status_code == 200
     body = response.json()
     assert body["updated_team_memberships"] == [
-        {"user_id": "accountant", "user_email": "accountant@example.com", "team_id": team_id, "role": "admin"}
+        {"user_id": "accountant", "user_email": "accountant@example.com", "team_id": team_id, "role": "admin",
+         "spend": 0}
     ]
     assert body["updated_users"][0]["user_id"] == "accountant"
     response = api.post(
