@@ -29,8 +29,27 @@ class UnpricedFilter(admin.SimpleListFilter):
         return queryset
 
 
+class ReadOnlyAdminMixin:
+    """Rows made by the gateway's own tasks: looked at, never edited by hand."""
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(SpendLog)
-class SpendLogAdmin(OrganizationScopedAdmin):
+class SpendLogAdmin(ReadOnlyAdminMixin, OrganizationScopedAdmin):
+    """Spend logs are a ledger: looked at and filtered, never edited or deleted by hand
+    (retention: manage.py purge_spend_logs)."""
+
     list_display = (
         "start_time",
         "request_id",
@@ -49,15 +68,6 @@ class SpendLogAdmin(OrganizationScopedAdmin):
     search_fields = ("request_id", "model", "key_hash")
     date_hierarchy = "start_time"
     show_full_result_count = False  # counting a large log table is the slow part
-
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="Key")
     def key_hash_short(self, obj: SpendLog) -> str:
@@ -204,22 +214,6 @@ class ModelPriceAdmin(admin.ModelAdmin):
         url = reverse("admin:spend_modelprice_add") + "?" + urlencode(values)
         return format_html('<a href="{}">Add a new version from these prices</a> (versions in force are '
                            "kept as they are: the spend they priced names them)", url)
-
-
-class ReadOnlyAdminMixin:
-    """Rows made by the gateway's own tasks: looked at, never edited by hand."""
-
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(DailySpend)

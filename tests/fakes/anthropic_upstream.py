@@ -419,9 +419,10 @@ class AnthropicServer:
 @register
 class AnthropicFake(ProviderFake):
     provider = "anthropic"
+    server_class = AnthropicServer
 
     def start(self):
-        self._server = AnthropicServer()
+        self._server = self.server_class()
         self.requests = self._server.requests
         self._server.server.start()
         return self
@@ -479,18 +480,10 @@ class VertexClaudeServer(AnthropicServer):
 
 
 @register
-class VertexClaudeFake(ProviderFake):
+class VertexClaudeFake(AnthropicFake):
     provider = "vertex_ai"
     table_name = "vertex_ai/claude"
-
-    def start(self):
-        self._server = VertexClaudeServer()
-        self.requests = self._server.requests
-        self._server.server.start()
-        return self
-
-    def stop(self):
-        self._server.server.stop()
+    server_class = VertexClaudeServer
 
     def deployment_fields(self):
         return {"api_base": self._server.server.url, "api_key": VERTEX_TOKEN,
