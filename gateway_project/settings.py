@@ -322,6 +322,9 @@ GATEWAY_ROUTER_RETRY_MAX_DELAY = env_float("GATEWAY_ROUTER_RETRY_MAX_DELAY", 8.0
 # The beat task checking every deployment with a minimal request (GET /health lists the results).
 GATEWAY_HEALTH_CHECK_INTERVAL = env_float("GATEWAY_HEALTH_CHECK_INTERVAL", 300.0)
 GATEWAY_HEALTH_CHECK_TIMEOUT = env_float("GATEWAY_HEALTH_CHECK_TIMEOUT", 30.0)
+# Deployments whose last health check failed are left out of routing (unless every deployment
+# of the group failed), until a check passes or 3 check intervals go by without one.
+GATEWAY_HEALTH_CHECK_ROUTING = env_bool("GATEWAY_HEALTH_CHECK_ROUTING", True)
 CELERY_BEAT_SCHEDULE["routing-deployments-health-check"] = {
     "task": "routing.deployments_health_check",
     "schedule": GATEWAY_HEALTH_CHECK_INTERVAL,

@@ -68,6 +68,9 @@ class Deployment:
     # Identity of its shared routing state (cooldowns, counters) in Redis: the id alone
     # could be reused by a later row on SQLite, and must not inherit a cooldown.
     state_key: str = ""
+    # Until when (unix seconds) its failed health check keeps it out of routing: the last check
+    # failed, and is not older than a few check intervals (a stopped checker decides nothing).
+    unhealthy_until: float = 0.0
 
     @property
     def is_wildcard(self) -> bool:
@@ -122,9 +125,18 @@ def _deployments_load() -> dict[str, list[Deployment]]:
                 stream_timeout=row.stream_timeout,
                 mode=row.mode or "chat",
                 state_key=deployment_state_key(row.pk, row.created_at),
+                unhealthy_until=_unhealthy_until(row),
             )
         )
     return groups
+
+
+def _unhealthy_until(row) -> float:
+    from django.conf import settings
+
+    if row.health_status != row.Health.UNHEALTHY or row.health_checked_at is None:
+        return 0.0
+    return row.health_checked_at.timestamp() + 3 * settings.GATEWAY_HEALTH_CHECK_INTERVAL
 
 
 def deployments_load() -> dict[str, list[Deployment]]:

@@ -437,6 +437,12 @@ async def _candidates(
 ) -> tuple[list[Deployment], list[DeploymentLoad]]:
     """The group's deployments free to take the request now, with their shared state."""
     deployments = group.deployments
+    now = time.time()
+    if settings.GATEWAY_HEALTH_CHECK_ROUTING and any(d.unhealthy_until > now for d in deployments):
+        # Deployments that failed their last health check sit out, unless all did: then the
+        # check may be what is wrong, and requests (with retries and cooldowns) decide.
+        healthy = [d for d in deployments if d.unhealthy_until <= now]
+        deployments = healthy or deployments
     if any(d.max_input_tokens for d in deployments):
         tokens = route.prompt_tokens()
         deployments = [d for d in deployments if not d.max_input_tokens or tokens <= d.max_input_tokens]

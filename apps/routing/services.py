@@ -67,13 +67,19 @@ def router_settings_sync_from_config(*, spec: RouterSpec) -> str:
 
 def deployment_health_record(
     *, deployment_id: int, healthy: bool, error: str, latency_ms: int | None, checked_at: datetime
-) -> None:
-    # update(), not save(): no post_save signal, so no replica reloads its registry for this.
+) -> bool:
+    """Record a check's result. True when the deployment's health changed (routing must know)."""
+    status = ModelDeployment.Health.HEALTHY if healthy else ModelDeployment.Health.UNHEALTHY
+    previous = ModelDeployment.objects.filter(pk=deployment_id).values_list("health_status", flat=True).first()
+    # update(), not save(): no post_save signal; the caller reloads registries once, on a change.
     ModelDeployment.objects.filter(pk=deployment_id).update(
         health_status=ModelDeployment.Health.HEALTHY if healthy else ModelDeployment.Health.UNHEALTHY,
         health_error="" if healthy else error[:2000],
         health_latency_ms=latency_ms,
         health_checked_at=checked_at,
+    )
+    return previous is not None and previous != status and (
+        status == ModelDeployment.Health.UNHEALTHY or previous == ModelDeployment.Health.UNHEALTHY
     )
 
 
@@ -90,10 +96,17 @@ def deployments_health_check() -> dict:
     deployments = [d for group in deployments_load().values() for d in group if not d.is_wildcard]
     results = asyncio.run(deployments_probe(deployments))
     checked_at = timezone.now()
+    changed = False
     for result in results:
-        deployment_health_record(
+        changed |= deployment_health_record(
             deployment_id=result.deployment_id, healthy=result.healthy, error=result.error,
             latency_ms=result.latency_ms, checked_at=checked_at,
         )
+    if changed or any(not r.healthy for r in results):
+        # Every replica reloads its registry: routing leaves out (or takes back) the deployments
+        # whose health changed, and a failing one's exclusion is extended to this check.
+        from apps.core import invalidation
+
+        invalidation.publish({"kind": invalidation.KIND_DEPLOYMENTS})
     healthy = sum(1 for r in results if r.healthy)
     return {"healthy": healthy, "unhealthy": len(results) - healthy}
