@@ -22,6 +22,13 @@ KIND_ALL_KEYS = "keys"  # every key context (a team, organization or user change
 KIND_DEPLOYMENTS = "deployments"  # the deployment registry
 
 _handlers: list[Callable[[dict], None]] = []
+_listening = False  # this process is subscribed: what others publish reaches it
+
+
+def listening() -> bool:
+    """True while this process receives every other process's messages (so a cache that is
+    only changed by messages, such as the routing cooldowns' mirror, can be trusted)."""
+    return _listening
 
 
 def channel() -> str:
@@ -67,6 +74,7 @@ async def listen_forever() -> None:
 
     from apps.core.redis import new_async_redis
 
+    global _listening
     client = new_async_redis()
     delay = 0.5
     try:
@@ -74,6 +82,7 @@ async def listen_forever() -> None:
             pubsub = client.pubsub()
             try:
                 await pubsub.subscribe(channel())
+                _listening = True
                 # Anything published while we were not listening is lost: start clean.
                 apply_everything()
                 delay = 0.5
@@ -94,6 +103,7 @@ async def listen_forever() -> None:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
             finally:
+                _listening = False
                 try:
                     await pubsub.aclose()
                 except Exception:

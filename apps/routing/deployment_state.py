@@ -281,7 +281,8 @@ return 1
 """
 
 # KEYS: failures of the deployment, cooldowns hash. ARGV: now_ms, state key, allowed fails,
-# cooldown ms, immediate (0/1). Returns the cooldown's end (ms) it started, else 0.
+# cooldown ms, immediate (0/1), invalidation channel. Returns the cooldown's end (ms) it
+# started, else 0; a started cooldown is published to every replica's mirror in the same step.
 _FAILURE = """
 local now = tonumber(ARGV[1])
 local sec = math.floor(now / 1000)
@@ -310,6 +311,7 @@ if until_ms > 0 then
     if tonumber(all[j + 1]) <= now then stale[#stale + 1] = all[j] end
   end
   if #stale > 0 then redis.call('HDEL', KEYS[2], unpack(stale)) end
+  redis.call('PUBLISH', ARGV[6], cjson.encode({kind = 'cooldown', key = ARGV[2], until_ms = until_ms}))
 end
 return until_ms
 """
@@ -334,6 +336,23 @@ class RedisDeploymentState:
         self._cooldowns_key = f"{self._prefix}:cooldowns"
         self._latency_key = f"{self._prefix}:latency"
         self._clients: dict[int, tuple] = {}
+        # Every replica's cooldowns, mirrored in process from the failure script's messages, so
+        # the common read (cooldowns only) costs no round trip. Trusted only while this process
+        # listens to the messages; refilled from the hash after any gap.
+        self._mirror: dict[str, float] = {}
+        self._mirror_synced = False
+
+    def handle_message(self, message: dict) -> None:
+        from apps.core.invalidation import KIND_DEPLOYMENTS
+
+        kind = message.get("kind")
+        if kind == "cooldown":
+            until = float(message.get("until_ms") or 0) / 1000
+            key = str(message.get("key"))
+            if until > self._mirror.get(key, 0.0):
+                self._mirror[key] = until
+        elif kind == KIND_DEPLOYMENTS:  # also sent when the subscription (re)starts: refill
+            self._mirror_synced = False
 
     def _client(self) -> tuple:
         from apps.core.redis import new_async_redis
@@ -350,11 +369,19 @@ class RedisDeploymentState:
         return f"{self._prefix}:req:{key}", f"{self._prefix}:tok:{key}", f"{self._prefix}:busy:{key}"
 
     async def read(self, keys: list[str], needs: StateNeeds) -> list[DeploymentLoad]:
+        from apps.core.invalidation import listening
+
         client, read_script, *_ = self._client()
         if needs.cooldowns_only:
-            # The common case: one plain HMGET, no script.
-            values = await client.hmget(self._cooldowns_key, keys)
-            return [DeploymentLoad(cooldown_until=int(v) / 1000 if v else 0.0) for v in values]
+            # The common case: from the mirror, else one HGETALL that refills it.
+            if not (self._mirror_synced and listening()):
+                synced = listening()  # before the read: a message after it lands in the new mirror
+                raw = await client.hgetall(self._cooldowns_key)
+                now = time.time()
+                self._mirror = {_text(k): until for k, v in raw.items() if (until := int(v) / 1000) > now}
+                self._mirror_synced = synced
+            mirror = self._mirror
+            return [DeploymentLoad(cooldown_until=mirror.get(key, 0.0)) for key in keys]
         script_keys = [self._cooldowns_key, self._latency_key]
         for key in keys:
             script_keys += self._keys(key)
@@ -396,12 +423,18 @@ class RedisDeploymentState:
         )
 
     async def failure(self, key: str, *, allowed_fails: int, cooldown_seconds: float, immediate: bool) -> float:
+        from apps.core.invalidation import channel
+
         *_, failure_script = self._client()
         until_ms = await failure_script(
             keys=[f"{self._prefix}:fails:{key}", self._cooldowns_key],
-            args=[int(time.time() * 1000), key, allowed_fails, int(cooldown_seconds * 1000), int(immediate)],
+            args=[int(time.time() * 1000), key, allowed_fails, int(cooldown_seconds * 1000), int(immediate),
+                  channel()],
         )
-        return int(until_ms) / 1000
+        until = int(until_ms) / 1000
+        if until > self._mirror.get(key, 0.0):
+            self._mirror[key] = until  # this process knows at once, before its own message is back
+        return until
 
 
 _state = None
@@ -412,4 +445,8 @@ def deployment_state():
     global _state
     if _state is None:
         _state = RedisDeploymentState() if settings.REDIS_URL else MemoryDeploymentState()
+        if isinstance(_state, RedisDeploymentState):
+            from apps.core import invalidation
+
+            invalidation.register_handler(_state.handle_message)
     return _state

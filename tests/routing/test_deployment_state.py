@@ -90,3 +90,50 @@ def test_two_processes_share_cooldowns_through_redis():
     k = key()
     until = run(first.failure(k, allowed_fails=1, cooldown_seconds=30, immediate=False))
     assert run(second.read([k], COOLDOWNS_ONLY))[0].cooldown_until == pytest.approx(until, abs=0.01)
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="the mirror follows Redis pub/sub")
+def test_a_server_reads_cooldowns_from_its_mirror_and_still_sees_another_replicas(gateway, make_deployment):
+    """Warm requests make no Redis round trip for cooldowns; a cooldown another replica starts
+    reaches this one's mirror through pub/sub within moments."""
+    import httpx
+
+    from apps.routing.deployment_state import RedisDeploymentState, deployment_state
+    from conftest import MASTER_KEY, wait_for
+
+    first = make_deployment("mirrored", upstream_model="mirror-a")
+    second = make_deployment("mirrored", upstream_model="mirror-b")
+    state = deployment_state()
+
+    def ask():
+        return httpx.post(gateway.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {MASTER_KEY}"},
+                          json={"model": "mirrored", "messages": [{"role": "user", "content": "hi"}]}, timeout=10)
+
+    assert ask().status_code == 200  # the first read fills the mirror
+    [(client, *_)] = state._clients.values()  # the server's connection, on the server's event loop
+    reads = []
+    originals = {name: getattr(client, name) for name in ("hgetall", "hmget", "evalsha")}
+
+    def counting(name):
+        async def call(*args, **kwargs):
+            reads.append(name)
+            return await originals[name](*args, **kwargs)
+        return call
+
+    for name in originals:
+        setattr(client, name, counting(name))
+    try:
+        assert all(ask().status_code == 200 for _ in range(10))
+        assert reads == []
+
+        from apps.providers.registry import deployment_state_key
+
+        other_replica = RedisDeploymentState()
+        key = deployment_state_key(first.pk, first.created_at)
+        run(other_replica.failure(key, allowed_fails=1, cooldown_seconds=30, immediate=True))
+        assert wait_for(lambda: state._mirror.get(key, 0) > 0, timeout=2)
+        answers = [ask() for _ in range(10)]
+    finally:
+        for name, original in originals.items():
+            setattr(client, name, original)
+    assert {a.headers["x-gateway-model-id"] for a in answers} == {str(second.pk)}
