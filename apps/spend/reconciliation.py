@@ -50,13 +50,14 @@ def _sum(queryset, name: str) -> Decimal:
     return queryset.aggregate(total=Sum(name))["total"] or Decimal(0)
 
 
-def period_spend_expected(*, log_field: str, owner, period_start: datetime | None, now: datetime) -> Decimal:
-    """What the entity spent from `period_start` (None: ever) until now: rollups for whole past
-    days, the logs themselves for today and for a period that began mid-day."""
+def period_spend_expected(*, owner: dict, period_start: datetime | None, now: datetime) -> Decimal:
+    """What the entity (`owner`: the fields naming it in logs and rollups, e.g. {"key_id": 3})
+    spent from `period_start` (None: ever) until now: rollups for whole past days, the logs
+    themselves for today and for a period that began mid-day."""
     today = utc_today(now)
     today_start = day_bounds(today)[0]
-    logs = SpendLog.objects.filter(**{log_field: owner})
-    rollups = DailySpend.objects.filter(**{log_field: owner}, day__lt=today)
+    logs = SpendLog.objects.filter(**owner)
+    rollups = DailySpend.objects.filter(**owner, day__lt=today)
     since_today = max(period_start or today_start, today_start)
     total = _sum(logs.filter(start_time__gte=since_today), "cost")
     if period_start is None:
@@ -107,11 +108,52 @@ def spend_counters_reconcile(
         for entity in entities.only("pk").iterator(chunk_size=500):
             report.checked += 1
             report.drifts += _entity_reconcile(model, kind, log_field, entity.pk, now, fix, tolerance, redis)
+    report.drifts += _team_members_reconcile(report, now, fix, tolerance, redis, everyone)
     for drift in report.drifts:
         logger.warning("spend counter drift: %s %s (%s) %s counter %s, rollups %s, drift %+f%s",
                        drift.kind, drift.entity_id, drift.entity_name, drift.counter, drift.counted, drift.expected,
                        drift.drift, " (fixed)" if drift.fixed else "")
     return report
+
+
+def _team_members_reconcile(report, now, fix, tolerance, redis, everyone) -> list[SpendCounterDrift]:
+    """Each member's spend within a team with member limits (team_member_budget)."""
+    from apps.teams.models import TeamMembership
+
+    teams = Team.objects.all() if everyone else Team.objects.filter(team_member_budget__isnull=False)
+    drifts = []
+    for team in teams.only("pk", "alias", "team_member_budget_duration", "budget_anchor"):
+        period_start = current_period(team.budget_anchor, team.team_member_budget_duration, now)[0] \
+            if team.team_member_budget_duration else None
+        for membership_pk in TeamMembership.objects.filter(team=team).values_list("pk", flat=True):
+            report.checked += 1
+            with transaction.atomic():
+                membership = TeamMembership.objects.select_for_update().select_related("user").get(pk=membership_pk)
+                scope_id = f"{team.pk}:{membership.user_id}"
+                expected = period_spend_expected(owner={"team_id": team.pk, "user_id": membership.user_id},
+                                                 period_start=period_start, now=now)
+                found = []
+                in_period = period_start is None or membership.budget_period_start == period_start
+                if in_period and abs(membership.spend - expected) > tolerance:
+                    found.append((SpendCounterDrift.Counter.DATABASE, membership.spend))
+                    if fix:
+                        TeamMembership.objects.filter(pk=membership_pk).update(spend=expected)
+                if redis is not None:
+                    counter_key = _limiter_counter_key("team-member", scope_id, period_start)
+                    raw = redis.get(counter_key)
+                    if raw is not None and abs((counted := Decimal(int(raw)) / NANOS_PER_USD) - expected) > tolerance:
+                        found.append((SpendCounterDrift.Counter.LIMITER, counted))
+                        if fix:
+                            redis.incrby(counter_key, int((expected - counted) * NANOS_PER_USD))
+                rows = [SpendCounterDrift(
+                    checked_at=now, kind="team-member", entity_id=scope_id,
+                    entity_name=f"{membership.user} in {team.alias}"[:255], counter=counter,
+                    period_start=period_start, expected=expected, counted=counted, drift=counted - expected,
+                    fixed=fix,
+                ) for counter, counted in found]
+                SpendCounterDrift.objects.bulk_create(rows)
+                drifts += rows
+    return drifts
 
 
 def _entity_reconcile(model, kind, log_field, pk, now, fix, tolerance, redis) -> list[SpendCounterDrift]:
@@ -121,7 +163,7 @@ def _entity_reconcile(model, kind, log_field, pk, now, fix, tolerance, redis) ->
         owner = entity.user_id if model is UserLimits else entity.pk
         period_start = current_period(entity.budget_anchor, entity.budget_duration, now)[0] \
             if entity.budget_duration else None
-        expected = period_spend_expected(log_field=log_field, owner=owner, period_start=period_start, now=now)
+        expected = period_spend_expected(owner={log_field: owner}, period_start=period_start, now=now)
 
         def drift_of(counter, counted) -> SpendCounterDrift:
             return SpendCounterDrift(

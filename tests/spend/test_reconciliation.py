@@ -132,7 +132,7 @@ def test_a_period_that_began_mid_day_counts_that_day_from_its_logs(make_key):
     daily_spend_rebuild(since=(now - timedelta(days=2)).date())
     budget_periods_roll(now=now)
 
-    expected = period_spend_expected(log_field="key_id", owner=key.pk, period_start=key.budget_anchor
+    expected = period_spend_expected(owner={"key_id": key.pk}, period_start=key.budget_anchor
                                      + timedelta(days=3), now=now)
 
     assert expected == Decimal("2.5")
@@ -170,3 +170,23 @@ def test_the_beat_task_reconciles(settings, make_key):
     assert SpendCounterDrift.objects.filter(entity_id=str(key.pk)).exists()
     entry = settings.CELERY_BEAT_SCHEDULE["spend-counters-reconcile"]
     assert entry["task"] == counters_reconcile_task.name
+
+
+def test_team_member_spend_is_reconciled_too(make_key, team):
+    from django.contrib.auth import get_user_model
+
+    from apps.teams.models import TeamMembership
+    from apps.teams.services import team_member_add
+
+    user = get_user_model().objects.create_user(username="member")
+    team_member_add(team=team, user=user)
+    team.team_member_budget = Decimal("5")
+    team.save()
+    key, _ = make_key(team=team, user=user)
+    write(key, "0.30", datetime.now(timezone.utc))
+    assert spend_counters_reconcile().drifts == []
+
+    TeamMembership.objects.filter(team=team, user=user).update(spend=Decimal("0.10"))
+    [drift] = spend_counters_reconcile(fix=True).drifts
+    assert (drift.kind, drift.entity_id, drift.drift) == ("team-member", f"{team.pk}:{user.pk}", Decimal("-0.20"))
+    assert TeamMembership.objects.get(team=team, user=user).spend == Decimal("0.30")
