@@ -651,21 +651,10 @@ def lago_customers_sync(*, dry_run: bool = False, client: LagoClient | None = No
 
 # --- retention --------------------------------------------------------------------------------
 
-PURGE_CHUNK = 5_000  # rows per delete: short transactions beside the sender and the spend writer
-
-
 @dataclass
 class PurgeResult:
     events: int = 0
     webhooks: int = 0
-
-
-def _delete_in_chunks(queryset) -> int:
-    deleted = 0
-    while ids := list(queryset.order_by("pk").values_list("pk", flat=True)[:PURGE_CHUNK]):
-        with transaction.atomic():
-            deleted += queryset.model.objects.filter(pk__in=ids).delete()[0]
-    return deleted
 
 
 def billing_records_purge(*, now=None) -> PurgeResult:
@@ -680,4 +669,6 @@ def billing_records_purge(*, now=None) -> PurgeResult:
     handled = BillingWebhook.objects.filter(
         received_at__lt=now - timedelta(seconds=settings.BILLING_WEBHOOK_RETENTION)
     )
-    return PurgeResult(events=_delete_in_chunks(sent), webhooks=_delete_in_chunks(handled))
+    from apps.core.db import delete_in_chunks
+
+    return PurgeResult(events=delete_in_chunks(sent), webhooks=delete_in_chunks(handled))

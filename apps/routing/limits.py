@@ -8,9 +8,11 @@ from decimal import Decimal
 
 from django.conf import settings
 
+from apps.core.background import spawn
 from apps.core.errors import GatewayError
 from apps.keys.limits import LimitDecision, limiter, usd_to_nanos
 from apps.providers.registry import Deployment
+from apps.spend.alerts import budget_exhausted, soft_budget_crossed
 from apps.spend.pricing import prices_in_force
 from apps.spend.tokens import rough_prompt_tokens
 
@@ -56,9 +58,6 @@ async def limits_acquire(scopes: tuple, request_id: str, deployment: Deployment,
         return _headers(decision)
     scope = decision.scope
     if decision.reason == "budget":
-        from apps.core.background import spawn
-        from apps.spend.alerts import budget_exhausted
-
         spawn(budget_exhausted(scope), name="budget-exhausted-alert")
         raise GatewayError(
             f"The {_KIND_NAMES.get(scope.kind, scope.kind)}'s budget is exhausted for this period.",
@@ -86,6 +85,4 @@ async def limits_acquire(scopes: tuple, request_id: str, deployment: Deployment,
 async def limits_settle(scopes: tuple, request_id: str, tokens: int, cost: Decimal | None) -> None:
     settlement = await limiter().settle(scopes, request_id, tokens, usd_to_nanos(cost) or 0)
     for scope in settlement.soft_budget_crossed:
-        from apps.spend.alerts import soft_budget_crossed
-
         soft_budget_crossed(scope)

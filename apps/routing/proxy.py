@@ -15,6 +15,8 @@ from datetime import datetime, timezone
 from typing import AsyncIterator
 
 import aiohttp
+import orjson
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from apps.billing.entitlement import entitlement_check
@@ -444,10 +446,6 @@ def _estimated_usage(account: RequestAccount, generated: list[str]) -> Usage:
 
 def bounded_json(value):
     """`value`, or a marker with its head when its JSON is larger than the gateway keeps."""
-    import orjson
-
-    from django.conf import settings
-
     limit = settings.GATEWAY_STORED_PROMPT_MAX_BYTES
     try:
         encoded = orjson.dumps(value)
@@ -471,10 +469,6 @@ def stored_request(body: dict | None):
 
 def spend_metadata(metadata, tags: tuple[str, ...]) -> dict | None:
     """The client's `metadata` (an object) and tags, kept with the spend log if small enough."""
-    import orjson
-
-    from django.conf import settings
-
     values = dict(metadata) if isinstance(metadata, dict) else {}
     if tags:
         values["tags"] = list(tags)
@@ -490,8 +484,6 @@ def spend_metadata(metadata, tags: tuple[str, ...]) -> dict | None:
 
 
 def _json_or_text(body: bytes):
-    import orjson
-
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:

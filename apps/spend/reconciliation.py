@@ -116,6 +116,62 @@ def spend_counters_reconcile(
     return report
 
 
+@dataclass
+class _Counters:
+    """One entity's two counters, read under its row's lock, and how to mend the database's."""
+
+    kind: str  # the limiter's kind: key, user, team, organization, team-member
+    entity_id: str  # as the limiter names it
+    entity_name: str
+    period_start: datetime | None
+    database: Decimal
+    database_in_period: bool  # False: budget_periods_roll has not rolled it into this period yet
+    database_fix: object  # a queryset whose update(spend=...) sets the database counter
+
+
+def _counters_compare(counters: _Counters, expected: Decimal, *, now, fix, tolerance, redis) -> list[SpendCounterDrift]:
+    found = []
+    if counters.database_in_period and abs(counters.database - expected) > tolerance:
+        found.append((SpendCounterDrift.Counter.DATABASE, counters.database))
+        if fix:
+            counters.database_fix.update(spend=expected)
+    if redis is not None:
+        counter_key = _limiter_counter_key(counters.kind, counters.entity_id, counters.period_start)
+        raw = redis.get(counter_key)
+        if raw is not None:  # no counter yet: it is seeded from the database when next used
+            counted = Decimal(int(raw)) / NANOS_PER_USD
+            if abs(counted - expected) > tolerance:
+                found.append((SpendCounterDrift.Counter.LIMITER, counted))
+                if fix:
+                    redis.incrby(counter_key, int((expected - counted) * NANOS_PER_USD))
+    drifts = [
+        SpendCounterDrift(
+            checked_at=now, kind=counters.kind, entity_id=counters.entity_id,
+            entity_name=counters.entity_name[:255], counter=counter, period_start=counters.period_start,
+            expected=expected, counted=counted, drift=counted - expected, fixed=fix,
+        )
+        for counter, counted in found
+    ]
+    SpendCounterDrift.objects.bulk_create(drifts)
+    return drifts
+
+
+def _entity_reconcile(model, kind, log_field, pk, now, fix, tolerance, redis) -> list[SpendCounterDrift]:
+    with transaction.atomic():
+        entity = model.objects.select_for_update().get(pk=pk)
+        owner = entity.user_id if model is UserLimits else entity.pk
+        period_start = current_period(entity.budget_anchor, entity.budget_duration, now)[0] \
+            if entity.budget_duration else None
+        expected = period_spend_expected(owner={log_field: owner}, period_start=period_start, now=now)
+        counters = _Counters(
+            kind=kind, entity_id=str(owner), entity_name=_entity_name(entity), period_start=period_start,
+            database=entity.spend,
+            database_in_period=period_start is None or entity.budget_period_start == period_start,
+            database_fix=model.objects.filter(pk=pk),
+        )
+        return _counters_compare(counters, expected, now=now, fix=fix, tolerance=tolerance, redis=redis)
+
+
 def _team_members_reconcile(report, now, fix, tolerance, redis, everyone) -> list[SpendCounterDrift]:
     """Each member's spend within a team with member limits (team_member_budget)."""
     from apps.teams.models import TeamMembership
@@ -129,64 +185,14 @@ def _team_members_reconcile(report, now, fix, tolerance, redis, everyone) -> lis
             report.checked += 1
             with transaction.atomic():
                 membership = TeamMembership.objects.select_for_update().select_related("user").get(pk=membership_pk)
-                scope_id = f"{team.pk}:{membership.user_id}"
                 expected = period_spend_expected(owner={"team_id": team.pk, "user_id": membership.user_id},
                                                  period_start=period_start, now=now)
-                found = []
-                in_period = period_start is None or membership.budget_period_start == period_start
-                if in_period and abs(membership.spend - expected) > tolerance:
-                    found.append((SpendCounterDrift.Counter.DATABASE, membership.spend))
-                    if fix:
-                        TeamMembership.objects.filter(pk=membership_pk).update(spend=expected)
-                if redis is not None:
-                    counter_key = _limiter_counter_key("team-member", scope_id, period_start)
-                    raw = redis.get(counter_key)
-                    if raw is not None and abs((counted := Decimal(int(raw)) / NANOS_PER_USD) - expected) > tolerance:
-                        found.append((SpendCounterDrift.Counter.LIMITER, counted))
-                        if fix:
-                            redis.incrby(counter_key, int((expected - counted) * NANOS_PER_USD))
-                rows = [SpendCounterDrift(
-                    checked_at=now, kind="team-member", entity_id=scope_id,
-                    entity_name=f"{membership.user} in {team.alias}"[:255], counter=counter,
-                    period_start=period_start, expected=expected, counted=counted, drift=counted - expected,
-                    fixed=fix,
-                ) for counter, counted in found]
-                SpendCounterDrift.objects.bulk_create(rows)
-                drifts += rows
-    return drifts
-
-
-def _entity_reconcile(model, kind, log_field, pk, now, fix, tolerance, redis) -> list[SpendCounterDrift]:
-    drifts = []
-    with transaction.atomic():
-        entity = model.objects.select_for_update().get(pk=pk)
-        owner = entity.user_id if model is UserLimits else entity.pk
-        period_start = current_period(entity.budget_anchor, entity.budget_duration, now)[0] \
-            if entity.budget_duration else None
-        expected = period_spend_expected(owner={log_field: owner}, period_start=period_start, now=now)
-
-        def drift_of(counter, counted) -> SpendCounterDrift:
-            return SpendCounterDrift(
-                checked_at=now, kind=kind, entity_id=str(owner), entity_name=_entity_name(entity)[:255],
-                counter=counter, period_start=period_start, expected=expected, counted=counted,
-                drift=counted - expected, fixed=fix,
-            )
-
-        # A period the database has not rolled into yet (budget_periods_roll, every minute)
-        # holds the last period's spend: nothing to compare until it has.
-        database_in_period = period_start is None or entity.budget_period_start == period_start
-        if database_in_period and abs(entity.spend - expected) > tolerance:
-            drifts.append(drift_of(SpendCounterDrift.Counter.DATABASE, entity.spend))
-            if fix:
-                model.objects.filter(pk=pk).update(spend=expected)
-        if redis is not None:
-            counter_key = _limiter_counter_key(kind, owner, period_start)
-            raw = redis.get(counter_key)
-            if raw is not None:  # no counter yet: it is seeded from the database when next used
-                counted = Decimal(int(raw)) / NANOS_PER_USD
-                if abs(counted - expected) > tolerance:
-                    drifts.append(drift_of(SpendCounterDrift.Counter.LIMITER, counted))
-                    if fix:
-                        redis.incrby(counter_key, int((expected - counted) * NANOS_PER_USD))
-        SpendCounterDrift.objects.bulk_create(drifts)
+                counters = _Counters(
+                    kind="team-member", entity_id=f"{team.pk}:{membership.user_id}",
+                    entity_name=f"{membership.user} in {team.alias}", period_start=period_start,
+                    database=membership.spend,
+                    database_in_period=period_start is None or membership.budget_period_start == period_start,
+                    database_fix=TeamMembership.objects.filter(pk=membership_pk),
+                )
+                drifts += _counters_compare(counters, expected, now=now, fix=fix, tolerance=tolerance, redis=redis)
     return drifts

@@ -375,19 +375,11 @@ def model_price_changed(*, price) -> None:
     invalidation.publish_on_commit({"kind": KIND_PRICES})
 
 
-PURGE_CHUNK = 5_000  # rows per delete: short transactions, so writers are not held up
-
-
 def spend_logs_purge(*, older_than, dry_run: bool = False) -> int:
-    """Delete spend logs that started before `older_than` (a datetime), in chunks. Returns how
-    many were (or, with dry_run, would be) deleted. Budget spend totals are not touched."""
+    """Delete spend logs that started before `older_than` (a datetime), in short chunks. Returns
+    how many were (or, with dry_run, would be) deleted. Budget spend totals are not touched, and
+    the daily rollups keep the purged days' spend."""
+    from apps.core.db import delete_in_chunks
+
     old = SpendLog.objects.filter(start_time__lt=older_than)
-    if dry_run:
-        return old.count()
-    deleted = 0
-    while True:
-        ids = list(old.order_by("id").values_list("id", flat=True)[:PURGE_CHUNK])
-        if not ids:
-            return deleted
-        with transaction.atomic():
-            deleted += SpendLog.objects.filter(id__in=ids).delete()[0]
+    return old.count() if dry_run else delete_in_chunks(old)
