@@ -93,14 +93,9 @@ def _deliver_soon(payload: dict) -> None:
         targets.append((settings.GATEWAY_ALERT_WEBHOOK_URL, payload))
     if not targets:
         return
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:  # not on the event loop (a management command): post right here
-        asyncio.run(_deliver(targets))
-        return
     from apps.core.background import spawn
 
-    spawn(_deliver(targets), name="budget-alert")
+    spawn(_deliver(targets), name="budget-alert")  # alerts come from the request path's settle step
 
 
 async def _deliver(targets: list[tuple[str, dict]]) -> None:

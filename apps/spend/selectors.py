@@ -92,7 +92,7 @@ def spend_report(*, rows, group_by: list[str], order_by: str = "", limit: int | 
     }
     query = rows.order_by().values(*fields).annotate(**sums) if fields else [rows.aggregate(**sums)]
     if fields:
-        query = query.order_by(order_by or fields[0], *fields) if order_by else query.order_by(*fields)
+        query = query.order_by(order_by, *fields) if order_by else query.order_by(*fields)
         if limit:
             query = query[:limit]
     result = []
