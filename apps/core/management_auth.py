@@ -87,9 +87,9 @@ class ManagementKeyAuthentication(BaseAuthentication):
         user = key.user
         if user is not None and not user.is_active:
             raise exceptions.AuthenticationFailed("The key's user is inactive.", code="user_inactive")
-        principal = Principal(
-            via="virtual_key", user=user, key=key, is_proxy_admin=bool(user and user.is_superuser)
-        )
+        from apps.teams.permissions import key_grants_proxy_admin
+
+        principal = Principal(via="virtual_key", user=user, key=key, is_proxy_admin=key_grants_proxy_admin(key))
         return user or AnonymousUser(), principal
 
     def authenticate_header(self, request) -> str:

@@ -1,10 +1,14 @@
 from django import forms
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
+from rest_framework.exceptions import PermissionDenied
 
 from apps.keys.models import VirtualKey
-from apps.teams.admin_scope import OrganizationScopedAdmin
 from apps.keys.services import virtual_key_issue, virtual_key_set_blocked, virtual_key_spend_reset
+from apps.teams.admin_scope import AdminRequestFormMixin, OrganizationScopedAdmin, permission_errors_as_form_errors
+from apps.teams.permissions import admin_actor, key_placement_check, key_regenerate_check
+
+PLACEMENT_FIELDS = ("user", "team", "organization")
 
 
 class ModelListField(forms.CharField):
@@ -46,9 +50,25 @@ class VirtualKeyForm(forms.ModelForm):
             "metadata",
         ]
 
+    def clean(self):
+        """A key made or moved here follows the management API's rule (key_placement_check)."""
+        cleaned = super().clean()
+        request = getattr(self, "admin_request", None)
+        placed = self.instance.pk is None or set(PLACEMENT_FIELDS) & set(self.changed_data)
+        if request is None or not placed or self.errors:
+            return cleaned
+        team = cleaned.get("team")
+        organization = cleaned.get("organization") or (team.organization if team is not None else None)
+        with permission_errors_as_form_errors(
+            self, {"user_id": "user", "team_id": "team", "organization_id": "organization"}
+        ):
+            key_placement_check(admin_actor(request), user=cleaned.get("user"), team=team,
+                                organization=organization)
+        return cleaned
+
 
 @admin.register(VirtualKey)
-class VirtualKeyAdmin(OrganizationScopedAdmin):
+class VirtualKeyAdmin(AdminRequestFormMixin, OrganizationScopedAdmin):
     form = VirtualKeyForm
     list_display = (
         "key_display",
@@ -78,12 +98,14 @@ class VirtualKeyAdmin(OrganizationScopedAdmin):
         return fields
 
     def save_model(self, request, obj, form, change):
+        if obj.team_id:
+            obj.organization_id = obj.team.organization_id
         if change:
+            if set(PLACEMENT_FIELDS) & set(form.changed_data):
+                obj.issued_by_proxy_admin = request.user.is_superuser
             super().save_model(request, obj, form, change)
             return
-        if obj.team_id and not obj.organization_id:
-            obj.organization_id = obj.team.organization_id
-        obj._raw_key = virtual_key_issue(key=obj)
+        obj._raw_key = virtual_key_issue(key=obj, by_proxy_admin=request.user.is_superuser)
 
     def _show_key_once(self, request, key, raw_key: str, heading: str):
         response = TemplateResponse(
@@ -115,7 +137,13 @@ class VirtualKeyAdmin(OrganizationScopedAdmin):
         if not self.has_change_permission(request, key):
             self.message_user(request, "You may not change this key.", messages.ERROR)
             return None
-        return self._show_key_once(request, key, virtual_key_issue(key=key), "Key regenerated")
+        try:
+            key_regenerate_check(admin_actor(request), key)
+        except PermissionDenied as exc:
+            self.message_user(request, str(exc.detail), messages.ERROR)
+            return None
+        raw_key = virtual_key_issue(key=key, by_proxy_admin=request.user.is_superuser)
+        return self._show_key_once(request, key, raw_key, "Key regenerated")
 
     @admin.action(description="Reset the spend of the selected keys")
     def reset_spend(self, request, queryset):

@@ -18,7 +18,9 @@ from apps.teams.api import organization_or_404, team_or_404, user_or_404
 from apps.teams.permissions import (
     key_check,
     key_default_owner,
+    key_default_placement,
     key_placement_check,
+    key_regenerate_check,
     key_scope,
     key_update_check,
     request_actor,
@@ -63,12 +65,16 @@ class KeyGenerateApi(ManagementAPIView):
         data = self.validated(request)
         actor = request_actor(request)
         require_user(actor)
-        team = team_or_404(data["team_id"]) if data.get("team_id") else None
-        organization = organization_or_404(data["organization_id"]) if data.get("organization_id") else None
+        team_id, organization_id = data.get("team_id"), data.get("organization_id")
+        placement_named = bool(team_id or organization_id)
+        if not placement_named:
+            team_id, organization_id = key_default_placement(actor)
+        team = team_or_404(team_id) if team_id else None
+        organization = organization_or_404(organization_id) if organization_id else None
         if data.get("user_id"):
             user = _owner_for(actor, data["user_id"])
         else:
-            user = key_default_owner(actor, team=team, organization=organization)
+            user = key_default_owner(actor, team=team, organization=organization, placement_named=placement_named)
         key_placement_check(actor, user=user, team=team, organization=organization)
         with model_errors_as_fields(KEY_FIELDS):
             key, raw_key = services.virtual_key_create(
@@ -77,6 +83,7 @@ class KeyGenerateApi(ManagementAPIView):
                 organization=organization,
                 user=user,
                 expires_at=services.virtual_key_expiry(data.get("duration")),
+                issued_by_proxy_admin=actor.is_proxy_admin,
                 **s.key_values(data),
             )
         return Response(s.key_data(key, raw_key=raw_key))
@@ -100,7 +107,7 @@ class KeyUpdateApi(ManagementAPIView):
         if {"user_id", "team_id", "organization_id"} & set(data):
             changes.update(self._placement(actor, key, data))
         with model_errors_as_fields(KEY_FIELDS):
-            key = services.virtual_key_update(key=key, **changes)
+            key = services.virtual_key_update(key=key, by_proxy_admin=actor.is_proxy_admin, **changes)
         return Response(s.key_data(key))
 
     @staticmethod
@@ -206,9 +213,10 @@ class KeyRegenerateApi(ManagementAPIView):
 
     def post(self, request):
         data = self.validated(request)
+        actor = request_actor(request)
         key = key_or_404(data["key"])
-        key_check(request_actor(request), key, "write")
-        raw_key = services.virtual_key_issue(key=key)
+        key_regenerate_check(actor, key)
+        raw_key = services.virtual_key_issue(key=key, by_proxy_admin=actor.is_proxy_admin)
         return Response(s.key_data(key, raw_key=raw_key))
 
 

@@ -32,6 +32,12 @@ class VirtualKey(LimitsMixin):
         Organization, on_delete=models.CASCADE, null=True, blank=True, related_name="keys"
     )
     expires_at = models.DateTimeField(null=True, blank=True)
+    # Whether the proxy admin (master key, superuser) issued the key's current secret and placement.
+    # A superuser's key is the proxy admin on the management API only then (apps.teams.permissions).
+    issued_by_proxy_admin = models.BooleanField(
+        default=False, editable=False,
+        help_text="The proxy admin made (or last regenerated or moved) this key.",
+    )
     # Per-model limits, {model name: value}, on top of the key's own.
     model_max_budget = models.JSONField(default=dict, blank=True, help_text='{"gpt-4o": 10.0} (USD)')
     model_rpm_limit = models.JSONField(default=dict, blank=True, help_text='{"gpt-4o": 60}')

@@ -141,18 +141,18 @@ async def deployments_health_report() -> dict:
 
 
 async def health_access_check(request) -> None:
-    """GET /health is for operators: the master key, a key of a superuser, or the admin
-    session of one. Anything else: 401 (no or invalid credentials) or 403."""
+    """GET /health is for operators: the master key, a superuser's key that acts as the proxy
+    admin, or a superuser's admin session. Anything else: 401 (no or invalid credentials) or 403."""
     from apps.core.errors import authentication_failed, permission_denied
     from apps.keys.auth import authenticate, raw_key_from_request
-    from apps.routing.selectors import user_from_session, user_is_superuser
+    from apps.routing.selectors import key_is_proxy_admin, user_from_session
 
     denied = permission_denied("GET /health is for the master key or an admin.", code="admin_only")
     if raw_key_from_request(request):
         context = await authenticate(request)
         if context.is_master:
             return
-        if context.user_id is not None and await db_call(user_is_superuser, user_id=context.user_id):
+        if context.key_id is not None and await db_call(key_is_proxy_admin, key_id=context.key_id):
             return
         raise denied
     session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)

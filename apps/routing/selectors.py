@@ -6,7 +6,7 @@ from __future__ import annotations
 from importlib import import_module
 
 from django.conf import settings
-from django.contrib.auth import get_user, get_user_model
+from django.contrib.auth import get_user
 from django.forms.models import model_to_dict
 
 from apps.providers.models import ModelDeployment
@@ -32,8 +32,13 @@ def deployment_health_list() -> list[ModelDeployment]:
     )
 
 
-def user_is_superuser(*, user_id: int) -> bool:
-    return get_user_model().objects.filter(pk=user_id, is_active=True, is_superuser=True).exists()
+def key_is_proxy_admin(*, key_id: int) -> bool:
+    """Does this virtual key act as the proxy admin (apps.teams.permissions.key_grants_proxy_admin)?"""
+    from apps.keys.models import VirtualKey
+    from apps.teams.permissions import key_grants_proxy_admin
+
+    key = VirtualKey.objects.select_related("user").filter(pk=key_id).first()
+    return key is not None and key_grants_proxy_admin(key)
 
 
 class _SessionHolder:

@@ -2,7 +2,15 @@ from django.contrib import admin
 from django.db.models import Q
 
 from apps.spend.admin_reports import SpendReportAdminMixin
-from apps.teams.admin_scope import OrganizationScopedAdmin
+from django import forms
+
+from apps.teams.admin_scope import (
+    AdminRequestFormMixin,
+    AdminRequestInlineMixin,
+    MembershipForm,
+    OrganizationScopedAdmin,
+    permission_errors_as_form_errors,
+)
 from apps.teams.models import Organization, OrganizationMembership, Team, TeamMembership, UserLimits
 
 # Which Lago customer and subscription an entity is billed as (apps.billing) is the operator's
@@ -22,8 +30,9 @@ class TeamInline(admin.TabularInline):
     show_change_link = True
 
 
-class OrganizationMembershipInline(admin.TabularInline):
+class OrganizationMembershipInline(AdminRequestInlineMixin, admin.TabularInline):
     model = OrganizationMembership
+    form = MembershipForm
     autocomplete_fields = ("user",)
     extra = 0
 
@@ -45,8 +54,9 @@ class OrganizationAdmin(SpendReportAdminMixin, OrganizationScopedAdmin):
         return Q(organization_id=obj.pk)
 
 
-class TeamMembershipInline(admin.TabularInline):
+class TeamMembershipInline(AdminRequestInlineMixin, admin.TabularInline):
     model = TeamMembership
+    form = MembershipForm
     autocomplete_fields = ("user",)
     extra = 0
 
@@ -71,7 +81,8 @@ class TeamAdmin(SpendReportAdminMixin, OrganizationScopedAdmin):
 
 
 @admin.register(TeamMembership)
-class TeamMembershipAdmin(OrganizationScopedAdmin):
+class TeamMembershipAdmin(AdminRequestFormMixin, OrganizationScopedAdmin):
+    form = MembershipForm
     organization_path = "team__organization"
     list_display = ("user", "team", "role", "spend", "created_at")
     list_filter = ("role", "team__organization")
@@ -80,8 +91,25 @@ class TeamMembershipAdmin(OrganizationScopedAdmin):
     autocomplete_fields = ("user", "team")
 
 
+class UserLimitsForm(forms.ModelForm):
+    """A user's limits: only for a user the staff user may change (apps.teams.permissions.user_check),
+    never its own."""
+
+    def clean(self):
+        cleaned = super().clean()
+        request = getattr(self, "admin_request", None)
+        user = cleaned.get("user") or getattr(self.instance, "user", None)
+        if request is not None and user is not None:
+            from apps.teams.permissions import admin_actor, user_check
+
+            with permission_errors_as_form_errors(self, {"user_id": "user"}):
+                user_check(admin_actor(request), user, "write")
+        return cleaned
+
+
 @admin.register(UserLimits)
-class UserLimitsAdmin(OrganizationScopedAdmin):
+class UserLimitsAdmin(AdminRequestFormMixin, OrganizationScopedAdmin):
+    form = UserLimitsForm
     organization_path = "user__organization_memberships__organization"
     list_display = ("user", "spend", "max_budget", "budget_duration", "rpm_limit", "tpm_limit", "blocked")
     list_filter = ("blocked",)

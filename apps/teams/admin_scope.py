@@ -7,10 +7,61 @@ the admin role may also add, change and delete.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
+from django import forms
 from django.contrib import admin
 from django.db.models import QuerySet
+from rest_framework.exceptions import PermissionDenied
 
 from apps.teams.models import Organization, OrganizationMembership
+
+
+@contextmanager
+def permission_errors_as_form_errors(form: forms.BaseForm, field_names: dict[str, str]):
+    """Report a refusal of apps.teams.permissions (the management API's rules, which the admin
+    keeps too) as an error on the form field its `param` names (`field_names`: param → field)."""
+    try:
+        yield
+    except PermissionDenied as exc:
+        field = field_names.get(getattr(exc, "param", None) or "")
+        form.add_error(field if field in form.fields else None, str(exc.detail))
+
+
+class AdminRequestFormMixin:
+    """Hands the request to the ModelAdmin's form (as `admin_request`), for its permission checks."""
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        form.admin_request = request  # a fresh class per call: nothing leaks between requests
+        return form
+
+
+class AdminRequestInlineMixin:
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        formset.form.admin_request = request
+        return formset
+
+
+class MembershipForm(forms.ModelForm):
+    """A team or organization membership in the admin: the user must be one the staff user may
+    give a membership (apps.teams.permissions.membership_grant_check)."""
+
+    def clean(self):
+        cleaned = super().clean()
+        request = getattr(self, "admin_request", None)
+        user = cleaned.get("user")
+        if request is None or user is None or not (self.instance.pk is None or "user" in self.changed_data):
+            return cleaned
+        from apps.teams.permissions import admin_actor, membership_grant_check
+
+        team = cleaned.get("team") or getattr(self.instance, "team", None)
+        organization = cleaned.get("organization") or getattr(self.instance, "organization", None)
+        organization_id = team.organization_id if team is not None else getattr(organization, "pk", None)
+        with permission_errors_as_form_errors(self, {"user": "user"}):
+            membership_grant_check(admin_actor(request), user=user, organization_id=organization_id, param="user")
+        return cleaned
 
 
 def admin_organization_ids(user, *, writable: bool = False) -> set | None:

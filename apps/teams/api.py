@@ -20,6 +20,7 @@ from apps.teams import serializers as s
 from apps.teams.models import Organization, OrganizationMembership, Team, TeamMembership, UserLimits
 from apps.teams.permissions import (
     key_scope,
+    membership_grant_check,
     organization_check,
     organization_scope,
     organization_update_check,
@@ -63,6 +64,15 @@ def user_or_404(*, user_id: str | None = None, user_email: str | None = None, pa
     if user is None:
         raise NotFoundError(f"No user {user_id or user_email!r}.", param=param)
     return user
+
+
+def _members_grant_check(actor, members: list[dict], *, organization_id, param: str) -> None:
+    """Every existing user among `members` may be given a membership by the caller (new users are
+    made by the call itself)."""
+    for index, member in enumerate(members):
+        user = selectors.user_get(user_id=member.get("user_id"), user_email=member.get("user_email"))
+        if user is not None:
+            membership_grant_check(actor, user=user, organization_id=organization_id, param=f"{param}[{index}]")
 
 
 def _one_admin_organization(actor, *, param: str) -> Organization:
@@ -152,8 +162,10 @@ class OrganizationMemberAddApi(ManagementAPIView):
 
     def post(self, request):
         data = self.validated(request)
+        actor = request_actor(request)
         organization = organization_or_404(data["organization_id"])
-        organization_check(request_actor(request), organization, "manage_members")
+        organization_check(actor, organization, "manage_members")
+        _members_grant_check(actor, data["member"], organization_id=organization.pk, param="member")
         members = [{**m, "role": s.ORGANIZATION_ROLES[m["role"]]} for m in data["member"]]
         with model_errors_as_fields(MEMBER_FIELDS):
             added = services.organization_members_add(organization=organization, members=members)
@@ -212,6 +224,8 @@ class TeamNewApi(ManagementAPIView):
         else:
             raise Forbidden("Only the proxy admin and organization admins may create teams.")
         team_create_check(actor, organization)
+        _members_grant_check(actor, data.get("members_with_roles") or [], organization_id=organization.pk,
+                             param="members_with_roles")
         fields = {**s.limits_values(data), **s.lago_values(data, actor), **s.prompt_storage_values(data),
                   **s.team_member_limit_values(data)}
         if data.get("team_id"):
@@ -318,8 +332,10 @@ class TeamMemberAddApi(ManagementAPIView):
 
     def post(self, request):
         data = self.validated(request)
+        actor = request_actor(request)
         team = team_or_404(data["team_id"])
-        team_check(request_actor(request), team, "manage_members")
+        team_check(actor, team, "manage_members")
+        _members_grant_check(actor, data["member"], organization_id=team.organization_id, param="member")
         members = [{**m, "role": s.TEAM_ROLES[m["role"]]} for m in data["member"]]
         with model_errors_as_fields(MEMBER_FIELDS):
             added = services.team_members_add(team=team, members=members)
@@ -393,9 +409,16 @@ class UserNewApi(ManagementAPIView):
             raise exceptions.ValidationError({"organizations": ["Required for an org_admin."]})
         key_fields = None
         if data["auto_create_key"]:
+            # The first key lies in the user's first team (else organization), where its limits hold;
+            # outside both only when the proxy admin makes a user without memberships.
+            key_team = teams[0][0] if teams else None
+            key_organization = key_team.organization if key_team else (organizations[0] if organizations else None)
             key_fields = {
                 "alias": data.get("key_alias") or "",
                 "expires_at": virtual_key_expiry(data.get("duration")),
+                "team": key_team,
+                "organization": key_organization,
+                "issued_by_proxy_admin": actor.is_proxy_admin,
             }
         with model_errors_as_fields({**USER_FIELDS, "alias": "key_alias"}):
             user, key, raw_key = services.user_create_with_memberships(

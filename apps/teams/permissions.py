@@ -1,8 +1,24 @@
-"""Who may do what through the management API, and which rows each caller sees.
+"""Who may do what through the management API (and the admin), and which rows each caller sees.
 
-Roles, strongest first (docs/permissions.md has the matrix per endpoint):
+The one rule: no principal can create, obtain or change anything that carries more rights than
+it holds, nor touch another organization's rows. How it is kept (docs/permissions.md):
 
-- proxy admin: the master key, or a Django superuser → everything.
+- A key's rights are the intersection of its owner's, its team's and its organization's: a key
+  in a team acts only inside that team (at most as the team's admin), a key in an organization
+  only inside that organization, and whatever a key makes stays inside the same team or
+  organization. Only a key outside both carries all of its owner's memberships.
+- A superuser's key is the proxy admin only when the proxy admin issued it and it lies outside
+  every team and organization (`key_grants_proxy_admin`).
+- A key is made (or regenerated, or moved) for another user only by someone who administers
+  that user where the key would be: an admin of its team or organization, never for the admin
+  site's staff (the proxy admin's). A key outside every team and organization is bound by no
+  organization's limits: only the proxy admin makes one, or a user without memberships for itself.
+- Memberships never bring in staff users, nor users of an organization the caller does not
+  administer. Nobody but the proxy admin changes its own user (its limits).
+
+Roles, strongest first:
+
+- proxy admin: the master key, a superuser's admin session, or a superuser's key as above.
 - org admin (OrganizationMembership admin) → everything inside its organizations: the
   organization (but not its limits), its teams, their members, the keys of its teams and
   organization, and the users who belong only to its organizations (their keys and limits).
@@ -24,6 +40,7 @@ from uuid import UUID
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q
+from rest_framework import exceptions
 
 from apps.core.management_auth import Forbidden, Principal
 from apps.keys.context import MASTER_KEY_CONTEXT
@@ -50,6 +67,10 @@ class Actor:
     org_roles: dict[UUID, str] = field(default_factory=dict)  # organization id → role
     team_roles: dict[UUID, str] = field(default_factory=dict)  # team id → role
     team_orgs: dict[UUID, UUID] = field(default_factory=dict)  # the actor's teams → organization
+    # The calling key's team and organization: the actor acts only inside them (memberships above
+    # are already cut down to them), and every key it makes stays there. A team key has both.
+    confined_team_id: UUID | None = None
+    confined_organization_id: UUID | None = None
 
     @property
     def admin_org_ids(self) -> frozenset[UUID]:
@@ -74,6 +95,32 @@ class Actor:
             or team.organization_id in self.admin_org_ids
         )
 
+    @property
+    def has_memberships(self) -> bool:
+        return bool(self.org_roles or self.team_roles)
+
+    def reaches(self, *, team_id, organization_id) -> bool:
+        """Does something of this team and organization lie inside the actor's confinement?"""
+        if self.confined_team_id is not None:
+            return team_id == self.confined_team_id
+        if self.confined_organization_id is not None:
+            return organization_id == self.confined_organization_id
+        return True
+
+
+def key_grants_proxy_admin(key) -> bool:
+    """A superuser's key acts as the proxy admin only if the proxy admin issued it, outside every
+    team and organization (anyone else, or a key confined to a team, gets the user's memberships)."""
+    user = key.user
+    return bool(
+        user is not None
+        and user.is_superuser
+        and user.is_active
+        and key.issued_by_proxy_admin
+        and key.team_id is None
+        and key.organization_id is None
+    )
+
 
 def actor_for(principal: Principal) -> Actor:
     if principal.is_proxy_admin:
@@ -81,14 +128,50 @@ def actor_for(principal: Principal) -> Actor:
     if principal.user is None:
         return Actor(is_proxy_admin=False, key=principal.key)
     org_roles, team_roles, team_orgs = selectors.memberships_of_user(user=principal.user)
+    key = principal.key
+    team_id = getattr(key, "team_id", None)
+    organization_id = getattr(key, "organization_id", None)
+    if team_id is not None:
+        # A team key: at most an admin of that one team (an org admin's team key included).
+        role = ADMIN if org_roles.get(organization_id) == ADMIN else team_roles.get(team_id)
+        team_roles = {team_id: role} if role else {}
+        team_orgs = {team_id: organization_id} if role else {}
+        org_roles = {}
+    elif organization_id is not None:
+        # An organization key: the user's roles in that organization and its teams only.
+        org_roles = {org: role for org, role in org_roles.items() if org == organization_id}
+        team_roles = {t: role for t, role in team_roles.items() if team_orgs[t] == organization_id}
+        team_orgs = {t: team_orgs[t] for t in team_roles}
     return Actor(
         is_proxy_admin=False,
         user=principal.user,
-        key=principal.key,
+        key=key,
         org_roles=org_roles,
         team_roles=team_roles,
         team_orgs=team_orgs,
+        confined_team_id=team_id,
+        confined_organization_id=organization_id,
     )
+
+
+def _confined(actor: Actor, scope: Q, *, team_field: str = "team_id",
+              organization_field: str = "organization_id") -> Q:
+    """`scope` cut down to the actor's confinement (rows with these team / organization fields)."""
+    if actor.confined_team_id is not None:
+        return scope & Q(**{team_field: actor.confined_team_id})
+    if actor.confined_organization_id is not None:
+        return scope & Q(**{organization_field: actor.confined_organization_id})
+    return scope
+
+
+def admin_actor(request) -> Actor:
+    """The actor behind an admin page: the logged-in staff user (a superuser is the proxy admin)."""
+    actor = getattr(request, "_management_actor", None)
+    if actor is None:
+        user = request.user
+        actor = actor_for(Principal(via="session", user=user, is_proxy_admin=user.is_superuser))
+        request._management_actor = actor
+    return actor
 
 
 def request_actor(request) -> Actor:
@@ -133,7 +216,7 @@ def key_scope(actor: Actor) -> Q:
             team__isnull=True,
             user_id__in=selectors.user_ids_managed_by_organizations(organization_ids=orgs),
         )
-    return scope
+    return _confined(actor, scope)  # a team key's organization is its team's
 
 
 def _key_organization_id(key):
@@ -143,12 +226,15 @@ def _key_organization_id(key):
 
 
 def _key_powers(actor: Actor, key) -> str | None:
-    """'admin' (anything on the key), 'owner' (its own key), 'self' (a plain key, itself) or None."""
+    """'admin' (anything on the key), 'owner' (its own key), 'read' (a fellow org admin's personal
+    key), 'self' (a plain key, itself) or None."""
     if actor.is_proxy_admin:
         return "admin"
     if actor.user is None:
         return "self" if actor.key is not None and key.pk == actor.key.pk else None
     organization_id = _key_organization_id(key)
+    if not actor.reaches(team_id=key.team_id, organization_id=organization_id):
+        return None
     if organization_id is not None and organization_id in actor.admin_org_ids:
         return "admin"
     if key.team_id is not None and key.team_id in actor.admin_team_ids:
@@ -163,7 +249,9 @@ def _key_powers(actor: Actor, key) -> str | None:
             user_id=key.user_id, organization_ids=actor.admin_org_ids
         )
     ):
-        return "admin"
+        # An org admin's own keys are its peers' to read only (else an admin could make a second
+        # admin and through it raise its own key's limits).
+        return "read" if selectors.user_is_an_org_admin(user_id=key.user_id) else "admin"
     return None
 
 
@@ -181,6 +269,9 @@ def key_check(actor: Actor, key, action: str) -> None:
         raise Forbidden("This key is outside what you may manage.", param="key")
     if action == "read" or powers == "admin":
         return
+    if powers == "read":
+        raise Forbidden("The key belongs to an organization admin: only the proxy admin changes it.",
+                        param="key")
     if powers == "self":
         raise Forbidden("A key that belongs to no user may only read itself (GET /key/info).", param="key")
     if action == "block":
@@ -202,11 +293,39 @@ def key_update_check(actor: Actor, key, fields) -> None:
                 )
 
 
-def key_default_owner(actor: Actor, *, team: Team | None, organization: Organization | None):
-    """The user a new key belongs to when the request names none: the proxy admin's and an
-    admin's team or organization keys belong to no user; anyone else's keys are its own."""
+def key_default_placement(actor: Actor) -> tuple[UUID | None, UUID | None]:
+    """(team id, organization id) of a new key whose request names neither: the calling key's
+    own team or organization; else the only organization the caller administers, or the only
+    team (else organization) it may make keys in; outside both only for the proxy admin and
+    for users without memberships. LiteLLM's `/key/generate {}` works unchanged this way."""
+    if actor.is_proxy_admin:
+        return None, None
+    if actor.confined_team_id is not None:
+        return actor.confined_team_id, actor.confined_organization_id
+    if actor.confined_organization_id is not None:
+        return None, actor.confined_organization_id
+    if not actor.has_memberships:
+        return None, None
+    writer_teams = [t for t, role in actor.team_roles.items() if role in _WRITER_ROLES]
+    writer_orgs = [o for o, role in actor.org_roles.items() if role in _WRITER_ROLES]
+    for candidates, as_team in ((list(actor.admin_org_ids), False), (writer_teams, True), (writer_orgs, False)):
+        if len(candidates) == 1:
+            return (candidates[0], None) if as_team else (None, candidates[0])
+        if candidates:
+            break
+    raise exceptions.ValidationError(
+        {"team_id": ["Required: name the team (or organization_id) the key belongs to."]}
+    )
+
+
+def key_default_owner(actor: Actor, *, team: Team | None, organization: Organization | None,
+                      placement_named: bool = True):
+    """The user a new key belongs to when the request names none: the caller's own, except the
+    proxy admin's keys and the team or organization keys an admin names, which belong to no user."""
     if actor.is_proxy_admin:
         return None
+    if not placement_named:
+        return actor.user
     if team is not None and actor.is_team_admin(team):
         return None
     if team is None and organization is not None and actor.is_org_admin(organization.pk):
@@ -214,11 +333,26 @@ def key_default_owner(actor: Actor, *, team: Team | None, organization: Organiza
     return actor.user
 
 
+def _is_staff(user) -> bool:
+    return bool(user.is_staff or user.is_superuser)
+
+
 def key_placement_check(actor: Actor, *, user, team: Team | None, organization: Organization | None) -> None:
-    """May the caller have a key belong to this user, team and organization?"""
+    """May the caller have a key belong to this user, team and organization (making it, moving
+    it there, or handing out a new secret for it)?"""
     if actor.is_proxy_admin:
         return
     require_user(actor)
+    organization_id = team.organization_id if team is not None else getattr(organization, "pk", None)
+    if not actor.reaches(team_id=getattr(team, "pk", None), organization_id=organization_id):
+        confined_to_team = actor.confined_team_id is not None
+        raise Forbidden(
+            f"This key acts only inside its own {'team' if confined_to_team else 'organization'}, "
+            "and the keys it makes stay there.",
+            param="organization_id" if team is None and organization is not None else "team_id",
+        )
+    if user is not None and not _is_self(actor, user) and _is_staff(user):
+        raise Forbidden("Only the proxy admin may make keys for the admin site's staff users.", param="user_id")
     if team is not None:
         if actor.is_org_admin(team.organization_id):
             if (
@@ -259,17 +393,44 @@ def key_placement_check(actor: Actor, *, user, team: Team | None, organization: 
         if not _is_self(actor, user):
             raise Forbidden("You may only create keys for yourself.", param="user_id")
         return
-    if _is_self(actor, user):
-        if actor.is_viewer_only:
-            raise Forbidden("Viewers have read-only access.")
+    # Outside every team and organization a key is bound by no organization's limits.
+    if _is_self(actor, user) and not actor.has_memberships:
         return
-    if (
-        user is not None
-        and actor.admin_org_ids
-        and selectors.user_is_managed_by_organizations(user_id=user.pk, organization_ids=actor.admin_org_ids)
-    ):
+    raise Forbidden(
+        "A key outside every team and organization escapes their limits: only the proxy admin makes "
+        "one (for a user without memberships, that user too). Name team_id or organization_id.",
+        param="team_id" if user is None or _is_self(actor, user) else "user_id",
+    )
+
+
+def key_regenerate_check(actor: Actor, key) -> None:
+    """A new secret hands the key to the caller: its owner may rotate it; anyone else only if it
+    could make this very key (owner, team and organization) now."""
+    key_check(actor, key, "write")
+    if actor.is_proxy_admin or _key_powers(actor, key) == "owner":
         return
-    raise Forbidden("You may only create keys for yourself.", param="user_id")
+    key_placement_check(actor, user=key.user, team=key.team, organization=key.organization)
+
+
+# --- memberships ----------------------------------------------------------------------------
+
+
+def membership_grant_check(actor: Actor, *, user, organization_id, param: str) -> None:
+    """May the caller give this existing user a membership (any role) in `organization_id` or one
+    of its teams? Never staff users (the proxy admin's), nor users of another organization
+    unless the caller administers them there too. (The right to manage that team's or
+    organization's members is checked apart.)"""
+    if actor.is_proxy_admin or _is_self(actor, user):
+        return
+    if _is_staff(user):
+        raise Forbidden("Only the proxy admin may give memberships to the admin site's staff users.",
+                        param=param)
+    elsewhere = selectors.user_organization_ids(user_id=user.pk) - {organization_id}
+    if elsewhere - actor.admin_org_ids:
+        raise Forbidden(
+            "The user belongs to another organization: only an admin of that organization may add it here.",
+            param=param,
+        )
 
 
 # --- teams --------------------------------------------------------------------------------
@@ -386,15 +547,21 @@ def user_check(actor: Actor, user, action: str) -> None:
         ):
             return
         raise Forbidden("This user is outside what you may see.", param="user_id")
+    if _is_self(actor, user):
+        raise Forbidden("Only the proxy admin may change or delete your own user (its limits included).",
+                        param="user_id")
     if (
         actor.admin_org_ids
-        and not (user.is_superuser or user.is_staff)  # the admin site's users are the proxy admin's
+        and not _is_staff(user)  # the admin site's users are the proxy admin's
         and selectors.user_is_managed_by_organizations(user_id=user.pk, organization_ids=actor.admin_org_ids)
+        # Fellow org admins are the proxy admin's to change: else an admin could make a second
+        # admin and through it raise its own limits.
+        and not selectors.user_is_an_org_admin(user_id=user.pk)
     ):
         return
     raise Forbidden(
         "Only the proxy admin, or an admin of every organization the user belongs to, may change "
-        "or delete a user.",
+        "or delete a user (not another organization admin).",
         param="user_id",
     )
 
@@ -449,9 +616,13 @@ def model_access(actor: Actor) -> ModelAccess | None:
     if actor.is_proxy_admin:
         return None
     organization_ids = frozenset(actor.org_roles) | frozenset(actor.team_orgs.values())
+    if actor.confined_organization_id is not None:
+        organization_ids |= {actor.confined_organization_id}
     if actor.admin_org_ids:
         return ModelAccess(organization_ids=organization_ids, paths=None)
-    paths = selectors.model_restrictions_of_user(user=actor.user, team_ids=list(actor.team_roles))
+    # A team key is held to its team's models even when its owner has left the team.
+    team_ids = [actor.confined_team_id] if actor.confined_team_id is not None else list(actor.team_roles)
+    paths = selectors.model_restrictions_of_user(user=actor.user, team_ids=team_ids)
     return ModelAccess(organization_ids=organization_ids, paths=paths)
 
 
@@ -478,7 +649,7 @@ def spend_scope(actor: Actor) -> Q:
             team_id__isnull=True,
             user_id__in=selectors.user_ids_managed_by_organizations(organization_ids=orgs),
         )
-    return scope
+    return _confined(actor, scope)
 
 
 def spend_filter_check(actor: Actor, *, key=None, team=None, organization=None, user=None) -> None:

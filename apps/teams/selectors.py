@@ -107,6 +107,17 @@ def user_is_managed_by_organizations(*, user_id, organization_ids) -> bool:
     return user_ids_managed_by_organizations(organization_ids=organization_ids).filter(pk=user_id).exists()
 
 
+def user_organization_ids(*, user_id) -> set:
+    """The organizations a user belongs to, directly or through one of their teams."""
+    direct = OrganizationMembership.objects.filter(user_id=user_id).values_list("organization_id", flat=True)
+    through_teams = TeamMembership.objects.filter(user_id=user_id).values_list("team__organization_id", flat=True)
+    return set(direct) | set(through_teams)
+
+
+def user_is_an_org_admin(*, user_id) -> bool:
+    return OrganizationMembership.objects.filter(user_id=user_id, role=OrganizationMembership.Role.ADMIN).exists()
+
+
 def user_is_team_member(*, user_id, team_id) -> bool:
     return TeamMembership.objects.filter(user_id=user_id, team_id=team_id).exists()
 

@@ -53,14 +53,26 @@ def test_the_master_key_may_come_from_the_config_file(api, world, settings, tmp_
     assert_error(api.get("/organization/list", key="sk-master-test"), 401)
 
 
-def test_a_superusers_key_is_the_proxy_admin(api, world):
+def test_a_superusers_key_is_the_proxy_admin_when_the_proxy_admin_issued_it(api, world):
     from apps.keys.services import virtual_key_create
 
     root = world.users["accountant"]
     root.is_superuser = True
     root.save()
-    _, raw = virtual_key_create(user=root)
+    _, raw = virtual_key_create(user=root, issued_by_proxy_admin=True)
     assert api.post("/organization/new", {"organization_alias": "Root Inc"}, key=raw).status_code == 200
+
+
+def test_a_superusers_key_made_by_anyone_else_or_in_a_team_is_not_the_proxy_admin(api, world):
+    from apps.keys.services import virtual_key_create
+
+    root = world.users["accountant"]
+    root.is_superuser = True
+    root.save()
+    _, not_issued = virtual_key_create(user=root)
+    _, in_team = virtual_key_create(user=root, team=world.research, issued_by_proxy_admin=True)
+    for raw in (not_issued, in_team):
+        assert_error(api.post("/organization/new", {"organization_alias": "Root Inc"}, key=raw), 403)
 
 
 def test_staff_sessions_authenticate_with_csrf_on_writes(world, django_user_model):

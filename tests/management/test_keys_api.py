@@ -214,7 +214,7 @@ def test_delete_by_alias_only_touches_the_callers_keys(api, world):
     from apps.keys.services import virtual_key_create
 
     virtual_key_create(alias="shared-name", user=world.users["outsider"], team=world.sales)
-    mine, _ = virtual_key_create(alias="shared-name", user=world.users["member"])
+    mine, _ = virtual_key_create(alias="shared-name", user=world.users["member"], team=world.research)
     response = api.post("/key/delete", {"key_aliases": ["shared-name"]}, key=world.credentials["member"])
     assert response.status_code == 200
     assert list(VirtualKey.objects.filter(alias="shared-name").values_list("user__username", flat=True)) == [

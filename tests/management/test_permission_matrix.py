@@ -183,7 +183,10 @@ def test_a_team_admin_reaches_nothing_outside_its_team(api, world):
         403,
         param="user_id",
     )
-    assert_error(api.post("/key/generate", {"user_id": "member"}, key=key), 403, param="user_id")
+    # Named without a team, a member's key lands in the team the caller's key belongs to.
+    response = api.post("/key/generate", {"user_id": "member"}, key=key)
+    assert (response.status_code, response.json()["team_id"]) == (200, str(world.research.pk))
+    assert_error(api.post("/key/generate", {"user_id": "accountant"}, key=key), 403, param="user_id")
     assert_error(api.get("/user/info", {"user_id": "outsider"}, key=key), 403)
     assert_error(
         api.post(
@@ -225,9 +228,11 @@ def test_a_member_creates_keys_only_for_itself_and_in_its_own_teams(api, world):
         403,
         param="organization_id",
     )
-    response = api.post("/key/generate", {"key_alias": "personal"}, key=key)
+    # A key made through a team key stays in that team, and so under the team's limits.
+    response = api.post("/key/generate", {"key_alias": "mine"}, key=key)
     assert response.status_code == 200
-    assert (response.json()["user_id"], response.json()["team_id"]) == ("member", None)
+    assert (response.json()["user_id"], response.json()["team_id"], response.json()["organization_id"]) == (
+        "member", str(world.research.pk), str(world.acme.pk))
 
 
 def test_a_viewer_only_reads(api, world):

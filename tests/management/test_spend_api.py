@@ -446,11 +446,14 @@ def test_a_team_admin_filtering_by_a_member_sees_only_that_members_spend_in_its_
     from apps.keys.services import virtual_key_create
 
     world = spend_everywhere
-    personal, _ = virtual_key_create(alias="member-personal", user=world.users["member"])
+    personal, personal_raw = virtual_key_create(alias="member-personal", user=world.users["member"])
     add_log(personal, when=at(DAY_1, 20), request_id="member-personal")
     team_admin, member = world.credentials["team_admin"], world.credentials["member"]
     assert request_ids(api.get("/spend/logs", {"user_id": "member"}, key=team_admin)) == ["member"]
-    assert set(request_ids(api.get("/spend/logs", {"user_id": "member"}, key=member))) == {
+    # Through its team key the member sees its spend in that team; through a key outside every
+    # team, all of its own.
+    assert request_ids(api.get("/spend/logs", {"user_id": "member"}, key=member)) == ["member"]
+    assert set(request_ids(api.get("/spend/logs", {"user_id": "member"}, key=personal_raw))) == {
         "member",
         "member-personal",
     }

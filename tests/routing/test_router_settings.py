@@ -160,8 +160,10 @@ def test_health_needs_the_master_key_or_an_admin(gateway, make_key, django_user_
     assert httpx.get(gateway.url + "/health", headers={"Authorization": f"Bearer {MASTER_KEY}"}).status_code == 200
 
     admin = django_user_model.objects.create_superuser("root", "root@example.com", "a-long-password")
-    _, admin_key = make_key(user=admin)
+    _, admin_key = make_key(user=admin, issued_by_proxy_admin=True)
     assert httpx.get(gateway.url + "/health", headers={"Authorization": f"Bearer {admin_key}"}).status_code == 200
+    _, not_issued = make_key(user=admin)  # a superuser's key the proxy admin did not issue
+    assert httpx.get(gateway.url + "/health", headers={"Authorization": f"Bearer {not_issued}"}).status_code == 403
     client = Client()
     client.force_login(admin)
     cookies = {"sessionid": client.cookies["sessionid"].value}

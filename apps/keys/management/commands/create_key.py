@@ -79,6 +79,7 @@ class Command(BaseCommand):
                 organization=organization,
                 user=user,
                 expires_at=parse_expiry(options["expires"]) if options["expires"] else None,
+                issued_by_proxy_admin=True,  # whoever runs manage.py is the operator
             )
         except ValidationError as exc:
             raise CommandError("; ".join(f"{k}: {', '.join(v)}" for k, v in exc.message_dict.items())) from None
