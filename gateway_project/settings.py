@@ -293,6 +293,9 @@ BILLING_WALLET_REFRESH_INTERVAL = env_float("BILLING_WALLET_REFRESH_INTERVAL", 3
 BILLING_WALLET_STALE_AFTER = env_float("BILLING_WALLET_STALE_AFTER", 120.0)
 # How long each server process keeps a wallet state it read from Redis (webhooks update it at once).
 BILLING_WALLET_CACHE_TTL = env_float("BILLING_WALLET_CACHE_TTL", 1.0)
+# A webhook makes the gateway re-read the customer's wallets from Lago, at most once per this
+# many seconds per customer (one more read follows at the interval's end if more webhooks came).
+BILLING_WEBHOOK_REFRESH_INTERVAL = env_float("BILLING_WEBHOOK_REFRESH_INTERVAL", 1.0)
 # Usage events are sent every this many seconds, at most 100 a batch (Lago's limit).
 BILLING_OUTBOX_INTERVAL = env_float("BILLING_OUTBOX_INTERVAL", 5.0)
 BILLING_BATCH_SIZE = max(1, min(env_int("BILLING_BATCH_SIZE", 100), 100))

@@ -60,9 +60,13 @@ class BillingEvent(models.Model):
 
 
 class BillingWebhook(models.Model):
-    """A Lago webhook already handled, by its X-Lago-Unique-Key: a redelivery changes nothing."""
+    """A Lago webhook already handled, by its X-Lago-Unique-Key and by the hash of what its
+    signature covers: a redelivery, or a replay under another key, changes nothing."""
 
     unique_key = models.CharField(max_length=255, unique=True)
+    # sha256 of the payload's canonical JSON (sorted keys): the same signed content is the same
+    # hash whatever the unique key, the whitespace or the signing mode.
+    body_sha256 = models.CharField(max_length=64, unique=True, null=True, blank=True)
     webhook_type = models.CharField(max_length=100)
     payload = models.JSONField(default=dict)
     received_at = models.DateTimeField(default=timezone.now)
@@ -72,3 +76,15 @@ class BillingWebhook(models.Model):
 
     def __str__(self) -> str:
         return f"{self.webhook_type} {self.unique_key}"
+
+
+class LagoWebhookCursor(models.Model):
+    """The newest webhook applied per Lago object (a wallet's events, a wallet's transactions):
+    an older one arriving later (a delay, a replay) is ignored."""
+
+    object_key = models.CharField(max_length=300, unique=True, help_text='"wallet:<lago id>" and the like.')
+    event_at = models.DateTimeField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.object_key} at {self.event_at.isoformat()}"

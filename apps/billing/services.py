@@ -3,8 +3,8 @@
 - billing_events_add: outbox rows for billable requests, inside the spend flusher's transaction.
 - billing_events_send: claim due rows (FOR UPDATE SKIP LOCKED), post them to /events/batch,
   record the outcome (sent, back off and retry, dead letter).
-- wallets_refresh / wallet_refresh_for_wallet: wallet balances from Lago into the wallet store.
-- lago_webhook_handle: apply a verified webhook once.
+- wallets_refresh / wallet_refresh_for_wallet: wallet balances from Lago into the wallet store
+  (webhooks only trigger these: apps.billing.webhooks).
 - lago_customers_sync: customers and subscriptions into Lago.
 
 Exactly once: every request has one outbox row (unique transaction_id = its request id, written
@@ -25,7 +25,7 @@ from datetime import timedelta
 
 import orjson
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -507,69 +507,6 @@ def wallet_refresh_for_wallet(*, lago_wallet_id: str) -> RefreshResult:
         except (LagoError, LagoUnavailable) as exc:
             return RefreshResult(error=str(exc))
         return wallets_refresh(customer_id=wallet["external_customer_id"], client=client)
-
-
-# --- webhooks ------------------------------------------------------------------------------------
-
-_WALLET_TYPES = {"wallet.created", "wallet.updated", "wallet.terminated", "wallet.depleted_ongoing_balance"}
-_WALLET_TRANSACTION_TYPES = {
-    "wallet_transaction.created",
-    "wallet_transaction.updated",
-    "wallet_transaction.payment_failure",
-}
-
-
-def lago_webhook_handle(*, unique_key: str | None, payload: dict) -> str:
-    """Apply a verified webhook once per X-Lago-Unique-Key. Returns "duplicate", "applied" or
-    "ignored" (a type billing does not act on; recorded all the same)."""
-    webhook_type = str(payload.get("webhook_type") or "")
-    with transaction.atomic():
-        if unique_key:
-            try:
-                with transaction.atomic():
-                    BillingWebhook.objects.create(
-                        unique_key=unique_key[:255], webhook_type=webhook_type[:100], payload=payload
-                    )
-            except IntegrityError:
-                return "duplicate"
-        if webhook_type in _WALLET_TYPES and isinstance(payload.get("wallet"), dict):
-            _wallet_webhook(payload["wallet"], depleted=webhook_type == "wallet.depleted_ongoing_balance")
-            return "applied"
-        if webhook_type in _WALLET_TRANSACTION_TYPES and isinstance(payload.get("wallet_transaction"), dict):
-            lago_wallet_id = payload["wallet_transaction"].get("lago_wallet_id")
-            if lago_wallet_id:
-                from apps.billing.tasks import wallet_refresh_task
-
-                # The balance after the transaction, from Lago, once this webhook is recorded.
-                transaction.on_commit(lambda: wallet_refresh_task.delay(str(lago_wallet_id)))
-                return "applied"
-    return "ignored"
-
-
-def _wallet_webhook(wallet: dict, *, depleted: bool) -> None:
-    customer = wallet.get("external_customer_id")
-    if not customer:
-        return
-    kind = settings.BILLING_ENTITY
-    entities = [entity_key(kind, e.id) for e in billing_entities_list(kind=kind, customer_id=customer)]
-    if not entities:
-        return
-    existing = wallet_store().get_many(entities)
-    now = time.time()
-    states = {
-        entity: (existing.get(entity) or WalletState(customer=customer)).with_wallet(
-            wallet, now=now, depleted=depleted
-        )
-        for entity in entities
-    }
-    if depleted:
-        logger.warning(
-            "billing: Lago says the wallet of customer %s is depleted; blocking %s",
-            customer,
-            ", ".join(entities),
-        )
-    # After the commit: the webhook is recorded as handled exactly when its effect is out.
-    transaction.on_commit(lambda: _wallet_states_apply(states, publish=True))
 
 
 # --- customers and subscriptions -----------------------------------------------------------------

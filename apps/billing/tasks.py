@@ -26,11 +26,13 @@ def wallets_refresh_task() -> int:
     return wallets_refresh().refreshed
 
 
-@shared_task(name="billing.wallet_refresh", ignore_result=True, acks_late=True)
-def wallet_refresh_task(lago_wallet_id: str) -> int:
-    from apps.billing.services import wallet_refresh_for_wallet
+@shared_task(name="billing.wallets_reread", ignore_result=True, acks_late=True,
+             autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
+def wallets_reread_task(what: str) -> None:
+    """The read a webhook left for the end of its rate-limit interval ("customer:<id>" or "wallet:<id>")."""
+    from apps.billing.webhooks import wallets_reread_now
 
-    return wallet_refresh_for_wallet(lago_wallet_id=lago_wallet_id).refreshed
+    wallets_reread_now(what)
 
 
 @shared_task(name="billing.records_purge", ignore_result=True)

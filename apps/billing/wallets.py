@@ -78,18 +78,6 @@ class WalletState:
             at=now,
         )
 
-    def with_wallet(self, wallet: dict, *, now: float, depleted: bool = False) -> "WalletState":
-        """This state after a webhook about one wallet. `depleted`: Lago says that wallet's ongoing
-        balance reached zero, whatever the object shows."""
-        wallets = dict(self.wallets)
-        lago_id = str(wallet.get("lago_id") or "")
-        if wallet.get("status", "active") != "active":
-            wallets.pop(lago_id, None)
-        else:
-            cents = _cents(wallet)
-            wallets[lago_id] = min(cents, 0) if depleted else cents
-        return WalletState(customer=self.customer, wallets=wallets, credits=self.credits, at=now)
-
 
 def _cents(wallet: dict) -> int:
     value = wallet.get("ongoing_balance_cents")

@@ -47,6 +47,7 @@ def billing(settings, fake_lago, transactional_db):
     settings.BILLING_FAIL_OPEN = True
     settings.BILLING_RETRY_BASE_DELAY = 2.0
     settings.BILLING_CLAIM_LEASE = 120.0
+    settings.BILLING_WEBHOOK_REFRESH_INTERVAL = 0  # every webhook re-reads Lago (its own test limits it)
     _clear_billing_state()
     yield fake_lago
     _clear_billing_state()

@@ -291,8 +291,10 @@ def test_a_depletion_webhook_blocks_at_once(gateway, billing, billed_key, billed
     assert response.status_code == 200
     with pytest.raises(openai.RateLimitError):
         client.chat.completions.create(model="gpt-test", messages=MESSAGES)
-    # JWT mode fetched Lago's public key once; the requests themselves never called Lago.
-    assert [p for _, p, _ in billing.requests[lago_calls:]] == ["/api/v1/webhooks/json_public_key"]
+    # JWT mode fetched Lago's public key once and the webhook re-read the wallets (the body's
+    # balance is not trusted); the requests themselves never called Lago.
+    assert [p for _, p, _ in billing.requests[lago_calls:]] == ["/api/v1/webhooks/json_public_key",
+                                                                 "/api/v1/wallets"]
 
 
 @pytest.mark.parametrize("fail_open", [True, False])
@@ -398,6 +400,9 @@ def test_a_depletion_webhook_blocks_on_every_replica_at_once(billing, billed_org
         )
         assert wait_for(lambda: chat(b) == 429, timeout=5) and chat(a) == 429
         assert time.monotonic() - started < 5  # pub/sub, not the 60 s cache
+        # A replayed old webhook body (signed, under a new unique key) unblocks nothing.
+        replay = billing.send_webhook(b.url + "/billing/lago/webhook", "wallet.updated", "wallet", wallet)
+        assert replay.status_code == 200 and chat(a) == 429 and chat(b) == 429
         transaction, _ = billing.wallet_top_up(wallet["lago_id"], "5")
         assert (
             billing.send_webhook(
@@ -408,7 +413,11 @@ def test_a_depletion_webhook_blocks_on_every_replica_at_once(billing, billed_org
             ).status_code
             == 200
         )
+        # The webhook answered once Lago was re-read and the state published: the other replica
+        # serves again within a second.
+        topped_up = time.monotonic()
         assert wait_for(lambda: chat(a) == 200, timeout=5) and chat(b) == 200
+        assert time.monotonic() - topped_up < 1.0
     finally:
         for replica in replicas:
             replica.stop()

@@ -81,4 +81,4 @@ def test_the_tasks_are_registered():
     from gateway_project.celery import app
 
     app.loader.import_default_modules()
-    assert {"billing.events_send", "billing.wallets_refresh", "billing.wallet_refresh"} <= set(app.tasks)
+    assert {"billing.events_send", "billing.wallets_refresh", "billing.wallets_reread"} <= set(app.tasks)

@@ -97,6 +97,7 @@ class FakeLago:
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status)
         # Faults
         self._fail: list[tuple[int, dict]] = []  # (status, headers) for the next batch posts
+        self._fail_reads = 0  # the next wallet reads answer 503
         self.reject: dict[str, dict] = {}  # transaction_id -> error_details for it
         self.delay = 0.0  # seconds before answering each batch
         self._hang_on_post: int | None = None  # the n-th batch post (1-based, counting from the order) hangs
@@ -139,6 +140,18 @@ class FakeLago:
     def fail_next(self, count: int, status: int = 503, headers: dict | None = None) -> None:
         with self.lock:
             self._fail += [(status, headers or {})] * count
+
+    def fail_wallet_reads(self, count: int) -> None:
+        """The next `count` wallet reads (list or get) answer 503, as a Lago that is down."""
+        with self.lock:
+            self._fail_reads = count
+
+    def _read_fails(self) -> bool:
+        with self.lock:
+            if self._fail_reads <= 0:
+                return False
+            self._fail_reads -= 1
+            return True
 
     def rate_limit_next(self, count: int, reset: int = 1) -> None:
         self.fail_next(
@@ -218,6 +231,7 @@ class FakeLago:
         wallet["credits_ongoing_usage_balance"] = str(
             Decimal(wallet["ongoing_usage_balance_cents"]) / 100 / rate
         )
+        wallet["last_balance_sync_at"] = _now_iso()  # as Lago's balance refresh does
 
     def wallet_consume(self, lago_id: str, ongoing_balance_cents: int = 0) -> dict:
         """Usage brings the wallet's ongoing balance down (to 0 by default)."""
@@ -519,6 +533,8 @@ class FakeLago:
         )
 
     async def _wallets_list(self, request: web.Request) -> web.Response:
+        if self._read_fails():
+            return _json({"status": 503, "error": "Service Unavailable"}, 503)
         external_customer_id = request.query.get("external_customer_id")
         if not external_customer_id:
             return _unprocessable({"external_customer_id": ["value_is_mandatory"]})
@@ -528,6 +544,8 @@ class FakeLago:
         return self._wallets_page(request.match_info["external_id"], request)
 
     async def _wallet_get(self, request: web.Request) -> web.Response:
+        if self._read_fails():
+            return _json({"status": 503, "error": "Service Unavailable"}, 503)
         with self.lock:
             wallet = self.wallets.get(request.match_info["lago_id"])
         return _json({"wallet": dict(wallet)}) if wallet else _not_found("wallet")
