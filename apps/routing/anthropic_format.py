@@ -17,6 +17,7 @@ from django.http import HttpResponse
 from apps.core.errors import GatewayError, invalid_request
 from apps.providers.adapters.base import TranslatedResponse, Usage
 from apps.routing.proxy import ClientFormat
+from apps.routing.validation import positive_int_check
 
 _STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
                  "function_call": "tool_use", "content_filter": "refusal"}
@@ -37,8 +38,10 @@ def anthropic_error_response(error: GatewayError) -> HttpResponse:
 # --- request: Anthropic → OpenAI -------------------------------------------------------------
 
 
-def _text_part(block: dict) -> dict:
-    part = {"type": "text", "text": block.get("text", "")}
+def _text_part(block: dict, where: str = "") -> dict:
+    if not isinstance(block.get("text"), str):
+        raise invalid_request(f"'{where}.text' must be a string.", param=f"{where}.text")
+    part = {"type": "text", "text": block["text"]}
     if block.get("cache_control"):
         part["cache_control"] = block["cache_control"]  # prompt caching survives the translation
     return part
@@ -53,15 +56,16 @@ def _system_content(blocks: Any, param: str) -> str | list[dict]:
         if not isinstance(block, dict) or block.get("type") != "text" or not isinstance(block.get("text"), str):
             raise invalid_request(f"'{param}[{index}]' must be a text block.", param=f"{param}[{index}]")
     if any(block.get("cache_control") for block in blocks):
-        return [_text_part(block) for block in blocks]
+        return [_text_part(block, f"{param}[{index}]") for index, block in enumerate(blocks)]
     return "\n".join(block["text"] for block in blocks)
 
 
 def _image_part(block: dict, where: str) -> dict:
-    source = block.get("source") or {}
-    if source.get("type") == "base64" and source.get("media_type") and source.get("data"):
+    source = block.get("source")
+    source = source if isinstance(source, dict) else {}
+    if source.get("type") == "base64" and _strings(source.get("media_type"), source.get("data")):
         url = f"data:{source['media_type']};base64,{source['data']}"
-    elif source.get("type") == "url" and source.get("url"):
+    elif source.get("type") == "url" and _strings(source.get("url")):
         url = source["url"]
     else:
         raise invalid_request(f"'{where}.source' must be a base64 or url image source.", param=f"{where}.source")
@@ -74,7 +78,9 @@ def _tool_result_text(content: Any, where: str) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text")
+        texts = [b.get("text") for b in content if isinstance(b, dict) and b.get("type") == "text"]
+        if all(isinstance(text, str) for text in texts):
+            return "".join(texts)
     raise invalid_request(f"'{where}.content' must be a string or an array of blocks.", param=f"{where}.content")
 
 
@@ -95,13 +101,19 @@ def _convert_message(index: int, message: Any) -> list[dict]:
         block_where = f"{where}.content[{number}]"
         kind = block.get("type") if isinstance(block, dict) else None
         if kind == "text":
-            parts.append(_text_part(block))
+            parts.append(_text_part(block, block_where))
         elif kind == "image" and role == "user":
             parts.append(_image_part(block, block_where))
         elif kind == "tool_use" and role == "assistant":
+            if not _strings(block.get("id"), block.get("name")) or not isinstance(block.get("input", {}), dict):
+                raise invalid_request(f"'{block_where}' must have a string id and name and an object input.",
+                                      param=block_where)
             tool_calls.append({"id": block.get("id"), "type": "function", "function": {
                 "name": block.get("name"), "arguments": orjson.dumps(block.get("input") or {}).decode()}})
         elif kind == "tool_result" and role == "user":
+            if not _strings(block.get("tool_use_id")):
+                raise invalid_request(f"'{block_where}.tool_use_id' must be a string.",
+                                      param=f"{block_where}.tool_use_id")
             # OpenAI answers tool calls with role "tool" messages, right after the assistant turn.
             out.append({"role": "tool", "tool_call_id": block.get("tool_use_id"),
                         "content": _tool_result_text(block.get("content"), block_where)})
@@ -122,13 +134,44 @@ def _convert_message(index: int, message: Any) -> list[dict]:
     return out
 
 
+def _strings(*values) -> bool:
+    return all(isinstance(value, str) and value for value in values)
+
+
+def _tools(tools: Any) -> list[dict]:
+    if not isinstance(tools, list):
+        raise invalid_request("'tools' must be an array.", param="tools")
+    out = []
+    for index, tool in enumerate(tools):
+        where = f"tools[{index}]"
+        if not isinstance(tool, dict) or not _strings(tool.get("name")):
+            raise invalid_request(f"'{where}' must be an object with a string name.", param=f"{where}.name")
+        schema = tool.get("input_schema")
+        if schema is not None and not isinstance(schema, dict):
+            raise invalid_request(f"'{where}.input_schema' must be an object.", param=f"{where}.input_schema")
+        description = tool.get("description", "")
+        if not isinstance(description, str):
+            raise invalid_request(f"'{where}.description' must be a string.", param=f"{where}.description")
+        out.append({"type": "function", "function": {"name": tool["name"], "description": description,
+                                                      "parameters": schema or {"type": "object"}}})
+    return out
+
+
+def _optional(body: dict, name: str, kinds: tuple, what: str) -> Any:
+    value = body.get(name)
+    if value is not None and (not isinstance(value, kinds) or isinstance(value, bool) and bool not in kinds):
+        raise invalid_request(f"'{name}' must be {what}.", param=name)
+    return value
+
+
 def openai_body_from_anthropic(body: dict) -> dict:
     """An OpenAI chat request from an Anthropic Messages request (validated as it goes)."""
     if not isinstance(body.get("model"), str) or not body["model"]:
         raise invalid_request("'model' is required.", param="model", code="missing_required_parameter")
     max_tokens = body.get("max_tokens")
-    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+    if max_tokens is None:
         raise invalid_request("'max_tokens' is required: a positive integer.", param="max_tokens")
+    positive_int_check(body, "max_tokens")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise invalid_request("'messages' is required: a non-empty array.", param="messages")
@@ -138,24 +181,29 @@ def openai_body_from_anthropic(body: dict) -> dict:
     for index, message in enumerate(messages):
         converted.extend(_convert_message(index, message))
     openai_body: dict[str, Any] = {"model": body["model"], "messages": converted, "max_tokens": max_tokens}
-    for name in ("temperature", "top_p"):
-        if body.get(name) is not None:
+    for name in ("temperature", "top_p", "top_k"):
+        if _optional(body, name, (int, float), "a number") is not None and name != "top_k":
             openai_body[name] = body[name]
-    if body.get("stop_sequences"):
-        openai_body["stop"] = body["stop_sequences"]
-    user_id = (body.get("metadata") or {}).get("user_id")
+    stop = _optional(body, "stop_sequences", (list,), "an array of strings")
+    if stop and not all(isinstance(item, str) for item in stop):
+        raise invalid_request("'stop_sequences' must be an array of strings.", param="stop_sequences")
+    if stop:
+        openai_body["stop"] = stop
+    metadata = _optional(body, "metadata", (dict,), "an object")
+    user_id = (metadata or {}).get("user_id")
+    if user_id is not None and not isinstance(user_id, str):
+        raise invalid_request("'metadata.user_id' must be a string.", param="metadata.user_id")
     if user_id:
         openai_body["user"] = user_id
     tools = body.get("tools")
-    if tools:
-        if not isinstance(tools, list):
-            raise invalid_request("'tools' must be an array.", param="tools")
-        openai_body["tools"] = [
-            {"type": "function", "function": {"name": t.get("name"), "description": t.get("description", ""),
-                                              "parameters": t.get("input_schema") or {"type": "object"}}}
-            for t in tools
-        ]
-    choice = body.get("tool_choice")
+    if tools is not None:
+        if converted_tools := _tools(tools):
+            openai_body["tools"] = converted_tools
+    choice = _optional(body, "tool_choice", (dict,), "an object")
+    if choice is not None and choice.get("type") not in ("auto", "any", "tool", "none"):
+        raise invalid_request("'tool_choice.type' must be auto, any, tool or none.", param="tool_choice.type")
+    if choice is not None and choice["type"] == "tool" and not _strings(choice.get("name")):
+        raise invalid_request("'tool_choice.name' must name a tool.", param="tool_choice.name")
     if isinstance(choice, dict):
         kind = choice.get("type")
         if kind == "any":
@@ -166,10 +214,12 @@ def openai_body_from_anthropic(body: dict) -> dict:
             openai_body["tool_choice"] = kind
         if choice.get("disable_parallel_tool_use") and tools:
             openai_body["parallel_tool_calls"] = False
-    thinking = body.get("thinking")
+    thinking = _optional(body, "thinking", (dict,), "an object")
     if isinstance(thinking, dict) and thinking.get("type") == "enabled":
+        positive_int_check(thinking, "budget_tokens", param="thinking.budget_tokens")
         budget = thinking.get("budget_tokens") or 0
         openai_body["reasoning_effort"] = "low" if budget <= 1024 else "medium" if budget <= 4096 else "high"
+    _optional(body, "stream", (bool,), "a boolean")
     if body.get("stream") is True:
         openai_body["stream"] = True
         openai_body["stream_options"] = {"include_usage": True}

@@ -68,18 +68,18 @@ def _auth_error(request, exc):
 def _validation_error(request, exc: ValidationError):
     first = exc.errors[0] if exc.errors else {}
     param = ".".join(str(p) for p in first.get("loc", [])[1:]) or None
-    return invalid_request(first.get("msg", "Invalid request."), param=param).to_response()
+    return _gateway_error(request, invalid_request(first.get("msg", "Invalid request."), param=param))
 
 
 @api.exception_handler(HttpError)
 def _http_error(request, exc: HttpError):
-    return GatewayError(str(exc), status=exc.status_code).to_response()
+    return _gateway_error(request, GatewayError(str(exc), status=exc.status_code))
 
 
 @api.exception_handler(Exception)
 def _unexpected(request, exc: Exception):
     logger.exception("unexpected error on %s", request.path)
-    return internal_error().to_response()
+    return _gateway_error(request, internal_error())
 
 
 def _json(payload, status: int = 200) -> HttpResponse:

@@ -31,6 +31,26 @@ def _is_token_list(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(t, int) and not isinstance(t, bool) for t in value)
 
 
+_MAX_INT = 2**31 - 1
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def positive_int_check(body: dict[str, Any], name: str, *, param: str | None = None) -> None:
+    """A field the gateway itself reads (budget reservations count the output allowance)."""
+    value = body.get(name)
+    if value is None:
+        return
+    if not _is_int(value):
+        raise invalid_request(f"Invalid type for '{param or name}': expected an integer.", param=param or name,
+                              code="invalid_type")
+    if not 1 <= value <= _MAX_INT:
+        raise invalid_request(f"Invalid value for '{param or name}': expected an integer from 1 to {_MAX_INT}.",
+                              param=param or name, code="invalid_value")
+
+
 def validate_body(operation: Operation, body: dict[str, Any]) -> tuple[str, bool]:
     """Returns (model, stream)."""
     model = body.get("model")
@@ -58,6 +78,13 @@ def validate_body(operation: Operation, body: dict[str, Any]) -> tuple[str, bool
                 param="stream_options.include_usage",
                 code="invalid_type",
             )
+
+    for name in ("max_tokens", "max_completion_tokens", "n"):
+        positive_int_check(body, name)
+    for name, kind, type_name in (("user", str, "a string"), ("metadata", dict, "an object")):
+        if body.get(name) is not None and not isinstance(body[name], kind):
+            raise invalid_request(f"Invalid type for '{name}': expected {type_name}.", param=name,
+                                  code="invalid_type")
 
     if operation is Operation.CHAT:
         messages = body.get("messages")
