@@ -1,8 +1,10 @@
 """The ASGI entry point: it decides the plane by path before Django does any work.
 
+- Every HTTP request gets an id on its answer (apps.core.edge).
 - Data plane (/v1/*, the same routes without /v1, health probes): the lean handler
   in apps.core.dataplane.
-- Control plane (/admin, the management API, static files): Django's ordinary stack.
+- Control plane (/admin, the management API, static files): Django's ordinary stack, behind a
+  body size limit.
 - Lifespan: starts and stops each process's background work (apps.routing.runtime).
 """
 
@@ -17,10 +19,11 @@ from django.conf import settings  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 
 from apps.core.dataplane import DataPlaneHandler  # noqa: E402
+from apps.core.edge import BodyLimit, with_request_id  # noqa: E402
 from apps.routing.runtime import runtime  # noqa: E402
 from apps.routing.urls import DATA_PLANE_PREFIXES  # noqa: E402
 
-control_plane = get_asgi_application()
+control_plane = BodyLimit(get_asgi_application(), limit=settings.GATEWAY_MAX_CONTROL_BODY_BYTES)
 data_plane = DataPlaneHandler(settings.DATA_PLANE_URLCONF, max_body_bytes=settings.GATEWAY_MAX_BODY_BYTES)
 
 
@@ -43,6 +46,7 @@ async def _lifespan(receive, send) -> None:
 async def application(scope, receive, send) -> None:
     kind = scope["type"]
     if kind == "http":
+        send = with_request_id(scope, send)
         if scope["path"].startswith(DATA_PLANE_PREFIXES):
             if not runtime.started:  # a server without lifespan support
                 await runtime.start()

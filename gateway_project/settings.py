@@ -211,6 +211,20 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
 }
 
+# Slow or idle clients (apps.core.server): headers must arrive within GATEWAY_HEADER_TIMEOUT seconds,
+# a body may pause at most GATEWAY_BODY_TIMEOUT between reads, a kept-alive connection waits
+# GATEWAY_KEEPALIVE_TIMEOUT for its next request, and past GATEWAY_MAX_IDLE_CONNECTIONS connections
+# not being served (per process) the longest idle is closed.
+GATEWAY_HEADER_TIMEOUT = env_float("GATEWAY_HEADER_TIMEOUT", 10.0)
+GATEWAY_BODY_TIMEOUT = env_float("GATEWAY_BODY_TIMEOUT", 30.0)
+GATEWAY_KEEPALIVE_TIMEOUT = env_float("GATEWAY_KEEPALIVE_TIMEOUT", 5.0)
+GATEWAY_MAX_IDLE_CONNECTIONS = env_int("GATEWAY_MAX_IDLE_CONNECTIONS", 1000)
+# Largest request body accepted by the control plane (admin, management API, webhooks).
+GATEWAY_MAX_CONTROL_BODY_BYTES = env_int("GATEWAY_MAX_CONTROL_BODY_BYTES", 2_621_440)
+DATA_UPLOAD_MAX_MEMORY_SIZE = GATEWAY_MAX_CONTROL_BODY_BYTES
+# JSON bodies of the management API nested deeper than this are refused before they are stored.
+GATEWAY_MAX_JSON_DEPTH = env_int("GATEWAY_MAX_JSON_DEPTH", 32)
+
 # --- the data plane -------------------------------------------------------
 # Largest request body accepted on /v1 (image payloads are big).
 GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 32 * 1024 * 1024)

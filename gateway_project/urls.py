@@ -17,3 +17,9 @@ urlpatterns = [
     path("billing/", include("apps.billing.urls")),  # the Lago webhook
     path("metrics", metrics_view, name="metrics"),  # Prometheus, as LiteLLM's callbacks: ["prometheus"]
 ]
+
+# Errors no view answered: OpenAI-shaped JSON, except on the admin's pages (apps.core.views).
+handler400 = "apps.core.views.bad_request"
+handler403 = "apps.core.views.permission_denied_view"
+handler404 = "apps.core.views.page_not_found"
+handler500 = "apps.core.views.server_error"

@@ -19,35 +19,10 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponseBase
 from django.urls import Resolver404, get_resolver
 
+from apps.core.edge import BodyTooLarge, ClientGone, body_too_large, declared_length, read_body, send_error
 from apps.core.errors import GatewayError, internal_error, not_found
 
 logger = logging.getLogger(__name__)
-
-
-class _ClientGone(Exception):
-    pass
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-async def _read_body(receive, limit: int) -> bytes:
-    chunks = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _ClientGone
-        body = message.get("body", b"")
-        if body:
-            size += len(body)
-            if size > limit:
-                raise _BodyTooLarge
-            chunks.append(body)
-        if not message.get("more_body", False):
-            break
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _header_list(response: HttpResponseBase) -> list[tuple[bytes, bytes]]:
@@ -81,17 +56,15 @@ class DataPlaneHandler:
         self.strip_prefix = strip_prefix
 
     async def __call__(self, scope, receive, send) -> None:
+        length = declared_length(scope)
         try:
-            body = await _read_body(receive, self.max_body_bytes)
-        except _ClientGone:
+            if length is not None and length > self.max_body_bytes:
+                raise BodyTooLarge  # refused before a byte of it is read
+            body = await read_body(receive, self.max_body_bytes)
+        except ClientGone:
             return
-        except _BodyTooLarge:
-            error = GatewayError(
-                f"The request body is larger than {self.max_body_bytes} bytes.",
-                status=413,
-                code="request_too_large",
-            )
-            await _send_response(error.to_response(), send)
+        except BodyTooLarge:
+            await send_error(send, body_too_large(self.max_body_bytes), close=True)
             return
 
         request = ASGIRequest(scope, io.BytesIO(body))

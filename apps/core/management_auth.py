@@ -27,7 +27,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, serializers
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
-from rest_framework.parsers import JSONParser
+from rest_framework.parsers import BaseParser
 from rest_framework.permissions import BasePermission
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -258,6 +258,43 @@ def model_errors_as_fields(field_names: dict[str, str], *, other: str | None = N
         raise exceptions.ValidationError(detail) from None
 
 
+# --- the body parser ---------------------------------------------------------------------
+
+
+def json_depth_exceeds(value: Any, limit: int) -> bool:
+    """Is `value` nested deeper than `limit` arrays and objects? (Iterative: no recursion to exhaust.)"""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
+class ManagementJSONParser(BaseParser):
+    """JSON bodies by orjson, refused past GATEWAY_MAX_JSON_DEPTH levels of nesting: a body 10,000
+    levels deep would otherwise fail deep inside the ORM (the size is limited in apps.core.edge)."""
+
+    media_type = "application/json"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        import orjson
+        from django.conf import settings
+
+        raw = stream.read() if stream is not None else b""
+        try:
+            data = orjson.loads(raw or b"null")
+        except orjson.JSONDecodeError as exc:
+            raise exceptions.ParseError(f"The request body is not valid JSON: {exc}.") from None
+        if json_depth_exceeds(data, settings.GATEWAY_MAX_JSON_DEPTH):
+            raise exceptions.ParseError(
+                f"The request body is nested deeper than {settings.GATEWAY_MAX_JSON_DEPTH} levels."
+            )
+        return data
+
+
 # --- the OpenAPI schema -------------------------------------------------------------------
 
 
@@ -314,7 +351,7 @@ class ManagementAPIView(APIView):
 
     authentication_classes = (ManagementKeyAuthentication, ManagementSessionAuthentication)
     permission_classes = (IsAuthenticatedPrincipal,)
-    parser_classes = (JSONParser,)
+    parser_classes = (ManagementJSONParser,)
     renderer_classes = (JSONRenderer,)
     schema = ManagementSchema()
     input_serializer: type[serializers.Serializer] | None = None

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from apps.billing.entitlement import entitlement_check
+from apps.core.edge import REQUEST_ID_SCOPE_KEY
 from apps.core.errors import GatewayError, internal_error
 from apps.keys.context import KeyContext
 from apps.providers.adapters.base import Operation, StreamTranslator, TranslatedResponse, Usage
@@ -71,8 +72,8 @@ class RequestAccount:
                  "started_wall", "settled", "body", "limits_acquired", "limit_headers", "scopes",
                  "route", "upstream_seconds", "metadata", "stored_response")
 
-    def __init__(self, context: KeyContext, operation: Operation) -> None:
-        self.request_id = uuid.uuid4().hex
+    def __init__(self, context: KeyContext, operation: Operation, request_id: str | None = None) -> None:
+        self.request_id = request_id or uuid.uuid4().hex
         self.context = context
         self.operation = operation
         self.model = ""
@@ -192,7 +193,7 @@ async def proxy_request(
     if body is None:
         body = json_body(request)
     model, stream = validate_body(operation, body)
-    account = RequestAccount(context, operation)
+    account = RequestAccount(context, operation, request.scope.get(REQUEST_ID_SCOPE_KEY))
     account.model = model
     account.stream = stream
     account.body = body

@@ -137,3 +137,15 @@ def test_the_openapi_schema_documents_every_route(api, world):
 def test_no_management_route_falls_under_the_data_plane():
     for pattern in api_urlpatterns:
         assert not ("/" + str(pattern.pattern)).startswith(DATA_PLANE_PREFIXES), pattern.pattern
+
+
+def test_management_json_nested_past_the_limit_is_a_400(api, world, settings):
+    """The review's 10,000 levels (a 500 before), and just past the configured depth."""
+    assert_error(api.post("/key/generate", _deep_json(10_000)), 400, code="invalid_json")
+    assert_error(api.post("/key/generate", _deep_json(settings.GATEWAY_MAX_JSON_DEPTH + 1)), 400)
+    assert api.post("/key/generate", _deep_json(settings.GATEWAY_MAX_JSON_DEPTH)).status_code == 200
+
+
+def _deep_json(levels: int) -> str:
+    """{"metadata": {"a": ... {}}}: objects `levels` deep, the body itself included."""
+    return '{"metadata":' + '{"a":' * (levels - 2) + "{}" + "}" * (levels - 2) + "}"

@@ -1,0 +1,125 @@
+"""What every HTTP request meets first, on both planes (gateway_project.asgi): a request id on
+every answer, and request bodies read with a size limit.
+
+- Every answer carries `x-request-id`, errors included; the data plane's spend log of a request
+  has the same id. The id is always the gateway's own: a client's is never trusted (spend logs
+  are idempotent on it, so a chosen id could hide a request's spend).
+- A body declared larger than the limit is refused with 413 before a byte of it is read, and a
+  chunked one as soon as it passes the limit; the connection is then closed.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import orjson
+
+from apps.core.errors import GatewayError
+
+REQUEST_ID_SCOPE_KEY = "gateway.request_id"
+_REQUEST_ID_HEADER = b"x-request-id"
+
+
+class ClientGone(Exception):
+    pass
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def request_id_of(scope) -> str:
+    return scope.get(REQUEST_ID_SCOPE_KEY) or uuid.uuid4().hex
+
+
+def with_request_id(scope, send):
+    """Give the request an id (in its scope) and a `send` that puts it on the answer."""
+    request_id = uuid.uuid4().hex
+    scope[REQUEST_ID_SCOPE_KEY] = request_id
+    header = (_REQUEST_ID_HEADER, request_id.encode())
+
+    async def send_with_request_id(message) -> None:
+        if message["type"] == "http.response.start":
+            headers = message.get("headers") or []
+            if not any(name.lower() == _REQUEST_ID_HEADER for name, _ in headers):
+                message = {**message, "headers": [*headers, header]}
+        await send(message)
+
+    return send_with_request_id
+
+
+def declared_length(scope) -> int | None:
+    for name, value in scope.get("headers") or ():
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def read_body(receive, limit: int) -> bytes:
+    """The whole request body; BodyTooLarge past `limit` bytes (declared or sent), ClientGone if
+    the client left first."""
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        body = message.get("body", b"")
+        if body:
+            size += len(body)
+            if size > limit:
+                raise BodyTooLarge
+            chunks.append(body)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def send_error(send, error: GatewayError, *, close: bool = False) -> None:
+    """An OpenAI-shaped error straight onto the wire (before any framework is involved)."""
+    body = orjson.dumps(error.body())
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in error.headers.items()]
+    if close:  # the rest of the body is never read: do not keep the connection for it
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def body_too_large(limit: int) -> GatewayError:
+    return GatewayError(f"The request body is larger than {limit} bytes.", status=413, code="request_too_large")
+
+
+class BodyLimit:
+    """An ASGI wrapper reading the body (at most `limit` bytes) before the app does: the control
+    plane's, whose body Django would otherwise spool to disk whatever its size."""
+
+    def __init__(self, app, *, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        length = declared_length(scope)
+        if length is not None and length > self.limit:
+            await send_error(send, body_too_large(self.limit), close=True)
+            return
+        try:
+            body = await read_body(receive, self.limit)
+        except ClientGone:
+            return
+        except BodyTooLarge:
+            await send_error(send, body_too_large(self.limit), close=True)
+            return
+        delivered = False
+
+        async def receive_read_body():
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: only the disconnect
+
+        await self.app(scope, receive_read_body, send)

@@ -1,0 +1,85 @@
+"""What every request meets first (apps.core.edge, gateway_project.asgi): an x-request-id on every
+answer, body size limits on both planes before a byte is parsed, JSON errors off the admin."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import httpx
+import pytest
+
+from conftest import MASTER_KEY
+from tests.management.conftest import assert_error
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def _ids(responses) -> list[str]:
+    return [r.headers.get("x-request-id") for r in responses]
+
+
+def test_every_answer_has_its_own_request_id(gateway, make_deployment, spend_logs, settings):
+    settings.LAGO_API_BASE = None
+    make_deployment("gpt-test")
+    auth = {"Authorization": f"Bearer {MASTER_KEY}"}
+    answers = [
+        httpx.post(gateway.url + "/v1/chat/completions", json={"model": "gpt-test", "messages": MESSAGES},
+                   headers=auth),
+        httpx.post(gateway.url + "/v1/chat/completions", json={"model": "gpt-test"}, headers=auth),  # 400
+        httpx.post(gateway.url + "/v1/chat/completions", json={}),  # 401
+        httpx.get(gateway.url + "/v1/nothing-here", headers=auth),  # 404
+        httpx.get(gateway.url + "/key/list"),  # the control plane's 401
+        httpx.get(gateway.url + "/no/such/route"),  # the control plane's 404
+        httpx.get(gateway.url + "/admin/login/"),
+        httpx.post(gateway.url + "/billing/lago/webhook", content=b"{}"),
+    ]
+    assert [r.status_code for r in answers] == [200, 400, 401, 404, 401, 404, 200, 404]
+    ids = _ids(answers)
+    assert all(ids) and len(set(ids)) == len(ids)
+    # A client's own x-request-id is not taken (spend logs are idempotent on the id).
+    chosen = httpx.post(gateway.url + "/v1/chat/completions", json={"model": "gpt-test", "messages": MESSAGES},
+                        headers={**auth, "x-request-id": ids[0]})
+    assert chosen.headers["x-request-id"] != ids[0]
+    assert {log.request_id for log in spend_logs(2)} >= {ids[0], chosen.headers["x-request-id"]}
+
+
+def test_unknown_control_plane_routes_are_json_but_the_admin_keeps_its_pages(gateway):
+    error = httpx.get(gateway.url + "/no/such/route")
+    assert error.headers["content-type"] == "application/json"
+    assert error.json()["error"]["code"] == "unknown_route"
+    assert httpx.get(gateway.url + "/admin/nothing/", follow_redirects=False).status_code in (302, 404)
+
+
+def test_a_40_mb_management_body_is_a_413(gateway, make_key):
+    key, _ = make_key(alias="target")
+    big = json.dumps({"key": key.token_hash, "metadata": {"x": "y" * (40 * 1024 * 1024)}})
+    response = httpx.post(gateway.url + "/key/update", content=big, timeout=30,
+                          headers={"Authorization": f"Bearer {MASTER_KEY}", "content-type": "application/json"})
+    assert_error(response, 413, code="request_too_large")
+    key.refresh_from_db()
+    assert key.metadata == {}
+
+
+def test_a_chunked_management_body_past_the_limit_is_a_413(gateway):
+    def chunks():
+        for _ in range(40):
+            yield b"x" * (128 * 1024)
+
+    response = httpx.post(gateway.url + "/key/generate", content=chunks(), timeout=30,
+                          headers={"Authorization": f"Bearer {MASTER_KEY}", "content-type": "application/json"})
+    assert response.status_code == 413
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/key/update"])
+def test_a_body_declared_too_large_is_refused_without_waiting_for_it(gateway, path):
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {50 * 1024 * 1024}\r\n\r\n".encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert b"connection: close" in answer.lower()
