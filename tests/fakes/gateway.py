@@ -17,14 +17,14 @@ class GatewayServer:
         self._sock = free_socket()
         self.port = self._sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        from apps.core.server import uvicorn_options
+
         config = uvicorn.Config(
             application,
-            lifespan="on",
             loop="asyncio",
-            http="httptools",
             log_level="warning",
-            access_log=False,
             timeout_graceful_shutdown=5,
+            **uvicorn_options(),
         )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(

@@ -51,6 +51,8 @@ class Command(BaseCommand):
             )
         import uvicorn
 
+        from apps.core.server import uvicorn_options
+
         self.stdout.write(f"Serving on http://{host}:{port} (admin at /admin/, API at /v1/)")
         uvicorn.run(
             "gateway_project.asgi:application",
@@ -58,10 +60,8 @@ class Command(BaseCommand):
             port=port,
             workers=workers,
             loop="uvloop",
-            http="httptools",
-            lifespan="on",
-            access_log=False,
             timeout_graceful_shutdown=30,
             limit_max_requests=limit_max_requests,
             log_level=settings.LOG_LEVEL.lower(),
+            **uvicorn_options(),  # httptools with the slow-client guard (apps.core.server)
         )

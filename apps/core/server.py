@@ -1,0 +1,121 @@
+"""The HTTP server's settings and its guard against slow and idle clients.
+
+uvicorn closes an idle keep-alive connection after a while, but waits forever for a client that
+connects and never finishes its headers, or declares a body and never sends it: a few hundred
+such connections (a slow-loris) would hold a replica's sockets. `GuardedHttpToolsProtocol` adds:
+
+- a header timeout (GATEWAY_HEADER_TIMEOUT): the request line and headers must all arrive within
+  it, counted from the connection (or from the first byte of the next request on a kept-alive
+  one); then 408 and the connection is closed;
+- a body timeout (GATEWAY_BODY_TIMEOUT): a body must keep coming, no pause between two reads
+  longer than this (nginx's client_body_timeout); then 408 and close;
+- a cap on connections that are not being served (GATEWAY_MAX_IDLE_CONNECTIONS): connections
+  still sending their headers and kept-alive ones waiting for their next request; past it the
+  one idle longest is closed. A request being answered (a long stream included) is never cut.
+
+One place for the server's options (apps.core.management.commands.serve and the tests' servers).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from django.conf import settings
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+_TIMED_OUT_BODY = b'{"error":{"message":"The request was not received in time.","type":"invalid_request_error",' \
+    b'"param":null,"code":"request_timeout"}}'
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    # Connections of this process not being served, the longest idle first.
+    _idle: OrderedDict[GuardedHttpToolsProtocol, None] = OrderedDict()
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._guard_timer = None
+        self._idle_now()
+        self._arm(settings.GATEWAY_HEADER_TIMEOUT, self._headers_too_slow)
+
+    def connection_lost(self, exc) -> None:
+        self._disarm()
+        self._idle.pop(self, None)
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._guard_timer is None:  # the next request on a kept-alive connection
+            self._arm(settings.GATEWAY_HEADER_TIMEOUT, self._headers_too_slow)
+
+    def on_headers_complete(self) -> None:
+        self._idle.pop(self, None)
+        super().on_headers_complete()
+        # Until on_message_complete (at once for a request without a body), the body must flow.
+        self._arm(settings.GATEWAY_BODY_TIMEOUT, self._body_too_slow)
+
+    def on_body(self, body: bytes) -> None:
+        super().on_body(body)
+        self._arm(settings.GATEWAY_BODY_TIMEOUT, self._body_too_slow)
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._idle_now()  # kept alive, waiting for the next request (uvicorn's keep-alive timeout runs)
+
+    # --- the guards ---
+
+    def _arm(self, seconds: float, callback) -> None:
+        self._disarm()
+        self._guard_timer = self.loop.call_later(seconds, callback)
+
+    def _disarm(self) -> None:
+        if self._guard_timer is not None:
+            self._guard_timer.cancel()
+            self._guard_timer = None
+
+    def _idle_now(self) -> None:
+        idle = self._idle
+        idle.pop(self, None)
+        idle[self] = None
+        while len(idle) > settings.GATEWAY_MAX_IDLE_CONNECTIONS:
+            oldest, _ = idle.popitem(last=False)
+            oldest._disarm()
+            oldest.transport.close()
+
+    def _time_out(self) -> None:
+        self._guard_timer = None
+        self._idle.pop(self, None)
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            if cycle.response_started:
+                self.transport.close()
+                return
+            cycle.disconnected = True  # the app waiting for the body sees the client gone
+            cycle.message_event.set()
+        self.transport.write(
+            STATUS_LINE[408]
+            + b"content-type: application/json\r\nconnection: close\r\ncontent-length: "
+            + str(len(_TIMED_OUT_BODY)).encode()
+            + b"\r\n\r\n"
+            + _TIMED_OUT_BODY
+        )
+        self.transport.close()
+
+    _headers_too_slow = _time_out
+    _body_too_slow = _time_out
+
+
+def uvicorn_options() -> dict:
+    """The server options both `manage.py serve` and the tests' servers run with."""
+    return {
+        "http": GuardedHttpToolsProtocol,
+        "lifespan": "on",
+        "access_log": False,
+        "timeout_keep_alive": int(settings.GATEWAY_KEEPALIVE_TIMEOUT),
+    }
