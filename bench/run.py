@@ -198,7 +198,8 @@ def gateway_env(var_dir: Path) -> dict[str, str]:
     env = dict(os.environ)
     # A config file would overwrite the bench deployment with the caller's own.
     env.pop("GATEWAY_CONFIG", None)
-    env.update(DEBUG="0", SECRET_KEY="bench", GATEWAY_ENCRYPTION_KEY="bench", GATEWAY_VAR_DIR=str(var_dir))
+    env.update(DEBUG="0", SECRET_KEY="bench", GATEWAY_ENCRYPTION_KEY="bench", GATEWAY_VAR_DIR=str(var_dir),
+               ALLOWED_HOSTS="127.0.0.1,localhost")
     # DATABASE_URL and REDIS_URL, when the caller set them, pass through as they are.
     return env
 

@@ -67,10 +67,35 @@ GATEWAY_CONFIG = env_str("GATEWAY_CONFIG")
 GATEWAY_ADMIN_USER = env_str("GATEWAY_ADMIN_USER")
 GATEWAY_ADMIN_PASSWORD = env_str("GATEWAY_ADMIN_PASSWORD")
 
-ALLOWED_HOSTS = [h.strip() for h in env_str("ALLOWED_HOSTS", "*").split(",") if h.strip()]
+# The host names the control plane answers to (the admin, the management API). Required outside
+# DEBUG: "*" would let any Host header through (DNS rebinding, poisoned password-reset links).
+_allowed_hosts = env_str("ALLOWED_HOSTS")
+if _allowed_hosts is None and not DEBUG:
+    raise ImproperlyConfigured(
+        "ALLOWED_HOSTS is not set: name the host names the gateway is reached by (comma-separated), "
+        "or DEBUG=1 for a development run."
+    )
+ALLOWED_HOSTS = [h.strip() for h in (_allowed_hosts or "*").split(",") if h.strip()]
 CSRF_TRUSTED_ORIGINS = [
     o.strip() for o in env_str("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
 ]
+
+# Behind a TLS-terminating proxy: the header it sets, e.g. "X-Forwarded-Proto" (its value https
+# then marks a request secure). Unset: requests are secure only when served over TLS here.
+_proxy_ssl_header = env_str("SECURE_PROXY_SSL_HEADER")
+if _proxy_ssl_header:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https")
+# Outside DEBUG the session and CSRF cookies are sent over HTTPS only, and secure answers carry
+# HSTS (Django's SecurityMiddleware adds it to requests that are secure only).
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+SESSION_COOKIE_HTTPONLY = True
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -10,6 +10,7 @@ import uuid
 os.environ.setdefault("SECRET_KEY", "test-secret-key")
 os.environ.setdefault("GATEWAY_ENCRYPTION_KEY", "test-encryption-passphrase")
 os.environ.setdefault("GATEWAY_MASTER_KEY", "sk-master-test")
+os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 os.environ.setdefault("GATEWAY_SPEND_FLUSH_INTERVAL", "0.05")
 os.environ.setdefault("GATEWAY_ROUTER_RETRY_BASE_DELAY", "0.01")  # retries back off, but tests need not wait
 # A prefix of its own per run keeps parallel or leftover runs apart on a shared Redis.

@@ -124,4 +124,5 @@ class ModelInfoApi(ManagementAPIView):
         else:
             deployments = selectors.deployment_list(include_inactive=access is None)
             deployments = [d for d in deployments if access is None or access.allows(d)]
-        return Response({"data": [s.model_data(d) for d in deployments]})
+        # Only the proxy admin sees where deployments live (api_base, provider parameters).
+        return Response({"data": [s.model_data(d, with_endpoint=access is None) for d in deployments]})

@@ -111,10 +111,20 @@ def entry_with_changes(entry: dict, data: dict) -> dict:
     }
 
 
-def model_data(deployment) -> dict:
+# What a caller below the proxy admin does not see of a deployment: where it is and how it is
+# reached (internal endpoints, API versions, provider-specific parameters such as projects,
+# regions or headers). Secrets are never shown to anyone.
+_ENDPOINT_PARAMS = ("api_base", "api_version")
+
+
+def model_data(deployment, *, with_endpoint: bool = True) -> dict:
+    params = litellm_params_of(deployment)
+    if not with_endpoint:
+        extra = set(deployment.extra_params or {})
+        params = {name: value for name, value in params.items() if name not in _ENDPOINT_PARAMS and name not in extra}
     return {
         "model_name": deployment.model_name,
-        "litellm_params": litellm_params_of(deployment),
+        "litellm_params": params,
         "model_info": {
             "id": model_id_of(deployment),
             "access_groups": list(deployment.access_groups or []),

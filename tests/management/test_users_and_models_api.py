@@ -403,3 +403,17 @@ def test_model_info_follows_the_data_planes_access_rules(api, world, make_deploy
     assert names("org_admin") == {"gpt-a", "claude-x", "beta-model", "acme-only"}
     assert names("outsider") == {"gpt-a", "claude-x", "beta-model", "globex-only"}
     assert len(names("proxy_admin")) == 5
+
+
+def test_model_info_shows_where_a_deployment_lives_to_the_proxy_admin_only(api, world, make_deployment_row):
+    make_deployment_row("gpt-internal", api_base="https://llm.internal.example/v1", api_version="2025-01-01",
+                        extra_params={"vertex_project": "secret-project"})
+    proxy = api.get("/model/info").json()["data"][0]["litellm_params"]
+    assert proxy["api_base"] == "https://llm.internal.example/v1" and proxy["vertex_project"] == "secret-project"
+    for role in ("org_admin", "team_admin", "member", "viewer"):
+        answer = api.get("/model/info", key=world.credentials[role])
+        assert answer.status_code == 200 and answer.json()["data"], role
+        for entry in answer.json()["data"]:
+            params = entry["litellm_params"]
+            assert not {"api_base", "api_version", "vertex_project", "api_key"} & set(params), (role, params)
+            assert "internal.example" not in answer.content.decode()
