@@ -211,12 +211,16 @@ def key_scope(actor: Actor) -> Q:
     if actor.admin_org_ids:
         orgs = actor.admin_org_ids
         scope |= Q(organization_id__in=orgs) | Q(team__organization_id__in=orgs)
+    scope = _confined(actor, scope)  # a team key's organization is its team's
+    if actor.admin_org_ids:
+        # The personal keys of the users only its organizations hold are an org admin's too (even
+        # through an organization key: they belong to nothing else).
         scope |= Q(
             organization__isnull=True,
             team__isnull=True,
-            user_id__in=selectors.user_ids_managed_by_organizations(organization_ids=orgs),
+            user_id__in=selectors.user_ids_managed_by_organizations(organization_ids=actor.admin_org_ids),
         )
-    return _confined(actor, scope)  # a team key's organization is its team's
+    return scope
 
 
 def _key_organization_id(key):
@@ -233,14 +237,15 @@ def _key_powers(actor: Actor, key) -> str | None:
     if actor.user is None:
         return "self" if actor.key is not None and key.pk == actor.key.pk else None
     organization_id = _key_organization_id(key)
-    if not actor.reaches(team_id=key.team_id, organization_id=organization_id):
+    if actor.reaches(team_id=key.team_id, organization_id=organization_id):
+        if organization_id is not None and organization_id in actor.admin_org_ids:
+            return "admin"
+        if key.team_id is not None and key.team_id in actor.admin_team_ids:
+            return "admin"
+        if key.user_id == actor.user.pk:
+            return "owner"
+    elif organization_id is not None or key.user_id == actor.user.pk:
         return None
-    if organization_id is not None and organization_id in actor.admin_org_ids:
-        return "admin"
-    if key.team_id is not None and key.team_id in actor.admin_team_ids:
-        return "admin"
-    if key.user_id == actor.user.pk:
-        return "owner"
     if (
         organization_id is None
         and key.user_id is not None
@@ -642,14 +647,15 @@ def spend_scope(actor: Actor) -> Q:
     if actor.admin_team_ids:
         scope |= Q(team_id__in=actor.admin_team_ids)
     if actor.admin_org_ids:
-        orgs = actor.admin_org_ids
-        scope |= Q(organization_id__in=orgs)
+        scope |= Q(organization_id__in=actor.admin_org_ids)
+    scope = _confined(actor, scope)
+    if actor.admin_org_ids:
         scope |= Q(
             organization_id__isnull=True,
             team_id__isnull=True,
-            user_id__in=selectors.user_ids_managed_by_organizations(organization_ids=orgs),
+            user_id__in=selectors.user_ids_managed_by_organizations(organization_ids=actor.admin_org_ids),
         )
-    return _confined(actor, scope)
+    return scope
 
 
 def spend_filter_check(actor: Actor, *, key=None, team=None, organization=None, user=None) -> None:

@@ -276,3 +276,18 @@ def test_keys_made_in_the_admin_carry_who_made_them(admin_client, staff_org_admi
     admin_client.post("/admin/keys/virtualkey/add/", {**body, "alias": "by-superuser"})
     flags = dict(VirtualKey.objects.filter(alias__startswith="by-").values_list("alias", "issued_by_proxy_admin"))
     assert flags == {"by-org-admin": False, "by-superuser": True}
+
+
+def test_an_organization_key_of_an_org_admin_reaches_what_an_admin_it_appoints_would(api, world):
+    """Found by the invariant test: through its organization key an org admin could appoint an
+    admin able to manage the personal keys of the organization's own users, which the key itself
+    could not see. Those keys count as inside the organization."""
+    from apps.keys.services import virtual_key_create
+
+    personal, _ = virtual_key_create(user=world.users["accountant"])  # the proxy admin's doing
+    _, org_key = virtual_key_create(user=world.users["orgadmin"], organization=world.acme)
+    listed = api.get("/key/list", {"size": 100}, key=org_key).json()["keys"]
+    assert personal.token_hash in listed
+    assert api.post("/key/block", {"key": personal.token_hash}, key=org_key).status_code == 200
+    # ... but a new secret for it stays the proxy admin's (it is bound by no organization's limits).
+    assert_error(api.post("/key/regenerate", {"key": personal.token_hash}, key=org_key), 403)
