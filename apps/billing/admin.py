@@ -5,9 +5,10 @@ from django.contrib import admin, messages
 
 from apps.billing.models import BillingEvent, BillingWebhook
 from apps.billing.services import billing_events_replay
+from apps.core.fields import BoundedJSONAdminMixin
 
 
-class _OperatorsOnly(admin.ModelAdmin):
+class _OperatorsOnly(BoundedJSONAdminMixin, admin.ModelAdmin):
     def has_module_permission(self, request) -> bool:
         return request.user.is_active and request.user.is_superuser
 

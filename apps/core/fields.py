@@ -1,8 +1,55 @@
 from __future__ import annotations
 
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.forms.fields import InvalidJSONInput
 from django.db import models
 
 from apps.core import crypto
+
+
+def json_depth_exceeds(value: Any, limit: int) -> bool:
+    """Is `value` nested deeper than `limit` arrays and objects? (Iterative: no recursion to exhaust.)"""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
+class BoundedJSONFormField(forms.JSONField):
+    """The admin's JSON fields: nested past GATEWAY_MAX_JSON_DEPTH is a form error (deeper still,
+    Python's json parser would exhaust the recursion limit: a 500)."""
+
+    def to_python(self, value):
+        try:
+            converted = super().to_python(value)
+        except RecursionError:
+            converted = None
+            too_deep = True
+        else:
+            too_deep = json_depth_exceeds(converted, settings.GATEWAY_MAX_JSON_DEPTH)
+        if too_deep:
+            raise ValidationError(f"Nested deeper than {settings.GATEWAY_MAX_JSON_DEPTH} levels.", code="invalid")
+        return converted
+
+    def bound_data(self, data, initial):
+        try:
+            return super().bound_data(data, initial)
+        except RecursionError:  # the form shown again with the text as it was sent
+            return InvalidJSONInput(data)
+
+
+class BoundedJSONAdminMixin:
+    """For every ModelAdmin that edits JSON fields."""
+
+    formfield_overrides = {models.JSONField: {"form_class": BoundedJSONFormField}}
 
 
 class EncryptedTextField(models.TextField):

@@ -36,6 +36,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView, set_rollback
 
 from apps.core.errors import GatewayError
+from apps.core.fields import json_depth_exceeds
 
 logger = logging.getLogger(__name__)
 
@@ -259,18 +260,6 @@ def model_errors_as_fields(field_names: dict[str, str], *, other: str | None = N
 
 
 # --- the body parser ---------------------------------------------------------------------
-
-
-def json_depth_exceeds(value: Any, limit: int) -> bool:
-    """Is `value` nested deeper than `limit` arrays and objects? (Iterative: no recursion to exhaust.)"""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, (dict, list)):
-            if depth > limit:
-                return True
-            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
-    return False
 
 
 class ManagementJSONParser(BaseParser):

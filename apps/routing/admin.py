@@ -3,11 +3,12 @@ every server process uses the new settings from its next request."""
 
 from django.contrib import admin
 
+from apps.core.fields import BoundedJSONAdminMixin
 from apps.routing.models import ModelGroupSettings, RouterSettings
 
 
 @admin.register(RouterSettings)
-class RouterSettingsAdmin(admin.ModelAdmin):
+class RouterSettingsAdmin(BoundedJSONAdminMixin, admin.ModelAdmin):
     list_display = ("__str__", "routing_strategy", "num_retries", "allowed_fails", "cooldown_time",
                     "timeout", "managed_by_config", "updated_at")
     readonly_fields = ("updated_at",)
@@ -38,7 +39,7 @@ class RouterSettingsAdmin(admin.ModelAdmin):
 
 
 @admin.register(ModelGroupSettings)
-class ModelGroupSettingsAdmin(admin.ModelAdmin):
+class ModelGroupSettingsAdmin(BoundedJSONAdminMixin, admin.ModelAdmin):
     list_display = ("model_name", "routing_strategy", "num_retries", "timeout", "fallbacks",
                     "context_window_fallbacks", "managed_by_config", "updated_at")
     list_filter = ("routing_strategy", "managed_by_config")

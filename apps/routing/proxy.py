@@ -21,7 +21,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from apps.billing.entitlement import entitlement_check
 from apps.core.edge import REQUEST_ID_SCOPE_KEY
-from apps.core.errors import GatewayError, internal_error
+from apps.core.errors import GatewayError, internal_error, invalid_request
 from apps.keys.context import KeyContext
 from apps.providers.adapters.base import Operation, StreamTranslator, TranslatedResponse, Usage
 from apps.providers.streaming import OpenAISSEWriter, decoder_for
@@ -256,7 +256,12 @@ async def _deployment_call(
     stream = account.stream
     drop_params = body.get("drop_params") is True or bool(deployment.extra_params.get("drop_params"))
     payload = adapter.prepare_body(operation, body, drop_params=drop_params)
-    upstream_request = await adapter.build_request(operation, deployment, payload, stream=stream)
+    try:
+        upstream_request = await adapter.build_request(operation, deployment, payload, stream=stream)
+    except orjson.JSONEncodeError:
+        # Parsed, but not encodable again: nested deeper than orjson writes (254 levels).
+        raise invalid_request("The request body is nested too deeply to be sent on.",
+                              code="invalid_json") from None
     waiting_since = time.perf_counter()
     try:
         if stream:

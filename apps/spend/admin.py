@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from apps.core.fields import BoundedJSONAdminMixin
 from apps.spend.models import DailySpend, ModelPrice, SpendCounterDrift, SpendLog
 from apps.spend.price_format import PRICE_FIELDS
 from apps.spend.services import model_price_changed
@@ -106,7 +107,7 @@ class ModelPriceForm(forms.ModelForm):
 
 
 @admin.register(ModelPrice)
-class ModelPriceAdmin(admin.ModelAdmin):
+class ModelPriceAdmin(BoundedJSONAdminMixin, admin.ModelAdmin):
     """The price catalog. A version in force is never edited (spend logs name the version that
     priced them): a change is a new version, effective from now or later."""
 

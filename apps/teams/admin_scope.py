@@ -14,6 +14,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from rest_framework.exceptions import PermissionDenied
 
+from apps.core.fields import BoundedJSONAdminMixin
 from apps.teams.models import Organization, OrganizationMembership
 
 
@@ -77,7 +78,7 @@ def admin_organization_ids(user, *, writable: bool = False) -> set | None:
     return getattr(user, cache_name)
 
 
-class OrganizationScopedAdmin(admin.ModelAdmin):
+class OrganizationScopedAdmin(BoundedJSONAdminMixin, admin.ModelAdmin):
     """A ModelAdmin whose rows belong to an organization, reached by `organization_path`."""
 
     organization_path = "organization"

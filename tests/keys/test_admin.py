@@ -108,3 +108,15 @@ def test_admin_lists_render(admin_client, make_key, team):
         "/admin/keys/virtualkey/add/",
     ):
         assert admin_client.get(url).status_code == 200, url
+
+
+@pytest.mark.parametrize("metadata", ["[" * 100_000 + "]" * 100_000, '{"a":' * 40 + "1" + "}" * 40])
+def test_json_nested_too_deep_is_a_form_error_not_a_500(admin_client, metadata):
+    response = admin_client.post("/admin/keys/virtualkey/add/", {
+        "alias": "deep", "metadata": metadata, "model_max_budget": "{}", "model_rpm_limit": "{}",
+        "model_tpm_limit": "{}",
+    })
+    assert response.status_code == 200 and b"Nested deeper than" in response.content
+    from apps.keys.models import VirtualKey
+
+    assert not VirtualKey.objects.filter(alias="deep").exists()

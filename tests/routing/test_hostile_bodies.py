@@ -127,6 +127,12 @@ def test_hostile_bodies_get_a_4xx_in_the_routes_shape(gateway, budgeted_key, rou
 @pytest.mark.parametrize("raw", [
     b"", b"{", b"[]", b"null", b'"x"', b"\xff\xfe", b'{"model": "a", "model": "b"}',
     b"[" * 5000 + b"]" * 5000, b'{"a":' * 3000 + b"1" + b"}" * 3000,
+    # Valid JSON nested deeper than the gateway serializes again (orjson: 254 levels), in a
+    # field passed through to the provider and in the client's metadata.
+    b'{"model":"openai-model","max_tokens":5,"messages":[{"role":"user","content":"hi"}],"x":'
+    + b"[" * 600 + b"]" * 600 + b"}",
+    b'{"model":"openai-model","max_tokens":5,"messages":[{"role":"user","content":"hi"}],"metadata":'
+    + b'{"a":' * 600 + b"{}" + b"}" * 600 + b"}",
 ])
 def test_bodies_that_are_not_json_objects_are_a_400(gateway, budgeted_key, route, raw):
     response = httpx.post(gateway.url + route, content=raw, timeout=30,
