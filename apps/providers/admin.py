@@ -95,6 +95,18 @@ class ModelDeploymentAdmin(OrganizationScopedAdmin):
         ("More", {"fields": ("extra_params", "managed_by_config", "created_at", "updated_at")}),
     )
 
+    # Deployments are the proxy admin's, as on the management API (/model/*): a deployment sets the
+    # prices every budget and bill is computed from, and where the gateway sends requests.
+    # Organization staff see their organization's and the shared ones, read-only.
+    def has_add_permission(self, request) -> bool:
+        return request.user.is_superuser and super().has_add_permission(request)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser and super().has_delete_permission(request, obj)
+
     @admin.display(boolean=True, description="Credentials")
     def has_credentials(self, obj: ModelDeployment) -> bool:
         return bool(obj.api_key)

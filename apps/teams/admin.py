@@ -18,6 +18,11 @@ from apps.teams.models import Organization, OrganizationMembership, Team, TeamMe
 LAGO_FIELDS = ("lago_external_customer_id", "lago_external_subscription_id")
 
 
+# An organization's limits are the proxy admin's (as on /organization/update): its staff may rename it.
+ORGANIZATION_LIMIT_FIELDS = ("models", "max_budget", "soft_budget", "budget_duration", "budget_anchor",
+                             "rpm_limit", "tpm_limit", "max_parallel_requests", "blocked")
+
+
 def _lago_ids_read_only(request, fields):
     return fields if request.user.is_superuser else (*fields, *LAGO_FIELDS)
 
@@ -48,7 +53,8 @@ class OrganizationAdmin(SpendReportAdminMixin, OrganizationScopedAdmin):
     inlines = [OrganizationMembershipInline, TeamInline]
 
     def get_readonly_fields(self, request, obj=None):
-        return _lago_ids_read_only(request, super().get_readonly_fields(request, obj))
+        fields = _lago_ids_read_only(request, super().get_readonly_fields(request, obj))
+        return fields if request.user.is_superuser else (*fields, *ORGANIZATION_LIMIT_FIELDS)
 
     def spend_report_scope(self, obj) -> Q:
         return Q(organization_id=obj.pk)

@@ -291,3 +291,27 @@ def test_an_organization_key_of_an_org_admin_reaches_what_an_admin_it_appoints_w
     assert api.post("/key/block", {"key": personal.token_hash}, key=org_key).status_code == 200
     # ... but a new secret for it stays the proxy admin's (it is bound by no organization's limits).
     assert_error(api.post("/key/regenerate", {"key": personal.token_hash}, key=org_key), 403)
+
+
+def test_the_admin_keeps_organization_limits_and_deployments_for_the_proxy_admin(staff_org_admin, world):
+    """Found attacking the fix: in the admin an org admin could raise its own organization's budget,
+    or add a deployment priced at 0 (no spend, no budget, no bill) or aimed at an internal address."""
+    from apps.providers.models import ModelDeployment
+
+    world.acme.max_budget = 10
+    world.acme.save()
+    page = staff_org_admin.get(f"/admin/teams/organization/{world.acme.pk}/change/").content.decode()
+    assert 'name="max_budget"' not in page and 'name="name"' in page
+    staff_org_admin.post(f"/admin/teams/organization/{world.acme.pk}/change/", {
+        "name": "Acme", "max_budget": "100000", "metadata": "{}", "models": "[]",
+        "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0",
+        "teams-TOTAL_FORMS": "0", "teams-INITIAL_FORMS": "0",
+    })
+    world.acme.refresh_from_db()
+    assert world.acme.max_budget == 10
+    assert staff_org_admin.get("/admin/providers/modeldeployment/add/").status_code == 403
+    staff_org_admin.post("/admin/providers/modeldeployment/add/", {
+        "model_name": "free", "organization": str(world.acme.pk), "provider": "openai", "upstream_model": "x",
+        "api_base": "http://169.254.169.254/", "input_cost_per_token": "0", "output_cost_per_token": "0",
+    })
+    assert not ModelDeployment.objects.filter(model_name="free").exists()
