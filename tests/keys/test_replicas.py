@@ -21,7 +21,9 @@ MESSAGES = [{"role": "user", "content": "hi"}]
 @pytest.fixture
 def replicas(make_deployment):
     make_deployment("gpt-test")
-    started = [Replica(), Replica()]
+    # The admin is driven over plain HTTP here: its cookies may not be HTTPS-only (the production default).
+    plain_http = {"SESSION_COOKIE_SECURE": "0", "CSRF_COOKIE_SECURE": "0"}
+    started = [Replica(**plain_http), Replica(**plain_http)]
     try:
         yield [r.wait_ready() for r in started]
     finally:
