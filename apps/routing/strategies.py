@@ -12,6 +12,7 @@ from decimal import Decimal
 from apps.providers.registry import Deployment
 from apps.routing import policy
 from apps.routing.deployment_state import COOLDOWNS_ONLY, DeploymentLoad, StateNeeds
+from apps.spend.pricing import prices_in_force
 
 _NEEDS = {
     policy.SIMPLE_SHUFFLE: COOLDOWNS_ONLY,
@@ -68,9 +69,11 @@ def lowest_latency(candidates: list[Deployment], loads: list[DeploymentLoad], *,
 
 
 def _price(deployment: Deployment) -> Decimal | None:
-    if deployment.input_cost_per_token is None and deployment.output_cost_per_token is None:
+    """Input + output per token at the prices in force: the deployment's own, else the catalog's."""
+    prices = prices_in_force(deployment)
+    if prices is None or (prices.input_cost_per_token is None and prices.output_cost_per_token is None):
         return None
-    return (deployment.input_cost_per_token or Decimal(0)) + (deployment.output_cost_per_token or Decimal(0))
+    return (prices.input_cost_per_token or Decimal(0)) + (prices.output_cost_per_token or Decimal(0))
 
 
 def lowest_cost(candidates: list[Deployment], loads: list[DeploymentLoad], **_) -> Deployment:

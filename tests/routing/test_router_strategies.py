@@ -67,6 +67,21 @@ def test_lowest_cost_picks_the_cheapest_known_price():
     assert {deployment_pick(policy.COST_BASED, group, [DeploymentLoad()] * 3).id for _ in range(20)} == {2}
 
 
+@pytest.mark.django_db
+def test_lowest_cost_counts_prices_from_the_catalog_too():
+    """A deployment priced only by the shipped catalog (gpt-4o-mini) is cheaper than one with a
+    price of its own; it used to come last, as if unpriced."""
+    from apps.spend.pricing import price_catalog, prices_in_force
+
+    price_catalog.reload()
+    catalog_only = _deployment(1, upstream_model="gpt-4o-mini")
+    own_price = _deployment(2, input_cost_per_token=Decimal("0.0001"), output_cost_per_token=Decimal("0.0001"))
+    assert prices_in_force(catalog_only).input_cost_per_token < Decimal("0.0001")
+    picks = {deployment_pick(policy.COST_BASED, [catalog_only, own_price], [DeploymentLoad()] * 2).id
+             for _ in range(20)}
+    assert picks == {1}
+
+
 def test_usage_based_picks_the_most_remaining_capacity():
     group = [_deployment(1, rpm=100), _deployment(2, tpm=1000), _deployment(3, rpm=10)]
     loads = [DeploymentLoad(requests=50), DeploymentLoad(tokens=200), DeploymentLoad(requests=9)]
