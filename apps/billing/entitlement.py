@@ -23,11 +23,14 @@ from django.conf import settings
 
 from apps.billing.wallets import WalletState, entity_key, wallet_store
 from apps.core import invalidation
+from apps.core.cache import SingleFlightCache
 from apps.core.errors import GatewayError
 from apps.keys.context import KeyContext
 
 logger = logging.getLogger(__name__)
 alerts_logger = logging.getLogger("gateway.alerts")
+
+_UNREADABLE = WalletState(customer="", at=0.0, error="wallet state unreadable")
 
 KIND_WALLET = "billing_wallet"  # invalidation message: {"kind", "entity", "state": {...} | None}
 
@@ -38,19 +41,18 @@ fail_open_listeners: list = []
 _ALERT_EVERY = 60.0  # seconds between two fail-open alerts for the same entity, per process
 
 
-class _Cache:
-    def __init__(self) -> None:
-        self.entries: dict[str, tuple[float, WalletState | None]] = {}
-        self.loading: dict[str, asyncio.Future] = {}
-        self.generation = 0
-        self.alerted: dict[str, float] = {}
-
-    def clear(self) -> None:
-        self.generation += 1
-        self.entries.clear()
+async def _load(entity: str) -> WalletState:
+    try:
+        return await wallet_store().aget(entity)
+    except Exception:  # Redis down: the state is unknown, the fail mode decides
+        logger.warning("wallet state of %s unreadable", entity, exc_info=True)
+        return _UNREADABLE
 
 
-_cache = _Cache()
+_states: SingleFlightCache[WalletState | None] = SingleFlightCache(
+    _load, ttl=lambda state: settings.BILLING_WALLET_CACHE_TTL
+)
+_alerted: dict[str, float] = {}  # entity -> when its last fail-open alert went out
 
 
 async def entitlement_check(context: KeyContext) -> None:
@@ -63,11 +65,7 @@ async def entitlement_check(context: KeyContext) -> None:
     if entity_id is None:
         return
     entity = entity_key(kind, entity_id)
-    entry = _cache.entries.get(entity)
-    if entry is not None and entry[0] > time.monotonic():
-        state = entry[1]
-    else:
-        state = await _load(entity)
+    state = await _states.get(entity)
     if state is None:
         return
     if state.depleted:
@@ -81,34 +79,6 @@ async def entitlement_check(context: KeyContext) -> None:
         )
     if state.stale():
         _unknown(entity, state)
-
-
-_UNREADABLE = WalletState(customer="", at=0.0, error="wallet state unreadable")
-
-
-async def _load(entity: str) -> WalletState | None:
-    pending = _cache.loading.get(entity)
-    if pending is not None:
-        return await asyncio.shield(pending)
-    future = asyncio.get_running_loop().create_future()
-    _cache.loading[entity] = future
-    generation = _cache.generation
-    try:
-        try:
-            state = await wallet_store().aget(entity)
-        except Exception:  # Redis down: the state is unknown, the fail mode decides
-            logger.warning("wallet state of %s unreadable", entity, exc_info=True)
-            state = _UNREADABLE
-        if generation == _cache.generation:
-            _cache.entries[entity] = (time.monotonic() + settings.BILLING_WALLET_CACHE_TTL, state)
-        future.set_result(state)
-        return state
-    except BaseException as exc:
-        future.set_exception(exc)
-        future.exception()
-        raise
-    finally:
-        _cache.loading.pop(entity, None)
 
 
 def _unknown(entity: str, state: WalletState) -> None:
@@ -126,8 +96,8 @@ def _unknown(entity: str, state: WalletState) -> None:
             },
         )
     now = time.monotonic()
-    if now - _cache.alerted.get(entity, -_ALERT_EVERY) >= _ALERT_EVERY:
-        _cache.alerted[entity] = now
+    if now - _alerted.get(entity, -_ALERT_EVERY) >= _ALERT_EVERY:
+        _alerted[entity] = now
         alerts_logger.error(
             "billing: wallet state of %s unknown (%s; is Lago reachable?): serving it "
             "anyway (BILLING_FAIL_OPEN); its usage is still reported",
@@ -147,25 +117,21 @@ def handle_message(message: dict) -> None:
         entity = message.get("entity")
         if not entity:
             return
-        _cache.generation += 1
         state = message.get("state")
         if state is None:
-            _cache.entries.pop(entity, None)
+            _states.invalidate(entity)
         else:
-            _cache.entries[entity] = (
-                time.monotonic() + settings.BILLING_WALLET_CACHE_TTL,
-                WalletState.from_json(state),
-            )
+            _states.put(entity, WalletState.from_json(state))
     elif kind == invalidation.KIND_ALL_KEYS:
-        _cache.clear()
+        _states.invalidate()
 
 
 invalidation.register_handler(handle_message)
 
 
 def entitlement_cache_clear() -> None:
-    _cache.clear()
-    _cache.alerted.clear()
+    _states.invalidate()
+    _alerted.clear()
 
 
 # --- the process's own refresher (no broker, or no Redis) ----------------------------------------

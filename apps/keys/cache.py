@@ -9,15 +9,13 @@ keys cannot turn into a flood of queries.
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 from django.conf import settings
+from django.utils.module_loading import import_string
 
 from apps.core import invalidation
+from apps.core.cache import SingleFlightCache
 from apps.core.db import db_call
 from apps.keys.context import KeyContext
-from django.utils.module_loading import import_string
 
 
 class KeyCache:
@@ -25,43 +23,22 @@ class KeyCache:
         # A selector taking the cache key: a key's sha256, or a JWT's identity.
         self._loader_path = loader
         self._loader = None
-        self._entries: dict[str, tuple[float, KeyContext | None]] = {}
-        self._loading: dict[str, asyncio.Future] = {}
-        # Bumped by every invalidation; a load that raced one is not stored.
-        self._generation = 0
+        self._cache: SingleFlightCache[KeyContext | None] = SingleFlightCache(
+            self._load,
+            ttl=lambda context: settings.GATEWAY_KEY_CACHE_TTL if context else settings.GATEWAY_NEGATIVE_KEY_CACHE_TTL,
+        )
+        self.get = self._cache.get  # the hot path: a dict lookup on a hit
 
-    async def get(self, token_hash: str) -> KeyContext | None:
-        entry = self._entries.get(token_hash)
-        if entry is not None and entry[0] > time.monotonic():
-            return entry[1]
-        pending = self._loading.get(token_hash)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future = asyncio.get_running_loop().create_future()
-        self._loading[token_hash] = future
-        generation = self._generation
-        try:
-            if self._loader is None:
-                self._loader = import_string(self._loader_path)
-            context = await db_call(self._loader, token_hash)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: waiters may be none
-            raise
-        finally:
-            self._loading.pop(token_hash, None)
-        if generation == self._generation:
-            ttl = settings.GATEWAY_KEY_CACHE_TTL if context else settings.GATEWAY_NEGATIVE_KEY_CACHE_TTL
-            self._entries[token_hash] = (time.monotonic() + ttl, context)
-        future.set_result(context)
-        return context
+    async def _load(self, token_hash: str) -> KeyContext | None:
+        if self._loader is None:
+            self._loader = import_string(self._loader_path)
+        return await db_call(self._loader, token_hash)
 
     def invalidate(self, token_hash: str | None = None) -> None:
-        self._generation += 1
         if token_hash is None:
-            self._entries.clear()
+            self._cache.invalidate()
         else:
-            self._entries.pop(token_hash, None)
+            self._cache.invalidate(token_hash)
 
     def handle_message(self, message: dict) -> None:
         kind = message.get("kind")

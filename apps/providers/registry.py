@@ -7,15 +7,14 @@ query. The TTL only backs up a missed pub/sub message.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from apps.core import invalidation
+from apps.core.cache import SingleFlightCache
 from apps.core.db import db_call
 from apps.providers.adapters import adapter_for
 from apps.providers.adapters.base import ProviderAdapter
@@ -147,42 +146,26 @@ def deployments_load() -> dict[str, list[Deployment]]:
 
 class DeploymentRegistry:
     def __init__(self) -> None:
-        self._groups: dict[str, list[Deployment]] = {}
+        self._cache: SingleFlightCache[dict[str, list[Deployment]]] = SingleFlightCache(
+            self._load, ttl=lambda groups: REGISTRY_TTL_SECONDS
+        )
         # Wildcard group names (`openai/*`), most specific (longest) first.
         self._wildcards: tuple[str, ...] = ()
-        self._loaded_at: float | None = None
-        self._generation = 0
-        self._reload: asyncio.Future | None = None
+
+    async def _load(self, _key) -> dict[str, list[Deployment]]:
+        groups = await db_call(_deployments_load)
+        self._wildcards = tuple(sorted((n for n in groups if "*" in n), key=len, reverse=True))
+        return groups
 
     async def groups(self) -> dict[str, list[Deployment]]:
-        if self._loaded_at is not None and time.monotonic() - self._loaded_at < REGISTRY_TTL_SECONDS:
-            return self._groups
-        if self._reload is not None:
-            return await asyncio.shield(self._reload)
-        self._reload = asyncio.get_running_loop().create_future()
-        generation = self._generation
-        try:
-            groups = await db_call(_deployments_load)
-        except BaseException as exc:
-            self._reload.set_exception(exc)
-            self._reload.exception()
-            raise
-        finally:
-            future, self._reload = self._reload, None
-        self._groups = groups
-        self._wildcards = tuple(sorted((n for n in groups if "*" in n), key=len, reverse=True))
-        if generation == self._generation:
-            self._loaded_at = time.monotonic()
-        future.set_result(groups)
-        return groups
+        return await self._cache.get(None)
 
     def wildcard_names(self) -> tuple[str, ...]:
         """The wildcard group names as of the last load (call after `await groups()`)."""
         return self._wildcards
 
     def invalidate(self) -> None:
-        self._generation += 1
-        self._loaded_at = None
+        self._cache.invalidate()
 
     def handle_message(self, message: dict) -> None:
         if message.get("kind") == invalidation.KIND_DEPLOYMENTS:

@@ -11,12 +11,11 @@ and LiteLLM's per-error-class policy keys.
 
 from __future__ import annotations
 
-import asyncio
 import enum
-import time
 from dataclasses import dataclass, field
 
 from apps.core import invalidation
+from apps.core.cache import SingleFlightCache
 from apps.core.db import db_call
 
 KIND_ROUTER_SETTINGS = "router_settings"
@@ -192,37 +191,21 @@ class RoutingPolicyCache:
     """The process's RoutingPolicy: loaded on first use, reloaded after an invalidation."""
 
     def __init__(self) -> None:
-        self._policy: RoutingPolicy | None = None
-        self._loaded_at = 0.0
-        self._generation = 0
-        self._reload: asyncio.Future | None = None
+        self._cache: SingleFlightCache[RoutingPolicy] = SingleFlightCache(
+            self._load, ttl=lambda policy: POLICY_TTL_SECONDS
+        )
+
+    @staticmethod
+    async def _load(_key) -> RoutingPolicy:
+        from apps.routing.selectors import routing_policy_get  # selectors import this module's builders
+
+        return await db_call(routing_policy_get)
 
     async def get(self) -> RoutingPolicy:
-        policy = self._policy
-        if policy is not None and time.monotonic() - self._loaded_at < POLICY_TTL_SECONDS:
-            return policy
-        if self._reload is not None:
-            return await asyncio.shield(self._reload)
-        from apps.routing.selectors import routing_policy_get
-
-        self._reload = asyncio.get_running_loop().create_future()
-        generation = self._generation
-        try:
-            policy = await db_call(routing_policy_get)
-        except BaseException as exc:
-            self._reload.set_exception(exc)
-            self._reload.exception()
-            raise
-        finally:
-            future, self._reload = self._reload, None
-        if generation == self._generation:
-            self._policy, self._loaded_at = policy, time.monotonic()
-        future.set_result(policy)
-        return policy
+        return await self._cache.get(None)
 
     def invalidate(self) -> None:
-        self._generation += 1
-        self._policy = None
+        self._cache.invalidate()
 
     def handle_message(self, message: dict) -> None:
         # Also on "deployments": that is the kind every process applies after a Redis
