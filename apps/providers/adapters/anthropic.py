@@ -12,7 +12,6 @@ What differs from OpenAI, and where it is handled:
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -31,6 +30,7 @@ from apps.providers.adapters.base import (
     chat_completion,
     load_json_response,
     new_completion_id,
+    parse_data_url,
     stop_sequences,
     tool_arguments_object,
     upstream_error,
@@ -39,9 +39,6 @@ from apps.providers.adapters.base import (
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
 IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
-_DATA_URL = re.compile(
-    r"^data:(?P<media_type>[\w.+-]+/[\w.+-]+)(?:;[^;,]*)*?;base64,(?P<data>.*)$", re.DOTALL
-)
 
 FINISH_REASONS = {
     "end_turn": "stop",
@@ -107,10 +104,8 @@ def _text_of(content: Any, param: str) -> str:
 
 
 def _data_url_source(url: str, param: str) -> dict:
-    match = _DATA_URL.match(url)
-    if match is None:
-        raise invalid_request(f"'{param}' must be a base64 data URL (data:<type>;base64,...).", param=param)
-    return {"type": "base64", "media_type": match["media_type"].lower(), "data": match["data"]}
+    parsed = parse_data_url(url, param=param)
+    return {"type": "base64", "media_type": parsed.media_type, "data": parsed.data}
 
 
 def _image_block(part: Mapping[str, Any], param: str) -> dict:

@@ -176,6 +176,24 @@ def tool_arguments_object(arguments: Any, *, param: str) -> dict:
     return parsed
 
 
+@dataclass(frozen=True, slots=True)
+class DataURL:
+    media_type: str  # lower-case, without parameters
+    data: str  # the base64 payload, as sent
+
+
+def parse_data_url(url: Any, *, param: str) -> DataURL:
+    """A base64 data URL (RFC 2397: data:<type>/<subtype>[;<name>=<value>]*;base64,<data>), or a
+    400 naming `param`. Every adapter that takes inline media reads it here."""
+    if isinstance(url, str) and url.startswith("data:"):
+        header, comma, data = url[5:].partition(",")
+        media_type, *parameters = header.split(";")
+        media_type = media_type.strip().lower()
+        if comma and data and parameters and parameters[-1].strip().lower() == "base64" and "/" in media_type:
+            return DataURL(media_type=media_type, data=data)
+    raise invalid_request(f"'{param}' must be a base64 data URL (data:<media type>;base64,<data>).", param=param)
+
+
 def stop_sequences(body: Mapping[str, Any]) -> list[str] | None:
     """OpenAI's `stop` (a string or a list) as a list."""
     stop = body.get("stop")

@@ -40,6 +40,7 @@ from apps.providers.adapters.base import (
     chat_completion,
     load_json_response,
     new_completion_id,
+    parse_data_url,
     tool_arguments_object,
     upstream_error,
 )
@@ -203,19 +204,16 @@ def _image_block(part: dict, param: str) -> dict:
             param=f"{param}.image_url.url",
             code="unsupported_image_url",
         )
-    header, _, data = url[len("data:"):].partition(",")
-    media_type, *options = header.split(";")
-    image_format = IMAGE_FORMATS.get(media_type.strip().lower())
-    if "base64" not in options or not data:
-        raise invalid_request("The image data URL must be base64-encoded.", param=f"{param}.image_url.url")
+    parsed = parse_data_url(url, param=f"{param}.image_url.url")
+    image_format = IMAGE_FORMATS.get(parsed.media_type)
     if image_format is None:
         raise invalid_request(
-            f"bedrock takes png, jpeg, gif or webp images, not {media_type or 'this type'}.",
+            f"bedrock takes png, jpeg, gif or webp images, not {parsed.media_type}.",
             param=f"{param}.image_url.url",
             code="unsupported_image_type",
         )
     # Converse over REST takes the bytes base64-encoded: the data URL's payload as it is.
-    return {"image": {"format": image_format, "source": {"bytes": data}}}
+    return {"image": {"format": image_format, "source": {"bytes": parsed.data}}}
 
 
 def _user_blocks(content: Any, param: str) -> list[dict]:

@@ -47,6 +47,7 @@ from apps.providers.adapters.base import (
     Usage,
     load_json_response,
     new_completion_id,
+    parse_data_url,
     refuse_or_drop,
     stop_sequences,
     tool_arguments_object,
@@ -226,13 +227,8 @@ def media_part(url: Any, where: str) -> dict:
     if not isinstance(url, str) or not url:
         raise invalid_request(f"'{where}' must be a data URL or a gs:// URI.", param=where)
     if url.startswith("data:"):
-        header, comma, data = url[5:].partition(",")
-        mime_type, _, encoding = header.partition(";")
-        if not comma or encoding != "base64" or not mime_type:
-            raise invalid_request(
-                f"'{where}' must be a base64 data URL (data:<media type>;base64,<data>).", param=where
-            )
-        return {"inlineData": {"mimeType": mime_type, "data": data}}
+        parsed = parse_data_url(url, param=where)
+        return {"inlineData": {"mimeType": parsed.media_type, "data": parsed.data}}
     if url.startswith("gs://"):
         mime_type, _ = mimetypes.guess_type(url)
         if mime_type is None:

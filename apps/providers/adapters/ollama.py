@@ -36,6 +36,7 @@ from apps.providers.adapters.base import (
     chat_completion,
     load_json_response,
     new_completion_id,
+    parse_data_url,
     stop_sequences,
     tool_arguments_object,
     upstream_error,
@@ -101,12 +102,7 @@ def _image_base64(part: dict, param: str) -> str:
             param=param,
             code="unsupported_content",
         )
-    header, _, data = url.partition(",")
-    if not header.endswith(";base64") or not data:
-        raise invalid_request(
-            "The image data URL must be base64-encoded.", param=param, code="invalid_image_url"
-        )
-    return data
+    return parse_data_url(url, param=param).data
 
 
 def _user_message(message: dict, param: str) -> dict:
