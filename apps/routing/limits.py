@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from decimal import Decimal
 
 from django.conf import settings
@@ -14,7 +13,7 @@ from apps.keys.limits import LimitDecision, limiter, usd_to_nanos
 from apps.providers.registry import Deployment
 from apps.spend.alerts import budget_exhausted, soft_budget_crossed
 from apps.spend.pricing import prices_in_force
-from apps.spend.tokens import rough_prompt_tokens
+from apps.spend.tokens import request_prompt_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -30,9 +29,7 @@ def max_cost_nanos(deployment: Deployment, body: dict) -> int:
     output_price = (prices.output_cost_per_token if prices else None) or Decimal(0)
     if not input_price and not output_price:
         return 0
-    prompt = rough_prompt_tokens(body.get("messages") or [], body.get("tools"))
-    if not body.get("messages"):
-        prompt = math.ceil(len(str(body.get("prompt") or body.get("input") or "")) / 4)
+    prompt = request_prompt_tokens(body, rough=True)
     output = body.get("max_completion_tokens") or body.get("max_tokens") or deployment.extra_params.get(
         "max_tokens"
     ) or settings.GATEWAY_RESERVED_OUTPUT_TOKENS

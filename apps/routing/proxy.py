@@ -44,7 +44,7 @@ from apps.spend.pricing import price_usage
 from apps.spend.records import SpendRecord
 from apps.core.background import spawn
 from apps.routing.limits import limits_acquire, limits_settle
-from apps.spend.tokens import estimate_prompt_tokens, estimate_text_tokens
+from apps.spend.tokens import estimate_text_tokens, request_prompt_tokens
 
 _CALL_TYPES = {
     Operation.CHAT: "chat_completion",
@@ -441,7 +441,7 @@ def _estimated_usage(account: RequestAccount, generated: list[str]) -> Usage:
     body = account.body or {}
     model = account.deployment.upstream_model if account.deployment else None
     return Usage(
-        prompt_tokens=estimate_prompt_tokens(body.get("messages") or [], body.get("tools"), model=model),
+        prompt_tokens=request_prompt_tokens(body, model=model),
         completion_tokens=estimate_text_tokens("".join(generated), model=model),
         reported=False,
     )

@@ -37,7 +37,7 @@ from apps.routing import policy as routing
 from apps.routing.deployment_state import DeploymentLoad, deployment_state
 from apps.routing.policy import ErrorClass, GroupPolicy, RoutingPolicy
 from apps.routing.strategies import deployment_pick, strategy_needs
-from apps.spend.tokens import estimate_prompt_tokens, estimate_text_tokens
+from apps.spend.tokens import request_prompt_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -163,12 +163,7 @@ class RouteRequest:
     def prompt_tokens(self) -> int:
         """The prompt's size, estimated once, and only when a context window is checked."""
         if self._prompt_tokens is None:
-            body = self.body
-            if body.get("messages"):
-                self._prompt_tokens = estimate_prompt_tokens(body["messages"], body.get("tools"))
-            else:
-                text = body.get("prompt") or body.get("input") or body.get("documents") or ""
-                self._prompt_tokens = estimate_text_tokens(text if isinstance(text, str) else str(text))
+            self._prompt_tokens = request_prompt_tokens(self.body)
         return self._prompt_tokens
 
 

@@ -233,6 +233,20 @@ def rough_prompt_tokens(messages: list[dict], tools: list[dict] | None = None) -
     return _prompt_count(None, texts, framing)
 
 
+def request_prompt_tokens(body: dict, *, rough: bool = False, model: str | None = None) -> int:
+    """The prompt size of any request: a chat's messages and tools, else the text of its prompt,
+    input or documents. `rough`: ~4 characters a token, no tokenizer (budget reservations on every
+    request); else as estimate_prompt_tokens counts (context windows, usage a provider never sent)."""
+    messages = body.get("messages")
+    if messages:
+        if rough:
+            return rough_prompt_tokens(messages, body.get("tools"))
+        return estimate_prompt_tokens(messages, body.get("tools"), model=model)
+    text = body.get("prompt") or body.get("input") or body.get("documents") or ""
+    text = text if isinstance(text, str) else str(text)
+    return _count(None, text) if rough else estimate_text_tokens(text, model=model)
+
+
 async def count_prompt_tokens(messages: list[dict], tools: list[dict] | None = None, *,
                               model: str | None = None) -> int:
     """The exact prompt tokens, whatever the size: a large prompt is counted in a thread
