@@ -11,7 +11,12 @@ such connections (a slow-loris) would hold a replica's sockets. `GuardedHttpTool
   longer than this (nginx's client_body_timeout); then 408 and close;
 - a cap on connections that are not being served (GATEWAY_MAX_IDLE_CONNECTIONS): connections
   still sending their headers and kept-alive ones waiting for their next request; past it the
-  one idle longest is closed. A request being answered (a long stream included) is never cut.
+  one idle longest is closed. A request being answered (a long stream included) is never cut;
+- a lingering close: when the answer ends the connection before the request's body is all in
+  (a 413 for a body too large, say), the server stops writing, then reads and drops what the
+  client still sends (for at most LINGER_SECONDS, LINGER_IDLE_SECONDS without data) before it
+  closes. Closing at once would make the kernel reset the connection, and a client still
+  sending would lose the answer it was sent (nginx's lingering_close).
 
 One place for the server's options (apps.core.management.commands.serve and the tests' servers).
 """
@@ -25,6 +30,32 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 _TIMED_OUT_BODY = b'{"error":{"message":"The request was not received in time.","type":"invalid_request_error",' \
     b'"param":null,"code":"request_timeout"}}'
+LINGER_SECONDS = 30.0
+LINGER_IDLE_SECONDS = 5.0
+
+
+class _LingeringTransport:
+    """The connection's transport as uvicorn's request cycles see it: `close()` lingers while
+    the request's body is still arriving."""
+
+    def __init__(self, transport, protocol: GuardedHttpToolsProtocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+
+    def __getattr__(self, name):
+        return getattr(self._transport, name)
+
+    def is_closing(self) -> bool:
+        return self._protocol._lingering or self._transport.is_closing()
+
+    def close(self) -> None:
+        protocol = self._protocol
+        if protocol._lingering or self._transport.is_closing():
+            return
+        if protocol._body_pending and self._transport.can_write_eof():
+            protocol._linger()
+        else:
+            self._transport.close()
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -32,7 +63,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     _idle: OrderedDict[GuardedHttpToolsProtocol, None] = OrderedDict()
 
     def connection_made(self, transport) -> None:
-        super().connection_made(transport)
+        self._lingering = False
+        self._body_pending = False
+        super().connection_made(_LingeringTransport(transport, self))
         self._guard_timer = None
         self._idle_now()
         self._arm(settings.GATEWAY_HEADER_TIMEOUT, self._headers_too_slow)
@@ -47,7 +80,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._guard_timer is None:  # the next request on a kept-alive connection
             self._arm(settings.GATEWAY_HEADER_TIMEOUT, self._headers_too_slow)
 
+    def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            self._arm(LINGER_IDLE_SECONDS, self._close_now)  # dropped: the answer is already sent
+            return
+        super().data_received(data)
+
     def on_headers_complete(self) -> None:
+        self._body_pending = True
         self._idle.pop(self, None)
         super().on_headers_complete()
         # Until on_message_complete (at once for a request without a body), the body must flow.
@@ -58,6 +98,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._arm(settings.GATEWAY_BODY_TIMEOUT, self._body_too_slow)
 
     def on_message_complete(self) -> None:
+        self._body_pending = False
         self._disarm()
         super().on_message_complete()
 
@@ -67,6 +108,19 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._idle_now()  # kept alive, waiting for the next request (uvicorn's keep-alive timeout runs)
 
     # --- the guards ---
+
+    def _linger(self) -> None:
+        self._lingering = True
+        self._idle_now()  # a lingering connection counts against the idle cap
+        self.transport._transport.write_eof()  # the answer is flushed first, then FIN
+        self.flow.resume_reading()
+        self._arm(LINGER_IDLE_SECONDS, self._close_now)
+        self.loop.call_later(LINGER_SECONDS, self._close_now)
+
+    def _close_now(self) -> None:
+        self._disarm()
+        self._idle.pop(self, None)
+        self.transport._transport.close()
 
     def _arm(self, seconds: float, callback) -> None:
         self._disarm()
@@ -83,8 +137,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         idle[self] = None
         while len(idle) > settings.GATEWAY_MAX_IDLE_CONNECTIONS:
             oldest, _ = idle.popitem(last=False)
-            oldest._disarm()
-            oldest.transport.close()
+            oldest._close_now()
 
     def _time_out(self) -> None:
         self._guard_timer = None
@@ -94,7 +147,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
             if cycle.response_started:
-                self.transport.close()
+                self._close_now()
                 return
             cycle.disconnected = True  # the app waiting for the body sees the client gone
             cycle.message_event.set()
@@ -105,7 +158,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             + b"\r\n\r\n"
             + _TIMED_OUT_BODY
         )
-        self.transport.close()
+        self._close_now()  # a stalled client: nothing to linger for
 
     _headers_too_slow = _time_out
     _body_too_slow = _time_out

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 import httpx
 import pytest
+from django.conf import settings
 
 from conftest import MASTER_KEY
 from tests.management.conftest import assert_error
@@ -61,6 +63,24 @@ def test_a_40_mb_management_body_is_a_413(gateway, make_key):
     assert_error(response, 413, code="request_too_large")
     key.refresh_from_db()
     assert key.metadata == {}
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/key/update"])
+def test_a_client_that_sends_its_whole_too_large_body_first_still_reads_the_413(gateway, path):
+    """As most clients do (httpx, the openai SDK): the body is all sent before the answer is read.
+    The server must not reset the connection under the client's writes (a lingering close)."""
+    limit = settings.GATEWAY_MAX_BODY_BYTES if path.startswith("/v1") else settings.GATEWAY_MAX_CONTROL_BODY_BYTES
+    body = b"x" * (limit + 1)
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     f"Authorization: Bearer {MASTER_KEY}\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+        time.sleep(0.2)  # the 413 is sent and the server has closed its side before the body comes
+        sock.sendall(body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b'"code":"request_too_large"' in answer.replace(b" ", b"")
 
 
 def test_a_chunked_management_body_past_the_limit_is_a_413(gateway):
