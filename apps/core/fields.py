@@ -23,6 +23,23 @@ def json_depth_exceeds(value: Any, limit: int) -> bool:
     return False
 
 
+def json_holds_nul(value: Any) -> bool:
+    """Does any string of `value` (a key included) hold a NUL character? PostgreSQL refuses them
+    in jsonb, so such a value would fail at the write: a 500 instead of a 400."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 class BoundedJSONFormField(forms.JSONField):
     """The admin's JSON fields: nested past GATEWAY_MAX_JSON_DEPTH is a form error (deeper still,
     Python's json parser would exhaust the recursion limit: a 500)."""
@@ -37,6 +54,8 @@ class BoundedJSONFormField(forms.JSONField):
             too_deep = json_depth_exceeds(converted, settings.GATEWAY_MAX_JSON_DEPTH)
         if too_deep:
             raise ValidationError(f"Nested deeper than {settings.GATEWAY_MAX_JSON_DEPTH} levels.", code="invalid")
+        if json_holds_nul(converted):
+            raise ValidationError("Null characters are not allowed.", code="null_characters_not_allowed")
         return converted
 
     def bound_data(self, data, initial):

@@ -36,7 +36,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView, set_rollback
 
 from apps.core.errors import GatewayError
-from apps.core.fields import json_depth_exceeds
+from apps.core.fields import json_depth_exceeds, json_holds_nul
 
 logger = logging.getLogger(__name__)
 
@@ -281,6 +281,11 @@ class ManagementJSONParser(BaseParser):
             raise exceptions.ParseError(
                 f"The request body is nested deeper than {settings.GATEWAY_MAX_JSON_DEPTH} levels."
             )
+        if b"\\u0000" in raw and json_holds_nul(data):  # as DRF's CharField does, in JSON fields too
+            if isinstance(data, dict):
+                param = next((k for k, v in data.items() if json_holds_nul(k) or json_holds_nul(v)), None)
+                raise exceptions.ValidationError({param: ["Null characters are not allowed."]})
+            raise exceptions.ParseError("Null characters are not allowed.")
         return data
 
 

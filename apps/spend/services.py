@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
-from dataclasses import fields
+from dataclasses import fields, replace
 from operator import attrgetter
 from datetime import timezone
 from decimal import Decimal
 
-from django.db import connection, transaction
+import orjson
+from django.db import DataError, IntegrityError, connection, transaction
 from django.db.models import F
 
 from apps.billing.services import billing_events_add
@@ -23,6 +25,34 @@ _COST_INDEX = _RECORD_FIELDS.index("cost")
 _UUID_INDEXES = [_RECORD_FIELDS.index("team_id"), _RECORD_FIELDS.index("organization_id")]
 _JSON_INDEXES = [_RECORD_FIELDS.index(name) for name in ("metadata", "messages", "response")]
 _METADATA_INDEX = _RECORD_FIELDS.index("metadata")
+_JSON_FIELDS = ("metadata", "messages", "response")
+
+logger = logging.getLogger(__name__)
+
+
+def _without_nul(value):
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
+
+
+def _record_storable(record: SpendRecord) -> SpendRecord:
+    """PostgreSQL refuses NUL characters in text and in JSON strings, and a client's metadata or
+    messages may hold one: such a row would fail its whole batch at every retry, and hold every
+    other record back with it. NUL characters are dropped (the same on every database)."""
+    changes = {}
+    for name in _RECORD_FIELDS:
+        value = getattr(record, name)
+        if isinstance(value, str):
+            if "\x00" in value:
+                changes[name] = value.replace("\x00", "")
+        elif name in _JSON_FIELDS and value is not None and b"\\u0000" in orjson.dumps(value):
+            changes[name] = _without_nul(value)
+    return replace(record, **changes) if changes else record
 
 
 def _insert_sql() -> str:
@@ -66,6 +96,27 @@ def spend_logs_write_batch(*, records: list[SpendRecord]) -> int:
     """
     if not records:
         return 0
+    try:
+        return _spend_logs_write(records)
+    except (DataError, IntegrityError, ValueError, TypeError):
+        # Not an outage: some row cannot be stored. Written one by one, that row alone is
+        # kept without its payloads (its tokens and cost still count), so no record holds
+        # the others back and the batch does not go back to the buffer forever.
+        if len(records) > 1:
+            return sum(spend_logs_write_batch(records=[record]) for record in records)
+        record = records[0]
+        logger.exception("spend record %s could not be stored; written without its metadata and payloads",
+                         record.request_id)
+        try:
+            return _spend_logs_write([replace(record, metadata=None, messages=None, response=None)])
+        except (DataError, IntegrityError, ValueError, TypeError):
+            logger.exception("spend record %s could not be stored at all (cost %s); dropped",
+                             record.request_id, record.cost)
+            return 0
+
+
+def _spend_logs_write(records: list[SpendRecord]) -> int:
+    records = [_record_storable(r) for r in records]
     by_id = {r.request_id: r for r in records}
     ops = connection.ops
     uuid_ids = connection.features.has_native_uuid_field

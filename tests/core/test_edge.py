@@ -103,3 +103,9 @@ def test_a_body_declared_too_large_is_refused_without_waiting_for_it(gateway, pa
             answer += sock.recv(4096)
     assert answer.startswith(b"HTTP/1.1 413")
     assert b"connection: close" in answer.lower()
+
+
+def test_nul_characters_in_a_management_json_field_are_a_400_naming_it(gateway):
+    response = httpx.post(gateway.url + "/key/generate", json={"metadata": {"a": "b\u0000"}},
+                          headers={"Authorization": f"Bearer {MASTER_KEY}"})
+    assert_error(response, 400, param="metadata")

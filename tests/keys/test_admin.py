@@ -120,3 +120,14 @@ def test_json_nested_too_deep_is_a_form_error_not_a_500(admin_client, metadata):
     from apps.keys.models import VirtualKey
 
     assert not VirtualKey.objects.filter(alias="deep").exists()
+
+
+def test_json_holding_a_nul_character_is_a_form_error_not_a_500(admin_client):
+    from apps.keys.models import VirtualKey
+
+    response = admin_client.post("/admin/keys/virtualkey/add/", {
+        "alias": "nul", "metadata": '{"a": "b\\u0000"}', "model_max_budget": "{}", "model_rpm_limit": "{}",
+        "model_tpm_limit": "{}",
+    })
+    assert response.status_code == 200 and b"Null characters are not allowed" in response.content
+    assert not VirtualKey.objects.filter(alias="nul").exists()

@@ -92,3 +92,45 @@ def test_stop_flushes_everything_still_buffered(settings):
 
     asyncio.run(scenario())
     assert SpendLog.objects.count() == 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_record_holding_nul_characters_is_written_and_holds_no_other_back(make_key):
+    """PostgreSQL refuses NUL in text and JSON; a client's metadata can carry one (a hostile one
+    did, in CI, and every later batch failed behind it)."""
+    from apps.spend.models import SpendLog
+
+    key, _ = make_key()
+    poisoned = record(key)
+    poisoned.metadata = {"tag\x00": ["a\x00b", {"deep": "\x00"}], "n": 1}
+    poisoned.messages = [{"role": "user", "content": "hi\x00"}]
+    poisoned.error_type = "x\x00"
+    batch = [record(key), poisoned, record(key)]
+    assert spend_logs_write_batch(records=batch) == 3
+    stored = SpendLog.objects.get(request_id=poisoned.request_id)
+    assert stored.metadata == {"tag": ["ab", {"deep": ""}], "n": 1}
+    assert stored.messages == [{"role": "user", "content": "hi"}]
+    assert stored.error_type == "x"
+    key.refresh_from_db()
+    assert key.spend == Decimal("1.5")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_record_the_database_refuses_is_kept_without_its_payloads(make_key, monkeypatch):
+    from apps.spend import services
+    from apps.spend.models import SpendLog
+
+    key, _ = make_key()
+    unstorable = record(key)
+    unstorable.response = {"refused": True}
+    real_write = services._spend_logs_write
+
+    def write(records):
+        if any(r.response for r in records):
+            raise services.DataError("value refused")
+        return real_write(records)
+
+    monkeypatch.setattr(services, "_spend_logs_write", write)
+    assert spend_logs_write_batch(records=[record(key), unstorable]) == 2
+    stored = SpendLog.objects.get(request_id=unstorable.request_id)
+    assert stored.response is None and stored.cost == Decimal("0.5")

@@ -132,3 +132,15 @@ def spend_logs_written(count: int, timeout: float = 5.0) -> list:
     logs = list(SpendLog.objects.order_by("start_time", "id"))
     assert len(logs) == count, logs
     return logs
+
+
+def test_a_request_whose_metadata_holds_nul_characters_is_logged_and_blocks_no_later_one(
+    gateway, openai_client, make_deployment
+):
+    """PostgreSQL refuses NUL in jsonb: the record keeps its metadata without them."""
+    make_deployment("gpt-test")
+    client = openai_client(MASTER_KEY)
+    client.chat.completions.create(model="gpt-test", messages=MESSAGES, metadata={"tag": "a\u0000b"})
+    client.chat.completions.create(model="gpt-test", messages=MESSAGES)
+    logs = spend_logs_written(2)
+    assert {"tag": "ab"} in [{k: v for k, v in log.metadata.items() if k == "tag"} for log in logs]
