@@ -12,8 +12,6 @@ data plane's.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import re
 from contextlib import contextmanager
@@ -55,28 +53,18 @@ class Principal:
 # --- authentication ------------------------------------------------------------------------
 
 
-def _is_master_key(raw_key: str) -> bool:
-    from apps.routing.runtime import configured_master_key
-
-    master = configured_master_key()
-    if not master:
-        return False
-    return hmac.compare_digest(
-        hashlib.sha256(raw_key.encode()).digest(), hashlib.sha256(master.encode()).digest()
-    )
-
-
 class ManagementKeyAuthentication(BaseAuthentication):
     """The master key or a virtual key, read from the same headers as on the data plane."""
 
     def authenticate(self, request):
         from apps.keys.auth import raw_key_from_request
+        from apps.keys.master import is_master_key
         from apps.keys.selectors import virtual_key_get_for_auth
 
         raw_key = raw_key_from_request(request._request)
         if not raw_key:
             return None
-        if _is_master_key(raw_key):
+        if is_master_key(raw_key):
             return AnonymousUser(), Principal(via="master_key", is_proxy_admin=True)
         key = virtual_key_get_for_auth(raw_key=raw_key)
         if key is None:

@@ -5,6 +5,7 @@ from decimal import Decimal
 
 from apps.keys.context import KeyContext
 from apps.keys.limits import LimitScope, usd_to_nanos
+from apps.keys.master import prompts_stored_by_default
 from apps.keys.models import VirtualKey
 from apps.teams.models import LimitsMixin, UserLimits
 
@@ -140,8 +141,6 @@ def _store_prompts(key, team) -> bool:
     for choice in (getattr(key, "store_prompts", None), getattr(team, "store_prompts", None)):
         if choice is not None:
             return choice
-    from apps.routing.runtime import prompts_stored_by_default
-
     return prompts_stored_by_default()
 
 

@@ -5,17 +5,15 @@ the server has no lifespan), stopped on shutdown, which flushes the spend buffer
 from __future__ import annotations
 
 import asyncio
-import functools
 import gc
 import logging
 
-from django.conf import settings
 
 from apps.billing.entitlement import entitlement_refresher_start, entitlement_refresher_stop
 from apps.core import invalidation
 from apps.core.background import drain
 from apps.core.redis import redis_enabled
-from apps.keys.auth import master_key_set
+from apps.keys.master import master_key_load
 from apps.providers.transport import transport
 from apps.spend.buffer import spend_buffer
 
@@ -35,7 +33,7 @@ class ProcessRuntime:
         # keep it out of the collector's full passes, which otherwise stall requests.
         gc.collect()
         gc.freeze()
-        master_key_set(configured_master_key(), store_prompts=prompts_stored_by_default())
+        master_key_load()
         from apps.spend import tokens
         from apps.spend.pricing import price_catalog
 
@@ -65,57 +63,4 @@ class ProcessRuntime:
         await transport.close()
 
 
-def configured_master_key() -> str | None:
-    """GATEWAY_MASTER_KEY, else general_settings.master_key of GATEWAY_CONFIG."""
-    if settings.GATEWAY_MASTER_KEY:
-        return settings.GATEWAY_MASTER_KEY
-    if settings.GATEWAY_CONFIG:
-        import os
-
-        try:
-            modified = os.stat(settings.GATEWAY_CONFIG).st_mtime_ns
-        except OSError:
-            modified = None
-        return _config_master_key(settings.GATEWAY_CONFIG, modified)
-    return None
-
-
-@functools.lru_cache(maxsize=4)
-def _config_master_key(path: str, modified: int | None) -> str | None:
-    """Read once per version of the file (the management API asks on every request)."""
-    from apps.providers.config import ConfigError, config_read
-
-    try:
-        return config_read(path).master_key
-    except ConfigError:
-        logger.exception("GATEWAY_CONFIG could not be read for its master key")
-        return None
-
-
 runtime = ProcessRuntime()
-
-
-def prompts_stored_by_default() -> bool:
-    """GATEWAY_STORE_PROMPTS, else general_settings.store_prompts_in_spend_logs of GATEWAY_CONFIG
-    (LiteLLM's name), else off. Read when a key's context is built, not per request."""
-    if settings.GATEWAY_STORE_PROMPTS is not None:
-        return settings.GATEWAY_STORE_PROMPTS
-    if settings.GATEWAY_CONFIG:
-        import os
-
-        try:
-            modified = os.stat(settings.GATEWAY_CONFIG).st_mtime_ns
-        except OSError:
-            return False
-        return _config_store_prompts(settings.GATEWAY_CONFIG, modified)
-    return False
-
-
-@functools.lru_cache(maxsize=4)
-def _config_store_prompts(path: str, modified: int | None) -> bool:
-    from apps.providers.config import ConfigError, config_read
-
-    try:
-        return config_read(path).general_settings.get("store_prompts_in_spend_logs") is True
-    except ConfigError:
-        return False
