@@ -64,7 +64,7 @@ def billed_org(organization):
 def spend_wired() -> bool:
     from apps.spend import services
 
-    return "billing_events_add" in inspect.getsource(services.spend_logs_write_batch)
+    return "billing_events_add(records=new)" in inspect.getsource(services)
 
 
 def proxy_wired() -> bool:
