@@ -2,7 +2,7 @@
 
 - Every HTTP request gets an id on its answer (apps.core.edge).
 - Data plane (/v1/*, the same routes without /v1, health probes): the lean handler
-  in apps.core.dataplane.
+  in apps.routing.dataplane.
 - Control plane (/admin, the management API, static files): Django's ordinary stack, behind a
   body size limit.
 - Lifespan: starts and stops each process's background work (apps.routing.runtime).
@@ -18,7 +18,7 @@ django.setup()
 from django.conf import settings  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 
-from apps.core.dataplane import DataPlaneHandler  # noqa: E402
+from apps.routing.dataplane import DataPlaneHandler  # noqa: E402
 from apps.core.edge import BodyLimit, with_request_id  # noqa: E402
 from apps.routing.runtime import runtime  # noqa: E402
 from apps.routing.urls import DATA_PLANE_PREFIXES  # noqa: E402

@@ -13,7 +13,7 @@ admin.site.index_title = "Management"
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
-    path("", include("apps.core.management_urls")),
+    path("", include("apps.management.urls")),
     path("billing/", include("apps.billing.urls")),  # the Lago webhook
     path("metrics", metrics_view, name="metrics"),  # Prometheus, as LiteLLM's callbacks: ["prometheus"]
 ]

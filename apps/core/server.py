@@ -18,7 +18,7 @@ such connections (a slow-loris) would hold a replica's sockets. `GuardedHttpTool
   closes. Closing at once would make the kernel reset the connection, and a client still
   sending would lose the answer it was sent (nginx's lingering_close).
 
-One place for the server's options (apps.core.management.commands.serve and the tests' servers).
+One place for the server's options (apps.routing.management.commands.serve and the tests' servers).
 """
 
 from __future__ import annotations

@@ -5,8 +5,12 @@ from rest_framework.exceptions import PermissionDenied
 
 from apps.keys.models import VirtualKey
 from apps.keys.services import virtual_key_issue, virtual_key_set_blocked, virtual_key_spend_reset
-from apps.teams.admin_scope import AdminRequestFormMixin, OrganizationScopedAdmin, permission_errors_as_form_errors
-from apps.teams.permissions import admin_actor, key_placement_check, key_regenerate_check
+from apps.management.admin_scope import (
+    AdminRequestFormMixin,
+    OrganizationScopedAdmin,
+    permission_errors_as_form_errors,
+)
+from apps.management.permissions import admin_actor, key_placement_check, key_regenerate_check
 
 PLACEMENT_FIELDS = ("user", "team", "organization")
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 from rest_framework import exceptions
 from rest_framework.response import Response
 
-from apps.core.management_auth import ManagementAPIView, NotFoundError, model_errors_as_fields
 from apps.keys import selectors, services
 from apps.keys import serializers as s
 from apps.keys.models import VirtualKey
-from apps.teams import selectors as team_selectors
-from apps.teams.api import organization_or_404, team_or_404, user_or_404
-from apps.teams.permissions import (
+from apps.management.framework import ManagementAPIView, NotFoundError, model_errors_as_fields
+from apps.management.lookups import organization_or_404, team_or_404, user_or_404
+from apps.management.pagination import page_of
+from apps.management.permissions import (
     key_check,
     key_default_owner,
     key_default_placement,
@@ -26,7 +26,7 @@ from apps.teams.permissions import (
     request_actor,
     require_user,
 )
-from apps.teams.serializers import page_of
+from apps.teams import selectors as team_selectors
 from apps.teams.services import user_get_or_create
 
 KEY_FIELDS = {

@@ -33,7 +33,7 @@ class VirtualKey(LimitsMixin):
     )
     expires_at = models.DateTimeField(null=True, blank=True)
     # Whether the proxy admin (master key, superuser) issued the key's current secret and placement.
-    # A superuser's key is the proxy admin on the management API only then (apps.teams.permissions).
+    # A superuser's key is the proxy admin on the management API only then (apps.management.permissions).
     issued_by_proxy_admin = models.BooleanField(
         default=False, editable=False,
         help_text="The proxy admin made (or last regenerated or moved) this key.",

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from apps.teams.serializers import (
+from apps.management.inputs import (
     LimitsInput,
-    PageQuery,
     PromptStorageInput,
-    _duration,
+    duration_validator,
     limits_data,
     limits_values,
     prompt_storage_values,
 )
+from apps.management.pagination import PageQuery
 
 
 class KeyFieldsInput(PromptStorageInput, LimitsInput):
@@ -22,7 +22,7 @@ class KeyFieldsInput(PromptStorageInput, LimitsInput):
         max_length=16,
         required=False,
         allow_null=True,
-        validators=[_duration],
+        validators=[duration_validator],
         help_text="How long the key lives: 30s, 30m, 30h, 30d or 1mo. Null: forever.",
     )
     user_id = serializers.CharField(max_length=150, required=False, allow_null=True)

@@ -1,9 +1,9 @@
 from django import forms
 from django.contrib import admin
 
+from apps.management.admin_scope import OrganizationScopedAdmin
 from apps.providers.adapters import known_providers
 from apps.providers.models import ModelDeployment
-from apps.teams.admin_scope import OrganizationScopedAdmin
 
 
 class ModelDeploymentForm(forms.ModelForm):

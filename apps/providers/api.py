@@ -11,12 +11,12 @@ from __future__ import annotations
 from rest_framework import exceptions
 from rest_framework.response import Response
 
-from apps.core.management_auth import Forbidden, ManagementAPIView, NotFoundError, model_errors_as_fields
+from apps.management.framework import Forbidden, ManagementAPIView, NotFoundError, model_errors_as_fields
+from apps.management.lookups import organization_or_404
+from apps.management.permissions import model_access, request_actor, require_proxy_admin
 from apps.providers import selectors, services
 from apps.providers import serializers as s
 from apps.providers.models import ModelDeployment
-from apps.teams.api import organization_or_404
-from apps.teams.permissions import model_access, request_actor, require_proxy_admin
 
 
 def deployment_or_404(model_id: str, *, param: str) -> ModelDeployment:

@@ -1,7 +1,7 @@
 """The OpenAI-compatible /v1 API (each route also without the /v1 prefix).
 
 Async django-ninja views served by the data plane's lean ASGI path
-(apps.core.dataplane): no middleware, no per-request thread, no database query on
+(apps.routing.dataplane): no middleware, no per-request thread, no database query on
 a warm cache. Views stay thin; the flow is in apps.routing.proxy.
 """
 

@@ -1,4 +1,4 @@
-"""The data plane's URLconf, resolved by apps.core.dataplane (never by Django's handler).
+"""The data plane's URLconf, resolved by apps.routing.dataplane (never by Django's handler).
 
 Paths are given without /v1; the data plane strips that prefix first.
 """

@@ -9,10 +9,10 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from apps.core.fields import BoundedJSONAdminMixin
+from apps.management.admin_scope import OrganizationScopedAdmin
 from apps.spend.models import DailySpend, ModelPrice, SpendCounterDrift, SpendLog
 from apps.spend.price_format import PRICE_FIELDS
 from apps.spend.services import model_price_changed
-from apps.teams.admin_scope import OrganizationScopedAdmin
 
 
 class UnpricedFilter(admin.SimpleListFilter):

@@ -1,6 +1,6 @@
 """The management API's spend routes (LiteLLM's): GET /spend/logs lists spend logs, GET
 /spend/report adds up the daily rollups. Each caller sees the spend of its scope
-(apps.teams.permissions.spend_scope); a filter naming something outside it is 403.
+(apps.management.permissions.spend_scope); a filter naming something outside it is 403.
 """
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ import re
 
 from rest_framework.response import Response
 
-from apps.core.management_auth import ManagementAPIView, NotFoundError
 from apps.keys.selectors import virtual_key_get_by_ref
 from apps.keys.services import virtual_key_hash
+from apps.management.framework import ManagementAPIView, NotFoundError
+from apps.management.lookups import organization_or_404, team_or_404, user_or_404
+from apps.management.pagination import page_of
+from apps.management.permissions import request_actor, spend_filter_check, spend_scope
 from apps.spend import selectors
 from apps.spend import serializers as s
-from apps.teams.api import organization_or_404, team_or_404, user_or_404
-from apps.teams.permissions import request_actor, spend_filter_check, spend_scope
-from apps.teams.serializers import page_of
 
 _KEY_HASH = re.compile(r"[0-9a-f]{64}")
 

@@ -1,16 +1,16 @@
+from django import forms
 from django.contrib import admin
 from django.db.models import Q
 
-from apps.spend.admin_reports import SpendReportAdminMixin
-from django import forms
-
-from apps.teams.admin_scope import (
+from apps.management.admin_scope import (
     AdminRequestFormMixin,
     AdminRequestInlineMixin,
     MembershipForm,
     OrganizationScopedAdmin,
     permission_errors_as_form_errors,
 )
+from apps.management.permissions import admin_actor, user_check
+from apps.spend.admin_reports import SpendReportAdminMixin
 from apps.teams.models import Organization, OrganizationMembership, Team, TeamMembership, UserLimits
 
 # Which Lago customer and subscription an entity is billed as (apps.billing) is the operator's
@@ -98,7 +98,7 @@ class TeamMembershipAdmin(AdminRequestFormMixin, OrganizationScopedAdmin):
 
 
 class UserLimitsForm(forms.ModelForm):
-    """A user's limits: only for a user the staff user may change (apps.teams.permissions.user_check),
+    """A user's limits: only for a user the staff user may change (apps.management.permissions.user_check),
     never its own."""
 
     def clean(self):
@@ -106,8 +106,6 @@ class UserLimitsForm(forms.ModelForm):
         request = getattr(self, "admin_request", None)
         user = cleaned.get("user") or getattr(self.instance, "user", None)
         if request is not None and user is not None:
-            from apps.teams.permissions import admin_actor, user_check
-
             with permission_errors_as_form_errors(self, {"user_id": "user"}):
                 user_check(admin_actor(request), user, "write")
         return cleaned

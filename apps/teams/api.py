@@ -1,6 +1,6 @@
 """The management API's /organization, /team and /user routes (LiteLLM's shapes).
 
-Views validate, check the caller's rights (apps.teams.permissions), call a service and shape
+Views validate, check the caller's rights (apps.management.permissions), call a service and shape
 the answer; nothing else happens here.
 """
 
@@ -11,14 +11,14 @@ import uuid
 from rest_framework import exceptions
 from rest_framework.response import Response
 
-from apps.core.management_auth import Forbidden, ManagementAPIView, NotFoundError, model_errors_as_fields
 from apps.keys.selectors import virtual_key_list
 from apps.keys.serializers import key_data
 from apps.keys.services import virtual_key_expiry
-from apps.teams import selectors, services
-from apps.teams import serializers as s
-from apps.teams.models import Organization, OrganizationMembership, Team, TeamMembership, UserLimits
-from apps.teams.permissions import (
+from apps.management.framework import Forbidden, ManagementAPIView, NotFoundError, model_errors_as_fields
+from apps.management.inputs import lago_values, limits_values, prompt_storage_values
+from apps.management.lookups import organization_or_404, team_or_404, user_or_404
+from apps.management.pagination import page_of
+from apps.management.permissions import (
     key_scope,
     membership_grant_check,
     organization_check,
@@ -35,6 +35,9 @@ from apps.teams.permissions import (
     user_create_check,
     user_scope,
 )
+from apps.teams import selectors, services
+from apps.teams import serializers as s
+from apps.teams.models import Organization, OrganizationMembership, TeamMembership, UserLimits
 
 TEAM_FIELDS = {"alias": "team_alias", "organization": "organization_id", "id": "team_id"}
 ORGANIZATION_FIELDS = {"name": "organization_alias", "id": "organization_id"}
@@ -43,27 +46,6 @@ MEMBER_FIELDS = {"username": "member.user_id", "email": "member.user_email"}
 
 
 # --- lookups shared by the management API's views -----------------------------------------
-
-
-def organization_or_404(organization_id, *, param: str = "organization_id") -> Organization:
-    organization = selectors.organization_get(organization_id=organization_id)
-    if organization is None:
-        raise NotFoundError(f"No organization with id {organization_id!r}.", param=param)
-    return organization
-
-
-def team_or_404(team_id, *, param: str = "team_id") -> Team:
-    team = selectors.team_get(team_id=team_id)
-    if team is None:
-        raise NotFoundError(f"No team with id {team_id!r}.", param=param)
-    return team
-
-
-def user_or_404(*, user_id: str | None = None, user_email: str | None = None, param: str = "user_id"):
-    user = selectors.user_get(user_id=user_id, user_email=user_email)
-    if user is None:
-        raise NotFoundError(f"No user {user_id or user_email!r}.", param=param)
-    return user
 
 
 def _members_grant_check(actor, members: list[dict], *, organization_id, param: str) -> None:
@@ -93,7 +75,7 @@ class OrganizationNewApi(ManagementAPIView):
     def post(self, request):
         data = self.validated(request)
         require_proxy_admin(request_actor(request), "create organizations")
-        fields = {**s.limits_values(data), **s.lago_values(data, request_actor(request))}
+        fields = {**limits_values(data), **lago_values(data, request_actor(request))}
         if data.get("organization_id"):
             fields["id"] = data["organization_id"]
         with model_errors_as_fields(ORGANIZATION_FIELDS):
@@ -110,7 +92,7 @@ class OrganizationUpdateApi(ManagementAPIView):
         data = self.validated(request)
         organization = organization_or_404(data.pop("organization_id"))
         organization_update_check(request_actor(request), organization, data)
-        changes = {**s.limits_values(data), **s.lago_values(data, request_actor(request))}
+        changes = {**limits_values(data), **lago_values(data, request_actor(request))}
         if "organization_alias" in data:
             changes["name"] = data["organization_alias"]
         with model_errors_as_fields(ORGANIZATION_FIELDS):
@@ -226,7 +208,7 @@ class TeamNewApi(ManagementAPIView):
         team_create_check(actor, organization)
         _members_grant_check(actor, data.get("members_with_roles") or [], organization_id=organization.pk,
                              param="members_with_roles")
-        fields = {**s.limits_values(data), **s.lago_values(data, actor), **s.prompt_storage_values(data),
+        fields = {**limits_values(data), **lago_values(data, actor), **prompt_storage_values(data),
                   **s.team_member_limit_values(data)}
         if data.get("team_id"):
             fields["id"] = data["team_id"]
@@ -252,8 +234,8 @@ class TeamUpdateApi(ManagementAPIView):
         team = team_or_404(data.pop("team_id"))
         organization = organization_or_404(data["organization_id"]) if data.get("organization_id") else None
         team_update_check(request_actor(request), team, data, organization=organization)
-        changes = {**s.limits_values(data), **s.lago_values(data, request_actor(request)),
-                   **s.prompt_storage_values(data), **s.team_member_limit_values(data)}
+        changes = {**limits_values(data), **lago_values(data, request_actor(request)),
+                   **prompt_storage_values(data), **s.team_member_limit_values(data)}
         if "team_alias" in data:
             changes["alias"] = data["team_alias"]
         if organization is not None:
@@ -428,7 +410,7 @@ class UserNewApi(ManagementAPIView):
                     "alias": data.get("user_alias") or "",
                     "is_superuser": user_role == "proxy_admin",
                     "password": data.get("password"),
-                    "limits": s.limits_values(data),
+                    "limits": limits_values(data),
                 },
                 organizations=[(o, org_role) for o in organizations],
                 teams=team_roles,
@@ -462,7 +444,7 @@ class UserUpdateApi(ManagementAPIView):
                 alias=(data["user_alias"] or "") if "user_alias" in data else None,
                 is_superuser=None if data.get("user_role") is None else data["user_role"] == "proxy_admin",
                 password=data.get("password"),
-                limits=s.limits_values(data),
+                limits=limits_values(data),
             )
         return Response(_user_full(user))
 
@@ -538,7 +520,7 @@ class UserListApi(ManagementAPIView):
                 .select_related("gateway_limits")
                 .prefetch_related("organization_memberships", "team_memberships")
             )
-            users, total, pages = s.page_of(users, page=data["page"], size=data["page_size"])
+            users, total, pages = page_of(users, page=data["page"], size=data["page_size"])
         return Response(
             {
                 "users": [_user_full(u) for u in users],

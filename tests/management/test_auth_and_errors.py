@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from apps.core.management_urls import api_urlpatterns
+from apps.management.urls import api_urlpatterns
 from apps.routing.urls import DATA_PLANE_PREFIXES
 from tests.management.conftest import assert_error
 

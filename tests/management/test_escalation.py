@@ -1,5 +1,5 @@
 """The escalations a hostile review found (issue 11), each as it was walked, and the rule that now
-stops it (apps/teams/permissions.py; docs/permissions.md "The one rule")."""
+stops it (apps/management/permissions.py; docs/permissions.md "The one rule")."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.core.management_urls import api_urlpatterns
+from apps.management.urls import api_urlpatterns
 from tests.management.conftest import assert_error
 from tests.management.matrix import DENIED, MATRIX, ROLES, render_markdown
 

@@ -12,7 +12,7 @@ call:
 
 A principal's rights are measured, not computed: what it sees in every list and which of a
 fixed set of writes succeed for it (each tried in a savepoint that is rolled back). So the
-test checks the behaviour, whatever apps/teams/permissions.py believes.
+test checks the behaviour, whatever apps/management/permissions.py believes.
 
 `make test` runs a few examples (the "bounded" profile). By hand, for a long search:
     HYPOTHESIS_PROFILE=long .venv/bin/python -m pytest tests/management/test_rights_invariant.py

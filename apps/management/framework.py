@@ -4,7 +4,7 @@
 Callers authenticate like on the data plane (`Authorization: Bearer`, `api-key`, `x-api-key`):
 the master key is the proxy admin; a virtual key acts as the user it belongs to (a key without
 a user may only read itself). Logged-in staff may also use their admin session (with CSRF,
-as DRF's SessionAuthentication does). Who may do what is decided in apps.teams.permissions.
+as DRF's SessionAuthentication does). Who may do what is decided in apps.management.permissions.
 
 Every error has OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, like the
 data plane's.
@@ -35,6 +35,9 @@ from rest_framework.views import APIView, set_rollback
 
 from apps.core.errors import GatewayError
 from apps.core.fields import json_depth_exceeds, json_holds_nul
+from apps.keys.auth import raw_key_from_request
+from apps.keys.master import is_master_key
+from apps.keys.selectors import virtual_key_get_for_auth
 
 logger = logging.getLogger(__name__)
 
@@ -57,10 +60,6 @@ class ManagementKeyAuthentication(BaseAuthentication):
     """The master key or a virtual key, read from the same headers as on the data plane."""
 
     def authenticate(self, request):
-        from apps.keys.auth import raw_key_from_request
-        from apps.keys.master import is_master_key
-        from apps.keys.selectors import virtual_key_get_for_auth
-
         raw_key = raw_key_from_request(request._request)
         if not raw_key:
             return None
@@ -76,7 +75,8 @@ class ManagementKeyAuthentication(BaseAuthentication):
         user = key.user
         if user is not None and not user.is_active:
             raise exceptions.AuthenticationFailed("The key's user is inactive.", code="user_inactive")
-        from apps.teams.permissions import key_grants_proxy_admin
+        # permissions imports this module (Principal, Forbidden): the one real cycle here.
+        from apps.management.permissions import key_grants_proxy_admin
 
         principal = Principal(via="virtual_key", user=user, key=key, is_proxy_admin=key_grants_proxy_admin(key))
         return user or AnonymousUser(), principal

@@ -15,12 +15,13 @@ from django.db.models import QuerySet
 from rest_framework.exceptions import PermissionDenied
 
 from apps.core.fields import BoundedJSONAdminMixin
+from apps.management.permissions import admin_actor, membership_grant_check
 from apps.teams.models import Organization, OrganizationMembership
 
 
 @contextmanager
 def permission_errors_as_form_errors(form: forms.BaseForm, field_names: dict[str, str]):
-    """Report a refusal of apps.teams.permissions (the management API's rules, which the admin
+    """Report a refusal of apps.management.permissions (the management API's rules, which the admin
     keeps too) as an error on the form field its `param` names (`field_names`: param → field)."""
     try:
         yield
@@ -47,7 +48,7 @@ class AdminRequestInlineMixin:
 
 class MembershipForm(forms.ModelForm):
     """A team or organization membership in the admin: the user must be one the staff user may
-    give a membership (apps.teams.permissions.membership_grant_check)."""
+    give a membership (apps.management.permissions.membership_grant_check)."""
 
     def clean(self):
         cleaned = super().clean()
@@ -55,8 +56,6 @@ class MembershipForm(forms.ModelForm):
         user = cleaned.get("user")
         if request is None or user is None or not (self.instance.pk is None or "user" in self.changed_data):
             return cleaned
-        from apps.teams.permissions import admin_actor, membership_grant_check
-
         team = cleaned.get("team") or getattr(self.instance, "team", None)
         organization = cleaned.get("organization") or getattr(self.instance, "organization", None)
         organization_id = team.organization_id if team is not None else getattr(organization, "pk", None)

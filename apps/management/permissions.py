@@ -42,8 +42,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q
 from rest_framework import exceptions
 
-from apps.core.management_auth import Forbidden, Principal
 from apps.keys.context import MASTER_KEY_CONTEXT
+from apps.management.framework import Forbidden, Principal
 from apps.teams import selectors
 from apps.teams.models import Organization, Team
 

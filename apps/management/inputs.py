@@ -1,0 +1,170 @@
+"""The request fields every level of the management API shares (organization, team, user,
+key): limits, prompt storage and Lago ids, with their validation and their answer shapes."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils import timezone
+from rest_framework import serializers
+
+from apps.core.durations import current_period, validate_duration
+from apps.management.framework import Forbidden
+
+_MAX_INT = 2_147_483_647
+
+# Request fields that limit what a level may spend or use (admins' business, not members').
+LIMIT_FIELDS = frozenset(
+    {
+        "models",
+        "max_budget",
+        "soft_budget",
+        "budget_duration",
+        "rpm_limit",
+        "tpm_limit",
+        "max_parallel_requests",
+        "blocked",
+    }
+)
+
+
+def duration_validator(value: str) -> None:
+    if value:
+        try:
+            validate_duration(value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from None
+
+
+def money_field(**kwargs) -> serializers.DecimalField:
+    return serializers.DecimalField(
+        max_digits=18,
+        decimal_places=6,
+        min_value=0,
+        rounding=ROUND_HALF_UP,
+        required=False,
+        allow_null=True,
+        **kwargs,
+    )
+
+
+def count_field(**kwargs) -> serializers.IntegerField:
+    return serializers.IntegerField(
+        min_value=0, max_value=_MAX_INT, required=False, allow_null=True, **kwargs
+    )
+
+
+class Unsupported:
+    """Refuses LiteLLM fields this gateway does not implement, rather than ignoring a limit
+    the caller believes is in force."""
+
+    unsupported_fields: tuple[str, ...] = ()
+
+    def validate(self, attrs):
+        initial = getattr(self, "initial_data", None)
+        initial = initial if isinstance(initial, dict) else {}
+        for name in self.unsupported_fields:
+            if initial.get(name) not in (None, {}, [], ""):
+                raise serializers.ValidationError({name: ["This gateway does not support this field."]})
+        return super().validate(attrs)
+
+
+class LimitsInput(Unsupported, serializers.Serializer):
+    """The limits of any level (organization, team, user, key)."""
+
+    models = serializers.ListField(
+        child=serializers.CharField(max_length=200),
+        required=False,
+        allow_null=True,
+        help_text="Model names this level may use; empty means all.",
+    )
+    max_budget = money_field(help_text="USD per budget period (or in all); a hard cap.")
+    soft_budget = money_field(help_text="USD; crossing it raises an alert.")
+    budget_duration = serializers.CharField(
+        max_length=16,
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        validators=[duration_validator],
+        help_text="30s, 30m, 30h, 30d or 1mo.",
+    )
+    rpm_limit = count_field(help_text="Requests per minute.")
+    tpm_limit = count_field(help_text="Tokens per minute.")
+    max_parallel_requests = count_field()
+    metadata = serializers.DictField(required=False, allow_null=True)
+    blocked = serializers.BooleanField(required=False, allow_null=True)
+
+    unsupported_fields = ("model_max_budget", "model_rpm_limit", "model_tpm_limit")
+
+
+def limits_values(data: dict) -> dict:
+    """The model fields of the limits present in validated data (null means the default)."""
+    defaults = {"models": [], "budget_duration": "", "metadata": {}, "blocked": False}
+    values = {}
+    for name in (*LIMIT_FIELDS, "metadata"):
+        if name in data:
+            value = data[name]
+            values[name] = defaults.get(name) if value is None and name in defaults else value
+    return values
+
+
+class PromptStorageInput(serializers.Serializer):
+    """Whether the spend logs keep each request's messages and answer (keys and teams)."""
+
+    store_prompts = serializers.BooleanField(
+        required=False, allow_null=True,
+        help_text="Keep messages and answers in the spend logs. Null: as the team (or the gateway) says.",
+    )
+
+
+def prompt_storage_values(data: dict) -> dict:
+    return {"store_prompts": data["store_prompts"]} if "store_prompts" in data else {}
+
+
+LAGO_ID_FIELDS = ("lago_external_customer_id", "lago_external_subscription_id")
+
+
+class LagoIdsInput(serializers.Serializer):
+    """Where the entity's usage is billed in Lago (apps/billing)."""
+
+    lago_external_customer_id = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    lago_external_subscription_id = serializers.CharField(max_length=255, required=False, allow_blank=True)
+
+
+def lago_values(data: dict, actor) -> dict:
+    """The Lago ids present in validated data; only the proxy admin may set them (anyone else
+    could move its usage onto another subscription, or off billing)."""
+    values = {name: data[name] for name in LAGO_ID_FIELDS if name in data}
+    if values and not actor.is_proxy_admin:
+        raise Forbidden("Only the proxy admin may set the Lago billing ids.")
+    return values
+
+
+def lago_data(entity) -> dict:
+    return {name: getattr(entity, name) or None for name in LAGO_ID_FIELDS}
+
+
+def budget_reset_at(entity):
+    """When the entity's current budget period ends (None without a budget duration)."""
+    if not entity.budget_duration:
+        return None
+    return current_period(entity.budget_anchor, entity.budget_duration, timezone.now())[1]
+
+
+def limits_data(entity) -> dict:
+    return {
+        "models": list(entity.models),
+        "spend": entity.spend,
+        "max_budget": entity.max_budget,
+        "soft_budget": entity.soft_budget,
+        "budget_duration": entity.budget_duration or None,
+        "budget_reset_at": budget_reset_at(entity),
+        "rpm_limit": entity.rpm_limit,
+        "tpm_limit": entity.tpm_limit,
+        "max_parallel_requests": entity.max_parallel_requests,
+        "metadata": entity.metadata,
+        "blocked": entity.blocked,
+        "created_at": entity.created_at,
+        "updated_at": entity.updated_at,
+    }
