@@ -16,17 +16,18 @@ from typing import AsyncIterator
 
 import aiohttp
 import orjson
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from apps.billing.entitlement import entitlement_check
+from apps.core.background import spawn
 from apps.core.edge import REQUEST_ID_SCOPE_KEY
 from apps.core.errors import GatewayError, internal_error, invalid_request
 from apps.keys.context import KeyContext
 from apps.providers.adapters.base import Operation, StreamTranslator, TranslatedResponse, Usage
-from apps.providers.streaming import OpenAISSEWriter, decoder_for
 from apps.providers.registry import Deployment
+from apps.providers.streaming import OpenAISSEWriter, decoder_for
 from apps.providers.transport import transport, upstream_timeout
+from apps.routing.limits import limits_acquire, limits_settle
 from apps.routing.policy import routing_policy_cache
 from apps.routing.router import (
     RouteProgress,
@@ -40,10 +41,9 @@ from apps.routing.router import (
 from apps.routing.validation import json_body, validate_body
 from apps.spend.buffer import spend_buffer
 from apps.spend.models import SpendLog
+from apps.spend.payloads import StreamedAnswer, bounded_json, spend_metadata, stored_answer, stored_request
 from apps.spend.pricing import price_usage
 from apps.spend.records import SpendRecord
-from apps.core.background import spawn
-from apps.routing.limits import limits_acquire, limits_settle
 from apps.spend.tokens import estimate_text_tokens, request_prompt_tokens
 
 _CALL_TYPES = {
@@ -287,7 +287,7 @@ async def _deployment_call(
         raise adapter.translate_error(response.status, raw, response.headers)
     translated = adapter.translate_response(operation, deployment, raw)
     if account.context.store_prompts:
-        account.stored_response = _json_or_text(translated.body)
+        account.stored_response = stored_answer(translated.body)
     account.settle(status=SpendLog.Status.SUCCESS, usage=translated.usage, http_status=200)
     return HttpResponse(
         client_format.response_body(translated, account.model),
@@ -445,88 +445,3 @@ def _estimated_usage(account: RequestAccount, generated: list[str]) -> Usage:
         completion_tokens=estimate_text_tokens("".join(generated), model=model),
         reported=False,
     )
-
-
-# --- what a spend log keeps of the request (apps.spend: metadata; prompts only when opted in) ---
-
-
-def bounded_json(value):
-    """`value`, or a marker with its head when its JSON is larger than the gateway keeps."""
-    limit = settings.GATEWAY_STORED_PROMPT_MAX_BYTES
-    try:
-        encoded = orjson.dumps(value)
-    except TypeError:
-        return {"unserializable": True}
-    if len(encoded) <= limit:
-        return value
-    return {"truncated": True, "bytes": len(encoded), "head": encoded[:limit].decode("utf-8", "ignore")}
-
-
-def stored_request(body: dict | None):
-    """What the client asked: chat messages, a completion's prompt, embedding input, rerank query."""
-    body = body or {}
-    for name in ("messages", "prompt", "input"):
-        if name in body:
-            return bounded_json({name: body[name]})
-    if "query" in body:
-        return bounded_json({"query": body["query"], "documents": body.get("documents")})
-    return None
-
-
-def spend_metadata(metadata, tags: tuple[str, ...]) -> dict | None:
-    """The client's `metadata` (an object) and tags, kept with the spend log if small enough."""
-    values = dict(metadata) if isinstance(metadata, dict) else {}
-    if tags:
-        values["tags"] = list(tags)
-    if not values:
-        return None
-    try:
-        size = len(orjson.dumps(values))
-    except TypeError:
-        return {"tags": list(tags)} if tags else None
-    if size > settings.GATEWAY_SPEND_METADATA_MAX_BYTES:
-        return {"truncated": True, "bytes": size, **({"tags": list(tags)[:50]} if tags else {})}
-    return values
-
-
-def _json_or_text(body: bytes):
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return {"text": body.decode("utf-8", "replace")}
-
-
-class StreamedAnswer:
-    """A streamed answer put back together (content, tool calls, finish reason), to store."""
-
-    __slots__ = ("content", "tool_calls", "finish_reason")
-
-    def __init__(self) -> None:
-        self.content: list[str] = []
-        self.tool_calls: dict[int, dict] = {}
-        self.finish_reason = None
-
-    def add(self, chunks: list[dict]) -> None:
-        for chunk in chunks:
-            for choice in chunk.get("choices") or ():
-                if choice.get("index", 0) != 0:
-                    continue
-                delta = choice.get("delta") or {}
-                if delta.get("content"):
-                    self.content.append(delta["content"])
-                for call in delta.get("tool_calls") or ():
-                    entry = self.tool_calls.setdefault(call.get("index", 0), {
-                        "id": None, "type": "function", "function": {"name": "", "arguments": ""}})
-                    if call.get("id"):
-                        entry["id"] = call["id"]
-                    function = call.get("function") or {}
-                    entry["function"]["name"] += function.get("name") or ""
-                    entry["function"]["arguments"] += function.get("arguments") or ""
-                if choice.get("finish_reason"):
-                    self.finish_reason = choice["finish_reason"]
-
-    def as_message(self) -> dict:
-        message = {"role": "assistant", "content": "".join(self.content) or None}
-        if self.tool_calls:
-            message["tool_calls"] = [self.tool_calls[index] for index in sorted(self.tool_calls)]
-        return {"choices": [{"index": 0, "message": message, "finish_reason": self.finish_reason}]}

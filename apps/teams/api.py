@@ -13,7 +13,6 @@ from rest_framework.response import Response
 
 from apps.keys.selectors import virtual_key_list
 from apps.keys.serializers import key_data
-from apps.keys.services import virtual_key_expiry
 from apps.management.framework import Forbidden, ManagementAPIView, NotFoundError, model_errors_as_fields
 from apps.management.inputs import lago_values, limits_values, prompt_storage_values
 from apps.management.lookups import organization_or_404, team_or_404, user_or_404
@@ -37,7 +36,7 @@ from apps.management.permissions import (
 )
 from apps.teams import selectors, services
 from apps.teams import serializers as s
-from apps.teams.models import Organization, OrganizationMembership, TeamMembership, UserLimits
+from apps.teams.models import Organization, UserLimits
 
 TEAM_FIELDS = {"alias": "team_alias", "organization": "organization_id", "id": "team_id"}
 ORGANIZATION_FIELDS = {"name": "organization_alias", "id": "organization_id"}
@@ -377,44 +376,21 @@ class UserNewApi(ManagementAPIView):
         user_create_check(
             actor, organizations=organizations, teams=[t for t, _ in teams], user_role=user_role
         )
-        if data.get("user_id") and selectors.user_get(user_id=data["user_id"]) is not None:
-            raise exceptions.ValidationError({"user_id": ["A user with this user_id already exists."]})
-
-        viewer = user_role == "internal_user_viewer"
-        org_role = {"org_admin": OrganizationMembership.Role.ADMIN}.get(
-            user_role, OrganizationMembership.Role.VIEWER if viewer else OrganizationMembership.Role.MEMBER
-        )
-        team_roles = [
-            (team, TeamMembership.Role.VIEWER if viewer else s.TEAM_ROLES[role]) for team, role in teams
-        ]
-        if user_role == "org_admin" and not organizations:
-            raise exceptions.ValidationError({"organizations": ["Required for an org_admin."]})
-        key_fields = None
-        if data["auto_create_key"]:
-            # The first key lies in the user's first team (else organization), where its limits hold;
-            # outside both only when the proxy admin makes a user without memberships.
-            key_team = teams[0][0] if teams else None
-            key_organization = key_team.organization if key_team else (organizations[0] if organizations else None)
-            key_fields = {
-                "alias": data.get("key_alias") or "",
-                "expires_at": virtual_key_expiry(data.get("duration")),
-                "team": key_team,
-                "organization": key_organization,
-                "issued_by_proxy_admin": actor.is_proxy_admin,
-            }
-        with model_errors_as_fields({**USER_FIELDS, "alias": "key_alias"}):
+        first_key = {"alias": data.get("key_alias"), "duration": data.get("duration")}
+        with model_errors_as_fields({**USER_FIELDS, "alias": "key_alias", "expires_at": "duration"}):
             user, key, raw_key = services.user_create_with_memberships(
                 user_fields={
-                    "username": data.get("user_id") or str(uuid.uuid4()),
+                    "username": data.get("user_id"),
                     "email": data.get("user_email") or "",
                     "alias": data.get("user_alias") or "",
-                    "is_superuser": user_role == "proxy_admin",
                     "password": data.get("password"),
                     "limits": limits_values(data),
                 },
-                organizations=[(o, org_role) for o in organizations],
-                teams=team_roles,
-                key_fields=key_fields,
+                user_role=user_role,
+                organizations=organizations,
+                teams=[(team, s.TEAM_ROLES[role]) for team, role in teams],
+                first_key=first_key if data["auto_create_key"] else None,
+                issued_by_proxy_admin=actor.is_proxy_admin,
             )
         answer = key_data(key, raw_key=raw_key) if key is not None else {"key": None}
         answer.update(_user_full(user))

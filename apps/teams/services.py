@@ -4,8 +4,10 @@ import uuid
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from apps.keys.services import virtual_key_create, virtual_key_expiry
 from apps.teams.models import Organization, OrganizationMembership, Team, TeamMembership, UserLimits
 
 
@@ -217,21 +219,45 @@ def organization_members_add(
 def user_create_with_memberships(
     *,
     user_fields: dict,
-    organizations: list[tuple[Organization, str]],
+    user_role: str | None,
+    organizations: list[Organization],
     teams: list[tuple[Team, str]],
-    key_fields: dict | None,
+    first_key: dict | None,
+    issued_by_proxy_admin: bool,
 ):
-    """A user, its memberships and (when key_fields is given) its first key.
+    """A user, its memberships and (when first_key = {alias, duration} is given) its first key.
 
+    LiteLLM's `user_role` decides the roles: proxy_admin is a superuser, org_admin administers
+    its organizations (it needs one), internal_user_viewer only views, in its teams too.
+    The first key lies in the user's first team (else organization), where its limits hold;
+    outside both only when the user has no membership.
     Returns (user, key, raw_key); the raw key is shown once and stored nowhere."""
-    from apps.keys.services import virtual_key_create
+    username = user_fields.get("username") or str(uuid.uuid4())
+    if get_user_model().objects.filter(username=username).exists():
+        raise ValidationError({"username": ["A user with this user_id already exists."]})
+    if user_role == "org_admin" and not organizations:
+        raise ValidationError({"organizations": ["Required for an org_admin."]})
+    viewer = user_role == "internal_user_viewer"
+    if user_role == "org_admin":
+        organization_role = OrganizationMembership.Role.ADMIN
+    else:
+        organization_role = OrganizationMembership.Role.VIEWER if viewer else OrganizationMembership.Role.MEMBER
 
-    user = user_create(**user_fields)
-    for organization, role in organizations:
-        organization_member_add(organization=organization, user=user, role=role)
+    user = user_create(**{**user_fields, "username": username}, is_superuser=user_role == "proxy_admin")
+    for organization in organizations:
+        organization_member_add(organization=organization, user=user, role=organization_role)
     for team, role in teams:
-        team_member_add(team=team, user=user, role=role)
+        team_member_add(team=team, user=user, role=TeamMembership.Role.VIEWER if viewer else role)
     key = raw_key = None
-    if key_fields is not None:
-        key, raw_key = virtual_key_create(user=user, **key_fields)
+    if first_key is not None:
+        key_team = teams[0][0] if teams else None
+        key_organization = key_team.organization if key_team else (organizations[0] if organizations else None)
+        key, raw_key = virtual_key_create(
+            user=user,
+            alias=first_key.get("alias") or "",
+            expires_at=virtual_key_expiry(first_key.get("duration")),
+            team=key_team,
+            organization=key_organization,
+            issued_by_proxy_admin=issued_by_proxy_admin,
+        )
     return user, key, raw_key
