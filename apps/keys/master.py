@@ -1,6 +1,7 @@
 """The master key, in one place: where it comes from (GATEWAY_MASTER_KEY, else
 general_settings.master_key of GATEWAY_CONFIG), how a presented key is compared with it
-(sha256, constant time), and the gateway-wide defaults read beside it from the same file."""
+(sha256, constant time), which virtual keys act as the proxy admin, and the gateway-wide
+defaults read beside it from the same file."""
 
 from __future__ import annotations
 
@@ -100,3 +101,17 @@ def master_key_hash() -> bytes | None:
 
 def master_key_context() -> KeyContext:
     return _master_context
+
+
+def key_grants_proxy_admin(key) -> bool:
+    """A superuser's key acts as the proxy admin only if the proxy admin issued it, outside every
+    team and organization (anyone else, or a key confined to a team, gets the user's memberships)."""
+    user = key.user
+    return bool(
+        user is not None
+        and user.is_superuser
+        and user.is_active
+        and key.issued_by_proxy_admin
+        and key.team_id is None
+        and key.organization_id is None
+    )

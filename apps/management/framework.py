@@ -36,7 +36,7 @@ from rest_framework.views import APIView, set_rollback
 from apps.core.errors import GatewayError
 from apps.core.fields import json_depth_exceeds, json_holds_nul
 from apps.keys.auth import raw_key_from_request
-from apps.keys.master import is_master_key
+from apps.keys.master import is_master_key, key_grants_proxy_admin
 from apps.keys.selectors import virtual_key_get_for_auth
 
 logger = logging.getLogger(__name__)
@@ -75,9 +75,6 @@ class ManagementKeyAuthentication(BaseAuthentication):
         user = key.user
         if user is not None and not user.is_active:
             raise exceptions.AuthenticationFailed("The key's user is inactive.", code="user_inactive")
-        # permissions imports this module (Principal, Forbidden): the one real cycle here.
-        from apps.management.permissions import key_grants_proxy_admin
-
         principal = Principal(via="virtual_key", user=user, key=key, is_proxy_admin=key_grants_proxy_admin(key))
         return user or AnonymousUser(), principal
 

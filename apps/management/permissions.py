@@ -8,7 +8,7 @@ it holds, nor touch another organization's rows. How it is kept (docs/permission
   only inside that organization, and whatever a key makes stays inside the same team or
   organization. Only a key outside both carries all of its owner's memberships.
 - A superuser's key is the proxy admin only when the proxy admin issued it and it lies outside
-  every team and organization (`key_grants_proxy_admin`).
+  every team and organization (`apps.keys.master.key_grants_proxy_admin`).
 - A key is made (or regenerated, or moved) for another user only by someone who administers
   that user where the key would be: an admin of its team or organization, never for the admin
   site's staff (the proxy admin's). A key outside every team and organization is bound by no
@@ -106,20 +106,6 @@ class Actor:
         if self.confined_organization_id is not None:
             return organization_id == self.confined_organization_id
         return True
-
-
-def key_grants_proxy_admin(key) -> bool:
-    """A superuser's key acts as the proxy admin only if the proxy admin issued it, outside every
-    team and organization (anyone else, or a key confined to a team, gets the user's memberships)."""
-    user = key.user
-    return bool(
-        user is not None
-        and user.is_superuser
-        and user.is_active
-        and key.issued_by_proxy_admin
-        and key.team_id is None
-        and key.organization_id is None
-    )
 
 
 def actor_for(principal: Principal) -> Actor:

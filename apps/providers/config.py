@@ -18,6 +18,14 @@ import yaml
 from apps.providers.adapters import adapter_for, known_providers
 from apps.providers.registry import ENV_REFERENCE_PREFIX
 
+# The router settings' vocabulary (strategy names, per-error-class policy keys) is the routing app's.
+from apps.routing.policy import (
+    ALLOWED_FAILS_POLICY_KEYS,
+    RETRY_POLICY_KEYS,
+    ROUTING_STRATEGIES,
+    strategy_name,
+)
+
 
 class ConfigError(ValueError):
     pass
@@ -317,8 +325,6 @@ def _policy(value: Any, keys: dict, where: str) -> dict[str, int]:
 
 
 def _strategy(value: Any, where: str) -> str:
-    from apps.routing.policy import ROUTING_STRATEGIES, strategy_name
-
     if not isinstance(value, str) or strategy_name(value) is None:
         raise ConfigError(f"{where}: must be one of {', '.join(ROUTING_STRATEGIES)}, got {value!r}")
     return strategy_name(value)
@@ -343,8 +349,6 @@ def _fallback_map(value: Any, where: str) -> dict[str, list[str]]:
 
 
 def _router_spec(router_settings: dict, litellm_settings: dict) -> RouterSpec:
-    from apps.routing.policy import ALLOWED_FAILS_POLICY_KEYS, RETRY_POLICY_KEYS
-
     values = {k: v for k, v in litellm_settings.items() if k in _LITELLM_ROUTER_KEYS}
     if "request_timeout" in values:
         values["timeout"] = values.pop("request_timeout")

@@ -55,14 +55,11 @@ def _spec_values(spec: DeploymentSpec) -> dict:
 @transaction.atomic
 def deployments_sync_from_config(*, config: GatewayConfig) -> ConfigSyncReport:
     """Upsert the config file's deployments; those it no longer lists are deactivated.
-    The file's router settings (router_settings, litellm_settings) are applied too.
+    (The whole file, router settings included, is applied by routing.services.gateway_config_apply.)
 
     One transaction: the registry on every replica sees the old set or the new one.
     """
-    from apps.routing.services import router_settings_sync_from_config
-
     report = ConfigSyncReport()
-    report.router_settings = router_settings_sync_from_config(spec=config.router)
     existing = {
         d.config_id: d
         for d in ModelDeployment.objects.select_for_update().filter(managed_by_config=True)

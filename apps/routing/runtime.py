@@ -8,7 +8,6 @@ import asyncio
 import gc
 import logging
 
-
 from apps.billing.entitlement import entitlement_refresher_start, entitlement_refresher_stop
 from apps.core import invalidation
 from apps.core.background import drain

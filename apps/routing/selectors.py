@@ -33,9 +33,9 @@ def deployment_health_list() -> list[ModelDeployment]:
 
 
 def key_is_proxy_admin(*, key_id: int) -> bool:
-    """Does this virtual key act as the proxy admin (apps.management.permissions.key_grants_proxy_admin)?"""
+    """Does this virtual key act as the proxy admin (apps.keys.master.key_grants_proxy_admin)?"""
+    from apps.keys.master import key_grants_proxy_admin
     from apps.keys.models import VirtualKey
-    from apps.management.permissions import key_grants_proxy_admin
 
     key = VirtualKey.objects.select_related("user").filter(pk=key_id).first()
     return key is not None and key_grants_proxy_admin(key)

@@ -1,4 +1,5 @@
-"""Writes of the routing app: router settings from config.yaml, health-check results."""
+"""Writes of the routing app: config.yaml applied (its deployments and router settings),
+health-check results."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from datetime import datetime
 
 from django.db import transaction
 
-from apps.providers.config import RouterSpec
+from apps.providers.config import GatewayConfig, RouterSpec
 from apps.providers.models import ModelDeployment
+from apps.providers.services import ConfigSyncReport, deployments_sync_from_config
 from apps.routing import policy
 from apps.routing.models import ModelGroupSettings, RouterSettings
 
@@ -19,6 +21,16 @@ _GROUP_FIELDS = (
 
 def _or(value, default):
     return default if value is None else value
+
+
+@transaction.atomic
+def gateway_config_apply(*, config: GatewayConfig) -> ConfigSyncReport:
+    """Apply a config file: its router settings (router_settings, litellm_settings), then its
+    model_list as deployments. One transaction: every replica sees the old file or the new one."""
+    router_report = router_settings_sync_from_config(spec=config.router)
+    report = deployments_sync_from_config(config=config)
+    report.router_settings = router_report
+    return report
 
 
 @transaction.atomic

@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from apps.core.services import admin_user_ensure
 from apps.providers.config import ConfigError, config_read
-from apps.providers.services import deployments_sync_from_config
+from apps.routing.services import gateway_config_apply
 
 
 class Command(BaseCommand):
@@ -35,7 +35,7 @@ class Command(BaseCommand):
                 config = config_read(settings.GATEWAY_CONFIG)
             except ConfigError as exc:
                 raise CommandError(f"GATEWAY_CONFIG {settings.GATEWAY_CONFIG}: {exc}") from None
-            report = deployments_sync_from_config(config=config)
+            report = gateway_config_apply(config=config)
             self.stdout.write(f"Loaded {settings.GATEWAY_CONFIG}: {report.summary()}.")
         if settings.GATEWAY_ADMIN_USER and settings.GATEWAY_ADMIN_PASSWORD:
             created = admin_user_ensure(

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.providers.config import ConfigError, config_read
-from apps.providers.services import deployments_sync_from_config
+from apps.routing.services import gateway_config_apply
 
 
 class Command(BaseCommand):
@@ -15,7 +15,7 @@ class Command(BaseCommand):
             config = config_read(file)
         except ConfigError as exc:
             raise CommandError(f"{file}: {exc}. Nothing was changed.") from None
-        report = deployments_sync_from_config(config=config)
+        report = gateway_config_apply(config=config)
         for label in report.created:
             self.stdout.write(f"  created      {label}")
         for label in report.updated:
