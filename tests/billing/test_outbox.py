@@ -358,7 +358,7 @@ def test_lago_flush_refuses_when_billing_is_off(settings):
 def test_the_claim_uses_for_update_skip_locked(billing, billed_org):
     from django.test.utils import CaptureQueriesContext
 
-    from apps.billing.services import _claim
+    from apps.billing.services.events import _claim
 
     queue(2, billed_org)
     with CaptureQueriesContext(connection) as queries:
@@ -379,7 +379,7 @@ def test_a_row_being_claimed_is_skipped_not_waited_for(billing, billed_org):
 
     from django.db import connections
 
-    from apps.billing.services import _claim
+    from apps.billing.services.events import _claim
 
     queue(150, billed_org)
     holding = threading.Event()

@@ -1,11 +1,9 @@
-"""Usage billing through Lago: the writes.
+"""The billing-event outbox: queueing usage events for Lago and delivering them.
 
 - billing_events_add: outbox rows for billable requests, inside the spend flusher's transaction.
 - billing_events_send: claim due rows (FOR UPDATE SKIP LOCKED), post them to /events/batch,
   record the outcome (sent, back off and retry, dead letter).
-- wallets_refresh / wallet_refresh_for_wallet: wallet balances from Lago into the wallet store
-  (webhooks only trigger these: apps.billing.webhooks).
-- lago_customers_sync: customers and subscriptions into Lago.
+- billing_events_replay: dead letters back in the outbox.
 
 Exactly once: every request has one outbox row (unique transaction_id = its request id, written
 with its spend log). A row is marked sent only after Lago accepted it; whatever happens between
@@ -19,8 +17,7 @@ import logging
 import random
 import time
 import uuid
-from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 import orjson
@@ -31,16 +28,11 @@ from django.utils import timezone
 
 from apps.billing.credits import decimal_text, usd_to_credits
 from apps.billing.lago import LagoClient, LagoError, LagoUnavailable
-from apps.billing.models import BillingEvent, BillingWebhook
-from apps.billing.selectors import billing_entities_list, billing_subscriptions_get
-from apps.billing.wallets import WalletState, entity_key, wallet_store
+from apps.billing.models import BillingEvent
+from apps.billing.selectors import billing_subscriptions_get
 from apps.spend.records import SpendRecord
 
 logger = logging.getLogger(__name__)
-
-
-def billing_enabled() -> bool:
-    return bool(settings.LAGO_API_BASE)
 
 
 # --- the outbox: queueing ---------------------------------------------------------------------
@@ -399,213 +391,3 @@ def billing_events_replay(*, ids: list[int] | None = None, all_dead: bool = Fals
         claimed_until=None,
         claim_token="",
     )
-
-
-# --- wallets -------------------------------------------------------------------------------------
-
-
-@dataclass
-class RefreshResult:
-    refreshed: int = 0  # entities whose state came from Lago now
-    failed: int = 0  # entities Lago could not be asked about (their last state ages)
-    pruned: int = 0  # states of entities no longer billed, removed
-    error: str = ""
-
-
-def _wallet_states_apply(states: dict[str, WalletState], *, publish: bool) -> None:
-    from apps.billing.entitlement import KIND_WALLET
-    from apps.core import invalidation
-
-    wallet_store().put(states)
-    if publish:
-        for entity, state in states.items():
-            invalidation.publish({"kind": KIND_WALLET, "entity": entity, "state": asdict(state)})
-
-
-def wallets_refresh(*, customer_id: str | None = None, client: LagoClient | None = None) -> RefreshResult:
-    """Read the billed entities' wallets from Lago into the wallet store (every entity, or those of
-    one customer, which is then published to every process at once). An entity Lago cannot be
-    asked about keeps its last state, whose age then decides (BILLING_WALLET_STALE_AFTER)."""
-    result = RefreshResult()
-    if not settings.LAGO_API_BASE:
-        return result
-    kind = settings.BILLING_ENTITY
-    by_customer: dict[str, list[str]] = defaultdict(list)
-    for entity in billing_entities_list(kind=kind, with_customer=True, customer_id=customer_id):
-        by_customer[entity.customer_id].append(entity_key(kind, entity.id))
-    store = wallet_store()
-    started = time.time()
-    states: dict[str, WalletState] = {}
-    failed: dict[str, str] = {}  # entity -> customer
-    own_client = client is None
-    client = client or LagoClient()
-    try:
-        for customer, entities in by_customer.items():
-            if result.error:  # Lago is down: do not wait out a timeout per customer
-                failed.update({e: customer for e in entities})
-                continue
-            try:
-                wallets = client.wallets_list(customer)
-            except LagoError as err:
-                if err.status == 404:  # no such customer: nothing prepaid
-                    wallets = []
-                else:
-                    result.error = str(err)
-                    failed.update({e: customer for e in entities})
-                    continue
-            except LagoUnavailable as exc:
-                result.error = f"Lago unavailable: {exc}"
-                failed.update({e: customer for e in entities})
-                continue
-            state = WalletState.from_wallets(customer, wallets, now=time.time())
-            for entity in entities:
-                states[entity] = state
-    finally:
-        if own_client:
-            client.close()
-    existing = store.get_many(list(states) + list(failed))
-    for entity, customer in failed.items():
-        old = existing.get(entity)
-        states[entity] = WalletState(
-            customer=customer,
-            wallets=old.wallets if old else {},
-            credits=old.credits if old else None,
-            at=old.at if old else 0.0,
-            error=result.error,
-        )
-    # A webhook that landed while Lago was being read is newer than what was read: keep it.
-    states = {e: s for e, s in states.items() if not (e in existing and existing[e].at > started)}
-    _wallet_states_apply(states, publish=customer_id is not None)
-    if customer_id is None:
-        result.pruned = len(store.prune(keep={e for entities in by_customer.values() for e in entities}))
-    result.refreshed = len(states) - len(failed)
-    result.failed = len(failed)
-    meta = {"last_attempt": started}
-    if not result.error:
-        meta["last_success"] = time.time()
-    meta["last_error"] = result.error
-    store.meta_put(**meta)
-    if result.error:
-        logging.getLogger("gateway.alerts").error(
-            "billing: wallet refresh failed for %d entities (%s); BILLING_FAIL_OPEN=%s decides once their "
-            "state is %ss old",
-            result.failed,
-            result.error,
-            settings.BILLING_FAIL_OPEN,
-            int(settings.BILLING_WALLET_STALE_AFTER),
-        )
-    return result
-
-
-def wallet_refresh_for_wallet(*, lago_wallet_id: str) -> RefreshResult:
-    """Refresh the customer a wallet belongs to (after a wallet transaction webhook)."""
-    if not settings.LAGO_API_BASE:
-        return RefreshResult()
-    with LagoClient() as client:
-        try:
-            wallet = client.wallet_get(lago_wallet_id)
-        except (LagoError, LagoUnavailable) as exc:
-            return RefreshResult(error=str(exc))
-        return wallets_refresh(customer_id=wallet["external_customer_id"], client=client)
-
-
-# --- customers and subscriptions -----------------------------------------------------------------
-
-
-@dataclass
-class SyncReport:
-    lines: list[str] = field(default_factory=list)
-    errors: int = 0
-
-
-def lago_customers_sync(*, dry_run: bool = False, client: LagoClient | None = None) -> SyncReport:
-    """Create or update in Lago the customer and subscription of every billed entity (those with a
-    lago_external_customer_id / lago_external_subscription_id). New subscriptions are on LAGO_PLAN_CODE."""
-    report = SyncReport()
-    own_client = client is None
-    client = client or LagoClient()
-    verb = "would be " if dry_run else ""
-    try:
-        for entity in billing_entities_list():
-            label = f"{entity.kind} {entity.name} ({entity.id})"
-            if entity.customer_id:
-                try:
-                    client.customer_get(entity.customer_id)
-                    exists = True
-                except LagoError as err:
-                    if err.status != 404:
-                        raise
-                    exists = False
-                if not dry_run:
-                    client.customer_upsert({"external_id": entity.customer_id, "name": entity.name})
-                report.lines.append(
-                    f"customer {entity.customer_id}: {verb}{'updated' if exists else 'created'} for {label}"
-                )
-            if not entity.subscription_id:
-                continue
-            if not entity.customer_id:
-                report.lines.append(
-                    f"subscription {entity.subscription_id}: skipped, {label} has no "
-                    "lago_external_customer_id"
-                )
-                continue
-            try:
-                subscription = client.subscription_get(entity.subscription_id)
-            except LagoError as err:
-                if err.status != 404:
-                    raise
-                subscription = None
-            if subscription is not None:
-                report.lines.append(
-                    f"subscription {entity.subscription_id}: exists (plan "
-                    f"{subscription.get('plan_code')}, {subscription.get('status')}) for {label}"
-                )
-            elif not settings.LAGO_PLAN_CODE:
-                report.errors += 1
-                report.lines.append(
-                    f"subscription {entity.subscription_id}: missing in Lago; set LAGO_PLAN_CODE "
-                    f"to create it, for {label}"
-                )
-            else:
-                if not dry_run:
-                    client.subscription_create(
-                        {
-                            "external_customer_id": entity.customer_id,
-                            "plan_code": settings.LAGO_PLAN_CODE,
-                            "external_id": entity.subscription_id,
-                            "billing_time": "calendar",
-                        }
-                    )
-                report.lines.append(
-                    f"subscription {entity.subscription_id}: {verb}created on plan "
-                    f"{settings.LAGO_PLAN_CODE} for {label}"
-                )
-    finally:
-        if own_client:
-            client.close()
-    return report
-
-
-# --- retention --------------------------------------------------------------------------------
-
-@dataclass
-class PurgeResult:
-    events: int = 0
-    webhooks: int = 0
-
-
-def billing_records_purge(*, now=None) -> PurgeResult:
-    """Delete usage events delivered more than BILLING_SENT_RETENTION ago and webhook receipts
-    older than BILLING_WEBHOOK_RETENTION: the outbox gets a row per request and would otherwise
-    grow forever. Pending events and dead letters are never deleted here."""
-    now = now or timezone.now()
-    sent = BillingEvent.objects.filter(
-        status=BillingEvent.Status.SENT, sent_at__lt=now - timedelta(seconds=settings.BILLING_SENT_RETENTION)
-    )
-    # A receipt only has to outlive Lago's redeliveries of the same webhook.
-    handled = BillingWebhook.objects.filter(
-        received_at__lt=now - timedelta(seconds=settings.BILLING_WEBHOOK_RETENTION)
-    )
-    from apps.core.db import delete_in_chunks
-
-    return PurgeResult(events=delete_in_chunks(sent), webhooks=delete_in_chunks(handled))
