@@ -20,8 +20,10 @@ import logging
 import time
 
 from django.conf import settings
+from django.db import close_old_connections
 
-from apps.billing.wallets import WalletState, entity_key, wallet_store
+from apps.billing.services import billing_events_send, wallets_refresh
+from apps.billing.wallets import KIND_WALLET, WalletState, entity_key, wallet_store
 from apps.core import invalidation
 from apps.core.cache import SingleFlightCache
 from apps.core.errors import GatewayError
@@ -31,8 +33,6 @@ logger = logging.getLogger(__name__)
 alerts_logger = logging.getLogger("gateway.alerts")
 
 _UNREADABLE = WalletState(customer="", at=0.0, error="wallet state unreadable")
-
-KIND_WALLET = "billing_wallet"  # invalidation message: {"kind", "entity", "state": {...} | None}
 
 # Called with (entity, state) when a request is served although the wallet state is unknown
 # (fail-open); tests and integrations subscribe here.
@@ -171,15 +171,11 @@ async def entitlement_refresher_stop() -> None:
 
 
 def _run_in_thread(name: str) -> None:
-    from django.db import close_old_connections
-
-    from apps.billing import services
-
     try:
         if name == "wallets":
-            services.wallets_refresh()
+            wallets_refresh()
         else:
-            services.billing_events_send()
+            billing_events_send()
     except Exception:
         logger.exception("billing background %s failed", name)
     finally:

@@ -11,18 +11,17 @@ its claim (BILLING_CLAIM_LEASE) has run out.
 
 from celery import shared_task
 
+from apps.billing.services import billing_events_send, billing_records_purge, wallets_refresh
+from apps.billing.webhooks import wallets_reread_now
+
 
 @shared_task(name="billing.events_send", ignore_result=True, acks_late=True)
 def events_send_task() -> int:
-    from apps.billing.services import billing_events_send
-
     return billing_events_send().delivered
 
 
 @shared_task(name="billing.wallets_refresh", ignore_result=True, acks_late=True)
 def wallets_refresh_task() -> int:
-    from apps.billing.services import wallets_refresh
-
     return wallets_refresh().refreshed
 
 
@@ -30,15 +29,11 @@ def wallets_refresh_task() -> int:
              autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
 def wallets_reread_task(what: str) -> None:
     """The read a webhook left for the end of its rate-limit interval ("customer:<id>" or "wallet:<id>")."""
-    from apps.billing.webhooks import wallets_reread_now
-
     wallets_reread_now(what)
 
 
 @shared_task(name="billing.records_purge", ignore_result=True)
 def records_purge_task() -> int:
     """Delivered usage events and old webhook receipts, past their retention."""
-    from apps.billing.services import billing_records_purge
-
     result = billing_records_purge()
     return result.events + result.webhooks

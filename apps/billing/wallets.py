@@ -16,6 +16,10 @@ from decimal import Decimal, InvalidOperation
 import orjson
 from django.conf import settings
 
+from apps.core.redis import new_async_redis, redis_key, sync_redis
+
+KIND_WALLET = "billing_wallet"  # invalidation message: {"kind", "entity", "state": {...} | None}
+
 
 def entity_key(kind: str, entity_id) -> str:
     """ "organization:<uuid>" or "team:<uuid>"."""
@@ -140,16 +144,12 @@ class RedisWalletStore:
     """Wallet states in Redis, one key per entity, shared by every replica."""
 
     def __init__(self) -> None:
-        from apps.core.redis import redis_key
-
         self._prefix = redis_key("billing", "wallet") + ":"
         self._index = redis_key("billing", "wallets")
         self._meta = redis_key("billing", "refresh")
         self._clients: dict[int, object] = {}
 
     def _async_client(self):
-        from apps.core.redis import new_async_redis
-
         loop_id = id(asyncio.get_running_loop())
         client = self._clients.get(loop_id)
         if client is None:
@@ -159,8 +159,6 @@ class RedisWalletStore:
 
     @staticmethod
     def _sync():
-        from apps.core.redis import sync_redis
-
         return sync_redis()
 
     async def aget(self, entity: str) -> WalletState | None:

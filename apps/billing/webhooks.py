@@ -37,8 +37,9 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 
-from apps.billing.lago import LagoUnavailable
+from apps.billing.lago import LagoClient, LagoUnavailable
 from apps.billing.models import BillingWebhook, LagoWebhookCursor
+from apps.billing.services import wallet_refresh_for_wallet, wallets_refresh
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +66,6 @@ class _PublicKey:
                 return self.key
             if refresh and time.monotonic() - self.fetched_at < _REFETCH_EVERY:
                 return self.key
-            from apps.billing.lago import LagoClient
-
             self.fetched_at = time.monotonic()
             with LagoClient() as client:
                 encoded = client.webhook_public_key()
@@ -250,14 +249,12 @@ def wallets_reread(what: str) -> None:
         wallets_reread_now(what)
         return
     if cache.add(f"{key}:trailing", 1, timeout=interval):
-        from apps.billing.tasks import wallets_reread_task
+        from apps.billing.tasks import wallets_reread_task  # imported here: apps.billing.tasks imports this module
 
         transaction.on_commit(lambda: wallets_reread_task.apply_async((what,), countdown=interval))
 
 
 def wallets_reread_now(what: str) -> None:
-    from apps.billing.services import wallet_refresh_for_wallet, wallets_refresh
-
     kind, _, ref = what.partition(":")
     result = (wallets_refresh(customer_id=ref) if kind == "customer"
               else wallet_refresh_for_wallet(lago_wallet_id=ref))

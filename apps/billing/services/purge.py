@@ -10,6 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.billing.models import BillingEvent, BillingWebhook
+from apps.core.db import delete_in_chunks
 
 
 @dataclass
@@ -30,6 +31,4 @@ def billing_records_purge(*, now=None) -> PurgeResult:
     handled = BillingWebhook.objects.filter(
         received_at__lt=now - timedelta(seconds=settings.BILLING_WEBHOOK_RETENTION)
     )
-    from apps.core.db import delete_in_chunks
-
     return PurgeResult(events=delete_in_chunks(sent), webhooks=delete_in_chunks(handled))

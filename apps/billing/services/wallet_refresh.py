@@ -13,7 +13,8 @@ from django.conf import settings
 
 from apps.billing.lago import LagoClient, LagoError, LagoUnavailable
 from apps.billing.selectors import billing_entities_list
-from apps.billing.wallets import WalletState, entity_key, wallet_store
+from apps.billing.wallets import KIND_WALLET, WalletState, entity_key, wallet_store
+from apps.core import invalidation
 
 
 @dataclass
@@ -25,9 +26,6 @@ class RefreshResult:
 
 
 def _wallet_states_apply(states: dict[str, WalletState], *, publish: bool) -> None:
-    from apps.billing.entitlement import KIND_WALLET
-    from apps.core import invalidation
-
     wallet_store().put(states)
     if publish:
         for entity, state in states.items():
