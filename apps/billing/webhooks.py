@@ -249,7 +249,9 @@ def wallets_reread(what: str) -> None:
         wallets_reread_now(what)
         return
     if cache.add(f"{key}:trailing", 1, timeout=interval):
-        from apps.billing.tasks import wallets_reread_task  # imported here: apps.billing.tasks imports this module
+        from apps.billing.tasks import (
+            wallets_reread_task,  # imported here: apps.billing.tasks imports this module
+        )
 
         transaction.on_commit(lambda: wallets_reread_task.apply_async((what,), countdown=interval))
 

@@ -5,8 +5,8 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.forms.fields import InvalidJSONInput
 from django.db import models
+from django.forms.fields import InvalidJSONInput
 
 from apps.core import crypto
 
@@ -38,6 +38,18 @@ def json_holds_nul(value: Any) -> bool:
         elif isinstance(item, list):
             stack.extend(item)
     return False
+
+
+def json_without_nul(value: Any) -> Any:
+    """`value` with every NUL character dropped from its strings (keys included), for a write
+    that must not fail (a spend log keeps its counts even if a client's metadata held one)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {json_without_nul(k): json_without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_without_nul(v) for v in value]
+    return value
 
 
 class BoundedJSONFormField(forms.JSONField):

@@ -13,7 +13,7 @@ from typing import Callable
 import orjson
 from django.db import transaction
 
-from apps.core.redis import redis_enabled, redis_key, sync_redis
+from apps.core.redis import new_async_redis, redis_enabled, redis_key, sync_redis
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +71,6 @@ def publish_on_commit(message: dict) -> None:
 async def listen_forever() -> None:
     """Apply every process's invalidations to this one; runs for the life of a server process."""
     import asyncio
-
-    from apps.core.redis import new_async_redis
 
     global _listening
     client = new_async_redis()

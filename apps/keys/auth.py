@@ -15,6 +15,7 @@ from apps.keys.context import KeyContext
 from apps.keys.jwt_auth import authenticate_jwt, looks_like_jwt
 from apps.keys.master import master_key_context, master_key_hash, master_key_set  # noqa: F401 (master_key_set: re-exported)
 
+
 def raw_key_from_request(request: HttpRequest) -> str | None:
     meta = request.META
     authorization = meta.get("HTTP_AUTHORIZATION")

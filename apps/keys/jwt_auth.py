@@ -19,6 +19,7 @@ from apps.core import invalidation
 from apps.core.errors import authentication_failed
 from apps.keys.cache import KeyCache
 from apps.keys.context import KeyContext
+from apps.providers.transport import transport
 
 REFETCH_COOLDOWN_SECONDS = 30.0
 
@@ -34,8 +35,6 @@ class SigningKeys:
         self._lock: asyncio.Lock | None = None
 
     async def _fetch(self) -> None:
-        from apps.providers.transport import transport
-
         session = transport._get_session()
         async with session.get(settings.GATEWAY_JWT_JWKS_URL, timeout=10) as response:
             if response.status != 200:

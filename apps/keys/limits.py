@@ -25,6 +25,7 @@ from decimal import Decimal
 from django.conf import settings
 
 from apps.core.durations import current_period, duration_seconds
+from apps.core.redis import new_async_redis, redis_key, sync_redis
 
 logger = logging.getLogger(__name__)
 
@@ -315,15 +316,11 @@ return crossed
 
 class RedisLimiter:
     def __init__(self) -> None:
-        from apps.core.redis import redis_key
-
         self._prefix = redis_key("lim")
         self._clients: dict[int, object] = {}
         self._scripts: dict[int, tuple] = {}
 
     def _client(self):
-        from apps.core.redis import new_async_redis
-
         loop_id = id(asyncio.get_running_loop())
         if loop_id not in self._clients:
             client = new_async_redis()
@@ -384,8 +381,6 @@ def spend_counters_reset(kind: str, entity_id) -> None:
     Synchronous: called from the control plane."""
     tag = f"{kind}:{entity_id}"
     if settings.REDIS_URL:
-        from apps.core.redis import redis_key, sync_redis
-
         client = sync_redis()
         keys = list(client.scan_iter(match=f"{redis_key('lim')}:{{{tag}}}:spend:*", count=100))
         if keys:

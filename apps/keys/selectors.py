@@ -7,7 +7,8 @@ from apps.keys.context import KeyContext
 from apps.keys.limits import LimitScope, usd_to_nanos
 from apps.keys.master import prompts_stored_by_default
 from apps.keys.models import VirtualKey
-from apps.teams.models import LimitsMixin, UserLimits
+from apps.keys.services import virtual_key_hash
+from apps.teams.models import LimitsMixin, Organization, Team, TeamMembership, UserLimits
 
 
 def _limit_scope(kind: str, entity_id, entity: LimitsMixin, now: float) -> LimitScope | None:
@@ -77,7 +78,6 @@ def _team_membership_spend(team, user_id) -> dict | None:
     """The member's spend row, read only for teams with member limits (one query on a cache miss)."""
     if team is None or user_id is None or not team.has_member_limits:
         return None
-    from apps.teams.models import TeamMembership
 
     return TeamMembership.objects.filter(team=team, user_id=user_id).values("spend", "budget_period_start").first()
 
@@ -152,8 +152,6 @@ def jwt_context_get(identity: str) -> KeyContext | None:
 
     from django.contrib.auth import get_user_model
 
-    from apps.teams.models import Organization, Team
-
     subject, team_id, organization_id = identity.split("\x1f")
     team = organization = None
     try:
@@ -182,8 +180,6 @@ def jwt_context_get(identity: str) -> KeyContext | None:
 
 
 def virtual_key_get_by_raw(raw_key: str) -> VirtualKey | None:
-    from apps.keys.services import virtual_key_hash
-
     return VirtualKey.objects.filter(token_hash=virtual_key_hash(raw_key)).first()
 
 
@@ -192,15 +188,11 @@ def virtual_key_get_by_raw(raw_key: str) -> VirtualKey | None:
 
 def virtual_key_get_for_auth(*, raw_key: str) -> VirtualKey | None:
     """The key a management API caller sent, with its user (one query)."""
-    from apps.keys.services import virtual_key_hash
-
     return VirtualKey.objects.select_related("user").filter(token_hash=virtual_key_hash(raw_key)).first()
 
 
 def virtual_key_get_by_ref(*, ref: str) -> VirtualKey | None:
     """A key by LiteLLM's `key` parameter: the raw key or its sha256 (the `token`)."""
-    from apps.keys.services import virtual_key_hash
-
     return (
         VirtualKey.objects.select_related("user", "team", "organization")
         .filter(token_hash__in={ref, virtual_key_hash(ref)})

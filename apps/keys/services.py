@@ -9,7 +9,10 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from apps.core.durations import current_period
+from apps.keys.limits import spend_counters_reset
 from apps.keys.models import VirtualKey
+from apps.keys.signals import key_hash_invalidate
 from apps.teams.models import Organization, Team
 
 KEY_PREFIX = "sk-"
@@ -83,8 +86,6 @@ def virtual_key_issue(*, key: VirtualKey, by_proxy_admin: bool) -> str:
     key.full_clean()
     key.save()
     if old_hash:
-        from apps.keys.signals import key_hash_invalidate
-
         key_hash_invalidate(old_hash)
     return raw_key
 
@@ -99,8 +100,6 @@ def virtual_key_set_blocked(*, key: VirtualKey, blocked: bool) -> VirtualKey:
 @transaction.atomic
 def virtual_key_spend_reset(*, key: VirtualKey) -> VirtualKey:
     """Start the key's budget afresh: its recorded spend and the counters enforcing it."""
-    from apps.keys.limits import spend_counters_reset
-
     key.spend = 0
     key.save(update_fields=["spend", "updated_at"])
     transaction.on_commit(lambda: spend_counters_reset("key", key.pk))
@@ -146,8 +145,6 @@ def virtual_key_expiry(duration: str | None) -> datetime | None:
     if not duration:
         return None
     from django.utils import timezone
-
-    from apps.core.durations import current_period
 
     now = timezone.now()
     return current_period(now, duration, now)[1]

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 from django.db import transaction
 
-from apps.providers.config import DeploymentSpec, GatewayConfig
+from apps.providers.config import ConfigError, DeploymentSpec, GatewayConfig, _parse_deployment
 from apps.providers.models import ModelDeployment
 
 _SPEC_FIELDS = (
@@ -123,8 +123,6 @@ def _entry_error(error: Exception, model_name) -> DeploymentEntryError:
 def deployment_spec_from_entry(entry: dict) -> DeploymentSpec:
     """Validate one model_list entry ({model_name, litellm_params, model_info}) exactly as the
     config loader does. Raises DeploymentEntryError naming the field."""
-    from apps.providers.config import ConfigError, _parse_deployment
-
     try:
         return _parse_deployment(0, entry, {})
     except ConfigError as error:

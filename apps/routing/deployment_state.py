@@ -19,6 +19,10 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from apps.core import invalidation
+from apps.core.invalidation import KIND_DEPLOYMENTS, channel, listening
+from apps.core.redis import new_async_redis, redis_key
+
 WINDOW_SECONDS = 60
 IN_FLIGHT_TTL_MS = 15 * 60 * 1000  # a crashed process's in-flight marks expire
 LATENCY_TTL_SECONDS = 24 * 3600  # statistics of a deployment nobody uses fade away
@@ -328,8 +332,6 @@ def _seconds(value) -> float | None:
 
 class RedisDeploymentState:
     def __init__(self) -> None:
-        from apps.core.redis import redis_key
-
         # One hash tag for all routing state: a group's deployments are read in one
         # script, which Redis Cluster only allows within one slot.
         self._prefix = redis_key("rt") + ":{rt}"
@@ -343,8 +345,6 @@ class RedisDeploymentState:
         self._mirror_synced = False
 
     def handle_message(self, message: dict) -> None:
-        from apps.core.invalidation import KIND_DEPLOYMENTS
-
         kind = message.get("kind")
         if kind == "cooldown":
             until = float(message.get("until_ms") or 0) / 1000
@@ -355,8 +355,6 @@ class RedisDeploymentState:
             self._mirror_synced = False
 
     def _client(self) -> tuple:
-        from apps.core.redis import new_async_redis
-
         loop_id = id(asyncio.get_running_loop())
         entry = self._clients.get(loop_id)
         if entry is None:
@@ -369,8 +367,6 @@ class RedisDeploymentState:
         return f"{self._prefix}:req:{key}", f"{self._prefix}:tok:{key}", f"{self._prefix}:busy:{key}"
 
     async def read(self, keys: list[str], needs: StateNeeds) -> list[DeploymentLoad]:
-        from apps.core.invalidation import listening
-
         client, read_script, *_ = self._client()
         if needs.cooldowns_only:
             # The common case: from the mirror, else one HGETALL that refills it.
@@ -423,8 +419,6 @@ class RedisDeploymentState:
         )
 
     async def failure(self, key: str, *, allowed_fails: int, cooldown_seconds: float, immediate: bool) -> float:
-        from apps.core.invalidation import channel
-
         *_, failure_script = self._client()
         until_ms = await failure_script(
             keys=[f"{self._prefix}:fails:{key}", self._cooldowns_key],
@@ -446,7 +440,5 @@ def deployment_state():
     if _state is None:
         _state = RedisDeploymentState() if settings.REDIS_URL else MemoryDeploymentState()
         if isinstance(_state, RedisDeploymentState):
-            from apps.core import invalidation
-
             invalidation.register_handler(_state.handle_message)
     return _state

@@ -11,11 +11,14 @@ from django.conf import settings
 from django.db import connection
 
 from apps.core.db import db_call
-from apps.core.errors import GatewayError
+from apps.core.errors import GatewayError, authentication_failed, permission_denied
 from apps.core.redis import redis_enabled, sync_redis
+from apps.keys.auth import authenticate, raw_key_from_request
 from apps.providers.adapters.base import Operation
 from apps.providers.registry import Deployment, deployment_state_key
 from apps.providers.transport import UpstreamTransport
+from apps.routing.deployment_state import COOLDOWNS_ONLY, deployment_state
+from apps.routing.selectors import deployment_health_list, key_is_proxy_admin, user_from_session
 
 
 def _database_ping() -> None:
@@ -119,9 +122,6 @@ def _endpoint(row, cooldowns: dict[int, float], now: float) -> dict:
 async def deployments_health_report() -> dict:
     """LiteLLM's GET /health shape, from the last checks (the beat task runs them), with
     the deployments never checked yet and each one's current cooldown."""
-    from apps.routing.deployment_state import COOLDOWNS_ONLY, deployment_state
-    from apps.routing.selectors import deployment_health_list
-
     rows = await db_call(deployment_health_list)
     keys = [deployment_state_key(row.pk, row.created_at) for row in rows]
     try:
@@ -143,10 +143,6 @@ async def deployments_health_report() -> dict:
 async def health_access_check(request) -> None:
     """GET /health is for operators: the master key, a superuser's key that acts as the proxy
     admin, or a superuser's admin session. Anything else: 401 (no or invalid credentials) or 403."""
-    from apps.core.errors import authentication_failed, permission_denied
-    from apps.keys.auth import authenticate, raw_key_from_request
-    from apps.routing.selectors import key_is_proxy_admin, user_from_session
-
     denied = permission_denied("GET /health is for the master key or an admin.", code="admin_only")
     if raw_key_from_request(request):
         context = await authenticate(request)

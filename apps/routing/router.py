@@ -35,8 +35,9 @@ from apps.providers.adapters.base import Operation
 from apps.providers.registry import Deployment, deployment_registry
 from apps.routing import policy as routing
 from apps.routing.deployment_state import DeploymentLoad, deployment_state
-from apps.routing.policy import ErrorClass, GroupPolicy, RoutingPolicy
+from apps.routing.policy import ErrorClass, GroupPolicy, RoutingPolicy, routing_policy_cache
 from apps.routing.strategies import deployment_pick, strategy_needs
+from apps.spend.pricing import prices_in_force
 from apps.spend.tokens import request_prompt_tokens
 
 logger = logging.getLogger(__name__)
@@ -140,8 +141,6 @@ async def model_group_resolve(
 
 async def deployment_group(model: str, context: KeyContext) -> list[Deployment]:
     """The deployments serving `model` for this key: 404 if none, 403 if the key may not use it."""
-    from apps.routing.policy import routing_policy_cache
-
     return (await model_group_resolve(model, context, await routing_policy_cache.get())).deployments
 
 
@@ -571,8 +570,6 @@ async def route_request(
 
 def costliest_deployment(deployments: list[Deployment]) -> Deployment:
     """The deployment whose prices reserve the most against budgets (any, if none has one)."""
-    from apps.spend.pricing import prices_in_force
-
     def price(deployment: Deployment):
         prices = prices_in_force(deployment)
         if prices is None:

@@ -14,7 +14,9 @@ from apps.core.background import drain
 from apps.core.redis import redis_enabled
 from apps.keys.master import master_key_load
 from apps.providers.transport import transport
+from apps.spend import tokens
 from apps.spend.buffer import spend_buffer
+from apps.spend.pricing import price_catalog
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +35,6 @@ class ProcessRuntime:
         gc.collect()
         gc.freeze()
         master_key_load()
-        from apps.spend import tokens
-        from apps.spend.pricing import price_catalog
 
         await price_catalog.aload()  # the first requests are priced without waiting
         tokens.get_encoding(wait=False)  # the tokenizer loads in the background

@@ -9,6 +9,8 @@ from django.conf import settings
 from django.contrib.auth import get_user
 from django.forms.models import model_to_dict
 
+from apps.keys.master import key_grants_proxy_admin
+from apps.keys.models import VirtualKey
 from apps.providers.models import ModelDeployment
 from apps.routing.models import ModelGroupSettings, RouterSettings
 from apps.routing.policy import RoutingPolicy, routing_policy_build
@@ -34,9 +36,6 @@ def deployment_health_list() -> list[ModelDeployment]:
 
 def key_is_proxy_admin(*, key_id: int) -> bool:
     """Does this virtual key act as the proxy admin (apps.keys.master.key_grants_proxy_admin)?"""
-    from apps.keys.master import key_grants_proxy_admin
-    from apps.keys.models import VirtualKey
-
     key = VirtualKey.objects.select_related("user").filter(pk=key_id).first()
     return key is not None and key_grants_proxy_admin(key)
 

@@ -7,10 +7,13 @@ from datetime import datetime
 
 from django.db import transaction
 
+from apps.core import invalidation
 from apps.providers.config import GatewayConfig, RouterSpec
 from apps.providers.models import ModelDeployment
+from apps.providers.registry import deployments_load
 from apps.providers.services import ConfigSyncReport, deployments_sync_from_config
 from apps.routing import policy
+from apps.routing.health import deployments_probe
 from apps.routing.models import ModelGroupSettings, RouterSettings
 
 _GROUP_FIELDS = (
@@ -102,9 +105,6 @@ def deployments_health_check() -> dict:
 
     from django.utils import timezone
 
-    from apps.providers.registry import deployments_load
-    from apps.routing.health import deployments_probe
-
     deployments = [d for group in deployments_load().values() for d in group if not d.is_wildcard]
     results = asyncio.run(deployments_probe(deployments))
     checked_at = timezone.now()
@@ -117,8 +117,6 @@ def deployments_health_check() -> dict:
     if changed or any(not r.healthy for r in results):
         # Every replica reloads its registry: routing leaves out (or takes back) the deployments
         # whose health changed, and a failing one's exclusion is extended to this check.
-        from apps.core import invalidation
-
         invalidation.publish({"kind": invalidation.KIND_DEPLOYMENTS})
     healthy = sum(1 for r in results if r.healthy)
     return {"healthy": healthy, "unhealthy": len(results) - healthy}

@@ -2,9 +2,9 @@
 
 from celery import shared_task
 
+from apps.routing.services import deployments_health_check
+
 
 @shared_task(name="routing.deployments_health_check", ignore_result=True)
 def deployments_health_check_task() -> dict:
-    from apps.routing.services import deployments_health_check
-
     return deployments_health_check()

@@ -12,7 +12,7 @@ from apps.core.fields import BoundedJSONAdminMixin
 from apps.management.admin_scope import OrganizationScopedAdmin
 from apps.spend.models import DailySpend, ModelPrice, SpendCounterDrift, SpendLog
 from apps.spend.price_format import PRICE_FIELDS
-from apps.spend.services import model_price_changed
+from apps.spend.price_imports import model_price_changed
 
 
 class UnpricedFilter(admin.SimpleListFilter):

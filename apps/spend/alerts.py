@@ -17,7 +17,8 @@ from datetime import datetime, timezone
 
 from django.conf import settings
 
-from apps.keys.limits import LimitScope
+from apps.core.background import spawn
+from apps.keys.limits import LimitScope, limiter
 
 logger = logging.getLogger("gateway.alerts")
 
@@ -76,8 +77,6 @@ async def budget_exhausted(scope: LimitScope) -> None:
 
 async def _first_in_period(tag: str, period: str, budget, ttl: int) -> bool:
     """Once per scope, period and budget amount (a raised budget exhausted again alerts again)."""
-    from apps.keys.limits import limiter
-
     try:
         return await limiter().once(f"alert:{tag}:{period}:{budget}", ttl)
     except Exception:  # noqa: BLE001 - an alert twice beats none
@@ -93,7 +92,6 @@ def _deliver_soon(payload: dict) -> None:
         targets.append((settings.GATEWAY_ALERT_WEBHOOK_URL, payload))
     if not targets:
         return
-    from apps.core.background import spawn
 
     spawn(_deliver(targets), name="budget-alert")  # alerts come from the request path's settle step
 

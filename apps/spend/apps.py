@@ -30,7 +30,7 @@ def _default_prices_when_none(sender, using="default", apps=None, plan=None, **k
         return  # a partial migration: the table is not the one the loader writes
     if historical.objects.using(using).exists():
         return
-    from apps.spend.services import default_prices_load
+    from apps.spend.price_imports import default_prices_load
 
     report = default_prices_load()
     if kwargs.get("verbosity", 1) >= 1 and report.created:

@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 from apps.core import invalidation
 from apps.providers.adapters.base import Usage
 from apps.providers.registry import Deployment
+from apps.spend.models import price_version_label
 from apps.spend.price_format import TIERED_PRICE_FIELDS, prices_from_params
 
 logger = logging.getLogger(__name__)
@@ -260,7 +261,9 @@ class PriceCatalog:
     # Loading.
 
     def _load(self, generation: int) -> None:
-        from apps.spend.selectors import model_price_catalog_rows
+        from apps.spend.selectors import (
+            model_price_catalog_rows,  # selectors import PRICES_FIELD_NAMES from here
+        )
 
         versions = _versions_from_rows(model_price_catalog_rows(), time.time())
         with self._lock:
@@ -391,8 +394,6 @@ def _log_load_failure(future: concurrent.futures.Future) -> None:
 def _versions_from_rows(rows, now: float) -> dict[str, tuple[CatalogVersion, ...]]:
     """Rows ordered by model_key, effective_from → each key's versions that can still price a
     request: the future ones, the one in force, and any it replaced within the last hour."""
-    from apps.spend.models import price_version_label
-
     by_key: dict[str, list[CatalogVersion]] = {}
     for row in rows:
         effective = row["effective_from"]

@@ -26,11 +26,12 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from apps.core.durations import current_period
+from apps.core.redis import redis_key, sync_redis
 from apps.keys.limits import NANOS_PER_USD
 from apps.keys.models import VirtualKey
 from apps.spend.models import DailySpend, SpendCounterDrift, SpendLog
 from apps.spend.rollups import daily_spend_rollup_recent, day_bounds, utc_today
-from apps.teams.models import Organization, Team, UserLimits
+from apps.teams.models import Organization, Team, TeamMembership, UserLimits
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +74,6 @@ def period_spend_expected(*, owner: dict, period_start: datetime | None, now: da
 
 
 def _limiter_counter_key(kind: str, entity_id, period_start: datetime | None) -> str:
-    from apps.core.redis import redis_key
-
     period = str(int(period_start.timestamp())) if period_start else "all"
     return f"{redis_key('lim')}:{{{kind}:{entity_id}}}:spend:{period}"
 
@@ -97,8 +96,6 @@ def spend_counters_reconcile(
     daily_spend_rollup_recent(now=now)  # yesterday's late logs and today's, before comparing
     redis = None
     if settings.REDIS_URL:
-        from apps.core.redis import sync_redis
-
         redis = sync_redis()
     report = ReconcileReport(limiter_checked=redis is not None)
     for model, kind, log_field in ENTITIES:
@@ -174,8 +171,6 @@ def _entity_reconcile(model, kind, log_field, pk, now, fix, tolerance, redis) ->
 
 def _team_members_reconcile(report, now, fix, tolerance, redis, everyone) -> list[SpendCounterDrift]:
     """Each member's spend within a team with member limits (team_member_budget)."""
-    from apps.teams.models import TeamMembership
-
     teams = Team.objects.all() if everyone else Team.objects.filter(team_member_budget__isnull=False)
     drifts = []
     for team in teams.only("pk", "alias", "team_member_budget_duration", "budget_anchor"):

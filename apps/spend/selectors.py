@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-from apps.spend.models import SpendLog
+from apps.keys.models import VirtualKey
+from apps.spend.models import DailySpend, ModelPrice, SpendLog
+from apps.spend.pricing import PRICES_FIELD_NAMES
+from apps.teams.models import Organization, Team
 
 
 def model_price_catalog_rows() -> list[dict]:
     """Every price version, as the in-process catalog (apps.spend.pricing) loads them."""
-    from apps.spend.models import ModelPrice
-    from apps.spend.pricing import PRICES_FIELD_NAMES
-
     return list(
         ModelPrice.objects.order_by("model_key", "effective_from").values(
             "model_key", "effective_from", *PRICES_FIELD_NAMES
@@ -17,8 +17,6 @@ def model_price_catalog_rows() -> list[dict]:
 
 def model_price_latest_by_key() -> dict:
     """Each model key's newest version (in force or not yet), for imports to compare against."""
-    from apps.spend.models import ModelPrice
-
     latest: dict[str, ModelPrice] = {}
     for price in ModelPrice.objects.order_by("model_key", "effective_from").iterator(chunk_size=2000):
         latest[price.model_key] = price
@@ -69,8 +67,6 @@ REPORT_METRICS = ("requests", "errors", "cancelled", "prompt_tokens", "completio
 def daily_spend_in_range(*, scope, start_date, end_date, filters: dict | None = None):
     """The rollup rows of [start_date, end_date] (dates, both included) inside `scope` (a Q
     over organization_id, team_id, user_id and key_id), narrowed by `filters` (field: value)."""
-    from apps.spend.models import DailySpend
-
     rows = DailySpend.objects.filter(scope, day__gte=start_date, day__lte=end_date)
     return rows.filter(**(filters or {}))
 
@@ -109,9 +105,6 @@ def spend_report(*, rows, group_by: list[str], order_by: str = "", limit: int | 
 def _named(rows: list[dict], group_by: list[str]) -> list[dict]:
     """Ids → what people read (one query per kind of id)."""
     from django.contrib.auth import get_user_model
-
-    from apps.keys.models import VirtualKey
-    from apps.teams.models import Organization, Team
 
     def lookup(model, ids, *names):
         ids = {i for i in ids if i is not None}
@@ -162,8 +155,6 @@ def spend_log_list(*, scope, filters: dict | None = None, starts_from=None, star
 
 def spend_key_hash_seen(*, key_hash: str) -> bool:
     """Do spend logs or rollups name this key hash (a deleted or regenerated key's)?"""
-    from apps.spend.models import DailySpend
-
     return (
         SpendLog.objects.filter(key_hash=key_hash).exists()
         or DailySpend.objects.filter(key_hash=key_hash).exists()
@@ -173,8 +164,6 @@ def spend_key_hash_seen(*, key_hash: str) -> bool:
 def spend_log_owner_names(*, logs) -> tuple[dict, dict]:
     """(user id → username, key id → alias) for these logs: one query each."""
     from django.contrib.auth import get_user_model
-
-    from apps.keys.models import VirtualKey
 
     user_ids = {log.user_id for log in logs if log.user_id is not None}
     key_ids = {log.key_id for log in logs if log.key_id is not None}

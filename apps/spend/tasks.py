@@ -2,25 +2,23 @@
 
 from celery import shared_task
 
+from apps.spend.reconciliation import spend_counters_reconcile
+from apps.spend.rollups import daily_spend_rollup_recent
+from apps.spend.services import budget_periods_roll
+
 
 @shared_task(name="spend.budget_periods_roll", ignore_result=True)
 def budget_periods_roll_task() -> int:
-    from apps.spend.services import budget_periods_roll
-
     return budget_periods_roll()
 
 
 @shared_task(name="spend.daily_rollup_recent", ignore_result=True)
 def daily_rollup_recent_task() -> int:
     """Yesterday's and today's rollups (UTC), rebuilt from their logs."""
-    from apps.spend.rollups import daily_spend_rollup_recent
-
     return sum(result.rows for result in daily_spend_rollup_recent())
 
 
 @shared_task(name="spend.counters_reconcile", ignore_result=True)
 def counters_reconcile_task() -> int:
     """Budget spend counters checked against the rollups; drift is recorded and logged."""
-    from apps.spend.reconciliation import spend_counters_reconcile
-
     return len(spend_counters_reconcile().drifts)

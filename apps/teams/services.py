@@ -9,6 +9,7 @@ from django.db import transaction
 
 from apps.keys.services import virtual_key_create, virtual_key_expiry
 from apps.teams.models import Organization, OrganizationMembership, Team, TeamMembership, UserLimits
+from apps.teams.selectors import user_get
 
 
 @transaction.atomic
@@ -173,8 +174,6 @@ def user_delete(*, user: AbstractBaseUser) -> None:
 def user_get_or_create(*, user_id: str | None, user_email: str | None) -> tuple[AbstractBaseUser, bool]:
     """The user named by LiteLLM's user_id (our username) or email; created when missing, as
     LiteLLM's member_add does (username: the user_id, else a new uuid)."""
-    from apps.teams.selectors import user_get
-
     user = user_get(user_id=user_id, user_email=user_email)
     if user is not None:
         return user, False

@@ -57,7 +57,7 @@ def fresh_catalog():
 
 def test_the_shipped_catalog_is_valid_and_covers_the_providers():
     from apps.spend.price_format import document_parse
-    from apps.spend.services import default_prices_document
+    from apps.spend.price_imports import default_prices_document
 
     document = default_prices_document()
     parsed = document_parse(document)
@@ -294,7 +294,7 @@ def test_an_unpriced_model_is_logged_empty_and_flagged_in_the_admin(gateway, ope
 
 
 def test_a_price_change_in_the_admin_prices_the_next_request(gateway, openai_client, make_deployment):
-    from apps.spend.services import model_prices_import
+    from apps.spend.price_imports import model_prices_import
 
     make_deployment("catalog-priced", upstream_model="gpt-4o-mini", input_cost_per_token=None,
                     output_cost_per_token=None, cache_read_input_token_cost=None)

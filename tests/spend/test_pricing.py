@@ -70,7 +70,7 @@ TEST_PRICES = {
 def install_prices(document: dict, effective_from: datetime = EFFECTIVE) -> None:
     """This test's catalog alone (the shipped one is set aside inside the test's transaction)."""
     from apps.spend.models import ModelPrice
-    from apps.spend.services import model_prices_import
+    from apps.spend.price_imports import model_prices_import
 
     ModelPrice.objects.all().delete()
     model_prices_import(document=orjson.loads(orjson.dumps(document)), source="test",
@@ -335,7 +335,7 @@ def test_streamed_and_non_streamed_answers_cost_the_same(catalog, provider):
 
 
 def test_a_price_change_applies_from_its_date_and_leaves_earlier_requests_at_the_old_price(catalog):
-    from apps.spend.services import model_prices_import
+    from apps.spend.price_imports import model_prices_import
 
     change = datetime(2030, 6, 1, tzinfo=timezone.utc)
     model_prices_import(

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.core.server import uvicorn_options
 from apps.core.services import admin_user_ensure
 from apps.providers.config import ConfigError, config_read
 from apps.routing.services import gateway_config_apply
@@ -50,8 +51,6 @@ class Command(BaseCommand):
                 "a change made in the admin reaches the other workers only after their cache TTL."
             )
         import uvicorn
-
-        from apps.core.server import uvicorn_options
 
         self.stdout.write(f"Serving on http://{host}:{port} (admin at /admin/, API at /v1/)")
         uvicorn.run(

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand
 
 from apps.spend.management.commands._prices import effective_from_option, import_errors, price_map_read
-from apps.spend.services import PriceImportError, model_prices_import
+from apps.spend.price_imports import PriceImportError, model_prices_import
 
 
 class Command(BaseCommand):

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.spend.management.commands._prices import effective_from_option, import_errors
-from apps.spend.services import PriceImportError, default_prices_load
+from apps.spend.price_imports import PriceImportError, default_prices_load
 
 
 class Command(BaseCommand):
