@@ -19,7 +19,8 @@ import pytest
 
 from apps.core.errors import GatewayError
 from apps.providers.adapters.base import Operation
-from apps.providers.adapters.gemini import GeminiAdapter, VertexAIAdapter
+from apps.providers.adapters.gemini import GeminiAdapter
+from apps.providers.adapters.vertex import VertexAIAdapter
 from apps.providers.registry import Deployment
 from tests.fakes.brain import CACHED_TOKENS, COMPLETION_TOKENS
 from tests.fakes.gemini_upstream import (

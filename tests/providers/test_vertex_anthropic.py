@@ -55,7 +55,7 @@ def test_a_google_platform_error_keeps_its_meaning(gateway, openai_client, deplo
 
 def test_gemini_models_on_vertex_still_go_to_google(claude):
     from apps.providers.adapters import adapter_for
-    from apps.providers.adapters.gemini import VertexAIAdapter
+    from apps.providers.adapters.vertex import VertexAIAdapter
     from apps.providers.adapters.vertex_anthropic import VertexAnthropicAdapter
 
     assert isinstance(adapter_for("vertex_ai", "gemini-2.5-pro"), VertexAIAdapter)

@@ -16,7 +16,7 @@ _ADAPTER_CLASSES = {
     "azure": "apps.providers.adapters.openai.AzureOpenAIAdapter",
     "anthropic": "apps.providers.adapters.anthropic.AnthropicAdapter",
     "gemini": "apps.providers.adapters.gemini.GeminiAdapter",
-    "vertex_ai": "apps.providers.adapters.gemini.VertexAIAdapter",
+    "vertex_ai": "apps.providers.adapters.vertex.VertexAIAdapter",
     "vertex_ai/anthropic": "apps.providers.adapters.vertex_anthropic.VertexAnthropicAdapter",
     "bedrock": "apps.providers.adapters.bedrock.BedrockAdapter",
     "ollama": "apps.providers.adapters.ollama.OllamaAdapter",

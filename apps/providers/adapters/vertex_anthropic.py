@@ -18,7 +18,7 @@ import orjson
 from apps.core.errors import GatewayError
 from apps.providers.adapters.anthropic import AnthropicAdapter, anthropic_body
 from apps.providers.adapters.base import UpstreamRequest
-from apps.providers.adapters.gemini import VertexAIAdapter
+from apps.providers.adapters.vertex import VertexAIAdapter
 
 VERTEX_ANTHROPIC_VERSION = "vertex-2023-10-16"
 
