@@ -30,6 +30,7 @@ from apps.providers.adapters.base import (
     chat_completion,
     load_json_response,
     new_completion_id,
+    output_token_limit,
     parse_data_url,
     stop_sequences,
     tool_arguments_object,
@@ -294,9 +295,9 @@ def _tool_choice_param(choice: Any, parallel_tool_calls: Any) -> dict | None:
 
 def _max_tokens(deployment, body: Mapping[str, Any]) -> tuple[int, bool]:
     """(max_tokens, whether the client set it)."""
-    for key in ("max_completion_tokens", "max_tokens"):
-        if body.get(key) is not None:
-            return body[key], True
+    client_max_tokens = output_token_limit(body)
+    if client_max_tokens is not None:
+        return client_max_tokens, True
     return int(deployment.extra_params.get("max_tokens") or DEFAULT_MAX_TOKENS), False
 
 

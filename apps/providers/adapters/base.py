@@ -202,6 +202,23 @@ def stop_sequences(body: Mapping[str, Any]) -> list[str] | None:
     return [stop] if isinstance(stop, str) else list(stop)
 
 
+def output_token_limit(body: Mapping[str, Any], *, require_positive_int: bool = False) -> int | None:
+    """The client's cap on output tokens: `max_completion_tokens` (OpenAI's current name) over the
+    older `max_tokens`; None when neither is set.
+
+    The value is passed on as given: the gateway's request validation has already made both
+    positive integers. With require_positive_int anything else is a 400 naming its parameter.
+    """
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if value is None:
+            continue
+        if require_positive_int and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise invalid_request(f"'{name}' must be a positive integer.", param=name)
+        return value
+    return None
+
+
 def refuse_or_drop(provider: str, body: dict, allowed: frozenset[str], *, drop_params: bool) -> None:
     """Parameters outside `allowed`: a 400 naming the first, or dropped with drop_params.
     Those sent at their neutral value (n=1, ...) are dropped quietly either way."""

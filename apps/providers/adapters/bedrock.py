@@ -40,6 +40,7 @@ from apps.providers.adapters.base import (
     chat_completion,
     load_json_response,
     new_completion_id,
+    output_token_limit,
     parse_data_url,
     tool_arguments_object,
     upstream_error,
@@ -378,14 +379,9 @@ def _unit_interval(body: dict, name: str) -> float | None:
 
 def inference_config(body: dict) -> dict:
     config: dict[str, Any] = {}
-    for name in ("max_completion_tokens", "max_tokens"):
-        max_tokens = body.get(name)
-        if max_tokens is None:
-            continue
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-            raise invalid_request(f"'{name}' must be a positive integer.", param=name)
+    max_tokens = output_token_limit(body, require_positive_int=True)
+    if max_tokens is not None:
         config["maxTokens"] = max_tokens
-        break
     if (temperature := _unit_interval(body, "temperature")) is not None:
         config["temperature"] = temperature
     if (top_p := _unit_interval(body, "top_p")) is not None:

@@ -45,6 +45,7 @@ from apps.providers.adapters.base import (
     Usage,
     load_json_response,
     new_completion_id,
+    output_token_limit,
     parse_data_url,
     refuse_or_drop,
     stop_sequences,
@@ -340,9 +341,7 @@ def generation_config_from(body: dict[str, Any]) -> dict[str, Any]:
     ):
         if body.get(openai_name) is not None:
             config[gemini_name] = body[openai_name]
-    max_tokens = body.get("max_completion_tokens")
-    if max_tokens is None:
-        max_tokens = body.get("max_tokens")
+    max_tokens = output_token_limit(body)
     if max_tokens is not None:
         config["maxOutputTokens"] = max_tokens
     stop = body.get("stop")

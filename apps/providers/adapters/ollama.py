@@ -36,6 +36,7 @@ from apps.providers.adapters.base import (
     chat_completion,
     load_json_response,
     new_completion_id,
+    output_token_limit,
     parse_data_url,
     stop_sequences,
     tool_arguments_object,
@@ -221,9 +222,7 @@ def _options(body: dict, deployment) -> dict:
     for name in _SAME_NAME_OPTIONS:
         if body.get(name) is not None:
             options[name] = body[name]
-    max_tokens = body.get("max_completion_tokens")
-    if max_tokens is None:
-        max_tokens = body.get("max_tokens")
+    max_tokens = output_token_limit(body)
     if max_tokens is not None:
         options["num_predict"] = max_tokens
     stop = body.get("stop")
