@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
-from decimal import Decimal
 
 import openai
 import orjson
@@ -49,22 +49,8 @@ def fake(anthropic_fake):
 
 
 @pytest.fixture
-def deploy(fake, transactional_db):
-    from apps.providers.models import ModelDeployment
-
-    def make(upstream_model: str = "claude-fake", **fields) -> str:
-        name = f"anthropic-{upstream_model}"
-        ModelDeployment.objects.create(
-            model_name=name,
-            provider="anthropic",
-            upstream_model=upstream_model,
-            input_cost_per_token=Decimal("0.000003"),
-            output_cost_per_token=Decimal("0.000015"),
-            **{**fake.deployment_fields(), **fields},
-        )
-        return name
-
-    return make
+def deploy(deploy, fake):
+    return functools.partial(deploy, fake, default_model="claude-fake")
 
 
 @pytest.fixture

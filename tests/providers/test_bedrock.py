@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import re
-from decimal import Decimal
 from urllib.parse import unquote
 
 import botocore.session
@@ -27,7 +27,6 @@ from apps.providers.adapters.base import Operation
 from apps.providers.adapters.bedrock import BedrockAdapter
 from apps.providers.registry import Deployment
 from conftest import MASTER_KEY
-from tests.fakes.brain import CACHED_TOKENS, COMPLETION_TOKENS, PROMPT_TOKENS_BASE
 from tests.fakes.bedrock_upstream import (
     ACCESS_KEY_ID,
     API_KEY,
@@ -36,6 +35,7 @@ from tests.fakes.bedrock_upstream import (
     BedrockFake,
     event_frame,
 )
+from tests.fakes.brain import CACHED_TOKENS, COMPLETION_TOKENS, PROMPT_TOKENS_BASE
 
 CLAUDE = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 WEATHER_TOOL = {
@@ -71,21 +71,11 @@ def bedrock():
 
 
 @pytest.fixture
-def deploy(bedrock, transactional_db):
-    from apps.providers.models import ModelDeployment
-
-    def make(upstream_model: str = CLAUDE, **fields) -> str:
-        name = f"bedrock-{upstream_model}-{ModelDeployment.objects.count()}"
-        values = {"api_base": bedrock.url, "api_key": API_KEY, "extra_params": {"aws_region_name": REGION}}
-        ModelDeployment.objects.create(
-            model_name=name, provider="bedrock", upstream_model=upstream_model,
-            input_cost_per_token=Decimal("0.000001"), output_cost_per_token=Decimal("0.000002"),
-            **{**values, **fields},
-        )
-        bedrock.requests.clear()
-        return name
-
-    return make
+def deploy(deploy, bedrock):
+    bedrock.requests.clear()  # the fake outlives the test; what it records is this test's
+    # An API key by default (the fake's own fields are SigV4's); tests of SigV4 pass those.
+    connection = {"api_base": bedrock.url, "api_key": API_KEY, "extra_params": {"aws_region_name": REGION}}
+    return functools.partial(deploy, bedrock, default_model=CLAUDE, connection=connection)
 
 
 @pytest.fixture

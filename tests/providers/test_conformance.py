@@ -9,8 +9,8 @@ content, tool calls and usage, streamed or not, and the same errors.
 from __future__ import annotations
 
 import base64
+import functools
 import json
-from decimal import Decimal
 
 import openai
 import pytest
@@ -43,22 +43,8 @@ def fake(request, provider_fakes):
 
 
 @pytest.fixture
-def deploy(fake, transactional_db):
-    from apps.providers.models import ModelDeployment
-
-    def make(upstream_model: str = "fake-model", **fields) -> str:
-        name = f"{fake.table_name or fake.provider}-{upstream_model}"
-        ModelDeployment.objects.create(
-            model_name=name,
-            provider=fake.provider,
-            upstream_model=fake.upstream_model(upstream_model),
-            input_cost_per_token=Decimal("0.000001"),
-            output_cost_per_token=Decimal("0.000002"),
-            **{**fake.deployment_fields(), **fields},
-        )
-        return name
-
-    return make
+def deploy(deploy, fake):
+    return functools.partial(deploy, fake)
 
 
 @pytest.fixture

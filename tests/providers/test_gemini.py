@@ -11,7 +11,6 @@ import base64
 import datetime
 import json
 import struct
-from decimal import Decimal
 
 import openai
 import orjson
@@ -69,26 +68,6 @@ def vertex():
     fake = VertexAIFake().start()
     yield fake
     fake.stop()
-
-
-@pytest.fixture
-def deploy(transactional_db):
-    from apps.providers.models import ModelDeployment
-
-    def make(fake, upstream_model: str = "fake-model", **fields) -> str:
-        name = f"{fake.provider}-{upstream_model}"
-        values = {**fake.deployment_fields(), **fields}
-        ModelDeployment.objects.create(
-            model_name=name,
-            provider=fake.provider,
-            upstream_model=upstream_model,
-            input_cost_per_token=Decimal("0.000001"),
-            output_cost_per_token=Decimal("0.000002"),
-            **values,
-        )
-        return name
-
-    return make
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import struct
-from decimal import Decimal
 
 import openai
 import orjson
@@ -39,22 +39,8 @@ def ollama():
 
 
 @pytest.fixture
-def deploy(ollama, transactional_db):
-    from apps.providers.models import ModelDeployment
-
-    def make(upstream_model: str = "llama3.2", **fields) -> str:
-        name = f"ollama-{upstream_model}"
-        ModelDeployment.objects.create(
-            model_name=name,
-            provider="ollama",
-            upstream_model=upstream_model,
-            input_cost_per_token=Decimal("0.000001"),
-            output_cost_per_token=Decimal("0.000002"),
-            **{**ollama.deployment_fields(), **fields},
-        )
-        return name
-
-    return make
+def deploy(deploy, ollama):
+    return functools.partial(deploy, ollama, default_model="llama3.2")
 
 
 @pytest.fixture

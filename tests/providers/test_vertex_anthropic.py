@@ -1,7 +1,7 @@
 """Claude on Vertex AI: vertex_ai/claude-* deployments speak Anthropic's format to Vertex's
 Anthropic publisher (the conformance table runs every case against it as "vertex_ai/claude")."""
 
-from decimal import Decimal
+import functools
 
 import openai
 import pytest
@@ -15,23 +15,16 @@ def claude(provider_fakes):
 
 
 @pytest.fixture
-def deployment(claude, transactional_db):
-    from apps.providers.models import ModelDeployment
-
-    def make(**fields):
-        values = {**claude.deployment_fields(), **fields}
-        return ModelDeployment.objects.create(
-            model_name="claude-on-vertex", provider="vertex_ai", upstream_model="claude-sonnet-4-5@20250929",
-            input_cost_per_token=Decimal("0.000003"), output_cost_per_token=Decimal("0.000015"), **values,
-        )
-    return make
+def deploy(deploy, claude):
+    # The fake's upstream models are "claude-" + the script's name: this is claude-sonnet-4-5@20250929.
+    return functools.partial(deploy, claude, default_model="sonnet-4-5@20250929")
 
 
 def test_a_claude_model_goes_to_the_anthropic_publisher_in_anthropic_format(gateway, openai_client, claude,
-                                                                             deployment):
-    deployment()
+                                                                             deploy):
+    model = deploy()
     answer = openai_client().chat.completions.create(
-        model="claude-on-vertex", max_tokens=50,
+        model=model, max_tokens=50,
         messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}],
     )
 
@@ -46,11 +39,10 @@ def test_a_claude_model_goes_to_the_anthropic_publisher_in_anthropic_format(gate
     assert body["system"] == "Be brief." and body["max_tokens"] == 50
 
 
-def test_a_google_platform_error_keeps_its_meaning(gateway, openai_client, deployment):
-    deployment(api_key="ya29.expired")
+def test_a_google_platform_error_keeps_its_meaning(gateway, openai_client, deploy):
+    model = deploy(api_key="ya29.expired")
     with pytest.raises(openai.AuthenticationError):
-        openai_client().chat.completions.create(model="claude-on-vertex",
-                                                messages=[{"role": "user", "content": "hi"}])
+        openai_client().chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
 
 
 def test_gemini_models_on_vertex_still_go_to_google(claude):
