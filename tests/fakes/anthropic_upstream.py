@@ -23,7 +23,7 @@ from aiohttp import web
 
 from tests.fakes.brain import FakeRequest, FakeScenario, FakeToolResult, Mode, decide
 from tests.fakes.providers import ProviderFake, register
-from tests.fakes.server import AiohttpThread
+from tests.fakes.server import FakeServer
 
 API_KEY = "sk-ant-fake"
 CHATTY_PREFACE = "Let me check."
@@ -307,12 +307,11 @@ def error_body(status: int, message: str) -> dict:
             "request_id": "req_fake0001"}
 
 
-class AnthropicServer:
+class AnthropicServer(FakeServer):
     def __init__(self) -> None:
+        super().__init__(client_max_size=32 * 1024**2)
         self.requests: list[dict] = []
-        app = web.Application(client_max_size=32 * 1024**2)
-        app.router.add_post("/v1/messages", self.messages)
-        self.server = AiohttpThread(app)
+        self.app.router.add_post("/v1/messages", self.messages)
 
     def _error(self, status: int, message: str, retry_after: str | None = None) -> web.Response:
         headers = {"request-id": "req_fake0001"}
@@ -419,19 +418,12 @@ class AnthropicServer:
 @register
 class AnthropicFake(ProviderFake):
     provider = "anthropic"
-    server_class = AnthropicServer
 
-    def start(self):
-        self._server = self.server_class()
-        self.requests = self._server.requests
-        self._server.server.start()
-        return self
-
-    def stop(self):
-        self._server.server.stop()
+    def new_server(self):
+        return AnthropicServer()
 
     def deployment_fields(self):
-        return {"api_base": self._server.server.url, "api_key": API_KEY}
+        return {"api_base": self.url, "api_key": API_KEY}
 
 
 # --- Claude on Vertex AI ------------------------------------------------------------------------
@@ -453,7 +445,7 @@ class VertexClaudeServer(AnthropicServer):
 
     def __init__(self) -> None:
         super().__init__()
-        self.server.app.router.add_post(
+        self.app.router.add_post(
             "/v1/projects/{project}/locations/{location}/publishers/anthropic/models/{target}", self.raw_predict
         )
 
@@ -483,10 +475,12 @@ class VertexClaudeServer(AnthropicServer):
 class VertexClaudeFake(AnthropicFake):
     provider = "vertex_ai"
     table_name = "vertex_ai/claude"
-    server_class = VertexClaudeServer
+
+    def new_server(self):
+        return VertexClaudeServer()
 
     def deployment_fields(self):
-        return {"api_base": self._server.server.url, "api_key": VERTEX_TOKEN,
+        return {"api_base": self.url, "api_key": VERTEX_TOKEN,
                 "extra_params": {"vertex_project": VERTEX_PROJECT, "vertex_location": VERTEX_LOCATION}}
 
     def upstream_model(self, scripted: str) -> str:

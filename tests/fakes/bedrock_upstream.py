@@ -37,7 +37,7 @@ from botocore.validate import ParamValidator
 
 from tests.fakes.brain import FakeRequest, FakeScenario, FakeToolResult, Mode, decide
 from tests.fakes.providers import ProviderFake, register
-from tests.fakes.server import AiohttpThread
+from tests.fakes.server import FakeServer
 
 ACCESS_KEY_ID = "AKIAFAKEBEDROCK00001"
 SECRET_ACCESS_KEY = "fake-bedrock-secret-key"
@@ -294,13 +294,12 @@ def stop_reason(scenario: FakeScenario) -> str:
 # --- the server ------------------------------------------------------------------------------------
 
 
-class BedrockServer:
+class BedrockServer(FakeServer):
     def __init__(self, *, region: str = REGION) -> None:
+        super().__init__()
         self.region = region
         self.requests: list[dict] = []
-        app = web.Application()
-        app.router.add_post("/model/{tail:.+}", self.handle)
-        self.server = AiohttpThread(app)
+        self.app.router.add_post("/model/{tail:.+}", self.handle)
 
     def check_auth(self, request: web.Request) -> None:
         authorization = request.headers.get("Authorization", "")
@@ -440,18 +439,8 @@ class BedrockServer:
 class BedrockFake(ProviderFake):
     provider = "bedrock"
 
-    def start(self):
-        self._server = BedrockServer()
-        self.requests = self._server.requests
-        self._server.server.start()
-        return self
-
-    def stop(self):
-        self._server.server.stop()
-
-    @property
-    def url(self) -> str:
-        return self._server.server.url
+    def new_server(self):
+        return BedrockServer()
 
     def deployment_fields(self):
         """SigV4 with this fake's keys, the secret in secret_params."""

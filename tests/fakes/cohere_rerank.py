@@ -19,7 +19,7 @@ import re
 import orjson
 from aiohttp import web
 
-from tests.fakes.server import AiohttpThread
+from tests.fakes.server import FakeServer
 
 API_KEY = "co-fake-key"
 V2_FIELDS = frozenset({"model", "query", "documents", "top_n", "max_tokens_per_doc", "priority"})
@@ -35,20 +35,11 @@ def relevance(query: str, document: str) -> float:
     return round(len(query_words & _words(document)) / len(query_words), 4) if query_words else 0.0
 
 
-class CohereRerankServer:
+class CohereRerankServer(FakeServer):
     def __init__(self) -> None:
+        super().__init__()
         self.requests: list[dict] = []
-        app = web.Application()
-        app.router.add_post("/v2/rerank", self.rerank)
-        self._server = AiohttpThread(app)
-        self.url = self._server.url
-
-    def start(self) -> "CohereRerankServer":
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
+        self.app.router.add_post("/v2/rerank", self.rerank)
 
     @staticmethod
     def _error(status: int, message: str, retry_after: str | None = None) -> web.Response:

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.fakes.brain import FakeRequest, FakeScenario, FakeToolResult, Mode, decide
 from tests.fakes.providers import ProviderFake, register
-from tests.fakes.server import AiohttpThread
+from tests.fakes.server import FakeServer
 
 API_KEY = "fake-gemini-key"
 STATIC_TOKEN = "ya29.static-fake-token"  # a ready access token, for vertex deployments given an api_key
@@ -374,29 +374,24 @@ def stream_chunks(model: str, scenario: FakeScenario, *, thinking: bool) -> list
 # --- the server ---------------------------------------------------------------------------------
 
 
-class GoogleServer:
+class GoogleServer(FakeServer):
     """The Gemini API (vertex=False) or Vertex AI (vertex=True) on a loopback port."""
 
     def __init__(self, *, vertex: bool) -> None:
+        super().__init__()
         self.vertex = vertex
         self.requests: list[dict] = []
         self.token_requests: list[dict] = []
         self.issued_tokens: set[str] = set()
-        app = web.Application()
         if vertex:
-            app.router.add_post(
+            self.app.router.add_post(
                 "/v1/projects/{project}/locations/{location}/publishers/google/models/{target}",
                 self.model_call,
             )
-            app.router.add_post("/token", self.token)
+            self.app.router.add_post("/token", self.token)
         else:
-            app.router.add_post("/v1beta/models/{target}", self.model_call)
-        self.server = AiohttpThread(app)
+            self.app.router.add_post("/v1beta/models/{target}", self.model_call)
         self._private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-    @property
-    def url(self) -> str:
-        return self.server.url
 
     def service_account_info(self, *, project: str | None = PROJECT) -> dict:
         """A service-account JSON whose token_uri is this fake's /token (a throwaway key)."""
@@ -604,22 +599,13 @@ def fake_vector(text: str, dimensions: int | None) -> list[float]:
 class GeminiFake(ProviderFake):
     provider = "gemini"
     vertex = False
+    server: GoogleServer  # tests read its token requests and service accounts
 
-    def start(self):
-        self._server = GoogleServer(vertex=self.vertex)
-        self.requests = self._server.requests
-        self._server.server.start()
-        return self
-
-    def stop(self):
-        self._server.server.stop()
-
-    @property
-    def server(self) -> GoogleServer:
-        return self._server
+    def new_server(self):
+        return GoogleServer(vertex=self.vertex)
 
     def deployment_fields(self):
-        return {"api_base": self._server.url, "api_key": API_KEY}
+        return {"api_base": self.url, "api_key": API_KEY}
 
 
 @register
@@ -629,8 +615,8 @@ class VertexAIFake(GeminiFake):
 
     def deployment_fields(self):
         fields = {
-            "api_base": self._server.url,
+            "api_base": self.url,
             "extra_params": {"vertex_project": PROJECT, "vertex_location": LOCATION},
         }
-        fields["secret_params"] = {"vertex_credentials": json.dumps(self._server.service_account_info())}
+        fields["secret_params"] = {"vertex_credentials": json.dumps(self.server.service_account_info())}
         return fields

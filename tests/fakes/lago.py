@@ -33,7 +33,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.fakes.server import AiohttpThread
+from tests.fakes.server import FakeServer
 
 MAX_BATCH = 100
 
@@ -78,8 +78,9 @@ def _valid_timestamp(value) -> bool:
     return False
 
 
-class FakeLago:
+class FakeLago(FakeServer):
     def __init__(self, api_key: str = "lago-test-key") -> None:
+        super().__init__(middlewares=[self._middleware])
         self.api_key = api_key
         self.hmac_key = "fake-lago-hmac-key-" + uuid.uuid4().hex
         self.organization_id = str(uuid.uuid4())
@@ -105,35 +106,21 @@ class FakeLago:
         self._batch_counter = 0
         self.hung = threading.Event()  # set once a post is hanging
         self._release: asyncio.Event | None = None
-        self.server: AiohttpThread | None = None
-
-    # --- lifecycle --------------------------------------------------------------------------
-
-    def start(self) -> "FakeLago":
-        app = web.Application(middlewares=[self._middleware])
-        app.router.add_post("/api/v1/events/batch", self._events_batch)
-        app.router.add_post("/api/v1/events", self._event_create)
-        app.router.add_post("/api/v1/customers", self._customer_upsert)
-        app.router.add_get("/api/v1/customers/{external_id}", self._customer_get)
-        app.router.add_get("/api/v1/customers/{external_id}/wallets", self._customer_wallets)
-        app.router.add_post("/api/v1/subscriptions", self._subscription_create)
-        app.router.add_get("/api/v1/subscriptions/{external_id}", self._subscription_get)
-        app.router.add_get("/api/v1/wallets", self._wallets_list)
-        app.router.add_get("/api/v1/wallets/{lago_id}", self._wallet_get)
-        app.router.add_post("/api/v1/wallet_transactions", self._wallet_transaction_create)
-        app.router.add_get("/api/v1/webhooks/json_public_key", self._public_key)
-        self.server = AiohttpThread(app).start()
-        self._release = None
-        return self
+        self.app.router.add_post("/api/v1/events/batch", self._events_batch)
+        self.app.router.add_post("/api/v1/events", self._event_create)
+        self.app.router.add_post("/api/v1/customers", self._customer_upsert)
+        self.app.router.add_get("/api/v1/customers/{external_id}", self._customer_get)
+        self.app.router.add_get("/api/v1/customers/{external_id}/wallets", self._customer_wallets)
+        self.app.router.add_post("/api/v1/subscriptions", self._subscription_create)
+        self.app.router.add_get("/api/v1/subscriptions/{external_id}", self._subscription_get)
+        self.app.router.add_get("/api/v1/wallets", self._wallets_list)
+        self.app.router.add_get("/api/v1/wallets/{lago_id}", self._wallet_get)
+        self.app.router.add_post("/api/v1/wallet_transactions", self._wallet_transaction_create)
+        self.app.router.add_get("/api/v1/webhooks/json_public_key", self._public_key)
 
     def stop(self) -> None:
-        self.release()
-        if self.server is not None:
-            self.server.stop()
-
-    @property
-    def url(self) -> str:
-        return self.server.url
+        self.release()  # a post still hanging would hold up the server's shutdown
+        super().stop()
 
     # --- fault control (from the test thread) -----------------------------------------------
 
@@ -170,8 +157,8 @@ class FakeLago:
     def release(self) -> None:
         with self.lock:
             self._hang_on_post = None
-        if self._release is not None and self.server is not None:
-            self.server.loop.call_soon_threadsafe(self._release.set)
+        if self._release is not None:
+            self.loop.call_soon_threadsafe(self._release.set)
 
     # --- state helpers (from the test thread) -----------------------------------------------
 

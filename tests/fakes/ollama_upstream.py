@@ -19,7 +19,7 @@ from aiohttp import web
 
 from tests.fakes.brain import FakeRequest, FakeScenario, FakeToolResult, Mode, decide
 from tests.fakes.providers import ProviderFake, register
-from tests.fakes.server import AiohttpThread
+from tests.fakes.server import FakeServer
 
 ROLES = ("system", "user", "assistant", "tool")
 # A model name beyond the shared script's: a stream that fails after its first line, as
@@ -109,13 +109,12 @@ def _line(payload: dict) -> bytes:
     return orjson.dumps(payload) + b"\n"
 
 
-class OllamaServer:
+class OllamaServer(FakeServer):
     def __init__(self) -> None:
+        super().__init__()
         self.requests: list[dict] = []
-        app = web.Application()
-        app.router.add_post("/api/chat", self.chat)
-        app.router.add_post("/api/embed", self.embed)
-        self.server = AiohttpThread(app)
+        self.app.router.add_post("/api/chat", self.chat)
+        self.app.router.add_post("/api/embed", self.embed)
 
     @staticmethod
     def _error(status: int, message: str, retry_after: str | None = None) -> web.Response:
@@ -249,15 +248,9 @@ class OllamaFake(ProviderFake):
     # Ollama reports no cache reads.
     features = frozenset({"tools", "parallel_tools", "images", "stream"})
 
-    def start(self):
-        self._server = OllamaServer()
-        self.requests = self._server.requests
-        self._server.server.start()
-        return self
-
-    def stop(self):
-        self._server.server.stop()
+    def new_server(self):
+        return OllamaServer()
 
     def deployment_fields(self):
         # A local Ollama takes no key.
-        return {"api_base": self._server.server.url}
+        return {"api_base": self.url}

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from tests.fakes.brain import FakeRequest, FakeToolResult, Mode, decide
 from tests.fakes.providers import ProviderFake, register
-from tests.fakes.server import AiohttpThread
+from tests.fakes.server import FakeServer
 
 API_KEY = "sk-fake-openai"
 
@@ -65,16 +65,15 @@ def _usage(scenario) -> dict:
     }
 
 
-class OpenAIChatServer:
+class OpenAIChatServer(FakeServer):
     def __init__(self, *, azure: bool) -> None:
+        super().__init__()
         self.azure = azure
         self.requests: list[dict] = []
-        app = web.Application()
         if azure:
-            app.router.add_post("/openai/deployments/{deployment}/chat/completions", self.chat)
+            self.app.router.add_post("/openai/deployments/{deployment}/chat/completions", self.chat)
         else:
-            app.router.add_post("/v1/chat/completions", self.chat)
-        self.server = AiohttpThread(app)
+            self.app.router.add_post("/v1/chat/completions", self.chat)
 
     def _error(self, status: int, message: str, retry_after: str | None = None) -> web.Response:
         headers = {"Retry-After": retry_after} if retry_after else {}
@@ -160,18 +159,11 @@ class OpenAIFake(ProviderFake):
     provider = "openai"
     azure = False
 
-    def start(self):
-        self._server = OpenAIChatServer(azure=self.azure)
-        self.requests = self._server.requests
-        self._server.server.start()
-        return self
-
-    def stop(self):
-        self._server.server.stop()
+    def new_server(self):
+        return OpenAIChatServer(azure=self.azure)
 
     def deployment_fields(self):
-        base = self._server.server.url
-        return {"api_base": base if self.azure else base + "/v1", "api_key": API_KEY}
+        return {"api_base": self.url if self.azure else self.url + "/v1", "api_key": API_KEY}
 
 
 @register

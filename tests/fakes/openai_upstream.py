@@ -30,7 +30,7 @@ import time
 import orjson
 from aiohttp import web
 
-from tests.fakes.server import AiohttpThread
+from tests.fakes.server import FakeServer
 
 PROMPT_TOKENS = 11
 COMPLETION_TOKENS = 7
@@ -77,25 +77,16 @@ def _usage() -> dict:
     }
 
 
-class FakeOpenAIUpstream:
+class FakeOpenAIUpstream(FakeServer):
     def __init__(self) -> None:
+        super().__init__()
         self.requests: list[dict] = []
         self.closed_streams = 0  # streams whose client went away before the end
         self.served: dict[str, int] = {}  # requests seen per model name (fail-first-<n>)
-        self.app = web.Application()
         self.app.router.add_post("/v1/chat/completions", self.chat)
         self.app.router.add_post("/v1/completions", self.completions)
         self.app.router.add_post("/v1/embeddings", self.embeddings)
-        self._server = AiohttpThread(self.app)
-        self.url = self._server.url
         self.base_url = self.url + "/v1"
-
-    def start(self) -> "FakeOpenAIUpstream":
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
 
     async def _record(self, request: web.Request) -> dict:
         body = orjson.loads(await request.read())

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Any
+from typing import Any, Self
+
+from tests.fakes.server import FakeServer
 
 PROVIDER_FAKES: dict[str, type["ProviderFake"]] = {}
 
 
 class ProviderFake:
+    """One provider's fake upstream as the table sees it; a subclass says which server it runs
+    (new_server) and how a deployment reaches it (deployment_fields)."""
+
     provider: str = ""  # the provider part of provider/model
     table_name: str = ""  # the table's name for it, when one provider has several fakes
     # What the provider can do, so the table skips cases it cannot (e.g. images).
@@ -21,12 +26,24 @@ class ProviderFake:
 
     def __init__(self) -> None:
         self.requests: list[dict] = []  # what reached the upstream: path, headers, body
+        self.server: FakeServer | None = None  # the upstream, once started
 
-    def start(self) -> "ProviderFake":
+    def new_server(self) -> FakeServer:
+        """The upstream server this fake runs; it records what reaches it in `requests`."""
         raise NotImplementedError
+
+    def start(self) -> Self:
+        self.server = self.new_server()
+        self.requests = self.server.requests
+        self.server.start()
+        return self
 
     def stop(self) -> None:
-        raise NotImplementedError
+        self.server.stop()
+
+    @property
+    def url(self) -> str:
+        return self.server.url
 
     def deployment_fields(self) -> dict[str, Any]:
         """ModelDeployment fields that point a deployment at this fake (api_base, api_key, ...)."""

@@ -1,10 +1,14 @@
-"""Running an aiohttp or ASGI app on a loopback port in a background thread, for tests."""
+"""Running an aiohttp or ASGI app on a loopback port in a background thread, for tests.
+
+FakeServer is the base of the fake HTTP services (provider upstreams, Lago, Cohere).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 import threading
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -56,3 +60,24 @@ class AiohttpThread:
         asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
+
+
+class FakeServer:
+    """A fake HTTP service: an aiohttp app served on 127.0.0.1:<free port> from its own thread.
+
+    A subclass adds its routes to `self.app` after calling __init__ and keeps its own state;
+    starting, stopping and the URL are this class's.
+    """
+
+    def __init__(self, **app_options: Any) -> None:
+        self.app = web.Application(**app_options)
+        self._thread = AiohttpThread(self.app)
+        self.url = self._thread.url
+        self.loop = self._thread.loop  # the server's event loop, for waking a handler from another thread
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._thread.stop()
