@@ -19,7 +19,7 @@ from apps.providers.adapters import adapter_for, known_providers
 from apps.providers.registry import ENV_REFERENCE_PREFIX
 
 # The router settings' vocabulary (strategy names, per-error-class policy keys) is the routing app's.
-from apps.routing.policy import (
+from apps.routing.selection.policy import (
     ALLOWED_FAILS_POLICY_KEYS,
     RETRY_POLICY_KEYS,
     ROUTING_STRATEGIES,

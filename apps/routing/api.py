@@ -18,15 +18,15 @@ from apps.core.errors import GatewayError, authentication_failed, internal_error
 from apps.keys.auth import authenticate
 from apps.providers.adapters.base import Operation
 from apps.providers.registry import deployment_registry
-from apps.routing import health
 from apps.routing.anthropic_format import (
     ANTHROPIC_FORMAT,
     anthropic_error_response,
     openai_body_from_anthropic,
 )
-from apps.routing.policy import routing_policy_cache
 from apps.routing.proxy import proxy_request
 from apps.routing.router import deployment_group, may_use_group, usable_deployments
+from apps.routing.selection import health
+from apps.routing.selection.policy import routing_policy_cache
 from apps.routing.validation import json_body
 from apps.spend.tokens import count_prompt_tokens
 

@@ -1,13 +1,13 @@
 """The router's settings: router-wide (one row) and per model group.
 
-Read by the request path only through apps.routing.policy's in-process snapshot;
+Read by the request path only through apps.routing.selection.policy's in-process snapshot;
 saving either model publishes an invalidation (apps.routing.signals).
 """
 
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from apps.routing import policy
+from apps.routing.selection import policy
 
 STRATEGY_CHOICES = [(name, name) for name in policy.ROUTING_STRATEGIES]
 

@@ -28,7 +28,6 @@ from apps.providers.registry import Deployment
 from apps.providers.streaming import OpenAISSEWriter, decoder_for
 from apps.providers.transport import transport, upstream_timeout
 from apps.routing.limits import limits_acquire, limits_settle
-from apps.routing.policy import routing_policy_cache
 from apps.routing.router import (
     RouteProgress,
     RouteRequest,
@@ -38,6 +37,7 @@ from apps.routing.router import (
     route_request,
     routing_fields_pop,
 )
+from apps.routing.selection.policy import routing_policy_cache
 from apps.routing.validation import json_body, validate_body
 from apps.spend.buffer import spend_buffer
 from apps.spend.models import SpendLog

@@ -4,13 +4,13 @@ A request names a model group (or an alias of one, or a name a wildcard group su
 `openai/*` passes through). Within the group, the deployments that may take it are
 those its key may reach, carrying one of its tags, with a context window large enough
 for its prompt, not cooling down and not at their rpm/tpm capacity; the group's
-strategy picks one. A failure is classified (apps.routing.policy.ErrorClass): it
+strategy picks one. A failure is classified (apps.routing.selection.policy.ErrorClass): it
 counts towards the deployment's cooldown, may be retried (on another deployment when
 one is free, else on the same after a backoff), and once the group is exhausted the
 request moves to the group's fallbacks.
 
-Shared state (cooldowns, counters) lives in apps.routing.deployment_state; settings in
-apps.routing.policy. Nothing here reads the database.
+Shared state (cooldowns, counters) lives in apps.routing.selection.deployment_state; settings in
+apps.routing.selection.policy. Nothing here reads the database.
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from apps.core.errors import GatewayError, invalid_request, not_found, permissio
 from apps.keys.context import KeyContext
 from apps.providers.adapters.base import Operation
 from apps.providers.registry import Deployment, deployment_registry
-from apps.routing import policy as routing
-from apps.routing.deployment_state import DeploymentLoad, deployment_state
-from apps.routing.policy import ErrorClass, GroupPolicy, RoutingPolicy, routing_policy_cache
-from apps.routing.strategies import deployment_pick, strategy_needs
+from apps.routing.selection import policy as routing
+from apps.routing.selection.deployment_state import DeploymentLoad, deployment_state
+from apps.routing.selection.policy import ErrorClass, GroupPolicy, RoutingPolicy, routing_policy_cache
+from apps.routing.selection.strategies import deployment_pick, strategy_needs
 from apps.spend.pricing import prices_in_force
 from apps.spend.tokens import request_prompt_tokens
 

@@ -1,5 +1,5 @@
 """Reads of the routing app. The request path never calls these per request: the policy
-is read once per process into apps.routing.policy's cache, deployments into the registry."""
+is read once per process into apps.routing.selection.policy's cache, deployments into the registry."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from apps.keys.master import key_grants_proxy_admin
 from apps.keys.models import VirtualKey
 from apps.providers.models import ModelDeployment
 from apps.routing.models import ModelGroupSettings, RouterSettings
-from apps.routing.policy import RoutingPolicy, routing_policy_build
+from apps.routing.selection.policy import RoutingPolicy, routing_policy_build
 
 
 def routing_policy_get() -> RoutingPolicy:

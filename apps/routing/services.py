@@ -12,9 +12,9 @@ from apps.providers.config import GatewayConfig, RouterSpec
 from apps.providers.models import ModelDeployment
 from apps.providers.registry import deployments_load
 from apps.providers.services import ConfigSyncReport, deployments_sync_from_config
-from apps.routing import policy
-from apps.routing.health import deployments_probe
 from apps.routing.models import ModelGroupSettings, RouterSettings
+from apps.routing.selection import policy
+from apps.routing.selection.health import deployments_probe
 
 _GROUP_FIELDS = (
     "routing_strategy", "num_retries", "retry_policy", "timeout", "stream_timeout", "allowed_fails",

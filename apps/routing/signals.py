@@ -5,7 +5,7 @@ from django.dispatch import receiver
 
 from apps.core.invalidation import publish_on_commit
 from apps.routing.models import ModelGroupSettings, RouterSettings
-from apps.routing.policy import KIND_ROUTER_SETTINGS
+from apps.routing.selection.policy import KIND_ROUTER_SETTINGS
 
 
 @receiver([post_save, post_delete], sender=RouterSettings)

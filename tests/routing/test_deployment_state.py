@@ -10,7 +10,7 @@ import uuid
 import pytest
 from django.conf import settings
 
-from apps.routing.deployment_state import COOLDOWNS_ONLY, MemoryDeploymentState, StateNeeds
+from apps.routing.selection.deployment_state import COOLDOWNS_ONLY, MemoryDeploymentState, StateNeeds
 
 EVERYTHING = StateNeeds(usage=True, in_flight=True, latency=True)
 BACKENDS = ["memory", pytest.param("redis", marks=pytest.mark.skipif(not settings.REDIS_URL, reason="needs Redis"))]
@@ -19,7 +19,7 @@ BACKENDS = ["memory", pytest.param("redis", marks=pytest.mark.skipif(not setting
 def make(kind: str):
     if kind == "memory":
         return MemoryDeploymentState()
-    from apps.routing.deployment_state import RedisDeploymentState
+    from apps.routing.selection.deployment_state import RedisDeploymentState
 
     return RedisDeploymentState()
 
@@ -84,7 +84,7 @@ def test_latency_is_a_moving_average(state):
 
 @pytest.mark.skipif(not settings.REDIS_URL, reason="needs Redis")
 def test_two_processes_share_cooldowns_through_redis():
-    from apps.routing.deployment_state import RedisDeploymentState
+    from apps.routing.selection.deployment_state import RedisDeploymentState
 
     first, second = RedisDeploymentState(), RedisDeploymentState()  # as two replicas would have
     k = key()
@@ -98,7 +98,7 @@ def test_a_server_reads_cooldowns_from_its_mirror_and_still_sees_another_replica
     reaches this one's mirror through pub/sub within moments."""
     import httpx
 
-    from apps.routing.deployment_state import RedisDeploymentState, deployment_state
+    from apps.routing.selection.deployment_state import RedisDeploymentState, deployment_state
     from conftest import MASTER_KEY, wait_for
 
     first = make_deployment("mirrored", upstream_model="mirror-a")

@@ -14,7 +14,6 @@ import os
 from decimal import Decimal
 
 import httpx
-import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

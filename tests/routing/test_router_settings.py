@@ -9,7 +9,7 @@ import httpx
 import pytest
 from django.core.management import CommandError, call_command
 
-from apps.routing import policy
+from apps.routing.selection import policy
 from conftest import MASTER_KEY
 from tests.routing.conftest import MESSAGES, unique
 

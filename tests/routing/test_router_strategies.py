@@ -10,9 +10,9 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from apps.routing import policy
-from apps.routing.deployment_state import DeploymentLoad
-from apps.routing.strategies import deployment_pick, shuffle_weights
+from apps.routing.selection import policy
+from apps.routing.selection.deployment_state import DeploymentLoad
+from apps.routing.selection.strategies import deployment_pick, shuffle_weights
 from conftest import MASTER_KEY
 from tests.routing.conftest import MESSAGES, unique
 

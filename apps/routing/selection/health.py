@@ -17,7 +17,7 @@ from apps.keys.auth import authenticate, raw_key_from_request
 from apps.providers.adapters.base import Operation
 from apps.providers.registry import Deployment, deployment_state_key
 from apps.providers.transport import UpstreamTransport
-from apps.routing.deployment_state import COOLDOWNS_ONLY, deployment_state
+from apps.routing.selection.deployment_state import COOLDOWNS_ONLY, deployment_state
 from apps.routing.selectors import deployment_health_list, key_is_proxy_admin, user_from_session
 
 

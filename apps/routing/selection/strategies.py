@@ -1,7 +1,7 @@
 """How a group's strategy picks one deployment among those free to take the request.
 
 Each strategy is a pure function of the candidates and their shared state
-(apps.routing.deployment_state), so it is the same on every replica and easy to test.
+(apps.routing.selection.deployment_state), so it is the same on every replica and easy to test.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import random
 from decimal import Decimal
 
 from apps.providers.registry import Deployment
-from apps.routing import policy
-from apps.routing.deployment_state import COOLDOWNS_ONLY, DeploymentLoad, StateNeeds
+from apps.routing.selection import policy
+from apps.routing.selection.deployment_state import COOLDOWNS_ONLY, DeploymentLoad, StateNeeds
 from apps.spend.pricing import prices_in_force
 
 _NEEDS = {
