@@ -3,7 +3,7 @@ function-local imports too:
 
 - `apps.core` is what every app uses: it imports no app.
 - No app imports another app's private modules: a module named `_*`, or an entry point
-  (its views `api`/`views`, `admin`, `urls`, `tasks`, `signals`, `apps`, management commands).
+  (its views `api`/`v1_api`/`views`, `admin`, `urls`, `tasks`, `signals`, `apps`, management commands).
   Only the URLconf that gathers the management API's routes (`apps.management.urls`) imports
   the apps' `api` modules.
 - `apps.management` (the management API's framework and permission rules) is imported only by
@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 APPS = ROOT / "apps"
-ENTRY_POINTS = {"api", "views", "admin", "urls", "tasks", "signals", "apps"}
+ENTRY_POINTS = {"api", "v1_api", "views", "admin", "urls", "tasks", "signals", "apps"}
 MANAGEMENT_USERS = {"api", "admin", "serializers", "urls"}  # the modules that may use apps.management
 URLCONF_GATHERING_VIEWS = "apps.management.urls"
 

@@ -107,10 +107,10 @@ class RequestAccount:
                 limits_settle(self.scopes, self.request_id, usage.prompt_tokens + usage.completion_tokens, cost),
                 name="limits-settle",
             )
-        lease = self.route.lease
-        if lease is not None and lease.release_needed:
-            spawn(lease.release(tokens=usage.prompt_tokens + usage.completion_tokens,
-                                succeeded=status == SpendLog.Status.SUCCESS), name="route-release")
+        release = self.route.settle(tokens=usage.prompt_tokens + usage.completion_tokens,
+                                    succeeded=status == SpendLog.Status.SUCCESS)
+        if release is not None:
+            spawn(release, name="route-release")
         spend_buffer.add(
             SpendRecord(
                 request_id=self.request_id,
@@ -335,8 +335,7 @@ async def _stream_open(
             f"The {deployment.provider} stream ended before any event.",
             status=502, type="api_error", code="empty_upstream_stream",
         ) from None
-    if account.route.lease is not None:
-        account.route.lease.mark_first_token()
+    account.route.first_token()
     return SSEResponse(_prepend(first, events), headers=account.response_headers())
 
 

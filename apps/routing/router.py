@@ -11,6 +11,10 @@ request moves to the group's fallbacks.
 
 Shared state (cooldowns, counters) lives in apps.routing.selection.deployment_state; settings in
 apps.routing.selection.policy. Nothing here reads the database.
+
+The router knows no provider or client format: the caller hands it `call` (one attempt on
+one deployment) and gets back the first answer; the hold on the answering deployment stays
+in `RouteProgress`, which the caller settles when the request ends (after its stream).
 """
 
 from __future__ import annotations
@@ -282,6 +286,19 @@ class RouteProgress:
     attempted_fallbacks: int = 0
     waited_seconds: float = 0.0  # in backoff before retries
     lease: DeploymentLease | None = None  # the attempt in progress, or the one that answered
+
+    # The answer outlives route_request when it streams, so whoever ends the request ends the
+    # lease through these two calls; the lease itself stays the router's business.
+    def first_token(self) -> None:
+        if self.lease is not None:
+            self.lease.mark_first_token()
+
+    def settle(self, *, tokens: int, succeeded: bool) -> Awaitable[None] | None:
+        """The release of the answering deployment's hold, to spawn; None when nothing is held."""
+        lease, self.lease = self.lease, None
+        if lease is None or not lease.release_needed:
+            return None
+        return lease.release(tokens=tokens, succeeded=succeeded)
 
 
 # --- failures --------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ Paths are given without /v1; the data plane strips that prefix first.
 
 from django.urls import path
 
-from apps.routing.api import api
+from apps.routing.v1_api import api
 
 urlpatterns = [path("", api.urls)]
 
