@@ -17,7 +17,16 @@ from django.http import HttpResponse
 from apps.core.errors import GatewayError, invalid_request
 from apps.providers.adapters.base import TranslatedResponse, Usage
 from apps.routing.proxy import ClientFormat
-from apps.routing.validation import positive_int_check
+from apps.routing.validation import (
+    array_of,
+    integer,
+    missing,
+    number,
+    obj,
+    one_of,
+    positive_int_check,
+    string,
+)
 
 _STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
                  "function_call": "tool_use", "content_filter": "refusal"}
@@ -97,8 +106,8 @@ def _convert_message(index: int, message: Any) -> list[dict]:
     out: list[dict] = []
     parts: list[dict] = []
     tool_calls: list[dict] = []
-    for number, block in enumerate(content):
-        block_where = f"{where}.content[{number}]"
+    for position, block in enumerate(content):
+        block_where = f"{where}.content[{position}]"
         kind = block.get("type") if isinstance(block, dict) else None
         if kind == "text":
             parts.append(_text_part(block, block_where))
@@ -157,6 +166,10 @@ def _tools(tools: Any) -> list[dict]:
     return out
 
 
+# Anthropic's ranges, narrower than OpenAI's (temperature up to 1).
+_SAMPLING = {"temperature": number(0, 1), "top_p": number(0, 1), "top_k": integer(0)}
+
+
 def _optional(body: dict, name: str, kinds: tuple, what: str) -> Any:
     value = body.get(name)
     if value is not None and (not isinstance(value, kinds) or isinstance(value, bool) and bool not in kinds):
@@ -166,24 +179,28 @@ def _optional(body: dict, name: str, kinds: tuple, what: str) -> Any:
 
 def openai_body_from_anthropic(body: dict) -> dict:
     """An OpenAI chat request from an Anthropic Messages request (validated as it goes)."""
-    if not isinstance(body.get("model"), str) or not body["model"]:
-        raise invalid_request("'model' is required.", param="model", code="missing_required_parameter")
-    max_tokens = body.get("max_tokens")
-    if max_tokens is None:
-        raise invalid_request("'max_tokens' is required: a positive integer.", param="max_tokens")
+    for name in ("model", "max_tokens", "messages"):
+        if body.get(name) is None:
+            raise missing(name)
+    string(body["model"], "model")
+    if not body["model"]:
+        raise invalid_request("Invalid 'model': empty string. Expected a non-empty string.", param="model",
+                              code="empty_string")
+    max_tokens = body["max_tokens"]
     positive_int_check(body, "max_tokens")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise invalid_request("'messages' is required: a non-empty array.", param="messages")
+    messages = body["messages"]
+    array_of(obj, min_items=1)(messages, "messages")
     converted: list[dict] = []
     if body.get("system") is not None:
         converted.append({"role": "system", "content": _system_content(body["system"], "system")})
     for index, message in enumerate(messages):
         converted.extend(_convert_message(index, message))
     openai_body: dict[str, Any] = {"model": body["model"], "messages": converted, "max_tokens": max_tokens}
-    for name in ("temperature", "top_p", "top_k"):
-        if _optional(body, name, (int, float), "a number") is not None and name != "top_k":
-            openai_body[name] = body[name]
+    for name, check in _SAMPLING.items():
+        if body.get(name) is not None:
+            check(body[name], name)
+            if name != "top_k":  # OpenAI's chat has no top_k
+                openai_body[name] = body[name]
     stop = _optional(body, "stop_sequences", (list,), "an array of strings")
     if stop and not all(isinstance(item, str) for item in stop):
         raise invalid_request("'stop_sequences' must be an array of strings.", param="stop_sequences")
@@ -215,9 +232,13 @@ def openai_body_from_anthropic(body: dict) -> dict:
         if choice.get("disable_parallel_tool_use") and tools:
             openai_body["parallel_tool_calls"] = False
     thinking = _optional(body, "thinking", (dict,), "an object")
+    if thinking is not None:
+        one_of("enabled", "disabled", "adaptive")(thinking.get("type"), "thinking.type")
     if isinstance(thinking, dict) and thinking.get("type") == "enabled":
-        positive_int_check(thinking, "budget_tokens", param="thinking.budget_tokens")
-        budget = thinking.get("budget_tokens") or 0
+        if thinking.get("budget_tokens") is None:
+            raise missing("thinking.budget_tokens")
+        integer(1024, max_tokens - 1)(thinking["budget_tokens"], "thinking.budget_tokens")
+        budget = thinking["budget_tokens"]
         openai_body["reasoning_effort"] = "low" if budget <= 1024 else "medium" if budget <= 4096 else "high"
     _optional(body, "stream", (bool,), "a boolean")
     if body.get("stream") is True:
@@ -275,6 +296,9 @@ class AnthropicFormat(ClientFormat):
 
     def stream_writer(self, *, include_usage: bool, model: str):
         return AnthropicSSEWriter(model)
+
+    def request_body(self, body: dict) -> dict:
+        return openai_body_from_anthropic(body)
 
 
 ANTHROPIC_FORMAT = AnthropicFormat()

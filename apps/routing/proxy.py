@@ -177,6 +177,10 @@ class ClientFormat:
     def response_body(self, translated: TranslatedResponse, model: str) -> bytes:
         return translated.body
 
+    def request_body(self, body: dict) -> dict:
+        """The client's body as an OpenAI-format request (validated after)."""
+        return body
+
 
 OPENAI_FORMAT = ClientFormat()
 
@@ -185,24 +189,31 @@ async def proxy_request(
     request: HttpRequest,
     operation: Operation,
     *,
-    body: dict | None = None,
     client_format: ClientFormat = OPENAI_FORMAT,
 ) -> HttpResponse:
-    """Serve one request. `body` is the OpenAI-format body when the caller already translated it."""
+    """Serve one request, whatever its client format."""
     context: KeyContext = request.auth
-    if body is None:
-        body = json_body(request)
-    model, stream = validate_body(operation, body)
     account = RequestAccount(context, operation, request.scope.get(REQUEST_ID_SCOPE_KEY))
-    account.model = model
-    account.stream = stream
-    account.body = body
     try:
+        body = client_format.request_body(json_body(request))
+        model, stream = validate_body(operation, body)
+        account.stream = stream
+        account.body = body
         upstream_body, tags, client_fallbacks = routing_fields_pop(body)
         if tags or "metadata" in upstream_body:
             account.metadata = spend_metadata(upstream_body.get("metadata"), tags)
         routing_policy = await routing_policy_cache.get()
-        group = await model_group_resolve(model, context, routing_policy, tags=tags)
+        try:
+            group = await model_group_resolve(model, context, routing_policy, tags=tags)
+        except GatewayError as error:
+            if error.code == "model_not_found":
+                # Kept out of the model column, and so out of the per-model rollups and metrics,
+                # which a key could otherwise flood with made-up names.
+                account.metadata = {**(account.metadata or {}), "requested_model": model[:200]}
+            else:
+                account.model = model
+            raise
+        account.model = model
         await entitlement_check(context)  # the billing entity's wallet (a dict lookup; off without Lago)
         scopes = context.scopes
         if model in context.model_scopes:
@@ -215,6 +226,9 @@ async def proxy_request(
             account.limits_acquired = True
             account.scopes = scopes
     except GatewayError as error:
+        # Refused before routing: still a spend row (status error, no cost) for whoever audits
+        # the key; a request without a valid key never gets this far (see README, Spend).
+        account.settle_error(error)
         raise account.error_with_headers(error) from None
 
     route = RouteRequest(

@@ -163,6 +163,14 @@ class RouteRequest:
     client_fallbacks: tuple[str, ...] = ()
     _prompt_tokens: int | None = None
 
+    def output_tokens(self) -> int | None:
+        """The answer's size the client allows (validated before routing), if it set one."""
+        if self.operation is Operation.CHAT:
+            return self.body.get("max_completion_tokens") or self.body.get("max_tokens")
+        if self.operation is Operation.COMPLETION:
+            return self.body.get("max_tokens")
+        return None
+
     def prompt_tokens(self) -> int:
         """The prompt's size, estimated once, and only when a context window is checked."""
         if self._prompt_tokens is None:
@@ -460,6 +468,11 @@ async def _candidates(
         if not deployments:
             failure.context_too_long = True
             return [], []
+    requested = route.output_tokens()
+    if requested:
+        deployments = [d for d in deployments if (limit := output_token_limit(d)) is None or requested <= limit]
+        if not deployments:
+            return [], []
     needs = strategy_needs(group.policy.strategy)
     if not needs.usage and any(d.rpm or d.tpm for d in deployments):
         needs = dataclasses.replace(needs, usage=True)  # capacity is checked before the call
@@ -562,12 +575,35 @@ def _fallback_names(failure: GroupFailure, group: ModelGroup, routing_policy: Ro
     return [name for name in dict.fromkeys(names) if name != group.name]
 
 
+def output_token_limit(deployment: Deployment) -> int | None:
+    """The most tokens the deployment's model answers with, when the price catalog knows it."""
+    prices = prices_in_force(deployment)
+    return prices.max_output_tokens if prices is not None else None
+
+
+def output_limit_check(group: ModelGroup, route: RouteRequest) -> None:
+    """A 400 before any call when no deployment of the group can answer that long, as OpenAI
+    refuses it; a group where some deployment's limit is unknown is left to try."""
+    requested = route.output_tokens()
+    if not requested:
+        return
+    limits = [output_token_limit(d) for d in group.deployments]
+    if None in limits or requested <= max(limits):
+        return
+    param = "max_completion_tokens" if route.body.get("max_completion_tokens") else "max_tokens"
+    raise invalid_request(
+        f"{param} is too large: {requested}. This model supports at most {max(limits)} completion tokens, "
+        f"whereas you provided {requested}.", param=param, code="invalid_value",
+    )
+
+
 async def route_request(
     model: str, primary: ModelGroup, *, context: KeyContext, routing_policy: RoutingPolicy,
     route: RouteRequest, call: Call, progress: RouteProgress,
 ):
     """Serve the request from `primary`, then from its fallbacks: the first answer `call`
     gives, else the error that explains why there is none."""
+    output_limit_check(primary, route)
     outcome = await _group_serve(primary, route, call, progress)
     if not isinstance(outcome, GroupFailure):
         return outcome

@@ -107,14 +107,14 @@ async def embeddings(request: HttpRequest):
 
 @api.post("/messages", summary="Anthropic Messages format, served by any deployment")
 async def messages(request: HttpRequest):
-    body = openai_body_from_anthropic(json_body(request))
-    return await proxy_request(request, Operation.CHAT, body=body, client_format=ANTHROPIC_FORMAT)
+    return await proxy_request(request, Operation.CHAT, client_format=ANTHROPIC_FORMAT)
 
 
 @api.post("/messages/count_tokens", summary="Anthropic token count (counted with tiktoken)")
 async def messages_count_tokens(request: HttpRequest):
     raw = json_body(request)
-    body = openai_body_from_anthropic({"max_tokens": 1, **raw})
+    # A count needs no max_tokens; the largest one keeps any thinking budget below it.
+    body = openai_body_from_anthropic({"max_tokens": 2**31 - 1, **raw})
     await deployment_group(body["model"], request.auth)  # 404 / 403 as for a message
     return _json({"input_tokens": await count_prompt_tokens(body["messages"], body.get("tools"))})
 
