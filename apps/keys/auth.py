@@ -23,14 +23,20 @@ def raw_key_from_request(request: HttpRequest) -> str | None:
         scheme, _, value = authorization.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
-    return meta.get("HTTP_API_KEY") or meta.get("HTTP_X_API_KEY") or None
+    # LiteLLM's own header (with or without "Bearer "), then Azure's, Anthropic's and Google's.
+    litellm = meta.get("HTTP_X_LITELLM_API_KEY")
+    if litellm:
+        scheme, _, value = litellm.partition(" ")
+        return (value if scheme.lower() == "bearer" else litellm).strip() or None
+    return meta.get("HTTP_API_KEY") or meta.get("HTTP_X_API_KEY") or meta.get("HTTP_X_GOOG_API_KEY") or None
 
 
 async def authenticate(request: HttpRequest) -> KeyContext:
     raw_key = raw_key_from_request(request)
     if not raw_key:
         raise authentication_failed(
-            "No API key provided. Send it as 'Authorization: Bearer <key>', 'api-key' or 'x-api-key'.",
+            "No API key provided. Send it as 'Authorization: Bearer <key>', 'x-litellm-api-key', 'api-key', "
+            "'x-api-key' or 'x-goog-api-key'.",
             code="missing_api_key",
         )
     if settings.GATEWAY_JWT_JWKS_URL and looks_like_jwt(raw_key):

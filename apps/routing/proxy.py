@@ -70,7 +70,7 @@ class RequestAccount:
 
     __slots__ = ("request_id", "context", "operation", "model", "deployment", "stream", "started",
                  "started_wall", "settled", "body", "limits_acquired", "limit_headers", "scopes",
-                 "route", "upstream_seconds", "metadata", "stored_response")
+                 "route", "upstream_seconds", "metadata", "stored_response", "model_group", "cost")
 
     def __init__(self, context: KeyContext, operation: Operation, request_id: str | None = None) -> None:
         self.request_id = request_id or uuid.uuid4().hex
@@ -90,6 +90,8 @@ class RequestAccount:
         self.upstream_seconds = 0.0  # waiting for upstreams, every attempt included
         self.metadata: dict | None = None  # the client's metadata and tags, for the spend log
         self.stored_response: dict | None = None  # the answer, when the key stores prompts
+        self.model_group = ""  # the group serving the model (an alias's target)
+        self.cost = None  # USD, once settled and priced
 
     def settle(self, *, status: str, usage: Usage | None = None, http_status: int | None = None,
                error_type: str = "") -> None:
@@ -101,7 +103,7 @@ class RequestAccount:
         context = self.context
         ended = time.time()
         priced = price_usage(deployment, usage, at=self.started_wall)  # the prices in force at its start
-        cost = priced.cost
+        cost = self.cost = priced.cost
         if self.limits_acquired:
             spawn(
                 limits_settle(self.scopes, self.request_id, usage.prompt_tokens + usage.completion_tokens, cost),
@@ -161,6 +163,17 @@ class RequestAccount:
         }
         if self.deployment is not None:
             headers["x-gateway-model-id"] = str(self.deployment.id)
+        # LiteLLM's names for the same facts, which its clients and dashboards read.
+        headers["x-litellm-call-id"] = self.request_id
+        headers["x-litellm-attempted-retries"] = headers["x-gateway-attempted-retries"]
+        headers["x-litellm-attempted-fallbacks"] = headers["x-gateway-attempted-fallbacks"]
+        headers["x-litellm-overhead-duration-ms"] = headers["x-gateway-overhead-ms"]
+        if self.deployment is not None:
+            headers["x-litellm-model-id"] = headers["x-gateway-model-id"]
+        if self.model_group:
+            headers["x-litellm-model-group"] = self.model_group
+        if self.cost is not None:
+            headers["x-litellm-response-cost"] = format(self.cost, "f")
         return headers
 
     def error_with_headers(self, error: GatewayError) -> GatewayError:
@@ -214,6 +227,7 @@ async def proxy_request(
                 account.model = model
             raise
         account.model = model
+        account.model_group = group.name
         await entitlement_check(context)  # the billing entity's wallet (a dict lookup; off without Lago)
         scopes = context.scopes
         if model in context.model_scopes:
