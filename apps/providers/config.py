@@ -107,6 +107,8 @@ class GatewayConfig:
     router_settings: dict[str, Any] = field(default_factory=dict)
     litellm_settings: dict[str, Any] = field(default_factory=dict)
     router: RouterSpec = field(default_factory=RouterSpec)
+    # Keys of the file the gateway does not act on, each with why: "litellm_settings.cache: ...".
+    ignored: list[str] = field(default_factory=list)
 
 
 # Provider secrets besides api_key: stored encrypted, like it.
@@ -427,6 +429,49 @@ def _router_spec(router_settings: dict, litellm_settings: dict) -> RouterSpec:
     return spec
 
 
+_SECTIONS = ("model_list", "general_settings", "router_settings", "litellm_settings", "environment_variables")
+_GENERAL_KEYS = {"master_key", "store_prompts_in_spend_logs"}
+_LITELLM_KEYS = _LITELLM_ROUTER_KEYS | {"drop_params"}
+_MODEL_INFO_KEYS = {"id", "mode", "access_groups", "max_input_tokens"}
+# Why a key LiteLLM reads is not read here, where a reason helps more than "not supported".
+_IGNORED_BECAUSE = {
+    "database_url": "the gateway reads DATABASE_URL from the environment",
+    "redis_host": "the gateway reads REDIS_URL from the environment",
+    "redis_port": "the gateway reads REDIS_URL from the environment",
+    "redis_password": "the gateway reads REDIS_URL from the environment",
+    "redis_url": "the gateway reads REDIS_URL from the environment",
+    "cache": "response caching is not available yet",
+    "cache_params": "response caching is not available yet",
+    "callbacks": "callbacks are not available yet",
+    "success_callback": "callbacks are not available yet",
+    "failure_callback": "callbacks are not available yet",
+    "guardrails": "guardrails are not available yet",
+    "enable_tag_filtering": "tag filtering is always on: a request's tags pick the deployments that carry them",
+    "provider_budget_config": "provider budgets are not available yet",
+}
+
+
+def _not_acted_on(where: str, name: str) -> str:
+    reason = _IGNORED_BECAUSE.get(name, "not read by this gateway")
+    return f"{where}{name}: {reason}"
+
+
+def config_ignored(document: dict) -> list[str]:
+    """Every key of a config file that the gateway does not act on: an operator moving a LiteLLM
+    config across must not believe a feature is on when it is off."""
+    ignored = [_not_acted_on("", str(name)) for name in document if name not in _SECTIONS]
+    for section, known in (("general_settings", _GENERAL_KEYS), ("router_settings", _ROUTER_KEYS),
+                           ("litellm_settings", _LITELLM_KEYS)):
+        values = document.get(section) or {}
+        ignored += [_not_acted_on(f"{section}.", str(name)) for name in values if name not in known]
+    for index, entry in enumerate(document.get("model_list") or []):
+        model_info = entry.get("model_info") if isinstance(entry, dict) else None
+        if isinstance(model_info, dict):
+            ignored += [_not_acted_on(f"model_list[{index}].model_info.", str(name))
+                        for name in model_info if name not in _MODEL_INFO_KEYS]
+    return ignored
+
+
 def config_parse(text: str) -> GatewayConfig:
     try:
         document = yaml.safe_load(text)
@@ -437,7 +482,7 @@ def config_parse(text: str) -> GatewayConfig:
     if not isinstance(document, dict):
         raise ConfigError("the top level must be a mapping (model_list, general_settings, ...)")
     sections = {}
-    for section in ("general_settings", "router_settings", "litellm_settings", "environment_variables"):
+    for section in _SECTIONS[1:]:
         value = document.get(section) or {}
         if not isinstance(value, dict):
             raise ConfigError(f"{section}: must be a mapping")
@@ -468,6 +513,7 @@ def config_parse(text: str) -> GatewayConfig:
         router_settings=sections["router_settings"],
         litellm_settings=sections["litellm_settings"],
         router=_router_spec(sections["router_settings"], sections["litellm_settings"]),
+        ignored=config_ignored(document),
     )
 
 

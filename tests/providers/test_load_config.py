@@ -137,3 +137,59 @@ def test_invalid_file_names_entry_and_field_and_changes_nothing(tmp_path, text, 
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(CommandError, match="cannot read"):
         call_command("load_config", str(tmp_path / "nope.yaml"))
+
+
+LITELLM_EXTRAS = """
+model_list:
+  - model_name: gpt-4o
+    litellm_params:
+      model: openai/gpt-4o
+      api_key: sk-inline
+    model_info:
+      id: a
+      base_model: azure/gpt-4o
+litellm_settings:
+  drop_params: true
+  num_retries: 2
+  cache: true
+  cache_params: {type: redis}
+  success_callback: [langfuse]
+router_settings:
+  routing_strategy: simple-shuffle
+  redis_host: redis.internal
+  enable_tag_filtering: true
+  provider_budget_config: {openai: {budget_limit: 10}}
+general_settings:
+  master_key: sk-x
+  alerting: [slack]
+guardrails:
+  - guardrail_name: pii
+"""
+
+
+def test_keys_not_acted_on_are_reported_by_name(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(LITELLM_EXTRAS)
+    out, err = StringIO(), StringIO()
+    call_command("load_config", str(path), stdout=out, stderr=err)
+    reported = err.getvalue()
+    for key in ("litellm_settings.cache:", "litellm_settings.cache_params:", "litellm_settings.success_callback:",
+                "router_settings.redis_host: the gateway reads REDIS_URL", "router_settings.enable_tag_filtering:",
+                "router_settings.provider_budget_config:", "general_settings.alerting:", "guardrails:",
+                "model_list[0].model_info.base_model:"):
+        assert key in reported, (key, reported)
+    # What it does act on is not reported.
+    for key in ("drop_params", "num_retries", "routing_strategy", "master_key", "model_info.id"):
+        assert key not in reported, (key, reported)
+    assert "1 created" in out.getvalue()
+
+
+def test_strict_refuses_a_file_with_keys_not_acted_on_and_changes_nothing(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(LITELLM_EXTRAS)
+    with pytest.raises(CommandError, match=r"9 key\(s\) this gateway does not act on"):
+        call_command("load_config", str(path), "--strict", stdout=StringIO(), stderr=StringIO())
+    assert not ModelDeployment.objects.exists()
+    path.write_text(GOOD.replace("api_key: os.environ/TEST_OPENAI_KEY", "api_key: sk-inline"))
+    call_command("load_config", str(path), "--strict", stdout=StringIO(), stderr=StringIO())
+    assert ModelDeployment.objects.count() == 3

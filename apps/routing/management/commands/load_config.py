@@ -9,12 +9,21 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("file", help="Path of the config.yaml")
+        parser.add_argument("--strict", action="store_true",
+                            help="Refuse the file if it has keys this gateway does not act on")
 
-    def handle(self, *args, file: str, **options):
+    def handle(self, *args, file: str, strict: bool = False, **options):
         try:
             config = config_read(file)
         except ConfigError as exc:
             raise CommandError(f"{file}: {exc}. Nothing was changed.") from None
+        for line in config.ignored:
+            self.stderr.write(f"  not acted on {line}")
+        if strict and config.ignored:
+            raise CommandError(
+                f"{file}: {len(config.ignored)} key(s) this gateway does not act on (listed above); "
+                "remove them or load without --strict. Nothing was changed."
+            )
         report = gateway_config_apply(config=config)
         for label in report.created:
             self.stdout.write(f"  created      {label}")

@@ -36,6 +36,8 @@ class Command(BaseCommand):
                 config = config_read(settings.GATEWAY_CONFIG)
             except ConfigError as exc:
                 raise CommandError(f"GATEWAY_CONFIG {settings.GATEWAY_CONFIG}: {exc}") from None
+            for line in config.ignored:
+                self.stderr.write(f"Warning: GATEWAY_CONFIG {settings.GATEWAY_CONFIG}: not acted on {line}")
             report = gateway_config_apply(config=config)
             self.stdout.write(f"Loaded {settings.GATEWAY_CONFIG}: {report.summary()}.")
         if settings.GATEWAY_ADMIN_USER and settings.GATEWAY_ADMIN_PASSWORD:
