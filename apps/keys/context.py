@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from fnmatch import fnmatchcase
 
 from apps.keys.limits import LimitScope
@@ -29,6 +30,9 @@ class KeyContext:
     # Keep the request's messages and answer in its spend log (the key's, else its team's,
     # else the gateway's choice; off by default).
     store_prompts: bool = False
+    # The key's spend in its budget period when the context was loaded (LiteLLM's
+    # x-litellm-key-spend): as stale as the cached context, never read per request.
+    key_spend: Decimal | None = None
 
     def may_use_model(self, model: str, *, names: tuple[str, ...] = (), access_groups: tuple[str, ...] = ()) -> bool:
         """`names`: the model's other names (provider/upstream of its deployments), which

@@ -134,6 +134,7 @@ def _context(*, key, user_id, user_limits, team, organization, token_hash: str, 
         + tuple(s for s in (team_member_scope(team, user_id, membership),) if s is not None),
         model_scopes=_model_scopes(key) if key is not None else {},
         store_prompts=_store_prompts(key, team),
+        key_spend=getattr(key, "spend", None),
     )
 
 

@@ -174,6 +174,8 @@ class RequestAccount:
             headers["x-litellm-model-group"] = self.model_group
         if self.cost is not None:
             headers["x-litellm-response-cost"] = format(self.cost, "f")
+        if self.context.key_spend is not None:
+            headers["x-litellm-key-spend"] = format(self.context.key_spend, "f")
         return headers
 
     def error_with_headers(self, error: GatewayError) -> GatewayError:

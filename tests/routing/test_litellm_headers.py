@@ -9,6 +9,8 @@ import httpx
 import openai
 import pytest
 
+from conftest import MASTER_KEY
+
 CHAT = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}
 
 
@@ -41,6 +43,19 @@ def test_litellm_response_headers(gateway, key, spend_logs):
     # The cost is the spend log's, to the last digit (cached tokens at their own price included).
     (log,) = spend_logs(1)
     assert log.cost and Decimal(headers["x-litellm-response-cost"]) == log.cost
+    assert Decimal(headers["x-litellm-key-spend"]) == 0  # as loaded, before this request's spend
+
+
+def test_key_spend_is_the_spend_the_key_was_loaded_with(gateway, make_deployment, make_key):
+    make_deployment("gpt-test")
+    key, raw = make_key(alias="spender")
+    type(key).objects.filter(pk=key.pk).update(spend=Decimal("1.25"))
+    response = httpx.post(gateway.url + "/v1/chat/completions", json=CHAT, headers={"x-litellm-api-key": raw})
+    assert response.status_code == 200
+    assert Decimal(response.headers["x-litellm-key-spend"]) == Decimal("1.25")
+    master = httpx.post(gateway.url + "/v1/chat/completions", json=CHAT,
+                        headers={"Authorization": f"Bearer {MASTER_KEY}"})
+    assert "x-litellm-key-spend" not in master.headers  # the master key is no virtual key
 
 
 def test_a_refusal_carries_the_call_id_but_no_cost(gateway, key):
