@@ -617,6 +617,22 @@ def model_access(actor: Actor) -> ModelAccess | None:
     return ModelAccess(organization_ids=organization_ids, paths=paths)
 
 
+def model_price_access(actor: Actor) -> ModelAccess | None:
+    """Whose deployments' prices a caller may calculate with (POST /spend/calculate): the models
+    /model/info lists it; a key without a user, the models it may call itself (its own, its
+    team's and its organization's restrictions). The price catalog is public to every caller."""
+    if actor.is_proxy_admin or actor.user is not None:
+        return model_access(actor)
+    key = actor.key
+    organization_id = _key_organization_id(key)
+    organization = key.organization if key.organization_id else (key.team.organization if key.team_id else None)
+    levels = (key.models, key.team.models if key.team_id else None, organization.models if organization else None)
+    return ModelAccess(
+        organization_ids=frozenset({organization_id} if organization_id else ()),
+        paths=[tuple(frozenset(level) for level in levels if level)],
+    )
+
+
 # --- spend (GET /spend/logs, /spend/report) ------------------------------------------------
 
 

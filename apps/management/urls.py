@@ -54,6 +54,12 @@ api_urlpatterns = [
     path("spend/report", spend.SpendReportApi.as_view(), name="spend-report"),
     # LiteLLM's name for its report route (its answer's shape is this gateway's /spend/report's).
     path("global/spend/report", spend.SpendReportApi.as_view(), name="global-spend-report"),
+    path("global/spend/logs", spend.GlobalSpendLogsApi.as_view(), name="global-spend-logs"),
+    path("global/spend/keys", spend.GlobalSpendKeysApi.as_view(), name="global-spend-keys"),
+    path("global/spend/models", spend.GlobalSpendModelsApi.as_view(), name="global-spend-models"),
+    path("global/spend/tags", spend.GlobalSpendTagsApi.as_view(), name="global-spend-tags"),
+    path("spend/tags", spend.SpendTagsApi.as_view(), name="spend-tags"),
+    path("spend/calculate", spend.SpendCalculateApi.as_view(), name="spend-calculate"),
 ]
 
 schema_view = get_schema_view(

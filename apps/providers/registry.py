@@ -82,51 +82,56 @@ def deployment_state_key(pk: int, created_at) -> str:
     return f"{pk}.{int(created_at.timestamp() * 1_000_000)}"
 
 
+def deployment_from_row(row) -> Deployment | None:
+    """A ModelDeployment row as the data plane holds it; None when its provider is unknown."""
+    adapter = adapter_for(row.provider, row.upstream_model)
+    if adapter is None:
+        logger.warning("deployment %s has unknown provider %r; skipped", row.pk, row.provider)
+        return None
+    api_key = resolve_secret(row.api_key)
+    if api_key is None and adapter.api_key_env:
+        api_key = os.environ.get(adapter.api_key_env) or None
+    return Deployment(
+        id=row.pk,
+        model_name=row.model_name,
+        provider=row.provider,
+        upstream_model=row.upstream_model,
+        adapter=adapter,
+        api_base=row.api_base or adapter.default_api_base,
+        api_key=api_key,
+        api_version=row.api_version or None,
+        weight=row.weight,
+        timeout=row.timeout,
+        rpm=row.rpm,
+        tpm=row.tpm,
+        input_cost_per_token=row.input_cost_per_token,
+        output_cost_per_token=row.output_cost_per_token,
+        cache_read_input_token_cost=row.cache_read_input_token_cost,
+        extra_params=row.extra_params or {},
+        created=int(row.created_at.timestamp()),
+        organization_id=str(row.organization_id) if row.organization_id else None,
+        access_groups=tuple(row.access_groups or ()),
+        secret_params={
+            name: resolved
+            for name, value in (row.secret_params or {}).items()
+            if (resolved := resolve_secret(str(value))) is not None
+        },
+        tags=tuple(row.tags or ()),
+        max_input_tokens=row.max_input_tokens,
+        connect_timeout=row.connect_timeout,
+        stream_timeout=row.stream_timeout,
+        mode=row.mode or "chat",
+        state_key=deployment_state_key(row.pk, row.created_at),
+        unhealthy_until=_unhealthy_until(row),
+    )
+
+
 def _deployments_load() -> dict[str, list[Deployment]]:
     groups: dict[str, list[Deployment]] = {}
     for row in deployment_list_active():
-        adapter = adapter_for(row.provider, row.upstream_model)
-        if adapter is None:
-            logger.warning("deployment %s has unknown provider %r; skipped", row.pk, row.provider)
-            continue
-        api_key = resolve_secret(row.api_key)
-        if api_key is None and adapter.api_key_env:
-            api_key = os.environ.get(adapter.api_key_env) or None
-        groups.setdefault(row.model_name, []).append(
-            Deployment(
-                id=row.pk,
-                model_name=row.model_name,
-                provider=row.provider,
-                upstream_model=row.upstream_model,
-                adapter=adapter,
-                api_base=row.api_base or adapter.default_api_base,
-                api_key=api_key,
-                api_version=row.api_version or None,
-                weight=row.weight,
-                timeout=row.timeout,
-                rpm=row.rpm,
-                tpm=row.tpm,
-                input_cost_per_token=row.input_cost_per_token,
-                output_cost_per_token=row.output_cost_per_token,
-                cache_read_input_token_cost=row.cache_read_input_token_cost,
-                extra_params=row.extra_params or {},
-                created=int(row.created_at.timestamp()),
-                organization_id=str(row.organization_id) if row.organization_id else None,
-                access_groups=tuple(row.access_groups or ()),
-                secret_params={
-                    name: resolved
-                    for name, value in (row.secret_params or {}).items()
-                    if (resolved := resolve_secret(str(value))) is not None
-                },
-                tags=tuple(row.tags or ()),
-                max_input_tokens=row.max_input_tokens,
-                connect_timeout=row.connect_timeout,
-                stream_timeout=row.stream_timeout,
-                mode=row.mode or "chat",
-                state_key=deployment_state_key(row.pk, row.created_at),
-                unhealthy_until=_unhealthy_until(row),
-            )
-        )
+        deployment = deployment_from_row(row)
+        if deployment is not None:
+            groups.setdefault(row.model_name, []).append(deployment)
     return groups
 
 

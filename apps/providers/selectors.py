@@ -20,3 +20,8 @@ def deployment_list(*, include_inactive: bool = False) -> list[ModelDeployment]:
     if not include_inactive:
         deployments = deployments.filter(is_active=True)
     return list(deployments.order_by("model_name", "id"))
+
+
+def deployment_list_named(*, model_name: str) -> list[ModelDeployment]:
+    """The active deployments serving a public model name."""
+    return list(ModelDeployment.objects.filter(model_name=model_name, is_active=True).order_by("id"))

@@ -10,7 +10,7 @@ from django.utils.html import format_html
 
 from apps.core.fields import BoundedJSONAdminMixin
 from apps.management.admin_scope import OrganizationScopedAdmin
-from apps.spend.models import DailySpend, ModelPrice, SpendCounterDrift, SpendLog
+from apps.spend.models import DailySpend, DailyTagSpend, ModelPrice, SpendCounterDrift, SpendLog
 from apps.spend.price_format import PRICE_FIELDS
 from apps.spend.price_imports import model_price_changed
 
@@ -224,6 +224,15 @@ class DailySpendAdmin(ReadOnlyAdminMixin, OrganizationScopedAdmin):
                     "cost", "unpriced_requests", "team_id", "key_id")
     list_filter = ("provider",)
     search_fields = ("model", "key_hash")
+    date_hierarchy = "day"
+    show_full_result_count = False
+
+
+@admin.register(DailyTagSpend)
+class DailyTagSpendAdmin(ReadOnlyAdminMixin, OrganizationScopedAdmin):
+    organization_path = "organization_id"
+    list_display = ("day", "tag", "requests", "cost", "unpriced_requests", "team_id", "key_id")
+    search_fields = ("tag",)
     date_hierarchy = "day"
     show_full_result_count = False
 

@@ -1,11 +1,15 @@
-"""The management API's spend routes (LiteLLM's): GET /spend/logs lists spend logs, GET
-/spend/report adds up the daily rollups. Each caller sees the spend of its scope
-(apps.management.permissions.spend_scope); a filter naming something outside it is 403.
+"""The management API's spend routes (LiteLLM's): GET /spend/logs lists spend logs; GET
+/spend/report, /global/spend/logs, /global/spend/keys and /global/spend/models add up the daily
+rollups, GET /spend/tags and /global/spend/tags the daily tag rollups (never the logs: a range
+of logs can be the whole table); POST /spend/calculate prices a request with the gateway's prices.
+Each caller sees the spend of its scope (apps.management.permissions.spend_scope); a filter
+naming something outside it is 403.
 """
 
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 from rest_framework.response import Response
 
@@ -14,11 +18,21 @@ from apps.keys.services import virtual_key_hash
 from apps.management.framework import ManagementAPIView, NotFoundError
 from apps.management.lookups import organization_or_404, team_or_404, user_or_404
 from apps.management.pagination import page_of
-from apps.management.permissions import request_actor, spend_filter_check, spend_scope
+from apps.management.permissions import model_price_access, request_actor, spend_filter_check, spend_scope
+from apps.providers.adapters.base import Usage
+from apps.providers.adapters.openai import usage_from_openai
+from apps.providers.registry import deployment_from_row
+from apps.providers.selectors import deployment_list_named
 from apps.spend import selectors
 from apps.spend import serializers as s
+from apps.spend.pricing import calculated_cost
+from apps.spend.rollups import utc_today
+from apps.spend.tokens import estimate_prompt_tokens
 
 _KEY_HASH = re.compile(r"[0-9a-f]{64}")
+# LiteLLM's /global/spend/{logs,keys,models} cover "startTime >= CURRENT_DATE - 30 days": the
+# 30 UTC days before today, and today (as of the last rollup).
+GLOBAL_SPEND_DAYS = 30
 
 
 def _api_key_filter(ref: str):
@@ -104,3 +118,119 @@ class SpendReportApi(ManagementAPIView):
                 "totals": s.report_row_data(totals),
             }
         )
+
+
+def _last_30_days(actor, filters: dict | None = None):
+    today = utc_today()
+    return selectors.daily_spend_in_range(
+        scope=spend_scope(actor), start_date=today - timedelta(days=GLOBAL_SPEND_DAYS), end_date=today,
+        filters=filters,
+    )
+
+
+class GlobalSpendLogsApi(ManagementAPIView):
+    """Spend per day over the last 30 days (LiteLLM's /global/spend/logs), of one key with
+    api_key. Days without requests are left out, as in LiteLLM."""
+
+    query_serializer = s.GlobalSpendLogsQuery
+
+    def get(self, request):
+        data = self.validated(request)
+        actor = request_actor(request)
+        filters, api_key = {}, None
+        if "api_key" in data:
+            key, filters = _api_key_filter(data["api_key"])
+            spend_filter_check(actor, key=key)
+            api_key = key.token_hash if key is not None else filters["key_hash"]
+        days = selectors.spend_report(rows=_last_30_days(actor, filters), group_by=["day"])
+        return Response([s.day_spend_data(day, api_key=api_key) for day in days])
+
+
+class GlobalSpendKeysApi(ManagementAPIView):
+    """The keys with the most spend over the last 30 days (LiteLLM's /global/spend/keys)."""
+
+    query_serializer = s.GlobalSpendKeysQuery
+
+    def get(self, request):
+        data = self.validated(request)
+        keys = selectors.spend_per_key_hash(rows=_last_30_days(request_actor(request)), limit=data.get("limit"))
+        return Response([s.key_spend_data(row) for row in keys])
+
+
+class GlobalSpendModelsApi(ManagementAPIView):
+    """The models with the most spend over the last 30 days (LiteLLM's /global/spend/models)."""
+
+    query_serializer = s.GlobalSpendModelsQuery
+
+    def get(self, request):
+        data = self.validated(request)
+        # Requests refused before a model was known have none: not a model.
+        rows = _last_30_days(request_actor(request)).exclude(model="")
+        models = selectors.spend_report(rows=rows, group_by=["model"], order_by="-spend", limit=data["limit"])
+        return Response([s.model_spend_data(row) for row in models])
+
+
+class SpendTagsApi(ManagementAPIView):
+    """Spend per request tag (LiteLLM's /spend/tags), over [start_date, end_date] when given."""
+
+    query_serializer = s.SpendTagsQuery
+
+    def get(self, request):
+        data = self.validated(request)
+        rows = selectors.daily_tag_spend_in_range(
+            scope=spend_scope(request_actor(request)), start_date=data.get("start_date"), end_date=data.get("end_date")
+        )
+        return Response([s.tag_spend_data(row) for row in selectors.spend_per_tag(rows=rows)])
+
+
+class GlobalSpendTagsApi(ManagementAPIView):
+    """Spend per request tag over [start_date, end_date], of some tags (LiteLLM's /global/spend/tags,
+    which its UI charts)."""
+
+    query_serializer = s.GlobalSpendTagsQuery
+
+    def get(self, request):
+        data = self.validated(request)
+        rows = selectors.daily_tag_spend_in_range(
+            scope=spend_scope(request_actor(request)),
+            start_date=data["start_date"],
+            end_date=data["end_date"],
+            tags=data["tags"],
+        )
+        return Response({"spend_per_tag": [s.ui_tag_spend_data(row) for row in selectors.spend_per_tag(rows=rows)]})
+
+
+class SpendCalculateApi(ManagementAPIView):
+    """What a request costs with the gateway's prices (LiteLLM's /spend/calculate): a model and
+    its messages (their prompt tokens, counted as the gateway counts them), or a completion
+    answer (its usage). A model without a known price is a 404 in LiteLLM's words ("This model
+    isn't mapped yet"), never a cost of 0."""
+
+    input_serializer = s.SpendCalculateInput
+
+    def post(self, request):
+        data = self.validated(request)
+        model = data["model"]
+        if "messages" in data:
+            messages = data["messages"]
+
+            def usage_of(upstream_model: str) -> Usage:
+                return Usage(prompt_tokens=estimate_prompt_tokens(messages, model=upstream_model), reported=True)
+        else:
+            usage = usage_from_openai(data["usage"])
+
+            def usage_of(upstream_model: str) -> Usage:
+                return usage
+        access = model_price_access(request_actor(request))
+        deployments = [
+            deployment for row in deployment_list_named(model_name=model)
+            if (access is None or access.allows(row)) and (deployment := deployment_from_row(row)) is not None
+        ]
+        cost = calculated_cost(model, usage_of, deployments)
+        if cost is None:
+            raise NotFoundError(
+                f"This model isn't mapped yet. model={model}: no price is known for it (neither a deployment's "
+                "own prices nor the price catalog's), so its cost is unknown, not 0.",
+                param="model" if "messages" in data else "completion_response.model",
+            )
+        return Response({"cost": float(cost)})

@@ -214,6 +214,40 @@ class DailySpend(models.Model):
         return self.prompt_tokens + self.completion_tokens
 
 
+TAG_MAX_LENGTH = 255  # longer request tags are cut to this in the tag rollup
+
+
+class DailyTagSpend(models.Model):
+    """Spend logs added up per UTC day, request tag, organization, team, user and key: what
+    LiteLLM's spend-per-tag routes read (its DailyTagSpend view), here a table.
+
+    A request with two tags counts in both tags' rows. Rebuilt with DailySpend, day by day, by
+    the same rollup (apps.spend.rollups); the ids are the fields spend scopes filter on.
+    """
+
+    day = models.DateField()
+    tag = models.CharField(max_length=TAG_MAX_LENGTH)
+    organization_id = models.UUIDField(null=True, blank=True)
+    team_id = models.UUIDField(null=True, blank=True)
+    user_id = models.IntegerField(null=True, blank=True)
+    key_id = models.IntegerField(null=True, blank=True)
+    requests = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=24, decimal_places=10, default=0,
+                               help_text="USD: the priced and estimated requests' cost.")
+    unpriced_requests = models.PositiveIntegerField(default=0, help_text="Tokens used without a known price.")
+
+    class Meta:
+        ordering = ["-day", "tag"]
+        indexes = [
+            models.Index(fields=["day"]),
+            models.Index(fields=["tag", "day"]),
+        ]
+        verbose_name_plural = "daily tag spend"
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.tag} ${self.cost}"
+
+
 class SpendRollupDay(models.Model):
     """One UTC day's rollup: when it was last built and from how many logs. Its row is
     locked while the day is rebuilt, so two workers never build the same day at once."""

@@ -26,6 +26,7 @@ import threading
 import time
 from dataclasses import dataclass, fields, replace
 from decimal import Decimal
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from apps.core import invalidation
@@ -451,3 +452,35 @@ def price_usage(deployment: Deployment | None, usage: Usage, at: float | None = 
 def cost_for_usage(deployment: Deployment, usage: Usage) -> Decimal | None:
     """USD, or None when a price is missing: an unknown price is never a zero cost."""
     return price_usage(deployment, usage).cost
+
+
+# --- what the management API calls ---------------------------------------------------------------
+
+
+def catalog_prices(model_key: str, at: float | None = None) -> Prices | None:
+    """The catalog's prices in force for a model key now (or at `at`); None: no such key."""
+    history = price_catalog.versions().get(model_key)
+    version = _in_force(history, time.time() if at is None else at) if history else None
+    return version.prices if version is not None else None
+
+
+def calculated_cost(model: str, usage_of: Callable[[str], Usage],
+                    deployments: Sequence[Deployment]) -> Decimal | None:
+    """LiteLLM's /spend/calculate: what `model` costs for the usage `usage_of(upstream model)`
+    gives (token counts depend on the model's tokenizer). A model the gateway serves
+    (`deployments`: the ones the caller may see) is priced as its requests are, at its priciest
+    deployment, as budget reservations count; any other name is looked up in the catalog, as given
+    and without a provider prefix ("openai/gpt-4o" → "gpt-4o"). None: no price is known."""
+    if deployments:
+        costs = [
+            cost for deployment in deployments
+            if (prices := prices_in_force(deployment)) is not None
+            and (cost := usage_cost(prices, usage_of(deployment.upstream_model))) is not None
+        ]
+        return max(costs) if costs else None
+    keys = [model] + ([model.split("/", 1)[1]] if "/" in model else [])
+    for key in keys:
+        prices = catalog_prices(key)
+        if prices is not None:
+            return usage_cost(prices, usage_of(key))
+    return None

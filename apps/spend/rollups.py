@@ -1,4 +1,5 @@
-"""Daily rollups: spend logs added up per UTC day, organization, team, user, key, model and provider.
+"""Daily rollups: spend logs added up per UTC day, organization, team, user, key, model and provider
+(DailySpend), and per UTC day, request tag, organization, team, user and key (DailyTagSpend).
 
 A day is rebuilt whole from its logs, inside one transaction that holds the day's
 SpendRollupDay row locked: re-running a day gives the same rows, and two workers never
@@ -15,9 +16,10 @@ from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone as django_timezone
 
-from apps.spend.models import DailySpend, SpendLog, SpendRollupDay
+from apps.spend.models import TAG_MAX_LENGTH, DailySpend, DailyTagSpend, SpendLog, SpendRollupDay
 
 DIMENSIONS = ("organization_id", "team_id", "user_id", "key_id", "key_hash", "model", "provider")
+TAG_DIMENSIONS = ("organization_id", "team_id", "user_id", "key_id")
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,7 @@ class DayRollup:
     logs: int
     rows: int
     kept_because_purged: bool = False  # the day's logs were purged: its rollup was left alone
+    tag_rows: int = 0
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
@@ -71,6 +74,35 @@ def _daily_row(day: date, group: dict) -> DailySpend:
     )
 
 
+def _log_tags(metadata_tags) -> set[str]:
+    """A log's request tags as the rollup keys them: each once, cut to TAG_MAX_LENGTH."""
+    if not isinstance(metadata_tags, list):
+        return set()
+    return {tag[:TAG_MAX_LENGTH] for tag in metadata_tags if isinstance(tag, str) and tag}
+
+
+def _tag_rows(day: date, logs) -> list[DailyTagSpend]:
+    """The day's tagged logs added up per tag and owner. Tags are a JSON list inside each log's
+    metadata, which SQLite and PostgreSQL cannot unnest alike: the tagged logs' tags are read
+    (only them, not the whole metadata) and added up here, a chunk at a time."""
+    unpriced = SpendLog.CostStatus.UNPRICED
+    sums: dict[tuple, list] = {}
+    tagged = logs.filter(metadata__has_key="tags").order_by().values_list(
+        *TAG_DIMENSIONS, "cost", "cost_status", "metadata__tags"
+    )
+    for *owner, cost, cost_status, metadata_tags in tagged.iterator(chunk_size=2000):
+        for tag in _log_tags(metadata_tags):
+            group = sums.setdefault((tag, *owner), [0, 0, 0])
+            group[0] += 1
+            group[1] += cost or 0
+            group[2] += cost_status == unpriced
+    return [
+        DailyTagSpend(day=day, tag=tag, **dict(zip(TAG_DIMENSIONS, owner)), requests=requests, cost=cost,
+                      unpriced_requests=unpriced_requests)
+        for (tag, *owner), (requests, cost, unpriced_requests) in sums.items()
+    ]
+
+
 def daily_spend_rollup(*, day: date, force: bool = False) -> DayRollup:
     """Rebuild one UTC day's rollup rows from its spend logs. Idempotent.
 
@@ -89,11 +121,13 @@ def daily_spend_rollup(*, day: date, force: bool = False) -> DayRollup:
             return DayRollup(day, log_count, DailySpend.objects.filter(day=day).count(), kept_because_purged=True)
         DailySpend.objects.filter(day=day).delete()
         rows = DailySpend.objects.bulk_create([_daily_row(day, group) for group in groups], batch_size=1000)
+        DailyTagSpend.objects.filter(day=day).delete()
+        tag_rows = DailyTagSpend.objects.bulk_create(_tag_rows(day, logs), batch_size=1000)
         run.logs = log_count
         run.rolled_at = django_timezone.now()
         run.stale = False
         run.save(update_fields=["logs", "rolled_at", "stale"])
-    return DayRollup(day, log_count, len(rows))
+    return DayRollup(day, log_count, len(rows), tag_rows=len(tag_rows))
 
 
 def daily_spend_rollup_recent(*, now: datetime | None = None) -> list[DayRollup]:

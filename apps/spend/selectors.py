@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from apps.keys.models import VirtualKey
-from apps.spend.models import DailySpend, ModelPrice, SpendLog
+from apps.spend.models import DailySpend, DailyTagSpend, ModelPrice, SpendLog
 from apps.spend.pricing import PRICES_FIELD_NAMES
 from apps.teams.models import Organization, Team
 
@@ -137,6 +137,71 @@ def _named(rows: list[dict], group_by: list[str]) -> list[dict]:
         for row in rows:
             row["day"] = row["day"].isoformat()
     return rows
+
+
+def spend_per_key_hash(*, rows, limit: int | None = None) -> list[dict]:
+    """Rollup rows added up per key hash (LiteLLM's api_key), highest spend first: api_key,
+    key_alias and key_name (the key's masked form; both None for a key no longer there),
+    spend, requests, unpriced_requests. A regenerated key's old hash is a row of its own,
+    named as the key. Rows without a key (the master key's) are left out."""
+    from django.db.models import Max, Sum
+
+    query = (
+        rows.exclude(key_hash="").order_by().values("key_hash")
+        .annotate(spend=Sum("cost"), requests=Sum("requests"), unpriced_requests=Sum("unpriced_requests"),
+                  key=Max("key_id"))
+        .order_by("-spend", "key_hash")
+    )
+    groups = list(query[:limit] if limit else query)
+    key_ids = {group["key"] for group in groups if group["key"] is not None}
+    keys = {
+        row["pk"]: row
+        for row in VirtualKey.objects.filter(pk__in=key_ids).values("pk", "alias", "key_display")
+    } if key_ids else {}
+    result = []
+    for group in groups:
+        key = keys.get(group["key"])
+        result.append({
+            "api_key": group["key_hash"],
+            "key_alias": (key["alias"] or None) if key else None,
+            "key_name": (key["key_display"] or None) if key else None,
+            "spend": group["spend"] or 0,
+            "requests": group["requests"] or 0,
+            "unpriced_requests": group["unpriced_requests"] or 0,
+        })
+    return result
+
+
+# --- the tag rollup ---
+
+
+def daily_tag_spend_in_range(*, scope, start_date=None, end_date=None, tags: list[str] | None = None):
+    """The tag rollup's rows inside `scope` (a Q, as for daily_spend_in_range), of [start_date,
+    end_date] (either may be None: no bound) and of these tags (None: every tag)."""
+    rows = DailyTagSpend.objects.filter(scope)
+    if start_date is not None:
+        rows = rows.filter(day__gte=start_date)
+    if end_date is not None:
+        rows = rows.filter(day__lte=end_date)
+    if tags is not None:
+        rows = rows.filter(tag__in=tags)
+    return rows
+
+
+def spend_per_tag(*, rows) -> list[dict]:
+    """Tag rollup rows added up per tag, highest spend first: tag, requests, spend, unpriced_requests."""
+    from django.db.models import Sum
+
+    query = (
+        rows.order_by().values("tag")
+        .annotate(spend=Sum("cost"), requests=Sum("requests"), unpriced_requests=Sum("unpriced_requests"))
+        .order_by("-spend", "tag")
+    )
+    return [
+        {"tag": group["tag"], "requests": group["requests"] or 0, "spend": group["spend"] or 0,
+         "unpriced_requests": group["unpriced_requests"] or 0}
+        for group in query
+    ]
 
 
 # --- spend log listing (the spend API) ---

@@ -1,4 +1,5 @@
-"""The spend API's queries and answers (GET /spend/logs, GET /spend/report), in LiteLLM's names."""
+"""The spend API's queries and answers (GET /spend/logs, /spend/report, /spend/tags, /global/spend/*,
+POST /spend/calculate), in LiteLLM's names."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from apps.spend.models import SpendLog
 from apps.spend.selectors import REPORT_GROUPS
 
 MAX_REPORT_DAYS = 366
+ALL_TAGS = "all-tags"  # LiteLLM's UI sends it among the tags to mean every tag
 
 
 class DateOrDateTimeField(serializers.Field):
@@ -130,6 +132,103 @@ class SpendReportQuery(SpendFilterQuery):
         return data
 
 
+class GlobalSpendLogsQuery(serializers.Serializer):
+    api_key = serializers.CharField(
+        required=False, allow_blank=True, help_text="Only this key's spend: the key (sk-...) or its sha256."
+    )
+
+    def validate(self, data):
+        return {name: value for name, value in data.items() if value not in ("", None)}
+
+
+class GlobalSpendKeysQuery(serializers.Serializer):
+    limit = serializers.IntegerField(
+        min_value=1, required=False, allow_null=True, help_text="The top n keys by spend (default: every key)."
+    )
+
+
+class GlobalSpendModelsQuery(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, default=10, help_text="The top n models by spend.")
+
+
+class TagListField(serializers.CharField):
+    """Tags, comma separated (LiteLLM's `tags`); "all-tags" among them, or none at all: every tag."""
+
+    def to_internal_value(self, data):
+        names = [name.strip() for name in super().to_internal_value(data).split(",")]
+        names = list(dict.fromkeys(name for name in names if name))
+        return None if not names or ALL_TAGS in names else names
+
+
+def _date_range_checked(data: dict) -> dict:
+    if data.get("start_date") and data.get("end_date") and data["end_date"] < data["start_date"]:
+        raise serializers.ValidationError({"end_date": ["Must not be before start_date."]})
+    return data
+
+
+class SpendTagsQuery(serializers.Serializer):
+    start_date = serializers.DateField(required=False, help_text="The first day (UTC), YYYY-MM-DD.")
+    end_date = serializers.DateField(required=False, help_text="The last day (UTC), included.")
+
+    def validate(self, data):
+        return _date_range_checked(data)
+
+
+class GlobalSpendTagsQuery(serializers.Serializer):
+    start_date = serializers.DateField(help_text="The first day (UTC), YYYY-MM-DD.")
+    end_date = serializers.DateField(help_text="The last day (UTC), included.")
+    tags = TagListField(required=False, allow_blank=True, help_text="Only these tags, comma separated.")
+
+    def validate(self, data):
+        data = _date_range_checked(data)
+        data["tags"] = data.get("tags") or None  # a blank `tags` skips to_internal_value
+        return data
+
+
+def _token_count(value, param: str) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise serializers.ValidationError({param: ["Expected a number of tokens (an integer, 0 or more)."]})
+
+
+class SpendCalculateInput(serializers.Serializer):
+    """LiteLLM's SpendCalculateRequest: a model and the messages to send it (the cost of their
+    prompt), or a completion answer with its usage (the cost of that request)."""
+
+    model = serializers.CharField(required=False, allow_null=True, allow_blank=True,
+                                  help_text="A model the gateway serves, or a price catalog key.")
+    messages = serializers.ListField(child=serializers.DictField(), required=False, allow_null=True,
+                                     help_text="Chat messages: their prompt tokens are priced.")
+    completion_response = serializers.DictField(
+        required=False, allow_null=True, help_text="A chat completion answer: its model and usage are priced."
+    )
+
+    def validate(self, data):
+        if data.get("model"):
+            if data.get("messages") is None:
+                raise serializers.ValidationError({"messages": ["Required when 'model' is given."]})
+            return {"model": data["model"], "messages": data["messages"]}
+        answer = data.get("completion_response")
+        if answer is None:
+            raise serializers.ValidationError(
+                {"model": ["Either 'model' (with 'messages') or 'completion_response' is required."]}
+            )
+        model, usage = answer.get("model"), answer.get("usage")
+        if not isinstance(model, str) or not model:
+            raise serializers.ValidationError({"completion_response": {"model": ["Required: the model that answered."]}})
+        if not isinstance(usage, dict):
+            raise serializers.ValidationError(
+                {"completion_response": {"usage": ["Required: the answer's token usage, an object."]}}
+            )
+        for name in ("prompt_tokens", "completion_tokens"):
+            _token_count(usage.get(name), f"completion_response.usage.{name}")
+        for details, name in (("prompt_tokens_details", "cached_tokens"),
+                              ("completion_tokens_details", "reasoning_tokens")):
+            if usage.get(details) is not None and not isinstance(usage[details], dict):
+                raise serializers.ValidationError({f"completion_response.usage.{details}": ["Expected an object."]})
+            _token_count((usage.get(details) or {}).get(name), f"completion_response.usage.{details}.{name}")
+        return {"model": model, "usage": usage}
+
+
 # --- answers ------------------------------------------------------------------------------
 
 
@@ -204,3 +303,58 @@ def spend_log_data(log: SpendLog, *, usernames: dict, key_aliases: dict) -> dict
 def report_row_data(row: dict) -> dict:
     """A spend_report row with spend as a JSON number."""
     return {**row, "spend": float(row["spend"])}
+
+
+def _usd(amount) -> float:
+    return float(amount or 0)
+
+
+def day_spend_data(row: dict, *, api_key: str | None = None) -> dict:
+    """A day of LiteLLM's /global/spend/logs (its MonthlyGlobalSpend view's row); `api_key` when
+    filtered by one (its MonthlyGlobalSpendPerKey's). Spend leaves out requests with no known
+    price: unpriced_requests says how many."""
+    data = {"date": row["day"], "spend": _usd(row["spend"]), "unpriced_requests": row["unpriced_requests"]}
+    if api_key is not None:
+        data["api_key"] = api_key
+    return data
+
+
+def key_spend_data(row: dict) -> dict:
+    """A key of LiteLLM's /global/spend/keys (its Last30dKeysBySpend view's row)."""
+    return {
+        "api_key": row["api_key"],
+        "key_alias": row["key_alias"],
+        "key_name": row["key_name"],
+        "total_spend": _usd(row["spend"]),
+        "unpriced_requests": row["unpriced_requests"],
+    }
+
+
+def model_spend_data(row: dict) -> dict:
+    """A model of LiteLLM's /global/spend/models (its Last30dModelsBySpend view's row)."""
+    return {
+        "model": row["model"],
+        "total_spend": _usd(row["spend"]),
+        "total_tokens": row["total_tokens"],
+        "unpriced_requests": row["unpriced_requests"],
+    }
+
+
+def tag_spend_data(row: dict) -> dict:
+    """A tag of LiteLLM's /spend/tags."""
+    return {
+        "individual_request_tag": row["tag"],
+        "log_count": row["requests"],
+        "total_spend": _usd(row["spend"]),
+        "unpriced_requests": row["unpriced_requests"],
+    }
+
+
+def ui_tag_spend_data(row: dict) -> dict:
+    """A tag of LiteLLM's /global/spend/tags (`spend_per_tag`, as its UI charts them)."""
+    return {
+        "name": row["tag"],
+        "spend": _usd(row["spend"]),
+        "log_count": row["requests"],
+        "unpriced_requests": row["unpriced_requests"],
+    }

@@ -1,6 +1,7 @@
 """Every cell of the permission matrix (tests/management/matrix.py, docs/permissions.md), then
 the edges of each role's scope: what lies just outside it is 403, lists show only what is in it."""
 
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,13 @@ REQUESTS = {
     "GET /spend/logs": lambda w, r: {"team_id": str(w.research.pk)},
     "GET /spend/report": lambda w, r: {"start_date": "2025-01-01", "end_date": "2025-01-31"},
     "GET /global/spend/report": lambda w, r: {"start_date": "2025-01-01", "end_date": "2025-01-31"},
+    "GET /global/spend/logs": lambda w, r: {"api_key": _target_key(w, r)},
+    "GET /global/spend/keys": lambda w, r: {"limit": 5},
+    "GET /global/spend/models": lambda w, r: {},
+    "GET /global/spend/tags": lambda w, r: {"start_date": "2025-01-01", "end_date": "2025-01-31", "tags": "a,b"},
+    "GET /spend/tags": lambda w, r: {},
+    # The shared API-made model (priced by its own prices): every role may price it.
+    "POST /spend/calculate": lambda w, r: {"model": "gpt-api", "messages": [{"role": "user", "content": "hi"}]},
 }
 
 CELLS = [(endpoint, role, cell) for endpoint, cells in MATRIX.items() for role, cell in zip(ROLES, cells)]
@@ -88,7 +96,8 @@ def api_model(db):
     from apps.providers.models import ModelDeployment
 
     return ModelDeployment.objects.create(
-        model_name="gpt-api", provider="openai", upstream_model="gpt-4o-mini", config_id="api-model"
+        model_name="gpt-api", provider="openai", upstream_model="gpt-4o-mini", config_id="api-model",
+        input_cost_per_token=Decimal("0.00000015"), output_cost_per_token=Decimal("0.0000006"),
     )
 
 

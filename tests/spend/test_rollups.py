@@ -1,5 +1,6 @@
 """Daily rollups: spend logs added up per day, organization, team, user, key, model and provider,
-rebuilt idempotently by a beat task and by `manage.py rebuild_rollups`."""
+and per day, request tag and owner, rebuilt idempotently by a beat task and by
+`manage.py rebuild_rollups`."""
 
 import threading
 import uuid
@@ -11,7 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from apps.spend.models import DailySpend, SpendLog, SpendRollupDay
+from apps.spend.models import DailySpend, DailyTagSpend, SpendLog, SpendRollupDay
 from apps.spend.rollups import daily_spend_rollup, utc_today
 from apps.spend.tasks import daily_rollup_recent_task
 
@@ -22,14 +23,14 @@ NOON = datetime(2026, 3, 14, 12, tzinfo=timezone.utc)
 
 
 def log(*, when=NOON, key=None, team=None, model="gpt-4o", provider="openai", cost="0.001", status="success",
-        cost_status="priced", prompt=10, completion=5, cached=0, reasoning=0, user=None) -> SpendLog:
+        cost_status="priced", prompt=10, completion=5, cached=0, reasoning=0, user=None, metadata=None) -> SpendLog:
     team = team or (key.team if key else None)
     return SpendLog.objects.create(
         request_id=uuid.uuid4().hex, key=key, key_hash=key.token_hash if key else "", team=team,
         organization=team.organization if team else None, user=user, call_type="chat_completion", model=model,
         provider=provider, prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached,
         reasoning_tokens=reasoning, cost=None if cost is None else Decimal(cost), status=status,
-        cost_status=cost_status, start_time=when, end_time=when,
+        cost_status=cost_status, start_time=when, end_time=when, metadata=metadata or {},
     )
 
 
@@ -207,3 +208,83 @@ def test_logs_replayed_into_an_old_day_make_the_beat_task_rebuild_it(make_key):
 
     assert DailySpend.objects.get(day=long_ago.date()).cost == Decimal("3")
     assert not SpendRollupDay.objects.get(day=long_ago.date()).stale
+
+
+# --- the tag rollup ------------------------------------------------------------------------------
+
+
+def tag_rows_of(day: date) -> list[dict]:
+    fields = [f.name for f in DailyTagSpend._meta.fields if f.name != "id"]
+    return sorted(DailyTagSpend.objects.filter(day=day).values(*fields), key=lambda r: (r["tag"], str(r["key_id"])))
+
+
+def test_tagged_requests_are_added_up_per_tag_and_owner(make_key, team):
+    key_a, _ = make_key(team=team, alias="a")
+    key_b, _ = make_key(alias="b")
+    log(key=key_a, cost="0.001", metadata={"tags": ["batch", "nightly"], "project": "x"})
+    log(key=key_a, cost="0.002", metadata={"tags": ["batch"]})
+    log(key=key_a, cost=None, cost_status="unpriced", metadata={"tags": ["batch"]})
+    log(key=key_b, cost="0.5", metadata={"tags": ["batch", "batch"]})  # counted once
+    log(key=key_a, cost="9", metadata={"project": "untagged"})
+    log(key=key_a, cost="9")
+    log(key=key_a, cost="9", when=NOON + timedelta(days=1), metadata={"tags": ["batch"]})  # the next day
+
+    result = daily_spend_rollup(day=DAY)
+
+    assert result.tag_rows == 3
+    a_batch = DailyTagSpend.objects.get(day=DAY, tag="batch", key_id=key_a.pk)
+    assert (a_batch.requests, a_batch.cost, a_batch.unpriced_requests) == (3, Decimal("0.003"), 1)
+    assert (a_batch.team_id, a_batch.organization_id) == (team.pk, team.organization_id)
+    nightly = DailyTagSpend.objects.get(day=DAY, tag="nightly")
+    assert (nightly.key_id, nightly.requests, nightly.cost) == (key_a.pk, 1, Decimal("0.001"))
+    b_batch = DailyTagSpend.objects.get(day=DAY, tag="batch", key_id=key_b.pk)
+    assert (b_batch.requests, b_batch.cost, b_batch.team_id) == (1, Decimal("0.5"), None)
+
+
+def test_the_tag_rollup_is_rebuilt_whole_and_the_same_each_time(make_key):
+    key, _ = make_key()
+    log(key=key, metadata={"tags": ["a", "b"]})
+    daily_spend_rollup(day=DAY)
+    first = tag_rows_of(DAY)
+    daily_spend_rollup(day=DAY)
+    assert tag_rows_of(DAY) == first and len(first) == 2
+
+    log(key=key, cost="0.5", metadata={"tags": ["b"]}, when=NOON + timedelta(hours=11))  # written late
+    SpendLog.objects.filter(metadata__tags=["a", "b"]).update(metadata={"tags": ["b"]})
+    daily_spend_rollup(day=DAY)
+    [row] = DailyTagSpend.objects.filter(day=DAY)
+    assert (row.tag, row.requests, row.cost) == ("b", 2, Decimal("0.501"))
+
+
+def test_odd_tags_are_skipped_or_cut_never_failing_the_rollup(make_key):
+    key, _ = make_key()
+    long_tag = "t" * 1000
+    log(key=key, metadata={"tags": [long_tag, 7, "", None, {"a": 1}, "ok"]})
+    log(key=key, metadata={"tags": "not-a-list"})
+    log(key=key, metadata={"truncated": True, "bytes": 99999, "tags": ["ok"]})
+
+    daily_spend_rollup(day=DAY)
+
+    assert {row["tag"]: row["requests"] for row in tag_rows_of(DAY)} == {"t" * 255: 1, "ok": 2}
+
+
+def test_a_day_whose_logs_were_purged_keeps_its_tag_rollup_unless_forced(make_key):
+    key, _ = make_key()
+    log(key=key, cost="1", metadata={"tags": ["x"]})
+    log(key=key, cost="2", metadata={"tags": ["x"]})
+    daily_spend_rollup(day=DAY)
+    SpendLog.objects.filter(cost=Decimal("1")).delete()
+
+    assert daily_spend_rollup(day=DAY).kept_because_purged
+    assert DailyTagSpend.objects.get(day=DAY).cost == Decimal("3")
+    daily_spend_rollup(day=DAY, force=True)
+    assert DailyTagSpend.objects.get(day=DAY).cost == Decimal("2")
+
+
+def test_the_beat_task_rebuilds_the_tag_rollup_too(make_key):
+    key, _ = make_key()
+    log(key=key, when=datetime.now(timezone.utc), cost="0.25", metadata={"tags": ["live"]})
+
+    daily_rollup_recent_task.delay()
+
+    assert list(DailyTagSpend.objects.values_list("day", "tag", "cost")) == [(utc_today(), "live", Decimal("0.25"))]
