@@ -1,4 +1,4 @@
-# make run   set up (venv, install, migrate) and serve on http://127.0.0.1:4000, embedded defaults
+# make run   set up (venv, install, .env, migrate) and serve on http://127.0.0.1:4000, embedded defaults
 # make test  the test suite (SQLite and in-process backends, or DATABASE_URL/REDIS_URL when set)
 # make bench the benchmark against a fixed-answer upstream (bench/README.md)
 
@@ -7,9 +7,11 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 4000
 
-# The embedded default: SQLite under var/, in-process cache and counters, Celery eager.
-# DEBUG=1 lets it run without SECRET_KEY / GATEWAY_ENCRYPTION_KEY; never use it in production.
-RUN_ENV := DEBUG=$${DEBUG:-1} GATEWAY_MASTER_KEY=$${GATEWAY_MASTER_KEY:-sk-dev-master-key}
+# The embedded default: SQLite under var/, in-process cache and counters, Celery eager, and the
+# development environment file: .env (GATEWAY_ENV_FILE names another), written once with fresh
+# secrets, DEBUG=1 and the dev master key, never overwritten. settings.py reads it, so manage.py,
+# Celery and the server all run on it; the real environment wins over it. Never in production.
+ENV_FILE := $(or $(GATEWAY_ENV_FILE),.env)
 
 .PHONY: run test bench venv migrate clean
 
@@ -22,18 +24,21 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 venv: $(VENV)/.installed
 
-migrate: venv
-	$(RUN_ENV) $(PY) manage.py migrate --noinput
+$(ENV_FILE):
+	@$$(scripts/find-python) scripts/dev-env $@
+
+migrate: venv $(ENV_FILE)
+	$(PY) manage.py migrate --noinput
 
 run: migrate
 	@echo ""
-	@echo "  Gateway:  http://$(HOST):$(PORT)/v1   (OpenAI-compatible; master key: $${GATEWAY_MASTER_KEY:-sk-dev-master-key})"
+	@echo "  Gateway:  http://$(HOST):$(PORT)/v1   (OpenAI-compatible; master key: $${GATEWAY_MASTER_KEY:-$$(sed -n 's/^GATEWAY_MASTER_KEY=//p' $(ENV_FILE))})"
 	@echo "  Admin:    http://$(HOST):$(PORT)/admin/"
 	@echo "            log in after '$(PY) manage.py createsuperuser',"
 	@echo "            or start with GATEWAY_ADMIN_USER=... GATEWAY_ADMIN_PASSWORD=... make run"
 	@echo "  Keys:     $(PY) manage.py create_key --alias me"
 	@echo ""
-	$(RUN_ENV) $(PY) manage.py serve --host $(HOST) --port $(PORT)
+	$(PY) manage.py serve --host $(HOST) --port $(PORT)
 
 test: venv
 	$(PY) -m pytest

@@ -199,7 +199,8 @@ def gateway_env(var_dir: Path) -> dict[str, str]:
     # A config file would overwrite the bench deployment with the caller's own.
     env.pop("GATEWAY_CONFIG", None)
     env.update(DEBUG="0", SECRET_KEY="bench", GATEWAY_ENCRYPTION_KEY="bench", GATEWAY_VAR_DIR=str(var_dir),
-               ALLOWED_HOSTS="127.0.0.1,localhost")
+               ALLOWED_HOSTS="127.0.0.1,localhost",
+               GATEWAY_ENV_FILE=os.devnull)  # a developer's .env (its GATEWAY_CONFIG, DATABASE_URL) stays out
     # DATABASE_URL and REDIS_URL, when the caller set them, pass through as they are.
     return env
 

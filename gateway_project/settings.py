@@ -1,17 +1,43 @@
 """Gateway settings.
 
-Every value that comes from the environment is read here and nowhere else.
-The embedded default (no variables set, DEBUG=1) is SQLite under var/, in-process
-cache and counters, and Celery tasks run eagerly.
+Every value that comes from the environment is read here and nowhere else (the development
+environment file, `.env`, included: env_file_load below).
+The embedded default (`make run`: DEBUG=1 and generated secrets from .env) is SQLite under var/,
+in-process cache and counters, and Celery tasks run eagerly.
 """
 
 import os
 from pathlib import Path
 
 import dj_database_url
+import dotenv
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_file_load() -> Path | None:
+    """Fill in, from the development environment file, what the real environment leaves unset.
+
+    The file is `.env` at the repository root (`make run` writes one with fresh secrets and
+    DEBUG=1), read when it exists; GATEWAY_ENV_FILE names another (relative to the repository
+    root; it must exist) or /dev/null for none. A variable already in the environment is never
+    overridden, so an operator's exports always win. Production has no such file.
+    """
+    named = os.environ.get("GATEWAY_ENV_FILE")
+    if named:
+        path = Path(named) if os.path.isabs(named) else BASE_DIR / named
+        if not path.exists():
+            raise ImproperlyConfigured(f"GATEWAY_ENV_FILE {named}: no such file.")
+    else:
+        path = BASE_DIR / ".env"
+        if not path.is_file():
+            return None
+    dotenv.load_dotenv(path, override=False)
+    return path
+
+
+GATEWAY_ENV_FILE = env_file_load()
 VAR_DIR = Path(os.environ.get("GATEWAY_VAR_DIR", BASE_DIR / "var"))
 
 

@@ -2,11 +2,17 @@
 
 DATABASE_URL and REDIS_URL are left to the environment, so the same suite runs on
 SQLite with in-process backends and on PostgreSQL + Redis (see .ci/run).
+
+The development environment file (.env, written by `make run`) is not read: a developer's
+DEBUG=1, DATABASE_URL or GATEWAY_CONFIG there must not change what the suite tests. To run the
+suite with an env file on purpose, name it: `GATEWAY_ENV_FILE=.env make test` (the values set
+below still win over it, as the real environment does).
 """
 
 import os
 import uuid
 
+os.environ.setdefault("GATEWAY_ENV_FILE", os.devnull)
 os.environ.setdefault("SECRET_KEY", "test-secret-key")
 os.environ.setdefault("GATEWAY_ENCRYPTION_KEY", "test-encryption-passphrase")
 os.environ.setdefault("GATEWAY_MASTER_KEY", "sk-master-test")

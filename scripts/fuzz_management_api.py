@@ -67,7 +67,8 @@ def fuzz(*, max_examples: int, phases: str = "examples,coverage,fuzzing", databa
     var_dir = Path(tempfile.mkdtemp(prefix="gateway-fuzz-"))
     env = {k: v for k, v in os.environ.items() if k not in {"DJANGO_SETTINGS_MODULE", "GATEWAY_CONFIG", "DEBUG"}}
     env.update(SECRET_KEY="fuzz", GATEWAY_ENCRYPTION_KEY="fuzz", GATEWAY_MASTER_KEY=MASTER_KEY,
-               ALLOWED_HOSTS="127.0.0.1,localhost", GATEWAY_VAR_DIR=str(var_dir), LOG_LEVEL="ERROR")
+               ALLOWED_HOSTS="127.0.0.1,localhost", GATEWAY_VAR_DIR=str(var_dir), LOG_LEVEL="ERROR",
+               GATEWAY_ENV_FILE=os.devnull)  # a developer's .env would bring DEBUG and GATEWAY_CONFIG back
     env.pop("REDIS_URL", None)
     if database_url:
         env["DATABASE_URL"] = database_url
