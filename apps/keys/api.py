@@ -209,7 +209,7 @@ class KeyListApi(ManagementAPIView):
 class KeyRegenerateApi(ManagementAPIView):
     """A new secret for a key: the old one stops working at once."""
 
-    input_serializer = s.KeyRefInput
+    input_serializer = s.KeyRegenerateInput
 
     def post(self, request):
         data = self.validated(request)

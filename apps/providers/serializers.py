@@ -16,6 +16,8 @@ class ModelNewInput(serializers.Serializer):
         help_text="id (a stable id), access_groups, organization_id (only that organization's keys use it).",
     )
 
+    litellm_fields = frozenset({"model_name", "litellm_params", "model_info"})  # LiteLLM's ModelParams
+
 
 class ModelUpdateInput(serializers.Serializer):
     model_id = serializers.CharField(required=False, allow_null=True)
@@ -24,6 +26,8 @@ class ModelUpdateInput(serializers.Serializer):
         required=False, allow_null=True, help_text="Only the parameters to change; null removes one."
     )
     model_info = serializers.DictField(required=False, allow_null=True)
+
+    litellm_fields = frozenset({"model_name", "litellm_params", "model_info"})  # LiteLLM's updateDeployment
 
     def validate(self, attrs):
         model_id = attrs.get("model_id") or (attrs.get("model_info") or {}).get("id")
@@ -36,9 +40,12 @@ class ModelUpdateInput(serializers.Serializer):
 class ModelDeleteInput(serializers.Serializer):
     id = serializers.CharField(help_text="The model id.")
 
+    litellm_fields = frozenset({"id"})
+
 
 class ModelInfoQuery(serializers.Serializer):
     litellm_model_id = serializers.CharField(required=False)
+
 
 
 def model_id_of(deployment) -> str:

@@ -186,7 +186,9 @@ def _organization_full(organization: Organization) -> dict:
 
 
 class TeamNewApi(ManagementAPIView):
-    """A new team in an organization, with its limits and members_with_roles."""
+    """A new team in an organization (without organization_id: the only one an org admin
+    administers, for the proxy admin the default organization), with its limits and
+    members_with_roles."""
 
     input_serializer = s.TeamNewInput
 
@@ -197,9 +199,8 @@ class TeamNewApi(ManagementAPIView):
         if data.get("organization_id"):
             organization = organization_or_404(data["organization_id"])
         elif actor.is_proxy_admin:
-            raise exceptions.ValidationError(
-                {"organization_id": ["Required: every team belongs to an organization."]}
-            )
+            # LiteLLM's teams need no organization; ours do: the default one.
+            organization = services.organization_get_or_create_default()
         elif actor.admin_org_ids:
             organization = _one_admin_organization(actor, param="organization_id")
         else:
@@ -371,6 +372,8 @@ class UserNewApi(ManagementAPIView):
             organization_or_404(i, param="organizations") for i in data.get("organizations") or []
         ]
         teams = [(team_or_404(t["team_id"], param="teams"), t["role"]) for t in data.get("teams") or []]
+        if data.get("team_id") and data["team_id"] not in {str(team.pk) for team, _ in teams}:
+            teams.append((team_or_404(data["team_id"], param="team_id"), "user"))
         if not actor.is_proxy_admin and not organizations and not teams and actor.admin_org_ids:
             organizations = [_one_admin_organization(actor, param="organizations")]
         user_create_check(

@@ -12,6 +12,18 @@ from apps.teams.models import Organization, OrganizationMembership, Team, TeamMe
 from apps.teams.selectors import user_get
 
 
+DEFAULT_ORGANIZATION_NAME = "default"
+
+
+def organization_get_or_create_default() -> Organization:
+    """The organization of the teams the proxy admin makes without naming one (LiteLLM's teams need
+    none; every team here belongs to an organization), made on first use. Concurrent first uses
+    make one: the name is unique, and get_or_create reads the winner's row after losing the race
+    (its insert runs in a savepoint, so an enclosing transaction survives)."""
+    organization, _ = Organization.objects.get_or_create(name=DEFAULT_ORGANIZATION_NAME)
+    return organization
+
+
 @transaction.atomic
 def organization_create(*, name: str, **fields) -> Organization:
     organization = Organization(name=name, **fields)
