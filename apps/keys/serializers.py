@@ -78,6 +78,15 @@ class KeyUpdateInput(KeyFieldsInput):
     }
 
 
+class KeyBulkUpdateInput(serializers.Serializer):
+    keys = serializers.ListField(
+        child=serializers.JSONField(), min_length=1, max_length=500,
+        help_text="Each item a /key/update body: {key, ...the fields to change}.",
+    )
+
+    litellm_fields = frozenset({"keys"})
+
+
 class KeyRefInput(serializers.Serializer):
     key = serializers.CharField(help_text="The key, or its hash (token).")
 

@@ -26,8 +26,10 @@ from apps.management.permissions import (
     request_actor,
     require_proxy_admin,
     require_user,
+    team_block_check,
     team_check,
     team_create_check,
+    team_member_update_check,
     team_scope,
     team_update_check,
     user_check,
@@ -328,6 +330,46 @@ class TeamMemberAddApi(ManagementAPIView):
                 "updated_team_memberships": [s.team_membership_data(m) for _, m in added],
             }
         )
+
+
+class TeamMemberUpdateApi(ManagementAPIView):
+    """Change a member's role in a team (admin, user or viewer)."""
+
+    input_serializer = s.TeamMemberUpdateInput
+
+    def post(self, request):
+        data = self.validated(request)
+        actor = request_actor(request)
+        team = team_or_404(data["team_id"])
+        user = user_or_404(user_id=data.get("user_id"), user_email=data.get("user_email"))
+        role = s.TEAM_ROLES[data["role"]] if data.get("role") else None
+        team_member_update_check(actor, team, user=user, role=role)
+        membership = selectors.team_membership_get(team=team, user=user)
+        if membership is None:
+            raise NotFoundError("The user is not a member of this team.", param="user_id")
+        if role is not None:
+            membership = services.team_member_role_set(team=team, user=user, role=role)
+        return Response(s.team_member_update_data(membership, team=team))
+
+
+class TeamBlockApi(ManagementAPIView):
+    """Block a team: its keys are refused at once, everywhere."""
+
+    input_serializer = s.TeamRefInput
+    blocked = True
+
+    def post(self, request):
+        data = self.validated(request)
+        team = team_or_404(data["team_id"])
+        team_block_check(request_actor(request), team)
+        team = services.team_update(team=team, blocked=self.blocked)
+        return Response(s.team_data(team, memberships=selectors.team_memberships(team=team)))
+
+
+class TeamUnblockApi(TeamBlockApi):
+    """Unblock a team."""
+
+    blocked = False
 
 
 class TeamMemberDeleteApi(ManagementAPIView):

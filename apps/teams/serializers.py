@@ -233,6 +233,12 @@ class TeamDeleteInput(serializers.Serializer):
     litellm_fields = frozenset({"team_ids"})
 
 
+class TeamRefInput(serializers.Serializer):
+    team_id = serializers.CharField()
+
+    litellm_fields = frozenset({"team_id"})  # LiteLLM's BlockTeamRequest
+
+
 class TeamQuery(serializers.Serializer):
     team_id = serializers.CharField()
 
@@ -255,6 +261,15 @@ class TeamMemberDeleteInput(UserRefInput):
     litellm_fields = LITELLM_MEMBER_REF_FIELDS | {"team_id"}
 
 
+class TeamMemberUpdateInput(UserRefInput):
+    team_id = serializers.CharField()
+    role = serializers.ChoiceField(choices=sorted(TEAM_ROLES), required=False, allow_null=True)
+
+    litellm_fields = LITELLM_MEMBER_REF_FIELDS | {
+        "team_id", "role", "max_budget_in_team", "rpm_limit", "tpm_limit",
+    }
+
+
 def team_membership_data(membership) -> dict:
     return {
         "user_id": membership.user.username,
@@ -262,6 +277,18 @@ def team_membership_data(membership) -> dict:
         "team_id": str(membership.team_id),
         "role": TEAM_ROLE_NAMES.get(membership.role, membership.role),
         "spend": membership.spend,  # within the team: what team_member_budget limits
+    }
+
+
+def team_member_update_data(membership, *, team) -> dict:
+    """LiteLLM's TeamMemberUpdateResponse, with the member's role. A member's budget in the team
+    (max_budget_in_team) is the team's team_member_budget here, the same for every member."""
+    return {
+        "team_id": str(team.pk),
+        "user_id": membership.user.username,
+        "user_email": membership.user.email or None,
+        "role": TEAM_ROLE_NAMES.get(membership.role, membership.role),
+        "max_budget_in_team": team.team_member_budget,
     }
 
 

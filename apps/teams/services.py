@@ -111,6 +111,17 @@ def team_delete(*, team: Team) -> None:
 
 
 @transaction.atomic
+def team_member_role_set(*, team: Team, user: AbstractBaseUser, role: str) -> TeamMembership | None:
+    """Change a member's role in the team; None if the user is not a member."""
+    membership = TeamMembership.objects.filter(team=team, user=user).first()
+    if membership is None:
+        return None
+    membership.role = role
+    membership.save(update_fields=["role"])
+    return membership
+
+
+@transaction.atomic
 def team_member_remove(*, team: Team, user: AbstractBaseUser) -> bool:
     membership = TeamMembership.objects.filter(team=team, user=user).first()
     if membership is None:
