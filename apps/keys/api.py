@@ -6,13 +6,15 @@ the database keeps its sha256 (LiteLLM's `token`).
 
 from __future__ import annotations
 
+from django.db import transaction
 from rest_framework import exceptions
 from rest_framework.response import Response
 
+from apps.core.errors import GatewayError
 from apps.keys import selectors, services
 from apps.keys import serializers as s
 from apps.keys.models import VirtualKey
-from apps.management.framework import ManagementAPIView, NotFoundError, model_errors_as_fields
+from apps.management.framework import ManagementAPIView, NotFoundError, model_errors_as_fields, validated_body
 from apps.management.lookups import organization_or_404, team_or_404, user_or_404
 from apps.management.pagination import page_of
 from apps.management.permissions import (
@@ -89,41 +91,89 @@ class KeyGenerateApi(ManagementAPIView):
         return Response(s.key_data(key, raw_key=raw_key))
 
 
+def _key_update(actor, data: dict) -> VirtualKey:
+    """One /key/update body (validated): checked by the one rule, then written."""
+    key = key_or_404(data.pop("key"))
+    key_update_check(actor, key, data)
+    changes = s.key_values(data)
+    if "key_alias" in data:
+        changes["alias"] = data["key_alias"] or ""
+    if "duration" in data:
+        changes["expires_at"] = services.virtual_key_expiry(data["duration"])
+    if {"user_id", "team_id", "organization_id"} & set(data):
+        changes.update(_placement(actor, key, data))
+    with model_errors_as_fields(KEY_FIELDS):
+        return services.virtual_key_update(key=key, by_proxy_admin=actor.is_proxy_admin, **changes)
+
+
+def _placement(actor, key: VirtualKey, data: dict) -> dict:
+    """The key's new user, team and organization, when the request moves it."""
+    user, team, organization = key.user, key.team, key.organization
+    if "user_id" in data:
+        user = _owner_for(actor, data["user_id"]) if data["user_id"] else None
+    if "team_id" in data:
+        team = team_or_404(data["team_id"]) if data["team_id"] else None
+        if team is not None and "organization_id" not in data:
+            organization = team.organization
+    if "organization_id" in data:
+        organization = organization_or_404(data["organization_id"]) if data["organization_id"] else None
+    key_placement_check(actor, user=user, team=team, organization=organization)
+    return {"user": user, "team": team, "organization": organization}
+
+
 class KeyUpdateApi(ManagementAPIView):
     """Change a key (`key`: the key or its token); only the fields given change, null clears one."""
 
     input_serializer = s.KeyUpdateInput
 
     def post(self, request):
-        data = self.validated(request)
-        actor = request_actor(request)
-        key = key_or_404(data.pop("key"))
-        key_update_check(actor, key, data)
-        changes = s.key_values(data)
-        if "key_alias" in data:
-            changes["alias"] = data["key_alias"] or ""
-        if "duration" in data:
-            changes["expires_at"] = services.virtual_key_expiry(data["duration"])
-        if {"user_id", "team_id", "organization_id"} & set(data):
-            changes.update(self._placement(actor, key, data))
-        with model_errors_as_fields(KEY_FIELDS):
-            key = services.virtual_key_update(key=key, by_proxy_admin=actor.is_proxy_admin, **changes)
+        key = _key_update(request_actor(request), self.validated(request))
         return Response(s.key_data(key))
 
-    @staticmethod
-    def _placement(actor, key: VirtualKey, data: dict) -> dict:
-        """The key's new user, team and organization, when the request moves it."""
-        user, team, organization = key.user, key.team, key.organization
-        if "user_id" in data:
-            user = _owner_for(actor, data["user_id"]) if data["user_id"] else None
-        if "team_id" in data:
-            team = team_or_404(data["team_id"]) if data["team_id"] else None
-            if team is not None and "organization_id" not in data:
-                organization = team.organization
-        if "organization_id" in data:
-            organization = organization_or_404(data["organization_id"]) if data["organization_id"] else None
-        key_placement_check(actor, user=user, team=team, organization=organization)
-        return {"user": user, "team": team, "organization": organization}
+
+class KeyBulkUpdateApi(ManagementAPIView):
+    """Change several keys at once, each item a /key/update body checked by the same rule. All or
+    nothing: an item refused (its 400, 403 or 404, `param` naming it as keys[i]) changes no key."""
+
+    input_serializer = s.KeyBulkUpdateInput
+
+    def post(self, request):
+        items = self.validated(request)["keys"]
+        actor = request_actor(request)
+        bodies = [validated_body(s.KeyUpdateInput, item, param=f"keys[{i}]") for i, item in enumerate(items)]
+        seen = set()
+        for index, body in enumerate(bodies):
+            key = key_or_404(body["key"], param=f"keys[{index}].key")
+            if key.pk in seen:
+                raise exceptions.ValidationError(
+                    {f"keys[{index}].key": ["The same key twice: merge its changes."]}
+                )
+            seen.add(key.pk)
+        updated = []
+        # One transaction over the checks and the writes: a later item's refusal undoes the
+        # earlier ones (and a user the proxy admin's item made on the way).
+        with transaction.atomic():
+            for index, (item, body) in enumerate(zip(items, bodies)):
+                try:
+                    updated.append((item["key"], _key_update(actor, body)))
+                except (exceptions.APIException, GatewayError) as error:
+                    raise _within_item(error, index) from None
+        return Response(
+            {
+                "total_requested": len(items),
+                "successful_updates": [{"key": ref, "key_info": s.key_data(key)} for ref, key in updated],
+                "failed_updates": [],
+            }
+        )
+
+
+def _within_item(error, index: int):
+    """The error of one /key/bulk_update item, its param placed in the item (keys[i].<param>)."""
+    if isinstance(error, exceptions.ValidationError):
+        return exceptions.ValidationError({f"keys[{index}]": error.detail})
+    param = getattr(error, "param", None)
+    error.param = f"keys[{index}].{param}" if param else f"keys[{index}]"
+    return error
 
 
 class KeyDeleteApi(ManagementAPIView):
@@ -209,7 +259,7 @@ class KeyListApi(ManagementAPIView):
 class KeyRegenerateApi(ManagementAPIView):
     """A new secret for a key: the old one stops working at once."""
 
-    input_serializer = s.KeyRefInput
+    input_serializer = s.KeyRegenerateInput
 
     def post(self, request):
         data = self.validated(request)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from apps.management.inputs import (
+    LITELLM_GENERATE_REQUEST_FIELDS,
     LimitsInput,
     PromptStorageInput,
     duration_validator,
@@ -48,31 +49,62 @@ class KeyFieldsInput(PromptStorageInput, LimitsInput):
         help_text='Tokens per minute per model: {"gpt-4o": 100000}.',
     )
 
-    unsupported_fields = (
-        "temp_budget_increase",
-        "temp_budget_expiry",
-        "allowed_routes",
-        "enforced_params",
-        "permissions",
-    )
+
+# LiteLLM's KeyRequestBase: its generate and update requests' shared fields.
+LITELLM_KEY_REQUEST_FIELDS = LITELLM_GENERATE_REQUEST_FIELDS | {
+    "key", "budget_id", "tags", "enforced_params", "allowed_routes", "allowed_passthrough_routes",
+    "allowed_vector_store_indexes", "rpm_limit_type", "tpm_limit_type", "router_settings", "access_group_ids",
+}
+LITELLM_GENERATE_KEY_FIELDS = LITELLM_KEY_REQUEST_FIELDS | {
+    "soft_budget", "send_invite_email", "key_type", "auto_rotate", "rotation_interval", "organization_id",
+    "project_id",
+}
+# key_type: every key here calls both the LLM API and the management API (within its rights), which
+# is what LiteLLM's "default" and the UI's "llm_api" ask for on /v1; spend 0 is a new key's spend.
+GENERATE_KEY_IGNORED_VALUES = {"key_type": ("default", "llm_api"), "spend": (0,)}
 
 
 class KeyGenerateInput(KeyFieldsInput):
-    # A key of the caller's choosing ("key") is not supported: keys are always random.
-    unsupported_fields = (*KeyFieldsInput.unsupported_fields, "key")
+    # `key` (a key of the caller's choosing) is not declared: keys are always random.
+    litellm_fields = LITELLM_GENERATE_KEY_FIELDS
+    ignored_values = GENERATE_KEY_IGNORED_VALUES
 
 
 class KeyUpdateInput(KeyFieldsInput):
     key = serializers.CharField(help_text="The key, or its hash (token).")
 
+    litellm_fields = LITELLM_KEY_REQUEST_FIELDS | {
+        "temp_budget_increase", "temp_budget_expiry", "auto_rotate", "rotation_interval", "organization_id",
+    }
+
+
+class KeyBulkUpdateInput(serializers.Serializer):
+    keys = serializers.ListField(
+        child=serializers.JSONField(), min_length=1, max_length=500,
+        help_text="Each item a /key/update body: {key, ...the fields to change}.",
+    )
+
+    litellm_fields = frozenset({"keys"})
+
 
 class KeyRefInput(serializers.Serializer):
     key = serializers.CharField(help_text="The key, or its hash (token).")
+
+    litellm_fields = frozenset({"key"})  # LiteLLM's BlockKeyRequest
+
+
+class KeyRegenerateInput(KeyRefInput):
+    # LiteLLM's RegenerateKeyRequest also changes the key's fields on the way (and may name the
+    # new key, or keep the old one valid for a while): none of that is acted on here.
+    litellm_fields = LITELLM_GENERATE_KEY_FIELDS | {"new_key", "new_master_key", "grace_period"}
+    ignored_values = {"key_type": GENERATE_KEY_IGNORED_VALUES["key_type"]}
 
 
 class KeyDeleteInput(serializers.Serializer):
     keys = serializers.ListField(child=serializers.CharField(), required=False, allow_null=True)
     key_aliases = serializers.ListField(child=serializers.CharField(), required=False, allow_null=True)
+
+    litellm_fields = frozenset({"keys", "key_aliases"})
 
     def validate(self, attrs):
         if not attrs.get("keys") and not attrs.get("key_aliases"):

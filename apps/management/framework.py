@@ -12,6 +12,9 @@ data plane's.
 
 from __future__ import annotations
 
+import difflib
+import functools
+import json
 import logging
 import re
 from contextlib import contextmanager
@@ -220,6 +223,16 @@ class Forbidden(exceptions.PermissionDenied):
         self.param = param
 
 
+class FieldRefused(exceptions.APIException):
+    """400 naming a body field the route does not act on (see body_field_refusal)."""
+
+    status_code = 400
+
+    def __init__(self, message: str, *, param: str, code: str) -> None:
+        super().__init__(message, code=code)
+        self.param = param
+
+
 class NotFoundError(exceptions.NotFound):
     """404 naming the request field whose id matched nothing."""
 
@@ -242,6 +255,94 @@ def model_errors_as_fields(field_names: dict[str, str], *, other: str | None = N
             name = other if field == NON_FIELD_ERRORS and other else field_names.get(field, field)
             detail.setdefault(name, []).extend(messages)
         raise exceptions.ValidationError(detail) from None
+
+
+# --- fields a route does not act on -------------------------------------------------------
+# DRF drops the fields a serializer does not declare. Here a body field the route does not act on
+# is a 400 naming it (a typo'd limit would otherwise make an unlimited key, a LiteLLM feature
+# would seem on when it is off), with one allowance: LiteLLM's UI and SDK send every field of
+# LiteLLM's request models, the unset ones empty, so a LiteLLM field of the route sent empty is
+# accepted and ignored. An input serializer names LiteLLM's fields on its route in
+# `litellm_fields` (declared or not), and LiteLLM fields accepted at a value with no effect in
+# `ignored_values` ({"key_type": ("default", "llm_api")}).
+
+
+@dataclass(frozen=True)
+class FieldRefusal:
+    name: str
+    message: str
+    code: str  # "unsupported_field": LiteLLM's, not acted on here; "unknown_field"
+
+
+def is_empty_value(value: Any) -> bool:
+    """null, false, "", [] or {}: what LiteLLM's clients send for a field they leave unset."""
+    return value is None or value is False or (isinstance(value, (str, list, dict)) and not value)
+
+
+@functools.cache
+def _declared_fields(serializer_class) -> frozenset[str]:
+    return frozenset(serializer_class().fields)
+
+
+def _is_ignored_value(value: Any, ignored: tuple) -> bool:
+    return not isinstance(value, bool) and any(value == accepted for accepted in ignored)
+
+
+def body_field_refusal(serializer_class, data: dict) -> FieldRefusal | None:
+    """The first field of `data` the serializer does not declare, unless it is one of LiteLLM's
+    fields on the route sent empty or at an ignored value; None when every field is acted on."""
+    declared = _declared_fields(serializer_class)
+    litellm_fields = frozenset(getattr(serializer_class, "litellm_fields", ()))
+    ignored_values = getattr(serializer_class, "ignored_values", {})
+    for name, value in data.items():
+        if name in declared:
+            continue
+        if name in litellm_fields:
+            ignored = ignored_values.get(name, ())
+            if is_empty_value(value) or _is_ignored_value(value, ignored):
+                continue
+            accepted = "".join(f", {json.dumps(accepted)}" for accepted in ignored)
+            return FieldRefusal(
+                name,
+                f"'{name}' is a LiteLLM field this gateway does not act on yet: leave it out (or send "
+                f"null{accepted}) rather than rely on it.",
+                "unsupported_field",
+            )
+        close = difflib.get_close_matches(name, sorted(declared | litellm_fields), n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        return FieldRefusal(name, f"Unknown field '{name}'.{hint}", "unknown_field")
+    return None
+
+
+def validated_body(serializer_class, data: Any, *, param: str | None = None) -> dict:
+    """A JSON object validated by `serializer_class`, every field acted on (body_field_refusal).
+    `param`: where the object sits in the request ("keys[2]"), prefixed to the field named."""
+    if not isinstance(data, dict):
+        raise exceptions.ValidationError(
+            {param or api_settings.NON_FIELD_ERRORS_KEY: ["Must be a JSON object."]}
+        )
+    refusal = body_field_refusal(serializer_class, data)
+    if refusal is not None:
+        name = f"{param}.{refusal.name}" if param else refusal.name
+        raise FieldRefused(refusal.message, param=name, code=refusal.code)
+    serializer = serializer_class(data=data)
+    if param is None:
+        serializer.is_valid(raise_exception=True)
+    elif not serializer.is_valid():
+        raise exceptions.ValidationError({param: serializer.errors})
+    return serializer.validated_data
+
+
+class StrictNestedInput(serializers.Serializer):
+    """A nested object (a member, a team) held to the same rule as a body: a field it does not
+    declare is refused, unless it is one of LiteLLM's (`litellm_fields`) sent empty."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            refusal = body_field_refusal(type(self), data)
+            if refusal is not None:
+                raise serializers.ValidationError({refusal.name: [refusal.message]})
+        return super().to_internal_value(data)
 
 
 # --- the body parser ---------------------------------------------------------------------
@@ -326,7 +427,9 @@ class ManagementAPIView(APIView):
     """The base of every management API view: authentication, OpenAI-shaped errors, JSON only.
 
     Subclasses name `input_serializer` (POST body) or `query_serializer` (GET query) and call
-    `self.validated(request)`."""
+    `self.validated(request)`. A body field the input serializer does not declare is a 400 naming
+    it, unless it is one of LiteLLM's fields on the route sent empty (body_field_refusal); a query
+    may carry parameters the view does not read (LiteLLM's clients add paging and filters)."""
 
     authentication_classes = (ManagementKeyAuthentication, ManagementSessionAuthentication)
     permission_classes = (IsAuthenticatedPrincipal,)
@@ -343,12 +446,11 @@ class ManagementAPIView(APIView):
         """The request's body (POST) or query (GET) validated by the view's serializer."""
         if request.method == "GET":
             serializer = self.query_serializer(data=request.query_params)
-        else:
-            data = request.data
-            if not isinstance(data, dict):
-                raise exceptions.ValidationError(
-                    {api_settings.NON_FIELD_ERRORS_KEY: ["The body must be a JSON object."]}
-                )
-            serializer = self.input_serializer(data=data)
-        serializer.is_valid(raise_exception=True)
-        return serializer.validated_data
+            serializer.is_valid(raise_exception=True)
+            return serializer.validated_data
+        data = request.data
+        if not isinstance(data, dict):
+            raise exceptions.ValidationError(
+                {api_settings.NON_FIELD_ERRORS_KEY: ["The body must be a JSON object."]}
+            )
+        return validated_body(self.input_serializer, data)

@@ -55,22 +55,20 @@ def count_field(**kwargs) -> serializers.IntegerField:
     )
 
 
-class Unsupported:
-    """Refuses LiteLLM fields this gateway does not implement, rather than ignoring a limit
-    the caller believes is in force."""
-
-    unsupported_fields: tuple[str, ...] = ()
-
-    def validate(self, attrs):
-        initial = getattr(self, "initial_data", None)
-        initial = initial if isinstance(initial, dict) else {}
-        for name in self.unsupported_fields:
-            if initial.get(name) not in (None, {}, [], ""):
-                raise serializers.ValidationError({name: ["This gateway does not support this field."]})
-        return super().validate(attrs)
+# LiteLLM's fields of GenerateRequestBase (litellm/proxy/_types.py), which its key and user
+# requests share. Each input serializer lists LiteLLM's fields on its route as `litellm_fields`:
+# those it does not declare are refused unless sent empty (apps.management.framework).
+LITELLM_GENERATE_REQUEST_FIELDS = frozenset(
+    {
+        "key_alias", "duration", "models", "spend", "max_budget", "user_id", "team_id", "agent_id",
+        "max_parallel_requests", "metadata", "tpm_limit", "rpm_limit", "budget_duration",
+        "allowed_cache_controls", "config", "permissions", "model_max_budget", "model_rpm_limit",
+        "model_tpm_limit", "guardrails", "policies", "prompts", "blocked", "aliases", "object_permission",
+    }
+)
 
 
-class LimitsInput(Unsupported, serializers.Serializer):
+class LimitsInput(serializers.Serializer):
     """The limits of any level (organization, team, user, key)."""
 
     models = serializers.ListField(
@@ -94,8 +92,6 @@ class LimitsInput(Unsupported, serializers.Serializer):
     max_parallel_requests = count_field()
     metadata = serializers.DictField(required=False, allow_null=True)
     blocked = serializers.BooleanField(required=False, allow_null=True)
-
-    unsupported_fields = ("model_max_budget", "model_rpm_limit", "model_tpm_limit")
 
 
 def limits_values(data: dict) -> dict:

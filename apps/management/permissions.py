@@ -43,6 +43,7 @@ from django.db.models import Q
 from rest_framework import exceptions
 
 from apps.keys.context import MASTER_KEY_CONTEXT
+from apps.keys.selectors import key_context_get
 from apps.management.framework import Forbidden, Principal
 from apps.teams import selectors
 from apps.teams.models import Organization, Team
@@ -466,6 +467,28 @@ def team_update_check(actor: Actor, team: Team, fields, *, organization: Organiz
         raise Forbidden("You may not move teams into this organization.", param="organization_id")
 
 
+def team_block_check(actor: Actor, team: Team) -> None:
+    """Blocking a team is one of its limits (LIMIT_FIELDS' `blocked`): an admin of its organization
+    (or the proxy admin) sets it, not the team's own admins."""
+    team_check(actor, team, "update")
+    if not actor.is_org_admin(team.organization_id):
+        raise Forbidden("Only an admin of the team's organization may block or unblock it.", param="team_id")
+
+
+_ROLE_RANK = {VIEWER: 0, MEMBER: 1, ADMIN: 2}
+
+
+def team_member_update_check(actor: Actor, team: Team, *, user, role: str | None) -> None:
+    """May the caller change this member of the team (its role)? Those who manage the team's members,
+    for a user they could add to it (membership_grant_check), and never to a role above their own
+    in the team."""
+    team_check(actor, team, "manage_members")
+    membership_grant_check(actor, user=user, organization_id=team.organization_id, param="user_id")
+    own_role = ADMIN if actor.is_team_admin(team) else actor.team_roles.get(team.pk)
+    if role is not None and _ROLE_RANK[role] > _ROLE_RANK.get(own_role, -1):
+        raise Forbidden("Nobody gives a member a role above its own in the team.", param="role")
+
+
 def team_create_check(actor: Actor, organization: Organization) -> None:
     require_user(actor)
     if not actor.is_org_admin(organization.pk):
@@ -597,6 +620,22 @@ class ModelAccess:
             )
             for path in self.paths
         )
+
+
+def model_access_of_key(actor: Actor) -> ModelAccess | None:
+    """What the caller's key may use on /v1 (LiteLLM's /model_group/info and /v2/model/info answer
+    that): None for the proxy admin; for a key, the models every level of its context allows (its
+    own, its user's, team's and organization's), among deployments shared or of its organization.
+    A caller without a key (an admin session) sees what model_access gives it."""
+    if actor.is_proxy_admin:
+        return None
+    if actor.key is None:
+        return model_access(actor)
+    context = key_context_get(actor.key.token_hash)
+    if context is None:
+        return ModelAccess(organization_ids=frozenset(), paths=[])
+    organization_ids = frozenset({UUID(context.organization_id)}) if context.organization_id else frozenset()
+    return ModelAccess(organization_ids=organization_ids, paths=[context.allowed_models])
 
 
 def model_access(actor: Actor) -> ModelAccess | None:

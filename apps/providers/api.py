@@ -13,10 +13,11 @@ from rest_framework.response import Response
 
 from apps.management.framework import Forbidden, ManagementAPIView, NotFoundError, model_errors_as_fields
 from apps.management.lookups import organization_or_404
-from apps.management.permissions import model_access, request_actor, require_proxy_admin
+from apps.management.permissions import model_access, model_access_of_key, request_actor, require_proxy_admin
 from apps.providers import selectors, services
 from apps.providers import serializers as s
 from apps.providers.models import ModelDeployment
+from apps.spend.selectors import deployment_catalog_entries
 
 
 def deployment_or_404(model_id: str, *, param: str) -> ModelDeployment:
@@ -126,3 +127,62 @@ class ModelInfoApi(ManagementAPIView):
             deployments = [d for d in deployments if access is None or access.allows(d)]
         # Only the proxy admin sees where deployments live (api_base, provider parameters).
         return Response({"data": [s.model_data(d, with_endpoint=access is None) for d in deployments]})
+
+
+def _deployments_of_key(actor) -> tuple[list[ModelDeployment], bool]:
+    """(the active deployments the caller's key may use, whether the caller is the proxy admin)."""
+    access = model_access_of_key(actor)
+    deployments = selectors.deployment_list()
+    return [d for d in deployments if access is None or access.allows(d)], access is None
+
+
+class ModelInfoV2Api(ManagementAPIView):
+    """LiteLLM's /v2/model/info: the deployments the caller's key may use, with what the price
+    catalog knows of each (context window, prices, supports_* flags); secrets never shown. Paged by
+    page and size; model, modelId and search filter."""
+
+    query_serializer = s.ModelInfoV2Query
+
+    def get(self, request):
+        data = self.validated(request)
+        deployments, is_proxy_admin = _deployments_of_key(request_actor(request))
+        if data.get("model"):
+            deployments = [d for d in deployments if d.model_name == data["model"]]
+        if data.get("modelId"):
+            deployments = [d for d in deployments if s.model_id_of(d) == data["modelId"]]
+        if data.get("search"):
+            deployments = [d for d in deployments if data["search"].lower() in d.model_name.lower()]
+        page, size = data["page"], data["size"]
+        shown = deployments[(page - 1) * size : page * size]
+        catalog = deployment_catalog_entries(deployments=shown)
+        return Response(
+            {
+                "data": [
+                    s.model_data_v2(d, catalog_entry=catalog[d.pk], with_endpoint=is_proxy_admin)
+                    for d in shown
+                ],
+                "total_count": len(deployments),
+                "current_page": page,
+                "total_pages": max(1, -(-len(deployments) // size)),
+                "size": size,
+            }
+        )
+
+
+class ModelGroupInfoApi(ManagementAPIView):
+    """LiteLLM's /model_group/info: one entry per public model name the caller's key may use
+    (model_group picks one), with its providers, limits, prices and capabilities."""
+
+    query_serializer = s.ModelGroupInfoQuery
+
+    def get(self, request):
+        data = self.validated(request)
+        deployments, _ = _deployments_of_key(request_actor(request))
+        if data.get("model_group"):
+            deployments = [d for d in deployments if d.model_name == data["model_group"]]
+        groups: dict[str, list[ModelDeployment]] = {}
+        for deployment in deployments:
+            groups.setdefault(deployment.model_name, []).append(deployment)
+        catalog = deployment_catalog_entries(deployments=deployments)
+        data = [s.model_group_data(name, group, catalog) for name, group in groups.items()]
+        return Response({"data": data})

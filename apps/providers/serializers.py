@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from apps.providers.adapters import adapter_for
+from apps.providers.adapters.base import OPENAI_CHAT_PARAMS
+
 
 class ModelNewInput(serializers.Serializer):
     model_name = serializers.CharField(max_length=200, help_text="The public name clients ask for.")
@@ -16,6 +19,8 @@ class ModelNewInput(serializers.Serializer):
         help_text="id (a stable id), access_groups, organization_id (only that organization's keys use it).",
     )
 
+    litellm_fields = frozenset({"model_name", "litellm_params", "model_info"})  # LiteLLM's ModelParams
+
 
 class ModelUpdateInput(serializers.Serializer):
     model_id = serializers.CharField(required=False, allow_null=True)
@@ -24,6 +29,8 @@ class ModelUpdateInput(serializers.Serializer):
         required=False, allow_null=True, help_text="Only the parameters to change; null removes one."
     )
     model_info = serializers.DictField(required=False, allow_null=True)
+
+    litellm_fields = frozenset({"model_name", "litellm_params", "model_info"})  # LiteLLM's updateDeployment
 
     def validate(self, attrs):
         model_id = attrs.get("model_id") or (attrs.get("model_info") or {}).get("id")
@@ -36,9 +43,25 @@ class ModelUpdateInput(serializers.Serializer):
 class ModelDeleteInput(serializers.Serializer):
     id = serializers.CharField(help_text="The model id.")
 
+    litellm_fields = frozenset({"id"})
+
 
 class ModelInfoQuery(serializers.Serializer):
     litellm_model_id = serializers.CharField(required=False)
+
+
+class ModelInfoV2Query(serializers.Serializer):
+    """LiteLLM's /v2/model/info query (its other parameters, such as sortBy, are accepted and not read)."""
+
+    model = serializers.CharField(required=False, help_text="Only this public model name.")
+    modelId = serializers.CharField(required=False, help_text="Only this model id.")
+    search = serializers.CharField(required=False, help_text="Model names containing this (any case).")
+    page = serializers.IntegerField(min_value=1, default=1)
+    size = serializers.IntegerField(min_value=1, max_value=1000, default=50)
+
+
+class ModelGroupInfoQuery(serializers.Serializer):
+    model_group = serializers.CharField(required=False, help_text="Only this public model name.")
 
 
 def model_id_of(deployment) -> str:
@@ -136,4 +159,64 @@ def model_data(deployment, *, with_endpoint: bool = True) -> dict:
             "created_at": deployment.created_at,
             "updated_at": deployment.updated_at,
         },
+    }
+
+
+def model_data_v2(deployment, *, catalog_entry: dict, with_endpoint: bool) -> dict:
+    """LiteLLM's /v2/model/info item: /model/info's, its model_info completed with what the price
+    catalog knows of the model (context window, prices, supports_* flags)."""
+    data = model_data(deployment, with_endpoint=with_endpoint)
+    data["model_info"] = {**catalog_entry, **data["model_info"], "mode": deployment.mode}
+    return data
+
+
+# LiteLLM's capability flags of a model group (false unless the price catalog says otherwise).
+SUPPORTS_FLAGS = (
+    "supports_function_calling",
+    "supports_parallel_function_calling",
+    "supports_vision",
+    "supports_web_search",
+    "supports_url_context",
+    "supports_reasoning",
+)
+
+
+def _chat_params(deployment) -> frozenset[str]:
+    adapter = adapter_for(deployment.provider, deployment.upstream_model)
+    if adapter is None:
+        return frozenset()
+    return adapter.chat_params if adapter.chat_params is not None else OPENAI_CHAT_PARAMS
+
+
+def model_group_data(model_name: str, deployments: list, catalog: dict[int, dict]) -> dict:
+    """LiteLLM's ModelGroupInfo of the deployments sharing a public name: the largest context
+    window, output limit and prices among them (a request may reach any), the sum of their rpm and
+    tpm (None when one is unlimited), a flag when one of them has it, and the OpenAI parameters
+    every one of them takes."""
+    entries = [catalog.get(deployment.pk, {}) for deployment in deployments]
+
+    def largest(name):
+        values = [entry[name] for entry in entries if isinstance(entry.get(name), (int, float))]
+        return max(values) if values else None
+
+    def total(name):
+        values = [getattr(deployment, name) for deployment in deployments]
+        return sum(values) if all(values) else None
+
+    mode = deployments[0].mode
+    params = frozenset()
+    if mode == "chat":
+        params = frozenset.intersection(*(_chat_params(deployment) for deployment in deployments))
+    return {
+        "model_group": model_name,
+        "providers": sorted({deployment.provider for deployment in deployments}),
+        "max_input_tokens": largest("max_input_tokens"),
+        "max_output_tokens": largest("max_output_tokens"),
+        "input_cost_per_token": largest("input_cost_per_token"),
+        "output_cost_per_token": largest("output_cost_per_token"),
+        "mode": mode,
+        "tpm": total("tpm"),
+        "rpm": total("rpm"),
+        **{flag: any(entry.get(flag) is True for entry in entries) for flag in SUPPORTS_FLAGS},
+        "supported_openai_params": sorted(params - {"model", "messages"}),
     }

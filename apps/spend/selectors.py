@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+from decimal import Decimal
+
+from django.utils import timezone
+
 from apps.keys.models import VirtualKey
 from apps.spend.models import DailySpend, DailyTagSpend, ModelPrice, SpendLog
-from apps.spend.pricing import PRICES_FIELD_NAMES
+from apps.spend.price_format import DIRECT_PRICE_FIELDS
+from apps.spend.pricing import PRICES_FIELD_NAMES, catalog_keys, deployment_overrides
 from apps.teams.models import Organization, Team
 
 
@@ -13,6 +18,39 @@ def model_price_catalog_rows() -> list[dict]:
             "model_key", "effective_from", *PRICES_FIELD_NAMES
         )
     )
+
+
+def deployment_catalog_entries(*, deployments) -> dict[int, dict]:
+    """What is known now of each deployment (ModelDeployment) in LiteLLM's model-map fields, by its
+    pk: the catalog version in force of the first key that prices it (as the data plane picks it),
+    its prices, context window, provider and LiteLLM's other fields (supports_vision, ...), with the
+    deployment's own prices and max_input_tokens over them. {} for what nothing describes."""
+    keys = {deployment.pk: catalog_keys(deployment) for deployment in deployments}
+    in_force: dict[str, ModelPrice] = {}
+    versions = ModelPrice.objects.filter(
+        model_key__in={key for candidates in keys.values() for key in candidates},
+        effective_from__lte=timezone.now(),
+    ).order_by("model_key", "effective_from")
+    for price in versions:
+        in_force[price.model_key] = price  # the newest version that has begun
+    entries = {}
+    for deployment in deployments:
+        price = next((in_force[key] for key in keys[deployment.pk] if key in in_force), None)
+        entry: dict = {}
+        if price is not None:
+            entry.update(price.extra or {})
+            entry["key"] = price.model_key
+            for name in ("litellm_provider", "mode"):
+                if getattr(price, name):
+                    entry[name] = getattr(price, name)
+            for name in (*DIRECT_PRICE_FIELDS, "max_input_tokens", "max_output_tokens"):
+                if getattr(price, name) is not None:
+                    entry[name] = getattr(price, name)
+        entry.update({k: v for k, v in deployment_overrides(deployment).items() if k in DIRECT_PRICE_FIELDS})
+        if deployment.max_input_tokens:
+            entry["max_input_tokens"] = deployment.max_input_tokens
+        entries[deployment.pk] = {k: float(v) if isinstance(v, Decimal) else v for k, v in entry.items()}
+    return entries
 
 
 def model_price_latest_by_key() -> dict:

@@ -26,8 +26,10 @@ from apps.management.permissions import (
     request_actor,
     require_proxy_admin,
     require_user,
+    team_block_check,
     team_check,
     team_create_check,
+    team_member_update_check,
     team_scope,
     team_update_check,
     user_check,
@@ -186,7 +188,9 @@ def _organization_full(organization: Organization) -> dict:
 
 
 class TeamNewApi(ManagementAPIView):
-    """A new team in an organization, with its limits and members_with_roles."""
+    """A new team in an organization (without organization_id: the only one an org admin
+    administers, for the proxy admin the default organization), with its limits and
+    members_with_roles."""
 
     input_serializer = s.TeamNewInput
 
@@ -197,9 +201,8 @@ class TeamNewApi(ManagementAPIView):
         if data.get("organization_id"):
             organization = organization_or_404(data["organization_id"])
         elif actor.is_proxy_admin:
-            raise exceptions.ValidationError(
-                {"organization_id": ["Required: every team belongs to an organization."]}
-            )
+            # LiteLLM's teams need no organization; ours do: the default one.
+            organization = services.organization_get_or_create_default()
         elif actor.admin_org_ids:
             organization = _one_admin_organization(actor, param="organization_id")
         else:
@@ -329,6 +332,46 @@ class TeamMemberAddApi(ManagementAPIView):
         )
 
 
+class TeamMemberUpdateApi(ManagementAPIView):
+    """Change a member's role in a team (admin, user or viewer)."""
+
+    input_serializer = s.TeamMemberUpdateInput
+
+    def post(self, request):
+        data = self.validated(request)
+        actor = request_actor(request)
+        team = team_or_404(data["team_id"])
+        user = user_or_404(user_id=data.get("user_id"), user_email=data.get("user_email"))
+        role = s.TEAM_ROLES[data["role"]] if data.get("role") else None
+        team_member_update_check(actor, team, user=user, role=role)
+        membership = selectors.team_membership_get(team=team, user=user)
+        if membership is None:
+            raise NotFoundError("The user is not a member of this team.", param="user_id")
+        if role is not None:
+            membership = services.team_member_role_set(team=team, user=user, role=role)
+        return Response(s.team_member_update_data(membership, team=team))
+
+
+class TeamBlockApi(ManagementAPIView):
+    """Block a team: its keys are refused at once, everywhere."""
+
+    input_serializer = s.TeamRefInput
+    blocked = True
+
+    def post(self, request):
+        data = self.validated(request)
+        team = team_or_404(data["team_id"])
+        team_block_check(request_actor(request), team)
+        team = services.team_update(team=team, blocked=self.blocked)
+        return Response(s.team_data(team, memberships=selectors.team_memberships(team=team)))
+
+
+class TeamUnblockApi(TeamBlockApi):
+    """Unblock a team."""
+
+    blocked = False
+
+
 class TeamMemberDeleteApi(ManagementAPIView):
     """Remove a member from a team."""
 
@@ -371,6 +414,8 @@ class UserNewApi(ManagementAPIView):
             organization_or_404(i, param="organizations") for i in data.get("organizations") or []
         ]
         teams = [(team_or_404(t["team_id"], param="teams"), t["role"]) for t in data.get("teams") or []]
+        if data.get("team_id") and data["team_id"] not in {str(team.pk) for team, _ in teams}:
+            teams.append((team_or_404(data["team_id"], param="team_id"), "user"))
         if not actor.is_proxy_admin and not organizations and not teams and actor.admin_org_ids:
             organizations = [_one_admin_organization(actor, param="organizations")]
         user_create_check(

@@ -162,6 +162,10 @@ def user_list(*, scope: Q, team_id=None, organization_id=None, user_email: str |
     return users.order_by("username")
 
 
+def team_membership_get(*, team: Team, user) -> TeamMembership | None:
+    return TeamMembership.objects.select_related("user").filter(team=team, user=user).first()
+
+
 def team_memberships(*, team: Team) -> list[TeamMembership]:
     return list(team.memberships.select_related("user").order_by("user__username"))
 

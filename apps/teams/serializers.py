@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from apps.management.framework import StrictNestedInput, is_empty_value
 from apps.management.inputs import (
+    LITELLM_GENERATE_REQUEST_FIELDS,
     LagoIdsInput,
     LimitsInput,
     PromptStorageInput,
-    Unsupported,
     count_field,
     duration_validator,
     lago_data,
@@ -60,12 +61,21 @@ class UserRefInput(serializers.Serializer):
         return super().validate(attrs)
 
 
-class TeamMemberInput(UserRefInput):
+# LiteLLM's member objects (Member, OrgMember) and the requests naming one member.
+LITELLM_MEMBER_FIELDS = frozenset({"user_id", "user_email", "role"})
+LITELLM_MEMBER_REF_FIELDS = frozenset({"user_id", "user_email"})
+
+
+class TeamMemberInput(StrictNestedInput, UserRefInput):
     role = serializers.ChoiceField(choices=sorted(TEAM_ROLES), default="user")
 
+    litellm_fields = LITELLM_MEMBER_FIELDS
 
-class OrganizationMemberInput(UserRefInput):
+
+class OrganizationMemberInput(StrictNestedInput, UserRefInput):
     role = serializers.ChoiceField(choices=sorted(ORGANIZATION_ROLES), default="internal_user")
+
+    litellm_fields = LITELLM_MEMBER_FIELDS
 
 
 class OneOrMany(serializers.ListField):
@@ -78,18 +88,36 @@ class OneOrMany(serializers.ListField):
 # --- organizations ------------------------------------------------------------------------
 
 
+# LiteLLM's LiteLLM_BudgetTable, which its organization requests extend.
+LITELLM_BUDGET_FIELDS = frozenset(
+    {
+        "budget_id", "soft_budget", "max_budget", "max_parallel_requests", "tpm_limit", "rpm_limit",
+        "model_max_budget", "budget_duration",
+    }
+)
+
+
 class OrganizationNewInput(LagoIdsInput, LimitsInput):
     organization_alias = serializers.CharField(max_length=200)
     organization_id = serializers.UUIDField(required=False, allow_null=True)
+
+    litellm_fields = LITELLM_BUDGET_FIELDS | {
+        "organization_id", "organization_alias", "models", "metadata", "model_rpm_limit", "model_tpm_limit",
+        "object_permission",
+    }
 
 
 class OrganizationUpdateInput(LagoIdsInput, LimitsInput):
     organization_id = serializers.CharField()
     organization_alias = serializers.CharField(max_length=200, required=False)
 
+    litellm_fields = OrganizationNewInput.litellm_fields | {"spend", "updated_by"}
+
 
 class OrganizationDeleteInput(serializers.Serializer):
     organization_ids = serializers.ListField(child=serializers.CharField(), min_length=1)
+
+    litellm_fields = frozenset({"organization_ids"})
 
 
 class OrganizationQuery(serializers.Serializer):
@@ -100,9 +128,13 @@ class OrganizationMemberAddInput(serializers.Serializer):
     organization_id = serializers.CharField()
     member = OneOrMany(child=OrganizationMemberInput(), min_length=1)
 
+    litellm_fields = frozenset({"organization_id", "member", "max_budget_in_organization"})
+
 
 class OrganizationMemberDeleteInput(UserRefInput):
     organization_id = serializers.CharField()
+
+    litellm_fields = LITELLM_MEMBER_REF_FIELDS | {"organization_id"}
 
 
 def organization_data(organization, *, memberships=None, teams=None) -> dict:
@@ -160,11 +192,31 @@ def team_member_limit_values(data: dict) -> dict:
     return values
 
 
+# LiteLLM's UpdateTeamRequest; its NewTeamRequest adds TeamBase's member lists and the rest below.
+LITELLM_UPDATE_TEAM_FIELDS = frozenset(
+    {
+        "team_id", "team_alias", "organization_id", "metadata", "tpm_limit", "rpm_limit", "max_budget",
+        "soft_budget", "models", "blocked", "budget_duration", "tags", "model_aliases", "guardrails",
+        "policies",
+        "object_permission", "team_member_budget", "team_member_budget_duration", "team_member_rpm_limit",
+        "team_member_tpm_limit", "team_member_key_duration", "allowed_passthrough_routes",
+        "secret_manager_settings", "prompts", "model_rpm_limit", "model_tpm_limit",
+        "allowed_vector_store_indexes", "enforced_batch_output_expires_after", "enforced_file_expires_after",
+        "router_settings", "access_group_ids",
+    }
+)
+LITELLM_NEW_TEAM_FIELDS = LITELLM_UPDATE_TEAM_FIELDS | {
+    "admins", "members", "members_with_roles", "team_member_permissions", "rpm_limit_type", "tpm_limit_type",
+}
+
+
 class TeamNewInput(TeamMemberLimitsInput, PromptStorageInput, LagoIdsInput, LimitsInput):
     team_alias = serializers.CharField(max_length=200, required=False, allow_null=True)
     team_id = serializers.UUIDField(required=False, allow_null=True)
     organization_id = serializers.CharField(required=False, allow_null=True)
     members_with_roles = serializers.ListField(child=TeamMemberInput(), required=False, allow_null=True)
+
+    litellm_fields = LITELLM_NEW_TEAM_FIELDS
 
 
 class TeamUpdateInput(TeamMemberLimitsInput, PromptStorageInput, LagoIdsInput, LimitsInput):
@@ -172,9 +224,19 @@ class TeamUpdateInput(TeamMemberLimitsInput, PromptStorageInput, LagoIdsInput, L
     team_alias = serializers.CharField(max_length=200, required=False)
     organization_id = serializers.CharField(required=False)
 
+    litellm_fields = LITELLM_UPDATE_TEAM_FIELDS
+
 
 class TeamDeleteInput(serializers.Serializer):
     team_ids = serializers.ListField(child=serializers.CharField(), min_length=1)
+
+    litellm_fields = frozenset({"team_ids"})
+
+
+class TeamRefInput(serializers.Serializer):
+    team_id = serializers.CharField()
+
+    litellm_fields = frozenset({"team_id"})  # LiteLLM's BlockTeamRequest
 
 
 class TeamQuery(serializers.Serializer):
@@ -185,15 +247,27 @@ class TeamListQuery(serializers.Serializer):
     organization_id = serializers.CharField(required=False)
 
 
-class TeamMemberAddInput(Unsupported, serializers.Serializer):
+class TeamMemberAddInput(serializers.Serializer):
     team_id = serializers.CharField()
     member = OneOrMany(child=TeamMemberInput(), min_length=1)
 
-    unsupported_fields = ("max_budget_in_team",)
+    # max_budget_in_team: a budget per member is the team's team_member_budget here, the same for all.
+    litellm_fields = frozenset({"team_id", "member", "max_budget_in_team"})
 
 
 class TeamMemberDeleteInput(UserRefInput):
     team_id = serializers.CharField()
+
+    litellm_fields = LITELLM_MEMBER_REF_FIELDS | {"team_id"}
+
+
+class TeamMemberUpdateInput(UserRefInput):
+    team_id = serializers.CharField()
+    role = serializers.ChoiceField(choices=sorted(TEAM_ROLES), required=False, allow_null=True)
+
+    litellm_fields = LITELLM_MEMBER_REF_FIELDS | {
+        "team_id", "role", "max_budget_in_team", "rpm_limit", "tpm_limit",
+    }
 
 
 def team_membership_data(membership) -> dict:
@@ -203,6 +277,18 @@ def team_membership_data(membership) -> dict:
         "team_id": str(membership.team_id),
         "role": TEAM_ROLE_NAMES.get(membership.role, membership.role),
         "spend": membership.spend,  # within the team: what team_member_budget limits
+    }
+
+
+def team_member_update_data(membership, *, team) -> dict:
+    """LiteLLM's TeamMemberUpdateResponse, with the member's role. A member's budget in the team
+    (max_budget_in_team) is the team's team_member_budget here, the same for every member."""
+    return {
+        "team_id": str(team.pk),
+        "user_id": membership.user.username,
+        "user_email": membership.user.email or None,
+        "role": TEAM_ROLE_NAMES.get(membership.role, membership.role),
+        "max_budget_in_team": team.team_member_budget,
     }
 
 
@@ -235,12 +321,21 @@ USER_ROLES = ("proxy_admin", "org_admin", "internal_user", "internal_user_viewer
 
 
 class UserTeamInput(serializers.Field):
-    """A team id, or LiteLLM's {team_id, user_role}."""
+    """A team id, or LiteLLM's {team_id, user_role} (its max_budget_in_team only empty: a member's
+    budget in a team is the team's team_member_budget here)."""
 
     def to_internal_value(self, data):
         if isinstance(data, str):
             return {"team_id": data, "role": "user"}
         if isinstance(data, dict) and isinstance(data.get("team_id"), str):
+            for name, value in data.items():
+                if name not in ("team_id", "user_role", "max_budget_in_team"):
+                    raise serializers.ValidationError(f"Unknown field '{name}'.")
+                if name == "max_budget_in_team" and not is_empty_value(value):
+                    raise serializers.ValidationError(
+                        "'max_budget_in_team' is a LiteLLM field this gateway does not act on yet: set the "
+                        "team's team_member_budget instead."
+                    )
             role = data.get("user_role") or "user"
             if role not in TEAM_ROLES:
                 raise serializers.ValidationError(
@@ -266,6 +361,16 @@ class UserNewInput(LimitsInput):
     auto_create_key = serializers.BooleanField(default=True)
     key_alias = serializers.CharField(max_length=200, required=False, allow_null=True, allow_blank=True)
     duration = serializers.CharField(max_length=16, required=False, allow_null=True, validators=[duration_validator])
+    team_id = serializers.CharField(
+        required=False, allow_null=True,
+        help_text="A team to add the user to (LiteLLM's older name for teams).",
+    )
+
+    litellm_fields = LITELLM_GENERATE_REQUEST_FIELDS | {
+        "user_email", "user_alias", "user_role", "teams", "auto_create_key", "send_invite_email",
+        "sso_user_id", "organizations", "password",
+    }
+    ignored_values = {"spend": (0,)}  # a new user's spend
 
 
 class UserUpdateInput(LimitsInput):
@@ -279,6 +384,10 @@ class UserUpdateInput(LimitsInput):
         min_length=8, max_length=128, required=False, allow_null=True, write_only=True
     )
 
+    litellm_fields = LITELLM_GENERATE_REQUEST_FIELDS | {
+        "password", "spend", "metadata", "user_alias", "user_role", "max_budget", "user_id", "user_email",
+    }
+
     def validate(self, attrs):
         if not attrs.get("user_id") and not attrs.get("user_email"):
             raise serializers.ValidationError({"user_id": ["Give user_id or user_email."]})
@@ -287,6 +396,8 @@ class UserUpdateInput(LimitsInput):
 
 class UserDeleteInput(serializers.Serializer):
     user_ids = serializers.ListField(child=serializers.CharField(), min_length=1)
+
+    litellm_fields = frozenset({"user_ids"})
 
 
 class UserInfoQuery(serializers.Serializer):

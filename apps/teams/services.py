@@ -12,6 +12,18 @@ from apps.teams.models import Organization, OrganizationMembership, Team, TeamMe
 from apps.teams.selectors import user_get
 
 
+DEFAULT_ORGANIZATION_NAME = "default"
+
+
+def organization_get_or_create_default() -> Organization:
+    """The organization of the teams the proxy admin makes without naming one (LiteLLM's teams need
+    none; every team here belongs to an organization), made on first use. Concurrent first uses
+    make one: the name is unique, and get_or_create reads the winner's row after losing the race
+    (its insert runs in a savepoint, so an enclosing transaction survives)."""
+    organization, _ = Organization.objects.get_or_create(name=DEFAULT_ORGANIZATION_NAME)
+    return organization
+
+
 @transaction.atomic
 def organization_create(*, name: str, **fields) -> Organization:
     organization = Organization(name=name, **fields)
@@ -96,6 +108,17 @@ def team_update(*, team: Team, **fields) -> Team:
 def team_delete(*, team: Team) -> None:
     """Deletes the team with its keys and memberships."""
     team.delete()
+
+
+@transaction.atomic
+def team_member_role_set(*, team: Team, user: AbstractBaseUser, role: str) -> TeamMembership | None:
+    """Change a member's role in the team; None if the user is not a member."""
+    membership = TeamMembership.objects.filter(team=team, user=user).first()
+    if membership is None:
+        return None
+    membership.role = role
+    membership.save(update_fields=["role"])
+    return membership
 
 
 @transaction.atomic

@@ -55,3 +55,27 @@ def test_a_model_the_key_may_not_use_is_refused(gateway, openai_client, make_dep
     raw_key = _manage(gateway, "/key/generate", {"models": ["gpt-test"]})["key"]
     with pytest.raises(openai.PermissionDeniedError):
         openai_client(raw_key).chat.completions.create(model="gpt-other", messages=MESSAGES)
+
+
+def test_a_blocked_team_s_keys_are_refused_within_a_second_and_work_again_once_unblocked(
+    gateway, openai_client, make_deployment
+):
+    from conftest import wait_for
+
+    make_deployment("gpt-test")
+    team = _manage(gateway, "/team/new", {"team_alias": "blockable"})  # in the default organization
+    raw_key = _manage(gateway, "/key/generate", {"team_id": team["team_id"]})["key"]
+    client = openai_client(raw_key)
+    assert client.chat.completions.create(model="gpt-test", messages=MESSAGES).choices  # its context is cached now
+
+    def refused() -> bool:
+        try:
+            client.chat.completions.create(model="gpt-test", messages=MESSAGES)
+        except openai.AuthenticationError as error:
+            return "team is blocked" in error.message
+        return False
+
+    _manage(gateway, "/team/block", {"team_id": team["team_id"]})
+    assert wait_for(refused, timeout=1.0)
+    _manage(gateway, "/team/unblock", {"team_id": team["team_id"]})
+    assert wait_for(lambda: not refused(), timeout=1.0)

@@ -36,6 +36,7 @@ REQUESTS = {
     "POST /key/regenerate": lambda w, r: {"key": _target_key(w, r)},
     "POST /key/block": lambda w, r: {"key": _target_key(w, r)},
     "POST /key/unblock": lambda w, r: {"key": _target_key(w, r)},
+    "POST /key/bulk_update": lambda w, r: {"keys": [{"key": _target_key(w, r), "key_alias": "renamed"}]},
     "POST /team/new": lambda w, r: {"team_alias": "new-team", "organization_id": str(w.acme.pk)},
     "POST /team/update": lambda w, r: {"team_id": str(w.research.pk), "team_alias": "renamed"},
     "POST /team/delete": lambda w, r: {"team_ids": [str(w.research.pk)]},
@@ -46,6 +47,9 @@ REQUESTS = {
         "member": {"user_id": "newbie", "role": "user"},
     },
     "POST /team/member_delete": lambda w, r: {"team_id": str(w.research.pk), "user_id": "member"},
+    "POST /team/member_update": lambda w, r: {"team_id": str(w.research.pk), "user_id": "member", "role": "admin"},
+    "POST /team/block": lambda w, r: {"team_id": str(w.research.pk)},
+    "POST /team/unblock": lambda w, r: {"team_id": str(w.research.pk)},
     "POST /user/new": lambda w, r: {"user_id": "newbie", "organizations": [str(w.acme.pk)]},
     "POST /user/update": lambda w, r: {"user_id": "member", "user_alias": "M"},
     "POST /user/delete": lambda w, r: {"user_ids": ["member"]},
@@ -74,6 +78,8 @@ REQUESTS = {
     "POST /model/update": lambda w, r: {"model_id": "api-model", "litellm_params": {"rpm": 10}},
     "POST /model/delete": lambda w, r: {"id": "api-model"},
     "GET /model/info": lambda w, r: {},
+    "GET /v2/model/info": lambda w, r: {},
+    "GET /model_group/info": lambda w, r: {},
     # Every role reaches the spend routes (each sees its own scope); the team filter names the
     # team each of them belongs to (the plain key's own team).
     "GET /spend/logs": lambda w, r: {"team_id": str(w.research.pk)},

@@ -75,7 +75,6 @@ def test_an_org_admin_creates_teams_in_its_organization_without_naming_it(api, w
 @pytest.mark.parametrize(
     "body, param, status",
     [
-        ({"team_alias": "x"}, "organization_id", 400),  # the proxy admin must name one
         ({"team_alias": "x", "organization_id": UNKNOWN}, "organization_id", 404),
         ({"team_alias": "research", "organization_id": "ACME"}, "team_alias", 400),  # taken in Acme
         ({"organization_id": "ACME", "max_budget": -5}, "max_budget", 400),
