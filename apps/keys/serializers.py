@@ -14,7 +14,7 @@ from apps.management.inputs import (
     limits_values,
     prompt_storage_values,
 )
-from apps.management.pagination import PageQuery
+from apps.management.pagination import MAX_INT, PageQuery
 
 
 class KeyFieldsInput(PromptStorageInput, LimitsInput):
@@ -37,13 +37,13 @@ class KeyFieldsInput(PromptStorageInput, LimitsInput):
         help_text='USD per model on top of the key\'s own budget: {"gpt-4o": 10.0}.',
     )
     model_rpm_limit = serializers.DictField(
-        child=serializers.IntegerField(min_value=0),
+        child=serializers.IntegerField(min_value=0, max_value=MAX_INT),
         required=False,
         allow_null=True,
         help_text='Requests per minute per model: {"gpt-4o": 60}.',
     )
     model_tpm_limit = serializers.DictField(
-        child=serializers.IntegerField(min_value=0),
+        child=serializers.IntegerField(min_value=0, max_value=MAX_INT),
         required=False,
         allow_null=True,
         help_text='Tokens per minute per model: {"gpt-4o": 100000}.',

@@ -11,8 +11,8 @@ from rest_framework import serializers
 
 from apps.core.durations import current_period, validate_duration
 from apps.management.framework import Forbidden
+from apps.management.pagination import MAX_INT
 
-_MAX_INT = 2_147_483_647
 
 # Request fields that limit what a level may spend or use (admins' business, not members').
 LIMIT_FIELDS = frozenset(
@@ -51,7 +51,7 @@ def money_field(**kwargs) -> serializers.DecimalField:
 
 def count_field(**kwargs) -> serializers.IntegerField:
     return serializers.IntegerField(
-        min_value=0, max_value=_MAX_INT, required=False, allow_null=True, **kwargs
+        min_value=0, max_value=MAX_INT, required=False, allow_null=True, **kwargs
     )
 
 

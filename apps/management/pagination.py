@@ -5,8 +5,17 @@ from __future__ import annotations
 from rest_framework import serializers
 
 
+# The largest number a query or body may carry where a database column or an OFFSET takes it:
+# beyond, SQLite and PostgreSQL raise instead of answering (a 500 instead of a 400).
+MAX_INT = 2_147_483_647
+
+
+def page_field() -> serializers.IntegerField:
+    return serializers.IntegerField(min_value=1, max_value=MAX_INT, default=1)
+
+
 class PageQuery(serializers.Serializer):
-    page = serializers.IntegerField(min_value=1, default=1)
+    page = page_field()
     page_size = serializers.IntegerField(min_value=1, max_value=100, default=25)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from apps.management.pagination import page_field
 from apps.providers.adapters import adapter_for
 from apps.providers.adapters.base import OPENAI_CHAT_PARAMS
 
@@ -56,7 +57,7 @@ class ModelInfoV2Query(serializers.Serializer):
     model = serializers.CharField(required=False, help_text="Only this public model name.")
     modelId = serializers.CharField(required=False, help_text="Only this model id.")
     search = serializers.CharField(required=False, help_text="Model names containing this (any case).")
-    page = serializers.IntegerField(min_value=1, default=1)
+    page = page_field()
     size = serializers.IntegerField(min_value=1, max_value=1000, default=50)
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from django.utils.dateparse import parse_date, parse_datetime
 from rest_framework import serializers
 
+from apps.management.pagination import MAX_INT, page_field
 from apps.spend.models import SpendLog
 from apps.spend.selectors import REPORT_GROUPS
 
@@ -77,7 +78,7 @@ class SpendLogsQuery(SpendFilterQuery):
     end_date = DateOrDateTimeField(
         required=False, help_text="Until this date (UTC; the whole day included) or moment."
     )
-    page = serializers.IntegerField(min_value=1, default=1)
+    page = page_field()
     page_size = serializers.IntegerField(min_value=1, max_value=1000, default=100)
 
     def validate(self, data):
@@ -143,12 +144,12 @@ class GlobalSpendLogsQuery(serializers.Serializer):
 
 class GlobalSpendKeysQuery(serializers.Serializer):
     limit = serializers.IntegerField(
-        min_value=1, required=False, allow_null=True, help_text="The top n keys by spend (default: every key)."
+        min_value=1, max_value=MAX_INT, required=False, allow_null=True, help_text="The top n keys by spend (default: every key)."
     )
 
 
 class GlobalSpendModelsQuery(serializers.Serializer):
-    limit = serializers.IntegerField(min_value=1, default=10, help_text="The top n models by spend.")
+    limit = serializers.IntegerField(min_value=1, max_value=MAX_INT, default=10, help_text="The top n models by spend.")
 
 
 class TagListField(serializers.CharField):
