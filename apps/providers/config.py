@@ -446,7 +446,8 @@ _IGNORED_BECAUSE = {
     "success_callback": "callbacks are not available yet",
     "failure_callback": "callbacks are not available yet",
     "guardrails": "guardrails are not available yet",
-    "enable_tag_filtering": "tag filtering is always on: a request's tags pick the deployments that carry them",
+    "enable_tag_filtering": "tags filter the deployments of every group whose deployments carry tags, "
+                            "and only label requests elsewhere",
     "provider_budget_config": "provider budgets are not available yet",
 }
 

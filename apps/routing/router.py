@@ -114,8 +114,12 @@ async def _group_lookup(model: str, routing_policy: RoutingPolicy) -> tuple[str,
 
 
 def _with_tags(deployments: list[Deployment], tags: tuple[str, ...]) -> list[Deployment]:
-    """Tagged requests reach deployments with one of their tags; untagged ones the
-    deployments tagged "default" if there are any, else every deployment."""
+    """In a group whose deployments carry tags, tagged requests reach deployments with one of
+    their tags, untagged ones the deployments tagged "default" if there are any, else every
+    deployment. In a group without tags, a request's tags only label it (spend per tag), as
+    with LiteLLM's enable_tag_filtering off: clients tag requests for cost tracking."""
+    if not any(d.tags for d in deployments):
+        return deployments
     if tags:
         return [d for d in deployments if any(tag in d.tags for tag in tags)]
     defaults = [d for d in deployments if DEFAULT_TAG in d.tags]

@@ -192,6 +192,15 @@ def test_request_tags_restrict_the_deployments(chat, make_deployment, fake_opena
     assert invalid.status_code == 400 and invalid.json()["error"]["param"] == "metadata.tags"
 
 
+def test_tags_label_requests_to_a_group_without_tagged_deployments(chat, make_deployment, spend_logs):
+    plain = make_deployment("untagged", upstream_model="gpt-test")
+    for tags in ({"metadata": {"tags": ["team-a", "batch"]}}, {"tags": ["team-b"]}):
+        response = chat("untagged", **tags)
+        assert response.status_code == 200, response.text
+        assert response.headers["x-gateway-model-id"] == str(plain.pk)
+    assert sorted(tag for log in spend_logs(2) for tag in log.metadata.get("tags", [])) == ["batch", "team-a", "team-b"]
+
+
 # --- headers ----------------------------------------------------------------------------------
 
 
