@@ -37,6 +37,10 @@ Each entry:
                 (the documentation makes it so: the route acts on the calling key)
   kind          "example" (a documented request) or "parameters" (the route documents its
                 parameters but no example body; the body holds documented parameters only)
+  differs       for a call this gateway answers otherwise on purpose: (status, param, phrase).
+                The call must get that status with `param` naming that field, and
+                docs/litellm-compat.md must hold a row containing `phrase` (which says why).
+                Only for LiteLLM features refused until they exist, or refused for a reason.
   note          what was normalised: where the documentation's body is not valid JSON (a
                 trailing comma, a comment, a missing quote), the entry holds the evident body
 
@@ -96,7 +100,8 @@ def _code(path: str, commit: str, function: str) -> str:
 
 
 def ex(id, source, method, path, *, body=None, query=None, headers=None, expect_fields=(),
-       expect_list=False, expect_item_fields=(), setup=None, as_key=None, kind="example", note=""):
+       expect_list=False, expect_item_fields=(), setup=None, as_key=None, kind="example", note="",
+       differs=None):
     return {
         "id": id,
         "source": source,
@@ -112,6 +117,7 @@ def ex(id, source, method, path, *, body=None, query=None, headers=None, expect_
         "as_key": as_key,
         "kind": kind,
         "note": note,
+        "differs": differs,
     }
 
 
