@@ -44,7 +44,8 @@ def alert_payload(event: str, scope: LimitScope, *, now: float | None = None) ->
         else f"The {scope.kind} {scope.id} exhausted its budget of {budget_text} USD: requests are refused "
         "until its next budget period."
     )
-    ids = {"key": "token_id", "user": "user_id", "team": "team_id", "organization": "organization_id"}
+    ids = {"key": "token_id", "user": "user_id", "team": "team_id", "organization": "organization_id",
+           "end_user": "customer_id"}
     return {
         "event": event,
         "event_group": scope.kind,
