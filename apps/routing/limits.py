@@ -51,10 +51,11 @@ def _headers(decision: LimitDecision) -> dict[str, str]:
     return headers
 
 
-def request_end_user(body: dict) -> str:
-    """The end user a request is made for: the OpenAI `user` field (Anthropic's metadata.user_id
-    arrives there too), as the tenant's client names its own customer; "" for none."""
-    user = body.get("user")
+def request_end_user(body: dict, meta: dict) -> str:
+    """The end user a request is made for, as the tenant's client names its own customer: LiteLLM's
+    x-litellm-customer-id or x-litellm-end-user-id header, else the OpenAI `user` field (Anthropic's
+    metadata.user_id arrives there too); "" for none."""
+    user = meta.get("HTTP_X_LITELLM_CUSTOMER_ID") or meta.get("HTTP_X_LITELLM_END_USER_ID") or body.get("user")
     if isinstance(user, str) and 0 < len(user) <= END_USER_MAX_LENGTH:
         return user
     return ""

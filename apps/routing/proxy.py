@@ -217,7 +217,7 @@ async def proxy_request(
         model, stream = validate_body(operation, body)
         account.stream = stream
         account.body = body
-        account.end_user = request_end_user(body)
+        account.end_user = request_end_user(body, request.META)
         upstream_body, tags, client_fallbacks = routing_fields_pop(body)
         if tags or "metadata" in upstream_body:
             account.metadata = spend_metadata(upstream_body.get("metadata"), tags)

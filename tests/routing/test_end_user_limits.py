@@ -132,6 +132,17 @@ def test_the_spend_of_an_end_user_shows_on_customer_info_and_in_spend_logs(
     assert sorted(row["end_user"] for row in rows) == ["", "dave", "dave"]
 
 
+def test_litellm_end_user_headers_name_the_end_user_before_the_body(
+    gateway, openai_client, make_deployment, manage
+):
+    make_deployment("gpt-test")
+    manage("POST", "/customer/block", {"user_ids": ["eve"]})
+    for header in ("x-litellm-customer-id", "x-litellm-end-user-id"):
+        with pytest.raises(openai.PermissionDeniedError):
+            chat(openai_client(default_headers={header: "eve"}), "not-eve")
+    assert chat(openai_client(default_headers={"x-litellm-customer-id": "not-eve"}), "eve").http_response.status_code == 200
+
+
 def test_a_budget_change_reaches_the_request_path_at_once(gateway, openai_client, make_deployment, manage):
     make_deployment("gpt-test")
     assert manage("POST", "/budget/new", {"budget_id": "free", "rpm_limit": 1}).status_code == 200
