@@ -6,6 +6,7 @@ each organization has its own namespace of them ("alice" of two organizations ar
 keys outside every organization share the proxy admin's namespace (organization empty).
 """
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
@@ -98,3 +99,7 @@ class EndUser(models.Model):
 
     def __str__(self) -> str:
         return self.user_id
+
+    def clean(self) -> None:
+        if self.budget is not None and self.budget.organization_id != self.organization_id:
+            raise ValidationError({"budget": ["The budget belongs to another organization."]})

@@ -10,7 +10,8 @@ from apps.core.durations import current_period
 from apps.management.inputs import Unsupported, count_field, duration_validator, money_field
 
 # LiteLLM fields of an end user this gateway does not act on: refused when set, never ignored.
-CUSTOMER_UNSUPPORTED = ("allowed_model_region", "default_model", "object_permission", "model_max_budget")
+CUSTOMER_UNSUPPORTED = ("allowed_model_region", "default_model", "object_permission", "model_max_budget",
+                        "allowed_models")
 BUDGET_LIMIT_FIELDS = ("max_budget", "soft_budget", "budget_duration", "rpm_limit", "tpm_limit",
                        "max_parallel_requests", "budget_reset_at")
 
@@ -41,8 +42,9 @@ class BudgetLimitsInput(Unsupported, serializers.Serializer):
         required=False, allow_null=True, help_text="When the first budget period ends (default: one duration from now).",
     )
     model_max_budget = serializers.DictField(required=False, allow_null=True)
+    allowed_models = serializers.ListField(child=serializers.CharField(), required=False, allow_null=True)
 
-    unsupported_fields = ("model_max_budget",)
+    unsupported_fields = ("model_max_budget", "allowed_models")
 
 
 def budget_limit_values(data: dict) -> dict:

@@ -50,10 +50,8 @@ def budget_update(*, budget: Budget, updated_by: str = "", **limits) -> Budget:
 
 @transaction.atomic
 def budget_delete(*, budget: Budget) -> None:
-    """The budget's end users keep their spend and lose its limits (LiteLLM: ON DELETE SET NULL)."""
-    for end_user in budget.end_users.all():
-        end_user.budget = None
-        end_user.save(update_fields=["budget", "updated_at"])
+    """The budget's end users keep their spend and lose its limits (ON DELETE SET NULL, as LiteLLM's;
+    the budget's own post_delete drops its namespace from every cache)."""
     budget.delete()
 
 

@@ -199,3 +199,17 @@ def test_nobody_but_the_proxy_admin_reaches_the_customers_of_keys_outside_organi
     for role in ("team_admin", "member", "viewer", "plain_key"):
         assert_error(api.get("/customer/info", {"end_user_id": "alice"}, key=world.credentials[role]), 403)
     assert [c["user_id"] for c in api.get("/customer/list", key=world.credentials["org_admin"]).json()] == []
+
+
+def test_a_customer_is_never_given_another_organizations_budget(api, world):
+    from django.core.exceptions import ValidationError
+
+    from apps.customers.services import budget_create, end_user_create
+
+    gold = budget_create(organization=world.globex, budget_id="gold", max_budget=100)
+    # Through the API a budget_id is looked up in the customer's own organization only...
+    assert_error(api.post("/customer/new", {"user_id": "alice", "budget_id": "gold",
+                                            "organization_id": str(world.acme.pk)}), 404, param="budget_id")
+    # ...and the model refuses the pair whoever writes it (the admin, a service).
+    with pytest.raises(ValidationError):
+        end_user_create(organization=world.acme, user_id="alice", budget=gold)
