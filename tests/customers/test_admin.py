@@ -45,3 +45,16 @@ def test_an_organizations_staff_do_not_reach_them(customers, django_user_model):
     assert client.get("/admin/customers/enduser/").status_code == 403
     assert client.get("/admin/customers/budget/").status_code == 403
     assert "customers" not in client.get("/admin/").content.decode()
+
+
+def test_an_end_users_spend_logs_are_found_by_its_id(admin_client):
+    from datetime import datetime, timezone
+
+    from apps.spend.models import SpendLog
+
+    now = datetime.now(timezone.utc)
+    for request_id, end_user in (("r-alice", "alice"), ("r-bob", "bob")):
+        SpendLog.objects.create(request_id=request_id, end_user=end_user, call_type="chat_completion", model="m",
+                                status="success", start_time=now, end_time=now)
+    page = admin_client.get("/admin/spend/spendlog/", {"q": "alice"}).content.decode()
+    assert "r-alice" in page and "r-bob" not in page
