@@ -48,6 +48,7 @@ def end_user_scope(end_user: EndUser) -> LimitScope | None:
         budget_anchor=budget.budget_anchor.timestamp(),
         db_spend_nanos=usd_to_nanos(end_user.spend) or 0,
         db_period=db_period,
+        name=end_user.user_id,
     )
 
 
