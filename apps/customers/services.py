@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from apps.customers import selectors
 from apps.customers.models import Budget, EndUser
@@ -68,7 +68,11 @@ def end_user_create(*, organization, user_id: str, budget: Budget | None = None,
     if _limits_given(limits):
         budget = budget_create(organization=organization, created_by=created_by, **_limits_given(limits))
     end_user = EndUser(organization=organization, user_id=user_id, budget=budget)
-    _apply(end_user, fields)
+    try:
+        with transaction.atomic():
+            _apply(end_user, fields)
+    except IntegrityError:  # the spend writer made it meanwhile, on its first request
+        raise ValidationError({"user_id": [f"Customer already exists, passed user_id={user_id}."]}) from None
     return end_user
 
 
@@ -112,6 +116,11 @@ def end_users_block(*, organization, user_ids: list[str], blocked: bool = True) 
     changed = []
     for user_id in dict.fromkeys(user_ids):
         end_user = found.get(user_id) or EndUser(organization=organization, user_id=user_id)
-        _apply(end_user, {"blocked": blocked})
+        try:
+            with transaction.atomic():
+                _apply(end_user, {"blocked": blocked})
+        except IntegrityError:  # the spend writer made it meanwhile: block that row
+            end_user = selectors.end_user_get(organization_id=organization_id, user_id=user_id)
+            _apply(end_user, {"blocked": blocked})
         changed.append(end_user)
     return changed
