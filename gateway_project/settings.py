@@ -134,6 +134,7 @@ INSTALLED_APPS = [
     "ninja",
     "apps.core",
     "apps.teams",
+    "apps.customers",
     "apps.keys",
     "apps.providers",
     "apps.routing",

@@ -69,3 +69,11 @@ def current_period(anchor: datetime, duration: str, now: datetime) -> tuple[date
 def duration_seconds(duration: str) -> int:
     amount, unit = parse_duration(duration)
     return amount * (30 * 86400 if unit == "mo" else _SECONDS[unit])
+
+
+def period_start_for_end(end: datetime, duration: str) -> datetime:
+    """The start of the period of `duration` that ends at `end` (an anchor from a reset time)."""
+    amount, unit = parse_duration(duration)
+    if unit == "mo":
+        return _add_months(end, -amount)
+    return end - timedelta(seconds=amount * _SECONDS[unit])

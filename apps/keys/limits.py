@@ -54,6 +54,7 @@ class LimitScope:
     # and that period's id: a lost Redis counter is reseeded from it in the same period.
     db_spend_nanos: int = 0
     db_period: str = "all"
+    name: str = ""  # how alerts name it when its id is not what its owner knows it by (an end user's id)
 
     @property
     def tag(self) -> str:

@@ -726,3 +726,54 @@ def spend_filter_check(actor: Actor, *, key=None, team=None, organization=None, 
         if plain_key is not None:
             raise Forbidden("A key that belongs to no user sees only its own spend.", param="user_id")
         user_check(actor, user, "read")
+
+
+# --- end users and budgets (/customer/*, /budget/*) ----------------------------------------
+
+
+def customer_scope(actor: Actor) -> Q:
+    """The end users and budgets a caller sees, as a Q over their `organization_id`: every one for
+    the proxy admin, those of the organizations it administers for an org admin."""
+    if actor.is_proxy_admin:
+        return Q()
+    return Q(organization_id__in=actor.admin_org_ids)
+
+
+def customer_manager_check(actor: Actor) -> None:
+    """End users and budgets belong to an organization (the one of the keys that name them), shared
+    by its teams: only the proxy admin and org admins manage them."""
+    require_user(actor)
+    if not actor.is_proxy_admin and not actor.admin_org_ids:
+        raise Forbidden("Only the proxy admin and organization admins manage end users and budgets.")
+
+
+def customer_default_organization_id(actor: Actor):
+    """The namespace a request means when it names no organization_id: the proxy admin's own (keys
+    outside every organization), the calling key's organization, else the only organization the
+    caller administers. LiteLLM's bodies, which name none, work unchanged this way."""
+    customer_manager_check(actor)
+    if actor.is_proxy_admin:
+        return None
+    if actor.confined_organization_id is not None:
+        return actor.confined_organization_id
+    if len(actor.admin_org_ids) == 1:
+        return next(iter(actor.admin_org_ids))
+    raise exceptions.ValidationError(
+        {"organization_id": ["Required: name the organization whose end users and budgets these are."]}
+    )
+
+
+def customer_namespace_check(actor: Actor, organization: Organization | None) -> None:
+    """May the caller read and change the end users and budgets of this organization (None: those
+    of the keys outside every organization, the proxy admin's)?"""
+    customer_manager_check(actor)
+    if actor.is_proxy_admin:
+        return
+    if organization is None:
+        raise Forbidden(
+            "The end users and budgets of keys outside every organization are the proxy admin's.",
+            param="organization_id",
+        )
+    if not actor.is_org_admin(organization.pk):
+        raise Forbidden("This organization's end users and budgets are outside what you may manage.",
+                        param="organization_id")

@@ -9,6 +9,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONOpenAPIRenderer
 from rest_framework.schemas import get_schema_view
 
+from apps.customers import api as customers
 from apps.keys import api as keys
 from apps.providers import api as models
 from apps.spend import api as spend
@@ -56,6 +57,19 @@ api_urlpatterns = [
     path("model/info", models.ModelInfoApi.as_view(), name="model-info"),
     path("v2/model/info", models.ModelInfoV2Api.as_view(), name="model-info-v2"),
     path("model_group/info", models.ModelGroupInfoApi.as_view(), name="model-group-info"),
+    path("customer/new", customers.CustomerNewApi.as_view(), name="customer-new"),
+    path("customer/update", customers.CustomerUpdateApi.as_view(), name="customer-update"),
+    path("customer/delete", customers.CustomerDeleteApi.as_view(), name="customer-delete"),
+    path("customer/info", customers.CustomerInfoApi.as_view(), name="customer-info"),
+    path("customer/list", customers.CustomerListApi.as_view(), name="customer-list"),
+    path("customer/block", customers.CustomerBlockApi.as_view(), name="customer-block"),
+    path("customer/unblock", customers.CustomerUnblockApi.as_view(), name="customer-unblock"),
+    path("budget/new", customers.BudgetNewApi.as_view(), name="budget-new"),
+    path("budget/update", customers.BudgetUpdateApi.as_view(), name="budget-update"),
+    path("budget/delete", customers.BudgetDeleteApi.as_view(), name="budget-delete"),
+    path("budget/info", customers.BudgetInfoApi.as_view(), name="budget-info"),
+    path("budget/list", customers.BudgetListApi.as_view(), name="budget-list"),
+    path("budget/settings", customers.BudgetSettingsApi.as_view(), name="budget-settings"),
     path("spend/logs", spend.SpendLogsApi.as_view(), name="spend-logs"),
     path("spend/report", spend.SpendReportApi.as_view(), name="spend-report"),
     # LiteLLM's name for its report route (its answer's shape is this gateway's /spend/report's).

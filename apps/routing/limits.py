@@ -8,8 +8,10 @@ from decimal import Decimal
 from django.conf import settings
 
 from apps.core.background import spawn
-from apps.core.errors import GatewayError
-from apps.keys.limits import LimitDecision, limiter, usd_to_nanos
+from apps.core.errors import GatewayError, permission_denied
+from apps.customers.cache import end_user_limits_cache
+from apps.keys.context import KeyContext
+from apps.keys.limits import LimitDecision, LimitScope, limiter, usd_to_nanos
 from apps.providers.registry import Deployment
 from apps.spend.alerts import budget_exhausted, soft_budget_crossed
 from apps.spend.pricing import prices_in_force
@@ -17,7 +19,9 @@ from apps.spend.tokens import request_prompt_tokens
 
 logger = logging.getLogger(__name__)
 
-_KIND_NAMES = {"team-member": "team member", "key-model": "key (for this model)"}
+_KIND_NAMES = {"team-member": "team member", "key-model": "key (for this model)", "end_user": "end user"}
+# Longer ids than an end user's column holds are not end users (not tracked, never limited).
+END_USER_MAX_LENGTH = 255
 _WINDOW_NAMES = {"rpm": "requests per minute", "tpm": "tokens per minute", "parallel": "parallel requests"}
 
 
@@ -45,6 +49,27 @@ def _headers(decision: LimitDecision) -> dict[str, str]:
         headers["x-ratelimit-limit-tokens"] = str(decision.limit_tokens)
         headers["x-ratelimit-remaining-tokens"] = str(decision.remaining_tokens)
     return headers
+
+
+def request_end_user(body: dict, meta: dict) -> str:
+    """The end user a request is made for, as the tenant's client names its own customer: LiteLLM's
+    x-litellm-customer-id or x-litellm-end-user-id header, else the OpenAI `user` field (Anthropic's
+    metadata.user_id arrives there too); "" for none."""
+    user = meta.get("HTTP_X_LITELLM_CUSTOMER_ID") or meta.get("HTTP_X_LITELLM_END_USER_ID") or body.get("user")
+    if isinstance(user, str) and 0 < len(user) <= END_USER_MAX_LENGTH:
+        return user
+    return ""
+
+
+async def end_user_scope(context: KeyContext, end_user: str) -> LimitScope | None:
+    """The end user's limits, in the namespace of the key's organization: a 403 if it is blocked,
+    its scope if it has limits, else None (a dict lookup: no query, no Redis round trip)."""
+    limits = await end_user_limits_cache.get(context.organization_id, end_user)
+    if limits is None:
+        return None
+    if limits.blocked:
+        raise permission_denied(f"The end user {end_user!r} is blocked.", param="user", code="end_user_blocked")
+    return limits.scope
 
 
 async def limits_acquire(scopes: tuple, request_id: str, deployment: Deployment, body: dict) -> dict:

@@ -27,7 +27,7 @@ from apps.providers.adapters.base import Operation, StreamTranslator, Translated
 from apps.providers.registry import Deployment
 from apps.providers.streaming import OpenAISSEWriter, decoder_for
 from apps.providers.transport import transport, upstream_timeout
-from apps.routing.limits import limits_acquire, limits_settle
+from apps.routing.limits import end_user_scope, limits_acquire, limits_settle, request_end_user
 from apps.routing.router import (
     RouteProgress,
     RouteRequest,
@@ -70,7 +70,8 @@ class RequestAccount:
 
     __slots__ = ("request_id", "context", "operation", "model", "deployment", "stream", "started",
                  "started_wall", "settled", "body", "limits_acquired", "limit_headers", "scopes",
-                 "route", "upstream_seconds", "metadata", "stored_response", "model_group", "cost")
+                 "route", "upstream_seconds", "metadata", "stored_response", "model_group", "cost",
+                 "end_user")
 
     def __init__(self, context: KeyContext, operation: Operation, request_id: str | None = None) -> None:
         self.request_id = request_id or uuid.uuid4().hex
@@ -92,6 +93,7 @@ class RequestAccount:
         self.stored_response: dict | None = None  # the answer, when the key stores prompts
         self.model_group = ""  # the group serving the model (an alias's target)
         self.cost = None  # USD, once settled and priced
+        self.end_user = ""  # the tenant's customer named by the request (`user`), if any
 
     def settle(self, *, status: str, usage: Usage | None = None, http_status: int | None = None,
                error_type: str = "") -> None:
@@ -144,6 +146,7 @@ class RequestAccount:
                 metadata=self.metadata,
                 messages=stored_request(self.body) if context.store_prompts else None,
                 response=bounded_json(self.stored_response) if self.stored_response is not None else None,
+                end_user=self.end_user,
             )
         )
 
@@ -214,6 +217,7 @@ async def proxy_request(
         model, stream = validate_body(operation, body)
         account.stream = stream
         account.body = body
+        account.end_user = request_end_user(body, request.META)
         upstream_body, tags, client_fallbacks = routing_fields_pop(body)
         if tags or "metadata" in upstream_body:
             account.metadata = spend_metadata(upstream_body.get("metadata"), tags)
@@ -234,6 +238,11 @@ async def proxy_request(
         scopes = context.scopes
         if model in context.model_scopes:
             scopes = (*scopes, context.model_scopes[model])
+        if account.end_user:
+            # Checked and counted in the same atomic step as the key's own levels.
+            end_user_limits = await end_user_scope(context, account.end_user)
+            if end_user_limits is not None:
+                scopes = (*scopes, end_user_limits)
         if scopes:
             # Reserved at the group's priciest deployment: the router may pick any of them.
             account.limit_headers = await limits_acquire(

@@ -38,18 +38,20 @@ def _usd(nanos: int | None) -> float | None:
 def alert_payload(event: str, scope: LimitScope, *, now: float | None = None) -> dict:
     """The JSON webhook's body (LiteLLM's WebhookEvent names where it has them)."""
     budget_text = f"{_usd(scope.soft_budget_nanos if event == SOFT_BUDGET_CROSSED else scope.budget_nanos):.6f}"
+    who = scope.name or scope.id
     message = (
-        f"The {scope.kind} {scope.id} crossed its soft budget of {budget_text} USD."
+        f"The {scope.kind} {who} crossed its soft budget of {budget_text} USD."
         if event == SOFT_BUDGET_CROSSED
-        else f"The {scope.kind} {scope.id} exhausted its budget of {budget_text} USD: requests are refused "
+        else f"The {scope.kind} {who} exhausted its budget of {budget_text} USD: requests are refused "
         "until its next budget period."
     )
-    ids = {"key": "token_id", "user": "user_id", "team": "team_id", "organization": "organization_id"}
+    ids = {"key": "token_id", "user": "user_id", "team": "team_id", "organization": "organization_id",
+           "end_user": "customer_id"}
     return {
         "event": event,
         "event_group": scope.kind,
         "event_message": message,
-        ids.get(scope.kind, "entity_id"): scope.id,
+        ids.get(scope.kind, "entity_id"): who,
         "max_budget": _usd(scope.budget_nanos),
         "soft_budget": _usd(scope.soft_budget_nanos),
         "budget_duration": scope.budget_duration or None,

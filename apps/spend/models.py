@@ -41,6 +41,9 @@ class SpendLog(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
         db_constraint=False, related_name="+",
     )
+    # The tenant's own customer the request was made for (the OpenAI `user` field), as sent: an
+    # end user of the request's organization (apps.customers). Empty when the client named none.
+    end_user = models.CharField(max_length=255, blank=True)
     call_type = models.CharField(max_length=32)
     model = models.CharField(max_length=200, help_text="The public model name asked for.")
     deployment = models.ForeignKey(
@@ -88,6 +91,8 @@ class SpendLog(models.Model):
             models.Index(fields=["key", "start_time"]),
             models.Index(fields=["team", "start_time"]),
             models.Index(fields=["organization", "start_time"]),
+            # Most requests name no end user: only those that do are indexed.
+            models.Index(fields=["end_user", "start_time"], condition=~Q(end_user=""), name="spendlog_end_user_idx"),
             # Unpriced requests are rare and looked for (admin filter, metrics): a small partial index.
             models.Index(fields=["start_time"], condition=Q(cost_status="unpriced"), name="spendlog_unpriced_idx"),
         ]

@@ -38,6 +38,7 @@ class SpendRecord:
     metadata: dict | None = None  # the client's metadata and tags, bounded (apps.routing.proxy)
     messages: list | dict | None = None  # stored only when the key or team opted in
     response: dict | None = None
+    end_user: str = ""  # the request's `user` (apps.customers), when it named one
 
 
 def record_to_json(record: SpendRecord) -> bytes:

@@ -267,6 +267,7 @@ def spend_log_data(log: SpendLog, *, usernames: dict, key_aliases: dict) -> dict
         "model_id": str(log.deployment_id) if log.deployment_id else None,
         "custom_llm_provider": log.provider or None,
         "user": username,
+        "end_user": log.end_user,  # the tenant's customer the request named (its `user` field)
         "team_id": team_id,
         "organization_id": organization_id,
         "cache_hit": False,

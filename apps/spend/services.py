@@ -8,12 +8,13 @@ from decimal import Decimal
 from operator import attrgetter
 
 from django.db import DataError, IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 
 from apps.billing.services import billing_events_add
 from apps.core.db import delete_in_chunks
 from apps.core.durations import current_period
 from apps.core.fields import json_holds_nul, json_without_nul
+from apps.customers.models import Budget, EndUser
 from apps.keys.models import VirtualKey
 from apps.spend.models import SpendLog, SpendRollupDay
 from apps.spend.records import SpendRecord
@@ -147,6 +148,7 @@ def _spend_totals_add(records: list[SpendRecord]) -> None:
             else:
                 model.objects.filter(pk=entity_id).update(spend=F("spend") + amount)
     _team_member_spend_add(records)
+    _end_user_spend_add(records)
 
 
 def _team_member_spend_add(records: list[SpendRecord]) -> None:
@@ -157,6 +159,60 @@ def _team_member_spend_add(records: list[SpendRecord]) -> None:
             totals[(record.team_id, record.user_id)] += record.cost
     for (team_id, user_id), amount in totals.items():
         TeamMembership.objects.filter(team_id=team_id, user_id=user_id).update(spend=F("spend") + amount)
+
+
+def _end_user_spend_add(records: list[SpendRecord]) -> None:
+    """Each end user's spend (apps.customers), per (organization, end user): its row is made the
+    first time a request names it (as LiteLLM does). A batch costs one SELECT, one INSERT of the new
+    ones (and a SELECT of their ids) and one executemany UPDATE, however many end users it names."""
+    totals: dict = defaultdict(Decimal)
+    for record in records:
+        if record.end_user and (record.cost or record.status == SpendLog.Status.SUCCESS):
+            totals[(record.organization_id, record.end_user)] += record.cost or Decimal(0)
+    if not totals:
+        return
+    # Foreign keys are checked at commit: an organization deleted meanwhile is skipped (its logs
+    # keep the spend), never allowed to fail the batch.
+    organization_ids = {organization_id for organization_id, _ in totals if organization_id is not None}
+    if organization_ids:
+        existing = {str(pk) for pk in Organization.objects.filter(pk__in=organization_ids).values_list("pk", flat=True)}
+        totals = {pair: amount for pair, amount in totals.items() if pair[0] is None or pair[0] in existing}
+    pks = _end_user_pks(totals)
+    missing = [pair for pair in totals if pair not in pks]
+    if missing:
+        # No post_save: a row without limits changes no process's cache. ignore_conflicts: another
+        # replica's writer may make the same row at the same moment.
+        EndUser.objects.bulk_create(
+            [EndUser(organization_id=organization_id, user_id=user_id) for organization_id, user_id in missing],
+            ignore_conflicts=True,
+        )
+        pks.update(_end_user_pks(dict.fromkeys(missing)))
+    changes = sorted((pks[pair], amount) for pair, amount in totals.items() if amount and pair in pks)
+    if changes:
+        # In primary-key order, so two replicas' writers never wait on each other's rows in a cycle.
+        table = connection.ops.quote_name(EndUser._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"UPDATE {table} SET spend = spend + %s WHERE {connection.ops.quote_name(EndUser._meta.pk.column)} = %s",
+                [(connection.ops.adapt_decimalfield_value(amount, 20, 10), pk) for pk, amount in changes],
+            )
+
+
+def _end_user_pks(pairs) -> dict:
+    """{(organization id, end user id): primary key} of the end users that exist among `pairs`."""
+    by_organization: dict = defaultdict(list)
+    for organization_id, user_id in pairs:
+        by_organization[organization_id].append(user_id)
+    match = Q(pk__in=[])
+    for organization_id, user_ids in by_organization.items():
+        if organization_id is None:
+            match |= Q(organization__isnull=True, user_id__in=user_ids)
+        else:
+            match |= Q(organization_id=organization_id, user_id__in=user_ids)
+    return {
+        (None if organization_id is None else str(organization_id), user_id): pk
+        for pk, organization_id, user_id in EndUser.objects.filter(match).values_list("pk", "organization_id", "user_id")
+    }
 
 
 def _rollup_days_mark_stale(records: list[SpendRecord]) -> None:
@@ -210,7 +266,7 @@ def budget_periods_roll(*, now=None) -> int:
                     total=Sum("cost"))["total"] or Decimal(0)
                 model.objects.filter(pk=entity.pk).update(spend=total, budget_period_start=start)
             rolled += 1
-    return rolled + _team_member_periods_roll(now)
+    return rolled + _team_member_periods_roll(now) + _end_user_periods_roll(now)
 
 
 def _team_member_periods_roll(now) -> int:
@@ -228,6 +284,24 @@ def _team_member_periods_roll(now) -> int:
                                                 start_time__gte=start).aggregate(total=Sum("cost"))["total"]
                 TeamMembership.objects.filter(pk=membership.pk).update(spend=total or Decimal(0),
                                                                        budget_period_start=start)
+            rolled += 1
+    return rolled
+
+
+def _end_user_periods_roll(now) -> int:
+    """The same for each end user whose budget has a duration (periods follow the budget's anchor)."""
+    from django.db.models import Sum
+
+    rolled = 0
+    for budget in Budget.objects.exclude(budget_duration="").only("pk", "budget_duration", "budget_anchor"):
+        start, _ = current_period(budget.budget_anchor, budget.budget_duration, now)
+        for end_user in EndUser.objects.filter(budget=budget).exclude(budget_period_start=start).only(
+                "pk", "organization_id", "user_id"):
+            with transaction.atomic():
+                EndUser.objects.select_for_update().filter(pk=end_user.pk).first()
+                total = SpendLog.objects.filter(organization_id=end_user.organization_id, end_user=end_user.user_id,
+                                                start_time__gte=start).aggregate(total=Sum("cost"))["total"]
+                EndUser.objects.filter(pk=end_user.pk).update(spend=total or Decimal(0), budget_period_start=start)
             rolled += 1
     return rolled
 

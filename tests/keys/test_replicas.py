@@ -99,3 +99,30 @@ def test_a_key_blocked_through_one_replica_is_refused_by_the_other_within_a_seco
     key.refresh_from_db()
     assert key.blocked
     assert wait_for(lambda: chat(second, raw_key) == 401, timeout=1.0, interval=0.05)
+
+
+def test_an_end_user_rpm_limit_holds_in_total_across_both_replicas(replicas, make_key):
+    from apps.teams.services import organization_create
+
+    organization = organization_create(name="Acme")
+    _, raw_key = make_key(organization=organization)  # no limits of its own
+    created = httpx.post(replicas[0].url + "/customer/new", timeout=10,
+                         headers={"Authorization": f"Bearer {settings.GATEWAY_MASTER_KEY}"},
+                         json={"user_id": "alice", "rpm_limit": 60, "organization_id": str(organization.pk)})
+    assert created.status_code == 200, created.text
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(lambda i: chat(replicas[i % 2], raw_key, user="alice"), range(100)))
+    assert statuses.count(200) == 60
+    assert statuses.count(429) == 40
+    assert chat(replicas[1], raw_key, user="bob") == 200
+
+
+def test_an_end_user_blocked_through_one_replica_is_refused_by_the_other_within_a_second(replicas, make_key):
+    first, second = replicas
+    _, raw_key = make_key()
+    assert chat(second, raw_key, user="mallory") == 200  # the second replica has the namespace loaded
+    blocked = httpx.post(first.url + "/customer/block", json={"user_ids": ["mallory"]}, timeout=10,
+                         headers={"Authorization": f"Bearer {settings.GATEWAY_MASTER_KEY}"})
+    assert blocked.status_code == 200, blocked.text
+    assert wait_for(lambda: chat(second, raw_key, user="mallory") == 403, timeout=1.0, interval=0.05)
+    assert chat(second, raw_key, user="someone-else") == 200

@@ -80,6 +80,20 @@ REQUESTS = {
     "GET /model/info": lambda w, r: {},
     "GET /v2/model/info": lambda w, r: {},
     "GET /model_group/info": lambda w, r: {},
+    # End users and budgets of Acme (the `customers` fixture), named by organization_id.
+    "POST /customer/new": lambda w, r: {"user_id": "new-customer", "organization_id": str(w.acme.pk)},
+    "POST /customer/update": lambda w, r: {"user_id": "customer", "alias": "C", "organization_id": str(w.acme.pk)},
+    "POST /customer/delete": lambda w, r: {"user_ids": ["customer"], "organization_id": str(w.acme.pk)},
+    "GET /customer/info": lambda w, r: {"end_user_id": "customer", "organization_id": str(w.acme.pk)},
+    "GET /customer/list": lambda w, r: {},
+    "POST /customer/block": lambda w, r: {"user_ids": ["customer"], "organization_id": str(w.acme.pk)},
+    "POST /customer/unblock": lambda w, r: {"user_ids": ["customer"], "organization_id": str(w.acme.pk)},
+    "POST /budget/new": lambda w, r: {"budget_id": "new-tier", "rpm_limit": 5, "organization_id": str(w.acme.pk)},
+    "POST /budget/update": lambda w, r: {"budget_id": "tier", "rpm_limit": 6, "organization_id": str(w.acme.pk)},
+    "POST /budget/delete": lambda w, r: {"id": "tier", "organization_id": str(w.acme.pk)},
+    "POST /budget/info": lambda w, r: {"budgets": ["tier"], "organization_id": str(w.acme.pk)},
+    "GET /budget/list": lambda w, r: {},
+    "GET /budget/settings": lambda w, r: {"budget_id": "tier", "organization_id": str(w.acme.pk)},
     # Every role reaches the spend routes (each sees its own scope); the team filter names the
     # team each of them belongs to (the plain key's own team).
     "GET /spend/logs": lambda w, r: {"team_id": str(w.research.pk)},
@@ -107,8 +121,17 @@ def api_model(db):
     )
 
 
+@pytest.fixture
+def customers(world):
+    """An end user of Acme with a budget of Acme."""
+    from apps.customers.services import budget_create, end_user_create
+
+    tier = budget_create(organization=world.acme, budget_id="tier", max_budget=10)
+    return end_user_create(organization=world.acme, user_id="customer", budget=tier)
+
+
 @pytest.mark.parametrize("endpoint, role, cell", CELLS, ids=[f"{e.split()[1]}-{r}" for e, r, _ in CELLS])
-def test_permission_cell(api, world, api_model, endpoint, role, cell):
+def test_permission_cell(api, world, api_model, customers, endpoint, role, cell):
     method, path = endpoint.split()
     response = api(method, path, REQUESTS[endpoint](world, role), key=world.credentials[role])
     if cell == DENIED:

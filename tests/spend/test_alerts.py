@@ -84,6 +84,22 @@ def test_an_exhausted_budget_is_posted_once_per_period(gateway, make_deployment,
     assert len(receiver.slack) == 1 and "exhausted its budget" in receiver.slack[0]["text"]
 
 
+def test_an_end_users_soft_budget_alert_names_it_as_its_clients_do(gateway, make_deployment, make_key, receiver):
+    from apps.customers.services import end_user_create
+
+    make_deployment("gpt-test")
+    end_user_create(organization=None, user_id="alice", limits={"soft_budget": Decimal("0.0001")})
+    _, raw_key = make_key()
+    for _ in range(3):
+        response = httpx.post(gateway.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {raw_key}"},
+                              json={"model": "gpt-test", "messages": MESSAGES, "user": "alice"}, timeout=10)
+        assert response.status_code == 200
+
+    assert wait_for(lambda: receiver.webhook)
+    [event] = receiver.webhook
+    assert (event["event"], event["event_group"], event["customer_id"]) == ("soft_budget_crossed", "end_user", "alice")
+
+
 def test_nothing_is_posted_when_no_target_is_configured(gateway, make_deployment, make_key, monkeypatch):
     from apps.spend import alerts
 
