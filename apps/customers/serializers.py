@@ -7,9 +7,10 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from apps.core.durations import current_period
-from apps.management.inputs import Unsupported, count_field, duration_validator, money_field
+from apps.management.inputs import count_field, duration_validator, money_field
 
-# LiteLLM fields of an end user this gateway does not act on: refused when set, never ignored.
+# LiteLLM fields of an end user this gateway does not act on: accepted only empty (the management
+# framework's rule for `litellm_fields`), refused when set, never ignored.
 CUSTOMER_UNSUPPORTED = ("allowed_model_region", "default_model", "object_permission", "model_max_budget",
                         "allowed_models")
 BUDGET_LIMIT_FIELDS = ("max_budget", "soft_budget", "budget_duration", "rpm_limit", "tpm_limit",
@@ -26,7 +27,7 @@ class NamespaceInput(serializers.Serializer):
     )
 
 
-class BudgetLimitsInput(Unsupported, serializers.Serializer):
+class BudgetLimitsInput(serializers.Serializer):
     """LiteLLM's BudgetNewRequest limits."""
 
     max_budget = money_field(help_text="USD per budget period (or in all); a hard cap.")
@@ -41,10 +42,7 @@ class BudgetLimitsInput(Unsupported, serializers.Serializer):
     budget_reset_at = serializers.DateTimeField(
         required=False, allow_null=True, help_text="When the first budget period ends (default: one duration from now).",
     )
-    model_max_budget = serializers.DictField(required=False, allow_null=True)
-    allowed_models = serializers.ListField(child=serializers.CharField(), required=False, allow_null=True)
-
-    unsupported_fields = ("model_max_budget", "allowed_models")
+    litellm_fields = frozenset({"model_max_budget", "allowed_models"})
 
 
 def budget_limit_values(data: dict) -> dict:
@@ -146,9 +144,6 @@ class CustomerFieldsInput(serializers.Serializer):
     budget_id = serializers.CharField(max_length=200, required=False, allow_null=True,
                                       help_text="An existing budget of the same organization.")
     metadata = serializers.DictField(required=False, allow_null=True)
-    allowed_model_region = serializers.CharField(required=False, allow_null=True, allow_blank=True)
-    default_model = serializers.CharField(required=False, allow_null=True, allow_blank=True)
-    object_permission = serializers.DictField(required=False, allow_null=True)
 
     def validate(self, attrs):
         attrs = super().validate(attrs)
@@ -165,13 +160,13 @@ class CustomerNewInput(NamespaceInput, CustomerFieldsInput, BudgetLimitsInput):
     user_id = serializers.CharField(max_length=255)
     spend = money_field(help_text="USD already spent (in the current period).")
 
-    unsupported_fields = CUSTOMER_UNSUPPORTED
+    litellm_fields = frozenset(CUSTOMER_UNSUPPORTED)
 
 
 class CustomerUpdateInput(NamespaceInput, CustomerFieldsInput, BudgetLimitsInput):
     user_id = serializers.CharField(max_length=255)
 
-    unsupported_fields = CUSTOMER_UNSUPPORTED
+    litellm_fields = frozenset(CUSTOMER_UNSUPPORTED)
 
 
 class CustomerIdsInput(NamespaceInput):

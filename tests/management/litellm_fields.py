@@ -1,6 +1,7 @@
 """The LiteLLM fields each management route accepts only empty (it does not act on them yet): the
 one source of docs/litellm-compat.md's table, read from the routes' input serializers
-(`litellm_fields` less the declared ones). Print it with `python -m tests.management.litellm_fields`.
+(`litellm_fields` less the declared ones). Print it with `python -m tests.management.litellm_fields`,
+or put it in place with `... --write`.
 """
 
 from __future__ import annotations
@@ -34,8 +35,22 @@ def render_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_into(path) -> None:
+    """Replace the table in `path` (from its header row to the first line that is not a row)."""
+    lines = path.read_text().splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if line.startswith("| Route | LiteLLM fields accepted only empty"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    path.write_text("".join(lines[:start]) + render_markdown() + "".join(lines[end:]))
+
+
 if __name__ == "__main__":
+    import sys
+    from pathlib import Path
+
     import django
 
     django.setup()
-    print(render_markdown(), end="")
+    if "--write" in sys.argv:
+        write_into(Path(__file__).resolve().parents[2] / "docs" / "litellm-compat.md")
+    else:
+        print(render_markdown(), end="")

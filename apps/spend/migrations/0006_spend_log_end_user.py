@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ('keys', '0006_issued_by_proxy_admin'),
         ('providers', '0005_routing_fields'),
-        ('spend', '0004_rollup_day_stale'),
+        ('spend', '0005_daily_tag_spend'),
         ('teams', '0007_team_member_limits'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
