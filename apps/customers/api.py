@@ -189,8 +189,11 @@ class CustomerBlockApi(ManagementAPIView):
         with model_errors_as_fields(CUSTOMER_FIELDS, other="user_ids"):
             changed = services.end_users_block(organization=organization, user_ids=data["user_ids"],
                                                blocked=self.blocked)
-        name = "blocked_users" if self.blocked else "unblocked_users"
-        return Response({name: [s.customer_data(e) for e in changed]})
+        users = [s.customer_data(e) for e in changed]
+        if self.blocked:
+            return Response({"blocked_users": users})
+        # LiteLLM's unblock answers under "blocked_users" too; "unblocked_users" says what it is.
+        return Response({"unblocked_users": users, "blocked_users": users})
 
 
 class CustomerUnblockApi(CustomerBlockApi):

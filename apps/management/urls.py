@@ -64,6 +64,12 @@ api_urlpatterns = [
     path("customer/list", customers.CustomerListApi.as_view(), name="customer-list"),
     path("customer/block", customers.CustomerBlockApi.as_view(), name="customer-block"),
     path("customer/unblock", customers.CustomerUnblockApi.as_view(), name="customer-unblock"),
+    # LiteLLM's older names of the /customer/* routes, which its clients still call.
+    *[path(f"end_user/{action}", view.as_view(), name=f"end-user-{action}") for action, view in (
+        ("new", customers.CustomerNewApi), ("update", customers.CustomerUpdateApi),
+        ("delete", customers.CustomerDeleteApi), ("info", customers.CustomerInfoApi),
+        ("list", customers.CustomerListApi), ("block", customers.CustomerBlockApi),
+        ("unblock", customers.CustomerUnblockApi))],
     path("budget/new", customers.BudgetNewApi.as_view(), name="budget-new"),
     path("budget/update", customers.BudgetUpdateApi.as_view(), name="budget-update"),
     path("budget/delete", customers.BudgetDeleteApi.as_view(), name="budget-delete"),

@@ -264,6 +264,12 @@ MATRIX: dict[str, tuple[str, str, str, str, str, str]] = {
 }
 
 
+# Routes that are only another name of a route of the matrix (LiteLLM's older names): the same
+# view, so the same rights; test_permission_matrix checks that each serves its target's view.
+ALIASES = {f"/end_user/{action}": f"/customer/{action}"
+           for action in ("new", "update", "delete", "info", "list", "block", "unblock")}
+
+
 def render_markdown() -> str:
     """The matrix as the Markdown table docs/permissions.md carries."""
     lines = [

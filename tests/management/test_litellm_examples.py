@@ -31,11 +31,6 @@ pytestmark = pytest.mark.django_db
 
 
 PENDING = {  # examples issue 13 still has to make work (or declare): strict, so a fixed one must leave
-    "customer-new-object-permission",
-    "customer-new-region-and-default-model",
-    "customer-unblock",
-    "customer-update-object-permission",
-    "end-user-new-allowed-region",
     "global-spend-report",
     "global-spend-report-by-customer",
     "global-spend-report-by-team",

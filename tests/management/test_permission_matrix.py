@@ -8,7 +8,7 @@ import pytest
 
 from apps.management.urls import api_urlpatterns
 from tests.management.conftest import assert_error
-from tests.management.matrix import DENIED, MATRIX, ROLES, render_markdown
+from tests.management.matrix import ALIASES, DENIED, MATRIX, ROLES, render_markdown
 
 pytestmark = pytest.mark.django_db
 
@@ -141,8 +141,10 @@ def test_permission_cell(api, world, api_model, customers, endpoint, role, cell)
 
 
 def test_the_matrix_covers_every_route_and_every_role():
-    routes = {"/" + str(p.pattern) for p in api_urlpatterns}
-    assert routes == {endpoint.split()[1] for endpoint in MATRIX}
+    views = {"/" + str(p.pattern): p.callback.view_class for p in api_urlpatterns}
+    for alias, target in ALIASES.items():
+        assert views.pop(alias) is views[target], alias
+    assert set(views) == {endpoint.split()[1] for endpoint in MATRIX}
     assert set(REQUESTS) == set(MATRIX)
     assert all(len(cells) == len(ROLES) for cells in MATRIX.values())
 
