@@ -526,6 +526,19 @@ def organization_update_check(actor: Actor, organization: Organization, fields) 
                 raise Forbidden(f"Only the proxy admin may change {name}.", param=name)
 
 
+def organization_member_update_check(
+    actor: Actor, organization: Organization, *, user, role: str | None
+) -> None:
+    """May the caller change this member of the organization (its role)? Those who manage the
+    organization's members, for a user they could add to it (membership_grant_check), and never
+    to a role above their own there."""
+    organization_check(actor, organization, "manage_members")
+    membership_grant_check(actor, user=user, organization_id=organization.pk, param="user_id")
+    own_role = ADMIN if actor.is_org_admin(organization.pk) else actor.org_roles.get(organization.pk)
+    if role is not None and _ROLE_RANK[role] > _ROLE_RANK.get(own_role, -1):
+        raise Forbidden("Nobody gives a member a role above its own in the organization.", param="role")
+
+
 # --- users --------------------------------------------------------------------------------
 
 
@@ -578,6 +591,29 @@ def user_check(actor: Actor, user, action: str) -> None:
         "or delete a user (not another organization admin).",
         param="user_id",
     )
+
+
+# The user_role values an org admin may set on the users it manages (user_check "write"): none
+# above a plain member; proxy_admin and org_admin are the proxy admin's to give.
+ORG_ADMIN_USER_ROLES = frozenset({"internal_user", "internal_user_viewer"})
+
+
+def user_role_change_check(actor: Actor, role: str | None) -> None:
+    """May the caller set this user_role (on a user it may already change, user_check "write")?"""
+    if role is None or actor.is_proxy_admin:
+        return
+    if role not in ORG_ADMIN_USER_ROLES or not actor.admin_org_ids:
+        raise Forbidden(f"Only the proxy admin may make a user {role}.", param="user_role")
+
+
+def user_bulk_update_check(actor: Actor, *, all_users: bool) -> None:
+    """Who may call /user/bulk_update at all (each user is then checked as by /user/update): the
+    users' managers, the proxy admin and org admins; every user at once only the proxy admin."""
+    require_user(actor)
+    if all_users:
+        require_proxy_admin(actor, "change every user at once", param="all_users")
+    elif not actor.is_proxy_admin and not actor.admin_org_ids:
+        raise Forbidden("Only the proxy admin and organization admins may change users.")
 
 
 def user_create_check(actor: Actor, *, organizations, teams, user_role: str | None) -> None:

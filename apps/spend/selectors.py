@@ -210,6 +210,58 @@ def spend_per_key_hash(*, rows, limit: int | None = None) -> list[dict]:
     return result
 
 
+def _activity_metrics(row: dict) -> dict:
+    """LiteLLM's SpendMetrics of a report row (cached tokens are the ones read from a cache)."""
+    return {
+        "spend": row["spend"],
+        "prompt_tokens": row["prompt_tokens"],
+        "completion_tokens": row["completion_tokens"],
+        "cache_read_input_tokens": row["cached_tokens"],
+        "cache_creation_input_tokens": 0,
+        "total_tokens": row["total_tokens"],
+        "successful_requests": row["requests"] - row["errors"],
+        "failed_requests": row["errors"],
+        "api_requests": row["requests"],
+    }
+
+
+def _added(metrics: dict | None, more: dict) -> dict:
+    return dict(more) if metrics is None else {name: metrics[name] + more[name] for name in metrics}
+
+
+def daily_activity(*, rows) -> list[dict]:
+    """LiteLLM's daily activity (/user/daily/activity) over rollup rows: per date, oldest first,
+    {date, metrics, breakdown: {models, providers, api_keys}}, each breakdown entry with its
+    metrics (and, for a key, its alias)."""
+    days: dict[str, dict] = {}
+    for row in spend_report(rows=rows, group_by=["day", "model", "provider", "key"]):
+        metrics = _activity_metrics(row)
+        day = days.setdefault(row["day"], {"date": row["day"], "metrics": None,
+                                           "breakdown": {"models": {}, "providers": {}, "api_keys": {}}})
+        day["metrics"] = _added(day["metrics"], metrics)
+        breakdown = day["breakdown"]
+        for kind, name, metadata in (
+            ("models", row["model"], {}),
+            ("providers", row["provider"] or "unknown", {}),
+            ("api_keys", row["api_key"], {"key_alias": row["key_alias"]}),
+        ):
+            if name is None:
+                continue  # the master key's requests belong to no key
+            entry = breakdown[kind].setdefault(name, {"metrics": None, "metadata": metadata})
+            entry["metrics"] = _added(entry["metrics"], metrics)
+    return [days[day] for day in sorted(days)]
+
+
+def daily_activity_totals(activity: list[dict]) -> dict:
+    """LiteLLM's metadata totals (total_spend, total_api_requests, ...) of daily_activity's days."""
+    totals = None
+    for day in activity:
+        totals = _added(totals, day["metrics"])
+    totals = totals or _activity_metrics({"spend": 0, "prompt_tokens": 0, "completion_tokens": 0,
+                                          "cached_tokens": 0, "total_tokens": 0, "requests": 0, "errors": 0})
+    return {name if name.startswith("total_") else f"total_{name}": value for name, value in totals.items()}
+
+
 # --- the tag rollup ---
 
 

@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import uuid
 
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
 from rest_framework import exceptions
 from rest_framework.response import Response
 
+from apps.customers.selectors import budget_get
 from apps.keys.selectors import virtual_key_list
 from apps.keys.serializers import key_data
-from apps.management.framework import Forbidden, ManagementAPIView, NotFoundError, model_errors_as_fields
+from apps.management.framework import (
+    Forbidden,
+    ManagementAPIView,
+    NotFoundError,
+    first_validation_error,
+    model_errors_as_fields,
+)
 from apps.management.inputs import lago_values, limits_values, prompt_storage_values
 from apps.management.lookups import organization_or_404, team_or_404, user_or_404
 from apps.management.pagination import page_of
@@ -21,10 +30,13 @@ from apps.management.permissions import (
     key_scope,
     membership_grant_check,
     organization_check,
+    organization_member_update_check,
     organization_scope,
     organization_update_check,
     request_actor,
     require_proxy_admin,
+    spend_filter_check,
+    spend_scope,
     require_user,
     team_block_check,
     team_check,
@@ -32,10 +44,13 @@ from apps.management.permissions import (
     team_member_update_check,
     team_scope,
     team_update_check,
+    user_bulk_update_check,
     user_check,
     user_create_check,
+    user_role_change_check,
     user_scope,
 )
+from apps.spend.selectors import daily_activity, daily_activity_totals, daily_spend_in_range
 from apps.teams import selectors, services
 from apps.teams import serializers as s
 from apps.teams.models import Organization, UserLimits
@@ -68,41 +83,80 @@ def _one_admin_organization(actor, *, param: str) -> Organization:
 # --- organizations ------------------------------------------------------------------------
 
 
+def _actor_name(actor) -> str:
+    """Who made or changed something (LiteLLM's created_by / updated_by)."""
+    return actor.user.get_username() if actor.user is not None else "proxy_admin"
+
+
+def _budget_change(data: dict, *, organization: Organization | None) -> dict:
+    """{"budget": the Budget} for a request's budget_id ({"budget": None} for null: unlink; {} when
+    absent), looked up in the organization's own namespace, then the proxy admin's. A linked
+    organization's limits are its budget's: a request changes the budget or the limits, not both."""
+    change = {}
+    if data.get("budget_id") is not None:
+        namespaces = ([organization.pk] if organization is not None else []) + [None]
+        budgets = (budget_get(organization_id=n, budget_id=data["budget_id"]) for n in namespaces)
+        budget = next((b for b in budgets if b is not None), None)
+        if budget is None:
+            raise NotFoundError(f"No budget {data['budget_id']!r}.", param="budget_id")
+        change["budget"] = budget
+    elif "budget_id" in data:
+        change["budget"] = None
+    linked = change.get("budget") is not None or (
+        "budget" not in change and organization is not None and organization.budget_id is not None
+    )
+    given = [name for name in services.BUDGET_LIMIT_FIELDS if name in data]
+    if linked and given:
+        raise exceptions.ValidationError({given[0]: [
+            "The organization's limits are its budget's (budget_id): change the budget "
+            "(POST /budget/update), or unlink it (budget_id null) to give the organization limits of its own."
+        ]})
+    return change
+
+
 class OrganizationNewApi(ManagementAPIView):
-    """A new organization (organization_alias) with its limits."""
+    """A new organization (organization_alias) with its limits, or linked to a budget (budget_id)."""
 
     input_serializer = s.OrganizationNewInput
 
     def post(self, request):
         data = self.validated(request)
-        require_proxy_admin(request_actor(request), "create organizations")
-        fields = {**limits_values(data), **lago_values(data, request_actor(request))}
+        actor = request_actor(request)
+        require_proxy_admin(actor, "create organizations")
+        fields = {**limits_values(data), **lago_values(data, actor),
+                  **_budget_change(data, organization=None)}
         if data.get("organization_id"):
             fields["id"] = data["organization_id"]
         with model_errors_as_fields(ORGANIZATION_FIELDS):
-            organization = services.organization_create(name=data["organization_alias"], **fields)
+            organization = services.organization_create_with_budget(
+                name=data["organization_alias"], created_by=_actor_name(actor), **fields
+            )
         return Response(s.organization_data(organization, memberships=[], teams=[]))
 
 
 class OrganizationUpdateApi(ManagementAPIView):
-    """Change an organization; only the fields given change."""
+    """Change an organization; only the fields given change. (LiteLLM: PATCH; POST too.)"""
 
     input_serializer = s.OrganizationUpdateInput
 
     def post(self, request):
         data = self.validated(request)
+        actor = request_actor(request)
         organization = organization_or_404(data.pop("organization_id"))
-        organization_update_check(request_actor(request), organization, data)
-        changes = {**limits_values(data), **lago_values(data, request_actor(request))}
+        organization_update_check(actor, organization, data)
+        changes = {**limits_values(data), **lago_values(data, actor),
+                   **_budget_change(data, organization=organization), "updated_by": _actor_name(actor)}
         if "organization_alias" in data:
             changes["name"] = data["organization_alias"]
         with model_errors_as_fields(ORGANIZATION_FIELDS):
             organization = services.organization_update(organization=organization, **changes)
         return Response(_organization_full(organization))
 
+    patch = post
+
 
 class OrganizationDeleteApi(ManagementAPIView):
-    """Delete organizations with their teams and keys."""
+    """Delete organizations with their teams and keys. (LiteLLM: DELETE; POST too.)"""
 
     input_serializer = s.OrganizationDeleteInput
 
@@ -113,19 +167,33 @@ class OrganizationDeleteApi(ManagementAPIView):
         deleted = [_organization_full(o) for o in organizations]
         for organization in organizations:
             services.organization_delete(organization=organization)
+        if request.method == "DELETE":
+            return Response(deleted)  # LiteLLM's DELETE answers the list of deleted organizations
         return Response({"deleted_organizations": deleted})
+
+    delete = post
 
 
 class OrganizationInfoApi(ManagementAPIView):
-    """An organization with its members and teams."""
+    """An organization with its members and teams (GET); POST: LiteLLM's deprecated form, a list
+    of organizations."""
 
     query_serializer = s.OrganizationQuery
+    input_serializer = s.OrganizationInfoInput
 
     def get(self, request):
         data = self.validated(request)
         organization = organization_or_404(data["organization_id"])
         organization_check(request_actor(request), organization, "read")
         return Response(_organization_full(organization))
+
+    def post(self, request):
+        data = self.validated(request)
+        actor = request_actor(request)
+        organizations = [organization_or_404(i, param="organizations") for i in data["organizations"]]
+        for organization in organizations:
+            organization_check(actor, organization, "read")
+        return Response([_organization_full(o) for o in organizations])
 
 
 class OrganizationListApi(ManagementAPIView):
@@ -161,8 +229,31 @@ class OrganizationMemberAddApi(ManagementAPIView):
         )
 
 
+class OrganizationMemberUpdateApi(ManagementAPIView):
+    """Change a member's role in an organization (org_admin, internal_user, internal_user_viewer).
+    (LiteLLM: PATCH; POST too.)"""
+
+    input_serializer = s.OrganizationMemberUpdateInput
+
+    def post(self, request):
+        data = self.validated(request)
+        actor = request_actor(request)
+        organization = organization_or_404(data["organization_id"])
+        user = user_or_404(user_id=data.get("user_id"), user_email=data.get("user_email"))
+        role = s.ORGANIZATION_ROLES[data["role"]] if data.get("role") else None
+        organization_member_update_check(actor, organization, user=user, role=role)
+        membership = selectors.organization_membership_get(organization=organization, user=user)
+        if membership is None:
+            raise NotFoundError("The user is not a member of this organization.", param="user_id")
+        if role is not None:
+            membership = services.organization_member_role_set(membership=membership, role=role)
+        return Response(s.organization_membership_data(membership))
+
+    patch = post
+
+
 class OrganizationMemberDeleteApi(ManagementAPIView):
-    """Remove a member from an organization."""
+    """Remove a member from an organization. (LiteLLM: DELETE; POST too.)"""
 
     input_serializer = s.OrganizationMemberDeleteInput
 
@@ -174,6 +265,8 @@ class OrganizationMemberDeleteApi(ManagementAPIView):
         if not services.organization_member_remove(organization=organization, user=user):
             raise NotFoundError("The user is not a member of this organization.", param="user_id")
         return Response(_organization_full(organization))
+
+    delete = post
 
 
 def _organization_full(organization: Organization) -> dict:
@@ -439,9 +532,30 @@ class UserNewApi(ManagementAPIView):
             )
         answer = key_data(key, raw_key=raw_key) if key is not None else {"key": None}
         answer.update(_user_full(user))
+        # LiteLLM's answer echoes its request's key fields; these are accepted here only empty.
+        answer.update(
+            {"duration": data.get("duration"), "allowed_cache_controls": [], "aliases": {}, "config": {}}
+        )
         answer["teams"] = [str(team.pk) for team, _ in teams]
         answer["organizations"] = [str(o.pk) for o in organizations]
         return Response(answer)
+
+
+def _user_update(actor, user, data: dict):
+    """One /user/update: the caller's rights on the user and on each field, then the change."""
+    user_check(actor, user, "write")
+    user_role_change_check(actor, data.get("user_role"))
+    if data.get("password"):
+        require_proxy_admin(actor, "set a user's password", param="password")
+    with model_errors_as_fields({**USER_FIELDS, "user_role": "user_role"}):
+        return services.user_update(
+            user=user,
+            email=data.get("user_email") if data.get("user_id") and "user_email" in data else None,
+            alias=(data["user_alias"] or "") if "user_alias" in data else None,
+            role=data.get("user_role"),
+            password=data.get("password"),
+            limits=limits_values(data),
+        )
 
 
 class UserUpdateApi(ManagementAPIView):
@@ -451,23 +565,60 @@ class UserUpdateApi(ManagementAPIView):
 
     def post(self, request):
         data = self.validated(request)
-        actor = request_actor(request)
         user = user_or_404(user_id=data.get("user_id"), user_email=data.get("user_email"))
-        user_check(actor, user, "write")
-        if data.get("user_role") is not None:
-            require_proxy_admin(actor, "change a user's role", param="user_role")
-        if data.get("password"):
-            require_proxy_admin(actor, "set a user's password", param="password")
-        with model_errors_as_fields(USER_FIELDS):
-            user = services.user_update(
-                user=user,
-                email=data.get("user_email") if data.get("user_id") and "user_email" in data else None,
-                alias=(data["user_alias"] or "") if "user_alias" in data else None,
-                is_superuser=None if data.get("user_role") is None else data["user_role"] == "proxy_admin",
-                password=data.get("password"),
-                limits=limits_values(data),
-            )
-        return Response(_user_full(user))
+        return Response(_user_full(_user_update(request_actor(request), user, data)))
+
+
+class UserBulkUpdateApi(ManagementAPIView):
+    """LiteLLM's /user/bulk_update: `users` (each a /user/update body), or `all_users` with
+    `user_updates` (the proxy admin's). Each user is changed alone, with the caller's rights on
+    it; one refused is reported in `results` and changes nothing of its own."""
+
+    input_serializer = s.UserBulkUpdateInput
+
+    def post(self, request):
+        data = self.validated(request)
+        actor = request_actor(request)
+        user_bulk_update_check(actor, all_users=data["all_users"])
+        if data["all_users"]:
+            # The caller's own user stays as it is: a bulk change must not lock its author out.
+            users = selectors.user_list(scope=user_scope(actor)).exclude(pk=getattr(actor.user, "pk", None))
+            requests = [({**data["user_updates"], "user_id": u.username}, u) for u in users]
+        else:
+            requests = [
+                (c, selectors.user_get(user_id=c.get("user_id"), user_email=c.get("user_email")))
+                for c in data["users"]
+            ]
+        results = [_bulk_result(actor, changes, user) for changes, user in requests]
+        succeeded = sum(1 for result in results if result["success"])
+        return Response(
+            {
+                "results": results,
+                "total_requested": len(results),
+                "successful_updates": succeeded,
+                "failed_updates": len(results) - succeeded,
+            }
+        )
+
+
+def _bulk_result(actor, changes: dict, user) -> dict:
+    result = {"user_id": changes.get("user_id") or getattr(user, "username", None),
+              "user_email": changes.get("user_email") or getattr(user, "email", None) or None}
+    if user is None:
+        named = changes.get("user_id") or changes.get("user_email")
+        return {**result, "success": False, "error": f"No user {named!r}.", "updated_user": None}
+    try:
+        with transaction.atomic():
+            user = _user_update(actor, user, changes)
+    except (exceptions.APIException, DjangoValidationError) as exc:
+        return {**result, "success": False, "error": _error_text(exc), "updated_user": None}
+    return {**result, "success": True, "error": None, "updated_user": _user_full(user)}
+
+
+def _error_text(exc) -> str:
+    detail = getattr(exc, "detail", None) or getattr(exc, "message_dict", None) or str(exc)
+    param, message = first_validation_error(detail)
+    return f"{param}: {message}" if param else message
 
 
 class UserDeleteApi(ManagementAPIView):
@@ -549,5 +700,36 @@ class UserListApi(ManagementAPIView):
                 "page": data["page"],
                 "page_size": data["page_size"],
                 "total_pages": pages,
+            }
+        )
+
+
+class UserDailyActivityApi(ManagementAPIView):
+    """LiteLLM's daily activity of a user (without user_id: the caller's own; the proxy admin's:
+    everyone's) from the daily spend rollups: per date its metrics and breakdown by model,
+    provider and key, within what the caller may see (spend_scope)."""
+
+    query_serializer = s.UserDailyActivityQuery
+
+    def get(self, request):
+        data = self.validated(request)
+        actor = request_actor(request)
+        filters = {"model": data["model"]} if data.get("model") else {}
+        if data.get("user_id"):
+            user = user_or_404(user_id=data["user_id"])
+            spend_filter_check(actor, user=user)
+            filters["user_id"] = user.pk
+        elif actor.user is not None and not actor.is_proxy_admin:
+            filters["user_id"] = actor.user.pk
+        rows = daily_spend_in_range(scope=spend_scope(actor), start_date=data["start_date"],
+                                    end_date=data["end_date"], filters=filters)
+        activity = daily_activity(rows=rows)
+        page, size = data["page"], data["page_size"]
+        pages = max(1, -(-len(activity) // size))
+        return Response(
+            {
+                "results": activity[(page - 1) * size: page * size],
+                "metadata": {**daily_activity_totals(activity), "page": page, "total_pages": pages,
+                             "has_more": page < pages},
             }
         )

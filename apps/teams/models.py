@@ -60,6 +60,14 @@ class Organization(LimitsMixin):
     lago_external_subscription_id = models.CharField(
         max_length=255, blank=True, help_text="Lago external_subscription_id the usage events are sent to."
     )
+    # LiteLLM's budget_id: a named budget (apps.customers) whose limits are the organization's own
+    # while it is linked (apps.teams.services.organization_budget_sync keeps them in step).
+    budget = models.ForeignKey(
+        "customers.Budget", on_delete=models.SET_NULL, null=True, blank=True, related_name="organizations",
+        help_text="The budget whose limits this organization has (LiteLLM's budget_id). Empty: its own.",
+    )
+    created_by = models.CharField(max_length=150, blank=True, editable=False)
+    updated_by = models.CharField(max_length=150, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]

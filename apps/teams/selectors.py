@@ -57,6 +57,11 @@ def user_get(*, user_id: str | None = None, user_email: str | None = None):
     return None
 
 
+def organization_membership_get(*, organization, user) -> OrganizationMembership | None:
+    memberships = OrganizationMembership.objects.select_related("user")
+    return memberships.filter(organization=organization, user=user).first()
+
+
 def memberships_of_user(*, user) -> tuple[dict, dict, dict]:
     """(organization id → role, team id → role, team id → its organization id) of a user."""
     org_roles = dict(OrganizationMembership.objects.filter(user=user).values_list("organization_id", "role"))

@@ -97,7 +97,14 @@ LITELLM_BUDGET_FIELDS = frozenset(
 )
 
 
-class OrganizationNewInput(LagoIdsInput, LimitsInput):
+class OrganizationBudgetInput(serializers.Serializer):
+    budget_id = serializers.CharField(
+        max_length=200, required=False, allow_null=True,
+        help_text="A budget (POST /budget/new) whose limits the organization has, instead of its own.",
+    )
+
+
+class OrganizationNewInput(OrganizationBudgetInput, LagoIdsInput, LimitsInput):
     organization_alias = serializers.CharField(max_length=200)
     organization_id = serializers.UUIDField(required=False, allow_null=True)
 
@@ -107,7 +114,7 @@ class OrganizationNewInput(LagoIdsInput, LimitsInput):
     }
 
 
-class OrganizationUpdateInput(LagoIdsInput, LimitsInput):
+class OrganizationUpdateInput(OrganizationBudgetInput, LagoIdsInput, LimitsInput):
     organization_id = serializers.CharField()
     organization_alias = serializers.CharField(max_length=200, required=False)
 
@@ -137,12 +144,30 @@ class OrganizationMemberDeleteInput(UserRefInput):
     litellm_fields = LITELLM_MEMBER_REF_FIELDS | {"organization_id"}
 
 
+class OrganizationMemberUpdateInput(UserRefInput):
+    organization_id = serializers.CharField()
+    role = serializers.ChoiceField(choices=sorted(ORGANIZATION_ROLES), required=False, allow_null=True)
+
+    litellm_fields = LITELLM_MEMBER_REF_FIELDS | {"organization_id", "role", "max_budget_in_organization"}
+
+
+class OrganizationInfoInput(serializers.Serializer):
+    """LiteLLM's deprecated POST /organization/info: several organizations at once."""
+
+    organizations = serializers.ListField(child=serializers.CharField(), min_length=1, max_length=1000)
+
+    litellm_fields = frozenset({"organizations"})
+
+
 def organization_data(organization, *, memberships=None, teams=None) -> dict:
     data = {
         "organization_id": str(organization.pk),
         "organization_alias": organization.name,
         **limits_data(organization),
         **lago_data(organization),
+        "budget_id": organization.budget.budget_id if organization.budget_id else None,
+        "created_by": organization.created_by or None,
+        "updated_by": organization.updated_by or None,
     }
     if memberships is not None:
         data["members"] = [
@@ -318,6 +343,25 @@ def team_data(team, *, memberships=None) -> dict:
 # --- users --------------------------------------------------------------------------------
 
 USER_ROLES = ("proxy_admin", "org_admin", "internal_user", "internal_user_viewer")
+# LiteLLM's older names of its roles (its virtual_keys page's "admin").
+USER_ROLE_ALIASES = {"admin": "proxy_admin"}
+
+
+class UserRoleField(serializers.ChoiceField):
+    """LiteLLM's user_role (its older names too). Its proxy_admin_viewer, a read-only proxy admin,
+    has no counterpart here: viewers are members of a team or organization."""
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=(*USER_ROLES, *USER_ROLE_ALIASES), required=False, allow_null=True, **kwargs)
+
+    def to_internal_value(self, data):
+        if data == "proxy_admin_viewer":
+            raise serializers.ValidationError(
+                "'proxy_admin_viewer' (a read-only proxy admin) does not exist here: viewers are members "
+                "of a team or organization (internal_user_viewer)."
+            )
+        role = super().to_internal_value(data)
+        return USER_ROLE_ALIASES.get(role, role)
 
 
 class UserTeamInput(serializers.Field):
@@ -352,7 +396,7 @@ class UserNewInput(LimitsInput):
     user_id = serializers.CharField(max_length=150, required=False, allow_null=True)
     user_email = serializers.EmailField(required=False, allow_null=True)
     user_alias = serializers.CharField(max_length=150, required=False, allow_null=True, allow_blank=True)
-    user_role = serializers.ChoiceField(choices=USER_ROLES, required=False, allow_null=True)
+    user_role = UserRoleField()
     teams = serializers.ListField(child=UserTeamInput(), required=False, allow_null=True)
     organizations = serializers.ListField(child=serializers.CharField(), required=False, allow_null=True)
     password = serializers.CharField(
@@ -366,20 +410,34 @@ class UserNewInput(LimitsInput):
         help_text="A team to add the user to (LiteLLM's older name for teams).",
     )
 
+    # The names /user/new's own docstring uses (LiteLLM drops them and makes a user with a new id).
+    username = serializers.CharField(max_length=150, required=False, allow_null=True,
+                                     help_text="user_id, by the name LiteLLM's docstring uses.")
+    email = serializers.EmailField(required=False, allow_null=True,
+                                   help_text="user_email, by the name LiteLLM's docstring uses.")
+
     litellm_fields = LITELLM_GENERATE_REQUEST_FIELDS | {
         "user_email", "user_alias", "user_role", "teams", "auto_create_key", "send_invite_email",
         "sso_user_id", "organizations", "password",
     }
     ignored_values = {"spend": (0,)}  # a new user's spend
 
+    def validate(self, attrs):
+        for alias, name in (("username", "user_id"), ("email", "user_email")):
+            value = attrs.pop(alias, None)
+            if value is None:
+                continue
+            if attrs.get(name) not in (None, value):
+                raise serializers.ValidationError({alias: [f"Another name of {name}: give one of them."]})
+            attrs[name] = value
+        return super().validate(attrs)
+
 
 class UserUpdateInput(LimitsInput):
     user_id = serializers.CharField(max_length=150, required=False, allow_null=True)
     user_email = serializers.EmailField(required=False, allow_null=True)
     user_alias = serializers.CharField(max_length=150, required=False, allow_null=True, allow_blank=True)
-    user_role = serializers.ChoiceField(
-        choices=("proxy_admin", "internal_user"), required=False, allow_null=True
-    )
+    user_role = UserRoleField()
     password = serializers.CharField(
         min_length=8, max_length=128, required=False, allow_null=True, write_only=True
     )
@@ -392,6 +450,40 @@ class UserUpdateInput(LimitsInput):
         if not attrs.get("user_id") and not attrs.get("user_email"):
             raise serializers.ValidationError({"user_id": ["Give user_id or user_email."]})
         return super().validate(attrs)
+
+
+class UserChangesInput(StrictNestedInput, UserUpdateInput):
+    """One user's changes in /user/bulk_update's `users` (a /user/update body)."""
+
+
+class UserUpdatesInput(StrictNestedInput, UserUpdateInput):
+    """The changes /user/bulk_update applies to every user (`all_users`): no user named."""
+
+    def validate(self, attrs):
+        for name in ("user_id", "user_email"):
+            if attrs.get(name):
+                raise serializers.ValidationError(
+                    {name: ["Not with all_users: the changes apply to every user."]}
+                )
+        return attrs
+
+
+class UserBulkUpdateInput(serializers.Serializer):
+    users = serializers.ListField(child=UserChangesInput(), required=False, allow_null=True, min_length=1,
+                                  max_length=1000)
+    all_users = serializers.BooleanField(default=False)
+    user_updates = UserUpdatesInput(required=False, allow_null=True)
+
+    litellm_fields = frozenset({"users", "all_users", "user_updates"})
+
+    def validate(self, attrs):
+        if attrs["all_users"] and attrs.get("user_updates") is None:
+            raise serializers.ValidationError({"user_updates": ["Required with all_users."]})
+        if not attrs["all_users"] and not attrs.get("users"):
+            raise serializers.ValidationError({"users": ["Give users, or all_users with user_updates."]})
+        if attrs["all_users"] and attrs.get("users"):
+            raise serializers.ValidationError({"users": ["Give users or all_users, not both."]})
+        return attrs
 
 
 class UserDeleteInput(serializers.Serializer):
@@ -408,6 +500,28 @@ class UserListQuery(PageQuery):
     team_id = serializers.CharField(required=False)
     organization_id = serializers.CharField(required=False)
     user_email = serializers.CharField(required=False)
+
+
+MAX_ACTIVITY_DAYS = 366
+
+
+class UserDailyActivityQuery(PageQuery):
+    """LiteLLM's /user/daily/activity query: days (UTC, both included) paged by page and page_size."""
+
+    start_date = serializers.DateField(help_text="The first day (UTC), YYYY-MM-DD.")
+    end_date = serializers.DateField(help_text="The last day (UTC), included.")
+    user_id = serializers.CharField(
+        required=False, help_text="Only this user's activity (default: the caller's)."
+    )
+    model = serializers.CharField(required=False, help_text="Only this model's activity.")
+    page_size = serializers.IntegerField(min_value=1, max_value=1000, default=50)
+
+    def validate(self, data):
+        if data["end_date"] < data["start_date"]:
+            raise serializers.ValidationError({"end_date": ["Must not be before start_date."]})
+        if (data["end_date"] - data["start_date"]).days >= MAX_ACTIVITY_DAYS:
+            raise serializers.ValidationError({"end_date": [f"At most {MAX_ACTIVITY_DAYS} days."]})
+        return data
 
 
 def user_role_name(user, *, org_roles=(), team_roles=()) -> str:

@@ -72,16 +72,54 @@ def _apply(entity, fields: dict) -> None:
     entity.save()
 
 
+# The limits a linked budget (LiteLLM's budget_id) gives its organizations.
+BUDGET_LIMIT_FIELDS = ("max_budget", "soft_budget", "budget_duration", "rpm_limit", "tpm_limit",
+                       "max_parallel_requests")
+
+
+def _budget_limits(budget) -> dict:
+    return {name: getattr(budget, name) for name in BUDGET_LIMIT_FIELDS}
+
+
+@transaction.atomic
+def organization_create_with_budget(
+    *, name: str, budget=None, created_by: str = "", **fields
+) -> Organization:
+    """An organization; linked to `budget` (LiteLLM's budget_id), it has the budget's limits."""
+    if budget is not None:
+        fields = {**fields, **_budget_limits(budget), "budget": budget}
+    return organization_create(name=name, created_by=created_by, updated_by=created_by, **fields)
+
+
 @transaction.atomic
 def organization_update(*, organization: Organization, **fields) -> Organization:
+    """`budget` (a Budget, or None to unlink) brings the budget's limits with it; unlinking
+    keeps them as the organization's own."""
+    if fields.get("budget") is not None:
+        fields = {**fields, **_budget_limits(fields["budget"])}
     _apply(organization, fields)
     return organization
+
+
+@transaction.atomic
+def organization_budget_sync(*, budget) -> None:
+    """A budget changed: the organizations linked to it take its limits (each save reaches every
+    key context through the Organization signal)."""
+    for organization in Organization.objects.filter(budget=budget):
+        _apply(organization, _budget_limits(budget))
 
 
 @transaction.atomic
 def organization_delete(*, organization: Organization) -> None:
     """Deletes the organization with its teams and keys."""
     organization.delete()
+
+
+@transaction.atomic
+def organization_member_role_set(*, membership: OrganizationMembership, role: str) -> OrganizationMembership:
+    membership.role = role
+    membership.save(update_fields=["role"])
+    return membership
 
 
 @transaction.atomic
@@ -161,22 +199,56 @@ def user_update(
     user: AbstractBaseUser,
     email: str | None = None,
     alias: str | None = None,
-    is_superuser: bool | None = None,
+    role: str | None = None,
     password: str | None = None,
     limits: dict | None = None,
 ) -> AbstractBaseUser:
+    """Only what is given changes; `role` is LiteLLM's user_role (user_role_set)."""
     if email is not None:
         user.email = email
     if alias is not None:
         user.first_name = alias
-    if is_superuser is not None:
-        user.is_superuser = user.is_staff = is_superuser
     if password:
         user.set_password(password)
     user.full_clean(exclude=["password"])
     user.save()
+    if role is not None:
+        user_role_set(user=user, role=role)
     if limits:
         user_limits_set(user=user, **limits)
+    return user
+
+
+@transaction.atomic
+def user_role_set(*, user: AbstractBaseUser, role: str) -> AbstractBaseUser:
+    """LiteLLM's user_role, in our terms: proxy_admin is a superuser; org_admin administers every
+    organization it belongs to (it needs one); internal_user_viewer only views, in all of its
+    memberships; internal_user writes where it was a viewer (its admin roles stay: those are
+    set per team or organization)."""
+    org_memberships = OrganizationMembership.objects.filter(user=user)
+    team_memberships = TeamMembership.objects.filter(user=user)
+    if role == "org_admin" and not org_memberships.exists():
+        raise ValidationError(
+            {"user_role": ["An org_admin needs an organization: add the user to one first."]}
+        )
+    is_superuser = role == "proxy_admin"
+    if user.is_superuser != is_superuser:
+        user.is_superuser = user.is_staff = is_superuser
+        user.save(update_fields=["is_superuser", "is_staff"])
+    org_roles, team_roles = OrganizationMembership.Role, TeamMembership.Role
+    if role == "org_admin":
+        changes = [(org_memberships, org_roles.ADMIN)]
+    elif role == "internal_user_viewer":
+        changes = [(org_memberships, org_roles.VIEWER), (team_memberships, team_roles.VIEWER)]
+    elif role == "internal_user":
+        changes = [(org_memberships.filter(role=org_roles.VIEWER), org_roles.MEMBER),
+                   (team_memberships.filter(role=team_roles.VIEWER), team_roles.MEMBER)]
+    else:
+        changes = []
+    for memberships, new_role in changes:
+        for membership in memberships.exclude(role=new_role):
+            membership.role = new_role
+            membership.save(update_fields=["role"])  # each save: its signals, as elsewhere
     return user
 
 

@@ -64,14 +64,6 @@ PENDING = {  # examples issue 13 still has to make work (or declare): strict, so
     "model-info-v1",
     "model-new-azure-env-key",
     "model-patch-team-limits",
-    "organization-delete-delete",
-    "organization-info-post",
-    "organization-member-add-with-budget",
-    "organization-member-delete-delete",
-    "organization-member-update-patch",
-    "organization-new-models-budget",
-    "organization-new-with-budget-id",
-    "organization-update-patch",
     "spend-calculate-after-call",
     "spend-calculate-before-call",
     "spend-calculate-model-not-on-proxy",
@@ -98,12 +90,6 @@ PENDING = {  # examples issue 13 still has to make work (or declare): strict, so
     "team-update-member-permissions",
     "team-update-model-rate-limits",
     "team-update-tpm-limit",
-    "user-bulk-update-all",
-    "user-bulk-update-users",
-    "user-daily-activity",
-    "user-new-docstring-example",
-    "user-new-role-team-budget",
-    "user-update-role",
 }
 
 

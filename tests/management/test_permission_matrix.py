@@ -52,7 +52,11 @@ REQUESTS = {
     "POST /team/unblock": lambda w, r: {"team_id": str(w.research.pk)},
     "POST /user/new": lambda w, r: {"user_id": "newbie", "organizations": [str(w.acme.pk)]},
     "POST /user/update": lambda w, r: {"user_id": "member", "user_alias": "M"},
+    "POST /user/bulk_update": lambda w, r: {
+        "users": [{"user_id": "accountant", "user_role": "internal_user_viewer"}],
+    },
     "POST /user/delete": lambda w, r: {"user_ids": ["member"]},
+    "GET /user/daily/activity": lambda w, r: {"start_date": "2025-01-01", "end_date": "2025-01-31"},
     "GET /user/info": lambda w, r: {"user_id": _target_user(r)},
     "GET /user/list": lambda w, r: {},
     "POST /organization/new": lambda w, r: {"organization_alias": "Initech"},
@@ -60,12 +64,28 @@ REQUESTS = {
         "organization_id": str(w.acme.pk),
         "organization_alias": "Acme 2",
     },
+    "PATCH /organization/update": lambda w, r: {
+        "organization_id": str(w.acme.pk),
+        "organization_alias": "Acme 2",
+    },
     "POST /organization/delete": lambda w, r: {"organization_ids": [str(w.acme.pk)]},
+    "DELETE /organization/delete": lambda w, r: {"organization_ids": [str(w.acme.pk)]},
     "GET /organization/info": lambda w, r: {"organization_id": str(w.acme.pk)},
+    "POST /organization/info": lambda w, r: {"organizations": [str(w.acme.pk)]},
     "GET /organization/list": lambda w, r: {},
     "POST /organization/member_add": lambda w, r: {
         "organization_id": str(w.acme.pk),
         "member": {"user_id": "newbie", "role": "internal_user"},
+    },
+    "POST /organization/member_update": lambda w, r: {
+        "organization_id": str(w.acme.pk), "user_id": "accountant", "role": "internal_user_viewer",
+    },
+    "PATCH /organization/member_update": lambda w, r: {
+        "organization_id": str(w.acme.pk), "user_id": "accountant", "role": "internal_user_viewer",
+    },
+    "DELETE /organization/member_delete": lambda w, r: {
+        "organization_id": str(w.acme.pk),
+        "user_id": "accountant",
     },
     "POST /organization/member_delete": lambda w, r: {
         "organization_id": str(w.acme.pk),

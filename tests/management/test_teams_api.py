@@ -218,8 +218,11 @@ def test_organization_new_update_info_list_delete(api, world):
     )
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"organization_id", "organization_alias", "members", "teams"} | LIMIT_FIELDS | LAGO_FIELDS
+    assert set(body) == {
+        "organization_id", "organization_alias", "members", "teams", "budget_id", "created_by", "updated_by",
+    } | LIMIT_FIELDS | LAGO_FIELDS
     assert (body["organization_alias"], body["max_budget"], body["models"]) == ("Initech", 1000.0, ["gpt-a"])
+    assert (body["budget_id"], body["created_by"], body["updated_by"]) == (None, "proxy_admin", "proxy_admin")
     organization_id = body["organization_id"]
 
     response = api.post(

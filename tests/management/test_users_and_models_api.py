@@ -143,15 +143,15 @@ def test_user_update(api, world):
     assert_error(api.post("/user/update", {"user_id": "ghost", "max_budget": 1}), 404, param="user_id")
     assert_error(api.post("/user/update", {"max_budget": 1}), 400, param="user_id")
     assert_error(api.post("/user/update", {"user_id": "member", "max_budget": "x"}), 400, param="max_budget")
-    assert_error(
-        api.post(
-            "/user/update",
-            {"user_id": "viewer", "user_role": "internal_user"},
-            key=world.credentials["org_admin"],
-        ),
-        403,
-        param="user_role",
-    )
+    # An org admin gives no role above a member's (proxy_admin and org_admin are the proxy admin's).
+    for role in ("org_admin", "proxy_admin", "admin"):
+        assert_error(
+            api.post(
+                "/user/update", {"user_id": "viewer", "user_role": role}, key=world.credentials["org_admin"]
+            ),
+            403,
+            param="user_role",
+        )
     # A superuser is the proxy admin's alone.
     assert_error(
         api.post(
