@@ -90,13 +90,13 @@ def _actor_name(actor) -> str:
 
 def _budget_change(data: dict, *, organization: Organization | None) -> dict:
     """{"budget": the Budget} for a request's budget_id ({"budget": None} for null: unlink; {} when
-    absent), looked up in the organization's own namespace, then the proxy admin's. A linked
-    organization's limits are its budget's: a request changes the budget or the limits, not both."""
+    absent). Only the proxy admin's budgets (outside every organization) are linked: an org admin
+    manages its organization's own budgets, and must not raise its organization's limits through
+    one. A linked organization's limits are its budget's: a request changes the budget or the
+    limits, not both."""
     change = {}
     if data.get("budget_id") is not None:
-        namespaces = ([organization.pk] if organization is not None else []) + [None]
-        budgets = (budget_get(organization_id=n, budget_id=data["budget_id"]) for n in namespaces)
-        budget = next((b for b in budgets if b is not None), None)
+        budget = budget_get(organization_id=None, budget_id=data["budget_id"])
         if budget is None:
             raise NotFoundError(f"No budget {data['budget_id']!r}.", param="budget_id")
         change["budget"] = budget

@@ -68,11 +68,15 @@ def _world():
     """Acme (teams research and ops) and Globex (team sales), their people, and a key each."""
     from django.contrib.auth import get_user_model
 
+    from apps.customers.services import budget_create
     from apps.keys.services import virtual_key_create
     from apps.teams.services import organization_create, organization_member_add, team_create, team_member_add
 
     User = get_user_model()
     acme, globex = organization_create(name="Acme"), organization_create(name="Globex")
+    # Budgets an organization may be linked to (budget_id): the proxy admin's, and Acme's own.
+    budget_create(organization=None, budget_id="tier", max_budget=1000000)
+    budget_create(organization=acme, budget_id="acme-tier", max_budget=1000000)
     research = team_create(organization=acme, alias="research")
     team_create(organization=acme, alias="ops")
     sales = team_create(organization=globex, alias="sales")
@@ -150,6 +154,8 @@ def rights_of(client: Client, raw_key: str) -> frozenset:
                                                                  "metadata": {"probe": 1}}),
             ("org-limits", organization, "/organization/update", {"organization_id": organization,
                                                                  "max_budget": 1}),
+            ("org-budget", organization, "/organization/update", {"organization_id": organization,
+                                                                 "budget_id": "tier"}),
             ("org-members", organization, "/organization/member_add", {
                 "organization_id": organization, "member": [{"user_id": "probe-new", "role": "org_admin"}]}),
             ("org-team", organization, "/team/new", {"organization_id": organization, "team_alias": "probe"}),
@@ -397,6 +403,56 @@ class ManagementCalls(RuleBasedStateMachine):
         body = {"organization_id": self.one_of(data, organizations, "organization"),
                 "member": [{"user_id": username, "role": self.one_of(data, ROLES_ORG, "role")}]}
         self._granting(caller, [username], lambda: self._call(caller, "/organization/member_add", body))
+
+    @rule(data=st.data())
+    def update_organization_member(self, data):
+        caller = self.principal(data)
+        _, organizations, users, _ = _ids()
+        username = self.one_of(data, users, "user")
+        body = {"organization_id": self.one_of(data, organizations, "organization"), "user_id": username,
+                "role": self.one_of(data, ROLES_ORG, "role")}
+        self._granting(caller, [username], lambda: self._call(caller, "/organization/member_update", body))
+
+    @rule(data=st.data())
+    def link_organization_budget(self, data):
+        """A budget's limits become the organization's (only the proxy admin's budgets link)."""
+        caller = self.principal(data)
+        _, organizations, _, _ = _ids()
+        body = {"organization_id": self.one_of(data, organizations, "organization"),
+                "budget_id": self.one_of(data, ["tier", "acme-tier", None], "budget_id")}
+        self._limits_kept(caller, lambda: self._call(caller, "/organization/update", body))
+
+    @rule(data=st.data())
+    def raise_budget(self, data):
+        """Changing a budget changes the organizations linked to it."""
+        caller = self.principal(data)
+        _, organizations, _, _ = _ids()
+        budget_id = self.one_of(data, ["tier", "acme-tier"], "budget_id")
+        body = {"budget_id": budget_id, "max_budget": 2000000}
+        if budget_id == "acme-tier":
+            body["organization_id"] = organizations[0]  # Acme
+        self._limits_kept(caller, lambda: self._call(caller, "/budget/update", body))
+
+    def _limits_kept(self, caller: str, call) -> None:
+        """The limits of an organization change only for a caller that may set them itself."""
+        from apps.teams.models import Organization
+
+        fields = ("pk", "max_budget", "soft_budget", "budget_duration", "rpm_limit", "tpm_limit")
+        before = {row[0]: row for row in Organization.objects.values_list(*fields)}
+        may_set = {r[1] for r in rights_of(self.client, self.principals[caller]) if r[0] == "org-limits"}
+        call()
+        for row in Organization.objects.values_list(*fields):
+            if str(row[0]) not in may_set and row[0] in before:
+                assert row == before[row[0]], f"{caller} changed the limits of organization {row[0]}"
+
+    @rule(data=st.data())
+    def bulk_update_users(self, data):
+        caller = self.principal(data)
+        users = _ids()[2]
+        usernames = data.draw(st.lists(st.sampled_from(users), min_size=1, max_size=2, unique=True), label="users")
+        body = {"users": [{"user_id": u, "user_role": self.one_of(data, USER_ROLES[:-1], "user_role")}
+                          for u in usernames]}
+        self._granting(caller, usernames, lambda: self._call(caller, "/user/bulk_update", body))
 
     @rule(data=st.data())
     def new_team(self, data):
