@@ -12,6 +12,7 @@ from apps.management.admin_scope import (
 from apps.management.permissions import admin_actor, user_check
 from apps.spend.admin_reports import SpendReportAdminMixin
 from apps.teams.models import Organization, OrganizationMembership, Team, TeamMembership, UserLimits
+from apps.teams.services import BUDGET_LIMIT_FIELDS
 
 # Which Lago customer and subscription an entity is billed as (apps.billing) is the operator's
 # business: organization admins see it, only superusers change it.
@@ -49,12 +50,17 @@ class OrganizationAdmin(SpendReportAdminMixin, OrganizationScopedAdmin):
                     "spend_report_link")
     list_filter = ("blocked",)
     search_fields = ("name", "id", "lago_external_customer_id", "lago_external_subscription_id")
-    readonly_fields = ("id", "spend", "created_at", "updated_at")
+    # The budget (LiteLLM's budget_id) is linked through /organization/update, which brings its limits.
+    readonly_fields = ("id", "spend", "budget", "created_by", "updated_by", "created_at", "updated_at")
     inlines = [OrganizationMembershipInline, TeamInline]
 
     def get_readonly_fields(self, request, obj=None):
         fields = _lago_ids_read_only(request, super().get_readonly_fields(request, obj))
-        return fields if request.user.is_superuser else (*fields, *ORGANIZATION_LIMIT_FIELDS)
+        if not request.user.is_superuser:
+            return (*fields, *ORGANIZATION_LIMIT_FIELDS)
+        if obj is not None and obj.budget_id is not None:
+            return (*fields, *BUDGET_LIMIT_FIELDS)  # its budget's, changed with the budget
+        return fields
 
     def spend_report_scope(self, obj) -> Q:
         return Q(organization_id=obj.pk)

@@ -146,7 +146,7 @@ def model_restrictions_of_user(*, user, team_ids) -> list[tuple[frozenset[str], 
 
 
 def organization_list(*, scope: Q) -> QuerySet:
-    return Organization.objects.filter(scope).order_by("name")
+    return Organization.objects.filter(scope).select_related("budget").order_by("name")
 
 
 def team_list(*, scope: Q, organization_id=None) -> QuerySet:

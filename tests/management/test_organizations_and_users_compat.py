@@ -217,3 +217,13 @@ def test_user_daily_activity(api, world):
     assert theirs.json()["metadata"]["total_spend"] == pytest.approx(1)
     assert_error(api.get("/user/daily/activity", {"start_date": "2025-03-27", "end_date": "2025-03-20"}), 400,
                  param="end_date")
+
+
+def test_the_admin_shows_an_organizations_budget_read_only(api, world, admin_client):
+    api.post("/budget/new", {"budget_id": "gold", "max_budget": 100})
+    api.post("/organization/update", {"organization_id": str(world.acme.pk), "budget_id": "gold"})
+    page = admin_client.get(f"/admin/teams/organization/{world.acme.pk}/change/")
+    assert page.status_code == 200
+    form = page.context["adminform"].form
+    assert "budget" not in form.fields and "max_budget" not in form.fields  # the budget's, not the form's
+    assert b"gold" in page.content
