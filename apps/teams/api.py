@@ -14,7 +14,7 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 
 from apps.customers.selectors import budget_get
-from apps.keys.selectors import virtual_key_list
+from apps.keys.selectors import virtual_key_get_by_ref, virtual_key_list
 from apps.keys.serializers import key_data
 from apps.management.framework import (
     Forbidden,
@@ -715,6 +715,12 @@ class UserDailyActivityApi(ManagementAPIView):
         data = self.validated(request)
         actor = request_actor(request)
         filters = {"model": data["model"]} if data.get("model") else {}
+        if data.get("api_key"):
+            key = virtual_key_get_by_ref(ref=data["api_key"])
+            if key is None:
+                raise NotFoundError("No such key.", param="api_key")
+            spend_filter_check(actor, key=key)
+            filters["key_id"] = key.pk
         if data.get("user_id"):
             user = user_or_404(user_id=data["user_id"])
             spend_filter_check(actor, user=user)

@@ -514,6 +514,7 @@ class UserDailyActivityQuery(PageQuery):
         required=False, help_text="Only this user's activity (default: the caller's)."
     )
     model = serializers.CharField(required=False, help_text="Only this model's activity.")
+    api_key = serializers.CharField(required=False, help_text="Only this key's activity: the key or its sha256.")
     page_size = serializers.IntegerField(min_value=1, max_value=1000, default=50)
 
     def validate(self, data):

@@ -217,6 +217,11 @@ def test_user_daily_activity(api, world):
     assert theirs.json()["metadata"]["total_spend"] == pytest.approx(1)
     assert_error(api.get("/user/daily/activity", {"start_date": "2025-03-27", "end_date": "2025-03-20"}), 400,
                  param="end_date")
+    by_key = api.get("/user/daily/activity", {**query, "api_key": world.key("viewer").token_hash}).json()
+    assert by_key["metadata"]["total_spend"] == pytest.approx(1)
+    assert_error(api.get("/user/daily/activity", {**query, "api_key": world.raw("outsider")},
+                         key=world.credentials["member"]), 403, param="api_key")
+    assert_error(api.get("/user/daily/activity", {**query, "api_key": "sk-nothing"}), 404, param="api_key")
 
 
 def test_the_admin_shows_an_organizations_budget_read_only(api, world, admin_client):
