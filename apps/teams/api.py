@@ -35,9 +35,9 @@ from apps.management.permissions import (
     organization_update_check,
     request_actor,
     require_proxy_admin,
+    require_user,
     spend_filter_check,
     spend_scope,
-    require_user,
     team_block_check,
     team_check,
     team_create_check,
@@ -571,8 +571,9 @@ class UserUpdateApi(ManagementAPIView):
 
 class UserBulkUpdateApi(ManagementAPIView):
     """LiteLLM's /user/bulk_update: `users` (each a /user/update body), or `all_users` with
-    `user_updates` (the proxy admin's). Each user is changed alone, with the caller's rights on
-    it; one refused is reported in `results` and changes nothing of its own."""
+    `user_updates` (the proxy admin's; every user but the admin site's staff). Each user is
+    changed alone, with the caller's rights on it; one refused is reported in `results` and
+    changes nothing of its own."""
 
     input_serializer = s.UserBulkUpdateInput
 
@@ -581,8 +582,10 @@ class UserBulkUpdateApi(ManagementAPIView):
         actor = request_actor(request)
         user_bulk_update_check(actor, all_users=data["all_users"])
         if data["all_users"]:
-            # The caller's own user stays as it is: a bulk change must not lock its author out.
-            users = selectors.user_list(scope=user_scope(actor)).exclude(pk=getattr(actor.user, "pk", None))
+            # The admin site's staff (superusers among them) and the caller stay as they are: a change
+            # to everyone must not lock the operators out. Name them in `users` to change them.
+            users = selectors.user_list(scope=user_scope(actor)).exclude(is_staff=True).exclude(is_superuser=True)
+            users = users.exclude(pk=getattr(actor.user, "pk", None))
             requests = [({**data["user_updates"], "user_id": u.username}, u) for u in users]
         else:
             requests = [

@@ -167,8 +167,11 @@ def test_user_bulk_update(api, world):
     assert_error(api.post("/user/bulk_update", everyone, key=world.credentials["org_admin"]), 403, param="all_users")
     for role in ("team_admin", "member", "viewer", "plain_key"):
         assert_error(api.post("/user/bulk_update", body, key=world.credentials[role]), 403)
+    get_user_model().objects.create_superuser("root", "root@example.com", "a-long-password")
+    everyone = {"all_users": True, "user_updates": {"user_role": "internal_user"}}
     answer = api.post("/user/bulk_update", everyone).json()
-    assert answer["successful_updates"] == answer["total_requested"] == get_user_model().objects.count()
+    assert answer["successful_updates"] == answer["total_requested"] == get_user_model().objects.count() - 1
+    assert get_user_model().objects.get(username="root").is_superuser  # the operators stay
     assert_error(api.post("/user/bulk_update", {"all_users": True}), 400, param="user_updates")
     assert_error(api.post("/user/bulk_update", {"all_users": True, "user_updates": {"user_id": "x"}}), 400,
                  param="user_updates.user_id")
