@@ -384,7 +384,10 @@ class ManagementSchema(AutoSchema):
 
     def get_operation_id(self, path: str, method: str) -> str:
         words = [w for w in re.split(r"[/_]", path) if w and not w.endswith(".json")]
-        return words[0] + "".join(w.capitalize() for w in words[1:]) if words else method.lower()
+        operation_id = words[0] + "".join(w.capitalize() for w in words[1:]) if words else method.lower()
+        # A route's other methods (LiteLLM's PATCH and DELETE forms beside our POST) are named apart.
+        primary = "GET" if hasattr(self.view, "get") else "POST"
+        return operation_id if method.upper() == primary else operation_id + method.capitalize()
 
     def get_path_parameters(self, path, method):
         return []
