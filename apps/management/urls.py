@@ -1,7 +1,8 @@
 """The management API's URLconf (LiteLLM's routes), included by gateway_project.urls.
 
-These paths are none of the data plane's prefixes (apps.routing.urls.DATA_PLANE_PREFIXES), so
-gateway_project.asgi sends them through Django's ordinary stack.
+These paths are none of the data plane's prefixes (apps.routing.urls.DATA_PLANE_PREFIXES), or are
+named in apps.routing.urls.CONTROL_PLANE_PATHS, so gateway_project.asgi sends them through Django's
+ordinary stack.
 """
 
 from django.urls import path
@@ -55,6 +56,9 @@ api_urlpatterns = [
     path("model/update", models.ModelUpdateApi.as_view(), name="model-update"),
     path("model/delete", models.ModelDeleteApi.as_view(), name="model-delete"),
     path("model/info", models.ModelInfoApi.as_view(), name="model-info"),
+    # LiteLLM serves /model/info under /v1 too (its clients use the OpenAI base URL); the data
+    # plane hands this one path to the control plane (apps.routing.urls.CONTROL_PLANE_PATHS).
+    path("v1/model/info", models.ModelInfoApi.as_view(), name="model-info-v1"),
     path("v2/model/info", models.ModelInfoV2Api.as_view(), name="model-info-v2"),
     path("model_group/info", models.ModelGroupInfoApi.as_view(), name="model-group-info"),
     path("customer/new", customers.CustomerNewApi.as_view(), name="customer-new"),

@@ -268,6 +268,7 @@ MATRIX: dict[str, tuple[str, str, str, str, str, str]] = {
 # view, so the same rights; test_permission_matrix checks that each serves its target's view.
 ALIASES = {f"/end_user/{action}": f"/customer/{action}"
            for action in ("new", "update", "delete", "info", "list", "block", "unblock")}
+ALIASES["/v1/model/info"] = "/model/info"
 
 
 def render_markdown() -> str:

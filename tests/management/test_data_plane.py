@@ -79,3 +79,12 @@ def test_a_blocked_team_s_keys_are_refused_within_a_second_and_work_again_once_u
     assert wait_for(refused, timeout=1.0)
     _manage(gateway, "/team/unblock", {"team_id": team["team_id"]})
     assert wait_for(lambda: not refused(), timeout=1.0)
+
+
+def test_v1_model_info_is_answered_by_the_management_api(gateway, make_deployment):
+    """/v1/model/info is a management route under the data plane's prefix (LiteLLM's clients
+    call it on their OpenAI base URL): the ASGI app hands it to Django's stack."""
+    make_deployment("gpt-test")
+    response = httpx.get(gateway.url + "/v1/model/info", headers={"Authorization": f"Bearer {MASTER_KEY}"})
+    assert response.status_code == 200, response.text
+    assert [model["model_name"] for model in response.json()["data"]] == ["gpt-test"]

@@ -61,8 +61,6 @@ PENDING = {  # examples issue 13 still has to make work (or declare): strict, so
     "key-update-owner-team-budget",
     "key-update-temp-budget-date",
     "key-update-temp-budget-duration",
-    "model-info-v1",
-    "model-new-azure-env-key",
     "model-patch-team-limits",
     "organization-delete-delete",
     "organization-info-post",

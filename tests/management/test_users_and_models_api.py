@@ -233,6 +233,42 @@ def test_model_new_stores_the_secret_encrypted_and_never_shows_it(api, world):
     assert info.json()["data"][0]["model_name"] == "gpt-4o"
 
 
+def test_model_new_takes_an_environment_reference_and_a_bare_host_as_litellm_s_docs_write_them(
+    api, world, monkeypatch
+):
+    """LiteLLM's model_management.md: api_key "os.environ/AZURE_API_KEY", api_base "my-azure-api-base"."""
+    from django.db import connection
+
+    body = {
+        "model_name": "azure-gpt-turbo",
+        "litellm_params": {"model": "azure/gpt-3.5-turbo", "api_key": "os.environ/AZURE_API_KEY",
+                           "api_base": "my-azure-api-base"},
+    }
+    assert_error(api.post("/model/new", body), 400, param="litellm_params.api_key")  # not set: refused
+
+    monkeypatch.setenv("AZURE_API_KEY", "sk-azure-secret")
+    response = api.post("/model/new", body)
+    assert response.status_code == 200, response.content
+    assert response.json()["litellm_params"]["api_base"] == "https://my-azure-api-base"
+    assert "AZURE_API_KEY" not in response.content.decode() and "sk-azure-secret" not in response.content.decode()
+    deployment = ModelDeployment.objects.get(model_name="azure-gpt-turbo")
+    assert deployment.api_key == "os.environ/AZURE_API_KEY"  # resolved when used, like config.yaml's
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT api_key FROM providers_modeldeployment WHERE id = %s", [deployment.pk])
+        [stored] = cursor.fetchone()
+    assert "AZURE_API_KEY" not in stored  # encrypted at rest
+
+    bad = {**body, "litellm_params": {**body["litellm_params"], "api_base": "not a host"}}
+    assert_error(api.post("/model/new", bad), 400, param="litellm_params.api_base")
+
+
+def test_v1_model_info_is_model_info(api, world, make_deployment_row):
+    make_deployment_row("gpt-a")
+    for key in (None, world.credentials["member"]):
+        kwargs = {} if key is None else {"key": key}
+        assert api.get("/v1/model/info", **kwargs).json() == api.get("/model/info", **kwargs).json()
+
+
 def test_model_new_secret_params_are_never_shown(api, world):
     response = api.post(
         "/model/new",
