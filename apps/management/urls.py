@@ -82,8 +82,10 @@ api_urlpatterns = [
     path("budget/settings", customers.BudgetSettingsApi.as_view(), name="budget-settings"),
     path("spend/logs", spend.SpendLogsApi.as_view(), name="spend-logs"),
     path("spend/report", spend.SpendReportApi.as_view(), name="spend-report"),
-    # LiteLLM's name for its report route (its answer's shape is this gateway's /spend/report's).
-    path("global/spend/report", spend.SpendReportApi.as_view(), name="global-spend-report"),
+    path("global/spend", spend.GlobalSpendApi.as_view(), name="global-spend"),
+    path("global/spend/report", spend.GlobalSpendReportApi.as_view(), name="global-spend-report"),
+    path("global/spend/teams", spend.GlobalSpendTeamsApi.as_view(), name="global-spend-teams"),
+    path("global/spend/reset", spend.GlobalSpendResetApi.as_view(), name="global-spend-reset"),
     path("global/spend/logs", spend.GlobalSpendLogsApi.as_view(), name="global-spend-logs"),
     path("global/spend/keys", spend.GlobalSpendKeysApi.as_view(), name="global-spend-keys"),
     path("global/spend/models", spend.GlobalSpendModelsApi.as_view(), name="global-spend-models"),

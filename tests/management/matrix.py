@@ -205,6 +205,14 @@ MATRIX: dict[str, tuple[str, str, str, str, str, str]] = {
         "its own",
         "its own key's",
     ),
+    "GET /global/spend": (
+        "all",
+        "its orgs' spend, its own",
+        "its teams' spend, its own",
+        "its own",
+        "its own",
+        "its own key's",
+    ),
     "GET /global/spend/report": (
         "all",
         "its orgs' spend, its own",
@@ -213,6 +221,15 @@ MATRIX: dict[str, tuple[str, str, str, str, str, str]] = {
         "its own",
         "its own key's",
     ),
+    "GET /global/spend/teams": (
+        "all",
+        "its orgs' spend, its own",
+        "its teams' spend, its own",
+        "its own",
+        "its own",
+        "its own key's",
+    ),
+    "POST /global/spend/reset": ("every budget", DENIED, DENIED, DENIED, DENIED, DENIED),
     "GET /global/spend/logs": (
         "all",
         "its orgs' spend, its own",
