@@ -53,7 +53,12 @@ api_urlpatterns = [
         name="organization-member-delete",
     ),
     path("model/new", models.ModelNewApi.as_view(), name="model-new"),
-    path("model/update", models.ModelUpdateApi.as_view(), name="model-update"),
+    path("model/update", models.ModelUpdateApi.as_view(http_method_names=["post", "options"]), name="model-update"),
+    path(
+        "model/<str:model_id>/update",
+        models.ModelUpdateApi.as_view(http_method_names=["patch", "options"]),
+        name="model-patch",
+    ),
     path("model/delete", models.ModelDeleteApi.as_view(), name="model-delete"),
     path("model/info", models.ModelInfoApi.as_view(), name="model-info"),
     # LiteLLM serves /model/info under /v1 too (its clients use the OpenAI base URL); the data

@@ -286,6 +286,7 @@ MATRIX: dict[str, tuple[str, str, str, str, str, str]] = {
 ALIASES = {f"/end_user/{action}": f"/customer/{action}"
            for action in ("new", "update", "delete", "info", "list", "block", "unblock")}
 ALIASES["/v1/model/info"] = "/model/info"
+ALIASES["/model/<str:model_id>/update"] = "/model/update"  # LiteLLM's PATCH form
 
 
 def render_markdown() -> str:

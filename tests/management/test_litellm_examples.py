@@ -52,7 +52,6 @@ PENDING = {  # examples issue 13 still has to make work (or declare): strict, so
     "key-update-owner-team-budget",
     "key-update-temp-budget-date",
     "key-update-temp-budget-duration",
-    "model-patch-team-limits",
     "organization-delete-delete",
     "organization-info-post",
     "organization-member-add-with-budget",

@@ -262,6 +262,57 @@ def test_model_new_takes_an_environment_reference_and_a_bare_host_as_litellm_s_d
     assert_error(api.post("/model/new", bad), 400, param="litellm_params.api_base")
 
 
+def test_a_team_model_is_its_teams_own_with_its_limits(api, world):
+    """LiteLLM's team_model_add.md: model_info.team_id, team_model_rpm_limit, team_model_tpm_limit;
+    PATCH /model/{model_id}/update changes them."""
+    team_id = str(world.research.pk)
+    body = {"model_name": "my-team-model", "litellm_params": {"model": "openai/gpt-4o", "api_key": "sk-x"},
+            "model_info": {"team_id": team_id, "team_model_rpm_limit": 60, "team_model_tpm_limit": 120000}}
+    assert_error(api.post("/model/new", body, key=world.credentials["team_admin"]), 403)  # the proxy admin's only
+    response = api.post("/model/new", body)
+    assert response.status_code == 200, response.content
+    model_id, info = response.json()["model_id"], response.json()["model_info"]
+    assert (info["team_id"], info["team_model_rpm_limit"], info["team_model_tpm_limit"]) == (team_id, 60, 120000)
+    assert info["organization_id"] == str(world.acme.pk)  # the team's organization's
+
+    # Listed to its team's members, not to a member of another team, even of its organization.
+    listed = lambda role: [m["model_name"] for m in api.get("/model/info", key=world.credentials[role]).json()["data"]]
+    assert listed("member") == ["my-team-model"] and listed("org_admin") == ["my-team-model"]
+    other = api.get("/v2/model/info", key=world.raw("outsider")).json()["data"]
+    assert other == []
+
+    patched = api("PATCH", f"/model/{model_id}/update",
+                  {"model_info": {"team_id": team_id, "team_model_rpm_limit": 80, "team_model_tpm_limit": 180000}})
+    assert patched.status_code == 200, patched.content
+    deployment = ModelDeployment.objects.get(pk=int(model_id))
+    assert (deployment.team_id, deployment.team_model_rpm_limit, deployment.team_model_tpm_limit) == (
+        world.research.pk, 80, 180000)
+    assert_error(api("PATCH", f"/model/{model_id}/update", {"model_info": {"team_model_rpm_limit": 80}},
+                     key=world.credentials["team_admin"]), 403)
+    assert_error(api("PATCH", "/model/ghost/update", {"model_info": {"team_model_rpm_limit": 1}}), 404,
+                 param="model_id")
+    assert api.post(f"/model/{model_id}/update", {}).status_code == 405  # PATCH only, as in LiteLLM
+
+
+@pytest.mark.parametrize(
+    "model_info, param, status",
+    [
+        ({"team_id": "00000000-0000-0000-0000-000000000000"}, "model_info.team_id", 404),
+        ({"team_model_rpm_limit": 5}, "model_info.team_model_rpm_limit", 400),  # no team to apply to
+        ({"team_id": "RESEARCH", "team_model_tpm_limit": -1}, "model_info.team_model_tpm_limit", 400),
+        ({"team_id": "RESEARCH", "team_model_rpm_limit": "many"}, "model_info.team_model_rpm_limit", 400),
+        ({"team_id": "RESEARCH", "organization_id": "GLOBEX"}, "model_info.organization_id", 400),
+    ],
+)
+def test_team_model_fields_are_checked(api, world, model_info, param, status):
+    names = {"RESEARCH": str(world.research.pk), "GLOBEX": str(world.globex.pk)}
+    model_info = {name: names.get(value, value) if isinstance(value, str) else value
+                  for name, value in model_info.items()}
+    body = {"model_name": "m", "litellm_params": {"model": "openai/gpt-4o"}, "model_info": model_info}
+    assert_error(api.post("/model/new", body), status, param=param)
+    assert not ModelDeployment.objects.exists()
+
+
 def test_v1_model_info_is_model_info(api, world, make_deployment_row):
     make_deployment_row("gpt-a")
     for key in (None, world.credentials["member"]):
