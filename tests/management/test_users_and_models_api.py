@@ -504,3 +504,13 @@ def test_model_info_shows_where_a_deployment_lives_to_the_proxy_admin_only(api, 
             params = entry["litellm_params"]
             assert not {"api_base", "api_version", "vertex_project", "api_key"} & set(params), (role, params)
             assert "internal.example" not in answer.content.decode()
+
+
+def test_the_admin_shows_a_team_model_and_the_spend_resets(api, world, admin_client):
+    body = {"model_name": "my-team-model", "litellm_params": {"model": "openai/gpt-4o"},
+            "model_info": {"team_id": str(world.research.pk), "team_model_rpm_limit": 60}}
+    deployment = ModelDeployment.objects.get(pk=int(api.post("/model/new", body).json()["model_id"]))
+    page = admin_client.get(f"/admin/providers/modeldeployment/{deployment.pk}/change/")
+    assert page.status_code == 200 and "research" in page.content.decode()
+    assert api.post("/global/spend/reset").status_code == 200
+    assert "master key" in admin_client.get("/admin/spend/spendreset/").content.decode()
