@@ -67,7 +67,7 @@ def _team_fields(model_info: dict) -> dict:
     return fields
 
 
-def _team_fields_checked(fields: dict, *, team, organization, limits: dict) -> None:
+def _team_fields_checked(*, team, organization, limits: dict) -> None:
     """A team model is its team's organization's; team limits need a team to apply to."""
     if team is not None and organization is not None and organization.pk != team.organization_id:
         raise exceptions.ValidationError(
@@ -109,7 +109,7 @@ class ModelNewApi(ManagementAPIView):
         organization = _organization(model_info)
         team_fields = _team_fields(model_info)
         team = team_fields.pop("team", None)
-        _team_fields_checked(team_fields, team=team, organization=organization, limits=team_fields)
+        _team_fields_checked(team=team, organization=organization, limits=team_fields)
         with model_errors_as_fields({"config_id": "model_info.id"}):
             deployment = services.deployment_create(
                 spec=spec, model_id=model_id, organization=organization, team=team, **team_fields
@@ -147,7 +147,7 @@ class ModelUpdateApi(ManagementAPIView):
         team = fields["team"] if "team" in fields else deployment.team
         limits = {name: fields.get(name, getattr(deployment, name)) for name in TEAM_MODEL_LIMITS}
         organization = fields["organization"] if "organization" in fields else None
-        _team_fields_checked(fields, team=team, organization=organization, limits=limits)
+        _team_fields_checked(team=team, organization=organization, limits=limits)
         with model_errors_as_fields({}):
             # Only what the request changes is written (base_spec: the deployment as stored).
             deployment = services.deployment_update(
