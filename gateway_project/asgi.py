@@ -1,8 +1,8 @@
 """The ASGI entry point: it decides the plane by path before Django does any work.
 
 - Every HTTP request gets an id on its answer (apps.core.edge).
-- Data plane (/v1/*, the same routes without /v1, health probes): the lean handler
-  in apps.routing.dataplane.
+- Data plane (/v1/*, the same routes without /v1, health probes): the lean handler in
+  apps.routing.dataplane; not /v1/model/info, a management route (CONTROL_PLANE_PATHS).
 - Control plane (/admin, the management API, static files): Django's ordinary stack, behind a
   body size limit.
 - Lifespan: starts and stops each process's background work (apps.routing.runtime).
@@ -21,7 +21,7 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 from apps.routing.dataplane import DataPlaneHandler  # noqa: E402
 from apps.core.edge import BodyLimit, with_request_id  # noqa: E402
 from apps.routing.runtime import runtime  # noqa: E402
-from apps.routing.urls import DATA_PLANE_PREFIXES  # noqa: E402
+from apps.routing.urls import CONTROL_PLANE_PATHS, DATA_PLANE_PREFIXES  # noqa: E402
 
 control_plane = BodyLimit(get_asgi_application(), limit=settings.GATEWAY_MAX_CONTROL_BODY_BYTES)
 data_plane = DataPlaneHandler(settings.DATA_PLANE_URLCONF, max_body_bytes=settings.GATEWAY_MAX_BODY_BYTES)
@@ -47,7 +47,8 @@ async def application(scope, receive, send) -> None:
     kind = scope["type"]
     if kind == "http":
         send = with_request_id(scope, send)
-        if scope["path"].startswith(DATA_PLANE_PREFIXES):
+        path = scope["path"]
+        if path.startswith(DATA_PLANE_PREFIXES) and path not in CONTROL_PLANE_PATHS:
             if not runtime.started:  # a server without lifespan support
                 await runtime.start()
             await data_plane(scope, receive, send)

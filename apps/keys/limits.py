@@ -391,6 +391,23 @@ def spend_counters_reset(kind: str, entity_id) -> None:
             del _limiter._spend[name]
 
 
+def spend_counters_reset_all() -> None:
+    """Forget the period spend counted for every entity (POST /global/spend/reset). The request
+    and token windows, in-flight marks and reservations are left alone."""
+    if settings.REDIS_URL:
+        client = sync_redis()
+        batch = []
+        for key in client.scan_iter(match=f"{redis_key('lim')}:{{*}}:spend:*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                client.delete(*batch)
+                batch = []
+        if batch:
+            client.delete(*batch)
+    elif isinstance(_limiter, MemoryLimiter):
+        _limiter._spend.clear()
+
+
 _limiter = None
 
 

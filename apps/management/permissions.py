@@ -637,15 +637,19 @@ def user_create_check(actor: Actor, *, organizations, teams, user_role: str | No
 
 @dataclass(frozen=True)
 class ModelAccess:
-    """Which deployments a caller may list: shared ones and those of `organization_ids`, whose
-    model passes every level of one of `paths` (the data plane's rules: names, access groups,
-    wildcards). `paths` None: any model."""
+    """Which deployments a caller may list: shared ones and those of `organization_ids` (a team's
+    own deployment only with its team in `team_ids`; None: any team's), whose model passes every
+    level of one of `paths` (the data plane's rules: names, access groups, wildcards). `paths`
+    None: any model."""
 
     organization_ids: frozenset
     paths: list | None
+    team_ids: frozenset | None = None
 
     def allows(self, deployment) -> bool:
         if deployment.organization_id is not None and deployment.organization_id not in self.organization_ids:
+            return False
+        if self.team_ids is not None and deployment.team_id is not None and deployment.team_id not in self.team_ids:
             return False
         if self.paths is None:
             return True
@@ -671,7 +675,8 @@ def model_access_of_key(actor: Actor) -> ModelAccess | None:
     if context is None:
         return ModelAccess(organization_ids=frozenset(), paths=[])
     organization_ids = frozenset({UUID(context.organization_id)}) if context.organization_id else frozenset()
-    return ModelAccess(organization_ids=organization_ids, paths=[context.allowed_models])
+    team_ids = frozenset({UUID(context.team_id)}) if context.team_id else frozenset()
+    return ModelAccess(organization_ids=organization_ids, paths=[context.allowed_models], team_ids=team_ids)
 
 
 def model_access(actor: Actor) -> ModelAccess | None:
@@ -689,7 +694,7 @@ def model_access(actor: Actor) -> ModelAccess | None:
     # A team key is held to its team's models even when its owner has left the team.
     team_ids = [actor.confined_team_id] if actor.confined_team_id is not None else list(actor.team_roles)
     paths = selectors.model_restrictions_of_user(user=actor.user, team_ids=team_ids)
-    return ModelAccess(organization_ids=organization_ids, paths=paths)
+    return ModelAccess(organization_ids=organization_ids, paths=paths, team_ids=frozenset(team_ids))
 
 
 def model_price_access(actor: Actor) -> ModelAccess | None:
@@ -705,6 +710,7 @@ def model_price_access(actor: Actor) -> ModelAccess | None:
     return ModelAccess(
         organization_ids=frozenset({organization_id} if organization_id else ()),
         paths=[tuple(frozenset(level) for level in levels if level)],
+        team_ids=frozenset({key.team_id} if key.team_id else ()),
     )
 
 

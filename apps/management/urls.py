@@ -1,7 +1,8 @@
 """The management API's URLconf (LiteLLM's routes), included by gateway_project.urls.
 
-These paths are none of the data plane's prefixes (apps.routing.urls.DATA_PLANE_PREFIXES), so
-gateway_project.asgi sends them through Django's ordinary stack.
+These paths are none of the data plane's prefixes (apps.routing.urls.DATA_PLANE_PREFIXES), or are
+named in apps.routing.urls.CONTROL_PLANE_PATHS, so gateway_project.asgi sends them through Django's
+ordinary stack.
 """
 
 from django.urls import path
@@ -59,9 +60,17 @@ api_urlpatterns = [
         name="organization-member-delete",
     ),
     path("model/new", models.ModelNewApi.as_view(), name="model-new"),
-    path("model/update", models.ModelUpdateApi.as_view(), name="model-update"),
+    path("model/update", models.ModelUpdateApi.as_view(http_method_names=["post", "options"]), name="model-update"),
+    path(
+        "model/<str:model_id>/update",
+        models.ModelUpdateApi.as_view(http_method_names=["patch", "options"]),
+        name="model-patch",
+    ),
     path("model/delete", models.ModelDeleteApi.as_view(), name="model-delete"),
     path("model/info", models.ModelInfoApi.as_view(), name="model-info"),
+    # LiteLLM serves /model/info under /v1 too (its clients use the OpenAI base URL); the data
+    # plane hands this one path to the control plane (apps.routing.urls.CONTROL_PLANE_PATHS).
+    path("v1/model/info", models.ModelInfoApi.as_view(), name="model-info-v1"),
     path("v2/model/info", models.ModelInfoV2Api.as_view(), name="model-info-v2"),
     path("model_group/info", models.ModelGroupInfoApi.as_view(), name="model-group-info"),
     path("customer/new", customers.CustomerNewApi.as_view(), name="customer-new"),
@@ -85,8 +94,10 @@ api_urlpatterns = [
     path("budget/settings", customers.BudgetSettingsApi.as_view(), name="budget-settings"),
     path("spend/logs", spend.SpendLogsApi.as_view(), name="spend-logs"),
     path("spend/report", spend.SpendReportApi.as_view(), name="spend-report"),
-    # LiteLLM's name for its report route (its answer's shape is this gateway's /spend/report's).
-    path("global/spend/report", spend.SpendReportApi.as_view(), name="global-spend-report"),
+    path("global/spend", spend.GlobalSpendApi.as_view(), name="global-spend"),
+    path("global/spend/report", spend.GlobalSpendReportApi.as_view(), name="global-spend-report"),
+    path("global/spend/teams", spend.GlobalSpendTeamsApi.as_view(), name="global-spend-teams"),
+    path("global/spend/reset", spend.GlobalSpendResetApi.as_view(), name="global-spend-reset"),
     path("global/spend/logs", spend.GlobalSpendLogsApi.as_view(), name="global-spend-logs"),
     path("global/spend/keys", spend.GlobalSpendKeysApi.as_view(), name="global-spend-keys"),
     path("global/spend/models", spend.GlobalSpendModelsApi.as_view(), name="global-spend-models"),

@@ -79,8 +79,10 @@ class ModelDeploymentAdmin(OrganizationScopedAdmin):
     )
     list_filter = ("is_active", "provider", "managed_by_config", "organization")
     search_fields = ("model_name", "upstream_model", "api_base")
+    # A team model is made through the API (/model/new with model_info.team_id), which keeps it in
+    # its team's organization: shown here, not changed.
     readonly_fields = ("created_at", "updated_at", "health_status", "health_checked_at", "health_error",
-                       "health_latency_ms")
+                       "health_latency_ms", "team", "team_model_rpm_limit", "team_model_tpm_limit")
     fieldsets = (
         (None, {"fields": ("model_name", "organization", "provider", "upstream_model", "is_active")}),
         ("Connection", {
@@ -88,6 +90,7 @@ class ModelDeploymentAdmin(OrganizationScopedAdmin):
                        "connect_timeout", "stream_timeout")
         }),
         ("Routing", {"fields": ("weight", "rpm", "tpm", "access_groups", "tags", "max_input_tokens", "mode")}),
+        ("Team model", {"fields": ("team", "team_model_rpm_limit", "team_model_tpm_limit")}),
         ("Health", {"fields": ("health_status", "health_checked_at", "health_error", "health_latency_ms")}),
         ("Prices (USD per token)", {
             "fields": ("input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost")

@@ -1,7 +1,8 @@
 """The management API's /model routes (LiteLLM's shapes).
 
 Deployments are validated exactly like config.yaml's model_list entries. The proxy admin
-changes them (a model_info.organization_id makes one its organization's own); everyone else
+changes them (a model_info.organization_id makes one its organization's own; a model_info.team_id
+its team's own, LiteLLM's team model, with the team's limits on it); everyone else
 with a user lists the models it may use. Deployments written
 by load_config belong to the file: the API does not change or delete them.
 """
@@ -11,8 +12,14 @@ from __future__ import annotations
 from rest_framework import exceptions
 from rest_framework.response import Response
 
-from apps.management.framework import Forbidden, ManagementAPIView, NotFoundError, model_errors_as_fields
-from apps.management.lookups import organization_or_404
+from apps.management.framework import (
+    Forbidden,
+    ManagementAPIView,
+    NotFoundError,
+    model_errors_as_fields,
+    validated_body,
+)
+from apps.management.lookups import organization_or_404, team_or_404
 from apps.management.permissions import model_access, model_access_of_key, request_actor, require_proxy_admin
 from apps.providers import selectors, services
 from apps.providers import serializers as s
@@ -41,6 +48,39 @@ def _organization(model_info: dict):
     return organization_or_404(model_info["organization_id"], param="model_info.organization_id")
 
 
+TEAM_MODEL_LIMITS = ("team_model_rpm_limit", "team_model_tpm_limit")
+
+
+def _team_fields(model_info: dict) -> dict:
+    """What a model_info says of LiteLLM's team models: `team` (model_info.team_id; null: no
+    team) and the team's limits on the model, each only when given."""
+    fields = {}
+    if "team_id" in model_info:
+        team_id = model_info["team_id"]
+        fields["team"] = team_or_404(team_id, param="model_info.team_id") if team_id else None
+    for name in TEAM_MODEL_LIMITS:
+        if name in model_info:
+            value = model_info[name]
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise exceptions.ValidationError({f"model_info.{name}": ["Must be a whole number ≥ 0, or null."]})
+            fields[name] = value
+    return fields
+
+
+def _team_fields_checked(*, team, organization, limits: dict) -> None:
+    """A team model is its team's organization's; team limits need a team to apply to."""
+    if team is not None and organization is not None and organization.pk != team.organization_id:
+        raise exceptions.ValidationError(
+            {"model_info.organization_id": ["A team's model belongs to the team's organization."]}
+        )
+    if team is None:
+        for name, value in limits.items():
+            if value is not None:
+                raise exceptions.ValidationError(
+                    {f"model_info.{name}": ["A team limit needs the team: give model_info.team_id."]}
+                )
+
+
 _FROM_CONFIG = "This model comes from the config file, which overwrites it at the next load: change it there."
 
 
@@ -67,18 +107,35 @@ class ModelNewApi(ManagementAPIView):
         )
         model_id = str(model_info["id"]) if model_info.get("id") is not None else None
         organization = _organization(model_info)
+        team_fields = _team_fields(model_info)
+        team = team_fields.pop("team", None)
+        _team_fields_checked(team=team, organization=organization, limits=team_fields)
         with model_errors_as_fields({"config_id": "model_info.id"}):
-            deployment = services.deployment_create(spec=spec, model_id=model_id, organization=organization)
+            deployment = services.deployment_create(
+                spec=spec, model_id=model_id, organization=organization, team=team, **team_fields
+            )
         return Response({"model_id": s.model_id_of(deployment), **s.model_data(deployment)})
 
 
 class ModelUpdateApi(ManagementAPIView):
-    """Change a deployment: litellm_params merge into its own (null removes one)."""
+    """Change a deployment: litellm_params merge into its own (null removes one). POST
+    /model/update names it in the body; PATCH /model/{model_id}/update in the path (LiteLLM's
+    two routes)."""
 
     input_serializer = s.ModelUpdateInput
 
     def post(self, request):
-        data = self.validated(request)
+        return self._update(request, self.validated(request))
+
+    def patch(self, request, model_id: str):
+        body = request.data
+        if isinstance(body, dict) and body.get("model_id") not in (None, model_id):
+            raise exceptions.ValidationError({"model_id": ["The path names another model."]})
+        if isinstance(body, dict):
+            body = {**body, "model_id": model_id}
+        return self._update(request, validated_body(self.input_serializer, body))
+
+    def _update(self, request, data: dict):
         require_proxy_admin(request_actor(request), "change models")
         deployment = deployment_or_404(data["model_id"], param="model_id")
         _refuse_config_managed(deployment, param="model_id")
@@ -86,6 +143,11 @@ class ModelUpdateApi(ManagementAPIView):
         changed = s.entry_with_changes(stored, data)
         model_info = data.get("model_info") or {}
         fields = {"organization": _organization(model_info)} if "organization_id" in model_info else {}
+        fields.update(_team_fields(model_info))
+        team = fields["team"] if "team" in fields else deployment.team
+        limits = {name: fields.get(name, getattr(deployment, name)) for name in TEAM_MODEL_LIMITS}
+        organization = fields["organization"] if "organization" in fields else None
+        _team_fields_checked(team=team, organization=organization, limits=limits)
         with model_errors_as_fields({}):
             # Only what the request changes is written (base_spec: the deployment as stored).
             deployment = services.deployment_update(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -200,6 +201,19 @@ def _optional_str(params: dict, name: str, where: str) -> str:
     return value
 
 
+# A host name (with a port and path, optional) written without a scheme, as LiteLLM's examples do
+# ("my-azure-api-base", "my-endpoint.openai.azure.com"): https is what every provider serves.
+_BARE_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::\d{1,5})?(?:/\S*)?")
+
+
+def _api_base(value: str, where: str) -> str:
+    if not value or value.startswith(("http://", "https://")):
+        return value
+    if "://" not in value and _BARE_HOST.fullmatch(value):
+        return f"https://{value}"
+    raise ConfigError(f"{where}: must be an http(s) URL, got {value!r}")
+
+
 def _parse_deployment(index: int, entry: Any, seen: dict[str, int]) -> DeploymentSpec:
     where = f"model_list[{index}]"
     if not isinstance(entry, dict):
@@ -230,9 +244,10 @@ def _parse_deployment(index: int, entry: Any, seen: dict[str, int]) -> Deploymen
         # Checked now so a missing variable fails the load, but stored as the
         # reference: the secret itself never lands in the database.
         _resolve_env(api_key, f"{where}.litellm_params.api_key")
-    api_base = _resolve_env(_optional_str(params, "api_base", f"{where}.litellm_params"), f"{where}.litellm_params.api_base")
-    if api_base and not api_base.startswith(("http://", "https://")):
-        raise ConfigError(f"{where}.litellm_params.api_base: must be an http(s) URL, got {api_base!r}")
+    api_base = _api_base(
+        _resolve_env(_optional_str(params, "api_base", f"{where}.litellm_params"), f"{where}.litellm_params.api_base"),
+        f"{where}.litellm_params.api_base",
+    )
     model_info = entry.get("model_info") or {}
     if not isinstance(model_info, dict):
         raise ConfigError(f"{where}.model_info: must be a mapping")

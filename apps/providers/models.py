@@ -22,6 +22,18 @@ class ModelDeployment(models.Model):
         "teams.Organization", on_delete=models.CASCADE, null=True, blank=True, related_name="deployments",
         help_text="Only this organization's keys may use it. Empty: shared by every organization.",
     )
+    # LiteLLM's team models (model_info.team_id): only this team's keys may use it, held to the
+    # team's own limits on it. The team's organization is the deployment's organization.
+    team = models.ForeignKey(
+        "teams.Team", on_delete=models.CASCADE, null=True, blank=True, related_name="deployments",
+        help_text="Only this team's keys may use it. Empty: every team (of its organization, if any).",
+    )
+    team_model_rpm_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The team's requests per minute to this model. Empty: no limit."
+    )
+    team_model_tpm_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The team's tokens per minute to this model. Empty: no limit."
+    )
     provider = models.CharField(max_length=50, help_text="openai, azure, anthropic, groq, …")
     upstream_model = models.CharField(max_length=300, help_text="The provider's own model name.")
     api_base = models.CharField(max_length=500, blank=True)

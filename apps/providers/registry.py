@@ -55,6 +55,9 @@ class Deployment:
     extra_params: dict[str, Any]
     created: int = 0
     organization_id: str | None = None  # None: shared by every organization
+    team_id: str | None = None  # None: any team's keys; else only that team's (LiteLLM's team models)
+    team_rpm_limit: int | None = None  # the team's requests per minute to this model
+    team_tpm_limit: int | None = None  # the team's tokens per minute to this model
     access_groups: tuple[str, ...] = ()
     secret_params: dict[str, str] = field(default_factory=dict, repr=False)
     # Routing: request tags it serves, the largest prompt it takes (tokens), and its
@@ -110,6 +113,9 @@ def deployment_from_row(row) -> Deployment | None:
         extra_params=row.extra_params or {},
         created=int(row.created_at.timestamp()),
         organization_id=str(row.organization_id) if row.organization_id else None,
+        team_id=str(row.team_id) if row.team_id else None,
+        team_rpm_limit=row.team_model_rpm_limit,
+        team_tpm_limit=row.team_model_tpm_limit,
         access_groups=tuple(row.access_groups or ()),
         secret_params={
             name: resolved

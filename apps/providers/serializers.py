@@ -17,7 +17,8 @@ class ModelNewInput(serializers.Serializer):
     model_info = serializers.DictField(
         required=False,
         allow_null=True,
-        help_text="id (a stable id), access_groups, organization_id (only that organization's keys use it).",
+        help_text="id (a stable id), access_groups, organization_id (only that organization's keys use it), "
+        "team_id (only that team's keys use it), team_model_rpm_limit, team_model_tpm_limit (the team's limits on it).",
     )
 
     litellm_fields = frozenset({"model_name", "litellm_params", "model_info"})  # LiteLLM's ModelParams
@@ -115,6 +116,10 @@ def deployment_entry(deployment) -> dict:
     }
 
 
+# model_info fields that are the deployment's own, not the entry's (the API sets them apart).
+_NOT_ENTRY_FIELDS = ("id", "organization_id", "team_id", "team_model_rpm_limit", "team_model_tpm_limit")
+
+
 def entry_with_changes(entry: dict, data: dict) -> dict:
     """The entry with a /model/update request's changes: litellm_params and model_info merge
     into it (a null parameter removes it); the model's id and organization are not entry fields."""
@@ -126,7 +131,7 @@ def entry_with_changes(entry: dict, data: dict) -> dict:
             params[name] = value
     model_info = dict(entry["model_info"])
     for name, value in (data.get("model_info") or {}).items():
-        if name not in ("id", "organization_id"):
+        if name not in _NOT_ENTRY_FIELDS:
             model_info[name] = value
     return {
         "model_name": data.get("model_name") or entry["model_name"],
@@ -154,6 +159,9 @@ def model_data(deployment, *, with_endpoint: bool = True) -> dict:
             "access_groups": list(deployment.access_groups or []),
             **_set(deployment, _OPTIONAL_INFO[1:]),
             "organization_id": str(deployment.organization_id) if deployment.organization_id else None,
+            # LiteLLM's team model fields: the team whose keys alone may use it, and its limits on it.
+            "team_id": str(deployment.team_id) if deployment.team_id else None,
+            **_set(deployment, ("team_model_rpm_limit", "team_model_tpm_limit")),
             "db_model": not deployment.managed_by_config,
             "managed_by_config": deployment.managed_by_config,
             "is_active": deployment.is_active,

@@ -130,11 +130,17 @@ def deployment_spec_from_entry(entry: dict) -> DeploymentSpec:
 
 
 @transaction.atomic
-def deployment_create(*, spec: DeploymentSpec, model_id: str | None, organization=None) -> ModelDeployment:
+def deployment_create(*, spec: DeploymentSpec, model_id: str | None, organization=None, team=None,
+                      team_model_rpm_limit: int | None = None,
+                      team_model_tpm_limit: int | None = None) -> ModelDeployment:
     """A deployment made through the API (the config file leaves it alone). With an
-    organization, only that organization's keys may use it."""
+    organization, only that organization's keys may use it; with a team (LiteLLM's team model),
+    only that team's keys, within the team's limits on it; it is then the team's organization's."""
+    if team is not None:
+        organization = team.organization
     deployment = ModelDeployment(
-        config_id=model_id, managed_by_config=False, is_active=True, organization=organization,
+        config_id=model_id, managed_by_config=False, is_active=True, organization=organization, team=team,
+        team_model_rpm_limit=team_model_rpm_limit, team_model_tpm_limit=team_model_tpm_limit,
         **_spec_values(spec),
     )
     deployment.full_clean()
@@ -148,13 +154,16 @@ def deployment_update(
 ) -> ModelDeployment:
     """Write a new spec over the deployment. With `base_spec` (what the deployment's stored values
     parse to), only the values that differ from it are written, so whatever an entry cannot
-    express is kept. `fields`: others to set (organization)."""
+    express is kept. `fields`: others to set (organization, team, team_model_*_limit); a team
+    deployment is always its team's organization's."""
     values = _spec_values(spec)
     if base_spec is not None:
         base = _spec_values(base_spec)
         values = {name: value for name, value in values.items() if value != base[name]}
     for name, value in {**values, **fields}.items():
         setattr(deployment, name, value)
+    if deployment.team_id is not None:
+        deployment.organization_id = deployment.team.organization_id
     deployment.full_clean()
     deployment.save()
     return deployment

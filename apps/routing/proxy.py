@@ -235,7 +235,7 @@ async def proxy_request(
         account.model = model
         account.model_group = group.name
         await entitlement_check(context)  # the billing entity's wallet (a dict lookup; off without Lago)
-        scopes = context.scopes
+        scopes = (*context.scopes, *group.limit_scopes) if group.limit_scopes else context.scopes
         if model in context.model_scopes:
             scopes = (*scopes, context.model_scopes[model])
         if account.end_user:

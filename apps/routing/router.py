@@ -35,6 +35,7 @@ from django.conf import settings
 
 from apps.core.errors import GatewayError, invalid_request, not_found, permission_denied
 from apps.keys.context import KeyContext
+from apps.keys.limits import LimitScope
 from apps.providers.adapters.base import Operation
 from apps.providers.registry import Deployment, deployment_registry
 from apps.routing.selection import policy as routing
@@ -54,10 +55,38 @@ DEFAULT_TAG = "default"  # deployments carrying it serve requests that send no t
 
 
 def usable_deployments(group: list[Deployment], context: KeyContext) -> list[Deployment]:
-    """The group's deployments this key may reach: shared ones and its organization's own."""
+    """The group's deployments this key may reach: shared ones, its organization's own and its
+    team's own."""
     if context.is_master:
         return group
-    return [d for d in group if d.organization_id is None or d.organization_id == context.organization_id]
+    return [
+        d for d in group
+        if (d.organization_id is None or d.organization_id == context.organization_id)
+        and (d.team_id is None or d.team_id == context.team_id)
+    ]
+
+
+@functools.lru_cache(maxsize=1024)
+def _team_model_scope(team_id: str, model: str, rpm: int | None, tpm: int | None) -> LimitScope:
+    return LimitScope(kind="team-model", id=f"{team_id}:{model}", rpm=rpm, tpm=tpm)
+
+
+def team_model_scopes(name: str, deployments: list[Deployment], team_id: str | None) -> tuple[LimitScope, ...]:
+    """The limits of the key's team on the group's deployments of that team (LiteLLM's
+    team_model_rpm_limit and team_model_tpm_limit), counted per team and model name; the
+    strictest where the team's deployments of one name differ."""
+    if team_id is None:
+        return ()
+    rpm = tpm = None
+    limited = False
+    for d in deployments:
+        if d.team_id == team_id and (d.team_rpm_limit is not None or d.team_tpm_limit is not None):
+            rpm, tpm, limited = _strictest(rpm, d.team_rpm_limit), _strictest(tpm, d.team_tpm_limit), True
+    return (_team_model_scope(team_id, name, rpm, tpm),) if limited else ()
+
+
+def _strictest(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
 
 
 def may_use_group(context: KeyContext, model: str, group: list[Deployment]) -> bool:
@@ -76,6 +105,8 @@ class ModelGroup:
     name: str  # the group's own name: "gpt-4o", or a wildcard such as "openai/*"
     deployments: list[Deployment]
     policy: GroupPolicy
+    # Limits the group adds to the key's levels: its team deployments' team limits.
+    limit_scopes: tuple[LimitScope, ...] = ()
 
 
 @functools.lru_cache(maxsize=256)
@@ -144,7 +175,8 @@ async def model_group_resolve(
             f"No deployment of '{model}' carries the tags {', '.join(tags)}.",
             param="metadata.tags", code="no_deployment_for_tags",
         )
-    return ModelGroup(name=name, deployments=tagged, policy=routing_policy.for_group(name))
+    return ModelGroup(name=name, deployments=tagged, policy=routing_policy.for_group(name),
+                      limit_scopes=team_model_scopes(name, tagged, context.team_id))
 
 
 async def deployment_group(model: str, context: KeyContext) -> list[Deployment]:

@@ -21,3 +21,7 @@ DATA_PLANE_PREFIXES = (
     "/v2/rerank",
     "/health",  # /health (deployments, for operators), /health/liveliness, /health/readiness
 )
+
+# Management routes under /v1 (LiteLLM's /v1/model/info): served by the control plane, not the
+# data plane, so the /v1 request path stays free of database queries.
+CONTROL_PLANE_PATHS = ("/v1/model/info",)

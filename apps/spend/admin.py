@@ -10,7 +10,7 @@ from django.utils.html import format_html
 
 from apps.core.fields import BoundedJSONAdminMixin
 from apps.management.admin_scope import OrganizationScopedAdmin
-from apps.spend.models import DailySpend, DailyTagSpend, ModelPrice, SpendCounterDrift, SpendLog
+from apps.spend.models import DailySpend, DailyTagSpend, ModelPrice, SpendCounterDrift, SpendLog, SpendReset
 from apps.spend.price_format import PRICE_FIELDS
 from apps.spend.price_imports import model_price_changed
 
@@ -223,7 +223,7 @@ class DailySpendAdmin(ReadOnlyAdminMixin, OrganizationScopedAdmin):
     list_display = ("day", "model", "provider", "requests", "errors", "prompt_tokens", "completion_tokens",
                     "cost", "unpriced_requests", "team_id", "key_id")
     list_filter = ("provider",)
-    search_fields = ("model", "key_hash")
+    search_fields = ("model", "key_hash", "=end_user")
     date_hierarchy = "day"
     show_full_result_count = False
 
@@ -246,6 +246,20 @@ class SpendCounterDriftAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ("kind", "counter", "fixed")
     search_fields = ("entity_id", "entity_name")
     date_hierarchy = "checked_at"
+
+    def has_module_permission(self, request) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+
+@admin.register(SpendReset)
+class SpendResetAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Global spend resets (POST /global/spend/reset): who started every budget again, and when."""
+
+    list_display = ("reset_at", "reset_by")
+    date_hierarchy = "reset_at"
 
     def has_module_permission(self, request) -> bool:
         return request.user.is_active and request.user.is_superuser

@@ -1,9 +1,10 @@
 """The management API's spend routes (LiteLLM's): GET /spend/logs lists spend logs; GET
-/spend/report, /global/spend/logs, /global/spend/keys and /global/spend/models add up the daily
-rollups, GET /spend/tags and /global/spend/tags the daily tag rollups (never the logs: a range
-of logs can be the whole table); POST /spend/calculate prices a request with the gateway's prices.
-Each caller sees the spend of its scope (apps.management.permissions.spend_scope); a filter
-naming something outside it is 403.
+/spend/report, /global/spend, /global/spend/report, /global/spend/teams, /global/spend/logs,
+/global/spend/keys and /global/spend/models add up the daily rollups, GET /spend/tags and
+/global/spend/tags the daily tag rollups (never the logs: a range of logs can be the whole table);
+POST /spend/calculate prices a request with the gateway's prices; POST /global/spend/reset (the
+proxy admin's) starts every budget's spend again from zero. Each caller sees the spend of its
+scope (apps.management.permissions.spend_scope); a filter naming something outside it is 403.
 """
 
 from __future__ import annotations
@@ -15,15 +16,21 @@ from rest_framework.response import Response
 
 from apps.keys.selectors import virtual_key_get_by_ref
 from apps.keys.services import virtual_key_hash
-from apps.management.framework import ManagementAPIView, NotFoundError
+from apps.management.framework import Forbidden, ManagementAPIView, NotFoundError
 from apps.management.lookups import organization_or_404, team_or_404, user_or_404
 from apps.management.pagination import page_of
-from apps.management.permissions import model_price_access, request_actor, spend_filter_check, spend_scope
+from apps.management.permissions import (
+    model_price_access,
+    request_actor,
+    require_proxy_admin,
+    spend_filter_check,
+    spend_scope,
+)
 from apps.providers.adapters.base import Usage
 from apps.providers.adapters.openai import usage_from_openai
 from apps.providers.registry import deployment_from_row
 from apps.providers.selectors import deployment_list_named
-from apps.spend import selectors
+from apps.spend import selectors, services
 from apps.spend import serializers as s
 from apps.spend.pricing import calculated_cost
 from apps.spend.rollups import utc_today
@@ -120,12 +127,98 @@ class SpendReportApi(ManagementAPIView):
         )
 
 
+def _caller_name(principal) -> str:
+    """Who made a call, for the record of what it did."""
+    if principal.user is not None:
+        return principal.user.get_username()
+    if principal.key is not None:
+        return f"key {principal.key.alias or principal.key.key_display}"
+    return "master key" if principal.via == "master_key" else principal.via
+
+
+class GlobalSpendReportApi(ManagementAPIView):
+    """LiteLLM's /global/spend/report over the daily rollups of [start_date, end_date]: per day and
+    team (group_by=team, the default), per day and end user (customer), or per key with its
+    models (api_key, or a key's or a user's keys: api_key=, internal_user_id=)."""
+
+    query_serializer = s.GlobalSpendReportQuery
+
+    def get(self, request):
+        data = self.validated(request)
+        actor = request_actor(request)
+        filters, key, team, user = {}, None, None, None
+        if "api_key" in data:
+            key, key_filter = _api_key_filter(data["api_key"])
+            filters.update(key_filter)
+        if "internal_user_id" in data:
+            user = user_or_404(user_id=data["internal_user_id"], param="internal_user_id")
+            filters["user_id"] = user.pk
+        if "team_id" in data:
+            team = team_or_404(data["team_id"])
+            filters["team_id"] = team.pk
+        if "customer_id" in data:
+            filters["end_user"] = data["customer_id"]
+        try:
+            spend_filter_check(actor, key=key, team=team, user=user)
+        except Forbidden as refused:
+            if refused.param == "user_id":
+                refused.param = "internal_user_id"
+            raise
+        rows = selectors.daily_spend_in_range(
+            scope=spend_scope(actor), start_date=data["start_date"], end_date=data["end_date"], filters=filters
+        )
+        if "api_key" in data or "internal_user_id" in data or data["group_by"] == "api_key":
+            return Response(s.report_per_key_data(selectors.spend_per_key_and_model(rows=rows)))
+        if data["group_by"] == "customer":
+            return Response(s.report_per_customer_data(selectors.spend_per_day_and_end_user(rows=rows)))
+        return Response(s.report_per_team_data(selectors.spend_per_day_and_team(rows=rows)))
+
+
 def _last_30_days(actor, filters: dict | None = None):
     today = utc_today()
     return selectors.daily_spend_in_range(
         scope=spend_scope(actor), start_date=today - timedelta(days=GLOBAL_SPEND_DAYS), end_date=today,
         filters=filters,
     )
+
+
+class GlobalSpendApi(ManagementAPIView):
+    """LiteLLM's GET /global/spend: the spend of the last 30 days (in the caller's scope) and the
+    proxy's budget. This gateway has no proxy-wide budget (budgets hang on keys, users, teams and
+    organizations): max_budget is null."""
+
+    query_serializer = s.NoQuery
+
+    def get(self, request):
+        self.validated(request)
+        rows = _last_30_days(request_actor(request))
+        return Response({"spend": float(selectors.spend_total(rows=rows)), "max_budget": None})
+
+
+class GlobalSpendTeamsApi(ManagementAPIView):
+    """LiteLLM's GET /global/spend/teams: spend per day and team over the last 30 days, for its UI's
+    chart (teams by alias; spend outside every team as "Unassigned")."""
+
+    query_serializer = s.NoQuery
+
+    def get(self, request):
+        self.validated(request)
+        groups = selectors.spend_per_day_and_team(rows=_last_30_days(request_actor(request)))
+        return Response(s.teams_spend_data(groups))
+
+
+class GlobalSpendResetApi(ManagementAPIView):
+    """LiteLLM's POST /global/spend/reset (the proxy admin only): every budget's spend starts again
+    from zero, on /v1 at once. The spend logs and reports are kept, as in LiteLLM."""
+
+    input_serializer = s.NoBody
+
+    def post(self, request):
+        self.validated(request)
+        actor = request_actor(request)
+        require_proxy_admin(actor, "reset every budget's spend")
+        services.spend_reset_all(reset_by=_caller_name(request.auth))
+        return Response({"message": "Spend for all API Keys and Teams reset successfully", "status": "success"})
 
 
 class GlobalSpendLogsApi(ManagementAPIView):

@@ -172,7 +172,7 @@ def price_version_label(model_key: str, effective_from) -> str:
 
 
 class DailySpend(models.Model):
-    """Spend logs added up per UTC day, organization, team, user, key, model and provider.
+    """Spend logs added up per UTC day, organization, team, user, key, end user, model and provider.
 
     Reports and reconciliation read these rather than the logs: a day's rows are rebuilt
     whole from its logs (apps.spend.rollups), so re-running a day gives the same rows, and
@@ -186,6 +186,8 @@ class DailySpend(models.Model):
     user_id = models.IntegerField(null=True, blank=True)
     key_id = models.IntegerField(null=True, blank=True)
     key_hash = models.CharField(max_length=64, blank=True)
+    # The request's end user (SpendLog.end_user), for spend per customer; empty when none was named.
+    end_user = models.CharField(max_length=255, blank=True, default="")
     model = models.CharField(max_length=200)
     provider = models.CharField(max_length=50, blank=True)
     requests = models.PositiveIntegerField(default=0)
@@ -269,6 +271,21 @@ class SpendRollupDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} ({self.logs} logs)"
+
+
+class SpendReset(models.Model):
+    """A global spend reset (LiteLLM's POST /global/spend/reset): every budget's spend started
+    again from zero at `reset_at`. The spend logs and rollups are kept; reconciliation counts a
+    budget's spend from the last reset on, so the reset is not reported as drift."""
+
+    reset_at = models.DateTimeField(default=timezone.now, db_index=True)
+    reset_by = models.CharField(max_length=255, blank=True, help_text="Who asked for it.")
+
+    class Meta:
+        ordering = ["-reset_at"]
+
+    def __str__(self) -> str:
+        return f"spend reset at {self.reset_at:%Y-%m-%d %H:%M:%S} by {self.reset_by or '?'}"
 
 
 class SpendCounterDrift(models.Model):

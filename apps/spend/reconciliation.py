@@ -29,7 +29,7 @@ from apps.core.durations import current_period
 from apps.core.redis import redis_key, sync_redis
 from apps.keys.limits import NANOS_PER_USD
 from apps.keys.models import VirtualKey
-from apps.spend.models import DailySpend, SpendCounterDrift, SpendLog
+from apps.spend.models import DailySpend, SpendCounterDrift, SpendLog, SpendReset
 from apps.spend.rollups import daily_spend_rollup_recent, day_bounds, utc_today
 from apps.teams.models import Organization, Team, TeamMembership, UserLimits
 
@@ -73,6 +73,14 @@ def period_spend_expected(*, owner: dict, period_start: datetime | None, now: da
     return total + _sum(rollups.filter(day__gte=first_day), "cost")
 
 
+def _counted_since(period_start: datetime | None, reset_at: datetime | None) -> datetime | None:
+    """Where a budget's spend starts counting: its period's start, or the last global spend reset
+    (POST /global/spend/reset) when that came later."""
+    if reset_at is None:
+        return period_start
+    return reset_at if period_start is None else max(period_start, reset_at)
+
+
 def _limiter_counter_key(kind: str, entity_id, period_start: datetime | None) -> str:
     period = str(int(period_start.timestamp())) if period_start else "all"
     return f"{redis_key('lim')}:{{{kind}:{entity_id}}}:spend:{period}"
@@ -98,14 +106,16 @@ def spend_counters_reconcile(
     if settings.REDIS_URL:
         redis = sync_redis()
     report = ReconcileReport(limiter_checked=redis is not None)
+    last_reset = SpendReset.objects.order_by("-reset_at").values_list("reset_at", flat=True).first()
     for model, kind, log_field in ENTITIES:
         entities = model.objects.all()
         if not everyone:
             entities = entities.filter(Q(max_budget__isnull=False) | Q(soft_budget__isnull=False))
         for entity in entities.only("pk").iterator(chunk_size=500):
             report.checked += 1
-            report.drifts += _entity_reconcile(model, kind, log_field, entity.pk, now, fix, tolerance, redis)
-    report.drifts += _team_members_reconcile(report, now, fix, tolerance, redis, everyone)
+            report.drifts += _entity_reconcile(model, kind, log_field, entity.pk, now, fix, tolerance, redis,
+                                               last_reset)
+    report.drifts += _team_members_reconcile(report, now, fix, tolerance, redis, everyone, last_reset)
     for drift in report.drifts:
         logger.warning("spend counter drift: %s %s (%s) %s counter %s, rollups %s, drift %+f%s",
                        drift.kind, drift.entity_id, drift.entity_name, drift.counter, drift.counted, drift.expected,
@@ -153,13 +163,15 @@ def _counters_compare(counters: _Counters, expected: Decimal, *, now, fix, toler
     return drifts
 
 
-def _entity_reconcile(model, kind, log_field, pk, now, fix, tolerance, redis) -> list[SpendCounterDrift]:
+def _entity_reconcile(model, kind, log_field, pk, now, fix, tolerance, redis, last_reset) -> list[SpendCounterDrift]:
     with transaction.atomic():
         entity = model.objects.select_for_update().get(pk=pk)
         owner = entity.user_id if model is UserLimits else entity.pk
         period_start = current_period(entity.budget_anchor, entity.budget_duration, now)[0] \
             if entity.budget_duration else None
-        expected = period_spend_expected(owner={log_field: owner}, period_start=period_start, now=now)
+        expected = period_spend_expected(
+            owner={log_field: owner}, period_start=_counted_since(period_start, last_reset), now=now
+        )
         counters = _Counters(
             kind=kind, entity_id=str(owner), entity_name=_entity_name(entity), period_start=period_start,
             database=entity.spend,
@@ -169,7 +181,7 @@ def _entity_reconcile(model, kind, log_field, pk, now, fix, tolerance, redis) ->
         return _counters_compare(counters, expected, now=now, fix=fix, tolerance=tolerance, redis=redis)
 
 
-def _team_members_reconcile(report, now, fix, tolerance, redis, everyone) -> list[SpendCounterDrift]:
+def _team_members_reconcile(report, now, fix, tolerance, redis, everyone, last_reset) -> list[SpendCounterDrift]:
     """Each member's spend within a team with member limits (team_member_budget)."""
     teams = Team.objects.all() if everyone else Team.objects.filter(team_member_budget__isnull=False)
     drifts = []
@@ -181,7 +193,7 @@ def _team_members_reconcile(report, now, fix, tolerance, redis, everyone) -> lis
             with transaction.atomic():
                 membership = TeamMembership.objects.select_for_update().select_related("user").get(pk=membership_pk)
                 expected = period_spend_expected(owner={"team_id": team.pk, "user_id": membership.user_id},
-                                                 period_start=period_start, now=now)
+                                                 period_start=_counted_since(period_start, last_reset), now=now)
                 counters = _Counters(
                     kind="team-member", entity_id=f"{team.pk}:{membership.user_id}",
                     entity_name=f"{membership.user} in {team.alias}", period_start=period_start,

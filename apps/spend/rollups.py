@@ -1,5 +1,5 @@
-"""Daily rollups: spend logs added up per UTC day, organization, team, user, key, model and provider
-(DailySpend), and per UTC day, request tag, organization, team, user and key (DailyTagSpend).
+"""Daily rollups: spend logs added up per UTC day, organization, team, user, key, end user, model
+and provider (DailySpend), and per UTC day, request tag, organization, team, user and key (DailyTagSpend).
 
 A day is rebuilt whole from its logs, inside one transaction that holds the day's
 SpendRollupDay row locked: re-running a day gives the same rows, and two workers never
@@ -18,7 +18,7 @@ from django.utils import timezone as django_timezone
 
 from apps.spend.models import TAG_MAX_LENGTH, DailySpend, DailyTagSpend, SpendLog, SpendRollupDay
 
-DIMENSIONS = ("organization_id", "team_id", "user_id", "key_id", "key_hash", "model", "provider")
+DIMENSIONS = ("organization_id", "team_id", "user_id", "key_id", "key_hash", "end_user", "model", "provider")
 TAG_DIMENSIONS = ("organization_id", "team_id", "user_id", "key_id")
 
 

@@ -262,6 +262,52 @@ def daily_activity_totals(activity: list[dict]) -> dict:
     return {name if name.startswith("total_") else f"total_{name}": value for name, value in totals.items()}
 
 
+# --- LiteLLM's /global/spend/report and /global/spend/teams shapes ---
+
+
+def _grouped_sums(rows, *fields: str) -> list[dict]:
+    from django.db.models import Sum
+
+    return list(
+        rows.order_by().values(*fields)
+        .annotate(spend=Sum("cost"), prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"))
+        .order_by(*fields)
+    )
+
+
+def _team_aliases(team_ids) -> dict:
+    ids = {team_id for team_id in team_ids if team_id is not None}
+    return dict(Team.objects.filter(pk__in=ids).values_list("pk", "alias")) if ids else {}
+
+
+def spend_per_day_and_team(*, rows) -> list[dict]:
+    """Per day, per team, per model: [{day, team_id, team_alias, model, spend, prompt, completion}]
+    (team_id None: requests outside every team)."""
+    groups = _grouped_sums(rows, "day", "team_id", "model")
+    aliases = _team_aliases(group["team_id"] for group in groups)
+    for group in groups:
+        group["team_alias"] = aliases.get(group["team_id"])
+    return groups
+
+
+def spend_per_day_and_end_user(*, rows) -> list[dict]:
+    """Per day, per end user, per model and key hash: [{day, end_user, model, key_hash, spend,
+    prompt, completion}]; requests that named no end user are left out."""
+    return _grouped_sums(rows.exclude(end_user=""), "day", "end_user", "model", "key_hash")
+
+
+def spend_per_key_and_model(*, rows) -> list[dict]:
+    """Per key hash and model: [{key_hash, model, spend, prompt, completion}]; requests without a
+    key (the master key's) are left out."""
+    return _grouped_sums(rows.exclude(key_hash=""), "key_hash", "model")
+
+
+def spend_total(*, rows) -> Decimal:
+    from django.db.models import Sum
+
+    return rows.aggregate(total=Sum("cost"))["total"] or Decimal(0)
+
+
 # --- the tag rollup ---
 
 

@@ -133,6 +133,40 @@ class SpendReportQuery(SpendFilterQuery):
         return data
 
 
+class NoQuery(serializers.Serializer):
+    """A route that reads no query parameter (LiteLLM's clients may still send some)."""
+
+
+class NoBody(serializers.Serializer):
+    """A route that takes no body: any field sent is refused, naming it."""
+
+
+class GlobalSpendReportQuery(serializers.Serializer):
+    """LiteLLM's /global/spend/report query. api_key or internal_user_id answer per key (LiteLLM's
+    shape for them); else group_by decides."""
+
+    start_date = serializers.DateField(help_text="The first day (UTC), YYYY-MM-DD.")
+    end_date = serializers.DateField(help_text="The last day (UTC), included.")
+    group_by = serializers.ChoiceField(
+        choices=["team", "customer", "api_key"], default="team",
+        help_text="team (per day and team), customer (per day and end user) or api_key (per key).",
+    )
+    api_key = serializers.CharField(
+        required=False, allow_blank=True, help_text="Only this key (sk-... or its sha256), per key."
+    )
+    internal_user_id = serializers.CharField(required=False, allow_blank=True, help_text="Only this user's keys, per key.")
+    team_id = serializers.CharField(required=False, allow_blank=True, help_text="Only this team's spend.")
+    customer_id = serializers.CharField(required=False, allow_blank=True, help_text="Only this end user's spend.")
+
+    def validate(self, data):
+        data = {name: value for name, value in data.items() if value not in ("", None)}
+        if data["end_date"] < data["start_date"]:
+            raise serializers.ValidationError({"end_date": ["Must not be before start_date."]})
+        if (data["end_date"] - data["start_date"]).days >= MAX_REPORT_DAYS:
+            raise serializers.ValidationError({"end_date": [f"A report covers at most {MAX_REPORT_DAYS} days."]})
+        return data
+
+
 class GlobalSpendLogsQuery(serializers.Serializer):
     api_key = serializers.CharField(
         required=False, allow_blank=True, help_text="Only this key's spend: the key (sk-...) or its sha256."
@@ -359,4 +393,93 @@ def ui_tag_spend_data(row: dict) -> dict:
         "spend": _usd(row["spend"]),
         "log_count": row["requests"],
         "unpriced_requests": row["unpriced_requests"],
+    }
+
+
+# --- LiteLLM's /global/spend/report, /global/spend and /global/spend/teams --------------------
+
+
+def _litellm_day(day: date) -> str:
+    """A day as LiteLLM's report names it (a timestamp at UTC midnight)."""
+    return f"{day.isoformat()}T00:00:00+00:00"
+
+
+def _per_day(groups: list[dict], owner_of, item_of) -> list[dict]:
+    """Groups sorted by day, then owner: one entry per day, one item per owner, its models in metadata."""
+    days: dict = {}
+    for group in groups:
+        owners = days.setdefault(group["day"], {})
+        owner = owner_of(group)
+        entry = owners.get(owner)
+        if entry is None:
+            entry = owners[owner] = {**item_of(group), "total_spend": 0.0, "metadata": []}
+        entry["total_spend"] += _usd(group["spend"])
+        entry["metadata"].append(group["metadata"])
+    return [(day, list(owners.values())) for day, owners in days.items()]
+
+
+def report_per_team_data(groups: list[dict]) -> list[dict]:
+    """LiteLLM's group_by=team answer: per day, its teams (team_name: the alias), their models."""
+    for group in groups:
+        group["metadata"] = {"model": group["model"], "spend": _usd(group["spend"]),
+                             "total_tokens": (group["prompt"] or 0) + (group["completion"] or 0)}
+    return [
+        {"group_by_day": _litellm_day(day), "teams": teams}
+        for day, teams in _per_day(
+            groups, lambda g: g["team_id"],
+            lambda g: {"team_name": g["team_alias"], "team_id": str(g["team_id"]) if g["team_id"] else None},
+        )
+    ]
+
+
+def report_per_customer_data(groups: list[dict]) -> list[dict]:
+    """LiteLLM's group_by=customer answer: per day, its end users, their models and keys."""
+    for group in groups:
+        group["metadata"] = {"model": group["model"], "spend": _usd(group["spend"]),
+                             "total_tokens": (group["prompt"] or 0) + (group["completion"] or 0),
+                             "api_key": group["key_hash"] or None}
+    return [
+        {"group_by_day": _litellm_day(day), "customers": customers}
+        for day, customers in _per_day(groups, lambda g: g["end_user"], lambda g: {"customer": g["end_user"]})
+    ]
+
+
+def report_per_key_data(groups: list[dict]) -> list[dict]:
+    """LiteLLM's per-key answer (api_key, internal_user_id, group_by=api_key): each key's cost and
+    tokens with its models, the costliest key first."""
+    keys: dict[str, dict] = {}
+    for group in groups:
+        key = keys.setdefault(group["key_hash"], {
+            "api_key": group["key_hash"], "total_cost": 0.0, "total_input_tokens": 0, "total_output_tokens": 0,
+            "model_details": [],
+        })
+        key["total_cost"] += _usd(group["spend"])
+        key["total_input_tokens"] += group["prompt"] or 0
+        key["total_output_tokens"] += group["completion"] or 0
+        key["model_details"].append({"model": group["model"], "total_cost": _usd(group["spend"]),
+                                     "prompt_tokens": group["prompt"] or 0,
+                                     "completion_tokens": group["completion"] or 0})
+    return sorted(keys.values(), key=lambda key: key["total_cost"], reverse=True)
+
+
+TOP_TEAMS_SHOWN = 10  # LiteLLM's /global/spend/teams lists the ten costliest teams' totals
+UNASSIGNED_TEAM = "Unassigned"  # LiteLLM's name for spend outside every team
+
+
+def teams_spend_data(groups: list[dict]) -> dict:
+    """LiteLLM's /global/spend/teams: the spend per day of each team (by alias), the teams, and the
+    costliest teams' totals."""
+    daily: dict = {}
+    totals: dict[str, float] = {}
+    for group in groups:
+        name = group["team_alias"] or (str(group["team_id"]) if group["team_id"] else UNASSIGNED_TEAM)
+        spend = _usd(group["spend"])
+        day = daily.setdefault(group["day"], {})
+        day[name] = day.get(name, 0.0) + spend
+        totals[name] = totals.get(name, 0.0) + spend
+    ranked = sorted(totals.items(), key=lambda item: item[1], reverse=True)[:TOP_TEAMS_SHOWN]
+    return {
+        "daily_spend": [{"date": day.isoformat(), **teams} for day, teams in sorted(daily.items())],
+        "teams": sorted(totals),
+        "total_spend_per_team": [{"team_id": name, "total_spend": spend} for name, spend in ranked],
     }

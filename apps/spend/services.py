@@ -16,7 +16,7 @@ from apps.core.durations import current_period
 from apps.core.fields import json_holds_nul, json_without_nul
 from apps.customers.models import Budget, EndUser
 from apps.keys.models import VirtualKey
-from apps.spend.models import SpendLog, SpendRollupDay
+from apps.spend.models import SpendLog, SpendReset, SpendRollupDay
 from apps.spend.records import SpendRecord
 from apps.spend.rollups import utc_today
 from apps.teams.models import Organization, Team, TeamMembership, UserLimits
@@ -312,3 +312,25 @@ def spend_logs_purge(*, older_than, dry_run: bool = False) -> int:
     the daily rollups keep the purged days' spend."""
     old = SpendLog.objects.filter(start_time__lt=older_than)
     return old.count() if dry_run else delete_in_chunks(old)
+
+
+@transaction.atomic
+def spend_reset_all(*, reset_by: str) -> SpendReset:
+    """LiteLLM's POST /global/spend/reset: every budget's spend starts again from zero (keys,
+    users, teams, team members, organizations, end users). The spend logs and rollups are kept:
+    they are the record of what was spent; reconciliation counts from the reset on. After the
+    commit every process drops its cached key contexts (which seed the limiter's counters) and
+    then the limiter's spend counters go, so /v1 enforces budgets from zero at once."""
+    from apps.core import invalidation
+    from apps.keys.limits import spend_counters_reset_all
+
+    for model in (VirtualKey, UserLimits, Team, TeamMembership, Organization, EndUser):
+        model.objects.exclude(spend=0).update(spend=0)
+    reset = SpendReset.objects.create(reset_by=reset_by[:255])
+
+    def after_commit() -> None:
+        invalidation.publish({"kind": invalidation.KIND_ALL_KEYS})
+        spend_counters_reset_all()
+
+    transaction.on_commit(after_commit)
+    return reset

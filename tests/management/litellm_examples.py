@@ -728,8 +728,12 @@ SPEND_EXAMPLES = [
     ex("global-spend-models", _code(SPEND_ENDPOINTS, "00bc59b8", "global_spend_models"), "GET",
        "/global/spend/models", query={"limit": "10"}, expect_list=True, kind="parameters"),
     ex("global-spend-tags", _code(SPEND_ENDPOINTS, "00bc59b8", "global_view_spend_tags"), "GET",
-       "/global/spend/tags", query={"start_date": "2022-01-01", "end_date": "2022-02-01"}, expect_list=True,
-       kind="parameters", note="the docstring's curl shows /spend/tags with these dates"),
+       "/global/spend/tags", query={"start_date": "2022-01-01", "end_date": "2022-02-01"},
+       expect_fields=["spend_per_tag"], kind="parameters",
+       note="the docstring's curl shows /spend/tags with these dates. The route declares List[LiteLLM_SpendLogs] "
+            "as its answer only as OpenAPI text (`responses=`); it returns ui_get_spend_by_tags's "
+            "{\"spend_per_tag\": [{name, spend, log_count}]} (BerriAI/litellm "
+            "litellm/proxy/spend_tracking/spend_management_endpoints.py), which LiteLLM's UI reads"),
     ex("global-spend-total", _code(SPEND_ENDPOINTS, "00bc59b8", "global_spend"), "GET", "/global/spend",
        expect_fields=["spend", "max_budget"], kind="parameters"),
     ex("global-spend-teams", _code(SPEND_ENDPOINTS, "00bc59b8", "global_spend_per_team"), "GET",

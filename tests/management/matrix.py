@@ -249,6 +249,14 @@ MATRIX: dict[str, tuple[str, str, str, str, str, str]] = {
         "its own",
         "its own key's",
     ),
+    "GET /global/spend": (
+        "all",
+        "its orgs' spend, its own",
+        "its teams' spend, its own",
+        "its own",
+        "its own",
+        "its own key's",
+    ),
     "GET /global/spend/report": (
         "all",
         "its orgs' spend, its own",
@@ -257,6 +265,15 @@ MATRIX: dict[str, tuple[str, str, str, str, str, str]] = {
         "its own",
         "its own key's",
     ),
+    "GET /global/spend/teams": (
+        "all",
+        "its orgs' spend, its own",
+        "its teams' spend, its own",
+        "its own",
+        "its own",
+        "its own key's",
+    ),
+    "POST /global/spend/reset": ("every budget", DENIED, DENIED, DENIED, DENIED, DENIED),
     "GET /global/spend/logs": (
         "all",
         "its orgs' spend, its own",
@@ -312,6 +329,8 @@ MATRIX: dict[str, tuple[str, str, str, str, str, str]] = {
 # view, so the same rights; test_permission_matrix checks that each serves its target's view.
 ALIASES = {f"/end_user/{action}": f"/customer/{action}"
            for action in ("new", "update", "delete", "info", "list", "block", "unblock")}
+ALIASES["/v1/model/info"] = "/model/info"
+ALIASES["/model/<str:model_id>/update"] = "/model/update"  # LiteLLM's PATCH form
 
 
 def render_markdown() -> str:

@@ -79,3 +79,30 @@ def test_a_blocked_team_s_keys_are_refused_within_a_second_and_work_again_once_u
     assert wait_for(refused, timeout=1.0)
     _manage(gateway, "/team/unblock", {"team_id": team["team_id"]})
     assert wait_for(lambda: not refused(), timeout=1.0)
+
+
+def test_v1_model_info_is_answered_by_the_management_api(gateway, make_deployment):
+    """/v1/model/info is a management route under the data plane's prefix (LiteLLM's clients
+    call it on their OpenAI base URL): the ASGI app hands it to Django's stack."""
+    make_deployment("gpt-test")
+    response = httpx.get(gateway.url + "/v1/model/info", headers={"Authorization": f"Bearer {MASTER_KEY}"})
+    assert response.status_code == 200, response.text
+    assert [model["model_name"] for model in response.json()["data"]] == ["gpt-test"]
+
+
+def test_a_team_model_serves_its_team_only_within_the_teams_limit(gateway, openai_client, make_deployment, team):
+    from apps.keys.services import virtual_key_create
+    from apps.teams.services import team_create
+
+    other_team = team_create(organization=team.organization, alias="other")
+    make_deployment("team-gpt", team=team, organization=team.organization, team_model_rpm_limit=2)
+    _, own = virtual_key_create(team=team)
+    _, other = virtual_key_create(team=other_team)
+    client = openai_client(own)
+    for _ in range(2):
+        assert client.chat.completions.create(model="team-gpt", messages=MESSAGES).choices
+    with pytest.raises(openai.RateLimitError):  # the team's 2 requests a minute to it
+        client.chat.completions.create(model="team-gpt", messages=MESSAGES)
+    with pytest.raises(openai.NotFoundError):  # another team's key does not see it
+        openai_client(other).chat.completions.create(model="team-gpt", messages=MESSAGES)
+    assert "team-gpt" not in [m.id for m in openai_client(other).models.list()]

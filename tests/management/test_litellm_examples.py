@@ -31,15 +31,6 @@ pytestmark = pytest.mark.django_db
 
 
 PENDING = {  # examples issue 13 still has to make work (or declare): strict, so a fixed one must leave
-    "global-spend-report",
-    "global-spend-report-by-customer",
-    "global-spend-report-by-team",
-    "global-spend-report-for-key",
-    "global-spend-report-for-user",
-    "global-spend-reset",
-    "global-spend-tags",
-    "global-spend-teams",
-    "global-spend-total",
     "key-bulk-update",
     "key-generate-auto-rotate",
     "key-generate-budget-id",
@@ -61,12 +52,6 @@ PENDING = {  # examples issue 13 still has to make work (or declare): strict, so
     "key-update-owner-team-budget",
     "key-update-temp-budget-date",
     "key-update-temp-budget-duration",
-    "model-info-v1",
-    "model-new-azure-env-key",
-    "model-patch-team-limits",
-    "spend-calculate-after-call",
-    "spend-calculate-before-call",
-    "spend-calculate-model-not-on-proxy",
     "team-callback-add",
     "team-callback-get",
     "team-disable-logging",

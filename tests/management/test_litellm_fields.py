@@ -14,8 +14,9 @@ from tests.management.litellm_fields import render_markdown
 pytestmark = pytest.mark.django_db
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "litellm-compat.md"
-POST_ROUTES = [
-    "/" + str(p.pattern) for p in api_urlpatterns if getattr(p.callback.view_class, "input_serializer", None)
+POST_ROUTES = [  # the routes taking a body, but PATCH /model/{model_id}/update (tested below)
+    "/" + str(p.pattern) for p in api_urlpatterns
+    if getattr(p.callback.view_class, "input_serializer", None) and "<" not in str(p.pattern)
 ]
 
 
@@ -65,6 +66,12 @@ def test_litellm_fields_sent_empty_or_at_a_value_without_effect_are_accepted(api
 def test_every_post_route_refuses_an_unknown_field(api, world, path):
     assert_error(api.post(path, {"definitely_not_a_field": 1}), 400, param="definitely_not_a_field",
                  code="unknown_field")
+
+
+def test_patch_model_update_refuses_an_unknown_field(api, world, make_deployment_row):
+    make_deployment_row("gpt-a", config_id="m-1")
+    assert_error(api("PATCH", "/model/m-1/update", {"definitely_not_a_field": 1}), 400,
+                 param="definitely_not_a_field", code="unknown_field")
 
 
 @pytest.mark.parametrize(

@@ -118,7 +118,10 @@ REQUESTS = {
     # team each of them belongs to (the plain key's own team).
     "GET /spend/logs": lambda w, r: {"team_id": str(w.research.pk)},
     "GET /spend/report": lambda w, r: {"start_date": "2025-01-01", "end_date": "2025-01-31"},
+    "GET /global/spend": lambda w, r: {},
     "GET /global/spend/report": lambda w, r: {"start_date": "2025-01-01", "end_date": "2025-01-31"},
+    "GET /global/spend/teams": lambda w, r: {},
+    "POST /global/spend/reset": lambda w, r: None,
     "GET /global/spend/logs": lambda w, r: {"api_key": _target_key(w, r)},
     "GET /global/spend/keys": lambda w, r: {"limit": 5},
     "GET /global/spend/models": lambda w, r: {},

@@ -139,7 +139,8 @@ def rights_of(client: Client, raw_key: str) -> frozenset:
     probes = [("org-new", "/organization/new", {"organization_alias": "Probe Inc"}),
               ("model-new", "/model/new", {"model_name": "probe",
                                            "litellm_params": {"model": "openai/x", "api_key": "sk-x"}}),
-              ("proxy-user", "/user/new", {"user_id": "probe-root", "user_role": "proxy_admin"})]
+              ("proxy-user", "/user/new", {"user_id": "probe-root", "user_role": "proxy_admin"}),
+              ("spend-reset", "/global/spend/reset", {})]
     for team in teams:
         probes += [
             ("team-rename", team, "/team/update", {"team_id": team, "metadata": {"probe": 1}}),
@@ -147,6 +148,8 @@ def rights_of(client: Client, raw_key: str) -> frozenset:
             ("team-members", team, "/team/member_add", {"team_id": team,
                                                         "member": [{"user_id": "probe-new", "role": "admin"}]}),
             ("team-key", team, "/key/generate", {"team_id": team}),
+            ("team-model", team, "/model/new", {"model_name": "probe", "litellm_params": {"model": "openai/x"},
+                                                "model_info": {"team_id": team, "team_model_rpm_limit": 1000}}),
         ]
     for organization in organizations:
         probes += [

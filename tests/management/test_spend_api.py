@@ -604,9 +604,63 @@ def test_report_date_range_includes_both_ends(api, world, two_days):
     assert empty["rows"] == [] and (empty["totals"]["requests"], empty["totals"]["spend"]) == (0, 0)
 
 
-def test_global_spend_report_is_the_same_report(api, world, two_days):
-    query = {"start_date": "2025-03-01", "end_date": "2025-03-02", "group_by": "day,team"}
-    assert api.get("/global/spend/report", query).json() == api.get("/spend/report", query).json()
+def _litellm_report(api, key=None, **query):
+    query = {"start_date": "2025-03-01", "end_date": "2025-03-02", **query}
+    response = api.get("/global/spend/report", query, **({"key": key} if key else {}))
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def test_global_spend_report_per_day_and_team_in_litellms_shape(api, world, two_days):
+    answer = _litellm_report(api)
+    assert [day["group_by_day"] for day in answer] == ["2025-03-01T00:00:00+00:00", "2025-03-02T00:00:00+00:00"]
+    got = {(day["group_by_day"][:10], team["team_name"]): team["total_spend"] for day in answer for team in day["teams"]}
+    expected = expected_groups(two_days, lambda log: (log.start_time.date().isoformat(),
+                                                      "research" if log.team_id == world.research.pk else "sales"))
+    assert got == pytest.approx({group: spend for group, (spend, _) in expected.items()})
+    research = next(team for team in answer[0]["teams"] if team["team_name"] == "research")
+    assert {item["model"]: item["total_tokens"] for item in research["metadata"]} == {"gpt-a": 30, "gpt-b": 15}
+
+    # A member sees its own spend only.
+    [day_1, day_2] = _litellm_report(api, key=world.credentials["member"])
+    assert [(team["team_name"], team["total_spend"]) for team in day_1["teams"]] == [("research", pytest.approx(0.03))]
+
+
+def test_global_spend_report_per_key_for_a_key_a_user_or_every_key(api, world, two_days):
+    member = world.key("member")
+    [item] = _litellm_report(api, api_key=member.token_hash)
+    assert (item["api_key"], item["total_cost"], item["total_input_tokens"], item["total_output_tokens"]) == (
+        member.token_hash, pytest.approx(0.031), 40, 20)
+    assert {m["model"]: m["total_cost"] for m in item["model_details"]} == pytest.approx({"gpt-a": 0.011, "gpt-b": 0.02})
+    assert _litellm_report(api, internal_user_id="member") == [item]
+    every_key = _litellm_report(api, group_by="api_key")
+    assert [key["api_key"] for key in every_key][0] == world.key("teamadmin").token_hash  # the costliest first
+    assert len(every_key) == 4
+
+    assert_error(api.get("/global/spend/report", {"start_date": "2025-03-01", "end_date": "2025-03-02",
+                                                   "internal_user_id": "outsider"}, key=world.credentials["member"]),
+                 403, param="internal_user_id")
+    assert_error(api.get("/global/spend/report", {"start_date": "2025-03-01", "end_date": "2025-03-02",
+                                                   "internal_user_id": "nobody"}), 404, param="internal_user_id")
+    assert_error(api.get("/global/spend/report", {"start_date": "2025-03-01", "end_date": "2025-03-02",
+                                                   "group_by": "week"}), 400, param="group_by")
+
+
+def test_global_spend_report_per_day_and_customer(api, world, two_days):
+    from apps.spend.rollups import daily_spend_rollup
+
+    add_log(world.key("member"), when=at(DAY_1, 20), cost="0.5", end_user="customer-1")
+    add_log(world.key("viewer"), when=at(DAY_1, 21), cost="0.25", end_user="customer-1")
+    add_log(world.key("member"), when=at(DAY_1, 22), cost="0.125", end_user="customer-2")
+    daily_spend_rollup(day=DAY_1)
+    [day] = _litellm_report(api, group_by="customer")
+    assert day["group_by_day"].startswith("2025-03-01")
+    assert {c["customer"]: c["total_spend"] for c in day["customers"]} == {"customer-1": 0.75, "customer-2": 0.125}
+    customer_1 = next(c for c in day["customers"] if c["customer"] == "customer-1")
+    assert {m["api_key"] for m in customer_1["metadata"]} == {world.key("member").token_hash,
+                                                             world.key("viewer").token_hash}
+    [only] = _litellm_report(api, group_by="customer", customer_id="customer-2")
+    assert [c["customer"] for c in only["customers"]] == ["customer-2"]
 
 
 @pytest.mark.parametrize(

@@ -407,3 +407,68 @@ def test_calculate_prices_only_the_deployments_a_caller_may_see(api, world, make
             body = {"completion_response": {"model": model, "usage": {"prompt_tokens": 10}}}
             response = api.post("/spend/calculate", body, key=world.credentials[role])
             assert response.status_code == status, (role, model, response.content)
+
+
+# --- /global/spend, /global/spend/teams, /global/spend/reset ----------------------------------------
+
+
+def test_global_spend_is_the_last_30_days_total(api, traffic, team):
+    logs = traffic["logs"]
+    assert ok(api.get("/global/spend")) == {"spend": pytest.approx(cost_of(logs)), "max_budget": None}
+    key_b, raw_b = traffic["keys"]["b"]
+    assert ok(api.get("/global/spend", key=raw_b))["spend"] == pytest.approx(
+        cost_of(logs, lambda log: log.key_id == key_b.pk))  # a key without a user: its own spend
+
+
+def test_global_spend_teams_is_the_spend_per_day_and_team(api, traffic, team):
+    logs = traffic["logs"]
+    body = ok(api.get("/global/spend/teams"))
+    today = logs[0].start_time.astimezone(UTC).date().isoformat()
+    assert body["teams"] == [team.alias]
+    assert body["daily_spend"] == [{"date": today, team.alias: pytest.approx(cost_of(logs))}]
+    assert body["total_spend_per_team"] == [{"team_id": team.alias, "total_spend": pytest.approx(cost_of(logs))}]
+
+
+def test_global_spend_reset_starts_every_budget_again_at_once_on_v1(
+    api, gateway, openai_client, make_deployment, make_key, team, spend_logs
+):
+    import openai
+
+    from apps.keys.models import VirtualKey
+    from apps.spend.models import SpendLog, SpendReset
+    from apps.spend.reconciliation import spend_counters_reconcile
+    from apps.teams.models import Team
+
+    make_deployment("gpt-test", input_cost_per_token=Decimal("0.000001"))
+    key, raw = make_key(team=team, max_budget=Decimal("1"))
+    client = openai_client(raw)
+    client.chat.completions.create(model="gpt-test", messages=MESSAGES)
+    [log] = spend_logs(1)
+    # Spent beyond the budget (as if by many requests): the key's and the team's spend, and the
+    # limiter's counter seeded from them once the cached context is reloaded.
+    VirtualKey.objects.filter(pk=key.pk).update(spend=Decimal("5"))
+    Team.objects.filter(pk=team.pk).update(spend=Decimal("5"))
+    from apps.core import invalidation
+    from apps.keys.limits import spend_counters_reset
+
+    spend_counters_reset("key", key.pk)
+    invalidation.publish({"kind": invalidation.KIND_ALL_KEYS})
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="gpt-test", messages=MESSAGES)
+
+    assert_error(api.post("/global/spend/reset", key=raw), 403)
+    assert ok(api.post("/global/spend/reset")) == {
+        "message": "Spend for all API Keys and Teams reset successfully", "status": "success"}
+    assert client.chat.completions.create(model="gpt-test", messages=MESSAGES).choices  # at once
+    assert VirtualKey.objects.get(pk=key.pk).spend < Decimal("1")
+    assert Team.objects.get(pk=team.pk).spend < Decimal("1")
+    assert SpendLog.objects.filter(pk=log.pk).exists()  # the record of what was spent stays
+    assert SpendReset.objects.get().reset_by == "master key"
+
+    from conftest import wait_for
+
+    reset_at = SpendReset.objects.get().reset_at
+    wait_for(lambda: SpendLog.objects.filter(start_time__gte=reset_at, cost__isnull=False).exists())
+    # Reconciliation counts from the reset on: the logs before it are not drift.
+    assert [d for d in spend_counters_reconcile().drifts if d.kind == "key" and d.entity_id == str(key.pk)] == []
+    assert_error(api.post("/global/spend/reset", {"everything": True}), 400, param="everything")

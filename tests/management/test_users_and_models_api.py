@@ -233,6 +233,93 @@ def test_model_new_stores_the_secret_encrypted_and_never_shows_it(api, world):
     assert info.json()["data"][0]["model_name"] == "gpt-4o"
 
 
+def test_model_new_takes_an_environment_reference_and_a_bare_host_as_litellm_s_docs_write_them(
+    api, world, monkeypatch
+):
+    """LiteLLM's model_management.md: api_key "os.environ/AZURE_API_KEY", api_base "my-azure-api-base"."""
+    from django.db import connection
+
+    body = {
+        "model_name": "azure-gpt-turbo",
+        "litellm_params": {"model": "azure/gpt-3.5-turbo", "api_key": "os.environ/AZURE_API_KEY",
+                           "api_base": "my-azure-api-base"},
+    }
+    assert_error(api.post("/model/new", body), 400, param="litellm_params.api_key")  # not set: refused
+
+    monkeypatch.setenv("AZURE_API_KEY", "sk-azure-secret")
+    response = api.post("/model/new", body)
+    assert response.status_code == 200, response.content
+    assert response.json()["litellm_params"]["api_base"] == "https://my-azure-api-base"
+    assert "AZURE_API_KEY" not in response.content.decode() and "sk-azure-secret" not in response.content.decode()
+    deployment = ModelDeployment.objects.get(model_name="azure-gpt-turbo")
+    assert deployment.api_key == "os.environ/AZURE_API_KEY"  # resolved when used, like config.yaml's
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT api_key FROM providers_modeldeployment WHERE id = %s", [deployment.pk])
+        [stored] = cursor.fetchone()
+    assert "AZURE_API_KEY" not in stored  # encrypted at rest
+
+    bad = {**body, "litellm_params": {**body["litellm_params"], "api_base": "not a host"}}
+    assert_error(api.post("/model/new", bad), 400, param="litellm_params.api_base")
+
+
+def test_a_team_model_is_its_teams_own_with_its_limits(api, world):
+    """LiteLLM's team_model_add.md: model_info.team_id, team_model_rpm_limit, team_model_tpm_limit;
+    PATCH /model/{model_id}/update changes them."""
+    team_id = str(world.research.pk)
+    body = {"model_name": "my-team-model", "litellm_params": {"model": "openai/gpt-4o", "api_key": "sk-x"},
+            "model_info": {"team_id": team_id, "team_model_rpm_limit": 60, "team_model_tpm_limit": 120000}}
+    assert_error(api.post("/model/new", body, key=world.credentials["team_admin"]), 403)  # the proxy admin's only
+    response = api.post("/model/new", body)
+    assert response.status_code == 200, response.content
+    model_id, info = response.json()["model_id"], response.json()["model_info"]
+    assert (info["team_id"], info["team_model_rpm_limit"], info["team_model_tpm_limit"]) == (team_id, 60, 120000)
+    assert info["organization_id"] == str(world.acme.pk)  # the team's organization's
+
+    # Listed to its team's members, not to a member of another team, even of its organization.
+    listed = lambda role: [m["model_name"] for m in api.get("/model/info", key=world.credentials[role]).json()["data"]]
+    assert listed("member") == ["my-team-model"] and listed("org_admin") == ["my-team-model"]
+    other = api.get("/v2/model/info", key=world.raw("outsider")).json()["data"]
+    assert other == []
+
+    patched = api("PATCH", f"/model/{model_id}/update",
+                  {"model_info": {"team_id": team_id, "team_model_rpm_limit": 80, "team_model_tpm_limit": 180000}})
+    assert patched.status_code == 200, patched.content
+    deployment = ModelDeployment.objects.get(pk=int(model_id))
+    assert (deployment.team_id, deployment.team_model_rpm_limit, deployment.team_model_tpm_limit) == (
+        world.research.pk, 80, 180000)
+    assert_error(api("PATCH", f"/model/{model_id}/update", {"model_info": {"team_model_rpm_limit": 80}},
+                     key=world.credentials["team_admin"]), 403)
+    assert_error(api("PATCH", "/model/ghost/update", {"model_info": {"team_model_rpm_limit": 1}}), 404,
+                 param="model_id")
+    assert api.post(f"/model/{model_id}/update", {}).status_code == 405  # PATCH only, as in LiteLLM
+
+
+@pytest.mark.parametrize(
+    "model_info, param, status",
+    [
+        ({"team_id": "00000000-0000-0000-0000-000000000000"}, "model_info.team_id", 404),
+        ({"team_model_rpm_limit": 5}, "model_info.team_model_rpm_limit", 400),  # no team to apply to
+        ({"team_id": "RESEARCH", "team_model_tpm_limit": -1}, "model_info.team_model_tpm_limit", 400),
+        ({"team_id": "RESEARCH", "team_model_rpm_limit": "many"}, "model_info.team_model_rpm_limit", 400),
+        ({"team_id": "RESEARCH", "organization_id": "GLOBEX"}, "model_info.organization_id", 400),
+    ],
+)
+def test_team_model_fields_are_checked(api, world, model_info, param, status):
+    names = {"RESEARCH": str(world.research.pk), "GLOBEX": str(world.globex.pk)}
+    model_info = {name: names.get(value, value) if isinstance(value, str) else value
+                  for name, value in model_info.items()}
+    body = {"model_name": "m", "litellm_params": {"model": "openai/gpt-4o"}, "model_info": model_info}
+    assert_error(api.post("/model/new", body), status, param=param)
+    assert not ModelDeployment.objects.exists()
+
+
+def test_v1_model_info_is_model_info(api, world, make_deployment_row):
+    make_deployment_row("gpt-a")
+    for key in (None, world.credentials["member"]):
+        kwargs = {} if key is None else {"key": key}
+        assert api.get("/v1/model/info", **kwargs).json() == api.get("/model/info", **kwargs).json()
+
+
 def test_model_new_secret_params_are_never_shown(api, world):
     response = api.post(
         "/model/new",
@@ -417,3 +504,13 @@ def test_model_info_shows_where_a_deployment_lives_to_the_proxy_admin_only(api, 
             params = entry["litellm_params"]
             assert not {"api_base", "api_version", "vertex_project", "api_key"} & set(params), (role, params)
             assert "internal.example" not in answer.content.decode()
+
+
+def test_the_admin_shows_a_team_model_and_the_spend_resets(api, world, admin_client):
+    body = {"model_name": "my-team-model", "litellm_params": {"model": "openai/gpt-4o"},
+            "model_info": {"team_id": str(world.research.pk), "team_model_rpm_limit": 60}}
+    deployment = ModelDeployment.objects.get(pk=int(api.post("/model/new", body).json()["model_id"]))
+    page = admin_client.get(f"/admin/providers/modeldeployment/{deployment.pk}/change/")
+    assert page.status_code == 200 and "research" in page.content.decode()
+    assert api.post("/global/spend/reset").status_code == 200
+    assert "master key" in admin_client.get("/admin/spend/spendreset/").content.decode()
