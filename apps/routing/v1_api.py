@@ -129,6 +129,11 @@ async def rerank_v2(request: HttpRequest):
     return await proxy_request(request, Operation.RERANK)
 
 
+@api.post("/moderations", summary="Moderation (OpenAI format; free, still limited and logged)")
+async def moderations(request: HttpRequest):
+    return await proxy_request(request, Operation.MODERATION)
+
+
 def _model_entry(name: str, group) -> dict:
     return {
         "id": name,

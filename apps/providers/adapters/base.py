@@ -27,6 +27,11 @@ class Operation(enum.Enum):
     COMPLETION = "completion"
     EMBEDDING = "embedding"
     RERANK = "rerank"
+    MODERATION = "moderation"
+    IMAGE_GENERATION = "image_generation"
+    AUDIO_SPEECH = "audio_speech"
+    AUDIO_TRANSCRIPTION = "audio_transcription"
+    AUDIO_TRANSLATION = "audio_translation"
 
 
 class StreamFormat(enum.Enum):
@@ -50,6 +55,10 @@ class Usage:
     output_images: int = 0
     input_seconds: float = 0  # audio or video in, for models priced per second
     output_seconds: float = 0
+    input_characters: int = 0  # text to speech, priced per character
+    # A catalog key prefix priced before the model's own keys, for prices that depend on the
+    # request (an image's "hd/1024-x-1792"), as LiteLLM names them ("hd/1024-x-1792/dall-e-3").
+    price_variant: str = ""
 
     def openai(self) -> dict:
         usage = {
@@ -70,7 +79,9 @@ class Usage:
 class UpstreamRequest:
     url: str
     headers: dict[str, str]
-    body: bytes
+    # bytes, or a tuple of byte chunks sent one after the other (a multipart upload whose file
+    # part is a view into the client's body: the file is never copied).
+    body: bytes | tuple
     method: str = "POST"
 
 
@@ -79,6 +90,7 @@ class TranslatedResponse:
     body: bytes
     usage: Usage
     headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"  # transcriptions may answer text, SRT or WebVTT
 
 
 def new_completion_id() -> str:

@@ -50,6 +50,8 @@ _PROBES = {
     "completion": (Operation.COMPLETION, {"prompt": "ping", "max_tokens": 1}),
     "embedding": (Operation.EMBEDDING, {"input": "ping"}),
     "rerank": (Operation.RERANK, {"query": "ping", "documents": ["ping"]}),
+    "moderation": (Operation.MODERATION, {"input": "ping"}),
+    "audio_speech": (Operation.AUDIO_SPEECH, {"input": "ping", "voice": "alloy"}),
 }
 
 
