@@ -19,6 +19,7 @@ DATA_PLANE_PREFIXES = (
     "/messages",
     "/rerank",
     "/moderations",
+    "/images/",
     "/v2/rerank",
     "/health",  # /health (deployments, for operators), /health/liveliness, /health/readiness
 )

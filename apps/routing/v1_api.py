@@ -23,6 +23,7 @@ from apps.routing.anthropic_format import (
     anthropic_error_response,
     openai_body_from_anthropic,
 )
+from apps.routing.media import IMAGE_FORMAT
 from apps.routing.proxy import proxy_request
 from apps.routing.router import deployment_group, may_use_group, usable_deployments
 from apps.routing.selection import health
@@ -132,6 +133,11 @@ async def rerank_v2(request: HttpRequest):
 @api.post("/moderations", summary="Moderation (OpenAI format; free, still limited and logged)")
 async def moderations(request: HttpRequest):
     return await proxy_request(request, Operation.MODERATION)
+
+
+@api.post("/images/generations", summary="Image generation (OpenAI format)")
+async def images_generations(request: HttpRequest):
+    return await proxy_request(request, Operation.IMAGE_GENERATION, client_format=IMAGE_FORMAT)
 
 
 def _model_entry(name: str, group) -> dict:

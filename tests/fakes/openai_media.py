@@ -167,7 +167,8 @@ class OpenAIMediaUpstream(FakeServer):
     async def _images(self, request: web.Request) -> web.Response:
         body = await self._json(request, _IMAGE_FIELDS, ("prompt",))
         model = body.get("model") or "dall-e-2"
-        family = "gpt-image-1" if model.startswith("gpt-image") else model if model in _IMAGE_SIZES else "dall-e-2"
+        # An Azure deployment's name says which model it runs ("dall-e-3-eastus").
+        family = "gpt-image-1" if "gpt-image" in model else "dall-e-3" if "dall-e-3" in model else "dall-e-2"
         size = body.get("size") or ("auto" if family == "gpt-image-1" else "1024x1024")
         if size not in _IMAGE_SIZES[family]:
             return error(400, f"Invalid value: '{size}'. Supported values are: {', '.join(_IMAGE_SIZES[family])}.",

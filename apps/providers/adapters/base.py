@@ -56,9 +56,9 @@ class Usage:
     input_seconds: float = 0  # audio or video in, for models priced per second
     output_seconds: float = 0
     input_characters: int = 0  # text to speech, priced per character
-    # A catalog key prefix priced before the model's own keys, for prices that depend on the
-    # request (an image's "hd/1024-x-1792"), as LiteLLM names them ("hd/1024-x-1792/dall-e-3").
-    price_variant: str = ""
+    # Catalog key prefixes priced before the model's own keys, best first, for prices that depend
+    # on the request (an image's "hd/1024-x-1792"), as LiteLLM names them ("hd/1024-x-1792/dall-e-3").
+    price_variants: tuple[str, ...] = ()
 
     def openai(self) -> dict:
         usage = {
