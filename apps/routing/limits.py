@@ -42,11 +42,16 @@ def max_cost_nanos(deployment: Deployment, body: dict) -> int:
 
 def media_max_cost_nanos(prices, body: dict) -> int:
     """Images priced per image: `n` of them at the model's base price (a larger size or higher
-    quality may cost more: the settlement counts the exact cost)."""
-    if prices is None or not prices.output_cost_per_image:
+    quality may cost more: the settlement counts the exact cost); speech: its input's characters."""
+    if prices is None:
         return 0
-    n = body.get("n") or 1
-    return usd_to_nanos(int(n) * prices.output_cost_per_image)
+    if prices.output_cost_per_image:
+        n = body.get("n") or 1
+        return usd_to_nanos(int(n) * prices.output_cost_per_image)
+    text = body.get("input")
+    if prices.input_cost_per_character and isinstance(text, str):
+        return usd_to_nanos(len(text) * prices.input_cost_per_character)
+    return 0
 
 
 def _headers(decision: LimitDecision) -> dict[str, str]:

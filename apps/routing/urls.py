@@ -20,6 +20,7 @@ DATA_PLANE_PREFIXES = (
     "/rerank",
     "/moderations",
     "/images/",
+    "/audio/",
     "/v2/rerank",
     "/health",  # /health (deployments, for operators), /health/liveliness, /health/readiness
 )

@@ -72,6 +72,7 @@ class Prices:
     input_cost_per_second: Decimal | None = None
     output_cost_per_second: Decimal | None = None
     input_cost_per_query: Decimal | None = None
+    input_cost_per_character: Decimal | None = None
     tier_threshold_tokens: int | None = None
     input_cost_per_token_above_tier: Decimal | None = None
     output_cost_per_token_above_tier: Decimal | None = None
@@ -162,6 +163,7 @@ def usage_cost(prices: Prices, usage: Usage) -> Decimal | None:
         (usage.output_images, prices.output_cost_per_image),
         (usage.input_seconds, prices.input_cost_per_second),
         (usage.output_seconds, prices.output_cost_per_second),
+        (usage.input_characters, prices.input_cost_per_character),
     ):
         if count:
             if rate is not None:
@@ -173,7 +175,7 @@ def usage_cost(prices: Prices, usage: Usage) -> Decimal | None:
 
 def _nothing_used(usage: Usage) -> bool:
     return not (usage.prompt_tokens or usage.completion_tokens or usage.search_units or usage.input_images
-                or usage.output_images or usage.input_seconds or usage.output_seconds)
+                or usage.output_images or usage.input_seconds or usage.output_seconds or usage.input_characters)
 
 
 # --- the catalog in memory -----------------------------------------------------------------------

@@ -93,6 +93,42 @@ class TranslatedResponse:
     content_type: str = "application/json"  # transcriptions may answer text, SRT or WebVTT
 
 
+@dataclass(frozen=True, slots=True)
+class UploadedPart:
+    """A file part of a multipart upload: its content is a view into the client's body."""
+
+    filename: str
+    content_type: str
+    content: memoryview
+
+
+def multipart_chunks(fields: Mapping[str, Any]) -> tuple[tuple, str, int]:
+    """(body chunks, Content-Type, length) of a multipart/form-data body holding `fields`: text
+    fields, lists (sent as `name[]`, as OpenAI's SDKs do) and files, whose content is sent from
+    the view it came in (the upload is never copied)."""
+    boundary = "gateway-" + uuid.uuid4().hex
+    chunks: list = []
+
+    def header(name: str, extra: str = "") -> None:
+        quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+        chunks.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{quoted}"{extra}\r\n'.encode())
+
+    for name, value in fields.items():
+        if value is None:
+            continue
+        if isinstance(value, UploadedPart):
+            filename = value.filename.replace("\\", "\\\\").replace('"', '\\"').replace("\r", "").replace("\n", "")
+            header(name, f'; filename="{filename}"')
+            chunks += [f"Content-Type: {value.content_type}\r\n\r\n".encode(), value.content, b"\r\n"]
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            text = ("true" if item else "false") if isinstance(item, bool) else str(item)
+            header(f"{name}[]" if isinstance(value, list) else name)
+            chunks.append(b"\r\n" + text.encode() + b"\r\n")
+    chunks.append(f"--{boundary}--\r\n".encode())
+    return tuple(chunks), f"multipart/form-data; boundary={boundary}", sum(len(c) for c in chunks)
+
+
 def new_completion_id() -> str:
     return "chatcmpl-" + uuid.uuid4().hex[:24]
 

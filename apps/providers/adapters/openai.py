@@ -16,6 +16,7 @@ from apps.providers.adapters.base import (
     UpstreamRequest,
     Usage,
     load_json_response,
+    multipart_chunks,
     upstream_error,
 )
 
@@ -29,6 +30,7 @@ _PATHS = {
     Operation.AUDIO_TRANSCRIPTION: "/audio/transcriptions",
     Operation.AUDIO_TRANSLATION: "/audio/translations",
 }
+_UPLOADS = frozenset({Operation.AUDIO_TRANSCRIPTION, Operation.AUDIO_TRANSLATION})  # multipart/form-data
 # Served by OpenAI and Azure OpenAI only (not by the OpenAI-compatible presets).
 MEDIA_OPERATIONS = frozenset({
     Operation.MODERATION, Operation.IMAGE_GENERATION, Operation.AUDIO_SPEECH, Operation.AUDIO_TRANSCRIPTION,
@@ -160,6 +162,10 @@ class OpenAIAdapter(ProviderAdapter):
         return payload
 
     async def build_request(self, operation, deployment, body, *, stream):
+        if operation in _UPLOADS:
+            chunks, content_type, length = multipart_chunks({**body, "model": deployment.upstream_model})
+            headers = {"Content-Type": content_type, "Content-Length": str(length), **self.auth_headers(deployment)}
+            return UpstreamRequest(url=self.url(operation, deployment), headers=headers, body=chunks)
         headers = {"Content-Type": "application/json", **self.auth_headers(deployment)}
         payload = self.upstream_body(operation, deployment, body, stream)
         return UpstreamRequest(url=self.url(operation, deployment), headers=headers, body=orjson.dumps(payload))
