@@ -86,3 +86,24 @@ def test_an_invalid_body_is_400_naming_the_param_without_an_upstream_call(gatewa
     assert response.status_code == 400, response.text
     assert response.json()["error"]["param"] == param
     assert media_upstream.requests == []
+
+
+def test_health_checks_probe_moderations_and_leave_image_models_unchecked(gateway, moderation_models,
+                                                                          media_deployment, media_upstream):
+    from apps.providers.models import ModelDeployment
+    from apps.routing.services import deployments_health_check
+
+    media_deployment("dall-e-3", "dall-e-3", "image_generation")
+    deployments_health_check()
+    status = dict(ModelDeployment.objects.values_list("model_name", "health_status"))
+    assert status["omni-moderation-latest"] == "healthy"
+    assert status["broken-moderation"] == "unhealthy"
+    assert status["dall-e-3"] == "unknown"  # no image was generated to check it
+    assert all(r["path"].endswith("/moderations") or "moderations?" in r["path"] for r in media_upstream.requests)
+
+
+def test_the_routes_answer_without_the_v1_prefix(gateway, moderation_models):
+    response = httpx.post(gateway.url + "/moderations", headers={"Authorization": f"Bearer {MASTER_KEY}"},
+                          json={"input": "hello"})
+    assert response.status_code == 200, response.text
+    assert response.json()["results"][0]["flagged"] is False
