@@ -157,7 +157,10 @@ class AudioUploadFormat(ClientFormat):
             return await super().deployment_call(deployment, timeouts, operation, body, account)
         response = await super().deployment_call(deployment, timeouts, operation,
                                                  {**body, "response_format": upstream_format}, account)
-        text = orjson.loads(response.content).get("text") or ""
+        try:
+            text = orjson.loads(response.content).get("text") or ""
+        except (orjson.JSONDecodeError, AttributeError):
+            return response  # not the JSON asked for: passed on as it came
         if asked == "text":
             response.content = (text + "\n").encode()
             response["Content-Type"] = "text/plain; charset=utf-8"

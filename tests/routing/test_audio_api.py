@@ -212,3 +212,17 @@ def test_an_upload_over_the_body_limit_is_413(gateway, audio_models, media_upstr
         asgi.data_plane.max_body_bytes = previous
     assert response.status_code == 413
     assert media_upstream.requests == []
+
+
+def test_a_failed_upload_is_sent_again_to_the_fallback(gateway, openai_client, media_deployment, media_upstream,
+                                                       group_settings, spend_logs):
+    media_deployment("whisper-primary", "error-500", "audio_transcription")
+    media_deployment("whisper-backup", "whisper-1", "audio_transcription")
+    group_settings("whisper-primary", fallbacks=["whisper-backup"], num_retries=0)
+    response = openai_client().audio.transcriptions.with_raw_response.create(
+        model="whisper-primary", file=("a.mp3", AUDIO, "audio/mpeg"))
+    assert response.parse().text == TRANSCRIPT
+    assert response.headers["x-litellm-attempted-fallbacks"] == "1"
+    assert [r["file"] for r in media_upstream.requests] == [AUDIO, AUDIO]  # the same upload, sent twice
+    [log] = spend_logs(1)
+    assert log.upstream_model == "whisper-1" and log.cost == math.ceil(len(AUDIO) / 1000) * WHISPER_PER_SECOND
