@@ -44,6 +44,16 @@ class ImageFormat(ClientFormat):
 IMAGE_FORMAT = ImageFormat()
 
 
+class ImageUploadFormat(ImageFormat):
+    """Image edits and variations: a multipart upload (the image, a mask), priced as images are."""
+
+    def read_body(self, request: HttpRequest) -> dict:
+        return multipart_form(request)
+
+
+IMAGE_UPLOAD_FORMAT = ImageUploadFormat()
+
+
 # --- speech: the audio relayed as it arrives ------------------------------------------------------
 
 

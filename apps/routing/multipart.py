@@ -17,6 +17,7 @@ from apps.providers.adapters.base import UploadedPart
 
 # Form fields OpenAI's schemas type as numbers and booleans (everything else stays a string).
 NUMBER_FIELDS = frozenset({"temperature"})
+INTEGER_FIELDS = frozenset({"n", "output_compression", "partial_images"})
 BOOLEAN_FIELDS = frozenset({"stream"})
 _MAX_HEADER_BYTES = 8192
 
@@ -56,6 +57,12 @@ def _typed(name: str, text: str) -> Any:
             return float(text)
         except ValueError:
             raise invalid_request(f"Invalid type for '{name}': expected a decimal, but got '{text[:40]}' instead.",
+                                  param=name, code="invalid_type") from None
+    if name in INTEGER_FIELDS:
+        try:
+            return int(text)
+        except ValueError:
+            raise invalid_request(f"Invalid type for '{name}': expected an integer, but got '{text[:40]}' instead.",
                                   param=name, code="invalid_type") from None
     if name in BOOLEAN_FIELDS:
         if text.lower() not in ("true", "false"):

@@ -53,6 +53,8 @@ _CALL_TYPES = {
     Operation.RERANK: "rerank",
     Operation.MODERATION: "moderation",
     Operation.IMAGE_GENERATION: "image_generation",
+    Operation.IMAGE_EDIT: "image_edit",
+    Operation.IMAGE_VARIATION: "image_variation",
     Operation.AUDIO_SPEECH: "speech",
     Operation.AUDIO_TRANSCRIPTION: "transcription",
     Operation.AUDIO_TRANSLATION: "translation",

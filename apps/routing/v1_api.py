@@ -23,7 +23,7 @@ from apps.routing.anthropic_format import (
     anthropic_error_response,
     openai_body_from_anthropic,
 )
-from apps.routing.media import AUDIO_UPLOAD_FORMAT, IMAGE_FORMAT, SPEECH_FORMAT
+from apps.routing.media import AUDIO_UPLOAD_FORMAT, IMAGE_FORMAT, IMAGE_UPLOAD_FORMAT, SPEECH_FORMAT
 from apps.routing.proxy import proxy_request
 from apps.routing.router import deployment_group, may_use_group, usable_deployments
 from apps.routing.selection import health
@@ -138,6 +138,16 @@ async def moderations(request: HttpRequest):
 @api.post("/images/generations", summary="Image generation (OpenAI format)")
 async def images_generations(request: HttpRequest):
     return await proxy_request(request, Operation.IMAGE_GENERATION, client_format=IMAGE_FORMAT)
+
+
+@api.post("/images/edits", summary="Image edit (OpenAI format, multipart upload)")
+async def images_edits(request: HttpRequest):
+    return await proxy_request(request, Operation.IMAGE_EDIT, client_format=IMAGE_UPLOAD_FORMAT)
+
+
+@api.post("/images/variations", summary="Image variation (OpenAI format, multipart upload; dall-e-2)")
+async def images_variations(request: HttpRequest):
+    return await proxy_request(request, Operation.IMAGE_VARIATION, client_format=IMAGE_UPLOAD_FORMAT)
 
 
 @api.post("/audio/speech", summary="Text to speech (OpenAI format), the audio streamed as it comes")

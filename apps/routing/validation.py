@@ -571,11 +571,48 @@ TRANSLATION_FIELDS: dict[str, Check] = {
     "temperature": number(0, 1),
 }
 
+def _files(value: Any, param: str) -> None:
+    """One file, or several (gpt-image edits take up to 16, sent as `image[]`)."""
+    if isinstance(value, list):
+        array_of(_file, min_items=1, max_items=16)(value, param)
+    else:
+        _file(value, param)
+
+
+# OpenAI's CreateImageEditRequest and CreateImageVariationRequest (multipart/form-data).
+IMAGE_EDIT_FIELDS: dict[str, Check] = {
+    "image": _files,
+    "mask": _file,
+    "model": string,
+    "prompt": _max_length(32000),
+    "n": integer(1, 10),
+    "size": one_of("256x256", "512x512", "1024x1024", "1536x1024", "1024x1536", "auto"),
+    "quality": one_of("standard", "low", "medium", "high", "auto"),
+    "response_format": one_of("url", "b64_json"),
+    "output_format": one_of("png", "jpeg", "webp"),
+    "output_compression": integer(0, 100),
+    "background": one_of("transparent", "opaque", "auto"),
+    "input_fidelity": one_of("high", "low"),
+    "user": string,
+    "stream": boolean,
+    "partial_images": integer(0, 3),
+}
+IMAGE_VARIATION_FIELDS: dict[str, Check] = {
+    "image": _file,
+    "model": string,
+    "n": integer(1, 10),
+    "size": one_of("256x256", "512x512", "1024x1024"),
+    "response_format": one_of("url", "b64_json"),
+    "user": string,
+}
+
 # OpenAI's defaults for a model the request may leave out.
-DEFAULT_MODELS = {Operation.MODERATION: "omni-moderation-latest", Operation.IMAGE_GENERATION: "dall-e-2"}
+DEFAULT_MODELS = {Operation.MODERATION: "omni-moderation-latest", Operation.IMAGE_GENERATION: "dall-e-2",
+                  Operation.IMAGE_EDIT: "dall-e-2", Operation.IMAGE_VARIATION: "dall-e-2"}
 # Served whole, never as an event stream.
 _UNSTREAMED = frozenset({Operation.EMBEDDING, Operation.RERANK, Operation.MODERATION, Operation.IMAGE_GENERATION,
-                         Operation.AUDIO_SPEECH, Operation.AUDIO_TRANSCRIPTION, Operation.AUDIO_TRANSLATION})
+                         Operation.AUDIO_SPEECH, Operation.AUDIO_TRANSCRIPTION, Operation.AUDIO_TRANSLATION,
+                         Operation.IMAGE_EDIT, Operation.IMAGE_VARIATION})
 
 _SCHEMAS: dict[Operation, tuple[dict[str, Check], tuple[str, ...]]] = {
     Operation.CHAT: (CHAT_FIELDS, ("model", "messages")),
@@ -587,6 +624,8 @@ _SCHEMAS: dict[Operation, tuple[dict[str, Check], tuple[str, ...]]] = {
     Operation.AUDIO_SPEECH: (SPEECH_FIELDS, ("model", "input", "voice")),
     Operation.AUDIO_TRANSCRIPTION: (TRANSCRIPTION_FIELDS, ("file", "model")),
     Operation.AUDIO_TRANSLATION: (TRANSLATION_FIELDS, ("file", "model")),
+    Operation.IMAGE_EDIT: (IMAGE_EDIT_FIELDS, ("image", "prompt", "model")),
+    Operation.IMAGE_VARIATION: (IMAGE_VARIATION_FIELDS, ("image", "model")),
 }
 
 

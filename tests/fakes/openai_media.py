@@ -71,6 +71,8 @@ class OpenAIMediaUpstream(FakeServer):
         for path, handler in (
             ("moderations", self.moderations),
             ("images/generations", self.images),
+            ("images/edits", self.image_edits),
+            ("images/variations", self.image_variations),
             ("audio/speech", self.speech),
             ("audio/transcriptions", self.transcriptions),
             ("audio/translations", self.translations),
@@ -202,6 +204,70 @@ class OpenAIMediaUpstream(FakeServer):
             for item in data:
                 item["revised_prompt"] = "A revised " + body["prompt"]
         return web.json_response({"created": int(time.time()), "data": data})
+
+    async def image_edits(self, request: web.Request) -> web.StreamResponse:
+        return await self._answer(lambda r: self._image_upload(r, edit=True), request)
+
+    async def image_variations(self, request: web.Request) -> web.StreamResponse:
+        return await self._answer(lambda r: self._image_upload(r, edit=False), request)
+
+    async def _image_upload(self, request: web.Request, *, edit: bool) -> web.Response:
+        """Edits: `image` (or `image[]`, gpt-image), `prompt`, optional `mask`; variations (dall-e-2
+        only): `image`. PNG files only for dall-e-2, as OpenAI asks."""
+        self._authorize(request)
+        if request.content_type != "multipart/form-data":
+            return error(400, "Invalid Content-Type header; expected multipart/form-data.")
+        fields: dict = {}
+        files: dict[str, list] = {}
+        async for part in await request.multipart():
+            name = part.name.removesuffix("[]")
+            if part.filename is not None:
+                files.setdefault(name, []).append((part.filename, await part.read()))
+            else:
+                fields[name] = await part.text()
+        self.requests.append({"path": request.path_qs, "headers": dict(request.headers), "body": fields,
+                              "files": files})
+        allowed = {"model", "n", "size", "response_format", "user"}
+        if edit:
+            allowed |= {"prompt", "quality", "background", "output_format", "output_compression", "input_fidelity",
+                        "stream", "partial_images"}
+        for name in fields:
+            if name not in allowed:
+                return error(400, f"Unrecognized request argument supplied: {name}")
+        if request.match_info.get("deployment"):
+            fields["model"] = request.match_info["deployment"]
+        model = fields.get("model") or "dall-e-2"
+        self._scripted(model)
+        if not files.get("image"):
+            return error(400, "Missing required parameter: 'image'.", param="image", code="missing_required_parameter")
+        if edit and not fields.get("prompt"):
+            return error(400, "Missing required parameter: 'prompt'.", param="prompt",
+                         code="missing_required_parameter")
+        gpt_image = "gpt-image" in model
+        if not gpt_image:
+            if not edit and model != "dall-e-2":
+                return error(400, "Invalid value for 'model': only dall-e-2 makes variations.", param="model")
+            if len(files["image"]) > 1:
+                return error(400, "dall-e-2 takes one image.", param="image")
+            if not files["image"][0][1].startswith(b"\x89PNG"):
+                return error(400, "Invalid input image - format must be in ['RGBA', 'LA', 'L'], got RGB.",
+                             param="image", code="invalid_image_format")
+        n = int(fields.get("n") or 1)
+        size = fields.get("size") or "1024x1024"
+        if not gpt_image and size not in _IMAGE_SIZES["dall-e-2"]:
+            return error(400, f"Invalid value: '{size}'.", param="size", code="invalid_value")
+        if gpt_image:
+            input_tokens = IMAGE_TOKENS["input_tokens"] + 323 * len(files["image"])  # text and image input
+            return web.json_response({
+                "created": int(time.time()),
+                "data": [{"b64_json": base64.b64encode(b"\x89PNG fake").decode()} for _ in range(n)],
+                "usage": {"input_tokens": input_tokens, "output_tokens": IMAGE_TOKENS["output_tokens"],
+                          "total_tokens": input_tokens + IMAGE_TOKENS["output_tokens"],
+                          "input_tokens_details": {"text_tokens": IMAGE_TOKENS["input_tokens"],
+                                                   "image_tokens": 323 * len(files["image"])}},
+            })
+        return web.json_response({"created": int(time.time()),
+                                  "data": [{"url": f"https://images.example.test/e{i}.png"} for i in range(n)]})
 
     # --- speech ------------------------------------------------------------------------------
 

@@ -119,3 +119,79 @@ def test_an_invalid_body_is_400_naming_the_param_without_an_upstream_call(gatewa
     assert response.status_code == 400, response.text
     assert response.json()["error"]["param"] == param
     assert media_upstream.requests == []
+
+
+# --- edits and variations (multipart uploads) ---------------------------------------------------------
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
+
+
+def test_a_dall_e_2_edit_uploads_image_and_mask_and_is_priced_per_image(gateway, openai_client, image_models,
+                                                                        media_upstream, spend_logs):
+    result = openai_client().images.edit(model="dall-e-2", image=("in.png", PNG, "image/png"),
+                                         mask=("mask.png", PNG[:100], "image/png"), prompt="add a hat", n=2,
+                                         size="512x512")
+    assert len(result.data) == 2
+    sent = media_upstream.requests[-1]
+    assert sent["path"] == "/v1/images/edits"
+    assert sent["files"] == {"image": [("in.png", PNG)], "mask": [("mask.png", PNG[:100])]}
+    assert sent["body"] == {"model": "dall-e-2", "prompt": "add a hat", "n": "2", "size": "512x512"}
+    [log] = spend_logs(1)
+    assert (log.call_type, log.cost) == ("image_edit", 2 * Decimal("0.018"))  # DALL·E 2 512×512
+
+
+def test_a_gpt_image_edit_of_several_images_is_priced_by_its_tokens(gateway, openai_client, image_models,
+                                                                     media_upstream, spend_logs):
+    result = openai_client().images.edit(model="gpt-image-1", prompt="a gift basket",
+                                         image=[("a.png", PNG, "image/png"), ("b.png", PNG, "image/png")])
+    assert result.data[0].b64_json
+    assert [name for name, _ in media_upstream.requests[-1]["files"]["image"]] == ["a.png", "b.png"]
+    [log] = spend_logs(1)
+    input_tokens = IMAGE_TOKENS["input_tokens"] + 2 * 323
+    assert (log.prompt_tokens, log.completion_tokens) == (input_tokens, IMAGE_TOKENS["output_tokens"])
+    assert log.cost == input_tokens * Decimal("0.000005") + IMAGE_TOKENS["output_tokens"] * Decimal("0.00004")
+
+
+def test_a_variation_is_priced_per_image(gateway, openai_client, image_models, media_upstream, spend_logs):
+    result = openai_client().images.create_variation(model="dall-e-2", image=("in.png", PNG, "image/png"), n=3,
+                                                     size="256x256")
+    assert len(result.data) == 3
+    assert media_upstream.requests[-1]["path"] == "/v1/images/variations"
+    [log] = spend_logs(1)
+    assert (log.call_type, log.cost) == ("image_variation", 3 * Decimal("0.016"))
+
+
+def test_what_openai_refuses_in_an_upload_keeps_its_400(gateway, openai_client, image_models):
+    with pytest.raises(openai.BadRequestError) as info:
+        openai_client().images.edit(model="dall-e-2", image=("in.jpg", b"\xff\xd8 jpeg", "image/jpeg"),
+                                    prompt="x")
+    assert info.value.body["param"] == "image"
+
+
+def test_an_edit_with_a_forbidden_model_is_403_and_an_empty_budget_429(gateway, openai_client, image_models,
+                                                                        make_key, media_upstream):
+    _, limited = make_key(models=["dall-e-3"])
+    with pytest.raises(openai.PermissionDeniedError):
+        openai_client(limited).images.edit(model="dall-e-2", image=("in.png", PNG, "image/png"), prompt="x")
+    _, broke = make_key(max_budget=Decimal("0"))
+    with pytest.raises(openai.RateLimitError) as info:
+        openai_client(broke).images.create_variation(model="dall-e-2", image=("in.png", PNG, "image/png"))
+    assert info.value.body["code"] == "insufficient_quota"
+    assert media_upstream.requests == []
+
+
+@pytest.mark.parametrize("path, data, files, param", [
+    ("/v1/images/edits", {"model": "dall-e-2"}, {"image": ("in.png", PNG, "image/png")}, "prompt"),
+    ("/v1/images/edits", {"model": "dall-e-2", "prompt": "x"}, {}, "image"),
+    ("/v1/images/edits", {"model": "dall-e-2", "prompt": "x", "image": "not a file"}, {"mask": ("m.png", PNG)},
+     "image"),
+    ("/v1/images/edits", {"model": "dall-e-2", "prompt": "x", "n": "two"}, {"image": ("in.png", PNG)}, "n"),
+    ("/v1/images/variations", {"model": "dall-e-2", "size": "1792x1024"}, {"image": ("in.png", PNG)}, "size"),
+    ("/v1/images/variations", {"model": "dall-e-2", "n": "11"}, {"image": ("in.png", PNG)}, "n"),
+])
+def test_an_invalid_upload_is_400_naming_the_field(gateway, image_models, media_upstream, path, data, files, param):
+    response = httpx.post(gateway.url + path, headers={"Authorization": f"Bearer {MASTER_KEY}"}, data=data,
+                          files=files or {"unused": ("u.txt", b"")})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param
+    assert media_upstream.requests == []

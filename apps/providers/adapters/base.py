@@ -29,6 +29,8 @@ class Operation(enum.Enum):
     RERANK = "rerank"
     MODERATION = "moderation"
     IMAGE_GENERATION = "image_generation"
+    IMAGE_EDIT = "image_edit"
+    IMAGE_VARIATION = "image_variation"
     AUDIO_SPEECH = "audio_speech"
     AUDIO_TRANSCRIPTION = "audio_transcription"
     AUDIO_TRANSLATION = "audio_translation"
@@ -116,14 +118,15 @@ def multipart_chunks(fields: Mapping[str, Any]) -> tuple[tuple, str, int]:
     for name, value in fields.items():
         if value is None:
             continue
-        if isinstance(value, UploadedPart):
-            filename = value.filename.replace("\\", "\\\\").replace('"', '\\"').replace("\r", "").replace("\n", "")
-            header(name, f'; filename="{filename}"')
-            chunks += [f"Content-Type: {value.content_type}\r\n\r\n".encode(), value.content, b"\r\n"]
-            continue
         for item in value if isinstance(value, list) else [value]:
+            part_name = f"{name}[]" if isinstance(value, list) else name
+            if isinstance(item, UploadedPart):
+                filename = item.filename.replace("\\", "\\\\").replace('"', '\\"').replace("\r", "").replace("\n", "")
+                header(part_name, f'; filename="{filename}"')
+                chunks += [f"Content-Type: {item.content_type}\r\n\r\n".encode(), item.content, b"\r\n"]
+                continue
             text = ("true" if item else "false") if isinstance(item, bool) else str(item)
-            header(f"{name}[]" if isinstance(value, list) else name)
+            header(part_name)
             chunks.append(b"\r\n" + text.encode() + b"\r\n")
     chunks.append(f"--{boundary}--\r\n".encode())
     return tuple(chunks), f"multipart/form-data; boundary={boundary}", sum(len(c) for c in chunks)

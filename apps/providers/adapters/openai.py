@@ -26,15 +26,18 @@ _PATHS = {
     Operation.EMBEDDING: "/embeddings",
     Operation.MODERATION: "/moderations",
     Operation.IMAGE_GENERATION: "/images/generations",
+    Operation.IMAGE_EDIT: "/images/edits",
+    Operation.IMAGE_VARIATION: "/images/variations",
     Operation.AUDIO_SPEECH: "/audio/speech",
     Operation.AUDIO_TRANSCRIPTION: "/audio/transcriptions",
     Operation.AUDIO_TRANSLATION: "/audio/translations",
 }
-_UPLOADS = frozenset({Operation.AUDIO_TRANSCRIPTION, Operation.AUDIO_TRANSLATION})  # multipart/form-data
+_UPLOADS = frozenset({Operation.AUDIO_TRANSCRIPTION, Operation.AUDIO_TRANSLATION, Operation.IMAGE_EDIT,
+                      Operation.IMAGE_VARIATION})  # multipart/form-data
 # Served by OpenAI and Azure OpenAI only (not by the OpenAI-compatible presets).
 MEDIA_OPERATIONS = frozenset({
     Operation.MODERATION, Operation.IMAGE_GENERATION, Operation.AUDIO_SPEECH, Operation.AUDIO_TRANSCRIPTION,
-    Operation.AUDIO_TRANSLATION,
+    Operation.AUDIO_TRANSLATION, Operation.IMAGE_EDIT, Operation.IMAGE_VARIATION,
 })
 
 
@@ -59,7 +62,7 @@ def media_response(provider: str, operation: Operation, raw: bytes) -> Translate
     if operation is Operation.MODERATION:
         load_json_response(provider, raw)
         return TranslatedResponse(body=raw, usage=Usage(reported=True))
-    if operation is Operation.IMAGE_GENERATION:
+    if operation in (Operation.IMAGE_GENERATION, Operation.IMAGE_EDIT, Operation.IMAGE_VARIATION):
         payload = load_json_response(provider, raw)
         images = payload.get("data") if isinstance(payload.get("data"), list) else []
         usage = payload.get("usage")
