@@ -226,3 +226,16 @@ def test_a_failed_upload_is_sent_again_to_the_fallback(gateway, openai_client, m
     assert [r["file"] for r in media_upstream.requests] == [AUDIO, AUDIO]  # the same upload, sent twice
     [log] = spend_logs(1)
     assert log.upstream_model == "whisper-1" and log.cost == math.ceil(len(AUDIO) / 1000) * WHISPER_PER_SECOND
+
+
+def test_speech_abandoned_by_the_client_closes_the_upstream_and_still_costs_its_characters(
+        gateway, openai_client, audio_models, media_upstream, spend_logs):
+    media_upstream.release_audio.clear()
+    with openai_client().audio.speech.with_streaming_response.create(model="tts-1", voice="alloy",
+                                                                     input="Goodbye") as response:
+        first = next(response.iter_bytes())
+        assert first
+    media_upstream.release_audio.set()  # the client left after the first chunk
+    [log] = spend_logs(1)
+    assert (log.status, log.error_type) == ("cancelled", "client_disconnected")
+    assert log.cost == len("Goodbye") * Decimal("0.000015")
