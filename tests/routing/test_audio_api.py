@@ -235,7 +235,9 @@ def test_speech_abandoned_by_the_client_closes_the_upstream_and_still_costs_its_
                                                                      input="Goodbye") as response:
         first = next(response.iter_bytes())
         assert first
-    media_upstream.release_audio.set()  # the client left after the first chunk
+    # The client left after the first chunk, while the upstream still holds the rest back: the gateway
+    # notices, closes the upstream and settles before any more audio exists.
     [log] = spend_logs(1)
+    media_upstream.release_audio.set()
     assert (log.status, log.error_type) == ("cancelled", "client_disconnected")
     assert log.cost == len("Goodbye") * Decimal("0.000015")
