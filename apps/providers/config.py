@@ -313,7 +313,9 @@ def _parse_deployment(index: int, entry: Any, seen: dict[str, int]) -> Deploymen
     )
 
 
-_MODES = ("chat", "completion", "embedding", "rerank")
+# LiteLLM's model_info.mode values the gateway serves.
+_MODES = ("chat", "completion", "embedding", "rerank", "moderation", "image_generation", "audio_speech",
+          "audio_transcription")
 
 # Routing keys of router_settings (and of litellm_settings, where LiteLLM also reads them).
 _ROUTER_KEYS = {

@@ -11,6 +11,10 @@ class ModelDeployment(models.Model):
         COMPLETION = "completion"
         EMBEDDING = "embedding"
         RERANK = "rerank"
+        MODERATION = "moderation"
+        IMAGE_GENERATION = "image_generation"
+        AUDIO_SPEECH = "audio_speech"
+        AUDIO_TRANSCRIPTION = "audio_transcription"
 
     class Health(models.TextChoices):
         UNKNOWN = "unknown"

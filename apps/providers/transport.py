@@ -62,7 +62,7 @@ class UpstreamTransport:
             return await self._get_session().request(
                 request.method,
                 request.url,
-                data=request.body,
+                data=request.body if isinstance(request.body, bytes) else _chunks_sent(request.body),
                 headers=request.headers,
                 timeout=client_timeout,
             )
@@ -80,6 +80,13 @@ class UpstreamTransport:
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
+
+
+async def _chunks_sent(chunks: tuple):
+    """A body given in chunks (a multipart upload around the client's file), sent as they are; a
+    new generator per attempt, so a retry sends it again."""
+    for chunk in chunks:
+        yield chunk
 
 
 def upstream_timeout(provider: str) -> GatewayError:

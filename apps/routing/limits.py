@@ -32,12 +32,26 @@ def max_cost_nanos(deployment: Deployment, body: dict) -> int:
     input_price = (prices.input_cost_per_token if prices else None) or Decimal(0)
     output_price = (prices.output_cost_per_token if prices else None) or Decimal(0)
     if not input_price and not output_price:
-        return 0
+        return media_max_cost_nanos(prices, body)
     prompt = request_prompt_tokens(body, rough=True)
     output = body.get("max_completion_tokens") or body.get("max_tokens") or deployment.extra_params.get(
         "max_tokens"
     ) or settings.GATEWAY_RESERVED_OUTPUT_TOKENS
     return usd_to_nanos(prompt * input_price + int(output) * output_price)
+
+
+def media_max_cost_nanos(prices, body: dict) -> int:
+    """Images priced per image: `n` of them at the model's base price (a larger size or higher
+    quality may cost more: the settlement counts the exact cost); speech: its input's characters."""
+    if prices is None:
+        return 0
+    if prices.output_cost_per_image:
+        n = body.get("n") or 1
+        return usd_to_nanos(int(n) * prices.output_cost_per_image)
+    text = body.get("input")
+    if prices.input_cost_per_character and isinstance(text, str):
+        return usd_to_nanos(len(text) * prices.input_cost_per_character)
+    return 0
 
 
 def _headers(decision: LimitDecision) -> dict[str, str]:

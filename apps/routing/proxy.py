@@ -51,6 +51,13 @@ _CALL_TYPES = {
     Operation.COMPLETION: "text_completion",
     Operation.EMBEDDING: "embedding",
     Operation.RERANK: "rerank",
+    Operation.MODERATION: "moderation",
+    Operation.IMAGE_GENERATION: "image_generation",
+    Operation.IMAGE_EDIT: "image_edit",
+    Operation.IMAGE_VARIATION: "image_variation",
+    Operation.AUDIO_SPEECH: "speech",
+    Operation.AUDIO_TRANSCRIPTION: "transcription",
+    Operation.AUDIO_TRANSLATION: "translation",
 }
 
 
@@ -199,6 +206,19 @@ class ClientFormat:
         """The client's body as an OpenAI-format request (validated after)."""
         return body
 
+    def read_body(self, request: HttpRequest) -> dict:
+        """The request's body (JSON here; multipart for audio uploads, apps.routing.media)."""
+        return self.request_body(json_body(request))
+
+    def usage_priced(self, usage: Usage, body: dict) -> Usage:
+        """The usage to price: what the request asked may decide the price (an image's size)."""
+        return usage
+
+    async def deployment_call(self, deployment: Deployment, timeouts: "Timeouts", operation: Operation,
+                              body: dict, account: "RequestAccount") -> HttpResponse:
+        """One attempt on one deployment (an audio stream is answered differently: apps.routing.media)."""
+        return await _deployment_call(deployment, timeouts, operation, body, account, self)
+
 
 OPENAI_FORMAT = ClientFormat()
 
@@ -213,7 +233,7 @@ async def proxy_request(
     context: KeyContext = request.auth
     account = RequestAccount(context, operation, request.scope.get(REQUEST_ID_SCOPE_KEY))
     try:
-        body = client_format.request_body(json_body(request))
+        body = client_format.read_body(request)
         model, stream = validate_body(operation, body)
         account.stream = stream
         account.body = body
@@ -262,7 +282,7 @@ async def proxy_request(
     )
 
     async def call(deployment: Deployment, timeouts: Timeouts) -> HttpResponse:
-        return await _deployment_call(deployment, timeouts, operation, upstream_body, account, client_format)
+        return await client_format.deployment_call(deployment, timeouts, operation, upstream_body, account)
 
     try:
         return await route_request(
@@ -327,10 +347,11 @@ async def _deployment_call(
     translated = adapter.translate_response(operation, deployment, raw)
     if account.context.store_prompts:
         account.stored_response = stored_answer(translated.body)
-    account.settle(status=SpendLog.Status.SUCCESS, usage=translated.usage, http_status=200)
+    account.settle(status=SpendLog.Status.SUCCESS, usage=client_format.usage_priced(translated.usage, body),
+                   http_status=200)
     return HttpResponse(
         client_format.response_body(translated, account.model),
-        content_type="application/json",
+        content_type=translated.content_type,
         headers={**account.response_headers(), **translated.headers},
     )
 

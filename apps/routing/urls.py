@@ -18,6 +18,9 @@ DATA_PLANE_PREFIXES = (
     "/models",
     "/messages",
     "/rerank",
+    "/moderations",
+    "/images/",
+    "/audio/",
     "/v2/rerank",
     "/health",  # /health (deployments, for operators), /health/liveliness, /health/readiness
 )

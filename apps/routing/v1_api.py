@@ -23,6 +23,7 @@ from apps.routing.anthropic_format import (
     anthropic_error_response,
     openai_body_from_anthropic,
 )
+from apps.routing.media import AUDIO_UPLOAD_FORMAT, IMAGE_FORMAT, IMAGE_UPLOAD_FORMAT, SPEECH_FORMAT
 from apps.routing.proxy import proxy_request
 from apps.routing.router import deployment_group, may_use_group, usable_deployments
 from apps.routing.selection import health
@@ -127,6 +128,41 @@ async def rerank(request: HttpRequest):
 @api.post("/v2/rerank", summary="Rerank, Cohere v2 path")
 async def rerank_v2(request: HttpRequest):
     return await proxy_request(request, Operation.RERANK)
+
+
+@api.post("/moderations", summary="Moderation (OpenAI format; free, still limited and logged)")
+async def moderations(request: HttpRequest):
+    return await proxy_request(request, Operation.MODERATION)
+
+
+@api.post("/images/generations", summary="Image generation (OpenAI format)")
+async def images_generations(request: HttpRequest):
+    return await proxy_request(request, Operation.IMAGE_GENERATION, client_format=IMAGE_FORMAT)
+
+
+@api.post("/images/edits", summary="Image edit (OpenAI format, multipart upload)")
+async def images_edits(request: HttpRequest):
+    return await proxy_request(request, Operation.IMAGE_EDIT, client_format=IMAGE_UPLOAD_FORMAT)
+
+
+@api.post("/images/variations", summary="Image variation (OpenAI format, multipart upload; dall-e-2)")
+async def images_variations(request: HttpRequest):
+    return await proxy_request(request, Operation.IMAGE_VARIATION, client_format=IMAGE_UPLOAD_FORMAT)
+
+
+@api.post("/audio/speech", summary="Text to speech (OpenAI format), the audio streamed as it comes")
+async def audio_speech(request: HttpRequest):
+    return await proxy_request(request, Operation.AUDIO_SPEECH, client_format=SPEECH_FORMAT)
+
+
+@api.post("/audio/transcriptions", summary="Speech to text (OpenAI format, multipart upload)")
+async def audio_transcriptions(request: HttpRequest):
+    return await proxy_request(request, Operation.AUDIO_TRANSCRIPTION, client_format=AUDIO_UPLOAD_FORMAT)
+
+
+@api.post("/audio/translations", summary="Speech to English text (OpenAI format, multipart upload)")
+async def audio_translations(request: HttpRequest):
+    return await proxy_request(request, Operation.AUDIO_TRANSLATION, client_format=AUDIO_UPLOAD_FORMAT)
 
 
 def _model_entry(name: str, group) -> dict:

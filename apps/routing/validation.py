@@ -478,11 +478,154 @@ RERANK_FIELDS: dict[str, Check] = {
     "stream": boolean,
 }
 
+def _non_empty_string(value: Any, param: str) -> None:
+    string(value, param)
+    if not value:
+        raise invalid_request(f"Invalid '{param}': empty string. Expected a non-empty string.",
+                              param=param, code="empty_string")
+
+
+def _max_length(limit: int) -> Check:
+    def check(value: Any, param: str) -> None:
+        _non_empty_string(value, param)
+        if len(value) > limit:
+            raise invalid_request(
+                f"Invalid '{param}': string too long. Expected a string with maximum length {limit}, "
+                f"but got a string with length {len(value)} instead.", param=param, code="string_above_max_length",
+            )
+    return check
+
+
+# OpenAI's CreateModerationRequest: text, an array of texts, or an array of text and image parts.
+_MODERATION_PARTS = tagged(text=_text_part, image_url=shaped({"image_url": shaped({"url": string})}))
+
+
+def _moderation_input(value: Any, param: str) -> None:
+    if isinstance(value, str):
+        return
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        array_of(_MODERATION_PARTS)(value, param)
+        return
+    raise _invalid_type(param, "a string, an array of strings or an array of content parts", value)
+
+
+MODERATION_FIELDS: dict[str, Check] = {"model": string, "input": _moderation_input}
+
+# OpenAI's CreateImageRequest (dall-e-2, dall-e-3 and the gpt-image models' fields).
+IMAGE_FIELDS: dict[str, Check] = {
+    "model": string,
+    "prompt": _max_length(32000),
+    "n": integer(1, 10),
+    "quality": one_of("standard", "hd", "low", "medium", "high", "auto"),
+    "response_format": one_of("url", "b64_json"),
+    "output_format": one_of("png", "jpeg", "webp"),
+    "output_compression": integer(0, 100),
+    "size": one_of("auto", "1024x1024", "1536x1024", "1024x1536", "256x256", "512x512", "1792x1024", "1024x1792"),
+    "moderation": one_of("low", "auto"),
+    "background": one_of("transparent", "opaque", "auto"),
+    "style": one_of("vivid", "natural"),
+    "user": string,
+    "stream": boolean,
+    "partial_images": integer(0, 3),
+}
+
+# OpenAI's CreateSpeechRequest.
+SPEECH_FIELDS: dict[str, Check] = {
+    "model": string,
+    "input": _max_length(4096),
+    "voice": _non_empty_string,
+    "instructions": _max_length(4096),
+    "response_format": one_of("mp3", "opus", "aac", "flac", "wav", "pcm"),
+    "speed": number(0.25, 4.0),
+    "stream_format": one_of("sse", "audio"),
+}
+
+
+def _file(value: Any, param: str) -> None:
+    # A multipart file part (apps.routing.multipart.UploadedPart); a text field is not a file.
+    if not hasattr(value, "content"):
+        raise invalid_request(f"Invalid '{param}': expected a file upload (a multipart part with a filename).",
+                              param=param, code="invalid_type")
+
+
+# OpenAI's CreateTranscriptionRequest and CreateTranslationRequest (multipart/form-data).
+TRANSCRIPTION_FIELDS: dict[str, Check] = {
+    "file": _file,
+    "model": string,
+    "language": string,
+    "prompt": string,
+    "response_format": one_of("json", "text", "srt", "verbose_json", "vtt"),
+    "temperature": number(0, 1),
+    "timestamp_granularities": array_of(one_of("word", "segment")),
+    "include": array_of(one_of("logprobs")),
+    "stream": boolean,
+    "chunking_strategy": string,
+}
+TRANSLATION_FIELDS: dict[str, Check] = {
+    "file": _file,
+    "model": string,
+    "prompt": string,
+    "response_format": one_of("json", "text", "srt", "verbose_json", "vtt"),
+    "temperature": number(0, 1),
+}
+
+def _files(value: Any, param: str) -> None:
+    """One file, or several (gpt-image edits take up to 16, sent as `image[]`)."""
+    if isinstance(value, list):
+        array_of(_file, min_items=1, max_items=16)(value, param)
+    else:
+        _file(value, param)
+
+
+# OpenAI's CreateImageEditRequest and CreateImageVariationRequest (multipart/form-data).
+IMAGE_EDIT_FIELDS: dict[str, Check] = {
+    "image": _files,
+    "mask": _file,
+    "model": string,
+    "prompt": _max_length(32000),
+    "n": integer(1, 10),
+    "size": one_of("256x256", "512x512", "1024x1024", "1536x1024", "1024x1536", "auto"),
+    "quality": one_of("standard", "low", "medium", "high", "auto"),
+    "response_format": one_of("url", "b64_json"),
+    "output_format": one_of("png", "jpeg", "webp"),
+    "output_compression": integer(0, 100),
+    "background": one_of("transparent", "opaque", "auto"),
+    "input_fidelity": one_of("high", "low"),
+    "user": string,
+    "stream": boolean,
+    "partial_images": integer(0, 3),
+}
+IMAGE_VARIATION_FIELDS: dict[str, Check] = {
+    "image": _file,
+    "model": string,
+    "n": integer(1, 10),
+    "size": one_of("256x256", "512x512", "1024x1024"),
+    "response_format": one_of("url", "b64_json"),
+    "user": string,
+}
+
+# OpenAI's defaults for a model the request may leave out.
+DEFAULT_MODELS = {Operation.MODERATION: "omni-moderation-latest", Operation.IMAGE_GENERATION: "dall-e-2",
+                  Operation.IMAGE_EDIT: "dall-e-2", Operation.IMAGE_VARIATION: "dall-e-2"}
+# Served whole, never as an event stream.
+_UNSTREAMED = frozenset({Operation.EMBEDDING, Operation.RERANK, Operation.MODERATION, Operation.IMAGE_GENERATION,
+                         Operation.AUDIO_SPEECH, Operation.AUDIO_TRANSCRIPTION, Operation.AUDIO_TRANSLATION,
+                         Operation.IMAGE_EDIT, Operation.IMAGE_VARIATION})
+
 _SCHEMAS: dict[Operation, tuple[dict[str, Check], tuple[str, ...]]] = {
     Operation.CHAT: (CHAT_FIELDS, ("model", "messages")),
     Operation.COMPLETION: (COMPLETION_FIELDS, ("model", "prompt")),
     Operation.EMBEDDING: (EMBEDDING_FIELDS, ("model", "input")),
     Operation.RERANK: (RERANK_FIELDS, ("model", "query", "documents")),
+    Operation.MODERATION: (MODERATION_FIELDS, ("model", "input")),
+    Operation.IMAGE_GENERATION: (IMAGE_FIELDS, ("model", "prompt")),
+    Operation.AUDIO_SPEECH: (SPEECH_FIELDS, ("model", "input", "voice")),
+    Operation.AUDIO_TRANSCRIPTION: (TRANSCRIPTION_FIELDS, ("file", "model")),
+    Operation.AUDIO_TRANSLATION: (TRANSLATION_FIELDS, ("file", "model")),
+    Operation.IMAGE_EDIT: (IMAGE_EDIT_FIELDS, ("image", "prompt", "model")),
+    Operation.IMAGE_VARIATION: (IMAGE_VARIATION_FIELDS, ("image", "model")),
 }
 
 
@@ -496,6 +639,8 @@ def positive_int_check(body: dict[str, Any], name: str, *, param: str | None = N
 def validate_body(operation: Operation, body: dict[str, Any]) -> tuple[str, bool]:
     """The body checked against its route's schema; returns (model, stream)."""
     fields, required = _SCHEMAS[operation]
+    if body.get("model") is None and operation in DEFAULT_MODELS:
+        body["model"] = DEFAULT_MODELS[operation]
     for name in required:
         if body.get(name) is None:
             raise missing(name)
@@ -513,7 +658,7 @@ def validate_body(operation: Operation, body: dict[str, Any]) -> tuple[str, bool
             "Invalid value for 'stream_options': only allowed when 'stream' is true.", param="stream_options",
             code="invalid_value",
         )
-    if stream and operation in (Operation.EMBEDDING, Operation.RERANK):
+    if stream and operation in _UNSTREAMED:
         raise invalid_request(f"Invalid value for 'stream': {operation.value} requests cannot be streamed.",
                               param="stream", code="invalid_value")
     if operation is Operation.CHAT and body.get("top_logprobs") is not None and not body.get("logprobs"):

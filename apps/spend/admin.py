@@ -139,9 +139,9 @@ class ModelPriceAdmin(BoundedJSONAdminMixin, admin.ModelAdmin):
             "tier_threshold_tokens", "input_cost_per_token_above_tier", "output_cost_per_token_above_tier",
             "cache_read_input_token_cost_above_tier", "cache_creation_input_token_cost_above_tier",
         )}),
-        ("Per image, second or query (USD)", {"fields": (
+        ("Per image, second, query or character (USD)", {"fields": (
             "input_cost_per_image", "output_cost_per_image", "input_cost_per_second", "output_cost_per_second",
-            "input_cost_per_query",
+            "input_cost_per_query", "input_cost_per_character",
         )}),
         ("Context window", {"fields": ("max_input_tokens", "max_output_tokens")}),
         ("More", {"fields": ("extra", "source", "created_at")}),

@@ -142,6 +142,7 @@ class ModelPrice(models.Model):
     input_cost_per_second = PriceField()
     output_cost_per_second = PriceField()
     input_cost_per_query = PriceField(help_text="Rerank: per search unit.")
+    input_cost_per_character = PriceField(help_text="Text to speech: per character of input.")
 
     max_input_tokens = models.PositiveIntegerField(null=True, blank=True)
     max_output_tokens = models.PositiveIntegerField(null=True, blank=True)

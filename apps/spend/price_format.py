@@ -28,6 +28,7 @@ DIRECT_PRICE_FIELDS = (
     "input_cost_per_second",
     "output_cost_per_second",
     "input_cost_per_query",
+    "input_cost_per_character",
 )
 # A tier's prices: "<base>_above_<N>k_tokens" in LiteLLM, "<base>_above_tier" here.
 TIERED_PRICE_FIELDS = {

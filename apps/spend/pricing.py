@@ -72,6 +72,7 @@ class Prices:
     input_cost_per_second: Decimal | None = None
     output_cost_per_second: Decimal | None = None
     input_cost_per_query: Decimal | None = None
+    input_cost_per_character: Decimal | None = None
     tier_threshold_tokens: int | None = None
     input_cost_per_token_above_tier: Decimal | None = None
     output_cost_per_token_above_tier: Decimal | None = None
@@ -162,6 +163,7 @@ def usage_cost(prices: Prices, usage: Usage) -> Decimal | None:
         (usage.output_images, prices.output_cost_per_image),
         (usage.input_seconds, prices.input_cost_per_second),
         (usage.output_seconds, prices.output_cost_per_second),
+        (usage.input_characters, prices.input_cost_per_character),
     ):
         if count:
             if rate is not None:
@@ -173,7 +175,7 @@ def usage_cost(prices: Prices, usage: Usage) -> Decimal | None:
 
 def _nothing_used(usage: Usage) -> bool:
     return not (usage.prompt_tokens or usage.completion_tokens or usage.search_units or usage.input_images
-                or usage.output_images or usage.input_seconds or usage.output_seconds)
+                or usage.output_images or usage.input_seconds or usage.output_seconds or usage.input_characters)
 
 
 # --- the catalog in memory -----------------------------------------------------------------------
@@ -365,12 +367,21 @@ class PriceCatalog:
             self._resolved[deployment.id] = resolved
         return resolved
 
-    def prices_for(self, deployment: Deployment, at: float | None = None) -> tuple[Prices | None, str]:
+    def prices_for(self, deployment: Deployment, at: float | None = None,
+                   variants: tuple[str, ...] = ()) -> tuple[Prices | None, str]:
         """The prices in force for a deployment at `at` (epoch seconds; now by default), and the
-        version label a spend log records; (None, "") when no price is known."""
+        version label a spend log records; (None, "") when no price is known. `variants`: key
+        prefixes tried first ("hd/1024-x-1792" finds "hd/1024-x-1792/dall-e-3")."""
         versions = self.versions()
         at = time.time() if at is None else at
         resolved = self._resolve(deployment)
+        for variant in variants:
+            for key in resolved.keys:
+                history = versions.get(f"{variant}/{key}")
+                if history and (catalog := _in_force(history, at)) is not None:
+                    labels = [label for label in (resolved.override_label, catalog.version) if label]
+                    return (merged_prices(catalog.prices, resolved.overrides),
+                            "+".join(labels)[:PRICE_VERSION_MAX_LENGTH])
         catalog = None
         for key in resolved.keys:
             history = versions.get(key)
@@ -436,7 +447,7 @@ def price_usage(deployment: Deployment | None, usage: Usage, at: float | None = 
     priced and marked estimated; a used model with no known price is unpriced, never $0."""
     if deployment is None or (not usage.reported and _nothing_used(usage)):
         return NOTHING_USED  # refused or failed before anything was used
-    prices, version = price_catalog.prices_for(deployment, at)
+    prices, version = price_catalog.prices_for(deployment, at, usage.price_variants)
     cost = usage_cost(prices, usage) if prices is not None else None
     if cost is None:
         model = f"{deployment.provider}/{deployment.upstream_model}"

@@ -27,6 +27,13 @@ class Operation(enum.Enum):
     COMPLETION = "completion"
     EMBEDDING = "embedding"
     RERANK = "rerank"
+    MODERATION = "moderation"
+    IMAGE_GENERATION = "image_generation"
+    IMAGE_EDIT = "image_edit"
+    IMAGE_VARIATION = "image_variation"
+    AUDIO_SPEECH = "audio_speech"
+    AUDIO_TRANSCRIPTION = "audio_transcription"
+    AUDIO_TRANSLATION = "audio_translation"
 
 
 class StreamFormat(enum.Enum):
@@ -50,6 +57,10 @@ class Usage:
     output_images: int = 0
     input_seconds: float = 0  # audio or video in, for models priced per second
     output_seconds: float = 0
+    input_characters: int = 0  # text to speech, priced per character
+    # Catalog key prefixes priced before the model's own keys, best first, for prices that depend
+    # on the request (an image's "hd/1024-x-1792"), as LiteLLM names them ("hd/1024-x-1792/dall-e-3").
+    price_variants: tuple[str, ...] = ()
 
     def openai(self) -> dict:
         usage = {
@@ -70,7 +81,9 @@ class Usage:
 class UpstreamRequest:
     url: str
     headers: dict[str, str]
-    body: bytes
+    # bytes, or a tuple of byte chunks sent one after the other (a multipart upload whose file
+    # part is a view into the client's body: the file is never copied).
+    body: bytes | tuple
     method: str = "POST"
 
 
@@ -79,6 +92,44 @@ class TranslatedResponse:
     body: bytes
     usage: Usage
     headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"  # transcriptions may answer text, SRT or WebVTT
+
+
+@dataclass(frozen=True, slots=True)
+class UploadedPart:
+    """A file part of a multipart upload: its content is a view into the client's body."""
+
+    filename: str
+    content_type: str
+    content: memoryview
+
+
+def multipart_chunks(fields: Mapping[str, Any]) -> tuple[tuple, str, int]:
+    """(body chunks, Content-Type, length) of a multipart/form-data body holding `fields`: text
+    fields, lists (sent as `name[]`, as OpenAI's SDKs do) and files, whose content is sent from
+    the view it came in (the upload is never copied)."""
+    boundary = "gateway-" + uuid.uuid4().hex
+    chunks: list = []
+
+    def header(name: str, extra: str = "") -> None:
+        quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+        chunks.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{quoted}"{extra}\r\n'.encode())
+
+    for name, value in fields.items():
+        if value is None:
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            part_name = f"{name}[]" if isinstance(value, list) else name
+            if isinstance(item, UploadedPart):
+                filename = item.filename.replace("\\", "\\\\").replace('"', '\\"').replace("\r", "").replace("\n", "")
+                header(part_name, f'; filename="{filename}"')
+                chunks += [f"Content-Type: {item.content_type}\r\n\r\n".encode(), item.content, b"\r\n"]
+                continue
+            text = ("true" if item else "false") if isinstance(item, bool) else str(item)
+            header(part_name)
+            chunks.append(b"\r\n" + text.encode() + b"\r\n")
+    chunks.append(f"--{boundary}--\r\n".encode())
+    return tuple(chunks), f"multipart/form-data; boundary={boundary}", sum(len(c) for c in chunks)
 
 
 def new_completion_id() -> str:

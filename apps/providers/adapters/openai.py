@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -15,6 +16,7 @@ from apps.providers.adapters.base import (
     UpstreamRequest,
     Usage,
     load_json_response,
+    multipart_chunks,
     upstream_error,
 )
 
@@ -22,7 +24,21 @@ _PATHS = {
     Operation.CHAT: "/chat/completions",
     Operation.COMPLETION: "/completions",
     Operation.EMBEDDING: "/embeddings",
+    Operation.MODERATION: "/moderations",
+    Operation.IMAGE_GENERATION: "/images/generations",
+    Operation.IMAGE_EDIT: "/images/edits",
+    Operation.IMAGE_VARIATION: "/images/variations",
+    Operation.AUDIO_SPEECH: "/audio/speech",
+    Operation.AUDIO_TRANSCRIPTION: "/audio/transcriptions",
+    Operation.AUDIO_TRANSLATION: "/audio/translations",
 }
+_UPLOADS = frozenset({Operation.AUDIO_TRANSCRIPTION, Operation.AUDIO_TRANSLATION, Operation.IMAGE_EDIT,
+                      Operation.IMAGE_VARIATION})  # multipart/form-data
+# Served by OpenAI and Azure OpenAI only (not by the OpenAI-compatible presets).
+MEDIA_OPERATIONS = frozenset({
+    Operation.MODERATION, Operation.IMAGE_GENERATION, Operation.AUDIO_SPEECH, Operation.AUDIO_TRANSCRIPTION,
+    Operation.AUDIO_TRANSLATION, Operation.IMAGE_EDIT, Operation.IMAGE_VARIATION,
+})
 
 
 def usage_from_openai(raw_usage: Any) -> Usage:
@@ -37,6 +53,62 @@ def usage_from_openai(raw_usage: Any) -> Usage:
         reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
         reported=True,
     )
+
+
+def media_response(provider: str, operation: Operation, raw: bytes) -> TranslatedResponse:
+    """A moderation, image or transcription answer, passed on as it came, with what it is billed by:
+    moderations by nothing (free: priced at the catalog's zero), images per image (dall-e) or per
+    token from `usage` (gpt-image), transcriptions per second of audio from `usage` or `duration`."""
+    if operation is Operation.MODERATION:
+        load_json_response(provider, raw)
+        return TranslatedResponse(body=raw, usage=Usage(reported=True))
+    if operation in (Operation.IMAGE_GENERATION, Operation.IMAGE_EDIT, Operation.IMAGE_VARIATION):
+        payload = load_json_response(provider, raw)
+        images = payload.get("data") if isinstance(payload.get("data"), list) else []
+        usage = payload.get("usage")
+        if isinstance(usage, dict):  # gpt-image models: {"input_tokens", "output_tokens", ...}
+            return TranslatedResponse(body=raw, usage=Usage(
+                prompt_tokens=int(usage.get("input_tokens") or 0),
+                completion_tokens=int(usage.get("output_tokens") or 0),
+                output_images=len(images), reported=True,
+            ))
+        return TranslatedResponse(body=raw, usage=Usage(output_images=len(images), reported=True))
+    # Transcriptions and translations: JSON, or text / SRT / WebVTT.
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        payload = None
+    if isinstance(payload, dict):
+        return TranslatedResponse(body=raw, usage=transcription_usage(payload))
+    return TranslatedResponse(body=raw, usage=subtitle_usage(raw), content_type="text/plain; charset=utf-8")
+
+
+def transcription_usage(payload: dict) -> Usage:
+    """`usage` {"type": "duration", "seconds"} (whisper), {"type": "tokens", ...} (gpt-4o-transcribe),
+    else verbose_json's `duration`; nothing reported otherwise."""
+    usage = payload.get("usage")
+    if isinstance(usage, dict) and usage.get("type") == "tokens":
+        return Usage(prompt_tokens=int(usage.get("input_tokens") or 0),
+                     completion_tokens=int(usage.get("output_tokens") or 0), reported=True)
+    seconds = usage.get("seconds") if isinstance(usage, dict) else None
+    if seconds is None:
+        seconds = payload.get("duration")
+    if isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
+        return Usage(input_seconds=float(seconds), reported=True)
+    return Usage()
+
+
+_CUE_END = re.compile(rb"--> *(?:(\d+):)?(\d{1,2}):(\d{2})[,.](\d{3})")
+
+
+def subtitle_usage(raw: bytes) -> Usage:
+    """SRT and WebVTT carry no duration: the last cue's end is a lower bound of it (estimated)."""
+    ends = _CUE_END.findall(raw)
+    if not ends:
+        return Usage()
+    hours, minutes, seconds, millis = ends[-1]
+    total = int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds) + int(millis) / 1000
+    return Usage(input_seconds=total, reported=False)
 
 
 class OpenAIStreamTranslator(StreamTranslator):
@@ -74,7 +146,7 @@ class OpenAIAdapter(ProviderAdapter):
     name = "openai"
     default_api_base = "https://api.openai.com/v1"
     api_key_env = "OPENAI_API_KEY"
-    operations = frozenset({Operation.CHAT, Operation.COMPLETION, Operation.EMBEDDING})
+    operations = frozenset({Operation.CHAT, Operation.COMPLETION, Operation.EMBEDDING}) | MEDIA_OPERATIONS
 
     def url(self, operation: Operation, deployment) -> str:
         return (deployment.api_base or self.default_api_base or "").rstrip("/") + _PATHS[operation]
@@ -93,11 +165,17 @@ class OpenAIAdapter(ProviderAdapter):
         return payload
 
     async def build_request(self, operation, deployment, body, *, stream):
+        if operation in _UPLOADS:
+            chunks, content_type, length = multipart_chunks({**body, "model": deployment.upstream_model})
+            headers = {"Content-Type": content_type, "Content-Length": str(length), **self.auth_headers(deployment)}
+            return UpstreamRequest(url=self.url(operation, deployment), headers=headers, body=chunks)
         headers = {"Content-Type": "application/json", **self.auth_headers(deployment)}
         payload = self.upstream_body(operation, deployment, body, stream)
         return UpstreamRequest(url=self.url(operation, deployment), headers=headers, body=orjson.dumps(payload))
 
     def translate_response(self, operation, deployment, raw):
+        if operation in MEDIA_OPERATIONS:
+            return media_response(self.name, operation, raw)
         payload = load_json_response(self.name, raw)
         # The upstream bytes go to the client as they are: no re-encoding on the hot path.
         return TranslatedResponse(body=raw, usage=usage_from_openai(payload.get("usage")))
@@ -133,6 +211,8 @@ class AzureOpenAIAdapter(OpenAIAdapter):
 
 class OpenAICompatibleAdapter(OpenAIAdapter):
     """A host speaking OpenAI's API, known by its preset base URL and key variable."""
+
+    operations = frozenset({Operation.CHAT, Operation.COMPLETION, Operation.EMBEDDING})
 
     def __init__(self, name: str, default_api_base: str | None, api_key_env: str | None) -> None:
         self.name = name

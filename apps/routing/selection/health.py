@@ -50,7 +50,12 @@ _PROBES = {
     "completion": (Operation.COMPLETION, {"prompt": "ping", "max_tokens": 1}),
     "embedding": (Operation.EMBEDDING, {"input": "ping"}),
     "rerank": (Operation.RERANK, {"query": "ping", "documents": ["ping"]}),
+    "moderation": (Operation.MODERATION, {"input": "ping"}),
+    "audio_speech": (Operation.AUDIO_SPEECH, {"input": "ping", "voice": "alloy"}),
 }
+# No cheap request checks these (an image costs cents; a transcription needs an audio file): they
+# stay unchecked, which routing treats as usable, rather than being probed as chat and failing.
+UNPROBED_MODES = frozenset({"image_generation", "audio_transcription"})
 
 
 @dataclass(slots=True)
@@ -90,6 +95,7 @@ async def deployment_probe(deployment: Deployment, transport: UpstreamTransport)
 async def deployments_probe(deployments: list[Deployment], *, concurrency: int = 10) -> list[ProbeResult]:
     """Probe every deployment, a few at a time, over a transport of their own (the caller
     is a Celery worker with its own event loop, not a server process)."""
+    deployments = [d for d in deployments if d.mode not in UNPROBED_MODES]
     transport = UpstreamTransport()
     semaphore = asyncio.Semaphore(concurrency)
 

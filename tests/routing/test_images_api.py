@@ -1,0 +1,197 @@
+"""POST /v1/images/generations through the gateway to OpenAI and Azure fakes: dall-e priced per
+image by size and quality, gpt-image by the tokens its answer reports; limited and logged."""
+
+from decimal import Decimal
+
+import httpx
+import openai
+import pytest
+
+from conftest import MASTER_KEY
+from tests.fakes.openai_media import IMAGE_TOKENS
+from tests.routing.media_fixtures import media_deployment, media_upstream  # noqa: F401 (fixtures)
+
+
+@pytest.fixture
+def image_models(media_deployment):
+    media_deployment("dall-e-2", "dall-e-2", "image_generation")
+    media_deployment("dall-e-3", "dall-e-3", "image_generation")
+    media_deployment("gpt-image-1", "gpt-image-1", "image_generation")
+    media_deployment("azure-dalle", "dall-e-3-eastus", "image_generation", provider="azure", api_version="2024-10-21",
+                     extra_params={"base_model": "dall-e-3"})
+    media_deployment("broken-images", "error-503", "image_generation")
+
+
+def test_dall_e_3_hd_is_priced_per_image_at_its_size_and_quality(gateway, openai_client, image_models,
+                                                                 media_upstream, spend_logs):
+    result = openai_client().images.generate(model="dall-e-3", prompt="a lighthouse", size="1024x1792",
+                                             quality="hd")
+    assert result.data[0].url.startswith("https://")
+    assert result.data[0].revised_prompt == "A revised a lighthouse"
+    sent = media_upstream.requests[-1]
+    assert sent["path"] == "/v1/images/generations"
+    assert sent["body"] == {"model": "dall-e-3", "prompt": "a lighthouse", "size": "1024x1792", "quality": "hd"}
+    [log] = spend_logs(1)
+    assert (log.call_type, log.model, log.status) == ("image_generation", "dall-e-3", "success")
+    assert log.cost == Decimal("0.12")  # OpenAI: DALL·E 3 HD 1024×1792, $0.120 an image
+    assert "hd/1024-x-1792/dall-e-3" in log.price_version
+
+
+def test_dall_e_2_is_priced_per_image_times_n(gateway, openai_client, image_models, spend_logs):
+    result = openai_client().images.generate(model="dall-e-2", prompt="a cat", n=3, size="256x256",
+                                             response_format="b64_json")
+    assert len(result.data) == 3 and result.data[0].b64_json
+    [log] = spend_logs(1)
+    assert log.cost == 3 * Decimal("0.016")  # DALL·E 2 256×256: $0.016 an image
+
+
+def test_the_default_size_and_quality_are_openais(gateway, openai_client, image_models, spend_logs):
+    openai_client().images.generate(model="dall-e-3", prompt="a cat")
+    [log] = spend_logs(1)
+    assert log.cost == Decimal("0.04")  # standard 1024×1024
+
+
+def test_gpt_image_is_priced_by_the_tokens_its_answer_reports(gateway, openai_client, image_models, spend_logs):
+    result = openai_client().images.generate(model="gpt-image-1", prompt="a lighthouse", quality="low")
+    assert result.usage.output_tokens == IMAGE_TOKENS["output_tokens"]
+    [log] = spend_logs(1)
+    assert (log.prompt_tokens, log.completion_tokens) == (IMAGE_TOKENS["input_tokens"], IMAGE_TOKENS["output_tokens"])
+    # $5 per million text input tokens, $40 per million image output tokens.
+    assert log.cost == IMAGE_TOKENS["input_tokens"] * Decimal("0.000005") + IMAGE_TOKENS["output_tokens"] * Decimal(
+        "0.00004")
+
+
+def test_azure_deployment_is_priced_as_its_base_model(gateway, openai_client, image_models, media_upstream,
+                                                      spend_logs):
+    openai_client().images.generate(model="azure-dalle", prompt="a cat", size="1792x1024")
+    sent = media_upstream.requests[-1]
+    assert sent["path"] == "/openai/deployments/dall-e-3-eastus/images/generations?api-version=2024-10-21"
+    [log] = spend_logs(1)
+    assert log.cost == Decimal("0.08")  # standard 1792×1024
+
+
+def test_an_upstream_error_keeps_its_status_and_costs_nothing(gateway, openai_client, image_models, spend_logs):
+    with pytest.raises(openai.InternalServerError) as info:
+        openai_client().images.generate(model="broken-images", prompt="a cat")
+    assert info.value.status_code == 503
+    logs = spend_logs(1)
+    assert logs[-1].status == "error" and logs[-1].cost is None
+
+
+def test_what_the_model_refuses_upstream_is_a_400(gateway, openai_client, image_models):
+    with pytest.raises(openai.BadRequestError) as info:
+        openai_client().images.generate(model="dall-e-3", prompt="a cat", n=2)
+    assert info.value.body["param"] == "n"
+
+
+def test_a_model_the_key_may_not_use_is_403(gateway, openai_client, image_models, make_key, media_upstream):
+    _, raw_key = make_key(models=["dall-e-2"])
+    with pytest.raises(openai.PermissionDeniedError):
+        openai_client(raw_key).images.generate(model="dall-e-3", prompt="a cat")
+    assert media_upstream.requests == []
+
+
+def test_an_exhausted_budget_is_429_insufficient_quota(gateway, openai_client, image_models, make_key,
+                                                       media_upstream, spend_logs):
+    # One image of $0.02 fits a $0.03 budget; the next one's reservation does not.
+    _, raw_key = make_key(max_budget=Decimal("0.03"))
+    client = openai_client(raw_key)
+    client.images.generate(model="dall-e-2", prompt="a cat")
+    spend_logs(1)
+    with pytest.raises(openai.RateLimitError) as info:
+        client.images.generate(model="dall-e-2", prompt="a cat")
+    assert info.value.body["code"] == "insufficient_quota"
+    assert len(media_upstream.requests) == 1
+
+
+@pytest.mark.parametrize("body, param", [
+    ({"model": "dall-e-2"}, "prompt"),
+    ({"model": "dall-e-2", "prompt": ""}, "prompt"),
+    ({"model": "dall-e-2", "prompt": "x", "n": 11}, "n"),
+    ({"model": "dall-e-2", "prompt": "x", "size": "100x100"}, "size"),
+    ({"model": "dall-e-2", "prompt": "x", "quality": "ultra"}, "quality"),
+    ({"model": "dall-e-2", "prompt": "x", "response_format": "gif"}, "response_format"),
+])
+def test_an_invalid_body_is_400_naming_the_param_without_an_upstream_call(gateway, image_models, body, param,
+                                                                          media_upstream):
+    response = httpx.post(gateway.url + "/v1/images/generations",
+                          headers={"Authorization": f"Bearer {MASTER_KEY}"}, json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param
+    assert media_upstream.requests == []
+
+
+# --- edits and variations (multipart uploads) ---------------------------------------------------------
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
+
+
+def test_a_dall_e_2_edit_uploads_image_and_mask_and_is_priced_per_image(gateway, openai_client, image_models,
+                                                                        media_upstream, spend_logs):
+    result = openai_client().images.edit(model="dall-e-2", image=("in.png", PNG, "image/png"),
+                                         mask=("mask.png", PNG[:100], "image/png"), prompt="add a hat", n=2,
+                                         size="512x512")
+    assert len(result.data) == 2
+    sent = media_upstream.requests[-1]
+    assert sent["path"] == "/v1/images/edits"
+    assert sent["files"] == {"image": [("in.png", PNG)], "mask": [("mask.png", PNG[:100])]}
+    assert sent["body"] == {"model": "dall-e-2", "prompt": "add a hat", "n": "2", "size": "512x512"}
+    [log] = spend_logs(1)
+    assert (log.call_type, log.cost) == ("image_edit", 2 * Decimal("0.018"))  # DALL·E 2 512×512
+
+
+def test_a_gpt_image_edit_of_several_images_is_priced_by_its_tokens(gateway, openai_client, image_models,
+                                                                     media_upstream, spend_logs):
+    result = openai_client().images.edit(model="gpt-image-1", prompt="a gift basket",
+                                         image=[("a.png", PNG, "image/png"), ("b.png", PNG, "image/png")])
+    assert result.data[0].b64_json
+    assert [name for name, _ in media_upstream.requests[-1]["files"]["image"]] == ["a.png", "b.png"]
+    [log] = spend_logs(1)
+    input_tokens = IMAGE_TOKENS["input_tokens"] + 2 * 323
+    assert (log.prompt_tokens, log.completion_tokens) == (input_tokens, IMAGE_TOKENS["output_tokens"])
+    assert log.cost == input_tokens * Decimal("0.000005") + IMAGE_TOKENS["output_tokens"] * Decimal("0.00004")
+
+
+def test_a_variation_is_priced_per_image(gateway, openai_client, image_models, media_upstream, spend_logs):
+    result = openai_client().images.create_variation(model="dall-e-2", image=("in.png", PNG, "image/png"), n=3,
+                                                     size="256x256")
+    assert len(result.data) == 3
+    assert media_upstream.requests[-1]["path"] == "/v1/images/variations"
+    [log] = spend_logs(1)
+    assert (log.call_type, log.cost) == ("image_variation", 3 * Decimal("0.016"))
+
+
+def test_what_openai_refuses_in_an_upload_keeps_its_400(gateway, openai_client, image_models):
+    with pytest.raises(openai.BadRequestError) as info:
+        openai_client().images.edit(model="dall-e-2", image=("in.jpg", b"\xff\xd8 jpeg", "image/jpeg"),
+                                    prompt="x")
+    assert info.value.body["param"] == "image"
+
+
+def test_an_edit_with_a_forbidden_model_is_403_and_an_empty_budget_429(gateway, openai_client, image_models,
+                                                                        make_key, media_upstream):
+    _, limited = make_key(models=["dall-e-3"])
+    with pytest.raises(openai.PermissionDeniedError):
+        openai_client(limited).images.edit(model="dall-e-2", image=("in.png", PNG, "image/png"), prompt="x")
+    _, broke = make_key(max_budget=Decimal("0"))
+    with pytest.raises(openai.RateLimitError) as info:
+        openai_client(broke).images.create_variation(model="dall-e-2", image=("in.png", PNG, "image/png"))
+    assert info.value.body["code"] == "insufficient_quota"
+    assert media_upstream.requests == []
+
+
+@pytest.mark.parametrize("path, data, files, param", [
+    ("/v1/images/edits", {"model": "dall-e-2"}, {"image": ("in.png", PNG, "image/png")}, "prompt"),
+    ("/v1/images/edits", {"model": "dall-e-2", "prompt": "x"}, {}, "image"),
+    ("/v1/images/edits", {"model": "dall-e-2", "prompt": "x", "image": "not a file"}, {"mask": ("m.png", PNG)},
+     "image"),
+    ("/v1/images/edits", {"model": "dall-e-2", "prompt": "x", "n": "two"}, {"image": ("in.png", PNG)}, "n"),
+    ("/v1/images/variations", {"model": "dall-e-2", "size": "1792x1024"}, {"image": ("in.png", PNG)}, "size"),
+    ("/v1/images/variations", {"model": "dall-e-2", "n": "11"}, {"image": ("in.png", PNG)}, "n"),
+])
+def test_an_invalid_upload_is_400_naming_the_field(gateway, image_models, media_upstream, path, data, files, param):
+    response = httpx.post(gateway.url + path, headers={"Authorization": f"Bearer {MASTER_KEY}"}, data=data,
+                          files=files or {"unused": ("u.txt", b"")})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param
+    assert media_upstream.requests == []
