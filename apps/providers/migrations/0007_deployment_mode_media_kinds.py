@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('providers', '0005_routing_fields'),
+        ('providers', '0006_deployment_team_and_team_model_limits'),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('spend', '0006_spend_log_end_user'),
+        ('spend', '0007_daily_spend_end_user_and_spend_reset'),
     ]
 
     operations = [
