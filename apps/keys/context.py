@@ -26,6 +26,11 @@ class KeyContext:
     scopes: tuple[LimitScope, ...] = ()
     # The key's per-model limits: {model name: LimitScope}.
     model_scopes: dict[str, LimitScope] = field(default_factory=dict)
+    # The team's per-model rate limits (its model_rpm_limit / model_tpm_limit), counted for the team.
+    team_model_scopes: dict[str, LimitScope] = field(default_factory=dict)
+    # The team's model aliases ({requested name: model}) and routing tags (added to a request's).
+    team_model_aliases: dict[str, str] = field(default_factory=dict)
+    team_tags: tuple[str, ...] = ()
     is_master: bool = False
     # Keep the request's messages and answer in its spend log (the key's, else its team's,
     # else the gateway's choice; off by default).

@@ -54,18 +54,36 @@ def _model_scopes(key: VirtualKey) -> dict[str, LimitScope]:
     }
 
 
+def _team_model_scopes(team) -> dict[str, LimitScope]:
+    """The team's per-model rate limits, counted for the whole team (every key and member of it)."""
+    if team is None:
+        return {}
+    rpm, tpm = team.model_rpm_limit or {}, team.model_tpm_limit or {}
+    return {
+        model: LimitScope(kind="team-model", id=f"{team.pk}:{model}", rpm=rpm.get(model), tpm=tpm.get(model))
+        for model in {*rpm, *tpm}
+    }
+
+
 def team_member_scope(team, user_id, membership: dict | None) -> LimitScope | None:
-    """The member's limits within the team (LiteLLM's team_member_*), counted per (team, user)."""
-    if team is None or user_id is None or not team.has_member_limits:
+    """The member's limits within the team, counted per (team, user): its own (max_budget_in_team,
+    rpm_limit, tpm_limit), else the team's team_member_*."""
+    if team is None or user_id is None:
         return None
     membership = membership or {}
+    own = {name: membership.get(name) for name in ("max_budget", "rpm_limit", "tpm_limit")}
+    budget = own["max_budget"] if own["max_budget"] is not None else team.team_member_budget
+    rpm = own["rpm_limit"] if own["rpm_limit"] is not None else team.team_member_rpm_limit
+    tpm = own["tpm_limit"] if own["tpm_limit"] is not None else team.team_member_tpm_limit
+    if budget is None and not rpm and not tpm:
+        return None
     period_start = membership.get("budget_period_start")
     return LimitScope(
         kind="team-member",
         id=f"{team.pk}:{user_id}",
-        rpm=team.team_member_rpm_limit,
-        tpm=team.team_member_tpm_limit,
-        budget_nanos=usd_to_nanos(team.team_member_budget),
+        rpm=rpm,
+        tpm=tpm,
+        budget_nanos=usd_to_nanos(budget),
         budget_duration=team.team_member_budget_duration,
         budget_anchor=team.budget_anchor.timestamp(),
         db_spend_nanos=usd_to_nanos(membership.get("spend")) or 0,
@@ -75,11 +93,12 @@ def team_member_scope(team, user_id, membership: dict | None) -> LimitScope | No
 
 
 def _team_membership_spend(team, user_id) -> dict | None:
-    """The member's spend row, read only for teams with member limits (one query on a cache miss)."""
-    if team is None or user_id is None or not team.has_member_limits:
+    """The member's row in the key's team: its spend and its own limits (one query on a cache miss)."""
+    if team is None or user_id is None:
         return None
-
-    return TeamMembership.objects.filter(team=team, user_id=user_id).values("spend", "budget_period_start").first()
+    return TeamMembership.objects.filter(team=team, user_id=user_id).values(
+        "spend", "budget_period_start", "max_budget", "rpm_limit", "tpm_limit", "models"
+    ).first()
 
 
 def _as_dict(scope: LimitScope) -> dict:
@@ -127,12 +146,16 @@ def _context(*, key, user_id, user_limits, team, organization, token_hash: str, 
         user_id=user_id,
         team_id=str(team.pk) if team else None,
         organization_id=str(organization.pk) if organization else None,
-        allowed_models=tuple(frozenset(entity.models) for _, _, entity in levels if entity.models),
+        allowed_models=tuple(frozenset(entity.models) for _, _, entity in levels if entity.models)
+        + tuple(frozenset(m) for m in ((membership or {}).get("models"),) if m),  # the member's, in the team
         expires_at=key.expires_at.timestamp() if key is not None and key.expires_at else None,
         blocked_reason=blocked_reason,
         scopes=tuple(s for kind, entity_id, entity in levels if (s := _limit_scope(kind, entity_id, entity, now)))
         + tuple(s for s in (team_member_scope(team, user_id, membership),) if s is not None),
         model_scopes=_model_scopes(key) if key is not None else {},
+        team_model_scopes=_team_model_scopes(team),
+        team_model_aliases=dict(team.model_aliases) if team is not None else {},
+        team_tags=tuple(team.tags) if team is not None else (),
         store_prompts=_store_prompts(key, team),
         key_spend=getattr(key, "spend", None),
     )

@@ -15,7 +15,7 @@ from django.db.models import QuerySet
 from rest_framework.exceptions import PermissionDenied
 
 from apps.core.fields import BoundedJSONAdminMixin
-from apps.management.permissions import admin_actor, membership_grant_check
+from apps.management.permissions import admin_actor, membership_grant_check, team_member_limits_check
 from apps.teams.models import Organization, OrganizationMembership
 
 
@@ -46,6 +46,10 @@ class AdminRequestInlineMixin:
         return formset
 
 
+# A team membership's own limits in its team (apps.teams.models.TeamMembership).
+TEAM_MEMBER_LIMIT_FIELDS = ("max_budget", "rpm_limit", "tpm_limit", "models")
+
+
 class MembershipForm(forms.ModelForm):
     """A team or organization membership in the admin: the user must be one the staff user may
     give a membership (apps.management.permissions.membership_grant_check)."""
@@ -53,10 +57,16 @@ class MembershipForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         request = getattr(self, "admin_request", None)
+        team = cleaned.get("team") or getattr(self.instance, "team", None)
+        limits = {name: cleaned.get(name) for name in TEAM_MEMBER_LIMIT_FIELDS if name in self.changed_data}
+        if request is not None and team is not None and limits:
+            # A member's own limits in the team stay within the team's, as on /team/member_update.
+            with permission_errors_as_form_errors(self, {"max_budget_in_team": "max_budget", "rpm_limit": "rpm_limit",
+                                                         "tpm_limit": "tpm_limit", "models": "models"}):
+                team_member_limits_check(admin_actor(request), team, limits)
         user = cleaned.get("user")
         if request is None or user is None or not (self.instance.pk is None or "user" in self.changed_data):
             return cleaned
-        team = cleaned.get("team") or getattr(self.instance, "team", None)
         organization = cleaned.get("organization") or getattr(self.instance, "organization", None)
         organization_id = team.organization_id if team is not None else getattr(organization, "pk", None)
         with permission_errors_as_form_errors(self, {"user": "user"}):

@@ -380,17 +380,19 @@ class ManagementJSONParser(BaseParser):
 
 class ManagementSchema(AutoSchema):
     """Documents each view's `input_serializer` (a POST body) or `query_serializer` (a GET
-    query). The routes have no path variables; operation ids come from the path."""
+    query). Operation ids come from the path; its variables (LiteLLM's /team/{team_id}/callback)
+    are string path parameters."""
 
     def get_operation_id(self, path: str, method: str) -> str:
-        words = [w for w in re.split(r"[/_]", path) if w and not w.endswith(".json")]
+        words = [w.strip("{}") for w in re.split(r"[/_]", path) if w and not w.endswith(".json")]
         operation_id = words[0] + "".join(w.capitalize() for w in words[1:]) if words else method.lower()
         # A route's other methods (LiteLLM's PATCH and DELETE forms beside our POST) are named apart.
         primary = "GET" if hasattr(self.view, "get") else "POST"
         return operation_id if method.upper() == primary else operation_id + method.capitalize()
 
     def get_path_parameters(self, path, method):
-        return []
+        return [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                for name in re.findall(r"{(\w+)}", path)]
 
     def get_filter_parameters(self, path, method):
         serializer_class = getattr(self.view, "query_serializer", None)

@@ -3,7 +3,7 @@ key): limits, prompt storage and Lago ids, with their validation and their answe
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
@@ -37,8 +37,20 @@ def duration_validator(value: str) -> None:
             raise serializers.ValidationError(exc.messages) from None
 
 
+class MoneyField(serializers.DecimalField):
+    """USD to the micro-dollar. Finer amounts are rounded rather than refused (LiteLLM's clients send
+    floats such as 1e-09 for "next to nothing"); a positive amount never rounds to 0, which would
+    be a different budget."""
+
+    def validate_precision(self, value):
+        if self.decimal_places is not None and value.as_tuple().exponent < -self.decimal_places:
+            smallest = Decimal(1).scaleb(-self.decimal_places)
+            value = max(self.quantize(value), smallest) if value > 0 else self.quantize(value)
+        return super().validate_precision(value)
+
+
 def money_field(**kwargs) -> serializers.DecimalField:
-    return serializers.DecimalField(
+    return MoneyField(
         max_digits=18,
         decimal_places=6,
         min_value=0,

@@ -45,6 +45,7 @@ from rest_framework import exceptions
 from apps.keys.context import MASTER_KEY_CONTEXT
 from apps.keys.selectors import key_context_get
 from apps.management.framework import Forbidden, Principal
+from apps.providers.selectors import deployment_list_named
 from apps.teams import selectors
 from apps.teams.models import Organization, Team
 
@@ -487,6 +488,57 @@ def team_member_update_check(actor: Actor, team: Team, *, user, role: str | None
     own_role = ADMIN if actor.is_team_admin(team) else actor.team_roles.get(team.pk)
     if role is not None and _ROLE_RANK[role] > _ROLE_RANK.get(own_role, -1):
         raise Forbidden("Nobody gives a member a role above its own in the team.", param="role")
+
+
+def models_outside(allowed, requested) -> list[str]:
+    """The names of `requested` that `allowed` (a level's models: names, access groups, wildcards;
+    empty: all) does not cover."""
+    allowed = frozenset(allowed or ())
+    if not allowed:
+        return []
+    level = replace(MASTER_KEY_CONTEXT, is_master=False, allowed_models=(allowed,))
+    outside = []
+    for model in requested or ():
+        groups = () if model in allowed else tuple(
+            group for deployment in deployment_list_named(model_name=model) for group in deployment.access_groups or ()
+        )
+        if not level.may_use_model(model, access_groups=groups):
+            outside.append(model)
+    return outside
+
+
+def team_models_check(actor: Actor, organization: Organization, models, *, param: str = "models") -> None:
+    """A team's models lie within its organization's, when the organization restricts them: only
+    the proxy admin names others (they would be unusable anyway: every level must allow a model)."""
+    if actor.is_proxy_admin:
+        return
+    outside = models_outside(organization.models, models)
+    if outside:
+        raise Forbidden(f"The team's organization does not allow {', '.join(outside)}.", param=param)
+
+
+def team_member_limits_check(actor: Actor, team: Team, limits: dict, *, param_prefix: str = "") -> None:
+    """A member's own limits in a team (TeamMembership's max_budget, rpm_limit, tpm_limit, models)
+    stay within what the team holds: its models (else its organization's), and no more budget or
+    rate than the team has per member and in all. Who may set them (manage_members) is checked
+    apart; the proxy admin is bound by nothing."""
+    if actor.is_proxy_admin:
+        return
+    names = {"max_budget": "max_budget_in_team", "rpm_limit": "rpm_limit", "tpm_limit": "tpm_limit"}
+    bounds = {"max_budget": (team.team_member_budget, team.max_budget),
+              "rpm_limit": (team.team_member_rpm_limit, team.rpm_limit),
+              "tpm_limit": (team.team_member_tpm_limit, team.tpm_limit)}
+    for field_name, team_values in bounds.items():
+        value = limits.get(field_name)
+        if value is None:
+            continue  # none of its own: the team's per-member and whole-team limits hold
+        ceiling = min((v for v in team_values if v is not None), default=None)
+        if ceiling is not None and value > ceiling:
+            raise Forbidden(f"A member's {names[field_name]} may not exceed the team's ({ceiling}).",
+                            param=param_prefix + names[field_name])
+    outside = models_outside(team.models or team.organization.models, limits.get("models"))
+    if outside:
+        raise Forbidden(f"The team does not allow {', '.join(outside)}.", param=param_prefix + "models")
 
 
 def team_create_check(actor: Actor, organization: Organization) -> None:

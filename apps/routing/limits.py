@@ -19,7 +19,8 @@ from apps.spend.tokens import request_prompt_tokens
 
 logger = logging.getLogger(__name__)
 
-_KIND_NAMES = {"team-member": "team member", "key-model": "key (for this model)", "end_user": "end user"}
+_KIND_NAMES = {"team-member": "team member", "key-model": "key (for this model)", "team-model": "team (for this model)",
+               "end_user": "end user"}
 # Longer ids than an end user's column holds are not end users (not tracked, never limited).
 END_USER_MAX_LENGTH = 255
 _WINDOW_NAMES = {"rpm": "requests per minute", "tpm": "tokens per minute", "parallel": "parallel requests"}

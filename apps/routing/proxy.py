@@ -239,9 +239,13 @@ async def proxy_request(
         account.body = body
         account.end_user = request_end_user(body, request.META)
         upstream_body, tags, client_fallbacks = routing_fields_pop(body)
+        if context.team_tags:  # the team's routing tags go with every request of it
+            tags = (*tags, *(tag for tag in context.team_tags if tag not in tags))
         if tags or "metadata" in upstream_body:
             account.metadata = spend_metadata(upstream_body.get("metadata"), tags)
         routing_policy = await routing_policy_cache.get()
+        # The team's alias names the model served (the key must be allowed that model).
+        model = context.team_model_aliases.get(model, model)
         try:
             group = await model_group_resolve(model, context, routing_policy, tags=tags)
         except GatewayError as error:
@@ -258,6 +262,8 @@ async def proxy_request(
         scopes = (*context.scopes, *group.limit_scopes) if group.limit_scopes else context.scopes
         if model in context.model_scopes:
             scopes = (*scopes, context.model_scopes[model])
+        if model in context.team_model_scopes:
+            scopes = (*scopes, context.team_model_scopes[model])
         if account.end_user:
             # Checked and counted in the same atomic step as the key's own levels.
             end_user_limits = await end_user_scope(context, account.end_user)

@@ -17,6 +17,7 @@ from apps.customers.selectors import budget_get
 from apps.keys.selectors import virtual_key_get_by_ref, virtual_key_list
 from apps.keys.serializers import key_data
 from apps.management.framework import (
+    FieldRefused,
     Forbidden,
     ManagementAPIView,
     NotFoundError,
@@ -41,7 +42,10 @@ from apps.management.permissions import (
     team_block_check,
     team_check,
     team_create_check,
+    models_outside,
+    team_member_limits_check,
     team_member_update_check,
+    team_models_check,
     team_scope,
     team_update_check,
     user_bulk_update_check,
@@ -55,7 +59,7 @@ from apps.teams import selectors, services
 from apps.teams import serializers as s
 from apps.teams.models import Organization, UserLimits
 
-TEAM_FIELDS = {"alias": "team_alias", "organization": "organization_id", "id": "team_id"}
+TEAM_FIELDS = {"alias": "team_alias", "organization": "organization_id", "id": "team_id", "external_id": "team_id"}
 ORGANIZATION_FIELDS = {"name": "organization_alias", "id": "organization_id"}
 USER_FIELDS = {"username": "user_id", "email": "user_email", "first_name": "user_alias"}
 MEMBER_FIELDS = {"username": "member.user_id", "email": "member.user_email"}
@@ -304,10 +308,12 @@ class TeamNewApi(ManagementAPIView):
         _members_grant_check(actor, data.get("members_with_roles") or [], organization_id=organization.pk,
                              param="members_with_roles")
         fields = {**limits_values(data), **lago_values(data, actor), **prompt_storage_values(data),
-                  **s.team_member_limit_values(data)}
-        if data.get("team_id"):
-            fields["id"] = data["team_id"]
+                  **s.team_member_limit_values(data), **s.team_routing_values(data), **_team_id_values(data)}
+        _team_models_check(actor, organization, fields)
         members = [{**m, "role": s.TEAM_ROLES[m["role"]]} for m in data.get("members_with_roles") or []]
+        for index, member in enumerate(members):
+            _member_models_check(actor, fields.get("models") or organization.models, member.get("models"),
+                                 param=f"members_with_roles[{index}].models")
         member_fields = {"username": "members_with_roles", "email": "members_with_roles"}
         with model_errors_as_fields({**TEAM_FIELDS, **member_fields}, other="team_alias"):
             team = services.team_create_with_members(
@@ -319,6 +325,42 @@ class TeamNewApi(ManagementAPIView):
         return Response(s.team_data(team, memberships=selectors.team_memberships(team=team)))
 
 
+def _team_id_values(data: dict) -> dict:
+    """LiteLLM's chosen team_id: a UUID is the team's id, anything else its external id."""
+    team_id = data.get("team_id")
+    if not team_id:
+        return {}
+    try:
+        return {"id": uuid.UUID(team_id)}
+    except ValueError:
+        return {"external_id": team_id}
+
+
+def _team_models_check(actor, organization, fields: dict) -> None:
+    """The team's models within its organization's; its default_models within its own models."""
+    if "models" in fields:
+        team_models_check(actor, organization, fields["models"])
+    if fields.get("default_models"):
+        outside = models_outside(fields.get("models", []), fields["default_models"])
+        if outside:
+            raise exceptions.ValidationError(
+                {"default_models": [f"Not among the team's models: {', '.join(outside)}."]}
+            )
+
+
+def _member_models_check(actor, team_models, models, *, param: str) -> None:
+    """A new team's member models lie within the team's models (its organization's when it has none)."""
+    if actor.is_proxy_admin or not models:
+        return
+    outside = models_outside(team_models, models)
+    if outside:
+        raise Forbidden(f"The team does not allow {', '.join(outside)}.", param=param)
+
+
+def _team_answer(team) -> dict:
+    return s.team_data(team, memberships=selectors.team_memberships(team=team))
+
+
 class TeamUpdateApi(ManagementAPIView):
     """Change a team; only the fields given change."""
 
@@ -326,18 +368,62 @@ class TeamUpdateApi(ManagementAPIView):
 
     def post(self, request):
         data = self.validated(request)
+        actor = request_actor(request)
         team = team_or_404(data.pop("team_id"))
         organization = organization_or_404(data["organization_id"]) if data.get("organization_id") else None
-        team_update_check(request_actor(request), team, data, organization=organization)
-        changes = {**limits_values(data), **lago_values(data, request_actor(request)),
-                   **prompt_storage_values(data), **s.team_member_limit_values(data)}
+        team_update_check(actor, team, data, organization=organization)
+        changes = {**limits_values(data), **lago_values(data, actor),
+                   **prompt_storage_values(data), **s.team_member_limit_values(data), **s.team_routing_values(data)}
         if "team_alias" in data:
             changes["alias"] = data["team_alias"]
         if organization is not None:
             changes["organization"] = organization
+        if "models" in changes or organization is not None:
+            team_models_check(actor, organization or team.organization, changes.get("models", team.models))
+        if "default_models" in changes:
+            outside = models_outside(changes.get("models", team.models), changes["default_models"])
+            if outside:
+                raise exceptions.ValidationError(
+                    {"default_models": [f"Not among the team's models: {', '.join(outside)}."]}
+                )
         with model_errors_as_fields(TEAM_FIELDS, other="team_alias"):
             team = services.team_update(team=team, **changes)
-        return Response(s.team_data(team, memberships=selectors.team_memberships(team=team)))
+        answer = _team_answer(team)
+        return Response({**answer, "data": answer})  # LiteLLM answers {team_id, data}
+
+
+class TeamModelAddApi(ManagementAPIView):
+    """Add models to a team's list (its limits: an admin of its organization's)."""
+
+    input_serializer = s.TeamModelsInput
+
+    def post(self, request):
+        data = self.validated(request)
+        actor = request_actor(request)
+        team = team_or_404(data["team_id"])
+        team_update_check(actor, team, {"models": data["models"]}, organization=None)
+        team_models_check(actor, team.organization, data["models"])
+        team = services.team_models_add(team=team, models=data["models"])
+        return Response(_team_answer(team))
+
+
+class TeamModelDeleteApi(ManagementAPIView):
+    """Remove models from a team's list."""
+
+    input_serializer = s.TeamModelsInput
+
+    def post(self, request):
+        data = self.validated(request)
+        actor = request_actor(request)
+        team = team_or_404(data["team_id"])
+        team_update_check(actor, team, {"models": data["models"]}, organization=None)
+        if team.models and not [m for m in team.models if m not in data["models"]]:
+            # An empty list means every model: removing the last ones would widen the team.
+            raise exceptions.ValidationError(
+                {"models": ["This would leave the team's models empty, which means every model."]}
+            )
+        team = services.team_models_remove(team=team, models=data["models"])
+        return Response(_team_answer(team))
 
 
 class TeamDeleteApi(ManagementAPIView):
@@ -413,9 +499,12 @@ class TeamMemberAddApi(ManagementAPIView):
         team = team_or_404(data["team_id"])
         team_check(actor, team, "manage_members")
         _members_grant_check(actor, data["member"], organization_id=team.organization_id, param="member")
+        team_member_limits_check(actor, team, {"max_budget": data.get("max_budget_in_team")})
+        for index, member in enumerate(data["member"]):
+            team_member_limits_check(actor, team, {"models": member.get("models")}, param_prefix=f"member[{index}].")
         members = [{**m, "role": s.TEAM_ROLES[m["role"]]} for m in data["member"]]
         with model_errors_as_fields(MEMBER_FIELDS):
-            added = services.team_members_add(team=team, members=members)
+            added = services.team_members_add(team=team, members=members, max_budget=data.get("max_budget_in_team"))
         return Response(
             {
                 **s.team_data(team, memberships=selectors.team_memberships(team=team)),
@@ -437,11 +526,15 @@ class TeamMemberUpdateApi(ManagementAPIView):
         user = user_or_404(user_id=data.get("user_id"), user_email=data.get("user_email"))
         role = s.TEAM_ROLES[data["role"]] if data.get("role") else None
         team_member_update_check(actor, team, user=user, role=role)
+        limits = s.member_limit_values(data)
+        team_member_limits_check(actor, team, limits)
         membership = selectors.team_membership_get(team=team, user=user)
         if membership is None:
             raise NotFoundError("The user is not a member of this team.", param="user_id")
         if role is not None:
             membership = services.team_member_role_set(team=team, user=user, role=role)
+        if limits:
+            membership = services.team_member_limits_set(membership=membership, **limits)
         return Response(s.team_member_update_data(membership, team=team))
 
 
@@ -463,6 +556,72 @@ class TeamUnblockApi(TeamBlockApi):
     """Unblock a team."""
 
     blocked = False
+
+
+# What a team's members (role user) may do with their own keys here, whatever the team: LiteLLM's
+# team_member_permissions, which its admins set per team, are not configurable (docs/litellm-compat.md).
+TEAM_MEMBER_KEY_ROUTES = ("/key/generate", "/key/update", "/key/delete", "/key/info", "/key/list",
+                          "/key/regenerate", "/key/bulk_update")
+
+
+class TeamPermissionsListApi(ManagementAPIView):
+    """The key routes a team's members may call on their own keys (the same for every team here)."""
+
+    query_serializer = s.TeamQuery
+
+    def get(self, request):
+        data = self.validated(request)
+        team = team_or_404(data["team_id"])
+        team_check(request_actor(request), team, "read")
+        return Response(
+            {
+                "team_id": str(team.pk),
+                "team_member_permissions": list(TEAM_MEMBER_KEY_ROUTES),
+                "all_available_permissions": list(TEAM_MEMBER_KEY_ROUTES),
+            }
+        )
+
+
+class TeamCallbackApi(ManagementAPIView):
+    """LiteLLM's per-team logging callbacks: none exist here (GET answers the empty lists), and
+    adding one is refused naming callback_name (docs/litellm-compat.md)."""
+
+    input_serializer = s.TeamCallbackInput
+
+    def get(self, request, team_id):
+        team = team_or_404(team_id)
+        team_check(request_actor(request), team, "read")
+        return Response({"status": "success", "data": s.team_callbacks_data(team)})
+
+    def post(self, request, team_id):
+        team = team_or_404(team_id)
+        team_check(request_actor(request), team, "update")
+        self.validated(request)
+        raise FieldRefused(
+            "Per-team logging callbacks do not exist on this gateway: requests are logged to its spend logs "
+            "(with messages and answers when the team's store_prompts is on), not sent to Langfuse, GCS "
+            "or other callbacks.",
+            param="callback_name",
+            code="unsupported_field",
+        )
+
+
+class TeamDisableLoggingApi(ManagementAPIView):
+    """LiteLLM's /team/{team_id}/disable_logging: the team's messages and answers are no longer kept
+    (store_prompts off, one of its settings an admin of its organization sets); its spend rows stay."""
+
+    def post(self, request, team_id):
+        actor = request_actor(request)
+        team = team_or_404(team_id)
+        team_update_check(actor, team, {"store_prompts": False}, organization=None)
+        team = services.team_update(team=team, store_prompts=False)
+        return Response(
+            {
+                "status": "success",
+                "message": f"Logging of prompts and responses disabled for team {team.pk}.",
+                "data": s.team_callbacks_data(team),
+            }
+        )
 
 
 class TeamMemberDeleteApi(ManagementAPIView):

@@ -2,6 +2,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models import UniqueConstraint
 from django.utils import timezone
 
 from apps.core.durations import validate_duration
@@ -103,8 +104,29 @@ class OrganizationMembership(models.Model):
 
 class Team(LimitsMixin):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # LiteLLM's team_id when the caller chose it ("my-prod-team"): every lookup by team_id accepts
+    # it as well as our id, which stays the primary key.
+    external_id = models.CharField(
+        max_length=200, unique=True, null=True, blank=True,
+        help_text="The team_id the team was created with through LiteLLM's API, if it chose one.",
+    )
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="teams")
     alias = models.CharField(max_length=200)
+    # Per-model rate limits of the whole team, {model name: value}, on top of its own.
+    model_rpm_limit = models.JSONField(default=dict, blank=True, help_text='{"gpt-4o": 60}')
+    model_tpm_limit = models.JSONField(default=dict, blank=True, help_text='{"gpt-4o": 100000}')
+    model_aliases = models.JSONField(
+        default=dict, blank=True,
+        help_text='{"gpt-3.5-turbo": "gpt-3.5-turbo-eu"}: the team\'s requests for a name go to the model named.',
+    )
+    tags = models.JSONField(
+        default=list, blank=True,
+        help_text="Routing tags of the team's requests (tag-based routing), added to those a request sends.",
+    )
+    default_models = models.JSONField(
+        default=list, blank=True,
+        help_text="The models a member added without a models list may use (within the team's). Empty: the team's.",
+    )
     store_prompts = models.BooleanField(
         null=True, blank=True, verbose_name="store prompts and responses",
         help_text="Keep the messages and answers of the team's requests in their spend logs (a key may "
@@ -144,11 +166,6 @@ class Team(LimitsMixin):
     def __str__(self) -> str:
         return f"{self.alias} ({self.organization})"
 
-    @property
-    def has_member_limits(self) -> bool:
-        return (self.team_member_budget is not None or bool(self.team_member_rpm_limit)
-                or bool(self.team_member_tpm_limit))
-
 
 class UserLimits(LimitsMixin):
     """A user's own limits, across every team and key they have."""
@@ -179,11 +196,26 @@ class TeamMembership(models.Model):
     # What the member spent through the team's keys in the member budget period (team_member_budget).
     spend = models.DecimalField(max_digits=20, decimal_places=10, default=0, editable=False)
     budget_period_start = models.DateTimeField(null=True, blank=True, editable=False)
+    # This member's own limits within the team (LiteLLM's max_budget_in_team, member rpm/tpm/models);
+    # empty: the team's team_member_* settings.
+    max_budget = models.DecimalField(
+        max_digits=18, decimal_places=6, null=True, blank=True,
+        help_text="USD the member may spend through the team per member budget period. Empty: the team's "
+        "team_member_budget.",
+    )
+    rpm_limit = models.PositiveIntegerField(null=True, blank=True,
+                                            help_text="Requests per minute. Empty: the team's per member.")
+    tpm_limit = models.PositiveIntegerField(null=True, blank=True,
+                                            help_text="Tokens per minute. Empty: the team's per member.")
     created_at = models.DateTimeField(auto_now_add=True)
+    # Last: from here on, `models` in this class body names the field, not the module.
+    models = models.JSONField(
+        default=list, blank=True, help_text="Models the member may use within the team; empty: the team's."
+    )
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["team", "user"], name="team_membership_unique")
+            UniqueConstraint(fields=["team", "user"], name="team_membership_unique")
         ]
 
     def __str__(self) -> str:

@@ -18,11 +18,11 @@ def organization_get_by_ref(ref: str) -> Organization | None:
 
 def team_get_by_ref(ref: str) -> Team | None:
     """A team by id or by alias (an alias must be unambiguous across organizations)."""
-    try:
-        return Team.objects.select_related("organization").get(pk=uuid.UUID(str(ref)))
-    except (ValueError, Team.DoesNotExist):
-        matches = list(Team.objects.select_related("organization").filter(alias=ref)[:2])
-        return matches[0] if len(matches) == 1 else None
+    team = team_get(team_id=ref)
+    if team is not None:
+        return team
+    matches = list(Team.objects.select_related("organization").filter(alias=ref)[:2])
+    return matches[0] if len(matches) == 1 else None
 
 
 # --- the management API -------------------------------------------------------------------
@@ -42,9 +42,16 @@ def organization_get(*, organization_id) -> Organization | None:
 
 
 def team_get(*, team_id) -> Team | None:
-    """A team by id (a malformed id matches nothing)."""
+    """A team by id, or by the team_id it was created with through LiteLLM's API (external_id)."""
+    teams = Team.objects.select_related("organization")
     pk = _uuid_or_none(team_id)
-    return Team.objects.select_related("organization").filter(pk=pk).first() if pk else None
+    if pk is not None:
+        team = teams.filter(pk=pk).first()
+        if team is not None:
+            return team
+    if not isinstance(team_id, str) or not team_id:
+        return None
+    return teams.filter(external_id=team_id).first()
 
 
 def user_get(*, user_id: str | None = None, user_email: str | None = None):

@@ -18,7 +18,7 @@ from apps.management.inputs import (
     limits_data,
     money_field,
 )
-from apps.management.pagination import PageQuery
+from apps.management.pagination import MAX_INT, PageQuery
 from apps.teams.models import OrganizationMembership, TeamMembership
 
 # --- members ------------------------------------------------------------------------------
@@ -66,10 +66,19 @@ LITELLM_MEMBER_FIELDS = frozenset({"user_id", "user_email", "role"})
 LITELLM_MEMBER_REF_FIELDS = frozenset({"user_id", "user_email"})
 
 
+def model_names_field(**kwargs) -> serializers.ListField:
+    return serializers.ListField(child=serializers.CharField(max_length=200), required=False, allow_null=True,
+                                 **kwargs)
+
+
 class TeamMemberInput(StrictNestedInput, UserRefInput):
     role = serializers.ChoiceField(choices=sorted(TEAM_ROLES), default="user")
+    models = model_names_field(
+        help_text="Models the member may use within the team (within the team's). Empty: the team's "
+        "default_models, else all the team's."
+    )
 
-    litellm_fields = LITELLM_MEMBER_FIELDS
+    litellm_fields = LITELLM_MEMBER_FIELDS | {"models"}
 
 
 class OrganizationMemberInput(StrictNestedInput, UserRefInput):
@@ -227,24 +236,95 @@ LITELLM_UPDATE_TEAM_FIELDS = frozenset(
         "team_member_tpm_limit", "team_member_key_duration", "allowed_passthrough_routes",
         "secret_manager_settings", "prompts", "model_rpm_limit", "model_tpm_limit",
         "allowed_vector_store_indexes", "enforced_batch_output_expires_after", "enforced_file_expires_after",
-        "router_settings", "access_group_ids",
+        "router_settings", "access_group_ids", "team_member_permissions",
     }
 )
 LITELLM_NEW_TEAM_FIELDS = LITELLM_UPDATE_TEAM_FIELDS | {
-    "admins", "members", "members_with_roles", "team_member_permissions", "rpm_limit_type", "tpm_limit_type",
+    "admins", "members", "members_with_roles", "rpm_limit_type", "tpm_limit_type",
 }
 
 
-class TeamNewInput(TeamMemberLimitsInput, PromptStorageInput, LagoIdsInput, LimitsInput):
+class TeamRoutingInput(serializers.Serializer):
+    """A team's per-model rate limits, model aliases, routing tags and its members' default models."""
+
+    model_rpm_limit = serializers.DictField(
+        child=serializers.IntegerField(min_value=0, max_value=MAX_INT), required=False, allow_null=True,
+        help_text='Requests per minute of the whole team, per model: {"gpt-4o": 60}.',
+    )
+    model_tpm_limit = serializers.DictField(
+        child=serializers.IntegerField(min_value=0, max_value=MAX_INT), required=False, allow_null=True,
+        help_text='Tokens per minute of the whole team, per model: {"gpt-4o": 100000}.',
+    )
+    model_aliases = serializers.DictField(
+        child=serializers.CharField(max_length=200), required=False, allow_null=True,
+        help_text='{"gpt-3.5-turbo": "gpt-3.5-turbo-eu"}: the team\'s requests for a name go to the model named '
+        "(which the key must be allowed).",
+    )
+    tags = serializers.ListField(
+        child=serializers.CharField(max_length=200), required=False, allow_null=True,
+        help_text="Routing tags added to every request of the team (tag-based routing).",
+    )
+    default_models = model_names_field(
+        help_text="Models a member added without its own models list may use (within the team's)."
+    )
+
+
+TEAM_ROUTING_DEFAULTS = {"model_rpm_limit": {}, "model_tpm_limit": {}, "model_aliases": {}, "tags": [],
+                         "default_models": []}
+# The request fields that bound what the team's keys may use: like LIMIT_FIELDS, an org admin's.
+TEAM_ROUTING_FIELDS = frozenset(TEAM_ROUTING_DEFAULTS)
+
+
+def team_routing_values(data: dict) -> dict:
+    """The model fields of the team's routing settings present in validated data (null: none)."""
+    return {name: default if data[name] is None else data[name]
+            for name, default in TEAM_ROUTING_DEFAULTS.items() if name in data}
+
+
+class LiteLLMMemberList(serializers.ListField):
+    """LiteLLM's `admins` / `members` on /team/new: user ids, or member objects."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, list):
+            data = [{"user_id": item} if isinstance(item, str) else item for item in data]
+        return super().to_internal_value(data)
+
+
+class TeamNewInput(TeamRoutingInput, TeamMemberLimitsInput, PromptStorageInput, LagoIdsInput, LimitsInput):
     team_alias = serializers.CharField(max_length=200, required=False, allow_null=True)
-    team_id = serializers.UUIDField(required=False, allow_null=True)
+    name = serializers.CharField(
+        max_length=200, required=False, allow_null=True,
+        help_text="The team's name when team_alias is not given (LiteLLM's public-teams page sends it).",
+    )
+    team_id = serializers.CharField(
+        max_length=200, required=False, allow_null=True,
+        help_text="The team's id: a UUID, or any other id of yours (LiteLLM's), by which the team is found "
+        "too; answers name the team by its UUID.",
+    )
     organization_id = serializers.CharField(required=False, allow_null=True)
     members_with_roles = serializers.ListField(child=TeamMemberInput(), required=False, allow_null=True)
+    admins = LiteLLMMemberList(child=TeamMemberInput(), required=False, allow_null=True,
+                               help_text="Members made team admins: user ids or {user_id | user_email}.")
+    members = LiteLLMMemberList(child=TeamMemberInput(), required=False, allow_null=True,
+                                help_text="Members made users of the team: user ids or {user_id | user_email}.")
 
     litellm_fields = LITELLM_NEW_TEAM_FIELDS
 
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        # admins and members are members_with_roles with the role given by the list.
+        members = list(attrs.get("members_with_roles") or [])
+        members += [{**m, "role": "admin"} for m in attrs.pop("admins", None) or []]
+        members += [{**m, "role": "user"} for m in attrs.pop("members", None) or []]
+        if members:
+            attrs["members_with_roles"] = members
+        if not attrs.get("team_alias") and attrs.get("name"):
+            attrs["team_alias"] = attrs["name"]
+        attrs.pop("name", None)
+        return attrs
 
-class TeamUpdateInput(TeamMemberLimitsInput, PromptStorageInput, LagoIdsInput, LimitsInput):
+
+class TeamUpdateInput(TeamRoutingInput, TeamMemberLimitsInput, PromptStorageInput, LagoIdsInput, LimitsInput):
     team_id = serializers.CharField()
     team_alias = serializers.CharField(max_length=200, required=False)
     organization_id = serializers.CharField(required=False)
@@ -272,11 +352,23 @@ class TeamListQuery(serializers.Serializer):
     organization_id = serializers.CharField(required=False)
 
 
+class TeamModelsInput(serializers.Serializer):
+    """LiteLLM's /team/model/add and /team/model/delete."""
+
+    team_id = serializers.CharField()
+    models = serializers.ListField(child=serializers.CharField(max_length=200), min_length=1)
+
+    litellm_fields = frozenset({"team_id", "models"})
+
+
 class TeamMemberAddInput(serializers.Serializer):
     team_id = serializers.CharField()
     member = OneOrMany(child=TeamMemberInput(), min_length=1)
+    max_budget_in_team = money_field(
+        help_text="USD each member added may spend through the team per member budget period (its own "
+        "team_member_budget)."
+    )
 
-    # max_budget_in_team: a budget per member is the team's team_member_budget here, the same for all.
     litellm_fields = frozenset({"team_id", "member", "max_budget_in_team"})
 
 
@@ -289,10 +381,47 @@ class TeamMemberDeleteInput(UserRefInput):
 class TeamMemberUpdateInput(UserRefInput):
     team_id = serializers.CharField()
     role = serializers.ChoiceField(choices=sorted(TEAM_ROLES), required=False, allow_null=True)
+    max_budget_in_team = money_field(
+        help_text="USD the member may spend through the team per member budget period. Null: the team's "
+        "team_member_budget."
+    )
+    rpm_limit = count_field(help_text="The member's requests per minute in the team. Null: the team's per member.")
+    tpm_limit = count_field(help_text="The member's tokens per minute in the team. Null: the team's per member.")
+    models = model_names_field(help_text="Models the member may use within the team. Empty: all the team's.")
 
     litellm_fields = LITELLM_MEMBER_REF_FIELDS | {
-        "team_id", "role", "max_budget_in_team", "rpm_limit", "tpm_limit",
+        "team_id", "role", "max_budget_in_team", "rpm_limit", "tpm_limit", "models",
     }
+
+
+# Request fields of /team/member_add and /team/member_update → TeamMembership's.
+MEMBER_LIMIT_FIELDS = {"max_budget_in_team": "max_budget", "rpm_limit": "rpm_limit", "tpm_limit": "tpm_limit",
+                       "models": "models"}
+
+
+def member_limit_values(data: dict) -> dict:
+    """The membership's own limits present in validated data (null models: none of its own)."""
+    values = {field: data[name] for name, field in MEMBER_LIMIT_FIELDS.items() if name in data}
+    if values.get("models", ()) is None:
+        values["models"] = []
+    return values
+
+
+class TeamCallbackInput(serializers.Serializer):
+    """LiteLLM's AddTeamCallback (validated, then refused: no per-team callbacks here)."""
+
+    callback_name = serializers.CharField(max_length=200)
+    callback_type = serializers.ChoiceField(choices=("success", "failure", "success_and_failure"),
+                                            required=False, allow_null=True)
+    callback_vars = serializers.DictField(child=serializers.CharField(), required=False, allow_null=True)
+
+    litellm_fields = frozenset({"callback_name", "callback_type", "callback_vars"})
+
+
+def team_callbacks_data(team) -> dict:
+    """LiteLLM's team callback settings: none here (requests go to the spend logs only)."""
+    return {"team_id": str(team.pk), "success_callbacks": [], "failure_callbacks": [], "callback_vars": {},
+            "store_prompts": team.store_prompts}
 
 
 def team_membership_data(membership) -> dict:
@@ -301,19 +430,27 @@ def team_membership_data(membership) -> dict:
         "user_email": membership.user.email or None,
         "team_id": str(membership.team_id),
         "role": TEAM_ROLE_NAMES.get(membership.role, membership.role),
-        "spend": membership.spend,  # within the team: what team_member_budget limits
+        "spend": membership.spend,  # within the team: what the member's budget limits
+        "max_budget_in_team": membership.max_budget,
+        "rpm_limit": membership.rpm_limit,
+        "tpm_limit": membership.tpm_limit,
+        "models": list(membership.models),
     }
 
 
 def team_member_update_data(membership, *, team) -> dict:
-    """LiteLLM's TeamMemberUpdateResponse, with the member's role. A member's budget in the team
-    (max_budget_in_team) is the team's team_member_budget here, the same for every member."""
+    """LiteLLM's TeamMemberUpdateResponse, with the member's role and limits. max_budget_in_team:
+    the member's own budget in the team, else the team's team_member_budget."""
+    max_budget = membership.max_budget if membership.max_budget is not None else team.team_member_budget
     return {
         "team_id": str(team.pk),
         "user_id": membership.user.username,
         "user_email": membership.user.email or None,
         "role": TEAM_ROLE_NAMES.get(membership.role, membership.role),
-        "max_budget_in_team": team.team_member_budget,
+        "max_budget_in_team": max_budget,
+        "rpm_limit": membership.rpm_limit,
+        "tpm_limit": membership.tpm_limit,
+        "models": list(membership.models),
     }
 
 
@@ -326,6 +463,7 @@ def team_data(team, *, memberships=None) -> dict:
         **lago_data(team),
         "store_prompts": team.store_prompts,
         **{name: getattr(team, name) for name in TEAM_MEMBER_LIMIT_FIELDS},
+        **{name: getattr(team, name) for name in TEAM_ROUTING_FIELDS},
     }
     data["team_member_budget_duration"] = team.team_member_budget_duration or None
     if memberships is not None:
@@ -337,6 +475,9 @@ def team_data(team, *, memberships=None) -> dict:
             }
             for m in memberships
         ]
+        # LiteLLM's older lists: the user ids of the team's admins and of its other members.
+        data["admins"] = [m.user.username for m in memberships if m.role == TeamMembership.Role.ADMIN]
+        data["members"] = [m.user.username for m in memberships if m.role != TeamMembership.Role.ADMIN]
     return data
 
 

@@ -42,10 +42,12 @@ def team_create(*, organization: Organization, alias: str, **fields) -> Team:
 
 @transaction.atomic
 def team_member_add(
-    *, team: Team, user: AbstractBaseUser, role: str = TeamMembership.Role.MEMBER
+    *, team: Team, user: AbstractBaseUser, role: str = TeamMembership.Role.MEMBER, **limits
 ) -> TeamMembership:
+    """Add a member (or change its role); `limits`: its own max_budget, rpm_limit, tpm_limit, models
+    in the team, set when given."""
     membership, _ = TeamMembership.objects.update_or_create(
-        team=team, user=user, defaults={"role": role}
+        team=team, user=user, defaults={"role": role, **limits}
     )
     return membership
 
@@ -157,6 +159,26 @@ def team_member_role_set(*, team: Team, user: AbstractBaseUser, role: str) -> Te
     membership.role = role
     membership.save(update_fields=["role"])
     return membership
+
+
+@transaction.atomic
+def team_member_limits_set(*, membership: TeamMembership, **limits) -> TeamMembership:
+    """Change a member's own limits in its team (max_budget, rpm_limit, tpm_limit, models)."""
+    _apply(membership, limits)
+    return membership
+
+
+@transaction.atomic
+def team_models_add(*, team: Team, models: list[str]) -> Team:
+    """Add models to the team's list (LiteLLM's /team/model/add); those it has stay once."""
+    return team_update(team=team, models=[*team.models, *(m for m in dict.fromkeys(models) if m not in team.models)])
+
+
+@transaction.atomic
+def team_models_remove(*, team: Team, models: list[str]) -> Team:
+    """Remove models from the team's list (LiteLLM's /team/model/delete). A list left empty would mean
+    every model: refused by the caller's check, not here."""
+    return team_update(team=team, models=[m for m in team.models if m not in models])
 
 
 @transaction.atomic
@@ -276,13 +298,19 @@ def user_get_or_create(*, user_id: str | None, user_email: str | None) -> tuple[
 
 
 @transaction.atomic
-def team_members_add(*, team: Team, members: list[dict]) -> list[tuple[AbstractBaseUser, TeamMembership]]:
-    """Add (or change the role of) members given as {user_id | user_email, role}; unknown users
-    are created."""
+def team_members_add(
+    *, team: Team, members: list[dict], max_budget=None
+) -> list[tuple[AbstractBaseUser, TeamMembership]]:
+    """Add (or change the role of) members given as {user_id | user_email, role, models?}; unknown
+    users are created. A member given no models gets the team's default_models; `max_budget`, when
+    given, is each one's own budget in the team."""
     added = []
     for member in members:
         user, _ = user_get_or_create(user_id=member.get("user_id"), user_email=member.get("user_email"))
-        added.append((user, team_member_add(team=team, user=user, role=member["role"])))
+        limits = {"models": member.get("models") or list(team.default_models)}
+        if max_budget is not None:
+            limits["max_budget"] = max_budget
+        added.append((user, team_member_add(team=team, user=user, role=member["role"], **limits)))
     return added
 
 

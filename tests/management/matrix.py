@@ -95,6 +95,19 @@ MATRIX: dict[str, tuple[str, str, str, str, str, str]] = {
     ),
     "POST /team/block": ("any team", "its orgs' teams", DENIED, DENIED, DENIED, DENIED),
     "POST /team/unblock": ("any team", "its orgs' teams", DENIED, DENIED, DENIED, DENIED),
+    "POST /team/model/add": ("any team", "its orgs' teams: models its org allows", DENIED, DENIED, DENIED, DENIED),
+    "POST /team/model/delete": ("any team", "its orgs' teams", DENIED, DENIED, DENIED, DENIED),
+    "GET /team/permissions_list": ("any team", "its orgs' teams", "its teams", "its teams", "its teams", DENIED),
+    "GET /team/{team_id}/callback": ("any team", "its orgs' teams", "its teams", "its teams", "its teams", DENIED),
+    "POST /team/{team_id}/callback": (
+        "any team (then 400: no callbacks)",
+        "its orgs' teams (then 400: no callbacks)",
+        "its teams (then 400: no callbacks)",
+        DENIED,
+        DENIED,
+        DENIED,
+    ),
+    "POST /team/{team_id}/disable_logging": ("any team", "its orgs' teams", DENIED, DENIED, DENIED, DENIED),
     "POST /user/new": ("any user", "into its orgs (not proxy_admin)", DENIED, DENIED, DENIED, DENIED),
     "POST /user/update": (
         "any user",
@@ -330,7 +343,7 @@ MATRIX: dict[str, tuple[str, str, str, str, str, str]] = {
 ALIASES = {f"/end_user/{action}": f"/customer/{action}"
            for action in ("new", "update", "delete", "info", "list", "block", "unblock")}
 ALIASES["/v1/model/info"] = "/model/info"
-ALIASES["/model/<str:model_id>/update"] = "/model/update"  # LiteLLM's PATCH form
+ALIASES["/model/{model_id}/update"] = "/model/update"  # LiteLLM's PATCH form
 
 
 def render_markdown() -> str:

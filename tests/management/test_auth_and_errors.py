@@ -1,9 +1,8 @@
 """Who the management API recognises (master key, virtual keys, staff sessions), its
 OpenAI-shaped errors, its OpenAPI schema, and its place beside the data plane."""
 
-from datetime import timedelta
-
 import re
+from datetime import timedelta
 
 import pytest
 from django.utils import timezone
@@ -125,8 +124,10 @@ def test_the_openapi_schema_documents_every_route(api, world):
     assert response.status_code == 200
     schema = response.json()
     assert schema["openapi"].startswith("3.")
-    # Django's <str:model_id> is OpenAPI's {model_id}.
-    assert set(schema["paths"]) == {re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", "/" + str(p.pattern)) for p in api_urlpatterns}
+    assert set(schema["paths"]) == {"/" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", str(p.pattern))
+                                    for p in api_urlpatterns}
+    callback = schema["paths"]["/team/{team_id}/callback"]["get"]
+    assert [(p["name"], p["in"]) for p in callback["parameters"]] == [("team_id", "path")]
     generate = schema["paths"]["/key/generate"]["post"]
     assert generate["operationId"] == "keyGenerate"
     body = generate["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]

@@ -29,7 +29,8 @@ def test_a_team_admin_changes_a_members_role(api, world):
                         key=world.credentials["team_admin"])
     assert response.status_code == 200, response.content
     assert response.json() == {"team_id": team_id, "user_id": "member", "user_email": "member@example.com",
-                               "role": "admin", "max_budget_in_team": None}
+                               "role": "admin", "max_budget_in_team": None, "rpm_limit": None, "tpm_limit": None,
+                               "models": []}
     assert _role(world, "member") == "admin"
     by_email = api.post("/team/member_update", {"team_id": team_id, "user_email": "viewer@example.com",
                                                 "role": "user", "max_budget_in_team": None})
@@ -38,9 +39,6 @@ def test_a_team_admin_changes_a_members_role(api, world):
 
 def test_member_update_refusals(api, world):
     team_id = str(world.research.pk)
-    # A budget per member is the team's team_member_budget here: not acted on per member.
-    assert_error(api.post("/team/member_update", {"team_id": team_id, "user_id": "member", "max_budget_in_team": 5}),
-                 400, param="max_budget_in_team", code="unsupported_field")
     assert_error(api.post("/team/member_update", {"team_id": team_id, "user_id": "accountant", "role": "user"}),
                  404, param="user_id")  # not a member
     assert_error(api.post("/team/member_update", {"team_id": team_id, "user_id": "nobody"}), 404, param="user_id")
@@ -209,3 +207,78 @@ def test_a_plain_key_and_the_teams_models_limit_what_is_listed(api, world, catal
     assert [g["model_group"] for g in plain] == ["gpt-b"]
     outsider = api.get("/model_group/info", key=world.credentials["outsider"]).json()["data"]
     assert {g["model_group"] for g in outsider} == {"gpt-a", "gpt-b"}  # sales has no model limit
+
+
+# --- a member's own limits in a team (max_budget_in_team, rpm/tpm, models) ------------------------
+
+
+def _bounded_research(world):
+    world.acme.models = ["gpt-a", "gpt-b", "gpt-c"]
+    world.acme.save()
+    world.research.models, world.research.team_member_budget, world.research.rpm_limit = ["gpt-a", "gpt-b"], 10, 100
+    world.research.save()
+    return str(world.research.pk)
+
+
+@pytest.mark.parametrize("body, param", [
+    ({"max_budget_in_team": 11}, "max_budget_in_team"),  # above team_member_budget
+    ({"rpm_limit": 101}, "rpm_limit"),  # above the team's own rpm_limit
+    ({"models": ["gpt-c"]}, "models"),  # its organization's, not the team's
+])
+def test_a_team_admin_gives_members_no_more_than_the_team_holds(api, world, body, param):
+    team_id = _bounded_research(world)
+    for user_id in ("member", "teamadmin"):  # nor itself
+        assert_error(api.post("/team/member_update", {"team_id": team_id, "user_id": user_id, **body},
+                              key=world.credentials["team_admin"]), 403, param=param)
+    membership = TeamMembership.objects.get(team=world.research, user__username="member")
+    assert (membership.max_budget, membership.rpm_limit, membership.models) == (None, None, [])
+
+
+def test_a_team_admin_sets_member_limits_within_the_team(api, world):
+    team_id = _bounded_research(world)
+    response = api.post("/team/member_update", {"team_id": team_id, "user_id": "member", "max_budget_in_team": 4,
+                                                "rpm_limit": 50, "models": ["gpt-a"]},
+                        key=world.credentials["team_admin"])
+    assert response.status_code == 200, response.content
+    assert (response.json()["max_budget_in_team"], response.json()["models"]) == (4.0, ["gpt-a"])
+    added = api.post("/team/member_add", {"team_id": team_id, "max_budget_in_team": 20,
+                                          "member": {"user_id": "newbie", "role": "user"}},
+                     key=world.credentials["team_admin"])
+    assert_error(added, 403, param="max_budget_in_team")
+    added = api.post("/team/member_add", {"team_id": team_id,
+                                          "member": {"user_id": "newbie", "role": "user", "models": ["gpt-z"]}},
+                     key=world.credentials["team_admin"])
+    assert_error(added, 403, param="member[0].models")
+    # The proxy admin is bound by nothing.
+    assert api.post("/team/member_update", {"team_id": team_id, "user_id": "member",
+                                            "max_budget_in_team": 1000}).status_code == 200
+
+
+def test_team_models_are_an_org_admins_within_what_the_organization_allows(api, world):
+    team_id = _bounded_research(world)
+    assert_error(api.post("/team/model/add", {"team_id": team_id, "models": ["gpt-c"]},
+                          key=world.credentials["team_admin"]), 403, param="models")
+    assert_error(api.post("/team/model/add", {"team_id": team_id, "models": ["gpt-z"]},
+                          key=world.credentials["org_admin"]), 403, param="models")
+    added = api.post("/team/model/add", {"team_id": team_id, "models": ["gpt-c"]}, key=world.credentials["org_admin"])
+    assert added.status_code == 200 and added.json()["models"] == ["gpt-a", "gpt-b", "gpt-c"]
+    assert_error(api.post("/team/update", {"team_id": team_id, "models": ["gpt-z"]},
+                          key=world.credentials["org_admin"]), 403, param="models")
+    assert_error(api.post("/team/update", {"team_id": team_id, "model_rpm_limit": {"gpt-a": 1}},
+                          key=world.credentials["team_admin"]), 403, param="model_rpm_limit")
+    deleted = api.post("/team/model/delete", {"team_id": team_id, "models": ["gpt-a"]})
+    assert deleted.json()["models"] == ["gpt-b", "gpt-c"]
+    assert_error(api.post("/team/model/delete", {"team_id": team_id, "models": ["gpt-b", "gpt-c"]}), 400,
+                 param="models")
+
+
+def test_a_team_found_by_the_team_id_it_was_created_with(api, world):
+    created = api.post("/team/new", {"team_id": "my-prod-team", "organization_id": str(world.acme.pk),
+                                     "admins": ["member"], "members": [{"user_id": "viewer"}]})
+    assert created.status_code == 200, created.content
+    body = created.json()
+    assert (body["admins"], body["members"]) == (["member"], ["viewer"])
+    for path in ("/team/info", "/team/permissions_list"):
+        assert api.get(path, {"team_id": "my-prod-team"}).json()["team_id"] == body["team_id"]
+    assert_error(api.post("/team/new", {"team_id": "my-prod-team", "organization_id": str(world.acme.pk)}),
+                 400, param="team_id")

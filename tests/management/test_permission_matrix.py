@@ -1,6 +1,7 @@
 """Every cell of the permission matrix (tests/management/matrix.py, docs/permissions.md), then
 the edges of each role's scope: what lies just outside it is 403, lists show only what is in it."""
 
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -50,6 +51,12 @@ REQUESTS = {
     "POST /team/member_update": lambda w, r: {"team_id": str(w.research.pk), "user_id": "member", "role": "admin"},
     "POST /team/block": lambda w, r: {"team_id": str(w.research.pk)},
     "POST /team/unblock": lambda w, r: {"team_id": str(w.research.pk)},
+    "POST /team/model/add": lambda w, r: {"team_id": str(w.research.pk), "models": ["gpt-api"]},
+    "POST /team/model/delete": lambda w, r: {"team_id": str(w.research.pk), "models": ["gpt-api"]},
+    "GET /team/permissions_list": lambda w, r: {"team_id": str(w.research.pk)},
+    "GET /team/{team_id}/callback": lambda w, r: None,
+    "POST /team/{team_id}/callback": lambda w, r: {"callback_name": "langfuse", "callback_type": "success"},
+    "POST /team/{team_id}/disable_logging": lambda w, r: None,
     "POST /user/new": lambda w, r: {"user_id": "newbie", "organizations": [str(w.acme.pk)]},
     "POST /user/update": lambda w, r: {"user_id": "member", "user_alias": "M"},
     "POST /user/bulk_update": lambda w, r: {
@@ -131,6 +138,10 @@ REQUESTS = {
     "POST /spend/calculate": lambda w, r: {"model": "gpt-api", "messages": [{"role": "user", "content": "hi"}]},
 }
 
+# Routes whose allowed callers get another answer than 200: the per-team callbacks LiteLLM has and
+# this gateway does not (a 400 naming callback_name, after the rights check).
+ALLOWED_STATUS = {"POST /team/{team_id}/callback": 400}
+
 CELLS = [(endpoint, role, cell) for endpoint, cells in MATRIX.items() for role, cell in zip(ROLES, cells)]
 
 
@@ -156,15 +167,18 @@ def customers(world):
 @pytest.mark.parametrize("endpoint, role, cell", CELLS, ids=[f"{e.split()[1]}-{r}" for e, r, _ in CELLS])
 def test_permission_cell(api, world, api_model, customers, endpoint, role, cell):
     method, path = endpoint.split()
+    path = path.replace("{team_id}", str(world.research.pk))
     response = api(method, path, REQUESTS[endpoint](world, role), key=world.credentials[role])
     if cell == DENIED:
         assert_error(response, 403, code="permission_denied")
     else:
-        assert response.status_code == 200, response.content
+        assert response.status_code == ALLOWED_STATUS.get(endpoint, 200), response.content
 
 
 def test_the_matrix_covers_every_route_and_every_role():
-    views = {"/" + str(p.pattern): p.callback.view_class for p in api_urlpatterns}
+    # A path variable (<str:team_id>) is written {team_id} in the matrix.
+    views = {"/" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", str(p.pattern)): p.callback.view_class
+             for p in api_urlpatterns}
     for alias, target in ALIASES.items():
         assert views.pop(alias) is views[target], alias
     assert set(views) == {endpoint.split()[1] for endpoint in MATRIX}

@@ -8,7 +8,10 @@ call:
   holds a right the caller lacks, and stays inside the caller's team or organization;
 - a membership or role the caller gave never adds to its user a right the caller lacks;
 - a principal of one organization never reads another organization's rows in an answer, nor
-  changes them.
+  changes them;
+- what a caller other than the proxy admin gives a team member to use within the team (its own
+  budget, rate limits, models) stays within what the team holds, and the models it adds to a
+  team within what the team's organization allows.
 
 A principal's rights are measured, not computed: what it sees in every list and which of a
 fixed set of writes succeed for it (each tried in a savepoint that is rolled back). So the
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 
 import pytest
 from django.db import transaction
@@ -73,11 +77,14 @@ def _world():
     from apps.teams.services import organization_create, organization_member_add, team_create, team_member_add
 
     User = get_user_model()
-    acme, globex = organization_create(name="Acme"), organization_create(name="Globex")
+    acme = organization_create(name="Acme", models=["gpt-a", "gpt-b", "gpt-c"])
+    globex = organization_create(name="Globex")
     # Budgets an organization may be linked to (budget_id): the proxy admin's, and Acme's own.
     budget_create(organization=None, budget_id="tier", max_budget=1000000)
     budget_create(organization=acme, budget_id="acme-tier", max_budget=1000000)
-    research = team_create(organization=acme, alias="research")
+    # Bounds for what its admins may hand its members (member budgets, rates and models).
+    research = team_create(organization=acme, alias="research", models=["gpt-a", "gpt-b"], max_budget=50,
+                           team_member_budget=10, rpm_limit=100)
     team_create(organization=acme, alias="ops")
     sales = team_create(organization=globex, alias="sales")
     users = {name: User.objects.create_user(name) for name in (
@@ -145,6 +152,8 @@ def rights_of(client: Client, raw_key: str) -> frozenset:
         probes += [
             ("team-rename", team, "/team/update", {"team_id": team, "metadata": {"probe": 1}}),
             ("team-limits", team, "/team/update", {"team_id": team, "max_budget": 1}),
+            ("team-models", team, "/team/model/add", {"team_id": team, "models": ["gpt-a"]}),
+            ("team-rates", team, "/team/update", {"team_id": team, "model_rpm_limit": {"gpt-a": 1}}),
             ("team-members", team, "/team/member_add", {"team_id": team,
                                                         "member": [{"user_id": "probe-new", "role": "admin"}]}),
             ("team-key", team, "/key/generate", {"team_id": team}),
@@ -499,6 +508,79 @@ class ManagementCalls(RuleBasedStateMachine):
             body["max_budget"] = data.draw(st.sampled_from([None, 1, 1000]), label="max_budget")
         self._granting(caller, [username], lambda: self._call(caller, "/user/update", body))
 
+    def _assert_member_limits_within_team(self, caller: str, team_id: str, username: str, given: dict) -> None:
+        """The limits a caller other than the proxy admin gave a member are within the team's."""
+        from apps.keys.context import MASTER_KEY_CONTEXT
+        from apps.teams.models import TeamMembership
+
+        if caller == "proxy" or _is_proxy_admin_key(self.principals[caller]):
+            return
+        membership = TeamMembership.objects.select_related("team__organization").get(
+            team_id=team_id, user__username=username)
+        team = membership.team
+        for field, bounds in (("max_budget", (team.team_member_budget, team.max_budget)),
+                              ("rpm_limit", (team.team_member_rpm_limit, team.rpm_limit)),
+                              ("tpm_limit", (team.team_member_tpm_limit, team.tpm_limit))):
+            value = getattr(membership, field)
+            if field in given and value is not None:
+                ceiling = min((b for b in bounds if b is not None), default=None)
+                assert ceiling is None or value <= ceiling, f"{caller} gave {username} {field}={value} > {ceiling}"
+        allowed = team.models or team.organization.models
+        if allowed and "models" in given:
+            level = replace(MASTER_KEY_CONTEXT, is_master=False, allowed_models=(frozenset(allowed),))
+            assert all(level.may_use_model(m) for m in membership.models), (
+                f"{caller} gave {username} models {membership.models} beyond the team's {allowed}")
+
+    @rule(data=st.data())
+    def set_member_limits(self, data):
+        from apps.teams.models import TeamMembership
+
+        caller = self.principal(data)
+        team_id = self.one_of(data, _teams_with_member_bounds_first(), "team")
+        # One of the team's members (anyone else is a 404).
+        members = sorted(TeamMembership.objects.filter(team_id=team_id).values_list("user__username", flat=True))
+        username = self.one_of(data, members or ["nobody"], "member")
+        body = {"team_id": team_id, "user_id": username}
+        given = {}
+        # Values beyond research's bounds first: hypothesis tries the first ones most.
+        for name, field, values in (("max_budget_in_team", "max_budget", [1000, 1]),
+                                    ("rpm_limit", "rpm_limit", [100_000, 5]),
+                                    ("models", "models", [["gpt-c"], ["gpt-z"], ["gpt-a"]])):
+            if data.draw(st.booleans(), label=f"set {name}"):
+                body[name] = given[field] = self.one_of(data, values, name)
+        response = self._granting(caller, [username], lambda: self._call(caller, "/team/member_update", body))
+        if response.status_code == 200:
+            self._assert_member_limits_within_team(caller, team_id, username, given)
+
+    @rule(data=st.data())
+    def add_member_with_limits(self, data):
+        caller = self.principal(data)
+        team_id = self.one_of(data, _teams_with_member_bounds_first(), "team")
+        username = self.one_of(data, ["newcomer", *_ids()[2]], "user")
+        member = {"user_id": username, "role": self.one_of(data, ROLES_TEAM, "role")}
+        body = {"team_id": team_id, "member": [member]}
+        given = {}
+        if data.draw(st.booleans(), label="member models"):
+            member["models"] = given["models"] = self.one_of(data, [["gpt-c"], ["gpt-z"], ["gpt-a"]], "models")
+        if data.draw(st.booleans(), label="budget in team"):
+            body["max_budget_in_team"] = given["max_budget"] = self.one_of(data, [1000, 1], "budget")
+        response = self._granting(caller, [username], lambda: self._call(caller, "/team/member_add", body))
+        if response.status_code == 200:
+            self._assert_member_limits_within_team(caller, team_id, username, given)
+
+    @rule(data=st.data())
+    def add_team_models(self, data):
+        from apps.teams.models import Team
+
+        caller = self.principal(data)
+        team_id = self.one_of(data, _teams_with_member_bounds_first(), "team")
+        models = self.one_of(data, [["gpt-z"], ["gpt-c"], ["gpt-a"]], "models")
+        response = self._call(caller, "/team/model/add", {"team_id": team_id, "models": models})
+        if response.status_code == 200 and caller != "proxy" and not _is_proxy_admin_key(self.principals[caller]):
+            team = Team.objects.select_related("organization").get(pk=team_id)
+            allowed = team.organization.models
+            assert not allowed or set(models) <= set(allowed), f"{caller} gave team {team.alias} {models}"
+
     @invariant()
     def keys_without_a_user_only_read_themselves(self):
         from apps.keys.models import VirtualKey
@@ -507,6 +589,21 @@ class ManagementCalls(RuleBasedStateMachine):
         for raw in self.principals.values():
             if _hash(raw) in ownerless:
                 assert self.client.call("GET", "/key/list", {}, raw).status_code == 403
+
+
+def _teams_with_member_bounds_first() -> list[str]:
+    """The teams, research (whose limits bound what its members may be given) first."""
+    from apps.teams.models import Team
+
+    return sorted(_ids()[0], key=lambda pk: not Team.objects.filter(pk=pk, alias="research").exists())
+
+
+def _is_proxy_admin_key(raw: str) -> bool:
+    from apps.keys.master import key_grants_proxy_admin
+    from apps.keys.models import VirtualKey
+
+    key = VirtualKey.objects.select_related("user").filter(token_hash=_hash(raw)).first()
+    return key is not None and key_grants_proxy_admin(key)
 
 
 def _hash(raw: str) -> str:

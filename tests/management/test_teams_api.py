@@ -52,9 +52,10 @@ def test_team_new_with_limits_and_members(api, world):
     )
     assert response.status_code == 200, response.content
     body = response.json()
-    assert set(body) == ({"team_id", "team_alias", "organization_id", "members_with_roles", "store_prompts",
-                          "team_member_budget", "team_member_budget_duration", "team_member_rpm_limit",
-                          "team_member_tpm_limit"} | LIMIT_FIELDS | LAGO_FIELDS)
+    assert set(body) == ({"team_id", "team_alias", "organization_id", "members_with_roles", "admins", "members",
+                          "store_prompts", "team_member_budget", "team_member_budget_duration",
+                          "team_member_rpm_limit", "team_member_tpm_limit", "model_rpm_limit", "model_tpm_limit",
+                          "model_aliases", "tags", "default_models"} | LIMIT_FIELDS | LAGO_FIELDS)
     assert (body["team_id"], body["team_alias"], body["organization_id"]) == (
         team_id,
         "platform",
@@ -88,7 +89,9 @@ def test_an_org_admin_creates_teams_in_its_organization_without_naming_it(api, w
             "members_with_roles[0].role",
             400,
         ),
-        ({"organization_id": "ACME", "team_id": "not-a-uuid"}, "team_id", 400),
+        ({"organization_id": "ACME", "team_id": "x" * 201}, "team_id", 400),
+        ({"organization_id": "ACME", "models": ["a"], "default_models": ["b"]}, "default_models", 400),
+        ({"organization_id": "ACME", "model_rpm_limit": {"gpt": -1}}, "model_rpm_limit.gpt", 400),
         ({"organization_id": "ACME", "team_member_budget": -5}, "team_member_budget", 400),
         ({"organization_id": "ACME", "team_member_budget_duration": "weekly"}, "team_member_budget_duration", 400),
     ],
@@ -170,7 +173,7 @@ def test_team_member_add_one_or_many_and_delete(api, world):
     body = response.json()
     assert body["updated_team_memberships"] == [
         {"user_id": "accountant", "user_email": "accountant@example.com", "team_id": team_id, "role": "admin",
-         "spend": 0}
+         "spend": 0, "max_budget_in_team": None, "rpm_limit": None, "tpm_limit": None, "models": []}
     ]
     assert body["updated_users"][0]["user_id"] == "accountant"
     response = api.post(

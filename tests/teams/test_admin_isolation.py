@@ -117,3 +117,24 @@ def test_reset_spend(tenants):
     )
     key.refresh_from_db()
     assert key.spend == 0
+
+
+def test_a_members_own_limits_in_the_admin_stay_within_the_teams(tenants, django_user_model):
+    from apps.teams.models import TeamMembership
+
+    team = tenants["acme"]["team"]
+    team.team_member_budget, team.models = Decimal(10), ["gpt-a"]
+    team.save()
+    user = django_user_model.objects.create_user("acme-dev")
+    organization_member_add(organization=tenants["acme"]["organization"], user=user)
+    client = client_for(tenants["acme"]["staff"])
+    form = {"team": team.pk, "user": user.pk, "role": "member", "max_budget": "1000", "models": '["gpt-a"]'}
+
+    page = client.post("/admin/teams/teammembership/add/", form).content.decode()
+    assert "may not exceed the team" in page
+    page = client.post("/admin/teams/teammembership/add/", {**form, "max_budget": "5", "models": '["gpt-z"]'})
+    assert "The team does not allow gpt-z" in page.content.decode()
+    assert not TeamMembership.objects.filter(user=user).exists()
+    response = client.post("/admin/teams/teammembership/add/", {**form, "max_budget": "5"})
+    assert response.status_code == 302
+    assert TeamMembership.objects.get(user=user).max_budget == 5
