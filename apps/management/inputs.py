@@ -3,7 +3,7 @@ key): limits, prompt storage and Lago ids, with their validation and their answe
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
@@ -37,8 +37,22 @@ def duration_validator(value: str) -> None:
             raise serializers.ValidationError(exc.messages) from None
 
 
+MONEY_UNIT = Decimal("0.000001")  # USD: the database keeps 6 decimal places
+
+
+class MoneyField(serializers.DecimalField):
+    """USD as the database keeps it: more than 6 decimal places are rounded (LiteLLM takes floats
+    such as 1e-07), and a positive amount below a millionth becomes a millionth, never 0."""
+
+    def validate_precision(self, value):
+        if value.is_finite():
+            rounded = value.quantize(MONEY_UNIT, rounding=ROUND_HALF_UP)
+            value = MONEY_UNIT if rounded == 0 and value > 0 else rounded
+        return super().validate_precision(value)
+
+
 def money_field(**kwargs) -> serializers.DecimalField:
-    return serializers.DecimalField(
+    return MoneyField(
         max_digits=18,
         decimal_places=6,
         min_value=0,
