@@ -76,7 +76,8 @@ class VirtualKey(LimitsMixin):
         """max_budget, with the temporary increase while it lasts (None: no budget)."""
         if self.max_budget is None:
             return None
-        if self.temp_budget_increase and self.temp_budget_expiry and self.temp_budget_expiry > (now or timezone.now()):
+        expiry = self.temp_budget_expiry
+        if self.temp_budget_increase and expiry is not None and expiry > (now or timezone.now()):
             return self.max_budget + self.temp_budget_increase
         return self.max_budget
 

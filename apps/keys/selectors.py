@@ -118,7 +118,9 @@ def _as_dict(scope: LimitScope) -> dict:
 def key_context_get(token_hash: str) -> KeyContext | None:
     """The whole authorization context of a key in one query (the data plane's cache miss)."""
     key = (
-        VirtualKey.objects.select_related("team", "organization", "team__organization", "user__gateway_limits", "budget")
+        VirtualKey.objects.select_related(
+            "team", "organization", "team__organization", "user__gateway_limits", "budget"
+        )
         .filter(token_hash=token_hash)
         .first()
     )

@@ -35,7 +35,7 @@ class ModelBudgetField(serializers.Field):
     """One model's budget in model_max_budget: USD, or LiteLLM's {"budget_limit": 0.5,
     "time_period": "1d"} (a period of its own; without one, the key's budget_duration)."""
 
-    default_error_messages = {"invalid": 'Give USD, or {"budget_limit": USD, "time_period": "1d"}.'}
+    default_error_messages = {"invalid": 'Give USD, or {{"budget_limit": USD, "time_period": "1d"}}.'}
 
     def to_internal_value(self, data):
         if isinstance(data, dict):
@@ -71,7 +71,9 @@ class KeyPermissionsInput(StrictNestedInput):
         help_text="Kept for LiteLLM's clients: every key here reads the spend routes within its own scope.",
     )
 
-    litellm_fields = frozenset({"hide_secrets", "get_spend_routes", "enable_llm_guard_check", "allow_pii_controls"})
+    litellm_fields = frozenset(
+        {"hide_secrets", "get_spend_routes", "enable_llm_guard_check", "allow_pii_controls"}
+    )
 
     def validate_hide_secrets(self, value):
         if value:
@@ -137,7 +139,8 @@ class KeyFieldsInput(PromptStorageInput, LimitsInput):
     )
     aliases = serializers.DictField(
         child=serializers.CharField(max_length=200), required=False, allow_null=True,
-        help_text='Model aliases of the key: {"gpt-3.5-turbo": "my-free-tier"} (the target\'s access applies).',
+        help_text='Model aliases of the key: {"gpt-3.5-turbo": "my-free-tier"} (the target\'s access '
+        "applies).",
     )
     tags = serializers.ListField(
         child=serializers.CharField(max_length=200), required=False, allow_null=True, max_length=50,
@@ -150,7 +153,8 @@ class KeyFieldsInput(PromptStorageInput, LimitsInput):
     )
     budget_id = serializers.CharField(
         max_length=200, required=False, allow_null=True, allow_blank=True,
-        help_text="A budget (/budget/new) of the key's organization whose limits hold where the key sets none.",
+        help_text="A budget (/budget/new) of the key's organization, whose limits hold where the key "
+        "sets none.",
     )
 
 

@@ -225,8 +225,10 @@ async def proxy_request(
         account.end_user = request_end_user(body, request.META)
         upstream_body, tags, client_fallbacks = routing_fields_pop(body)
         if tags or "metadata" in upstream_body or context.spend_tags or context.spend_logs_metadata:
-            account.metadata = spend_metadata(upstream_body.get("metadata"), tags, key_tags=context.spend_tags,
-                                              key_spend_logs_metadata=context.spend_logs_metadata)
+            account.metadata = spend_metadata(
+                upstream_body.get("metadata"), tags,
+                key_tags=context.spend_tags, key_spend_logs_metadata=context.spend_logs_metadata,
+            )
         routing_policy = await routing_policy_cache.get()
         try:
             group = await model_group_resolve(model, context, routing_policy, tags=tags)
