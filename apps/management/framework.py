@@ -380,14 +380,18 @@ class ManagementJSONParser(BaseParser):
 
 class ManagementSchema(AutoSchema):
     """Documents each view's `input_serializer` (a POST body) or `query_serializer` (a GET
-    query). The routes have no path variables; operation ids come from the path."""
+    query). A path variable (LiteLLM's /key/{key}/regenerate) is a string; operation ids come
+    from the path."""
 
     def get_operation_id(self, path: str, method: str) -> str:
         words = [w for w in re.split(r"[/_]", path) if w and not w.endswith(".json")]
         return words[0] + "".join(w.capitalize() for w in words[1:]) if words else method.lower()
 
     def get_path_parameters(self, path, method):
-        return []
+        return [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in re.findall(r"{(\w+)}", path)
+        ]
 
     def get_filter_parameters(self, path, method):
         serializer_class = getattr(self.view, "query_serializer", None)

@@ -3,7 +3,7 @@ key): limits, prompt storage and Lago ids, with their validation and their answe
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
@@ -45,8 +45,11 @@ class MoneyField(serializers.DecimalField):
     such as 1e-07), and a positive amount below a millionth becomes a millionth, never 0."""
 
     def validate_precision(self, value):
-        if value.is_finite():
-            rounded = value.quantize(MONEY_UNIT, rounding=ROUND_HALF_UP)
+        if value.is_finite() and value.as_tuple().exponent < MONEY_UNIT.as_tuple().exponent:
+            try:
+                rounded = value.quantize(MONEY_UNIT, rounding=ROUND_HALF_UP)
+            except InvalidOperation:  # too many digits to round: refused as too large below
+                return super().validate_precision(value)
             value = MONEY_UNIT if rounded == 0 and value > 0 else rounded
         return super().validate_precision(value)
 
