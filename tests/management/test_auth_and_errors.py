@@ -1,6 +1,7 @@
 """Who the management API recognises (master key, virtual keys, staff sessions), its
 OpenAI-shaped errors, its OpenAPI schema, and its place beside the data plane."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -123,7 +124,11 @@ def test_the_openapi_schema_documents_every_route(api, world):
     assert response.status_code == 200
     schema = response.json()
     assert schema["openapi"].startswith("3.")
-    assert set(schema["paths"]) == {"/" + str(p.pattern) for p in api_urlpatterns}
+    # Path variables as OpenAPI writes them: /key/<str:key>/regenerate is /key/{key}/regenerate.
+    routes = {re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", "/" + str(p.pattern)) for p in api_urlpatterns}
+    assert set(schema["paths"]) == routes
+    regenerate = schema["paths"]["/key/{key}/regenerate"]["post"]["parameters"]
+    assert [(p["name"], p["in"], p["required"]) for p in regenerate] == [("key", "path", True)]
     generate = schema["paths"]["/key/generate"]["post"]
     assert generate["operationId"] == "keyGenerate"
     body = generate["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
