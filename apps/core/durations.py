@@ -1,4 +1,7 @@
-"""LiteLLM-style durations ("30s", "30m", "30h", "30d", "1mo") and the budget periods they make.
+"""LiteLLM-style durations ("30s", "30m", "30h", "30d", "2w", "1mo") and the budget periods they make.
+
+As in LiteLLM, the unit is read from its first letters: "30min" and "30mins" are 30 minutes,
+"2weeks" two weeks, "1month" a month.
 
 A budget period is derived, not stored: periods follow each other from an anchor
 (when the budget started), so every replica computes the same current period
@@ -10,8 +13,8 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
-_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|mo)\s*$")
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"^\s*(\d+)\s*(mo|[smhdw])[a-z]*\s*$")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 class DurationError(ValueError):
@@ -21,7 +24,7 @@ class DurationError(ValueError):
 def parse_duration(text: str) -> tuple[int, str]:
     match = _DURATION.match(text or "")
     if not match or int(match.group(1)) == 0:
-        raise DurationError(f"{text!r} is not a duration: use e.g. 30s, 30m, 30h, 30d or 1mo")
+        raise DurationError(f"{text!r} is not a duration: use e.g. 30s, 30m, 30h, 30d, 2w or 1mo")
     return int(match.group(1)), match.group(2)
 
 

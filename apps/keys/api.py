@@ -11,6 +11,7 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 
 from apps.core.errors import GatewayError
+from apps.customers import selectors as customer_selectors
 from apps.keys import selectors, services
 from apps.keys import serializers as s
 from apps.keys.models import VirtualKey
@@ -18,6 +19,7 @@ from apps.management.framework import ManagementAPIView, NotFoundError, model_er
 from apps.management.lookups import organization_or_404, team_or_404, user_or_404
 from apps.management.pagination import page_of
 from apps.management.permissions import (
+    key_budget_check,
     key_check,
     key_default_owner,
     key_default_placement,
@@ -58,42 +60,72 @@ def _owner_for(actor, user_id: str):
     return user_or_404(user_id=user_id)
 
 
+def _budget_for(actor, budget_id: str | None, *, organization_id):
+    """The budget (LiteLLM's budget_id) of the key's organization a key is held to; None clears it."""
+    if not budget_id:
+        return None
+    key_budget_check(actor, organization_id)
+    budget = customer_selectors.budget_get(organization_id=organization_id, budget_id=budget_id)
+    if budget is None:
+        raise NotFoundError(f"No budget {budget_id!r} in the key's organization.", param="budget_id")
+    return budget
+
+
+def _key_generate(actor, data: dict, *, service_account: bool = False):
+    """A new key as the validated body asks; a service account's belongs to its team, no user."""
+    require_user(actor)
+    team_id, organization_id = data.get("team_id"), data.get("organization_id")
+    placement_named = bool(team_id or organization_id)
+    if not placement_named:
+        team_id, organization_id = key_default_placement(actor)
+    team = team_or_404(team_id) if team_id else None
+    organization = organization_or_404(organization_id) if organization_id else None
+    if service_account:
+        user = None
+    elif data.get("user_id"):
+        user = _owner_for(actor, data["user_id"])
+    else:
+        user = key_default_owner(actor, team=team, organization=organization, placement_named=placement_named)
+    key_placement_check(actor, user=user, team=team, organization=organization)
+    values = s.key_values(data)
+    if data.get("budget_id"):
+        key_organization_id = team.organization_id if team is not None else getattr(organization, "pk", None)
+        values["budget"] = _budget_for(actor, data["budget_id"], organization_id=key_organization_id)
+    with model_errors_as_fields(KEY_FIELDS):
+        return services.virtual_key_create(
+            alias=data.get("key_alias") or "",
+            team=team,
+            organization=organization,
+            user=user,
+            expires_at=services.virtual_key_expiry(data.get("duration")),
+            issued_by_proxy_admin=actor.is_proxy_admin,
+            **values,
+        )
+
+
 class KeyGenerateApi(ManagementAPIView):
     """A new key. The answer's `key` is the only time the key is shown; `token` is its sha256."""
 
     input_serializer = s.KeyGenerateInput
 
     def post(self, request):
-        data = self.validated(request)
-        actor = request_actor(request)
-        require_user(actor)
-        team_id, organization_id = data.get("team_id"), data.get("organization_id")
-        placement_named = bool(team_id or organization_id)
-        if not placement_named:
-            team_id, organization_id = key_default_placement(actor)
-        team = team_or_404(team_id) if team_id else None
-        organization = organization_or_404(organization_id) if organization_id else None
-        if data.get("user_id"):
-            user = _owner_for(actor, data["user_id"])
-        else:
-            user = key_default_owner(actor, team=team, organization=organization, placement_named=placement_named)
-        key_placement_check(actor, user=user, team=team, organization=organization)
-        with model_errors_as_fields(KEY_FIELDS):
-            key, raw_key = services.virtual_key_create(
-                alias=data.get("key_alias") or "",
-                team=team,
-                organization=organization,
-                user=user,
-                expires_at=services.virtual_key_expiry(data.get("duration")),
-                issued_by_proxy_admin=actor.is_proxy_admin,
-                **s.key_values(data),
-            )
+        key, raw_key = _key_generate(request_actor(request), self.validated(request))
         return Response(s.key_data(key, raw_key=raw_key))
 
 
-def _key_update(actor, data: dict) -> VirtualKey:
-    """One /key/update body (validated): checked by the one rule, then written."""
-    key = key_or_404(data.pop("key"))
+class KeyServiceAccountGenerateApi(ManagementAPIView):
+    """A team's key that belongs to no user (LiteLLM's service account): made by whoever may make
+    the team's keys for others (its admins)."""
+
+    input_serializer = s.KeyServiceAccountGenerateInput
+
+    def post(self, request):
+        key, raw_key = _key_generate(request_actor(request), self.validated(request), service_account=True)
+        return Response(s.key_data(key, raw_key=raw_key))
+
+
+def _key_changes(actor, key: VirtualKey, data: dict) -> dict:
+    """The model changes one /key/update (or regenerate) body asks for, checked by the one rule."""
     key_update_check(actor, key, data)
     changes = s.key_values(data)
     if "key_alias" in data:
@@ -102,6 +134,22 @@ def _key_update(actor, data: dict) -> VirtualKey:
         changes["expires_at"] = services.virtual_key_expiry(data["duration"])
     if {"user_id", "team_id", "organization_id"} & set(data):
         changes.update(_placement(actor, key, data))
+    team = changes.get("team", key.team)
+    organization = changes.get("organization", key.organization)
+    organization_id = team.organization_id if team is not None else getattr(organization, "pk", None)
+    if "budget_id" in data:
+        changes["budget"] = _budget_for(actor, data["budget_id"], organization_id=organization_id)
+    elif key.budget is not None and key.budget.organization_id != organization_id:
+        raise exceptions.ValidationError(
+            {"budget_id": ["The key's budget belongs to its old organization: give budget_id (or null)."]}
+        )
+    return changes
+
+
+def _key_update(actor, data: dict) -> VirtualKey:
+    """One /key/update body (validated): checked by the one rule, then written."""
+    key = key_or_404(data.pop("key"))
+    changes = _key_changes(actor, key, data)
     with model_errors_as_fields(KEY_FIELDS):
         return services.virtual_key_update(key=key, by_proxy_admin=actor.is_proxy_admin, **changes)
 
@@ -128,7 +176,7 @@ class KeyUpdateApi(ManagementAPIView):
 
     def post(self, request):
         key = _key_update(request_actor(request), self.validated(request))
-        return Response(s.key_data(key))
+        return Response({**s.key_data(key), "key": key.token_hash})  # LiteLLM answers the token as `key`
 
 
 class KeyBulkUpdateApi(ManagementAPIView):
@@ -257,17 +305,47 @@ class KeyListApi(ManagementAPIView):
 
 
 class KeyRegenerateApi(ManagementAPIView):
-    """A new secret for a key: the old one stops working at once."""
+    """A new secret for a key (named in the body, or in the path: /key/{key}/regenerate), its
+    fields changed on the way as /key/update would: the old secret stops working at once."""
 
     input_serializer = s.KeyRegenerateInput
 
-    def post(self, request):
-        data = self.validated(request)
+    def post(self, request, key: str | None = None):
+        data = dict(self.validated(request))
         actor = request_actor(request)
-        key = key_or_404(data["key"])
-        key_regenerate_check(actor, key)
-        raw_key = services.virtual_key_issue(key=key, by_proxy_admin=actor.is_proxy_admin)
-        return Response(s.key_data(key, raw_key=raw_key))
+        ref = key or data.pop("key", None)
+        data.pop("key", None)
+        if not ref:
+            raise exceptions.ValidationError({"key": ["Required: the key (or its token) to regenerate."]})
+        virtual_key = key_or_404(ref)
+        key_regenerate_check(actor, virtual_key)
+        with transaction.atomic():
+            if data:
+                changes = _key_changes(actor, virtual_key, data)
+                with model_errors_as_fields(KEY_FIELDS):
+                    virtual_key = services.virtual_key_update(
+                        key=virtual_key, by_proxy_admin=actor.is_proxy_admin, **changes
+                    )
+            raw_key = services.virtual_key_issue(key=virtual_key, by_proxy_admin=actor.is_proxy_admin)
+        return Response(s.key_data(virtual_key, raw_key=raw_key))
+
+
+class KeyHealthApi(ManagementAPIView):
+    """The calling key's health (LiteLLM's /key/health): a key that authenticates is healthy. Its
+    own logging callbacks (LiteLLM's metadata.logging) are reported unhealthy: none runs here."""
+
+    def post(self, request):
+        key = request_actor(request).key
+        logging = (key.metadata or {}).get("logging") if key is not None else None
+        callbacks = None
+        if logging:
+            names = [item.get("callback_name") for item in logging if isinstance(item, dict)]
+            callbacks = {
+                "callbacks": [name for name in names if name],
+                "status": "unhealthy",
+                "details": "This gateway sends no logs to a key's own callbacks (metadata.logging).",
+            }
+        return Response({"key": "healthy", "logging_callbacks": callbacks})
 
 
 class KeyBlockApi(ManagementAPIView):

@@ -9,6 +9,8 @@ keys cannot turn into a flood of queries.
 
 from __future__ import annotations
 
+import time
+
 from django.conf import settings
 from django.utils.module_loading import import_string
 
@@ -18,6 +20,15 @@ from apps.core.db import db_call
 from apps.keys.context import KeyContext
 
 
+def _ttl(context: KeyContext | None) -> float:
+    if context is None:
+        return settings.GATEWAY_NEGATIVE_KEY_CACHE_TTL
+    if context.valid_until is not None:
+        # Reloaded when it stops being true (a temporary budget increase ends), not a TTL later.
+        return max(min(settings.GATEWAY_KEY_CACHE_TTL, context.valid_until - time.time()), 0.0)
+    return settings.GATEWAY_KEY_CACHE_TTL
+
+
 class KeyCache:
     def __init__(self, loader: str = "apps.keys.selectors.key_context_get") -> None:
         # A selector taking the cache key: a key's sha256, or a JWT's identity.
@@ -25,7 +36,7 @@ class KeyCache:
         self._loader = None
         self._cache: SingleFlightCache[KeyContext | None] = SingleFlightCache(
             self._load,
-            ttl=lambda context: settings.GATEWAY_KEY_CACHE_TTL if context else settings.GATEWAY_NEGATIVE_KEY_CACHE_TTL,
+            ttl=_ttl,
         )
         self.get = self._cache.get  # the hot path: a dict lookup on a hit
 

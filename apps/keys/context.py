@@ -38,6 +38,17 @@ class KeyContext:
     # The key's spend in its budget period when the context was loaded (LiteLLM's
     # x-litellm-key-spend): as stale as the cached context, never read per request.
     key_spend: Decimal | None = None
+    # The key's max budget in force (its temporary increase included: x-litellm-key-max-budget).
+    key_max_budget: Decimal | None = None
+    # When the context stops being true by itself (a temporary budget increase ends): unix time.
+    valid_until: float | None = None
+    # The key's model aliases: {name the client sends: model it gets}.
+    model_aliases: dict[str, str] = field(default_factory=dict)
+    # Request fields every request must carry (LiteLLM's enforced_params; "metadata.x" is nested).
+    enforced_params: tuple[str, ...] = ()
+    # Added to each spend log: the key's tags, and its metadata.spend_logs_metadata.
+    spend_tags: tuple[str, ...] = ()
+    spend_logs_metadata: dict | None = None
 
     def may_use_model(self, model: str, *, names: tuple[str, ...] = (), access_groups: tuple[str, ...] = ()) -> bool:
         """`names`: the model's other names (provider/upstream of its deployments), which

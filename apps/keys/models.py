@@ -42,6 +42,28 @@ class VirtualKey(LimitsMixin):
     model_max_budget = models.JSONField(default=dict, blank=True, help_text='{"gpt-4o": 10.0} (USD)')
     model_rpm_limit = models.JSONField(default=dict, blank=True, help_text='{"gpt-4o": 60}')
     model_tpm_limit = models.JSONField(default=dict, blank=True, help_text='{"gpt-4o": 100000}')
+    # LiteLLM's key fields that shape requests and their spend logs.
+    aliases = models.JSONField(
+        default=dict, blank=True, verbose_name="model aliases",
+        help_text='A model name the key sends → the model it gets: {"gpt-3.5-turbo": "my-free-tier"}.',
+    )
+    tags = models.JSONField(default=list, blank=True, help_text="Added to every spend log of the key.")
+    permissions = models.JSONField(
+        default=dict, blank=True, help_text='LiteLLM\'s key permissions, e.g. {"hide_secrets": false}.'
+    )
+    enforced_params = models.JSONField(
+        default=list, blank=True,
+        help_text='Request fields every request of the key must carry: ["user", "metadata.generation_name"].',
+    )
+    # A tier of limits (LiteLLM's budget table) the key is held to on its own, on top of its own.
+    budget = models.ForeignKey(
+        "customers.Budget", on_delete=models.SET_NULL, null=True, blank=True, related_name="keys",
+    )
+    temp_budget_increase = models.DecimalField(
+        max_digits=18, decimal_places=6, null=True, blank=True,
+        help_text="USD added to max_budget until temp_budget_expiry.",
+    )
+    temp_budget_expiry = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -49,6 +71,15 @@ class VirtualKey(LimitsMixin):
 
     def __str__(self) -> str:
         return f"{self.alias or 'key'} {self.key_display}"
+
+    def effective_max_budget(self, now=None):
+        """max_budget, with the temporary increase while it lasts (None: no budget)."""
+        if self.max_budget is None:
+            return None
+        expiry = self.temp_budget_expiry
+        if self.temp_budget_increase and expiry is not None and expiry > (now or timezone.now()):
+            return self.max_budget + self.temp_budget_increase
+        return self.max_budget
 
     @property
     def is_expired(self) -> bool:

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal
+from types import SimpleNamespace
+
+from django.utils import timezone
 
 from apps.keys.context import KeyContext
 from apps.keys.limits import LimitScope, usd_to_nanos
@@ -37,21 +40,47 @@ def _limit_scope(kind: str, entity_id, entity: LimitsMixin, now: float) -> Limit
     return LimitScope(**{**_as_dict(scope), "db_period": db_period})
 
 
+_LIMIT_NAMES = ("rpm_limit", "tpm_limit", "max_parallel_requests", "max_budget", "soft_budget", "budget_duration")
+
+
+def _key_limits(key: VirtualKey, now) -> SimpleNamespace:
+    """The key's own limits as they stand: its temporary budget increase while it lasts, and its
+    budget tier's limits (LiteLLM's budget_id) wherever the key sets none itself."""
+    values = {name: getattr(key, name) for name in (*_LIMIT_NAMES, "budget_anchor", "spend",
+                                                       "budget_period_start", "blocked", "models")}
+    values["max_budget"] = key.effective_max_budget(now)
+    budget = key.budget
+    if budget is not None:
+        for name in _LIMIT_NAMES:
+            if values[name] in (None, "") and getattr(budget, name) not in (None, ""):
+                values[name] = getattr(budget, name)
+    return SimpleNamespace(**values)
+
+
+def _model_budget(entry) -> tuple[Decimal | None, str | None]:
+    """A model_max_budget entry: a number (USD) or LiteLLM's {"budget_limit", "time_period"}."""
+    if isinstance(entry, dict):
+        limit = entry.get("budget_limit")
+        return (None if limit is None else Decimal(str(limit))), entry.get("time_period") or None
+    return Decimal(str(entry)), None
+
+
 def _model_scopes(key: VirtualKey) -> dict[str, LimitScope]:
     """The key's per-model limits. Their spend lives only in the limiter's counters."""
     budgets, rpm, tpm = key.model_max_budget or {}, key.model_rpm_limit or {}, key.model_tpm_limit or {}
-    return {
-        model: LimitScope(
+    scopes = {}
+    for model in {*budgets, *rpm, *tpm}:
+        limit, period = _model_budget(budgets[model]) if model in budgets else (None, None)
+        scopes[model] = LimitScope(
             kind="key-model",
             id=f"{key.pk}:{model}",
             rpm=rpm.get(model),
             tpm=tpm.get(model),
-            budget_nanos=usd_to_nanos(Decimal(str(budgets[model]))) if model in budgets else None,
-            budget_duration=key.budget_duration,
+            budget_nanos=usd_to_nanos(limit),
+            budget_duration=period or key.budget_duration,
             budget_anchor=key.budget_anchor.timestamp(),
         )
-        for model in {*budgets, *rpm, *tpm}
-    }
+    return scopes
 
 
 def _team_model_scopes(team) -> dict[str, LimitScope]:
@@ -108,7 +137,9 @@ def _as_dict(scope: LimitScope) -> dict:
 def key_context_get(token_hash: str) -> KeyContext | None:
     """The whole authorization context of a key in one query (the data plane's cache miss)."""
     key = (
-        VirtualKey.objects.select_related("team", "organization", "team__organization", "user__gateway_limits")
+        VirtualKey.objects.select_related(
+            "team", "organization", "team__organization", "user__gateway_limits", "budget"
+        )
         .filter(token_hash=token_hash)
         .first()
     )
@@ -129,7 +160,9 @@ def key_context_get(token_hash: str) -> KeyContext | None:
 
 def _context(*, key, user_id, user_limits, team, organization, token_hash: str, alias: str,
              membership: dict | None = None) -> KeyContext:
-    levels = [("key", getattr(key, "pk", None), key), ("user", user_id, user_limits),
+    now = time.time()
+    key_limits = _key_limits(key, timezone.now()) if key is not None else None
+    levels = [("key", getattr(key, "pk", None), key_limits), ("user", user_id, user_limits),
               ("team", getattr(team, "pk", None), team),
               ("organization", getattr(organization, "pk", None), organization)]
     levels = [(kind, entity_id, entity) for kind, entity_id, entity in levels if entity is not None]
@@ -138,7 +171,6 @@ def _context(*, key, user_id, user_limits, team, organization, token_hash: str, 
         if entity.blocked:
             blocked_reason = "This key is blocked." if kind == "key" else f"The key's {kind} is blocked."
             break
-    now = time.time()
     return KeyContext(
         key_id=getattr(key, "pk", None),
         token_hash=token_hash,
@@ -158,7 +190,24 @@ def _context(*, key, user_id, user_limits, team, organization, token_hash: str, 
         team_tags=tuple(team.tags) if team is not None else (),
         store_prompts=_store_prompts(key, team),
         key_spend=getattr(key, "spend", None),
+        **(_key_request_fields(key, key_limits) if key is not None else {}),
     )
+
+
+def _key_request_fields(key: VirtualKey, key_limits) -> dict:
+    """What the key adds to its requests and their spend logs, and how long its budget holds."""
+    expiry = key.temp_budget_expiry
+    if expiry is not None and (not key.temp_budget_increase or expiry <= timezone.now()):
+        expiry = None  # nothing left to fall back from
+    spend_logs_metadata = (key.metadata or {}).get("spend_logs_metadata")
+    return {
+        "key_max_budget": key_limits.max_budget,
+        "valid_until": expiry.timestamp() if expiry is not None else None,
+        "model_aliases": dict(key.aliases or {}),
+        "enforced_params": tuple(key.enforced_params or ()),
+        "spend_tags": tuple(key.tags or ()),
+        "spend_logs_metadata": spend_logs_metadata if isinstance(spend_logs_metadata, dict) else None,
+    }
 
 
 def _store_prompts(key, team) -> bool:

@@ -3,18 +3,106 @@ field names). A raw key appears in a response only when it is made (generate, re
 
 from __future__ import annotations
 
+from datetime import datetime, time, timedelta
+from decimal import ROUND_HALF_UP
+from datetime import timezone as dt_timezone
+
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
 from rest_framework import serializers
 
+from apps.core.durations import DurationError, duration_seconds
+from apps.customers.serializers import budget_data
+from apps.management.framework import StrictNestedInput
 from apps.management.inputs import (
     LITELLM_GENERATE_REQUEST_FIELDS,
     LimitsInput,
+    MoneyField,
     PromptStorageInput,
     duration_validator,
     limits_data,
     limits_values,
+    money_field,
     prompt_storage_values,
 )
 from apps.management.pagination import MAX_INT, PageQuery
+
+
+_USD = MoneyField(max_digits=18, decimal_places=6, min_value=0, rounding=ROUND_HALF_UP)
+
+
+class ModelBudgetField(serializers.Field):
+    """One model's budget in model_max_budget: USD, or LiteLLM's {"budget_limit": 0.5,
+    "time_period": "1d"} (a period of its own; without one, the key's budget_duration)."""
+
+    default_error_messages = {"invalid": 'Give USD, or {{"budget_limit": USD, "time_period": "1d"}}.'}
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = set(data) - {"budget_limit", "time_period"}
+            if unknown or "budget_limit" not in data:
+                self.fail("invalid")
+            period = data.get("time_period") or None
+            if period is not None:
+                if not isinstance(period, str):
+                    self.fail("invalid")
+                duration_validator(period)
+            return {"budget_limit": self._usd(data["budget_limit"]), "time_period": period}
+        return self._usd(data)
+
+    def _usd(self, value) -> float:
+        if isinstance(value, bool) or value is None:
+            self.fail("invalid")
+        return float(_USD.run_validation(value))
+
+    def to_representation(self, value):
+        return value
+
+
+class KeyPermissionsInput(StrictNestedInput):
+    """LiteLLM's key `permissions`, those that hold here."""
+
+    hide_secrets = serializers.BooleanField(
+        required=False, allow_null=True,
+        help_text="false (as every key here: no secret masking runs); true is refused.",
+    )
+    get_spend_routes = serializers.BooleanField(
+        required=False, allow_null=True,
+        help_text="Kept for LiteLLM's clients: every key here reads the spend routes within its own scope.",
+    )
+
+    litellm_fields = frozenset(
+        {"hide_secrets", "get_spend_routes", "enable_llm_guard_check", "allow_pii_controls"}
+    )
+
+    def validate_hide_secrets(self, value):
+        if value:
+            raise serializers.ValidationError(
+                "No secret detection runs on this gateway: hide_secrets can only be false."
+            )
+        return value
+
+
+def temp_budget_expiry(value: str) -> datetime:
+    """LiteLLM's temp_budget_expiry: a duration from now ("10d") or a date or datetime (UTC)."""
+    now = timezone.now()
+    try:
+        return now + timedelta(seconds=duration_seconds(value))
+    except DurationError:
+        pass
+    moment = parse_datetime(value)
+    if moment is None:
+        day = parse_date(value)
+        if day is None:
+            raise serializers.ValidationError("Give a duration (10d) or a date (2025-01-15).")
+        moment = datetime.combine(day, time.min)
+    if timezone.is_naive(moment):
+        moment = moment.replace(tzinfo=dt_timezone.utc)
+    if moment <= now:
+        raise serializers.ValidationError(
+            "The temporary budget increase would already have expired: give a future temp_budget_expiry."
+        )
+    return moment
 
 
 class KeyFieldsInput(PromptStorageInput, LimitsInput):
@@ -31,10 +119,11 @@ class KeyFieldsInput(PromptStorageInput, LimitsInput):
     organization_id = serializers.CharField(required=False, allow_null=True)
 
     model_max_budget = serializers.DictField(
-        child=serializers.FloatField(min_value=0),
+        child=ModelBudgetField(),
         required=False,
         allow_null=True,
-        help_text='USD per model on top of the key\'s own budget: {"gpt-4o": 10.0}.',
+        help_text='USD per model on top of the key\'s own budget: {"gpt-4o": 10.0} or LiteLLM\'s '
+        '{"gpt-4o": {"budget_limit": 10.0, "time_period": "1d"}}.',
     )
     model_rpm_limit = serializers.DictField(
         child=serializers.IntegerField(min_value=0, max_value=MAX_INT),
@@ -47,6 +136,25 @@ class KeyFieldsInput(PromptStorageInput, LimitsInput):
         required=False,
         allow_null=True,
         help_text='Tokens per minute per model: {"gpt-4o": 100000}.',
+    )
+    aliases = serializers.DictField(
+        child=serializers.CharField(max_length=200), required=False, allow_null=True,
+        help_text='Model aliases of the key: {"gpt-3.5-turbo": "my-free-tier"} (the target\'s access '
+        "applies).",
+    )
+    tags = serializers.ListField(
+        child=serializers.CharField(max_length=200), required=False, allow_null=True, max_length=50,
+        help_text="Added to the tags of every spend log of the key.",
+    )
+    permissions = KeyPermissionsInput(required=False, allow_null=True)
+    enforced_params = serializers.ListField(
+        child=serializers.CharField(max_length=200), required=False, allow_null=True, max_length=20,
+        help_text='Request fields every request must carry: ["user", "metadata.generation_name"].',
+    )
+    budget_id = serializers.CharField(
+        max_length=200, required=False, allow_null=True, allow_blank=True,
+        help_text="A budget (/budget/new) of the key's organization, whose limits hold where the key "
+        "sets none.",
     )
 
 
@@ -72,10 +180,32 @@ class KeyGenerateInput(KeyFieldsInput):
 
 class KeyUpdateInput(KeyFieldsInput):
     key = serializers.CharField(help_text="The key, or its hash (token).")
+    temp_budget_increase = money_field(help_text="USD added to max_budget until temp_budget_expiry.")
+    temp_budget_expiry = serializers.CharField(
+        max_length=40, required=False, allow_null=True,
+        help_text='When the increase ends: a duration from now ("10d") or a date ("2025-01-15", UTC).',
+    )
+
+    def validate_temp_budget_expiry(self, value):
+        return temp_budget_expiry(value) if value else None
+
+    def validate(self, attrs):
+        if attrs.get("temp_budget_increase") and not attrs.get("temp_budget_expiry"):
+            raise serializers.ValidationError({"temp_budget_expiry": ["Required with temp_budget_increase."]})
+        return attrs
 
     litellm_fields = LITELLM_KEY_REQUEST_FIELDS | {
         "temp_budget_increase", "temp_budget_expiry", "auto_rotate", "rotation_interval", "organization_id",
     }
+
+
+class KeyServiceAccountGenerateInput(KeyGenerateInput):
+    team_id = serializers.CharField(help_text="The team the key belongs to (it belongs to no user).")
+
+    def validate_user_id(self, value):
+        if value:
+            raise serializers.ValidationError("A service account's key belongs to its team, no user.")
+        return value
 
 
 class KeyBulkUpdateInput(serializers.Serializer):
@@ -93,9 +223,12 @@ class KeyRefInput(serializers.Serializer):
     litellm_fields = frozenset({"key"})  # LiteLLM's BlockKeyRequest
 
 
-class KeyRegenerateInput(KeyRefInput):
-    # LiteLLM's RegenerateKeyRequest also changes the key's fields on the way (and may name the
-    # new key, or keep the old one valid for a while): none of that is acted on here.
+class KeyRegenerateInput(KeyUpdateInput):
+    """LiteLLM's RegenerateKeyRequest: a new secret, and the key's fields changed on the way (as
+    /key/update). Naming the new key, or keeping the old one valid a while, is not acted on here."""
+
+    key = serializers.CharField(required=False, help_text="The key, or its hash (token); or in the path.")
+
     litellm_fields = LITELLM_GENERATE_KEY_FIELDS | {"new_key", "new_master_key", "grace_period"}
     ignored_values = {"key_type": GENERATE_KEY_IGNORED_VALUES["key_type"]}
 
@@ -130,6 +263,8 @@ class KeyListQuery(PageQuery):
 
 
 MODEL_LIMIT_FIELDS = ("model_max_budget", "model_rpm_limit", "model_tpm_limit")
+# LiteLLM's key fields kept as given ({} or [] when null).
+REQUEST_SHAPING_FIELDS = {"aliases": dict, "tags": list, "permissions": dict, "enforced_params": list}
 
 
 def key_values(data: dict) -> dict:
@@ -139,6 +274,15 @@ def key_values(data: dict) -> dict:
     for name in MODEL_LIMIT_FIELDS:
         if name in data:
             values[name] = data[name] or {}
+    for name, empty in REQUEST_SHAPING_FIELDS.items():
+        if name in data:
+            values[name] = empty(data[name] or empty())
+    if "temp_budget_increase" in data:
+        values["temp_budget_increase"] = data["temp_budget_increase"]
+        if data["temp_budget_increase"] is None:
+            values["temp_budget_expiry"] = None
+    if data.get("temp_budget_expiry"):
+        values["temp_budget_expiry"] = data["temp_budget_expiry"]
     return values
 
 
@@ -158,6 +302,16 @@ def key_data(key, *, raw_key: str | None = None) -> dict:
             **limits_data(key),
             **{name: getattr(key, name) for name in MODEL_LIMIT_FIELDS},
             "store_prompts": key.store_prompts,
+            **{name: getattr(key, name) for name in REQUEST_SHAPING_FIELDS},
+            "budget_id": key.budget.budget_id if key.budget_id else None,
+            "litellm_budget_table": budget_data(key.budget) if key.budget_id else None,
+            "temp_budget_increase": key.temp_budget_increase,
+            "temp_budget_expiry": key.temp_budget_expiry,
+            "key_max_budget": key.effective_max_budget(),
+            # LiteLLM's fields with no counterpart here, shown empty as LiteLLM shows them unset.
+            "duration": None,
+            "allowed_cache_controls": [],
+            "config": {},
         }
     )
     return data

@@ -3,7 +3,7 @@ key): limits, prompt storage and Lago ids, with their validation and their answe
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
@@ -37,15 +37,20 @@ def duration_validator(value: str) -> None:
             raise serializers.ValidationError(exc.messages) from None
 
 
+MONEY_UNIT = Decimal("0.000001")  # USD: the database keeps 6 decimal places
+
+
 class MoneyField(serializers.DecimalField):
-    """USD to the micro-dollar. Finer amounts are rounded rather than refused (LiteLLM's clients send
-    floats such as 1e-09 for "next to nothing"); a positive amount never rounds to 0, which would
-    be a different budget."""
+    """USD as the database keeps it: more than 6 decimal places are rounded (LiteLLM takes floats
+    such as 1e-07), and a positive amount below a millionth becomes a millionth, never 0."""
 
     def validate_precision(self, value):
-        if self.decimal_places is not None and value.as_tuple().exponent < -self.decimal_places:
-            smallest = Decimal(1).scaleb(-self.decimal_places)
-            value = max(self.quantize(value), smallest) if value > 0 else self.quantize(value)
+        if value.is_finite() and value.as_tuple().exponent < MONEY_UNIT.as_tuple().exponent:
+            try:
+                rounded = value.quantize(MONEY_UNIT, rounding=ROUND_HALF_UP)
+            except InvalidOperation:  # too many digits to round: refused as too large below
+                return super().validate_precision(value)
+            value = MONEY_UNIT if rounded == 0 and value > 0 else rounded
         return super().validate_precision(value)
 
 

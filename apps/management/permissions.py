@@ -405,6 +405,19 @@ def key_regenerate_check(actor: Actor, key) -> None:
     key_placement_check(actor, user=key.user, team=key.team, organization=key.organization)
 
 
+def key_budget_check(actor: Actor, organization_id) -> None:
+    """May the caller hold a key to a budget (LiteLLM's budget_id) of this organization (None: the
+    proxy admin's budgets)? Budgets are their managers' (customer_namespace_check): only they link
+    one, so a key never reads, nor is held to, another organization's tier."""
+    if actor.is_proxy_admin:
+        return
+    if organization_id is None or not actor.is_org_admin(organization_id):
+        raise Forbidden(
+            "Only the proxy admin and the admins of the key's organization link it to a budget.",
+            param="budget_id",
+        )
+
+
 # --- memberships ----------------------------------------------------------------------------
 
 

@@ -38,7 +38,7 @@ from apps.routing.router import (
     routing_fields_pop,
 )
 from apps.routing.selection.policy import routing_policy_cache
-from apps.routing.validation import json_body, validate_body
+from apps.routing.validation import enforced_params_check, json_body, validate_body
 from apps.spend.buffer import spend_buffer
 from apps.spend.models import SpendLog
 from apps.spend.payloads import StreamedAnswer, bounded_json, spend_metadata, stored_answer, stored_request
@@ -186,6 +186,8 @@ class RequestAccount:
             headers["x-litellm-response-cost"] = format(self.cost, "f")
         if self.context.key_spend is not None:
             headers["x-litellm-key-spend"] = format(self.context.key_spend, "f")
+        if self.context.key_max_budget is not None:
+            headers["x-litellm-key-max-budget"] = format(self.context.key_max_budget, "f")
         return headers
 
     def error_with_headers(self, error: GatewayError) -> GatewayError:
@@ -235,14 +237,20 @@ async def proxy_request(
     try:
         body = client_format.read_body(request)
         model, stream = validate_body(operation, body)
+        if context.enforced_params:
+            enforced_params_check(body, context.enforced_params)
+        model = context.model_aliases.get(model, model)  # the key's aliases (LiteLLM's `aliases`)
         account.stream = stream
         account.body = body
         account.end_user = request_end_user(body, request.META)
         upstream_body, tags, client_fallbacks = routing_fields_pop(body)
         if context.team_tags:  # the team's routing tags go with every request of it
             tags = (*tags, *(tag for tag in context.team_tags if tag not in tags))
-        if tags or "metadata" in upstream_body:
-            account.metadata = spend_metadata(upstream_body.get("metadata"), tags)
+        if tags or "metadata" in upstream_body or context.spend_tags or context.spend_logs_metadata:
+            account.metadata = spend_metadata(
+                upstream_body.get("metadata"), tags,
+                key_tags=context.spend_tags, key_spend_logs_metadata=context.spend_logs_metadata,
+            )
         routing_policy = await routing_policy_cache.get()
         # The team's alias names the model served (the key must be allowed that model).
         model = context.team_model_aliases.get(model, model)

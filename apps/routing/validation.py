@@ -128,6 +128,19 @@ def missing(param: str) -> GatewayError:
                            code="missing_required_parameter")
 
 
+def enforced_params_check(body: dict[str, Any], enforced: tuple[str, ...]) -> None:
+    """The key's enforced_params (LiteLLM's): each must be in the request ("metadata.x": nested)."""
+    for param in enforced:
+        value: Any = body
+        for part in param.split("."):
+            if not isinstance(value, dict) or part not in value:
+                raise invalid_request(
+                    f"This key requires '{param}' in every request (its enforced_params).",
+                    param=param, code="missing_enforced_param",
+                )
+            value = value[part]
+
+
 def _supported(values: tuple[str, ...]) -> str:
     quoted = [f"'{v}'" for v in values]
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + ", and " + quoted[-1]

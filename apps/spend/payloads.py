@@ -31,11 +31,18 @@ def stored_request(body: dict | None):
     return None
 
 
-def spend_metadata(metadata, tags: tuple[str, ...]) -> dict | None:
-    """The client's `metadata` (an object) and tags, kept with the spend log if small enough."""
+def spend_metadata(metadata, tags: tuple[str, ...], *, key_tags: tuple[str, ...] = (),
+                   key_spend_logs_metadata: dict | None = None) -> dict | None:
+    """The client's `metadata` (an object) and tags, kept with the spend log if small enough; the
+    key's tags and spend_logs_metadata (LiteLLM's) are added, the request's own values winning."""
     values = dict(metadata) if isinstance(metadata, dict) else {}
+    if key_tags:
+        tags = tuple(dict.fromkeys((*key_tags, *tags)))
     if tags:
         values["tags"] = list(tags)
+    if key_spend_logs_metadata:
+        asked = values.get("spend_logs_metadata")
+        values["spend_logs_metadata"] = {**key_spend_logs_metadata, **(asked if isinstance(asked, dict) else {})}
     if not values:
         return None
     try:

@@ -8,7 +8,9 @@ UTC = timezone.utc
 
 
 @pytest.mark.parametrize("text, parsed", [("30s", (30, "s")), ("30m", (30, "m")), ("12h", (12, "h")),
-                                          ("30d", (30, "d")), ("1mo", (1, "mo"))])
+                                          ("30d", (30, "d")), ("1mo", (1, "mo")), ("2w", (2, "w")),
+                                          # LiteLLM reads the unit from its first letters.
+                                          ("30min", (30, "m")), ("1month", (1, "mo")), ("3days", (3, "d"))])
 def test_parse(text, parsed):
     assert parse_duration(text) == parsed
 
@@ -17,6 +19,12 @@ def test_parse(text, parsed):
 def test_bad_durations(text):
     with pytest.raises(DurationError):
         parse_duration(text)
+
+
+def test_week_periods():
+    anchor = datetime(2026, 1, 1, tzinfo=UTC)
+    assert current_period(anchor, "2w", datetime(2026, 1, 20, tzinfo=UTC)) == (
+        datetime(2026, 1, 15, tzinfo=UTC), datetime(2026, 1, 29, tzinfo=UTC))
 
 
 def test_day_periods_follow_the_anchor():

@@ -7,6 +7,7 @@ or put it in place with `... --write`.
 from __future__ import annotations
 
 import json
+import re
 
 
 def not_acted_on() -> dict[str, tuple[list[str], dict]]:
@@ -20,7 +21,8 @@ def not_acted_on() -> dict[str, tuple[list[str], dict]]:
             continue
         fields = sorted(frozenset(getattr(serializer, "litellm_fields", ())) - frozenset(serializer().fields))
         if fields:
-            routes[f"POST /{pattern.pattern}"] = (fields, getattr(serializer, "ignored_values", {}))
+            path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", str(pattern.pattern))  # OpenAPI's {key}
+            routes[f"POST /{path}"] = (fields, getattr(serializer, "ignored_values", {}))
     return routes
 
 

@@ -57,6 +57,15 @@ MATRIX: dict[str, tuple[str, str, str, str, str, str]] = {
         DENIED,
         DENIED,
     ),
+    "POST /key/service-account/generate": (
+        "any team",
+        "in its orgs' teams",
+        "in its teams",
+        DENIED,
+        DENIED,
+        DENIED,
+    ),
+    "POST /key/health": ("itself", "itself", "itself", "itself", "itself", "itself"),
     "POST /team/new": ("in any org", "in its orgs", DENIED, DENIED, DENIED, DENIED),
     "POST /team/update": (
         "any team",
@@ -344,6 +353,7 @@ ALIASES = {f"/end_user/{action}": f"/customer/{action}"
            for action in ("new", "update", "delete", "info", "list", "block", "unblock")}
 ALIASES["/v1/model/info"] = "/model/info"
 ALIASES["/model/{model_id}/update"] = "/model/update"  # LiteLLM's PATCH form
+ALIASES["/key/{key}/regenerate"] = "/key/regenerate"  # the key in the path rather than the body
 
 
 def render_markdown() -> str:

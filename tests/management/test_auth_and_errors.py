@@ -128,6 +128,8 @@ def test_the_openapi_schema_documents_every_route(api, world):
                                     for p in api_urlpatterns}
     callback = schema["paths"]["/team/{team_id}/callback"]["get"]
     assert [(p["name"], p["in"]) for p in callback["parameters"]] == [("team_id", "path")]
+    regenerate = schema["paths"]["/key/{key}/regenerate"]["post"]["parameters"]
+    assert [(p["name"], p["in"], p["required"]) for p in regenerate] == [("key", "path", True)]
     generate = schema["paths"]["/key/generate"]["post"]
     assert generate["operationId"] == "keyGenerate"
     body = generate["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]

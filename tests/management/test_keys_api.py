@@ -38,6 +38,18 @@ KEY_FIELDS = {
     "model_rpm_limit",
     "model_tpm_limit",
     "store_prompts",
+    "aliases",
+    "tags",
+    "permissions",
+    "enforced_params",
+    "budget_id",
+    "litellm_budget_table",
+    "temp_budget_increase",
+    "temp_budget_expiry",
+    "key_max_budget",
+    "duration",
+    "allowed_cache_controls",
+    "config",
 }
 
 
@@ -172,7 +184,7 @@ def test_update_changes_the_fields_given_by_raw_key_or_hash(api, world):
     )
     assert response.status_code == 200
     body = response.json()
-    assert "key" not in body  # no raw key outside generate/regenerate
+    assert body["key"] == body["token"]  # LiteLLM's answer; no raw key outside generate/regenerate
     assert (body["key_alias"], body["max_budget"], body["models"], body["budget_duration"]) == (
         "renamed",
         3.0,
@@ -285,3 +297,121 @@ def test_block_and_unblock(api, world):
     response = api.post("/key/unblock", {"key": world.key("member").token_hash})
     assert response.json()["blocked"] is False
     assert api.get("/key/info", key=raw).status_code == 200
+
+
+# --- LiteLLM's key fields ------------------------------------------------------------------
+
+
+def test_a_service_account_key_belongs_to_its_team_and_no_user(api, world):
+    team_id = str(world.research.pk)
+    response = api.post("/key/service-account/generate", {"team_id": team_id}, key=world.raw("teamadmin"))
+    assert response.status_code == 200, response.content
+    assert (response.json()["team_id"], response.json()["user_id"]) == (team_id, None)
+    # A member makes keys only for itself; a service account names no user; the team is required.
+    member = api.post("/key/service-account/generate", {"team_id": team_id}, key=world.raw("member"))
+    assert_error(member, 403, param="user_id")
+    assert_error(api.post("/key/service-account/generate", {"team_id": team_id, "user_id": "member"}), 400,
+                 param="user_id")
+    assert_error(api.post("/key/service-account/generate", {}), 400, param="team_id")
+
+
+def test_budget_id_links_a_budget_of_the_keys_organization_for_its_admins_only(api, world):
+    acme = str(world.acme.pk)
+    assert api.post("/budget/new", {"budget_id": "acme-tier", "rpm_limit": 5, "organization_id": acme}).status_code == 200
+    assert api.post("/budget/new", {"budget_id": "proxy-tier", "max_budget": 1}).status_code == 200
+    team_id = str(world.research.pk)
+
+    linked = api.post("/key/generate", {"team_id": team_id, "budget_id": "acme-tier"}, key=world.raw("orgadmin"))
+    assert linked.status_code == 200, linked.content
+    assert linked.json()["budget_id"] == "acme-tier"
+    assert linked.json()["litellm_budget_table"]["rpm_limit"] == 5
+    # Not a team admin's to link; and only the key's own organization's budgets (404 otherwise).
+    assert_error(api.post("/key/generate", {"team_id": team_id, "budget_id": "acme-tier"},
+                          key=world.raw("teamadmin")), 403, param="budget_id")
+    assert_error(api.post("/key/generate", {"team_id": team_id, "budget_id": "proxy-tier"}), 404, param="budget_id")
+    assert_error(api.post("/key/update", {"key": world.raw("outsider"), "budget_id": "acme-tier"}), 404,
+                 param="budget_id")
+    # Moving the key out of its budget's organization needs the budget named again.
+    moved = api.post("/key/update", {"key": linked.json()["token"], "team_id": str(world.sales.pk)})
+    assert_error(moved, 400, param="budget_id")
+    cleared = api.post("/key/update", {"key": linked.json()["token"], "team_id": str(world.sales.pk), "budget_id": None})
+    assert cleared.status_code == 200 and cleared.json()["budget_id"] is None
+
+
+def test_regenerate_in_the_path_changes_fields_on_the_way(api, world):
+    old = world.raw("member")
+    response = api.post(f"/key/{old}/regenerate", {"max_budget": 100, "metadata": {"team": "core-infra"},
+                                                   "models": ["gpt-4"]})
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["key"] != old and (body["max_budget"], body["models"]) == (100.0, ["gpt-4"])
+    assert api.get("/key/info", key=old).status_code == 401
+    # The owner regenerates its own key, but changes only what an owner may.
+    own = api.post(f"/key/{body['key']}/regenerate", {"max_budget": 1000}, key=body["key"])
+    assert_error(own, 403, param="max_budget")
+    assert_error(api.post("/key/regenerate", {}), 400, param="key")
+
+
+def test_key_health_reports_the_keys_own_logging_callbacks_unhealthy(api, world):
+    assert api.post("/key/health", key=world.raw("plain")).json() == {"key": "healthy", "logging_callbacks": None}
+    logging_key = api.post("/key/generate", {"metadata": {"logging": [{"callback_name": "langfuse"}]}}).json()["key"]
+    callbacks = api.post("/key/health", key=logging_key).json()["logging_callbacks"]
+    assert (callbacks["callbacks"], callbacks["status"]) == (["langfuse"], "unhealthy")
+
+
+@pytest.mark.parametrize(
+    "body, param",
+    [
+        ({"temp_budget_increase": 10, "temp_budget_expiry": "2025-01-15"}, "temp_budget_expiry"),
+        ({"temp_budget_increase": 10}, "temp_budget_expiry"),
+        ({"temp_budget_increase": 10, "temp_budget_expiry": "soon"}, "temp_budget_expiry"),
+        ({"permissions": {"hide_secrets": True}}, "permissions.hide_secrets"),
+        ({"permissions": {"enable_llm_guard_check": True}}, "permissions.enable_llm_guard_check"),
+        ({"permissions": {"rule_them_all": True}}, "permissions.rule_them_all"),
+        ({"model_max_budget": {"gpt-4o": {"budget_limit": 1, "time_period": "1 fortnight"}}},
+         "model_max_budget.gpt-4o"),
+        ({"model_max_budget": {"gpt-4o": {"limit": 1}}}, "model_max_budget.gpt-4o"),
+        ({"auto_rotate": True, "rotation_interval": "30d"}, "auto_rotate"),
+    ],
+)
+def test_update_refuses_litellm_key_fields_it_cannot_keep_naming_them(api, world, body, param):
+    assert_error(api.post("/key/update", {"key": world.raw("member"), **body}), 400, param=param)
+
+
+def test_litellm_values_are_read_as_litellm_reads_them(api, world):
+    response = api.post("/key/generate", {
+        "max_budget": 0.0000001, "soft_budget": 1.23456789, "duration": "2w",
+        "model_max_budget": {"gpt-4o": {"budget_limit": "0.5", "time_period": "1d"}, "gpt-4": 2},
+    })
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["max_budget"], body["soft_budget"]) == (0.000001, 1.234568)
+    assert body["model_max_budget"] == {"gpt-4o": {"budget_limit": 0.5, "time_period": "1d"}, "gpt-4": 2.0}
+    expires = timezone.datetime.fromisoformat(body["expires"])
+    assert abs(expires - (timezone.now() + timedelta(weeks=2))) < timedelta(minutes=1)
+
+
+def test_a_temporary_budget_increase_is_shown_and_cleared(api, world):
+    key = world.raw("member")
+    raised = api.post("/key/update", {"key": key, "max_budget": 5, "temp_budget_increase": 10,
+                                      "temp_budget_expiry": "2099-01-01T00:00:00Z"}).json()
+    assert (raised["temp_budget_increase"], raised["key_max_budget"]) == (10.0, 15.0)
+    assert raised["temp_budget_expiry"].startswith("2099-01-01")
+    cleared = api.post("/key/update", {"key": key, "temp_budget_increase": None}).json()
+    assert (cleared["temp_budget_increase"], cleared["temp_budget_expiry"], cleared["key_max_budget"]) == (
+        None, None, 5.0)
+    # A key's owner does not raise its own budget.
+    assert_error(api.post("/key/update", {"key": key, "temp_budget_increase": 1, "temp_budget_expiry": "1d"},
+                          key=key), 403, param="temp_budget_increase")
+
+
+def test_bulk_update_takes_litellms_items(api, world):
+    assert api.post("/budget/new", {"budget_id": "budget-456", "max_budget": 10}).status_code == 200
+    plain = api.post("/key/generate", {}).json()["key"]
+    response = api.post("/key/bulk_update", {"keys": [
+        {"key": world.raw("member"), "max_budget": 100.0, "tags": ["production", "api"]},
+        {"key": plain, "budget_id": "budget-456", "tags": ["staging"]},
+    ]})
+    assert response.status_code == 200, response.content
+    first, second = (item["key_info"] for item in response.json()["successful_updates"])
+    assert (first["tags"], second["tags"], second["budget_id"]) == (["production", "api"], ["staging"], "budget-456")

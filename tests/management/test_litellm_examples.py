@@ -30,37 +30,7 @@ from tests.management.litellm_examples import EXAMPLES
 pytestmark = pytest.mark.django_db
 
 
-PENDING = {  # examples issue 13 still has to make work (or declare): strict, so a fixed one must leave
-    "key-bulk-update",
-    "key-generate-auto-rotate",
-    "key-generate-budget-id",
-    "key-generate-enforced-params",
-    "key-generate-for-team-member",
-    "key-generate-hide-secrets-off",
-    "key-generate-llm-guard-check",
-    "key-generate-model-aliases",
-    "key-generate-model-max-budget",
-    "key-generate-pii-controls",
-    "key-generate-spend-route-permission",
-    "key-health",
-    "key-regenerate-with-changes",
-    "key-service-account-generate",
-    "key-update-auto-rotate",
-    "key-update-hide-secrets-off",
-    "key-update-models-metadata-team",
-    "key-update-owner-team-budget",
-    "key-update-temp-budget-date",
-    "key-update-temp-budget-duration",
-}
-
-
-def _marks(example):
-    if example["id"] in PENDING:
-        return [pytest.mark.xfail(strict=True, reason="issue 13: not built or declared yet")]
-    return []
-
-
-@pytest.mark.parametrize("example", [pytest.param(e, id=e["id"], marks=_marks(e)) for e in EXAMPLES])
+@pytest.mark.parametrize("example", [pytest.param(e, id=e["id"]) for e in EXAMPLES])
 def test_documented_litellm_call(example, api, monkeypatch):
     replacements = _make(example["setup"], api, monkeypatch)
     path = _in_path(example["path"], replacements)

@@ -23,15 +23,15 @@ POST_ROUTES = [  # the routes taking a body, but PATCH /model/{model_id}/update 
 @pytest.mark.parametrize(
     "field, value",
     [
-        ("tags", ["prod"]),
+        ("allowed_routes", ["/v1/chat/completions"]),
         ("guardrails", ["pii"]),
-        ("aliases", {"gpt": "gpt-4o"}),
+        ("prompts", ["my-prompt"]),
         ("key", "sk-chosen-by-me"),
         ("send_invite_email", True),
         ("key_type", "read_only"),
         ("spend", 3),
         ("auto_rotate", True),
-        ("enforced_params", ["user"]),
+        ("router_settings", {"num_retries": 3}),
     ],
 )
 def test_key_generate_refuses_a_litellm_field_it_does_not_act_on(api, world, field, value):

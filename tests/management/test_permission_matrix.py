@@ -38,6 +38,8 @@ REQUESTS = {
     "POST /key/block": lambda w, r: {"key": _target_key(w, r)},
     "POST /key/unblock": lambda w, r: {"key": _target_key(w, r)},
     "POST /key/bulk_update": lambda w, r: {"keys": [{"key": _target_key(w, r), "key_alias": "renamed"}]},
+    "POST /key/service-account/generate": lambda w, r: {"team_id": str(w.research.pk), "key_alias": "svc"},
+    "POST /key/health": lambda w, r: {},
     "POST /team/new": lambda w, r: {"team_alias": "new-team", "organization_id": str(w.acme.pk)},
     "POST /team/update": lambda w, r: {"team_id": str(w.research.pk), "team_alias": "renamed"},
     "POST /team/delete": lambda w, r: {"team_ids": [str(w.research.pk)]},

@@ -48,6 +48,7 @@ settings.register_profile(
 ROLES_TEAM = ("admin", "user", "viewer")
 ROLES_ORG = ("org_admin", "internal_user", "internal_user_viewer")
 USER_ROLES = ("proxy_admin", "org_admin", "internal_user", "internal_user_viewer", None)
+BUDGET_IDS = ("acme-tier", "globex-tier", "proxy-tier")  # one per namespace (_world)
 
 
 class Client:
@@ -79,9 +80,9 @@ def _world():
     User = get_user_model()
     acme = organization_create(name="Acme", models=["gpt-a", "gpt-b", "gpt-c"])
     globex = organization_create(name="Globex")
-    # Budgets an organization may be linked to (budget_id): the proxy admin's, and Acme's own.
+    # Budgets organizations link to (budget_id): the proxy admin's "tier" here; Acme's "acme-tier"
+    # is made below with the ones keys link to.
     budget_create(organization=None, budget_id="tier", max_budget=1000000)
-    budget_create(organization=acme, budget_id="acme-tier", max_budget=1000000)
     # Bounds for what its admins may hand its members (member budgets, rates and models).
     research = team_create(organization=acme, alias="research", models=["gpt-a", "gpt-b"], max_budget=50,
                            team_member_budget=10, rpm_limit=100)
@@ -108,6 +109,10 @@ def _world():
         "globex-admin": virtual_key_create(user=users["globex-admin"]),
         "outsider": virtual_key_create(user=users["outsider"], team=sales),
     }
+    from apps.customers.services import budget_create
+
+    for organization, budget_id in ((acme, "acme-tier"), (globex, "globex-tier"), (None, "proxy-tier")):
+        budget_create(organization=organization, budget_id=budget_id, max_budget=1000, rpm_limit=1000)
     return {"proxy": MASTER_KEY, **{name: raw for name, (_, raw) in keys.items()}}
 
 
@@ -382,6 +387,37 @@ class ManagementCalls(RuleBasedStateMachine):
             self.principals = {n: p for n, p in self.principals.items() if virtual_key_hash(p) != token}
             if caller in self.principals:
                 self._assert_within(caller, raw, "a key regenerated")
+                self._adopt(caller, raw)
+
+    @rule(data=st.data())
+    def service_account_key(self, data):
+        caller = self.principal(data)
+        body = {"team_id": self.one_of(data, _ids()[0], "team")}
+        if data.draw(st.booleans(), label="with a budget tier"):
+            body["budget_id"] = self.one_of(data, BUDGET_IDS, "budget_id")
+        response = self._call(caller, "/key/service-account/generate", body)
+        if response.status_code == 200:
+            raw = response.json()["key"]
+            self._assert_within(caller, raw, "a service account's key")
+            self._adopt(caller, raw)
+
+    @rule(data=st.data())
+    def regenerate_key_with_changes(self, data):
+        """/key/{key}/regenerate changes the key's fields (limits, team, budget tier) on the way."""
+        caller = self.principal(data)
+        teams, _, _, keys = _ids()
+        token = self.one_of(data, keys, "key")
+        body = {"max_budget": data.draw(st.sampled_from([None, 1, 1000]), label="max_budget")}
+        if data.draw(st.booleans(), label="move team"):
+            body["team_id"] = self.one_of(data, [None, *teams], "team_id")
+        if data.draw(st.booleans(), label="budget tier"):
+            body["budget_id"] = self.one_of(data, [None, *BUDGET_IDS], "budget_id")
+        response = self._call(caller, f"/key/{token}/regenerate", body)
+        if response.status_code == 200:
+            raw = response.json()["key"]
+            self.principals = {n: p for n, p in self.principals.items() if _hash(p) != token}
+            if caller in self.principals:
+                self._assert_within(caller, raw, "a key regenerated with changes")
                 self._adopt(caller, raw)
 
     @rule(data=st.data())
