@@ -27,6 +27,7 @@ class Operation(enum.Enum):
     COMPLETION = "completion"
     EMBEDDING = "embedding"
     RERANK = "rerank"
+    RESPONSES = "responses"  # OpenAI's Responses API, native (OpenAI, Azure); others get it as CHAT
 
 
 class StreamFormat(enum.Enum):
