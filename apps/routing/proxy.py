@@ -51,6 +51,7 @@ _CALL_TYPES = {
     Operation.COMPLETION: "text_completion",
     Operation.EMBEDDING: "embedding",
     Operation.RERANK: "rerank",
+    Operation.RESPONSES: "responses",
 }
 
 
@@ -199,6 +200,11 @@ class ClientFormat:
         """The client's body as an OpenAI-format request (validated after)."""
         return body
 
+    def upstream_call(self, deployment: Deployment, operation: Operation, body: dict) -> tuple[Operation, dict]:
+        """The operation and body one attempt sends to this deployment (apps.routing.responses_format
+        forwards /v1/responses natively where the provider has the Responses API)."""
+        return operation, body
+
 
 OPENAI_FORMAT = ClientFormat()
 
@@ -293,6 +299,7 @@ async def _deployment_call(
     account.deployment = deployment
     adapter = deployment.adapter
     stream = account.stream
+    operation, body = client_format.upstream_call(deployment, operation, body)
     drop_params = body.get("drop_params") is True or bool(deployment.extra_params.get("drop_params"))
     payload = adapter.prepare_body(operation, body, drop_params=drop_params)
     try:

@@ -18,6 +18,7 @@ DATA_PLANE_PREFIXES = (
     "/models",
     "/messages",
     "/rerank",
+    "/responses",
     "/v2/rerank",
     "/health",  # /health (deployments, for operators), /health/liveliness, /health/readiness
 )
