@@ -300,6 +300,7 @@ class ResponsesFormat(ClientFormat):
         self.previous = previous
         self.store = body.get("store") is not False
         self.native = False  # the current attempt goes to the provider's own Responses API
+        self.json_tool: str | None = None  # the forced tool answering text.format (see _json_by_tool)
         self.deployment: Deployment | None = None
         self.native_only: list[GatewayError] = []
         # The conversation before this request's input (the stored one's input and output).
@@ -351,11 +352,28 @@ class ResponsesFormat(ClientFormat):
         if self.native_only:
             raise self.native_only[0]
         allowed = deployment.adapter.chat_params
-        if (body.get("response_format") and allowed is not None and "response_format" not in allowed
-                and not (body.get("drop_params") or deployment.extra_params.get("drop_params"))):
-            raise responses_error(f"{deployment.provider} has no structured (JSON) output the gateway can "
-                                  "translate text.format to.", "text.format")
+        self.json_tool = None
+        if body.get("response_format") and allowed is not None and "response_format" not in allowed:
+            return Operation.CHAT, self._json_by_tool(deployment, body)
         return Operation.CHAT, body
+
+    def _json_by_tool(self, deployment: Deployment, body: dict) -> dict:
+        """A provider without structured output (Anthropic) answers text.format's JSON schema
+        through one forced tool call, whose arguments become the output text."""
+        response_format = body["response_format"]
+        if response_format.get("type") != "json_schema" or body.get("tools"):
+            raise responses_error(f"{deployment.provider} has no structured output: text.format json_schema "
+                                  "is served there through a forced tool call, so only without other tools "
+                                  "and only for json_schema.", "text.format")
+        schema = response_format["json_schema"]
+        function = {"name": schema["name"], "parameters": schema["schema"]}
+        if schema.get("description"):
+            function["description"] = schema["description"]
+        self.json_tool = schema["name"]
+        body = {k: v for k, v in body.items() if k != "response_format"}
+        body["tools"] = [{"type": "function", "function": function}]
+        body["tool_choice"] = {"type": "function", "function": {"name": schema["name"]}}
+        return body
 
     def _native_body(self, deployment: Deployment) -> dict:
         body = {k: v for k, v in self.client_body.items() if k not in GATEWAY_FIELDS}
@@ -400,9 +418,15 @@ class ResponsesFormat(ClientFormat):
         choice = (completion.get("choices") or [{}])[0]
         message = choice.get("message") or {}
         output = []
-        if message.get("content"):
-            output.append(_message_item(message["content"]))
-        for call in message.get("tool_calls") or []:
+        text = message.get("content") or ""
+        calls = message.get("tool_calls") or []
+        if self.json_tool:
+            text += "".join((c.get("function") or {}).get("arguments") or "" for c in calls
+                            if (c.get("function") or {}).get("name") == self.json_tool)
+            calls = [c for c in calls if (c.get("function") or {}).get("name") != self.json_tool]
+        if text:
+            output.append(_message_item(text))
+        for call in calls:
             output.append(_function_call_item(call))
         status, incomplete = _FINISHED_STATUS.get(choice.get("finish_reason"), ("completed", None))
         response = self.response_object(response_id=new_response_id(), output=output, usage=translated.usage,
@@ -490,6 +514,7 @@ class ResponsesSSEWriter:
         self.message: dict | None = None  # the open message item
         self.calls: dict[int, dict] = {}  # chat tool-call index → its open function_call item
         self.open_calls: list[int] = []
+        self.json_call_indexes: set[int] = set()  # chat tool calls that carry text.format's JSON
         self.usage = Usage()
         self.finish_reason: str | None = None
 
@@ -540,7 +565,17 @@ class ResponsesSSEWriter:
                 if choice.get("index", 0) != 0:
                     continue
                 delta = choice.get("delta") or {}
-                if delta.get("content"):
+                text = delta.get("content") or ""
+                calls = delta.get("tool_calls") or []
+                if self.fmt.json_tool and calls:
+                    for call in calls:
+                        function = call.get("function") or {}
+                        if function.get("name") == self.fmt.json_tool:
+                            self.json_call_indexes.add(call.get("index", 0))
+                    text += "".join((c.get("function") or {}).get("arguments") or "" for c in calls
+                                    if c.get("index", 0) in self.json_call_indexes)
+                    calls = [c for c in calls if c.get("index", 0) not in self.json_call_indexes]
+                if text:
                     if self.message is None:
                         out += self._close_calls()
                         item = _message_item("", status="in_progress")
@@ -555,11 +590,11 @@ class ResponsesSSEWriter:
                         out += self._emit({"type": "response.content_part.added", "item_id": item["id"],
                                            "output_index": index, "content_index": 0, "part": dict(part)})
                     item = self.message
-                    item["content"][0]["text"] += delta["content"]
+                    item["content"][0]["text"] += text
                     out += self._emit({"type": "response.output_text.delta", "item_id": item["id"],
                                        "output_index": self.output.index(item), "content_index": 0,
-                                       "delta": delta["content"], "logprobs": []})
-                for call in delta.get("tool_calls") or []:
+                                       "delta": text, "logprobs": []})
+                for call in calls:
                     key = call.get("index", 0)
                     function = call.get("function") or {}
                     item = self.calls.get(key)

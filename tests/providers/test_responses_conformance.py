@@ -20,8 +20,8 @@ from tests.fakes.brain import CACHED_TOKENS, COMPLETION_TOKENS, PROMPT_TOKENS_BA
 
 PROVIDERS = ["anthropic", "azure", "bedrock", "gemini", "groq", "ollama", "openai", "vertex_ai", "vertex_ai/claude"]
 NATIVE = {"openai", "azure"}
-# Providers the gateway has no structured-output translation for (text.format → a 400 naming it).
-NO_JSON_SCHEMA = {"anthropic", "vertex_ai/claude"}
+# Providers without structured output: text.format's JSON schema becomes one forced tool call.
+JSON_BY_TOOL = {"anthropic", "vertex_ai/claude"}
 WEATHER = {"type": "function", "name": "get_weather", "description": "The weather in a city",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
 PNG = base64.b64encode(bytes.fromhex(
@@ -126,9 +126,16 @@ def test_function_call_output_without_stored_state(fake, deploy, ask):
 
 def test_json_schema_output(fake, deploy, ask):
     model = deploy()
-    if (fake.table_name or fake.provider) in NO_JSON_SCHEMA:
-        with pytest.raises(openai.BadRequestError) as info:
-            ask(model=model, input="Hello", text={"format": SCHEMA})
+    if (fake.table_name or fake.provider) in JSON_BY_TOOL:
+        # One forced tool call carries the JSON (the fake fills any tool's arguments with a city).
+        response = ask(model=model, input="Hello", text={"format": SCHEMA})
+        assert json.loads(response.output_text) == {"city": "Paris"}
+        assert [item.type for item in response.output] == ["message"]
+        sent = fake.requests[-1]["body"]
+        assert sent["tool_choice"] == {"type": "tool", "name": "answer"}
+        assert sent["tools"][0]["input_schema"] == SCHEMA["schema"]
+        with pytest.raises(openai.BadRequestError) as info:  # other tools beside it: not forced
+            ask(model=model, input="Hello", text={"format": SCHEMA}, tools=[WEATHER])
         assert info.value.body["param"] == "text.format"
         return
     response = ask(model=model, input="Hello", text={"format": SCHEMA})
