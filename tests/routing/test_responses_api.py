@@ -238,3 +238,11 @@ def test_spend_log_cost_by_hand(client, models, spend_logs, model):
     # Cached input tokens at the cache-read price, the rest at the input price.
     expected = (prompt - cached) * INPUT_PRICE + cached * CACHE_READ_PRICE + completion * OUTPUT_PRICE
     assert log.cost == expected
+
+
+def test_the_purge_runs_on_beat_and_keeps_with_zero_retention(settings, transactional_db):
+    from apps.routing.tasks import stored_responses_purge_task
+
+    assert settings.CELERY_BEAT_SCHEDULE["responses-purge"]["task"] == "routing.stored_responses_purge"
+    settings.GATEWAY_RESPONSES_RETENTION = 0
+    assert stored_responses_purge_task() == 0
