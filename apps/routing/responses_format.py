@@ -26,6 +26,19 @@ from apps.providers.adapters.base import Operation, TranslatedResponse, Usage
 from apps.providers.registry import Deployment
 from apps.routing.proxy import ClientFormat
 from apps.routing.responses_store import ResponseRecord, response_store
+from apps.routing.validation import (
+    array_of,
+    boolean,
+    either,
+    integer,
+    missing,
+    number,
+    obj,
+    one_of,
+    shaped,
+    string,
+    tagged,
+)
 
 # Request fields of OpenAI's Responses API (the gateway's own routing fields beside them).
 RESPONSES_PARAMS = frozenset({
@@ -234,13 +247,63 @@ def _response_format(text: Any) -> dict | None:
     raise invalid_request("'text.format.type' must be text, json_object or json_schema.", param="text.format.type")
 
 
+# --- the request schema (OpenAI's refusals, in its words, before anything is routed) ------------
+
+_INPUT_PARTS = tagged(
+    input_text=shaped({"text": string}), output_text=shaped({"text": string}), text=shaped({"text": string}),
+    refusal=shaped({"refusal": string}),
+    input_image=shaped(image_url=string, file_id=string, detail=one_of("auto", "low", "high")),
+    input_file=shaped(file_id=string, file_data=string, file_url=string, filename=string),
+)
+_content = either((str, string), (list, array_of(_INPUT_PARTS)), expected="a string or an array of content parts")
+_MESSAGE = shaped({"role": one_of("user", "assistant", "system", "developer"), "content": _content})
+_ITEM_SHAPES = {
+    "message": _MESSAGE,
+    "function_call": shaped({"call_id": string, "name": string, "arguments": string}),
+    "function_call_output": shaped({"call_id": string, "output": _content}),
+}
+
+
+def _input_item(value: Any, param: str) -> None:
+    obj(value, param)
+    kind = value.get("type", "message")
+    string(kind, f"{param}.type")
+    shape = _ITEM_SHAPES.get(kind)
+    if shape is not None:
+        shape(value, param)
+
+
+_TOOL = tagged(function=shaped({"name": string}, parameters=obj, description=string, strict=boolean),
+               **{kind: obj for kind in BUILTIN_TOOLS}, file_search_2025=obj)
+_FORMAT = tagged(text=obj, json_object=obj, json_schema=shaped({"name": string, "schema": obj}, strict=boolean,
+                                                                description=string))
+_FIELDS = {
+    "model": string, "input": either((str, string), (list, array_of(_input_item)), expected="a string or an array"),
+    "instructions": string, "tools": array_of(_TOOL),
+    "tool_choice": either((str, one_of("none", "auto", "required")), (dict, shaped({"type": string}, name=string)),
+                          expected="a string or an object"),
+    "parallel_tool_calls": boolean, "max_output_tokens": integer(16), "temperature": number(0, 2),
+    "top_p": number(0, 1), "text": shaped(format=_FORMAT, verbosity=one_of("low", "medium", "high")),
+    "stream": boolean, "stream_options": obj, "store": boolean, "previous_response_id": string, "metadata": obj,
+    "user": string, "reasoning": shaped(effort=one_of("none", "minimal", "low", "medium", "high", "xhigh"),
+                                        summary=one_of("auto", "concise", "detailed")),
+    "truncation": one_of("auto", "disabled"), "include": array_of(string), "background": boolean,
+    "service_tier": string, "prompt_cache_key": string, "safety_identifier": string, "top_logprobs": integer(0, 20),
+    "max_tool_calls": integer(1), "prompt": obj, "conversation": either((str, string), (dict, obj),
+                                                                        expected="a string or an object"),
+}
+
+
 def responses_body_check(body: dict) -> None:
     """OpenAI's own refusals, before anything is routed."""
     for name in body:
         if name not in RESPONSES_PARAMS and name not in GATEWAY_FIELDS:
             raise invalid_request(f"Unknown parameter: '{name}'.", param=name, code="unknown_parameter")
-    if not isinstance(body.get("model"), str):
-        raise invalid_request("Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
+    if body.get("model") is None:
+        raise missing("model")
+    for name, check in _FIELDS.items():
+        if body.get(name) is not None:
+            check(body[name], name)
     if body.get("background"):
         raise invalid_request("Background responses are not served by this gateway; send background: false.",
                               param="background", code="unsupported_parameter")
