@@ -13,6 +13,7 @@ attempt goes to, so it stores the answer (apps.routing.responses_store) once it 
 
 from __future__ import annotations
 
+import base64
 import time
 import uuid
 from datetime import datetime, timezone
@@ -81,8 +82,33 @@ def _text_of_parts(content: Any, param: str, allowed: tuple[str, ...]) -> str:
     return "".join(texts)
 
 
-class NativeOnly(Exception):
-    """Something only OpenAI's own Responses API runs (refused with its param on other providers)."""
+_THINKING_PREFIX = "gw-thinking:"
+
+
+def thinking_blocks_encode(blocks: list) -> str:
+    """A provider's signed thinking blocks as a reasoning item's opaque encrypted_content."""
+    return _THINKING_PREFIX + base64.b64encode(orjson.dumps(blocks)).decode()
+
+
+def thinking_blocks_decode(value: Any) -> list | None:
+    if not isinstance(value, str) or not value.startswith(_THINKING_PREFIX):
+        return None
+    try:
+        blocks = orjson.loads(base64.b64decode(value[len(_THINKING_PREFIX):], validate=True))
+    except (ValueError, orjson.JSONDecodeError):
+        return None
+    return [b for b in blocks if isinstance(b, dict)] if isinstance(blocks, list) else None
+
+
+def _summary_text(item: dict) -> str:
+    summary = item.get("summary")
+    return "".join(p.get("text") or "" for p in summary if isinstance(p, dict)) if isinstance(summary, list) else ""
+
+
+def _reasoning_item(text: str, blocks: list | None, status: str = "completed", item_id: str | None = None) -> dict:
+    return {"id": item_id or _item_id("rs"), "type": "reasoning", "status": status,
+            "summary": [{"type": "summary_text", "text": text}] if text else [],
+            "encrypted_content": thinking_blocks_encode(blocks) if blocks else None}
 
 
 def responses_error(message: str, param: str) -> GatewayError:
@@ -140,9 +166,16 @@ def input_items(value: Any) -> list[dict]:
 def chat_messages(items: list[dict], native_only: list[GatewayError], *, param: str = "input") -> list[dict]:
     """Response items (input and earlier output) as chat messages."""
     messages: list[dict] = []
+    pending_thinking: tuple[list, str] | None = None
     for index, item in enumerate(items):
         where = f"{param}[{index}]"
         kind = item.get("type", "message")
+        if pending_thinking is not None and kind != "reasoning":
+            if kind in ("message", "function_call") and (kind == "function_call" or item.get("role") == "assistant"):
+                if not (messages and messages[-1]["role"] == "assistant" and kind == "function_call"):
+                    messages.append({"role": "assistant", "content": None})
+                messages[-1]["thinking_blocks"], messages[-1]["reasoning_content"] = pending_thinking
+            pending_thinking = None
         if kind == "message":
             role = item.get("role")
             if role not in ("user", "assistant", "system", "developer"):
@@ -151,7 +184,12 @@ def chat_messages(items: list[dict], native_only: list[GatewayError], *, param: 
             content = item.get("content")
             if role == "assistant":
                 text = _text_of_parts(content, f"{where}.content", ("output_text", "input_text", "text", "refusal"))
-                messages.append({"role": "assistant", "content": text})
+                last = messages[-1] if messages else None
+                if last is not None and last.get("thinking_blocks") and last["content"] is None \
+                        and not last.get("tool_calls"):
+                    last["content"] = text  # the thinking opened this assistant turn
+                else:
+                    messages.append({"role": "assistant", "content": text})
             elif role in ("system", "developer"):
                 text = _text_of_parts(content, f"{where}.content", ("input_text", "text"))
                 messages.append({"role": "system", "content": text})
@@ -163,7 +201,8 @@ def chat_messages(items: list[dict], native_only: list[GatewayError], *, param: 
             call = {"id": item["call_id"], "type": "function",
                     "function": {"name": item["name"], "arguments": item.get("arguments") or "{}"}}
             last = messages[-1] if messages else None
-            if last is not None and last["role"] == "assistant" and (last.get("tool_calls") or not last["content"]):
+            if last is not None and last["role"] == "assistant" and (last.get("tool_calls") or not last["content"]
+                                                                     or last.get("thinking_blocks")):
                 last.setdefault("tool_calls", []).append(call)
             elif last is not None and last["role"] == "assistant":
                 last["tool_calls"] = [call]
@@ -177,7 +216,12 @@ def chat_messages(items: list[dict], native_only: list[GatewayError], *, param: 
                 output = _text_of_parts(output, f"{where}.output", ("input_text", "output_text", "text"))
             messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": output})
         elif kind == "reasoning":
-            continue  # the provider's own reasoning items do not carry over to another provider
+            # The gateway's own reasoning items carry the provider's signed thinking blocks, which it
+            # needs back to continue a tool-using thought; others (OpenAI's) cannot carry over.
+            blocks = thinking_blocks_decode(item.get("encrypted_content"))
+            if blocks:
+                pending_thinking = (blocks, _summary_text(item))
+            continue
         else:
             native_only.append(responses_error(
                 f"Input items of type '{kind}' are served by OpenAI and Azure deployments only.", f"{where}.type"))
@@ -446,7 +490,8 @@ class ResponsesFormat(ClientFormat):
                 body["previous_response_id"] = previous.id  # the upstream has it: reuse its id
             else:
                 body.pop("previous_response_id", None)
-                body["input"] = [_as_input(item) for item in self.history] + self.new_items
+                history = [_as_input(item) for item in self.history]
+                body["input"] = [item for item in history if item is not None] + self.new_items
         return body
 
     # --- answers ---------------------------------------------------------------------------
@@ -487,6 +532,8 @@ class ResponsesFormat(ClientFormat):
             text += "".join((c.get("function") or {}).get("arguments") or "" for c in calls
                             if (c.get("function") or {}).get("name") == self.json_tool)
             calls = [c for c in calls if (c.get("function") or {}).get("name") != self.json_tool]
+        if message.get("reasoning_content") or message.get("thinking_blocks"):
+            output.append(_reasoning_item(message.get("reasoning_content") or "", message.get("thinking_blocks")))
         if text:
             output.append(_message_item(text))
         for call in calls:
@@ -527,10 +574,12 @@ def _with_id(item: dict) -> dict:
     return {"id": _item_id(prefix), **({"type": "message"} if "type" not in item else {}), **item}
 
 
-def _as_input(item: dict) -> dict:
+def _as_input(item: dict) -> dict | None:
     """A stored item sent back as input to a native upstream that never saw it: without the
     gateway's ids (the upstream would look them up) and output-only fields."""
     item = {k: v for k, v in item.items() if k not in ("id", "status")}
+    if item.get("type") == "reasoning":
+        return None  # reasoning is only readable by the account (or gateway) that made it
     if item.get("type") == "message" and isinstance(item.get("content"), list):
         item["content"] = [{k: v for k, v in part.items() if k not in ("annotations", "logprobs")}
                            for part in item["content"]]
@@ -578,6 +627,8 @@ class ResponsesSSEWriter:
         self.calls: dict[int, dict] = {}  # chat tool-call index → its open function_call item
         self.open_calls: list[int] = []
         self.json_call_indexes: set[int] = set()  # chat tool calls that carry text.format's JSON
+        self.reasoning: dict | None = None  # the open reasoning item
+        self.reasoning_blocks: list[dict] = []  # its signed thinking blocks, for encrypted_content
         self.usage = Usage()
         self.finish_reason: str | None = None
 
@@ -607,6 +658,46 @@ class ResponsesSSEWriter:
                               "content_index": 0, "part": part})
                 + self._emit({"type": "response.output_item.done", "output_index": index, "item": item}))
 
+    def _reasoning(self, delta: dict) -> bytes:
+        out = b""
+        item = self.reasoning
+        if item is None:
+            out += self._close_message() + self._close_calls()
+            item = self.reasoning = _reasoning_item("", None, status="in_progress")
+            self.reasoning_blocks = []
+            self.output.append(item)
+            out += self._emit({"type": "response.output_item.added", "output_index": len(self.output) - 1,
+                               "item": dict(item)})
+        index = self.output.index(item)
+        if delta.get("reasoning_content"):
+            if not item["summary"]:
+                part = {"type": "summary_text", "text": ""}
+                item["summary"].append(part)
+                out += self._emit({"type": "response.reasoning_summary_part.added", "item_id": item["id"],
+                                   "output_index": index, "summary_index": 0, "part": dict(part)})
+            item["summary"][0]["text"] += delta["reasoning_content"]
+            out += self._emit({"type": "response.reasoning_summary_text.delta", "item_id": item["id"],
+                               "output_index": index, "summary_index": 0, "delta": delta["reasoning_content"]})
+        self.reasoning_blocks += [b for b in delta.get("thinking_blocks") or [] if isinstance(b, dict)]
+        return out
+
+    def _close_reasoning(self) -> bytes:
+        item = self.reasoning
+        if item is None:
+            return b""
+        self.reasoning = None
+        index = self.output.index(item)
+        item["status"] = "completed"
+        item["encrypted_content"] = thinking_blocks_encode(self.reasoning_blocks) if self.reasoning_blocks else None
+        out = b""
+        if item["summary"]:
+            part = item["summary"][0]
+            out += self._emit({"type": "response.reasoning_summary_text.done", "item_id": item["id"],
+                               "output_index": index, "summary_index": 0, "text": part["text"]})
+            out += self._emit({"type": "response.reasoning_summary_part.done", "item_id": item["id"],
+                               "output_index": index, "summary_index": 0, "part": part})
+        return out + self._emit({"type": "response.output_item.done", "output_index": index, "item": item})
+
     def _close_calls(self) -> bytes:
         out = b""
         for key in self.open_calls:
@@ -628,6 +719,8 @@ class ResponsesSSEWriter:
                 if choice.get("index", 0) != 0:
                     continue
                 delta = choice.get("delta") or {}
+                if delta.get("reasoning_content") or delta.get("thinking_blocks"):
+                    out += self._reasoning(delta)
                 text = delta.get("content") or ""
                 calls = delta.get("tool_calls") or []
                 if self.fmt.json_tool and calls:
@@ -640,7 +733,7 @@ class ResponsesSSEWriter:
                     calls = [c for c in calls if c.get("index", 0) not in self.json_call_indexes]
                 if text:
                     if self.message is None:
-                        out += self._close_calls()
+                        out += self._close_reasoning() + self._close_calls()
                         item = _message_item("", status="in_progress")
                         item["content"] = []
                         self.output.append(item)
@@ -662,7 +755,7 @@ class ResponsesSSEWriter:
                     function = call.get("function") or {}
                     item = self.calls.get(key)
                     if item is None:
-                        out += self._close_message()
+                        out += self._close_reasoning() + self._close_message()
                         item = _function_call_item({"id": call.get("id"), "function": {
                             "name": function.get("name"), "arguments": ""}}, status="in_progress")
                         self.calls[key] = item
@@ -684,7 +777,8 @@ class ResponsesSSEWriter:
                            "param": error.param})
 
     def close(self) -> bytes:
-        out = (b"" if self.started else self._start()) + self._close_message() + self._close_calls()
+        out = (b"" if self.started else self._start()) + self._close_reasoning() + self._close_message()
+        out += self._close_calls()
         status, incomplete = _FINISHED_STATUS.get(self.finish_reason, ("completed", None))
         response = self.fmt.response_object(response_id=self.response_id, output=self.output, usage=self.usage,
                                             status=status, incomplete=incomplete)

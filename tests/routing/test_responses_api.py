@@ -246,3 +246,40 @@ def test_the_purge_runs_on_beat_and_keeps_with_zero_retention(settings, transact
     assert settings.CELERY_BEAT_SCHEDULE["responses-purge"]["task"] == "routing.stored_responses_purge"
     settings.GATEWAY_RESPONSES_RETENTION = 0
     assert stored_responses_purge_task() == 0
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_reasoning_summary_and_thinking_round_trip_on_anthropic(client, models, stream):
+    """Claude's thinking comes back as a reasoning item (its summary the thinking text, its signed
+    blocks opaque in encrypted_content), and goes back to Claude on the tool result's turn, as
+    Anthropic requires when thinking is on: by previous_response_id, and by the items themselves."""
+    from tests.fakes.anthropic_upstream import THINKING_SIGNATURE, THINKING_TEXT
+
+    kwargs = {"model": "claude", "tools": [WEATHER], "reasoning": {"effort": "low"}, "max_output_tokens": 2048}
+
+    def ask(**more):
+        if not stream:
+            return client().responses.create(**kwargs, **more)
+        with client().responses.stream(**kwargs, **more) as events:
+            seen = [e.type for e in events]
+            final = events.get_final_response()
+        assert "response.reasoning_summary_text.delta" in seen
+        return final
+
+    first = ask(input="Weather in Paris?")
+    reasoning, call = first.output
+    assert reasoning.type == "reasoning" and reasoning.summary[0].text == THINKING_TEXT
+    assert reasoning.encrypted_content and call.type == "function_call"
+    second = ask(previous_response_id=first.id,
+                 input=[{"type": "function_call_output", "call_id": call.call_id, "output": "18C"}])
+    assert second.output_text == "tool results: get_weather=18C"
+    sent = models["anthropic"].requests[-1]["body"]["messages"][-2]["content"][0]
+    assert sent == {"type": "thinking", "thinking": THINKING_TEXT, "signature": THINKING_SIGNATURE}
+    # The same exchange sent item by item, nothing stored.
+    third = ask(store=False, input=[
+        {"role": "user", "content": "Weather in Paris?"},
+        reasoning.model_dump(exclude_none=True),
+        {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
+        {"type": "function_call_output", "call_id": call.call_id, "output": "18C"},
+    ])
+    assert third.output_text == "tool results: get_weather=18C"
