@@ -56,7 +56,7 @@ async def responses_retrieve(request: HttpRequest, response_id: str) -> HttpResp
 async def responses_delete(request: HttpRequest, response_id: str) -> HttpResponse:
     await _stored(request, response_id)
     await response_store.delete(response_id)
-    return _json({"id": response_id, "object": "response.deleted", "deleted": True})
+    return _json({"id": response_id, "object": "response", "deleted": True})
 
 
 async def responses_cancel(request: HttpRequest, response_id: str) -> HttpResponse:

@@ -2,26 +2,32 @@
 
 The request path never waits for the database to store a response: `add` puts the record
 in the cache (so a continuation or GET on this process finds it at once) and on a deque a
-flusher task writes in batches every GATEWAY_SPEND_FLUSH_INTERVAL seconds. A read that
-misses the cache (another replica made it, or it was evicted) costs one database query.
+flusher task writes in batches every GATEWAY_SPEND_FLUSH_INTERVAL seconds. With Redis the
+record is also put there for an hour (in the background), so another replica finds it before
+the batch is written. A read that misses both (evicted, or older) costs one database query.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import orjson
 from django.conf import settings
 
+from apps.core.background import spawn
 from apps.core.db import db_call
+from apps.core.redis import new_async_redis, redis_enabled, redis_key
 from apps.keys.context import KeyContext
 
 logger = logging.getLogger(__name__)
 
 _CACHE_SIZE = 10_000
+_REDIS_TTL = 3600  # seconds: the bridge until the database has the record
 
 
 @dataclass(slots=True)
@@ -72,6 +78,7 @@ class ResponseStore:
         self._pending: deque[ResponseRecord] = deque()
         self._task: asyncio.Task | None = None
         self._wakeup: asyncio.Event | None = None
+        self._redis_clients: dict = {}
 
     def _remember(self, response_id: str, record: ResponseRecord | None) -> None:
         self._cache[response_id] = record
@@ -83,6 +90,33 @@ class ResponseStore:
         self._remember(record.id, record)
         self._pending.append(record)
         self._flusher_ensure()
+        if redis_enabled():
+            spawn(self._redis_put(record), name="responses-redis-put")
+
+    def _redis(self):
+        loop_id = id(asyncio.get_running_loop())
+        if self._redis_clients.get(loop_id) is None:
+            self._redis_clients = {loop_id: new_async_redis()}  # one per event loop (tests restart loops)
+        return self._redis_clients[loop_id]
+
+    async def _redis_put(self, record: ResponseRecord) -> None:
+        value = orjson.dumps(dataclasses.asdict(record))
+        try:
+            await self._redis().set(redis_key("responses", record.id), value, ex=_REDIS_TTL)
+        except Exception:
+            logger.warning("stored response not put in Redis", exc_info=True)
+
+    async def _redis_get(self, response_id: str) -> ResponseRecord | None:
+        try:
+            raw = await self._redis().get(redis_key("responses", response_id))
+        except Exception:
+            logger.warning("stored response not read from Redis", exc_info=True)
+            return None
+        if raw is None:
+            return None
+        values = orjson.loads(raw)
+        values["created_at"] = datetime.fromisoformat(values["created_at"]) if values.get("created_at") else None
+        return ResponseRecord(**values)
 
     def _flusher_ensure(self) -> None:
         if self._task is None or self._task.done():
@@ -128,7 +162,9 @@ class ResponseStore:
         if response_id in self._cache:
             record = self._cache[response_id]
         else:
-            record = await db_call(_stored_response_get, response_id)
+            record = await self._redis_get(response_id) if redis_enabled() else None
+            if record is None:
+                record = await db_call(_stored_response_get, response_id)
             if record is not None:
                 self._remember(response_id, record)
         if record is None or not record.readable_by(context):
@@ -140,6 +176,11 @@ class ResponseStore:
         for record in list(self._pending):
             if record.id == response_id:
                 self._pending.remove(record)
+        if redis_enabled():
+            try:
+                await self._redis().delete(redis_key("responses", response_id))
+            except Exception:
+                logger.warning("stored response not deleted from Redis", exc_info=True)
         await db_call(_stored_response_delete, response_id)
 
     def forget(self) -> None:

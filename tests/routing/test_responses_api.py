@@ -283,3 +283,22 @@ def test_reasoning_summary_and_thinking_round_trip_on_anthropic(client, models, 
         {"type": "function_call_output", "call_id": call.call_id, "output": "18C"},
     ])
     assert third.output_text == "tool results: get_weather=18C"
+
+
+@pytest.mark.skipif(not __import__("django.conf").conf.settings.REDIS_URL, reason="needs Redis")
+def test_with_redis_another_replica_finds_a_response_before_the_database_has_it(client, models, settings):
+    from apps.routing.models import StoredResponse
+    from apps.routing.responses_store import response_store
+
+    settings.GATEWAY_SPEND_FLUSH_INTERVAL = 60  # the batch is not written during the test
+    created = client().responses.create(model="claude", input="Hello")
+    wait_for(lambda: False, timeout=0.3)  # the background put into Redis
+    response_store.forget()  # as another replica: nothing in process memory
+    assert not StoredResponse.objects.filter(pk=created.id).exists()
+    second = client().responses.create(model="claude", input="Weather in Paris?", previous_response_id=created.id)
+    assert second.output_text == expected_text(None, 3, "Weather in Paris?")
+    response_store.forget()
+    client().responses.delete(created.id)
+    response_store.forget()
+    with pytest.raises(openai.NotFoundError):
+        client().responses.retrieve(created.id)
