@@ -239,6 +239,7 @@ CELERY_BEAT_SCHEDULE = {
                            "options": {"expires": max(GATEWAY_ROLLUP_INTERVAL - 5.0, 5.0)}},
     "spend-counters-reconcile": {"task": "spend.counters_reconcile", "schedule": GATEWAY_RECONCILE_INTERVAL,
                                  "options": {"expires": max(GATEWAY_RECONCILE_INTERVAL - 5.0, 5.0)}},
+    "responses-purge": {"task": "routing.stored_responses_purge", "schedule": 3600.0, "options": {"expires": 3000}},
 }
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -287,6 +288,9 @@ GATEWAY_NEGATIVE_KEY_CACHE_TTL = env_float("GATEWAY_NEGATIVE_KEY_CACHE_TTL", 5.0
 # Spend records are written in batches: every interval, or sooner when a batch fills.
 GATEWAY_SPEND_FLUSH_INTERVAL = env_float("GATEWAY_SPEND_FLUSH_INTERVAL", 1.0)
 GATEWAY_SPEND_BATCH_SIZE = env_int("GATEWAY_SPEND_BATCH_SIZE", 500)
+# Stored /v1/responses (for GET and previous_response_id) are deleted this many seconds after
+# their creation by the hourly purge task (0: kept until deleted). OpenAI keeps them 30 days.
+GATEWAY_RESPONSES_RETENTION = env_float("GATEWAY_RESPONSES_RETENTION", 30 * 86400.0)
 # A request that names no max_tokens reserves this many output tokens against budgets.
 GATEWAY_RESERVED_OUTPUT_TOKENS = env_int("GATEWAY_RESERVED_OUTPUT_TOKENS", 4096)
 # Storing each request's messages and answer in its spend log: off unless a key or team opts in,

@@ -152,3 +152,29 @@ class ModelGroupSettings(models.Model):
 
     def __str__(self) -> str:
         return self.model_name
+
+
+class StoredResponse(models.Model):
+    """A /v1/responses answer kept for GET, input_items and previous_response_id.
+
+    Scoped to its owner: its team's keys when it has a team, else only the key that made it.
+    Written off the request path (apps.routing.responses_store's buffer); purged after
+    GATEWAY_RESPONSES_RETENTION.
+    """
+
+    id = models.CharField(primary_key=True, max_length=128, help_text="resp_...: the upstream's id when native.")
+    key_hash = models.CharField(max_length=64, db_index=True, help_text="sha256 of the key that created it.")
+    key_id = models.BigIntegerField(null=True, blank=True)
+    team_id = models.CharField(max_length=64, null=True, blank=True, db_index=True)
+    organization_id = models.CharField(max_length=64, null=True, blank=True)
+    model = models.CharField(max_length=200, help_text="The public model name asked for.")
+    deployment_id = models.BigIntegerField(null=True, blank=True, help_text="The deployment that answered.")
+    native = models.BooleanField(default=False, help_text="Answered by the upstream's own Responses API.")
+    previous_response_id = models.CharField(max_length=128, blank=True, default="")
+    input_items = models.JSONField(default=list, help_text="The whole conversation before this answer.")
+    output_items = models.JSONField(default=list)
+    response = models.JSONField(default=dict, help_text="The response object as the client received it.")
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        verbose_name = "stored response"

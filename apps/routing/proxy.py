@@ -58,6 +58,7 @@ _CALL_TYPES = {
     Operation.AUDIO_SPEECH: "speech",
     Operation.AUDIO_TRANSCRIPTION: "transcription",
     Operation.AUDIO_TRANSLATION: "translation",
+    Operation.RESPONSES: "responses",
 }
 
 
@@ -221,6 +222,11 @@ class ClientFormat:
         """One attempt on one deployment (an audio stream is answered differently: apps.routing.media)."""
         return await _deployment_call(deployment, timeouts, operation, body, account, self)
 
+    def upstream_call(self, deployment: Deployment, operation: Operation, body: dict) -> tuple[Operation, dict]:
+        """The operation and body one attempt sends to this deployment (apps.routing.responses_format
+        forwards /v1/responses natively where the provider has the Responses API)."""
+        return operation, body
+
 
 OPENAI_FORMAT = ClientFormat()
 
@@ -327,6 +333,7 @@ async def _deployment_call(
     account.deployment = deployment
     adapter = deployment.adapter
     stream = account.stream
+    operation, body = client_format.upstream_call(deployment, operation, body)
     drop_params = body.get("drop_params") is True or bool(deployment.extra_params.get("drop_params"))
     payload = adapter.prepare_body(operation, body, drop_params=drop_params)
     try:

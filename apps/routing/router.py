@@ -201,7 +201,7 @@ class RouteRequest:
 
     def output_tokens(self) -> int | None:
         """The answer's size the client allows (validated before routing), if it set one."""
-        if self.operation is Operation.CHAT:
+        if self.operation in (Operation.CHAT, Operation.RESPONSES):  # RESPONSES: its chat translation
             return self.body.get("max_completion_tokens") or self.body.get("max_tokens")
         if self.operation is Operation.COMPLETION:
             return self.body.get("max_tokens")

@@ -14,6 +14,7 @@ from apps.core.background import drain
 from apps.core.redis import redis_enabled
 from apps.keys.master import master_key_load
 from apps.providers.transport import transport
+from apps.routing.responses_store import response_store
 from apps.spend import tokens
 from apps.spend.buffer import spend_buffer
 from apps.spend.pricing import price_catalog
@@ -59,6 +60,7 @@ class ProcessRuntime:
         await entitlement_refresher_stop()
         await drain()  # limit settlements still on their way to Redis
         await spend_buffer.stop()
+        await response_store.stop()
         await transport.close()
 
 

@@ -50,3 +50,19 @@ def user_from_session(*, session_key: str):
     admin checks it: the session exists, is unexpired and matches the password hash."""
     store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
     return get_user(_SessionHolder(store))
+
+
+def stored_response_get(*, response_id: str):
+    """One stored /v1/responses record (apps.routing.responses_store.ResponseRecord), or None."""
+    from apps.routing.models import StoredResponse
+    from apps.routing.responses_store import ResponseRecord
+
+    row = StoredResponse.objects.filter(pk=response_id).first()
+    if row is None:
+        return None
+    return ResponseRecord(
+        id=row.id, key_hash=row.key_hash, key_id=row.key_id, team_id=row.team_id,
+        organization_id=row.organization_id, model=row.model, deployment_id=row.deployment_id,
+        native=row.native, previous_response_id=row.previous_response_id, input_items=row.input_items,
+        output_items=row.output_items, response=row.response, created_at=row.created_at,
+    )

@@ -120,3 +120,37 @@ def deployments_health_check() -> dict:
         invalidation.publish({"kind": invalidation.KIND_DEPLOYMENTS})
     healthy = sum(1 for r in results if r.healthy)
     return {"healthy": healthy, "unhealthy": len(results) - healthy}
+
+
+def stored_responses_write(*, records: list) -> int:
+    """Write buffered /v1/responses records (idempotent: a record already written is kept)."""
+    from apps.routing.models import StoredResponse
+
+    rows = [
+        StoredResponse(
+            id=r.id, key_hash=r.key_hash, key_id=r.key_id, team_id=r.team_id, organization_id=r.organization_id,
+            model=r.model, deployment_id=r.deployment_id, native=r.native,
+            previous_response_id=r.previous_response_id or "", input_items=r.input_items,
+            output_items=r.output_items, response=r.response, created_at=r.created_at,
+        )
+        for r in records
+    ]
+    StoredResponse.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
+
+
+def stored_response_delete(*, response_id: str) -> int:
+    from apps.routing.models import StoredResponse
+
+    return StoredResponse.objects.filter(pk=response_id).delete()[0]
+
+
+def stored_responses_purge(*, older_than: datetime, dry_run: bool = False) -> int:
+    """Retention: delete stored responses created before `older_than`, in short chunks."""
+    from apps.core.db import delete_in_chunks
+    from apps.routing.models import StoredResponse
+
+    queryset = StoredResponse.objects.filter(created_at__lt=older_than)
+    if dry_run:
+        return queryset.count()
+    return delete_in_chunks(queryset)

@@ -8,3 +8,19 @@ from apps.routing.services import deployments_health_check
 @shared_task(name="routing.deployments_health_check", ignore_result=True)
 def deployments_health_check_task() -> dict:
     return deployments_health_check()
+
+
+@shared_task(name="routing.stored_responses_purge", ignore_result=True)
+def stored_responses_purge_task() -> int:
+    """Retention of stored /v1/responses (GATEWAY_RESPONSES_RETENTION; 0 keeps them)."""
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    from apps.routing.services import stored_responses_purge
+
+    if not settings.GATEWAY_RESPONSES_RETENTION:
+        return 0
+    cutoff = timezone.now() - timedelta(seconds=settings.GATEWAY_RESPONSES_RETENTION)
+    return stored_responses_purge(older_than=cutoff)

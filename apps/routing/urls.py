@@ -21,6 +21,7 @@ DATA_PLANE_PREFIXES = (
     "/moderations",
     "/images/",
     "/audio/",
+    "/responses",
     "/v2/rerank",
     "/health",  # /health (deployments, for operators), /health/liveliness, /health/readiness
 )

@@ -18,6 +18,7 @@ from apps.core.errors import GatewayError, authentication_failed, internal_error
 from apps.keys.auth import authenticate
 from apps.providers.adapters.base import Operation
 from apps.providers.registry import deployment_registry
+from apps.routing import responses_api
 from apps.routing.anthropic_format import (
     ANTHROPIC_FORMAT,
     anthropic_error_response,
@@ -118,6 +119,31 @@ async def messages_count_tokens(request: HttpRequest):
     body = openai_body_from_anthropic({"max_tokens": 2**31 - 1, **raw})
     await deployment_group(body["model"], request.auth)  # 404 / 403 as for a message
     return _json({"input_tokens": await count_prompt_tokens(body["messages"], body.get("tools"))})
+
+
+@api.post("/responses", summary="OpenAI Responses API, served by any deployment")
+async def responses(request: HttpRequest):
+    return await responses_api.responses_create(request)
+
+
+@api.get("/responses/{response_id}", summary="A stored response (its owner's team only)")
+async def responses_retrieve(request: HttpRequest, response_id: str):
+    return await responses_api.responses_retrieve(request, response_id)
+
+
+@api.delete("/responses/{response_id}", summary="Delete a stored response")
+async def responses_delete(request: HttpRequest, response_id: str):
+    return await responses_api.responses_delete(request, response_id)
+
+
+@api.post("/responses/{response_id}/cancel", summary="Cancel a background response (none run here)")
+async def responses_cancel(request: HttpRequest, response_id: str):
+    return await responses_api.responses_cancel(request, response_id)
+
+
+@api.get("/responses/{response_id}/input_items", summary="The input items of a stored response")
+async def responses_input_items(request: HttpRequest, response_id: str):
+    return await responses_api.responses_input_items(request, response_id)
 
 
 @api.post("/rerank", summary="Rerank documents against a query (Cohere format)")

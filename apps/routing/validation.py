@@ -629,6 +629,8 @@ _UNSTREAMED = frozenset({Operation.EMBEDDING, Operation.RERANK, Operation.MODERA
 
 _SCHEMAS: dict[Operation, tuple[dict[str, Check], tuple[str, ...]]] = {
     Operation.CHAT: (CHAT_FIELDS, ("model", "messages")),
+    # /v1/responses is validated as its chat translation (apps.routing.responses_format)
+    Operation.RESPONSES: (CHAT_FIELDS, ("model", "messages")),
     Operation.COMPLETION: (COMPLETION_FIELDS, ("model", "prompt")),
     Operation.EMBEDDING: (EMBEDDING_FIELDS, ("model", "input")),
     Operation.RERANK: (RERANK_FIELDS, ("model", "query", "documents")),

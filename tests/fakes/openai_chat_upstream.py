@@ -13,6 +13,7 @@ import time
 import orjson
 from aiohttp import web
 
+from tests.fakes.openai_responses import ResponsesHandler
 from tests.fakes.brain import FakeRequest, FakeToolResult, Mode, decide
 from tests.fakes.providers import ProviderFake, register
 from tests.fakes.server import FakeServer
@@ -74,6 +75,22 @@ class OpenAIChatServer(FakeServer):
             self.app.router.add_post("/openai/deployments/{deployment}/chat/completions", self.chat)
         else:
             self.app.router.add_post("/v1/chat/completions", self.chat)
+        self.responses = ResponsesHandler(check_auth=self._responses_auth)
+        self.responses.requests = self.requests
+        self.app.router.add_post("/openai/responses" if azure else "/v1/responses", self._responses)
+
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        return await self.responses(request)
+
+    def _responses_auth(self, request: web.Request, body: dict) -> web.Response | None:
+        if self.azure:
+            if request.headers.get("api-key") != API_KEY:
+                return self._error(401, "Access denied due to invalid subscription key.")
+            if request.query.get("api-version", "") < "2025-03-01-preview":
+                return self._error(404, "Resource not found")
+        elif request.headers.get("Authorization") != f"Bearer {API_KEY}":
+            return self._error(401, "Incorrect API key provided.")
+        return None
 
     def _error(self, status: int, message: str, retry_after: str | None = None) -> web.Response:
         headers = {"Retry-After": retry_after} if retry_after else {}

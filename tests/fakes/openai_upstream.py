@@ -30,6 +30,7 @@ import time
 import orjson
 from aiohttp import web
 
+from tests.fakes.openai_responses import ResponsesHandler
 from tests.fakes.server import FakeServer
 
 PROMPT_TOKENS = 11
@@ -86,7 +87,13 @@ class FakeOpenAIUpstream(FakeServer):
         self.app.router.add_post("/v1/chat/completions", self.chat)
         self.app.router.add_post("/v1/completions", self.completions)
         self.app.router.add_post("/v1/embeddings", self.embeddings)
+        self.responses = ResponsesHandler(check_auth=lambda request, body: None)
+        self.responses.requests = self.requests
+        self.app.router.add_post("/v1/responses", self._responses)
         self.base_url = self.url + "/v1"
+
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        return await self.responses(request)
 
     async def _record(self, request: web.Request) -> dict:
         body = orjson.loads(await request.read())

@@ -29,6 +29,16 @@ ROUTES = {
         "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
         "tool_choice": "auto", "response_format": {"type": "text"}, "metadata": {"k": "v"}, "n": 1,
     },
+    "/v1/responses": {
+        "model": "MODEL", "max_output_tokens": 16, "instructions": "be brief", "temperature": 0.5,
+        "input": [{"role": "user", "content": [{"type": "input_text", "text": "hi"},
+                                               {"type": "input_image", "image_url": "data:image/png;base64,iVBO"}]},
+                  {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+                  {"type": "function_call_output", "call_id": "c1", "output": "ok"}],
+        "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}], "tool_choice": "auto",
+        "text": {"format": {"type": "json_schema", "name": "a", "schema": {"type": "object"}}},
+        "reasoning": {"effort": "low"}, "metadata": {"k": "v"}, "store": False, "user": "u",
+    },
     "/v1/completions": {"model": "MODEL", "prompt": "hi", "max_tokens": 5},
     "/v1/embeddings": {"model": "MODEL", "input": ["hi", "there"]},
     "/v1/messages": {

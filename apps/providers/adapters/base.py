@@ -34,6 +34,7 @@ class Operation(enum.Enum):
     AUDIO_SPEECH = "audio_speech"
     AUDIO_TRANSCRIPTION = "audio_transcription"
     AUDIO_TRANSLATION = "audio_translation"
+    RESPONSES = "responses"  # OpenAI's Responses API, native (OpenAI, Azure); others get it as CHAT
 
 
 class StreamFormat(enum.Enum):

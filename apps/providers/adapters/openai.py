@@ -31,6 +31,7 @@ _PATHS = {
     Operation.AUDIO_SPEECH: "/audio/speech",
     Operation.AUDIO_TRANSCRIPTION: "/audio/transcriptions",
     Operation.AUDIO_TRANSLATION: "/audio/translations",
+    Operation.RESPONSES: "/responses",
 }
 _UPLOADS = frozenset({Operation.AUDIO_TRANSCRIPTION, Operation.AUDIO_TRANSLATION, Operation.IMAGE_EDIT,
                       Operation.IMAGE_VARIATION})  # multipart/form-data
@@ -39,6 +40,8 @@ MEDIA_OPERATIONS = frozenset({
     Operation.MODERATION, Operation.IMAGE_GENERATION, Operation.AUDIO_SPEECH, Operation.AUDIO_TRANSCRIPTION,
     Operation.AUDIO_TRANSLATION, Operation.IMAGE_EDIT, Operation.IMAGE_VARIATION,
 })
+# Azure serves the Responses API without a deployment in the path, from this API version on.
+_AZURE_RESPONSES_API_VERSION = "2025-04-01-preview"
 
 
 def usage_from_openai(raw_usage: Any) -> Usage:
@@ -111,6 +114,50 @@ def subtitle_usage(raw: bytes) -> Usage:
     return Usage(input_seconds=total, reported=False)
 
 
+def usage_from_responses(raw_usage: Any) -> Usage:
+    """The Responses API's usage (input_tokens, output_tokens and their details)."""
+    if not isinstance(raw_usage, dict):
+        return Usage()
+    input_details = raw_usage.get("input_tokens_details") or {}
+    output_details = raw_usage.get("output_tokens_details") or {}
+    return Usage(
+        prompt_tokens=int(raw_usage.get("input_tokens") or 0),
+        completion_tokens=int(raw_usage.get("output_tokens") or 0),
+        cached_tokens=int(input_details.get("cached_tokens") or 0),
+        reasoning_tokens=int(output_details.get("reasoning_tokens") or 0),
+        reported=True,
+    )
+
+
+class ResponsesStreamTranslator(StreamTranslator):
+    """Responses API events passed on as they are (dicts, which the Responses writer frames);
+    the usage is read from the terminal event."""
+
+    def __init__(self, provider: str) -> None:
+        super().__init__()
+        self.provider = provider
+
+    def feed(self, event: str | None, data: bytes) -> list[dict]:
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise GatewayError(
+                f"{self.provider} sent a stream event that is not JSON.",
+                status=502, type="api_error", code="bad_upstream_response",
+            ) from None
+        if not isinstance(payload, dict):
+            return []
+        kind = payload.get("type")
+        if kind == "error" and not self.done:
+            raise upstream_error(self.provider, 502, orjson.dumps({"error": payload}), {})
+        if kind in ("response.completed", "response.incomplete", "response.failed"):
+            self.done = True
+            usage = (payload.get("response") or {}).get("usage")
+            if usage:
+                self.usage = usage_from_responses(usage)
+        return [payload]
+
+
 class OpenAIStreamTranslator(StreamTranslator):
     """OpenAI chunks in, OpenAI chunks out; keeps the usage, drops chunks with nothing in them
     (Azure's first chunk has empty choices and only content-filter results)."""
@@ -146,7 +193,7 @@ class OpenAIAdapter(ProviderAdapter):
     name = "openai"
     default_api_base = "https://api.openai.com/v1"
     api_key_env = "OPENAI_API_KEY"
-    operations = frozenset({Operation.CHAT, Operation.COMPLETION, Operation.EMBEDDING}) | MEDIA_OPERATIONS
+    operations = frozenset({Operation.CHAT, Operation.COMPLETION, Operation.EMBEDDING, Operation.RESPONSES}) | MEDIA_OPERATIONS
 
     def url(self, operation: Operation, deployment) -> str:
         return (deployment.api_base or self.default_api_base or "").rstrip("/") + _PATHS[operation]
@@ -157,6 +204,8 @@ class OpenAIAdapter(ProviderAdapter):
     def upstream_body(self, operation: Operation, deployment, body: dict[str, Any], stream: bool) -> dict:
         payload = dict(body)
         payload["model"] = deployment.upstream_model
+        if operation is Operation.RESPONSES:
+            return payload  # the Responses API reports usage on its terminal event by itself
         if stream:
             # Always ask for usage, so streamed requests are never priced at zero.
             options = dict(payload.get("stream_options") or {})
@@ -177,10 +226,14 @@ class OpenAIAdapter(ProviderAdapter):
         if operation in MEDIA_OPERATIONS:
             return media_response(self.name, operation, raw)
         payload = load_json_response(self.name, raw)
+        if operation is Operation.RESPONSES:
+            return TranslatedResponse(body=raw, usage=usage_from_responses(payload.get("usage")))
         # The upstream bytes go to the client as they are: no re-encoding on the hot path.
         return TranslatedResponse(body=raw, usage=usage_from_openai(payload.get("usage")))
 
     def stream_translator(self, operation, deployment):
+        if operation is Operation.RESPONSES:
+            return ResponsesStreamTranslator(self.name)
         return OpenAIStreamTranslator(self.name)
 
 
@@ -202,6 +255,9 @@ class AzureOpenAIAdapter(OpenAIAdapter):
             )
         if base.endswith("/openai/v1"):
             return base + _PATHS[operation]
+        if operation is Operation.RESPONSES:
+            version = max(deployment.api_version or "", _AZURE_RESPONSES_API_VERSION)
+            return f"{base}/openai/responses?api-version={version}"
         version = deployment.api_version or self.default_api_version
         return f"{base}/openai/deployments/{deployment.upstream_model}{_PATHS[operation]}?api-version={version}"
 
@@ -212,6 +268,7 @@ class AzureOpenAIAdapter(OpenAIAdapter):
 class OpenAICompatibleAdapter(OpenAIAdapter):
     """A host speaking OpenAI's API, known by its preset base URL and key variable."""
 
+    # Their Responses APIs, where they have one, differ: /v1/responses is translated to chat for them.
     operations = frozenset({Operation.CHAT, Operation.COMPLETION, Operation.EMBEDDING})
 
     def __init__(self, name: str, default_api_base: str | None, api_key_env: str | None) -> None:
