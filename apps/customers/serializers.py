@@ -8,6 +8,7 @@ from rest_framework import serializers
 
 from apps.core.durations import current_period
 from apps.management.inputs import count_field, duration_validator, money_field
+from apps.management.pagination import page_field
 
 # LiteLLM fields of an end user this gateway does not act on: accepted only empty (the management
 # framework's rule for `litellm_fields`), refused when set, never ignored.
@@ -185,7 +186,7 @@ class CustomerQuery(NamespaceInput):
 
 
 class CustomerListQuery(NamespaceInput):
-    page = serializers.IntegerField(min_value=1, default=1)
+    page = page_field()
     page_size = serializers.IntegerField(min_value=1, max_value=1000, default=100)
 
 
