@@ -278,6 +278,21 @@ class Measurement:
     target: str  # "direct" or "gateway"
     phase: str  # "warmup" or "measure"
     result: LoadResult
+    # CPU the serving process used per answered request (all its threads, user + system), in
+    # microseconds. Far steadier than req/s on a small machine where the load generator and
+    # the server share the cores: the number to compare two commits by. None off Linux.
+    cpu_us_per_request: float | None = None
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process and all its threads so far (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # After the command name: state is field 3, utime 14 and stime 15 (1-based, man 5 proc).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def check_answer(status, payload, where: str) -> None:
@@ -360,12 +375,20 @@ def _run(args: argparse.Namespace, work_dir: Path, procs: Processes) -> dict:
         log(f"{phase:7} {target:7} c={concurrency:<3} {duration:g}s ...")
         if gateway.poll() is not None:
             raise BenchError(f"gateway exited with {gateway.returncode}:\n{procs.log_tail('gateway')}")
+        pid = gateway.pid if target == "gateway" else upstream.pid
+        cpu_before = process_cpu_seconds(pid)
         result = generator.run(url, concurrency=concurrency, duration=duration, key=key)
+        cpu_after = process_cpu_seconds(pid)
+        cpu_per_request = (
+            (cpu_after - cpu_before) * 1e6 / result.requests
+            if cpu_before is not None and cpu_after is not None and result.requests else None
+        )
         if target == "gateway":
             gateway_requests += result.requests
-        measurements.append(Measurement(target, phase, result))
+        measurements.append(Measurement(target, phase, result, cpu_per_request))
+        cpu_text = f"  cpu {cpu_per_request:.0f} us/req" if cpu_per_request is not None else ""
         log(f"        {result.rps:9.0f} req/s  p50 {result.p50_ms:.3f} ms  p99 {result.p99_ms:.3f} ms"
-            f"  non-2xx {result.non_2xx}  errors {result.errors}")
+            f"  non-2xx {result.non_2xx}  errors {result.errors}{cpu_text}")
 
     for target, url, key in targets:
         measure(target, url, key, args.concurrency, args.warmup, "warmup")
@@ -426,7 +449,8 @@ def report(args, generator_name, measurements, gateway_requests, spend_logs, spe
         "generator": generator_name,
         "duration_s": args.duration,
         "warmup_s": args.warmup,
-        "runs": [{"target": m.target, "phase": m.phase, **asdict(m.result)} for m in measurements],
+        "runs": [{"target": m.target, "phase": m.phase, **asdict(m.result),
+                  "cpu_us_per_request": m.cpu_us_per_request} for m in measurements],
         "comparisons": comparisons,
         "targets": targets,
         "spend": {
@@ -447,14 +471,15 @@ def print_report(data: dict) -> None:
           f"{data['warmup_s']:g}s warmup per target (not in the table)")
     print()
     header = (f"{'target':8} {'conc':>4} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} "
-              f"{'requests':>9} {'non-2xx':>8} {'errors':>7}")
+              f"{'requests':>9} {'non-2xx':>8} {'errors':>7} {'cpu us/req':>10}")
     print(header)
     print("-" * len(header))
     for run in data["runs"]:
         if run["phase"] != "measure":
             continue
         print(f"{run['target']:8} {run['concurrency']:>4} {run['rps']:>10.0f} {run['p50_ms']:>9.3f} "
-              f"{run['p99_ms']:>9.3f} {run['requests']:>9} {run['non_2xx']:>8} {run['errors']:>7}")
+              f"{run['p99_ms']:>9.3f} {run['requests']:>9} {run['non_2xx']:>8} {run['errors']:>7} "
+              f"{'n/a' if run['cpu_us_per_request'] is None else format(run['cpu_us_per_request'], '.0f'):>10}")
     print()
     for c in data["comparisons"]:
         print(f"c={c['concurrency']:<3} gateway/direct throughput {c['throughput_ratio']:.3f}  "

@@ -58,11 +58,15 @@ class SpendBuffer:
             except asyncio.CancelledError:
                 pass
             self._task = None
-        for attempt in range(5):
-            if not self._records:
-                break
-            if not await self.flush_once():
-                await asyncio.sleep(0.2 * (attempt + 1))
+        # Write batch after batch while the database takes them; give up (spill, or log what
+        # is lost) only after 5 failures in a row, never after a count of batches.
+        failures = 0
+        while self._records and failures < 5:
+            if await self.flush_once():
+                failures = 0
+            else:
+                failures += 1
+                await asyncio.sleep(0.2 * failures)
         if self._records and self._spill is not None:
             try:
                 await self._spill.push(list(self._records))

@@ -95,6 +95,37 @@ def test_stop_flushes_everything_still_buffered(settings):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_stop_writes_a_backlog_of_many_batches_whole(settings, monkeypatch):
+    """A busy server stops with more than a few batches buffered: all of them are written,
+    also when the database refuses some attempts on the way."""
+    from apps.spend import buffer as buffer_module
+    from apps.spend.models import SpendLog
+
+    settings.GATEWAY_SPEND_FLUSH_INTERVAL = 3600  # only stop() can write
+    settings.GATEWAY_SPEND_BATCH_SIZE = 2
+    calls = []
+
+    def write_failing_every_third_call(**kwargs):
+        calls.append(1)
+        if len(calls) % 3 == 0:
+            raise ConnectionError("database blinked")
+        return spend_logs_write_batch(**kwargs)
+
+    monkeypatch.setattr(buffer_module, "spend_logs_write_batch", write_failing_every_third_call)
+    buffer = SpendBuffer()
+
+    async def scenario():
+        buffer.start()
+        for _ in range(23):  # 12 batches
+            buffer.add(record())
+        await buffer.stop()
+
+    asyncio.run(scenario())
+    assert SpendLog.objects.count() == 23
+    assert len(buffer) == 0
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_record_holding_nul_characters_is_written_and_holds_no_other_back(make_key):
     """PostgreSQL refuses NUL in text and JSON; a client's metadata can carry one (a hostile one
     did, in CI, and every later batch failed behind it)."""
