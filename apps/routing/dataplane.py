@@ -52,6 +52,9 @@ async def _send_response(response: HttpResponseBase, send) -> None:
 class DataPlaneHandler:
     def __init__(self, urlconf: str, *, max_body_bytes: int, strip_prefix: str = "/v1") -> None:
         self.resolver = get_resolver(urlconf)
+        # Matches of paths without variables, reused: walking the patterns costs more than
+        # the rest of routing. Only resolved paths enter, so the set is as small as the routes.
+        self._static_matches: dict[str, object] = {}
         self.max_body_bytes = max_body_bytes
         self.strip_prefix = strip_prefix
 
@@ -104,10 +107,14 @@ class DataPlaneHandler:
         path = request.path_info
         if path.startswith(self.strip_prefix + "/"):
             path = path[len(self.strip_prefix) :]
-        try:
-            match = self.resolver.resolve(path)
-        except Resolver404:
-            raise not_found(f"Unknown route: {request.method} {request.path}", code="unknown_route") from None
+        match = self._static_matches.get(path)
+        if match is None:
+            try:
+                match = self.resolver.resolve(path)
+            except Resolver404:
+                raise not_found(f"Unknown route: {request.method} {request.path}", code="unknown_route") from None
+            if not match.args and not match.kwargs and len(self._static_matches) < 256:
+                self._static_matches[path] = match
         request.resolver_match = match
         response = await match.func(request, *match.args, **match.kwargs)
         if response.status_code == 405 and not response.get("Content-Type", "").startswith("application/json"):

@@ -13,6 +13,7 @@ import aiohttp
 import orjson
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
+from apps.core.edge import PlainHeadersMixin
 from apps.core.errors import GatewayError
 from apps.providers.adapters.base import Operation, Usage
 from apps.providers.registry import Deployment
@@ -57,15 +58,16 @@ IMAGE_UPLOAD_FORMAT = ImageUploadFormat()
 # --- speech: the audio relayed as it arrives ------------------------------------------------------
 
 
-class AudioStreamResponse(StreamingHttpResponse):
+class AudioStreamResponse(PlainHeadersMixin, StreamingHttpResponse):
     """Audio bytes relayed from the upstream; like SSEResponse, the data plane drives `events`
     itself so a disconnect closes the generator, and with it the upstream response."""
 
     def __init__(self, events: AsyncIterator[bytes], *, content_type: str, headers: dict[str, str]) -> None:
-        super().__init__(events, content_type=content_type, headers=headers)
+        super().__init__(
+            events, content_type=content_type,
+            plain_headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
         self.events = events
-        self["Cache-Control"] = "no-cache"
-        self["X-Accel-Buffering"] = "no"
 
 
 class SpeechFormat(ClientFormat):

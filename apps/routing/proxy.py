@@ -20,7 +20,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from apps.billing.entitlement import entitlement_check
 from apps.core.background import spawn
-from apps.core.edge import REQUEST_ID_SCOPE_KEY
+from apps.core.edge import REQUEST_ID_SCOPE_KEY, PlainHeadersMixin
 from apps.core.errors import GatewayError, internal_error, invalid_request
 from apps.keys.context import KeyContext
 from apps.providers.adapters.base import Operation, StreamTranslator, TranslatedResponse, Usage
@@ -62,15 +62,21 @@ _CALL_TYPES = {
 }
 
 
-class SSEResponse(StreamingHttpResponse):
+class GatewayResponse(PlainHeadersMixin, HttpResponse):
+    """A /v1 answer: the gateway's own headers (request id, limits, attempts, cost) go out
+    without Django's per-header checks (apps.core.edge.PlainHeadersMixin)."""
+
+
+class SSEResponse(PlainHeadersMixin, StreamingHttpResponse):
     """A server-sent-event stream; the data plane's ASGI handler drives `events` directly
     so it can close the generator, and with it the upstream stream, on a disconnect."""
 
     def __init__(self, events: AsyncIterator[bytes], *, headers: dict[str, str]) -> None:
-        super().__init__(events, content_type="text/event-stream", headers=headers)
+        super().__init__(
+            events, content_type="text/event-stream",
+            plain_headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
         self.events = events
-        self["Cache-Control"] = "no-cache"
-        self["X-Accel-Buffering"] = "no"
 
 
 class RequestAccount:
@@ -370,10 +376,10 @@ async def _deployment_call(
         account.stored_response = stored_answer(translated.body)
     account.settle(status=SpendLog.Status.SUCCESS, usage=client_format.usage_priced(translated.usage, body),
                    http_status=200)
-    return HttpResponse(
+    return GatewayResponse(
         client_format.response_body(translated, account.model),
         content_type=translated.content_type,
-        headers={**account.response_headers(), **translated.headers},
+        plain_headers={**account.response_headers(), **translated.headers},
     )
 
 

@@ -17,7 +17,7 @@ from apps.routing.validation import json_body
 class _Request:
     def __init__(self, raw: bytes) -> None:
         self.body = raw
-        self.headers = {"Content-Type": "application/json"}
+        self.META = {"CONTENT_TYPE": "application/json"}
 
 
 def _refused_as_repeated(raw: bytes) -> bool:
