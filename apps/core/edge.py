@@ -36,8 +36,9 @@ class PlainHeadersMixin:
         plain = {}
         if plain_headers:
             django_headers = self._django_headers
+            taken = {name.lower() for name in django_headers}  # Content-Type, mostly
             for name, value in plain_headers.items():
-                if value.isascii() and "\n" not in value and "\r" not in value and name not in django_headers:
+                if value.isascii() and "\n" not in value and "\r" not in value and name.lower() not in taken:
                     plain[name] = value
                 else:
                     django_headers[name] = value  # checked (and MIME-encoded) as Django does
