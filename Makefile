@@ -13,7 +13,7 @@ PORT ?= 4000
 # Celery and the server all run on it; the real environment wins over it. Never in production.
 ENV_FILE := $(or $(GATEWAY_ENV_FILE),.env)
 
-.PHONY: run test bench venv migrate clean
+.PHONY: run test bench bench-instructions venv migrate clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@PYTHON_BIN=$$(scripts/find-python) && echo "Using $$PYTHON_BIN" && \
@@ -45,6 +45,10 @@ test: venv
 
 bench: venv
 	$(PY) bench/run.py
+
+# Instructions per chat request (valgrind's callgrind): repeatable to ~0.3%, for comparing commits.
+bench-instructions: venv
+	$(PY) bench/instructions.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

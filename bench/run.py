@@ -111,10 +111,11 @@ class Processes:
         self.log_dir = log_dir
         self.running: dict[str, subprocess.Popen] = {}
 
-    def start(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    def start(self, name: str, args: list[str], env: dict[str, str] | None = None,
+              cwd: Path = REPO_DIR) -> subprocess.Popen:
         with open(self.log_dir / f"{name}.log", "wb") as log_file:  # the child keeps its own copy
             proc = subprocess.Popen(
-                args, cwd=REPO_DIR, env=env, stdin=subprocess.DEVNULL,
+                args, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                 stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
             )
         self.running[name] = proc
@@ -177,9 +178,9 @@ def wait_http_ok(
     raise BenchError(f"{name} did not answer 200 on {url} within {timeout:.0f}s:\n{procs.log_tail(name)}")
 
 
-def manage(args: list[str], env: dict[str, str], what: str) -> str:
+def manage(args: list[str], env: dict[str, str], what: str, cwd: Path = REPO_DIR) -> str:
     result = subprocess.run(
-        [PYTHON, "manage.py", *args], cwd=REPO_DIR, env=env, stdin=subprocess.DEVNULL,
+        [PYTHON, "manage.py", *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
         capture_output=True, text=True, check=False,
     )
     if result.returncode != 0:
