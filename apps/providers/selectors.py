@@ -10,7 +10,8 @@ def deployment_list_active() -> list[ModelDeployment]:
 def deployment_get_by_model_id(*, model_id: str) -> ModelDeployment | None:
     """A deployment by LiteLLM's model id: its model_info.id, else its database id."""
     deployment = ModelDeployment.objects.filter(config_id=model_id).first()
-    if deployment is None and str(model_id).isdigit():
+    # ASCII digits only: "²".isdigit() is true and int() refuses it; 18 digits fit a bigint.
+    if deployment is None and model_id.isascii() and model_id.isdigit() and len(model_id) <= 18:
         deployment = ModelDeployment.objects.filter(pk=int(model_id), config_id__isnull=True).first()
     return deployment
 

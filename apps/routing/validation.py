@@ -372,7 +372,7 @@ def _logit_bias(value: Any, param: str) -> None:
     obj(value, param)
     for token, bias in value.items():
         where = f"{param}.{token}"
-        if not token.isdigit():
+        if not (token.isascii() and token.isdigit()):
             raise invalid_request(f"Invalid key in '{param}': '{token}' is not a token id.", param=where,
                                   code="invalid_value")
         number(-100, 100)(bias, where)

@@ -514,3 +514,11 @@ def test_the_admin_shows_a_team_model_and_the_spend_resets(api, world, admin_cli
     assert page.status_code == 200 and "research" in page.content.decode()
     assert api.post("/global/spend/reset").status_code == 200
     assert "master key" in admin_client.get("/admin/spend/spendreset/").content.decode()
+
+
+@pytest.mark.parametrize("model_id", ["²", "٣", "99999999999999999999999"])
+def test_a_model_id_of_non_ascii_digits_or_past_bigint_is_a_404_not_a_500(api, world, model_id):
+    """Found by the schema fuzz: "²".isdigit() is true but int() refuses it."""
+    response = api.get("/model/info", {"litellm_model_id": model_id})
+    assert response.status_code == 404, response.content
+    assert response.json()["error"]["param"] == "litellm_model_id"

@@ -109,6 +109,7 @@ CHAT_CASES = [
     ("frequency_penalty below -2", chat(frequency_penalty=-2.5), "frequency_penalty"),
     ("logit_bias a string", chat(logit_bias="x"), "logit_bias"),
     ("logit_bias key not a token", chat(logit_bias={"abc": 1}), "logit_bias.abc"),
+    ("logit_bias key of non-ASCII digits", chat(logit_bias={"\u00b2": 1}), "logit_bias.\u00b2"),
     ("logit_bias above 100", chat(logit_bias={"50256": 101}), "logit_bias.50256"),
     ("logprobs a string", chat(logprobs="yes"), "logprobs"),
     ("top_logprobs above 20", chat(logprobs=True, top_logprobs=21), "top_logprobs"),

@@ -176,7 +176,7 @@ def _already_exists(errors) -> bool:
 
 def _index_errors(details, count: int) -> dict[int, dict] | None:
     """Lago's per-item errors of a batch, keyed by index ({"3": {...}}), or None if not that shape."""
-    if not isinstance(details, dict) or not details or not all(str(k).isdigit() for k in details):
+    if not isinstance(details, dict) or not details or not all(str(k).isascii() and str(k).isdigit() for k in details):
         return None
     return {int(k): v for k, v in details.items() if int(k) < count}
 
