@@ -17,9 +17,8 @@ from apps.core.edge import PlainHeadersMixin
 from apps.core.errors import GatewayError
 from apps.providers.adapters.base import Operation, Usage
 from apps.providers.registry import Deployment
-from apps.providers.transport import transport
 from apps.routing.multipart import multipart_form
-from apps.routing.proxy import ClientFormat, RequestAccount
+from apps.routing.proxy import ClientFormat, RequestAccount, upstream_stream_send
 from apps.routing.router import Timeouts
 from apps.spend.models import SpendLog
 
@@ -83,16 +82,7 @@ class SpeechFormat(ClientFormat):
         upstream_request = await adapter.build_request(operation, deployment, payload, stream=False)
         waiting_since = time.perf_counter()
         try:
-            response = await transport.send(
-                upstream_request, timeout=timeouts.total, connect_timeout=timeouts.connect,
-                provider=deployment.provider, stream=True,
-            )
-            if response.status >= 400:
-                try:
-                    raw = await response.read()
-                finally:
-                    response.release()
-                raise adapter.translate_error(response.status, raw, response.headers)
+            response = await upstream_stream_send(deployment, timeouts, upstream_request)
             chunks = response.content.iter_any()
             try:
                 # Until the first audio arrives a failure may still be retried elsewhere.

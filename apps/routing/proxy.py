@@ -383,6 +383,22 @@ async def _deployment_call(
     )
 
 
+async def upstream_stream_send(deployment: Deployment, timeouts: Timeouts, upstream_request):
+    """Send a request whose answer is read as it arrives; an error status is read whole and
+    raised as the adapter translates it (so the router may retry it elsewhere)."""
+    response = await transport.send(
+        upstream_request, timeout=timeouts.total, connect_timeout=timeouts.connect,
+        provider=deployment.provider, stream=True,
+    )
+    if response.status >= 400:
+        try:
+            raw = await response.read()
+        finally:
+            response.release()
+        raise deployment.adapter.translate_error(response.status, raw, response.headers)
+    return response
+
+
 async def _stream_open(
     deployment: Deployment,
     timeouts: Timeouts,
@@ -397,16 +413,7 @@ async def _stream_open(
     adapter = deployment.adapter
     try:
         async with asyncio.timeout(timeouts.first_token):
-            response = await transport.send(
-                upstream_request, timeout=timeouts.total, connect_timeout=timeouts.connect,
-                provider=deployment.provider, stream=True,
-            )
-            if response.status >= 400:
-                try:
-                    raw = await response.read()
-                finally:
-                    response.release()
-                raise adapter.translate_error(response.status, raw, response.headers)
+            response = await upstream_stream_send(deployment, timeouts, upstream_request)
             options = account.body.get("stream_options") or {}
             writer = client_format.stream_writer(include_usage=bool(options.get("include_usage")), model=account.model)
             events = _relay_stream(response, deployment, adapter.stream_translator(operation, deployment), writer,
