@@ -28,7 +28,14 @@ def raw_key_from_request(request: HttpRequest) -> str | None:
     if litellm:
         scheme, _, value = litellm.partition(" ")
         return (value if scheme.lower() == "bearer" else litellm).strip() or None
-    return meta.get("HTTP_API_KEY") or meta.get("HTTP_X_API_KEY") or meta.get("HTTP_X_GOOG_API_KEY") or None
+    header_key = meta.get("HTTP_API_KEY") or meta.get("HTTP_X_API_KEY") or meta.get("HTTP_X_GOOG_API_KEY")
+    if header_key:
+        return header_key
+    if request.path.startswith("/gemini/"):
+        # Google's clients may send the key as ?key= (the pass-through never sends it on, and
+        # the server keeps no access log, so it is written nowhere).
+        return request.GET.get("key") or None
+    return None
 
 
 async def authenticate(request: HttpRequest) -> KeyContext:

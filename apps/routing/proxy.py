@@ -84,7 +84,7 @@ class RequestAccount:
 
     __slots__ = ("request_id", "context", "operation", "model", "deployment", "stream", "started",
                  "started_wall", "settled", "body", "limits_acquired", "limit_headers", "scopes",
-                 "route", "upstream_seconds", "metadata", "stored_response", "model_group", "cost",
+                 "route", "upstream_seconds", "metadata", "stored_response", "model_group", "cost", "call_type",
                  "end_user")
 
     def __init__(self, context: KeyContext, operation: Operation, request_id: str | None = None) -> None:
@@ -108,6 +108,7 @@ class RequestAccount:
         self.model_group = ""  # the group serving the model (an alias's target)
         self.cost = None  # USD, once settled and priced
         self.end_user = ""  # the tenant's customer named by the request (`user`), if any
+        self.call_type = _CALL_TYPES[operation]  # the pass-through names its own
 
     def settle(self, *, status: str, usage: Usage | None = None, http_status: int | None = None,
                error_type: str = "") -> None:
@@ -137,7 +138,7 @@ class RequestAccount:
                 team_id=context.team_id,
                 organization_id=context.organization_id,
                 user_id=context.user_id,
-                call_type=_CALL_TYPES[self.operation],
+                call_type=self.call_type,
                 model=self.model,
                 deployment_id=deployment.id if deployment else None,
                 provider=deployment.provider if deployment else "",

@@ -24,6 +24,11 @@ DATA_PLANE_PREFIXES = (
     "/responses",
     "/v2/rerank",
     "/health",  # /health (deployments, for operators), /health/liveliness, /health/readiness
+    # The providers' own APIs, forwarded (apps.routing.passthrough).
+    "/openai/",
+    "/azure/",
+    "/anthropic/",
+    "/gemini/",
 )
 
 # Management routes under /v1 (LiteLLM's /v1/model/info): served by the control plane, not the

@@ -25,6 +25,7 @@ from apps.routing.anthropic_format import (
     openai_body_from_anthropic,
 )
 from apps.routing.media import AUDIO_UPLOAD_FORMAT, IMAGE_FORMAT, IMAGE_UPLOAD_FORMAT, SPEECH_FORMAT
+from apps.routing.passthrough import passthrough_request
 from apps.routing.proxy import proxy_request
 from apps.routing.router import deployment_group, may_use_group, usable_deployments
 from apps.routing.selection import health
@@ -210,6 +211,29 @@ async def _model_groups() -> dict:
         if alias not in named and target in groups and alias not in routing_policy.hidden_aliases:
             named[alias] = groups[target]
     return named
+
+
+_PASSTHROUGH_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+@api.api_operation(_PASSTHROUGH_METHODS, "/openai/{path:path}", summary="OpenAI's own API, forwarded")
+async def passthrough_openai(request: HttpRequest, path: str):
+    return await passthrough_request(request, "openai", path)
+
+
+@api.api_operation(_PASSTHROUGH_METHODS, "/azure/{path:path}", summary="Azure OpenAI's own API, forwarded")
+async def passthrough_azure(request: HttpRequest, path: str):
+    return await passthrough_request(request, "azure", path)
+
+
+@api.api_operation(_PASSTHROUGH_METHODS, "/anthropic/{path:path}", summary="Anthropic's own API, forwarded")
+async def passthrough_anthropic(request: HttpRequest, path: str):
+    return await passthrough_request(request, "anthropic", path)
+
+
+@api.api_operation(_PASSTHROUGH_METHODS, "/gemini/{path:path}", summary="Gemini's own API, forwarded")
+async def passthrough_gemini(request: HttpRequest, path: str):
+    return await passthrough_request(request, "gemini", path)
 
 
 @api.get("/models", summary="The models this key may use")

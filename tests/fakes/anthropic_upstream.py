@@ -312,12 +312,25 @@ class AnthropicServer(FakeServer):
         super().__init__(client_max_size=32 * 1024**2)
         self.requests: list[dict] = []
         self.app.router.add_post("/v1/messages", self.messages)
+        self.app.router.add_get("/v1/models", self.models)
 
     def _error(self, status: int, message: str, retry_after: str | None = None) -> web.Response:
         headers = {"request-id": "req_fake0001"}
         if retry_after:
             headers["retry-after"] = retry_after
         return web.json_response(error_body(status, message), status=status, headers=headers)
+
+    async def models(self, request: web.Request) -> web.Response:
+        """GET /v1/models: the key and version headers, as for messages."""
+        self.requests.append({"path": request.path_qs, "headers": dict(request.headers), "body": None})
+        if request.headers.get("x-api-key") != API_KEY:
+            return self._error(401, "invalid x-api-key")
+        if not request.headers.get("anthropic-version"):
+            return self._error(400, "anthropic-version: header is required")
+        model = {"type": "model", "id": "claude-fake-1", "display_name": "Claude Fake",
+                 "created_at": "2026-01-01T00:00:00Z"}
+        return web.json_response({"data": [model], "has_more": False, "first_id": model["id"],
+                                  "last_id": model["id"]})
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()

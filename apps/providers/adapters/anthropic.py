@@ -12,6 +12,7 @@ What differs from OpenAI, and where it is handled:
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -32,6 +33,7 @@ from apps.providers.adapters.base import (
     new_completion_id,
     output_token_limit,
     parse_data_url,
+    passthrough_body,
     stop_sequences,
     tool_arguments_object,
     upstream_error,
@@ -622,6 +624,28 @@ class AnthropicAdapter(ProviderAdapter):
         if beta:
             headers["anthropic-beta"] = beta if isinstance(beta, str) else ",".join(beta)
         return headers
+
+    passthrough = True
+    passthrough_paths = re.compile(r"/v1/(messages(/count_tokens)?|models(/[^/]+)?)/?")
+
+    def passthrough_operation(self, path: str) -> Operation | None:
+        return Operation.CHAT if path.rstrip("/") == "/v1/messages" else None
+
+    def passthrough_stream_error(self, message: str) -> bytes:
+        error = {"type": "error", "error": {"type": "api_error", "message": message}}
+        return b"event: error\ndata: " + orjson.dumps(error) + b"\n\n"
+
+    async def passthrough_request(self, deployment, *, method, path, query, headers, body, json_body):
+        base = (deployment.api_base or self.default_api_base).rstrip("/")
+        root = base.removesuffix("/v1/messages").removesuffix("/v1")
+        return UpstreamRequest(
+            url=root + path + (f"?{query}" if query else ""),
+            # The client's anthropic-version and betas win: it speaks the API it was written for.
+            # Its headers carry no credential (apps.routing.passthrough), so x-api-key stays ours.
+            headers={**self.headers(deployment), **headers},
+            body=passthrough_body(body, json_body, deployment),
+            method=method,
+        )
 
     async def build_request(self, operation, deployment, body, *, stream):
         payload = anthropic_body(deployment, body, stream=stream)

@@ -9,6 +9,7 @@ upstream errors. Sending bytes and splitting streams into events is shared
 from __future__ import annotations
 
 import enum
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -326,6 +327,55 @@ class ProviderAdapter:
 
     def translate_error(self, status: int, raw: bytes, headers: Mapping[str, str]) -> GatewayError:
         return upstream_error(self.name, status, raw, headers)
+
+    # --- the provider's own API, forwarded as it is (apps.routing.passthrough) ---
+
+    passthrough = False  # whether /<provider>/* serves this provider's native API
+    # The native calls served: inference on a model, and reading the model list. Not the
+    # account's files, batches, fine-tunes or stores: one provider account serves every
+    # tenant of the deployment, so those would be shared between tenants.
+    passthrough_paths: re.Pattern | None = None
+
+    def passthrough_model(self, path: str, body: dict | None) -> str | None:
+        """The model a native call names (in its JSON body here); None: it names none."""
+        model = body.get("model") if body else None
+        return model if isinstance(model, str) and model else None
+
+    def passthrough_operation(self, path: str) -> Operation | None:
+        """Which of this adapter's translations reads the usage of a native call to `path`;
+        None for calls that use no tokens (a model list, a token count)."""
+        return None
+
+    def passthrough_stream_error(self, message: str) -> bytes:
+        """The event that ends a native stream the upstream cut off, so the client's SDK raises
+        instead of taking a truncated answer for a whole one (OpenAI's form here)."""
+        error = {"message": message, "type": "server_error", "param": None, "code": "upstream_disconnected"}
+        return b"data: " + orjson.dumps({"error": error}) + b"\n\n"
+
+    def passthrough_usage(self, operation: Operation, deployment: "Deployment", raw: bytes) -> Usage:
+        """The usage in a native answer that is not streamed, read by the adapter's translation."""
+        return self.translate_response(operation, deployment, raw).usage
+
+    async def passthrough_request(
+        self, deployment: "Deployment", *, method: str, path: str, query: str, headers: dict[str, str],
+        body: bytes, json_body: dict | None,
+    ) -> UpstreamRequest:
+        """The native call sent on to this deployment: its URL, its model, its credentials.
+        `headers` are the client's, already cut down to what carries no credential."""
+        raise NotImplementedError
+
+
+def passthrough_body(body: bytes, json_body: dict | None, deployment: "Deployment", *,
+                     usage_in_stream: bool = False) -> bytes:
+    """A native JSON body with the deployment's model in `model` (and, for an OpenAI-format
+    stream, usage asked for, so a streamed call is never priced at zero); else as sent."""
+    if json_body is None or "model" not in json_body:
+        return body
+    payload = {**json_body, "model": deployment.upstream_model}
+    if usage_in_stream and payload.get("stream") is True:
+        options = payload.get("stream_options") if isinstance(payload.get("stream_options"), dict) else {}
+        payload["stream_options"] = {**options, "include_usage": True}
+    return orjson.dumps(payload)
 
 
 def load_json_response(provider: str, raw: bytes) -> dict:

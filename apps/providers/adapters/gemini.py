@@ -26,6 +26,7 @@ import base64
 import contextvars
 import math
 import mimetypes
+import re
 import struct
 import time
 import uuid
@@ -652,6 +653,10 @@ def _base64_floats(vector: list[float]) -> str:
 # --- the adapters -------------------------------------------------------------------------------
 
 
+# A native call on one model: /v1beta/models/{model}:{method}.
+_NATIVE_MODEL_PATH = re.compile(r"/models/([^/:]+):(\w+)$")
+
+
 class GeminiAdapter(ProviderAdapter):
     name = "gemini"
     default_api_base = "https://generativelanguage.googleapis.com"
@@ -707,6 +712,43 @@ class GeminiAdapter(ProviderAdapter):
             if delay is not None:
                 error.headers["Retry-After"] = str(delay)
         return error
+
+    passthrough = True
+    passthrough_paths = re.compile(
+        # Not batchEmbedContents: each of its requests names a model the path does not.
+        r"/v1(beta)?/models(/[^/:]+(:(generateContent|streamGenerateContent|countTokens|embedContent))?)?/?"
+    )
+
+    def passthrough_model(self, path: str, body: dict | None) -> str | None:
+        match = _NATIVE_MODEL_PATH.search(path)
+        return match.group(1) if match else None
+
+    def passthrough_operation(self, path: str) -> Operation | None:
+        match = _NATIVE_MODEL_PATH.search(path)
+        return Operation.CHAT if match and match.group(2) in ("generateContent", "streamGenerateContent") else None
+
+    def passthrough_stream_error(self, message: str) -> bytes:
+        return b"data: " + orjson.dumps({"error": {"code": 502, "message": message, "status": "UNAVAILABLE"}}) + b"\n\n"
+
+    def passthrough_usage(self, operation, deployment, raw):
+        if raw.lstrip()[:1] == b"[":
+            # streamGenerateContent without alt=sse: one JSON array of the chunks; the last
+            # one carrying usageMetadata holds the whole call's usage.
+            chunks = [c for c in orjson.loads(raw) if isinstance(c, dict) and c.get("usageMetadata")]
+            raw = orjson.dumps(chunks[-1]) if chunks else b"{}"
+        return super().passthrough_usage(operation, deployment, raw)
+
+    async def passthrough_request(self, deployment, *, method, path, query, headers, body, json_body):
+        match = _NATIVE_MODEL_PATH.search(path)
+        if match:  # the model the client named becomes this deployment's
+            model = deployment.upstream_model.removeprefix("models/")
+            path = path[:match.start(1)] + model + path[match.end(1):]
+        base = (deployment.api_base or self.default_api_base).rstrip("/")
+        root = base.removesuffix("/v1beta").removesuffix("/v1")
+        return UpstreamRequest(
+            url=root + path + (f"?{query}" if query else ""),
+            headers={**headers, **await self.auth_headers(deployment)}, body=body, method=method,
+        )
 
     # What Vertex AI (apps.providers.adapters.vertex) does differently: auth, URLs, the embeddings call.
 

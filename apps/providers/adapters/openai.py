@@ -17,6 +17,7 @@ from apps.providers.adapters.base import (
     Usage,
     load_json_response,
     multipart_chunks,
+    passthrough_body,
     upstream_error,
 )
 
@@ -33,6 +34,15 @@ _PATHS = {
     Operation.AUDIO_TRANSLATION: "/audio/translations",
     Operation.RESPONSES: "/responses",
 }
+# Native calls whose usage the pass-through reads, by the end of their path (longest first).
+_PASSTHROUGH_OPERATIONS = (
+    ("/chat/completions", Operation.CHAT),
+    ("/completions", Operation.COMPLETION),
+    ("/embeddings", Operation.EMBEDDING),
+    ("/responses", Operation.RESPONSES),
+)
+# Azure's deployment-scoped paths: the client names the deployment (our model name) in the path.
+_AZURE_DEPLOYMENT_PATH = re.compile(r"/openai/deployments/([^/]+)")
 _UPLOADS = frozenset({Operation.AUDIO_TRANSCRIPTION, Operation.AUDIO_TRANSLATION, Operation.IMAGE_EDIT,
                       Operation.IMAGE_VARIATION})  # multipart/form-data
 # Served by OpenAI and Azure OpenAI only (not by the OpenAI-compatible presets).
@@ -236,6 +246,32 @@ class OpenAIAdapter(ProviderAdapter):
             return ResponsesStreamTranslator(self.name)
         return OpenAIStreamTranslator(self.name)
 
+    passthrough = True
+    # Not /responses: a previous_response_id is an account-wide reference, so a tenant could
+    # continue another's conversation; /v1/responses keeps stored responses per team.
+    passthrough_paths = re.compile(
+        r"/v1/(chat/completions|completions|embeddings|moderations|models(/[^/]+)?)/?"
+    )
+
+    def passthrough_operation(self, path: str) -> Operation | None:
+        path = path.rstrip("/")
+        for suffix, operation in _PASSTHROUGH_OPERATIONS:
+            if path.endswith(suffix):
+                return operation
+        return None
+
+    def passthrough_root(self, deployment) -> str:
+        """The URL the client's path follows: the API base without its /v1."""
+        return (deployment.api_base or self.default_api_base or "").rstrip("/").removesuffix("/v1")
+
+    async def passthrough_request(self, deployment, *, method, path, query, headers, body, json_body):
+        operation = self.passthrough_operation(path)
+        body = passthrough_body(body, json_body, deployment,
+                                usage_in_stream=operation in (Operation.CHAT, Operation.COMPLETION))
+        url = self.passthrough_root(deployment) + path + (f"?{query}" if query else "")
+        return UpstreamRequest(url=url, headers={**headers, **self.auth_headers(deployment)}, body=body,
+                               method=method)
+
 
 class AzureOpenAIAdapter(OpenAIAdapter):
     """Azure OpenAI: `{api_base}/openai/deployments/{deployment}/...?api-version=`, or the
@@ -263,6 +299,28 @@ class AzureOpenAIAdapter(OpenAIAdapter):
 
     def auth_headers(self, deployment) -> dict[str, str]:
         return {"api-key": deployment.api_key} if deployment.api_key else {}
+
+    passthrough_paths = re.compile(
+        r"/openai/(deployments/[^/]+/(chat/completions|completions|embeddings)"
+        r"|(v1/)?(chat/completions|embeddings)|(v1/)?models(/[^/]+)?)/?"
+    )
+
+    def passthrough_model(self, path: str, body: dict | None) -> str | None:
+        match = _AZURE_DEPLOYMENT_PATH.match(path)
+        return match.group(1) if match else super().passthrough_model(path, body)
+
+    def passthrough_root(self, deployment) -> str:
+        base = (deployment.api_base or "").rstrip("/")
+        if not base:
+            self.url(Operation.CHAT, deployment)  # raises: no api_base
+        return base.removesuffix("/openai/v1")
+
+    async def passthrough_request(self, deployment, *, method, path, query, headers, body, json_body):
+        match = _AZURE_DEPLOYMENT_PATH.match(path)
+        if match:  # the deployment the client named becomes this deployment's
+            path = f"/openai/deployments/{deployment.upstream_model}{path[match.end(1):]}"
+        return await super().passthrough_request(deployment, method=method, path=path, query=query,
+                                                 headers=headers, body=body, json_body=json_body)
 
 
 class OpenAICompatibleAdapter(OpenAIAdapter):

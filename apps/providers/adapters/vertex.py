@@ -143,6 +143,7 @@ class VertexAIAdapter(GeminiAdapter):
     api_key_env = None  # an api_key is a ready access token; service accounts come from secret_params
     default_location = "us-central1"
     embedding_method = "predict"
+    passthrough = False  # /vertex_ai/* is not served yet
 
     def __init__(self) -> None:
         super().__init__()

@@ -27,6 +27,7 @@ class VertexAnthropicAdapter(AnthropicAdapter):
     name = "vertex_ai"
     default_api_base = None
     api_key_env = None  # an api_key is a ready access token; service accounts come from secret_params
+    passthrough = False  # /vertex_ai/* is not served yet
 
     def __init__(self) -> None:
         self._vertex = VertexAIAdapter()  # credentials (cached tokens) and URLs, shared logic

@@ -1,0 +1,279 @@
+"""/anthropic/*, /openai/*, /azure/* and /gemini/*: the providers' own APIs forwarded, driven by
+the native SDKs (anthropic, openai, AzureOpenAI) and by plain HTTP for Gemini's, against fakes
+that check the provider's key, version header and body as the real APIs do."""
+
+from decimal import Decimal
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from conftest import MASTER_KEY
+from tests.fakes import anthropic_upstream, gemini_upstream, openai_chat_upstream
+
+PRICES = {
+    "input_cost_per_token": Decimal("0.000003"),
+    "output_cost_per_token": Decimal("0.000015"),
+    "cache_read_input_token_cost": Decimal("0.0000003"),
+}
+
+
+def expected_cost(log) -> Decimal:
+    fresh = log.prompt_tokens - log.cached_tokens
+    return (fresh * PRICES["input_cost_per_token"] + log.cached_tokens * PRICES["cache_read_input_token_cost"]
+            + log.completion_tokens * PRICES["output_cost_per_token"])
+
+
+@pytest.fixture
+def claude(provider_fakes, transactional_db):
+    from apps.providers.models import ModelDeployment
+
+    fake = provider_fakes("anthropic")
+    fake.server.requests.clear()
+    ModelDeployment.objects.create(model_name="claude-team", provider="anthropic",
+                                   upstream_model="claude-fake-1", **fake.deployment_fields(), **PRICES)
+    ModelDeployment.objects.create(model_name="claude-overloaded", provider="anthropic",
+                                   upstream_model="error-529", **fake.deployment_fields(), **PRICES)
+    return fake
+
+
+@pytest.fixture
+def gpt(provider_fakes, transactional_db):
+    from apps.providers.models import ModelDeployment
+
+    fake = provider_fakes("openai")
+    fake.server.requests.clear()
+    ModelDeployment.objects.create(model_name="gpt-team", provider="openai", upstream_model="fake-model",
+                                   **fake.deployment_fields(), **PRICES)
+    return fake
+
+
+def anthropic_client(gateway, key=MASTER_KEY) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=gateway.url + "/anthropic", api_key=key, max_retries=0)
+
+
+def only_log(spend_logs):
+    logs = spend_logs(1)
+    assert len(logs) == 1, logs
+    return logs[0]
+
+
+def test_anthropic_sdk_message_goes_to_the_deployment_with_its_key_and_model(gateway, claude, spend_logs,
+                                                                            make_key):
+    _, raw_key = make_key(models=["claude-team"])
+    reply = anthropic_client(gateway, raw_key).messages.create(
+        model="claude-team", max_tokens=50, messages=[{"role": "user", "content": "Hi"}])
+    assert reply.type == "message" and reply.content[0].type == "text"
+    seen = claude.server.requests[-1]
+    assert seen["body"]["model"] == "claude-fake-1"
+    assert seen["headers"]["x-api-key"] == anthropic_upstream.API_KEY
+    assert raw_key not in str(seen["headers"])  # the virtual key never leaves the gateway
+    log = only_log(spend_logs)
+    assert log.call_type == "pass_through_endpoint" and log.provider == "anthropic"
+    assert log.model == "claude-team" and log.status == "success"
+    assert log.prompt_tokens == reply.usage.input_tokens + (reply.usage.cache_read_input_tokens or 0)
+    assert log.completion_tokens == reply.usage.output_tokens > 0
+    assert log.cost == expected_cost(log) > 0
+
+
+def test_anthropic_sdk_stream_is_relayed_as_is_and_priced_from_its_events(gateway, claude, spend_logs):
+    with anthropic_client(gateway).messages.stream(
+        model="claude-team", max_tokens=50, messages=[{"role": "user", "content": "Hi"}]
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text and final.usage.output_tokens > 0
+    log = only_log(spend_logs)
+    assert log.is_stream and log.status == "success"
+    assert log.completion_tokens == final.usage.output_tokens
+    assert log.prompt_tokens == final.usage.input_tokens + (final.usage.cache_read_input_tokens or 0)
+    assert log.cost == expected_cost(log) > 0
+
+
+def test_the_providers_own_name_of_the_model_reaches_its_group(gateway, claude, spend_logs):
+    reply = anthropic_client(gateway).messages.create(
+        model="claude-fake-1", max_tokens=50, messages=[{"role": "user", "content": "Hi"}])
+    assert reply.type == "message"
+    log = only_log(spend_logs)
+    assert log.model == "claude-fake-1" and log.upstream_model == "claude-fake-1" and log.cost > 0
+
+
+def test_a_model_the_key_may_not_use_is_403_and_reaches_no_upstream(gateway, claude, make_key):
+    _, raw_key = make_key(models=["gpt-team"])
+    with pytest.raises(anthropic.PermissionDeniedError):
+        anthropic_client(gateway, raw_key).messages.create(
+            model="claude-team", max_tokens=50, messages=[{"role": "user", "content": "Hi"}])
+    assert claude.server.requests == []
+
+
+def test_an_exhausted_budget_is_429_and_reaches_no_upstream(gateway, claude, make_key):
+    _, raw_key = make_key(max_budget=Decimal("0"))
+    with pytest.raises(anthropic.RateLimitError) as info:
+        anthropic_client(gateway, raw_key).messages.create(
+            model="claude-team", max_tokens=50, messages=[{"role": "user", "content": "Hi"}])
+    assert "budget" in info.value.message
+    assert claude.server.requests == []
+
+
+def test_an_upstream_error_comes_back_as_the_provider_wrote_it(gateway, claude, spend_logs):
+    with pytest.raises(anthropic.APIStatusError) as info:
+        anthropic_client(gateway).messages.create(
+            model="claude-overloaded", max_tokens=50, messages=[{"role": "user", "content": "Hi"}])
+    assert info.value.status_code == 529
+    assert info.value.body["error"]["type"] == "overloaded_error"
+    log = only_log(spend_logs)
+    assert log.status == "error" and log.http_status == 529 and log.cost is None
+
+
+def test_an_unknown_model_is_404_and_a_key_is_needed(gateway, claude):
+    with pytest.raises(anthropic.NotFoundError):
+        anthropic_client(gateway).messages.create(
+            model="nobody", max_tokens=50, messages=[{"role": "user", "content": "Hi"}])
+    with pytest.raises(anthropic.AuthenticationError):
+        anthropic_client(gateway, "sk-not-a-key").messages.create(
+            model="claude-team", max_tokens=50, messages=[{"role": "user", "content": "Hi"}])
+    assert claude.server.requests == []
+
+
+def test_a_model_without_a_deployment_of_that_provider_is_a_400(gateway, claude, gpt):
+    with pytest.raises(anthropic.BadRequestError) as info:
+        anthropic_client(gateway).messages.create(
+            model="gpt-team", max_tokens=50, messages=[{"role": "user", "content": "Hi"}])
+    assert "no anthropic deployment" in info.value.message
+
+
+def test_openai_sdk_through_openai_passthrough_plain_and_streamed(gateway, gpt, spend_logs):
+    client = openai.OpenAI(base_url=gateway.url + "/openai/v1", api_key=MASTER_KEY, max_retries=0)
+    reply = client.chat.completions.create(model="gpt-team", messages=[{"role": "user", "content": "Hi"}])
+    assert reply.choices[0].message.content
+    chunks = list(client.chat.completions.create(model="gpt-team", stream=True,
+                                                 messages=[{"role": "user", "content": "Hi"}]))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == reply.choices[0].message.content
+    assert [r["body"]["model"] for r in gpt.server.requests] == ["fake-model", "fake-model"]
+    # Usage asked for on the stream, so the streamed call is priced like the plain one.
+    assert gpt.server.requests[1]["body"]["stream_options"] == {"include_usage": True}
+    assert gpt.server.requests[1]["headers"]["Authorization"] == f"Bearer {openai_chat_upstream.API_KEY}"
+    plain, streamed = spend_logs(2)
+    assert streamed.is_stream and not plain.is_stream
+    for log in (plain, streamed):
+        assert log.call_type == "pass_through_endpoint" and log.prompt_tokens == reply.usage.prompt_tokens
+        assert log.completion_tokens == reply.usage.completion_tokens
+        assert log.cost == expected_cost(log) > 0
+
+
+def test_azure_sdk_through_azure_passthrough(gateway, provider_fakes, spend_logs):
+    from apps.providers.models import ModelDeployment
+
+    fake = provider_fakes("azure")
+    ModelDeployment.objects.create(model_name="gpt-azure", provider="azure", upstream_model="my-deployment",
+                                   **fake.deployment_fields(), **PRICES)
+    client = openai.AzureOpenAI(azure_endpoint=gateway.url + "/azure", api_key=MASTER_KEY,
+                                api_version="2024-10-21", max_retries=0)
+    reply = client.chat.completions.create(model="gpt-azure", messages=[{"role": "user", "content": "Hi"}])
+    assert reply.choices[0].message.content
+    seen = fake.server.requests[-1]
+    assert seen["path"].startswith("/openai/deployments/my-deployment/chat/completions?api-version=")
+    assert seen["headers"]["api-key"] == openai_chat_upstream.API_KEY
+    log = only_log(spend_logs)
+    assert log.provider == "azure" and log.cost == expected_cost(log) > 0
+
+
+def test_gemini_native_generate_content_with_the_key_in_the_query(gateway, provider_fakes, spend_logs):
+    from apps.providers.models import ModelDeployment
+
+    fake = provider_fakes("gemini")
+    ModelDeployment.objects.create(model_name="gemini-team", provider="gemini", upstream_model="gemini-fake",
+                                   **fake.deployment_fields(), **PRICES)
+    body = {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}
+    answer = httpx.post(f"{gateway.url}/gemini/v1beta/models/gemini-team:generateContent?key={MASTER_KEY}"
+                        f"&%6Bey={MASTER_KEY}", json=body, timeout=30)
+    assert answer.status_code == 200, answer.text
+    usage = answer.json()["usageMetadata"]
+    seen = fake.server.requests[-1]
+    assert "/models/gemini-fake:generateContent" in seen["path"] and MASTER_KEY not in seen["path"]
+    log = only_log(spend_logs)
+    assert log.provider == "gemini" and log.prompt_tokens == usage["promptTokenCount"]
+    assert log.cost == expected_cost(log) > 0
+    assert gemini_upstream.API_KEY  # the fake checked its own key
+
+
+def test_the_model_list_goes_to_a_deployment_the_key_may_use(gateway, claude, make_key, spend_logs):
+    _, allowed = make_key(models=["claude-team"])
+    _, other = make_key(models=["gpt-team"])
+    answer = httpx.get(f"{gateway.url}/anthropic/v1/models", headers={"x-api-key": other}, timeout=30)
+    assert answer.status_code == 403, answer.text
+    assert claude.server.requests == []
+    models = anthropic_client(gateway, allowed).models.list()
+    assert [m.id for m in models.data] == ["claude-fake-1"]
+    assert claude.server.requests[-1]["headers"]["x-api-key"] == anthropic_upstream.API_KEY
+    logs = spend_logs(2)
+    assert logs[-1].status == "success" and logs[-1].cost is None and logs[-1].prompt_tokens == 0
+
+
+@pytest.mark.parametrize("method, path", [
+    ("GET", "/openai/v1/files"),
+    ("POST", "/openai/v1/batches"),
+    ("POST", "/openai/v1/fine_tuning/jobs"),
+    ("DELETE", "/openai/v1/files/file-123"),
+    ("GET", "/anthropic/v1/messages/batches"),
+    ("POST", "/azure/openai/files"),
+    ("GET", "/gemini/v1beta/files"),
+    ("GET", "/openai/v1/../v1/files"),
+    ("POST", "/openai/v1/images/generations"),
+    ("POST", "/openai/v1/responses"),
+    ("POST", "/gemini/v1beta/models/gemini-team:batchEmbedContents"),
+])
+def test_account_wide_resources_are_not_forwarded(gateway, gpt, claude, method, path):
+    """One provider account serves every tenant: its files, batches and fine-tunes would be shared."""
+    answer = httpx.request(method, gateway.url + path, headers={"Authorization": f"Bearer {MASTER_KEY}"},
+                           json={"model": "gpt-team"}, timeout=30)
+    assert answer.status_code in (403, 404), answer.text
+    assert set(answer.json()["error"]) >= {"message", "type", "param", "code"}
+    assert gpt.server.requests == [] and claude.server.requests == []
+
+
+def test_a_post_whose_model_the_gateway_cannot_read_is_refused(gateway, gpt):
+    """A multipart upload's model field could name any model of the account: not forwarded."""
+    answer = httpx.post(gateway.url + "/openai/v1/embeddings",
+                        headers={"Authorization": f"Bearer {MASTER_KEY}"},
+                        files={"file": ("a.mp3", b"ID3", "audio/mpeg")}, data={"model": "whisper-1"}, timeout=30)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["param"] == "model"
+    assert gpt.server.requests == []
+
+
+@pytest.mark.parametrize("alt_sse", [True, False])
+def test_gemini_native_stream_is_priced_with_or_without_alt_sse(gateway, provider_fakes, spend_logs, alt_sse):
+    from apps.providers.models import ModelDeployment
+
+    fake = provider_fakes("gemini")
+    ModelDeployment.objects.create(model_name="gemini-team", provider="gemini", upstream_model="gemini-fake",
+                                   **fake.deployment_fields(), **PRICES)
+    body = {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}
+    answer = httpx.post(f"{gateway.url}/gemini/v1beta/models/gemini-team:streamGenerateContent",
+                        params={"alt": "sse"} if alt_sse else {}, json=body, timeout=30,
+                        headers={"x-goog-api-key": MASTER_KEY})
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("text/event-stream" if alt_sse else "application/json")
+    log = only_log(spend_logs)
+    assert log.status == "success" and log.completion_tokens > 0 and log.prompt_tokens > 0
+    assert log.cost == expected_cost(log) > 0
+
+
+def test_an_upstream_stream_cut_midway_is_logged_as_an_error_with_the_usage_seen(gateway, provider_fakes,
+                                                                                  spend_logs):
+    from apps.providers.models import ModelDeployment
+
+    fake = provider_fakes("anthropic")
+    ModelDeployment.objects.create(model_name="claude-cut", provider="anthropic", upstream_model="cut",
+                                   **fake.deployment_fields(), **PRICES)
+    with pytest.raises(anthropic.APIError):
+        with anthropic_client(gateway).messages.stream(
+            model="claude-cut", max_tokens=50, messages=[{"role": "user", "content": "Hi"}]
+        ) as stream:
+            for _ in stream.text_stream:
+                pass
+    log = only_log(spend_logs)
+    assert (log.status, log.error_type, log.http_status) == ("error", "upstream_disconnected", 502)
+    assert log.prompt_tokens > 0  # message_start arrived before the cut
