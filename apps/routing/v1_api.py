@@ -26,7 +26,7 @@ from apps.routing.anthropic_format import (
 )
 from apps.routing.media import AUDIO_UPLOAD_FORMAT, IMAGE_FORMAT, IMAGE_UPLOAD_FORMAT, SPEECH_FORMAT
 from apps.routing.passthrough import passthrough_request
-from apps.routing.proxy import proxy_request
+from apps.routing.proxy import ClientFormat, proxy_request
 from apps.routing.router import deployment_group, may_use_group, usable_deployments
 from apps.routing.selection import health
 from apps.routing.selection.policy import routing_policy_cache
@@ -211,6 +211,33 @@ async def _model_groups() -> dict:
         if alias not in named and target in groups and alias not in routing_policy.hidden_aliases:
             named[alias] = groups[target]
     return named
+
+
+class _ModelFromPath(ClientFormat):
+    """Azure OpenAI's deployment-scoped paths, which LiteLLM serves for AzureOpenAI clients: the
+    model is the path's deployment name, whatever the body says."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+
+    def request_body(self, body: dict) -> dict:
+        return {**body, "model": self.model}
+
+
+# Before the /openai/* pass-through: these are the gateway's own routes in Azure's spelling.
+@api.post("/openai/deployments/{model}/chat/completions", summary="Chat completion, Azure OpenAI's path")
+async def azure_style_chat_completions(request: HttpRequest, model: str):
+    return await proxy_request(request, Operation.CHAT, client_format=_ModelFromPath(model))
+
+
+@api.post("/openai/deployments/{model}/completions", summary="Text completion, Azure OpenAI's path")
+async def azure_style_completions(request: HttpRequest, model: str):
+    return await proxy_request(request, Operation.COMPLETION, client_format=_ModelFromPath(model))
+
+
+@api.post("/openai/deployments/{model}/embeddings", summary="Embeddings, Azure OpenAI's path")
+async def azure_style_embeddings(request: HttpRequest, model: str):
+    return await proxy_request(request, Operation.EMBEDDING, client_format=_ModelFromPath(model))
 
 
 _PASSTHROUGH_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]

@@ -277,3 +277,20 @@ def test_an_upstream_stream_cut_midway_is_logged_as_an_error_with_the_usage_seen
     log = only_log(spend_logs)
     assert (log.status, log.error_type, log.http_status) == ("error", "upstream_disconnected", 502)
     assert log.prompt_tokens > 0  # message_start arrived before the cut
+
+
+def test_azure_openai_clients_pointed_at_the_gateway_use_its_own_routes(gateway, make_deployment, spend_logs):
+    """LiteLLM serves /openai/deployments/{model}/... for AzureOpenAI clients: the gateway's own
+    chat and embeddings, not the pass-through (any deployment of the model serves them)."""
+    make_deployment("gpt-test")
+    client = openai.AzureOpenAI(azure_endpoint=gateway.url, api_key=MASTER_KEY, api_version="2024-10-21",
+                                max_retries=0)
+    reply = client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "Hi"}])
+    assert reply.choices[0].message.content
+    chunks = list(client.chat.completions.create(model="gpt-test", stream=True,
+                                                 messages=[{"role": "user", "content": "Hi"}]))
+    assert any(c.choices and c.choices[0].delta.content for c in chunks)
+    assert client.embeddings.create(model="gpt-test", input="hi").data
+    logs = spend_logs(3)
+    assert [log.call_type for log in logs] == ["chat_completion", "chat_completion", "embedding"]
+    assert all(log.model == "gpt-test" and log.cost > 0 for log in logs)
