@@ -66,7 +66,7 @@ async def passthrough_request(request: HttpRequest, provider: str, path: str) ->
     path = "/" + path
     account = RequestAccount(context, Operation.CHAT, request.scope.get(REQUEST_ID_SCOPE_KEY))
     account.call_type = CALL_TYPE
-    operation = adapter.passthrough_operation(path) if request.method == "POST" else None
+    uses_tokens = request.method == "POST" and adapter.passthrough_operation(path) is not None
     try:
         if not adapter.passthrough_paths.fullmatch(path):
             raise permission_denied(
@@ -90,7 +90,7 @@ async def passthrough_request(request: HttpRequest, provider: str, path: str) ->
         account.model_group = group_name
         account.deployment = deployment
         account.stream = _asks_for_stream(json_body, path, request)
-        account.body = json_body if operation is not None else None
+        account.body = json_body if uses_tokens else None
         await entitlement_check(context)
         scopes = (*context.scopes, *limit_scopes)
         if model and model in context.model_scopes:
@@ -123,7 +123,7 @@ async def passthrough_request(request: HttpRequest, provider: str, path: str) ->
     returned = {name: value for name, value in response.headers.items()
                 if name.lower().startswith(_RETURNED_HEADER_PREFIXES)}
     if response.status < 400 and content_type.startswith(_STREAM_TYPES):
-        events = _relay(response, deployment, operation, account)
+        events = _relay(response, deployment, path, account)
         try:
             first = await events.__anext__()  # started, so that closing it settles the account
         except StopAsyncIteration:
@@ -146,7 +146,7 @@ async def passthrough_request(request: HttpRequest, provider: str, path: str) ->
     if response.status >= 400:
         account.settle(status=SpendLog.Status.ERROR, http_status=response.status, error_type="upstream_error")
     else:
-        account.settle(status=SpendLog.Status.SUCCESS, usage=_answer_usage(deployment, operation, raw),
+        account.settle(status=SpendLog.Status.SUCCESS, usage=_answer_usage(deployment, path, raw),
                        http_status=response.status)
     return GatewayResponse(raw, status=response.status, content_type=content_type,
                            plain_headers={**returned, **account.response_headers()})
@@ -248,36 +248,26 @@ def _query_without_keys(request: HttpRequest) -> str:
 # --- the answer's usage -------------------------------------------------------------------------
 
 
-def _answer_usage(deployment: Deployment, operation: Operation | None, raw: bytes) -> Usage:
+def _answer_usage(deployment: Deployment, path: str, raw: bytes) -> Usage:
     """The usage in a native answer, read by the adapter's own translation; none (no cost) for
     calls that use no tokens, or an answer the translation does not recognise."""
-    if operation is None:
-        return Usage()
     try:
-        return deployment.adapter.passthrough_usage(operation, deployment, raw)
+        return deployment.adapter.passthrough_usage(path, deployment, raw)
     except (GatewayError, ValueError, KeyError, TypeError, AttributeError, IndexError):
         return Usage()
 
 
-async def _relay(response: aiohttp.ClientResponse, deployment: Deployment, operation: Operation | None,
+async def _relay(response: aiohttp.ClientResponse, deployment: Deployment, path: str,
                  account: RequestAccount) -> AsyncIterator[bytes]:
     """The upstream's bytes to the client unchanged, read on the way by the adapter's stream
     translation for the usage; the account settles when the stream ends, fails or is left."""
-    translator = decoder = None
-    if operation is not None:
-        try:
-            translator = deployment.adapter.stream_translator(operation, deployment)
-            decoder = decoder_for(deployment.adapter.stream_format, deployment.provider)
-        except (GatewayError, NotImplementedError):
-            translator = None
+    reader = _UsageReader(deployment, path)
     status, error_type, http_status = SpendLog.Status.SUCCESS, "", response.status
     try:
         async for data in response.content.iter_any():
-            if translator is not None:
-                translator = _read_usage(translator, decoder.feed(data))
+            reader.feed(data)
             yield data
-        if translator is not None:
-            translator = _read_usage(translator, decoder.close())
+        reader.close()
     except (asyncio.CancelledError, GeneratorExit):
         status, error_type = SpendLog.Status.CANCELLED, "client_disconnected"
         raise
@@ -289,8 +279,11 @@ async def _relay(response: aiohttp.ClientResponse, deployment: Deployment, opera
             f"The {deployment.provider} stream was cut off: {type(exc).__name__}.")
     finally:
         response.release()
-        usage = translator.usage if translator is not None else Usage()
-        account.settle(status=status, usage=usage, http_status=http_status, error_type=error_type)
+        if status == SpendLog.Status.SUCCESS and reader.error is not None:
+            # An error event the provider sent in the stream (relayed as it came).
+            error = reader.error
+            status, error_type, http_status = SpendLog.Status.ERROR, error.code or error.type, error.status
+        account.settle(status=status, usage=reader.usage, http_status=http_status, error_type=error_type)
 
 
 async def _chain(first: bytes, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -303,20 +296,41 @@ async def _chain(first: bytes, events: AsyncIterator[bytes]) -> AsyncIterator[by
         await events.aclose()
 
 
-def _read_usage(translator, events):
-    """Feed events to the translator for its usage; a translator that chokes on an event it does
-    not know stops reading (the bytes still go to the client), keeping what it read."""
-    try:
-        for event, payload in events:
-            translator.feed(event, payload)
-    except (GatewayError, ValueError, KeyError, TypeError, AttributeError):
-        return _Stopped(translator.usage)
-    return translator
+class _UsageReader:
+    """Reads a native stream's usage as its bytes pass, and never raises: an error event ends
+    the reading (kept in `error`), and so does an event the translation does not know, keeping
+    the usage read so far. The bytes go to the client either way."""
 
+    def __init__(self, deployment: Deployment, path: str) -> None:
+        self.error: GatewayError | None = None
+        self._usage = Usage()
+        try:
+            self._translator = deployment.adapter.passthrough_stream_translator(path, deployment)
+            self._decoder = decoder_for(deployment.adapter.stream_format, deployment.provider)
+        except (GatewayError, NotImplementedError):
+            self._translator = None
 
-class _Stopped:
-    def __init__(self, usage: Usage) -> None:
-        self.usage = usage
+    @property
+    def usage(self) -> Usage:
+        return self._translator.usage if self._translator is not None else self._usage
 
-    def feed(self, event, payload) -> list:
-        return []
+    def feed(self, data: bytes) -> None:
+        if self._translator is not None:
+            self._read(lambda: self._decoder.feed(data))
+
+    def close(self) -> None:
+        if self._translator is not None:
+            self._read(self._decoder.close)
+
+    def _read(self, decode) -> None:
+        try:
+            for event, payload in decode():
+                self._translator.feed(event, payload)
+        except GatewayError as error:
+            self.error = error
+            self._stop()
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+            self._stop()
+
+    def _stop(self) -> None:
+        self._usage, self._translator = self._translator.usage, None

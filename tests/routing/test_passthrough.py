@@ -294,3 +294,19 @@ def test_azure_openai_clients_pointed_at_the_gateway_use_its_own_routes(gateway,
     logs = spend_logs(3)
     assert [log.call_type for log in logs] == ["chat_completion", "chat_completion", "embedding"]
     assert all(log.model == "gpt-test" and log.cost > 0 for log in logs)
+
+
+def test_an_error_event_in_the_stream_reaches_the_client_and_the_log(gateway, provider_fakes, spend_logs):
+    from apps.providers.models import ModelDeployment
+
+    fake = provider_fakes("anthropic")
+    ModelDeployment.objects.create(model_name="claude-flaky", provider="anthropic",
+                                   upstream_model="overloaded-midstream", **fake.deployment_fields(), **PRICES)
+    with pytest.raises(anthropic.APIStatusError):
+        with anthropic_client(gateway).messages.stream(
+            model="claude-flaky", max_tokens=50, messages=[{"role": "user", "content": "Hi"}]
+        ) as stream:
+            for _ in stream.text_stream:
+                pass
+    log = only_log(spend_logs)
+    assert log.status == "error" and log.error_type and log.prompt_tokens > 0

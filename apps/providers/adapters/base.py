@@ -352,9 +352,15 @@ class ProviderAdapter:
         error = {"message": message, "type": "server_error", "param": None, "code": "upstream_disconnected"}
         return b"data: " + orjson.dumps({"error": error}) + b"\n\n"
 
-    def passthrough_usage(self, operation: Operation, deployment: "Deployment", raw: bytes) -> Usage:
+    def passthrough_usage(self, path: str, deployment: "Deployment", raw: bytes) -> Usage:
         """The usage in a native answer that is not streamed, read by the adapter's translation."""
-        return self.translate_response(operation, deployment, raw).usage
+        operation = self.passthrough_operation(path)
+        return Usage() if operation is None else self.translate_response(operation, deployment, raw).usage
+
+    def passthrough_stream_translator(self, path: str, deployment: "Deployment") -> StreamTranslator | None:
+        """What reads a native stream's usage as its events pass (None: the call uses no tokens)."""
+        operation = self.passthrough_operation(path)
+        return None if operation is None else self.stream_translator(operation, deployment)
 
     async def passthrough_request(
         self, deployment: "Deployment", *, method: str, path: str, query: str, headers: dict[str, str],

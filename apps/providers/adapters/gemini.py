@@ -730,13 +730,13 @@ class GeminiAdapter(ProviderAdapter):
     def passthrough_stream_error(self, message: str) -> bytes:
         return b"data: " + orjson.dumps({"error": {"code": 502, "message": message, "status": "UNAVAILABLE"}}) + b"\n\n"
 
-    def passthrough_usage(self, operation, deployment, raw):
+    def passthrough_usage(self, path, deployment, raw):
         if raw.lstrip()[:1] == b"[":
             # streamGenerateContent without alt=sse: one JSON array of the chunks; the last
             # one carrying usageMetadata holds the whole call's usage.
             chunks = [c for c in orjson.loads(raw) if isinstance(c, dict) and c.get("usageMetadata")]
             raw = orjson.dumps(chunks[-1]) if chunks else b"{}"
-        return super().passthrough_usage(operation, deployment, raw)
+        return super().passthrough_usage(path, deployment, raw)
 
     async def passthrough_request(self, deployment, *, method, path, query, headers, body, json_body):
         match = _NATIVE_MODEL_PATH.search(path)
