@@ -1,6 +1,6 @@
-"""Provider pass-through: /openai/*, /azure/*, /anthropic/* and /gemini/* forward the provider's
-own API, so native SDKs and tools (Claude Code, the google-genai SDK, an AzureOpenAI client)
-use the gateway as they would the provider.
+"""Provider pass-through: /openai/*, /azure/*, /anthropic/*, /gemini/* and /bedrock/* forward the
+provider's own API, so native SDKs and tools (Claude Code, also on Bedrock; the google-genai
+SDK; an AzureOpenAI client) use the gateway as they would the provider.
 
 What the gateway adds is what it adds to /v1: the virtual key's auth and model access, its
 limits and budgets (reserved before, settled after), a deployment's credentials in place of
@@ -35,13 +35,14 @@ from apps.routing.router import may_use_group, model_group_resolve, timeouts_for
 from apps.routing.selection.policy import routing_policy_cache
 from apps.spend.models import SpendLog
 
-PASSTHROUGH_PROVIDERS = ("openai", "azure", "anthropic", "gemini")
+PASSTHROUGH_PROVIDERS = ("openai", "azure", "anthropic", "gemini", "bedrock")
 CALL_TYPE = "pass_through_endpoint"  # LiteLLM's name for these calls in its spend logs
 
 # Client headers sent on. Nothing else: above all no credential (the client's is our virtual key).
 _FORWARDED_HEADERS = ("content-type", "accept", "anthropic-version", "anthropic-beta", "openai-beta")
 # Upstream headers sent back besides the body's type: request ids and rate-limit hints.
 _RETURNED_HEADER_PREFIXES = ("request-id", "x-request-id", "retry-after", "anthropic-ratelimit-",
+                             "x-amzn-requestid", "x-amzn-bedrock-",
                              "x-ratelimit-", "openai-processing-ms", "apim-request-id")
 _STREAM_TYPES = ("text/event-stream", "application/vnd.amazon.eventstream", "application/x-ndjson")
 _KEY_QUERY_PARAMS = ("key", "api-key", "api_key")  # a key in the query is ours, never sent on

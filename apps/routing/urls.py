@@ -29,6 +29,7 @@ DATA_PLANE_PREFIXES = (
     "/azure/",
     "/anthropic/",
     "/gemini/",
+    "/bedrock/",
 )
 
 # Management routes under /v1 (LiteLLM's /v1/model/info): served by the control plane, not the

@@ -263,6 +263,11 @@ async def passthrough_gemini(request: HttpRequest, path: str):
     return await passthrough_request(request, "gemini", path)
 
 
+@api.api_operation(["POST"], "/bedrock/{path:path}", summary="Bedrock's own API (Converse; InvokeModel for Claude), forwarded")
+async def passthrough_bedrock(request: HttpRequest, path: str):
+    return await passthrough_request(request, "bedrock", path)
+
+
 @api.get("/models", summary="The models this key may use")
 async def models_list(request: HttpRequest):
     context = request.auth

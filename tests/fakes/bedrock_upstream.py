@@ -342,6 +342,9 @@ class BedrockServer(FakeServer):
         segment, _, action = rest.rpartition("/")
         record = {"path": request.raw_path, "headers": dict(request.headers), "raw": raw, "body": None}
         self.requests.append(record)
+        if action in ("invoke", "invoke-with-response-stream") and segment and "/" not in segment:
+            return await self.invoke(request, unquote(segment), raw, record,
+                                     stream=action == "invoke-with-response-stream")
         if action not in ("converse", "converse-stream") or not segment or "/" in segment:
             return aws_error(404, "UnknownOperationException", "Unknown operation")
         model_id, stream = unquote(segment), action == "converse-stream"
@@ -373,6 +376,74 @@ class BedrockServer(FakeServer):
             request.transport.close()
             return web.Response()
         return web.json_response(self.converse_output(scenario))
+
+    async def invoke(self, request: web.Request, model_id: str, raw: bytes, record: dict, *,
+                     stream: bool) -> web.StreamResponse:
+        """InvokeModel / InvokeModelWithResponseStream with a Claude body (Anthropic's Messages
+        API as Bedrock takes it: `anthropic_version` "bedrock-2023-05-31", the model in the path
+        and not in the body); streamed, each Anthropic event is one `chunk` frame whose payload
+        holds the event's JSON base64-encoded, the last one with Bedrock's invocation metrics."""
+        from tests.fakes import anthropic_upstream as claude
+
+        try:
+            self.check_auth(request)
+            try:
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                raise Invalid(400, "ValidationException", "Malformed input request, please reformat your input "
+                              "and try again.") from None
+            record["body"] = body
+            if not isinstance(body, dict):
+                raise Invalid(400, "ValidationException", "Malformed input request: expected an object.")
+            if "model" in body:
+                raise Invalid(400, "ValidationException", "Malformed input request: #: extraneous key [model] "
+                              "is not permitted, please reformat your input and try again.")
+            if body.get("anthropic_version") != "bedrock-2023-05-31":
+                raise Invalid(400, "ValidationException", "Malformed input request: #: required key "
+                              "[anthropic_version] not found, please reformat your input and try again.")
+            messages_body = {k: v for k, v in body.items() if k not in ("anthropic_version", "anthropic_beta")}
+            messages_body["model"] = model_id
+            try:
+                thinking = claude.validate(messages_body)
+                fake_request = claude.parse_anthropic(messages_body)
+            except claude.InvalidRequest as exc:
+                raise Invalid(400, "ValidationException", str(exc)) from None
+        except Invalid as invalid:
+            return aws_error(invalid.status, invalid.error_type, invalid.message)
+        fake_request.stream = stream
+        scenario = decide(fake_request)
+        if scenario.mode is Mode.ERROR:
+            status = scenario.error_status
+            return aws_error(status, ERROR_TYPES.get(status, "InternalServerException"),
+                             f"fake error {status}", scenario.retry_after)
+        answer = claude.Answer(scenario, messages_body, thinking=thinking)
+        if not stream:
+            return web.json_response(answer.message())
+        response = web.StreamResponse(headers={"Content-Type": EVENTSTREAM, "x-amzn-RequestId": "fake"})
+        await response.prepare(request)
+
+        async def send(event: dict) -> None:
+            data = base64.b64encode(orjson.dumps(event)).decode()
+            headers = [(":event-type", "chunk"), (":content-type", "application/json"), (":message-type", "event")]
+            await response.write(frame(headers, orjson.dumps({"bytes": data})))
+
+        message = {**answer.message(), "content": [], "stop_reason": None, "stop_sequence": None,
+                   "usage": answer.usage(output_tokens=1)}
+        await send({"type": "message_start", "message": message})
+        await send({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+        for number, piece in enumerate(scenario.text_pieces()):
+            await send({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}})
+            if number == 0 and scenario.mode is Mode.CUT:
+                request.transport.close()
+                return response
+        await send({"type": "content_block_stop", "index": 0})
+        await send({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                    "usage": {"output_tokens": answer.output_tokens}})
+        usage = answer.usage()
+        await send({"type": "message_stop", "amazon-bedrock-invocationMetrics": {
+            "inputTokenCount": usage["input_tokens"], "outputTokenCount": usage["output_tokens"],
+            "invocationLatency": 42, "firstByteLatency": 7}})
+        return response
 
     @staticmethod
     def converse_output(scenario: FakeScenario) -> dict:

@@ -310,3 +310,87 @@ def test_an_error_event_in_the_stream_reaches_the_client_and_the_log(gateway, pr
                 pass
     log = only_log(spend_logs)
     assert log.status == "error" and log.error_type and log.prompt_tokens > 0
+
+
+@pytest.fixture
+def bedrock_runtime(gateway):
+    """botocore's bedrock-runtime client pointed at /bedrock, sending the virtual key as a bearer
+    token instead of signing (as Claude Code does with CLAUDE_CODE_SKIP_BEDROCK_AUTH and a custom
+    Authorization header; botocore's own bearer auth insists on HTTPS)."""
+    import botocore
+    import botocore.config
+    import botocore.session
+
+    def make(key=MASTER_KEY):
+        client = botocore.session.get_session().create_client(
+            "bedrock-runtime", region_name="us-east-1", endpoint_url=gateway.url + "/bedrock",
+            config=botocore.config.Config(signature_version=botocore.UNSIGNED, retries={"max_attempts": 1}),
+        )
+
+        def bearer(request, **kwargs):
+            request.headers["Authorization"] = f"Bearer {key}"
+
+        client.meta.events.register("before-send.bedrock-runtime.*", bearer)
+        return client
+
+    return make
+
+
+@pytest.fixture
+def bedrock_models(provider_fakes, transactional_db):
+    from apps.providers.models import ModelDeployment
+
+    fake = provider_fakes("bedrock")
+    fake.server.requests.clear()
+    ModelDeployment.objects.create(model_name="claude-bedrock", provider="bedrock",
+                                   upstream_model="anthropic.claude-fake-v1:0", **fake.deployment_fields(), **PRICES)
+    ModelDeployment.objects.create(model_name="llama-bedrock", provider="bedrock",
+                                   upstream_model="meta.llama-fake-v1:0", **fake.deployment_fields(), **PRICES)
+    return fake
+
+
+def test_bedrock_converse_and_its_stream_through_botocore(bedrock_runtime, bedrock_models, spend_logs):
+    client = bedrock_runtime()
+    messages = [{"role": "user", "content": [{"text": "Hi"}]}]
+    reply = client.converse(modelId="llama-bedrock", messages=messages)
+    assert reply["output"]["message"]["content"][0]["text"]
+    streamed = client.converse_stream(modelId="llama-bedrock", messages=messages)
+    events = list(streamed["stream"])
+    assert any("contentBlockDelta" in e for e in events) and any("metadata" in e for e in events)
+    seen = bedrock_models.server.requests
+    assert [r["path"] for r in seen] == ["/model/meta.llama-fake-v1:0/converse",
+                                         "/model/meta.llama-fake-v1:0/converse-stream"]
+    assert all(r["headers"]["Authorization"].startswith("AWS4-HMAC-SHA256 ") for r in seen)  # signed by us
+    plain, stream = spend_logs(2)
+    for log in (plain, stream):
+        assert log.provider == "bedrock" and log.call_type == "pass_through_endpoint"
+        assert log.prompt_tokens == reply["usage"]["inputTokens"] + reply["usage"].get("cacheReadInputTokens", 0)
+        assert log.completion_tokens == reply["usage"]["outputTokens"] > 0
+        assert log.cost == expected_cost(log) > 0
+
+
+def test_bedrock_invoke_with_claude_bodies_plain_and_streamed(bedrock_runtime, bedrock_models, spend_logs):
+    import json
+
+    client = bedrock_runtime()
+    body = json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 50,
+                       "messages": [{"role": "user", "content": "Hi"}]})
+    answer = json.loads(client.invoke_model(modelId="claude-bedrock", body=body)["body"].read())
+    assert answer["type"] == "message" and answer["usage"]["output_tokens"] > 0
+    streamed = client.invoke_model_with_response_stream(modelId="claude-bedrock", body=body)
+    inner = [json.loads(e["chunk"]["bytes"]) for e in streamed["body"]]
+    assert inner[0]["type"] == "message_start" and inner[-1]["type"] == "message_stop"
+    plain, stream = spend_logs(2)
+    for log in (plain, stream):
+        assert log.completion_tokens == answer["usage"]["output_tokens"]
+        assert log.prompt_tokens == answer["usage"]["input_tokens"] + answer["usage"]["cache_read_input_tokens"]
+        assert log.cost == expected_cost(log) > 0
+
+
+def test_bedrock_invoke_of_another_family_is_a_400(bedrock_runtime, bedrock_models):
+    import botocore.exceptions
+
+    with pytest.raises(botocore.exceptions.ClientError) as info:
+        bedrock_runtime().invoke_model(modelId="llama-bedrock", body=b'{"prompt": "Hi"}')
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert bedrock_models.server.requests == []

@@ -14,13 +14,15 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import re
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Any, Mapping
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import orjson
 import yarl
@@ -29,7 +31,9 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from apps.core.errors import GatewayError, invalid_request
+from apps.providers.adapters.anthropic import AnthropicStreamTranslator, usage_from_anthropic
 from apps.providers.adapters.base import (
+    Operation,
     ProviderAdapter,
     StreamFormat,
     StreamTranslator,
@@ -80,6 +84,8 @@ PLACEHOLDER_TOOL = {
     }
 }
 CACHE_POINT = {"cachePoint": {"type": "default"}}
+# The native calls the pass-through serves: Converse, and InvokeModel for Claude (Claude Code's).
+NATIVE_PATH = re.compile(r"/model/([^/]+)/(converse|converse-stream|invoke|invoke-with-response-stream)/?")
 
 
 def _misconfigured(message: str) -> GatewayError:
@@ -634,6 +640,52 @@ class BedrockAdapter(ProviderAdapter):
     def stream_translator(self, operation, deployment):
         return ConverseStreamTranslator(deployment.upstream_model)
 
+    # --- the pass-through: Converse as it is, and InvokeModel with Claude's Messages bodies ---
+
+    passthrough = True
+    passthrough_paths = NATIVE_PATH
+
+    def passthrough_model(self, path, body):
+        match = NATIVE_PATH.fullmatch(path)
+        return unquote(match.group(1)) if match else None
+
+    def passthrough_operation(self, path):
+        return Operation.CHAT if NATIVE_PATH.fullmatch(path) else None
+
+    def passthrough_usage(self, path, deployment, raw):
+        if NATIVE_PATH.fullmatch(path).group(2) == "invoke":
+            return usage_from_anthropic(load_json_response(self.name, raw).get("usage"))
+        return super().passthrough_usage(path, deployment, raw)
+
+    def passthrough_stream_translator(self, path, deployment):
+        if NATIVE_PATH.fullmatch(path).group(2) == "invoke-with-response-stream":
+            return InvokeStreamUsage(AnthropicStreamTranslator(self.name, deployment.upstream_model))
+        return super().passthrough_stream_translator(path, deployment)
+
+    def passthrough_stream_error(self, message: str) -> bytes:
+        return exception_frame("internalServerException", message)
+
+    async def passthrough_request(self, deployment, *, method, path, query, headers, body, json_body):
+        action = NATIVE_PATH.fullmatch(path).group(2)
+        if action.startswith("invoke") and "anthropic." not in deployment.upstream_model:
+            # Each model family has its own invoke body and usage; only Claude's are read here.
+            raise invalid_request(
+                f"/bedrock/.../{action} is served for Claude models; use converse for "
+                f"{deployment.upstream_model}.", param="model", code="unsupported_operation",
+            )
+        region = region_of(deployment)
+        base = (deployment.api_base or f"https://bedrock-runtime.{region}.amazonaws.com").rstrip("/")
+        url = str(yarl.URL(f"{base}/model/{quote(deployment.upstream_model, safe='')}/{action}"))
+        own = {"Content-Type": "application/json"}
+        if "accept" in headers:
+            own["Accept"] = headers["accept"]
+        auth = auth_for(deployment)
+        if isinstance(auth, str):
+            own["Authorization"] = f"Bearer {auth}"
+        else:
+            own = sigv4_headers(url, own, body, auth, region)  # signs the body exactly as sent
+        return UpstreamRequest(url=url, headers=own, body=body)
+
     def translate_error(self, status: int, raw: bytes, headers: Mapping[str, str]) -> GatewayError:
         # AWS's front door (auth, signature) writes "Message"; Bedrock itself writes "message".
         try:
@@ -643,3 +695,36 @@ class BedrockAdapter(ProviderAdapter):
         if isinstance(payload, dict) and "message" not in payload and isinstance(payload.get("Message"), str):
             raw = orjson.dumps({"message": payload["Message"]})
         return upstream_error(self.name, status, raw, headers)
+
+
+class InvokeStreamUsage(StreamTranslator):
+    """InvokeModelWithResponseStream: each `chunk` event carries one event of the model's own
+    stream, base64-encoded in its `bytes` (Claude's Messages events, read by their translator)."""
+
+    def __init__(self, inner: StreamTranslator) -> None:
+        self.inner = inner
+        self.done = False
+
+    @property
+    def usage(self) -> Usage:
+        return self.inner.usage
+
+    def feed(self, event: str | None, data: bytes) -> list[dict]:
+        if event != "chunk":
+            return []
+        inner = base64.b64decode(orjson.loads(data)["bytes"])
+        return self.inner.feed(orjson.loads(inner).get("type"), inner)
+
+
+def exception_frame(exception: str, message: str) -> bytes:
+    """One AWS event-stream exception message (prelude, headers, payload, both CRCs)."""
+    headers = [(":exception-type", exception), (":content-type", "application/json"),
+               (":message-type", "exception")]
+    encoded = b"".join(
+        bytes([len(name)]) + name.encode() + b"\x07" + len(value.encode()).to_bytes(2, "big") + value.encode()
+        for name, value in headers
+    )
+    payload = orjson.dumps({"message": message})
+    prelude = (16 + len(encoded) + len(payload)).to_bytes(4, "big") + len(encoded).to_bytes(4, "big")
+    frame = prelude + zlib.crc32(prelude).to_bytes(4, "big") + encoded + payload
+    return frame + zlib.crc32(frame).to_bytes(4, "big")
