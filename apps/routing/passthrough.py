@@ -1,4 +1,4 @@
-"""Provider pass-through: /openai/*, /azure/*, /anthropic/*, /gemini/* and /bedrock/* forward the
+"""Provider pass-through: /openai/*, /azure/*, /anthropic/*, /gemini/*, /vertex_ai/* and /bedrock/* forward the
 provider's own API, so native SDKs and tools (Claude Code, also on Bedrock; the google-genai
 SDK; an AzureOpenAI client) use the gateway as they would the provider.
 
@@ -35,7 +35,7 @@ from apps.routing.router import may_use_group, model_group_resolve, timeouts_for
 from apps.routing.selection.policy import routing_policy_cache
 from apps.spend.models import SpendLog
 
-PASSTHROUGH_PROVIDERS = ("openai", "azure", "anthropic", "gemini", "bedrock")
+PASSTHROUGH_PROVIDERS = ("openai", "azure", "anthropic", "gemini", "vertex_ai", "bedrock")
 CALL_TYPE = "pass_through_endpoint"  # LiteLLM's name for these calls in its spend logs
 
 # Client headers sent on. Nothing else: above all no credential (the client's is our virtual key).
@@ -100,7 +100,8 @@ async def passthrough_request(request: HttpRequest, provider: str, path: str) ->
             account.limit_headers = await limits_acquire(scopes, account.request_id, deployment, json_body or {})
             account.limits_acquired = True
             account.scopes = scopes
-        upstream_request = await adapter.passthrough_request(
+        # The deployment's own adapter: under one provider, Claude on Vertex is not Gemini.
+        upstream_request = await deployment.adapter.passthrough_request(
             deployment, method=request.method, path=path, query=_query_without_keys(request),
             headers=_forwarded_headers(request), body=request.body, json_body=json_body,
         )

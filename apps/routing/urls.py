@@ -30,6 +30,7 @@ DATA_PLANE_PREFIXES = (
     "/anthropic/",
     "/gemini/",
     "/bedrock/",
+    "/vertex_ai/",
 )
 
 # Management routes under /v1 (LiteLLM's /v1/model/info): served by the control plane, not the

@@ -263,6 +263,11 @@ async def passthrough_gemini(request: HttpRequest, path: str):
     return await passthrough_request(request, "gemini", path)
 
 
+@api.api_operation(["POST"], "/vertex_ai/{path:path}", summary="Vertex AI's own API (Gemini, Claude), forwarded")
+async def passthrough_vertex_ai(request: HttpRequest, path: str):
+    return await passthrough_request(request, "vertex_ai", path)
+
+
 @api.api_operation(["POST"], "/bedrock/{path:path}", summary="Bedrock's own API (Converse; InvokeModel for Claude), forwarded")
 async def passthrough_bedrock(request: HttpRequest, path: str):
     return await passthrough_request(request, "bedrock", path)

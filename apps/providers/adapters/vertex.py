@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import re
 from typing import Any
 
 import google.auth
@@ -26,7 +27,7 @@ from google.auth.transport.requests import Request
 from google.oauth2 import service_account
 
 from apps.core.errors import GatewayError
-from apps.providers.adapters.base import TranslatedResponse, Usage
+from apps.providers.adapters.base import Operation, TranslatedResponse, UpstreamRequest, Usage
 from apps.providers.adapters.gemini import GeminiAdapter, embedding_inputs, embeddings_response
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
@@ -137,13 +138,35 @@ def vertex_credentials_source(deployment) -> str | None:
     return os.environ.get("GOOGLE_APPLICATION_CREDENTIALS") or None
 
 
+# A native Vertex AI call on one publisher model.
+VERTEX_NATIVE_PATH = re.compile(
+    r"/v1(beta1)?/projects/[^/]+/locations/[^/]+/publishers/(?P<publisher>google|anthropic)"
+    r"/models/(?P<model>[^/:]+):(?P<method>generateContent|streamGenerateContent|countTokens"
+    r"|rawPredict|streamRawPredict)"
+)
+VERTEX_TOKEN_METHODS = ("generateContent", "streamGenerateContent", "rawPredict", "streamRawPredict")
+
+
+async def vertex_passthrough_request(vertex: "VertexAIAdapter", deployment, *, path: str, query: str,
+                                     headers: dict[str, str], body: bytes, publisher: str) -> UpstreamRequest:
+    """A native Vertex call sent to this deployment: its project, location and model in the URL,
+    its Google token in place of the client's key."""
+    method = VERTEX_NATIVE_PATH.fullmatch(path).group("method")
+    url = await vertex.model_url(deployment, method, publisher=publisher)
+    auth = await vertex.auth_headers(deployment)
+    return UpstreamRequest(url=url + (f"?{query}" if query else ""),
+                           headers={**headers, "content-type": "application/json", **auth}, body=body)
+
+
 class VertexAIAdapter(GeminiAdapter):
     name = "vertex_ai"
     default_api_base = None  # https://{location}-aiplatform.googleapis.com
     api_key_env = None  # an api_key is a ready access token; service accounts come from secret_params
     default_location = "us-central1"
     embedding_method = "predict"
-    passthrough = False  # /vertex_ai/* is not served yet
+    # The pass-through: the client's own project, location and model in the path become the
+    # deployment's; Gemini calls read like the Gemini API's, Claude's like Anthropic's.
+    passthrough_paths = VERTEX_NATIVE_PATH
 
     def __init__(self) -> None:
         super().__init__()
@@ -193,6 +216,18 @@ class VertexAIAdapter(GeminiAdapter):
             f"{base.rstrip('/')}/v1/projects/{project}/locations/{location}"
             f"/publishers/{publisher}/models/{model}:{method}"
         )
+
+    def passthrough_model(self, path: str, body: dict | None) -> str | None:
+        match = VERTEX_NATIVE_PATH.fullmatch(path)
+        return match.group("model") if match else None
+
+    def passthrough_operation(self, path: str) -> Operation | None:
+        match = VERTEX_NATIVE_PATH.fullmatch(path)
+        return Operation.CHAT if match and match.group("method") in VERTEX_TOKEN_METHODS else None
+
+    async def passthrough_request(self, deployment, *, method, path, query, headers, body, json_body):
+        return await vertex_passthrough_request(self, deployment, path=path, query=query,
+                                                headers=headers, body=body, publisher="google")
 
     def _credentials_project(self, deployment) -> str | None:
         # auth_headers runs first, so loaded credentials already told their project.

@@ -17,8 +17,8 @@ import orjson
 
 from apps.core.errors import GatewayError
 from apps.providers.adapters.anthropic import AnthropicAdapter, anthropic_body
-from apps.providers.adapters.base import UpstreamRequest
-from apps.providers.adapters.vertex import VertexAIAdapter
+from apps.providers.adapters.base import Operation, UpstreamRequest
+from apps.providers.adapters.vertex import VERTEX_NATIVE_PATH, VertexAIAdapter, vertex_passthrough_request
 
 VERTEX_ANTHROPIC_VERSION = "vertex-2023-10-16"
 
@@ -27,7 +27,7 @@ class VertexAnthropicAdapter(AnthropicAdapter):
     name = "vertex_ai"
     default_api_base = None
     api_key_env = None  # an api_key is a ready access token; service accounts come from secret_params
-    passthrough = False  # /vertex_ai/* is not served yet
+    passthrough_paths = VERTEX_NATIVE_PATH
 
     def __init__(self) -> None:
         self._vertex = VertexAIAdapter()  # credentials (cached tokens) and URLs, shared logic
@@ -43,6 +43,16 @@ class VertexAnthropicAdapter(AnthropicAdapter):
         method = "streamRawPredict" if stream else "rawPredict"
         url = await self._vertex.model_url(deployment, method, publisher="anthropic")
         return UpstreamRequest(url=url, headers=headers, body=orjson.dumps(payload))
+
+    def passthrough_model(self, path: str, body: dict | None) -> str | None:
+        return self._vertex.passthrough_model(path, body)
+
+    def passthrough_operation(self, path: str) -> Operation | None:
+        return self._vertex.passthrough_operation(path)
+
+    async def passthrough_request(self, deployment, *, method, path, query, headers, body, json_body):
+        return await vertex_passthrough_request(self._vertex, deployment, path=path, query=query,
+                                                headers=headers, body=body, publisher="anthropic")
 
     def translate_error(self, status: int, raw: bytes, headers: Mapping[str, str]) -> GatewayError:
         try:
