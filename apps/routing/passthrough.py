@@ -41,7 +41,8 @@ CALL_TYPE = "pass_through_endpoint"  # LiteLLM's name for these calls in its spe
 # Client headers sent on. Nothing else: above all no credential (the client's is our virtual key).
 _FORWARDED_HEADERS = ("content-type", "accept", "anthropic-version", "anthropic-beta", "openai-beta")
 # Upstream headers sent back besides the body's type: request ids and rate-limit hints.
-_RETURNED_HEADER_PREFIXES = ("request-id", "x-request-id", "retry-after", "anthropic-ratelimit-",
+# (Not x-request-id: the gateway's own goes on every answer; Anthropic's id is request-id.)
+_RETURNED_HEADER_PREFIXES = ("request-id", "retry-after", "anthropic-ratelimit-",
                              "x-amzn-requestid", "x-amzn-bedrock-",
                              "x-ratelimit-", "openai-processing-ms", "apim-request-id")
 _STREAM_TYPES = ("text/event-stream", "application/vnd.amazon.eventstream", "application/x-ndjson")
@@ -122,7 +123,7 @@ async def passthrough_request(request: HttpRequest, provider: str, path: str) ->
         raise
 
     content_type = response.headers.get("Content-Type", "application/json")
-    returned = {name: value for name, value in response.headers.items()
+    returned = {name.lower(): value for name, value in response.headers.items()
                 if name.lower().startswith(_RETURNED_HEADER_PREFIXES)}
     if response.status < 400 and content_type.startswith(_STREAM_TYPES):
         events = _relay(response, deployment, path, account)

@@ -446,3 +446,12 @@ def test_vertex_gemini_generate_content(gateway, provider_fakes, spend_logs):
     log = only_log(spend_logs)
     assert log.prompt_tokens == answer.json()["usageMetadata"]["promptTokenCount"]
     assert log.cost == expected_cost(log) > 0
+
+
+def test_the_answer_carries_one_request_id_the_gateways(gateway, claude, spend_logs):
+    answer = httpx.post(gateway.url + "/anthropic/v1/messages", timeout=30,
+                        headers={"x-api-key": MASTER_KEY, "anthropic-version": "2023-06-01"},
+                        json={"model": "claude-team", "max_tokens": 20, "messages": [{"role": "user", "content": "Hi"}]})
+    assert answer.status_code == 200, answer.text
+    assert answer.headers.get_list("x-request-id") == [only_log(spend_logs).request_id]
+    assert answer.headers["request-id"] == "req_fake0001"  # Anthropic's own id, for its support
