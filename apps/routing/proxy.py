@@ -238,6 +238,17 @@ class ClientFormat:
 OPENAI_FORMAT = ClientFormat()
 
 
+def refused_before_routing(request: HttpRequest, operation: Operation, error: GatewayError,
+                           *, model: str = "") -> GatewayError:
+    """A request a view refused before proxy_request: a spend row all the same (status error,
+    no cost), as proxy_request writes for its own refusals; returns the error to raise."""
+    account = RequestAccount(request.auth, operation, request.scope.get(REQUEST_ID_SCOPE_KEY))
+    if model:  # not resolved: kept out of the model column and its rollups, as an unknown model is
+        account.metadata = {"requested_model": model[:200]}
+    account.settle_error(error)
+    return account.error_with_headers(error)
+
+
 async def proxy_request(
     request: HttpRequest,
     operation: Operation,

@@ -10,9 +10,9 @@ from __future__ import annotations
 import orjson
 from django.http import HttpRequest, HttpResponse
 
-from apps.core.errors import invalid_request, not_found
+from apps.core.errors import GatewayError, invalid_request, not_found
 from apps.providers.adapters.base import Operation
-from apps.routing.proxy import proxy_request
+from apps.routing.proxy import proxy_request, refused_before_routing
 from apps.routing.responses_format import ResponsesFormat
 from apps.routing.responses_store import ResponseRecord, response_store
 from apps.routing.validation import json_body
@@ -35,15 +35,20 @@ async def _stored(request: HttpRequest, response_id: str) -> ResponseRecord:
 
 
 async def responses_create(request: HttpRequest) -> HttpResponse:
-    body = json_body(request)
-    previous = None
-    previous_id = body.get("previous_response_id")
-    if previous_id is not None:
-        if not isinstance(previous_id, str) or not previous_id:
-            raise invalid_request("'previous_response_id' must be a response id.", param="previous_response_id")
-        previous = await response_store.get(previous_id, request.auth)
-        if previous is None:
-            raise _not_found(previous_id, "previous_response_id")
+    body = {}
+    try:
+        body = json_body(request)
+        previous = None
+        previous_id = body.get("previous_response_id")
+        if previous_id is not None:
+            if not isinstance(previous_id, str) or not previous_id:
+                raise invalid_request("'previous_response_id' must be a response id.", param="previous_response_id")
+            previous = await response_store.get(previous_id, request.auth)
+            if previous is None:
+                raise _not_found(previous_id, "previous_response_id")
+    except GatewayError as error:
+        model = body.get("model") if isinstance(body.get("model"), str) else ""
+        raise refused_before_routing(request, Operation.RESPONSES, error, model=model) from None
     client_format = ResponsesFormat(request.auth, body, previous)
     return await proxy_request(request, Operation.RESPONSES, client_format=client_format)
 

@@ -165,6 +165,16 @@ def test_another_team_gets_404(client, models, make_key, organization):
         client(blue_key).responses.delete(created.id)
 
 
+def test_a_continuation_refused_before_routing_is_a_spend_row(client, models, spend_logs):
+    """As every refusal before routing: the key's audit trail has it (status error, no cost)."""
+    with pytest.raises(openai.NotFoundError):
+        client().responses.create(model="claude", input="Hi", previous_response_id="resp_nobody")
+    [log] = spend_logs(1)
+    assert (log.call_type, log.status, log.http_status, log.error_type) == (
+        "responses", "error", 404, "previous_response_not_found")
+    assert log.cost is None and log.metadata["requested_model"] == "claude"
+
+
 def test_stored_responses_reach_the_database_and_are_purged(client, models):
     from datetime import timedelta
 
