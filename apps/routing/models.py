@@ -175,6 +175,9 @@ class StoredResponse(models.Model):
     output_items = models.JSONField(default=list)
     response = models.JSONField(default=dict, help_text="The response object as the client received it.")
     created_at = models.DateTimeField(db_index=True)
+    # A deleted response stays as a tombstone (its content emptied) until the purge: a batch
+    # written after the delete (another replica's, still buffered) then cannot bring it back.
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = "stored response"

@@ -19,6 +19,7 @@ from datetime import datetime
 import orjson
 from django.conf import settings
 
+from apps.core import invalidation
 from apps.core.background import spawn
 from apps.core.db import db_call
 from apps.core.redis import new_async_redis, redis_enabled, redis_key
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 _CACHE_SIZE = 10_000
 _REDIS_TTL = 3600  # seconds: the bridge until the database has the record
+KIND_RESPONSE_DELETED = "response_deleted"  # an invalidation message: drop this response
 
 
 @dataclass(slots=True)
@@ -172,16 +174,26 @@ class ResponseStore:
         return record
 
     async def delete(self, response_id: str) -> None:
+        self._forget_one(response_id)
+        if redis_enabled():
+            try:
+                await self._redis().delete(redis_key("responses", response_id))
+                # Every other replica drops it from its cache (and its buffer) too.
+                message = {"kind": KIND_RESPONSE_DELETED, "id": response_id}
+                await self._redis().publish(invalidation.channel(), orjson.dumps(message))
+            except Exception:
+                logger.warning("stored response not deleted from Redis", exc_info=True)
+        await db_call(_stored_response_delete, response_id)
+
+    def _forget_one(self, response_id: str) -> None:
         self._remember(response_id, None)
         for record in list(self._pending):
             if record.id == response_id:
                 self._pending.remove(record)
-        if redis_enabled():
-            try:
-                await self._redis().delete(redis_key("responses", response_id))
-            except Exception:
-                logger.warning("stored response not deleted from Redis", exc_info=True)
-        await db_call(_stored_response_delete, response_id)
+
+    def handle_message(self, message: dict) -> None:
+        if message.get("kind") == KIND_RESPONSE_DELETED and isinstance(message.get("id"), str):
+            self._forget_one(message["id"])
 
     def forget(self) -> None:
         """Empty the cache (tests; a purge)."""
@@ -189,3 +201,4 @@ class ResponseStore:
 
 
 response_store = ResponseStore()
+invalidation.register_handler(response_store.handle_message)

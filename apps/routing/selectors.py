@@ -57,7 +57,7 @@ def stored_response_get(*, response_id: str):
     from apps.routing.models import StoredResponse
     from apps.routing.responses_store import ResponseRecord
 
-    row = StoredResponse.objects.filter(pk=response_id).first()
+    row = StoredResponse.objects.filter(pk=response_id, deleted_at__isnull=True).first()
     if row is None:
         return None
     return ResponseRecord(

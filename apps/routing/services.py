@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db import transaction
+from django.utils import timezone
 
 from apps.core import invalidation
 from apps.providers.config import GatewayConfig, RouterSpec
@@ -139,10 +140,21 @@ def stored_responses_write(*, records: list) -> int:
     return len(rows)
 
 
-def stored_response_delete(*, response_id: str) -> int:
+def stored_response_delete(*, response_id: str) -> None:
+    """Delete a stored response for good: its row becomes a tombstone with no content, written
+    even when the response is not in the database yet (still in some replica's buffer), so the
+    buffered write finds the id taken and leaves it deleted. The purge removes tombstones."""
     from apps.routing.models import StoredResponse
 
-    return StoredResponse.objects.filter(pk=response_id).delete()[0]
+    now = timezone.now()
+    emptied = {"deleted_at": now, "input_items": [], "output_items": [], "response": {}}
+    if StoredResponse.objects.filter(pk=response_id).update(**emptied):
+        return
+    StoredResponse.objects.bulk_create(
+        [StoredResponse(id=response_id, key_hash="", model="", created_at=now, **emptied)], ignore_conflicts=True
+    )
+    # A buffered write may have landed between the two statements: empty it too.
+    StoredResponse.objects.filter(pk=response_id).update(**emptied)
 
 
 def stored_responses_purge(*, older_than: datetime, dry_run: bool = False) -> int:

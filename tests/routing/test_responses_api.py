@@ -312,3 +312,36 @@ def test_with_redis_another_replica_finds_a_response_before_the_database_has_it(
     response_store.forget()
     with pytest.raises(openai.NotFoundError):
         client().responses.retrieve(created.id)
+
+
+def test_a_delete_before_the_buffered_write_is_not_undone_by_it(transactional_db):
+    """Another replica may still hold the response in its write buffer when this one deletes
+    it: that later write must find a tombstone and leave the response deleted."""
+    from datetime import datetime, timezone
+
+    from apps.routing.models import StoredResponse
+    from apps.routing.responses_store import ResponseRecord
+    from apps.routing.selectors import stored_response_get
+    from apps.routing.services import stored_response_delete, stored_responses_write
+
+    record = ResponseRecord(id="resp_race", key_hash="h", key_id=None, team_id=None, organization_id=None,
+                            model="claude", deployment_id=None, native=False, previous_response_id="",
+                            input_items=[{"role": "user", "content": "secret"}], response={"id": "resp_race"},
+                            created_at=datetime.now(timezone.utc))
+    stored_response_delete(response_id="resp_race")
+    stored_responses_write(records=[record])
+    assert stored_response_get(response_id="resp_race") is None
+    row = StoredResponse.objects.get(pk="resp_race")
+    assert row.deleted_at is not None and row.input_items == [] and row.response == {}
+
+
+def test_a_delete_reaches_the_other_replicas_caches(client, models):
+    """Replica B cached the response; the delete on A publishes a message B applies."""
+    from apps.core import invalidation
+    from apps.routing.responses_store import KIND_RESPONSE_DELETED
+
+    created = client().responses.create(model="claude", input="Hello")
+    assert client().responses.retrieve(created.id).id == created.id
+    invalidation.apply({"kind": KIND_RESPONSE_DELETED, "id": created.id})  # what B's listener does
+    with pytest.raises(openai.NotFoundError):
+        client().responses.retrieve(created.id)
