@@ -30,6 +30,7 @@ from tests.fakes.providers import ProviderFake, register
 from tests.fakes.server import FakeServer
 
 API_KEY = "fake-gemini-key"
+IMAGEN_PNG = b"\x89PNG\r\n\x1a\nfake-imagen"  # what each Imagen prediction holds
 STATIC_TOKEN = "ya29.static-fake-token"  # a ready access token, for vertex deployments given an api_key
 PROJECT = "fake-project"
 LOCATION = "us-central1"
@@ -484,9 +485,40 @@ class GoogleServer(FakeServer):
             return await self.generate(request, model, body, stream=method == "streamGenerateContent")
         if method == "batchEmbedContents" and not self.vertex:
             return self.batch_embed(model, body)
+        if method == "predict" and model.startswith("imagen"):
+            return self.imagen_predict(body)
         if method == "predict" and self.vertex:
             return self.predict(body)
         return google_error(404, f"Method {method} is not found for models/{model}.")
+
+    def imagen_predict(self, body: dict) -> web.Response:
+        """Imagen's :predict, on the Gemini API and Vertex AI alike: one instance with a prompt,
+        sampleCount 1-4 and one of five aspect ratios; images come back base64-encoded. A prompt
+        the safety filter refuses gets no predictions at all."""
+        unknown = set(body) - {"instances", "parameters"}
+        if unknown:
+            return google_error(400, f'Invalid JSON payload received. Unknown name "{sorted(unknown)[0]}": '
+                                     "Cannot find field.")
+        instances = body.get("instances")
+        if not (isinstance(instances, list) and len(instances) == 1 and isinstance(instances[0], dict)
+                and set(instances[0]) <= {"prompt"} and isinstance(instances[0].get("prompt"), str)
+                and instances[0]["prompt"].strip()):
+            return google_error(400, "Imagen takes one instance with a non-empty prompt.")
+        parameters = body.get("parameters") or {}
+        allowed = {"sampleCount", "aspectRatio", "personGeneration", "safetySetting", "outputOptions",
+                   "sampleImageSize", "addWatermark", "enhancePrompt", "negativePrompt", "seed"}
+        if not isinstance(parameters, dict) or set(parameters) - allowed:
+            return google_error(400, f"Unknown parameters: {sorted(set(parameters) - allowed)}")
+        count = parameters.get("sampleCount", 4)
+        if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 4:
+            return google_error(400, "sampleCount must be between 1 and 4.")
+        if parameters.get("aspectRatio", "1:1") not in ("1:1", "3:4", "4:3", "9:16", "16:9"):
+            return google_error(400, f"Unsupported aspect ratio: {parameters['aspectRatio']}")
+        if "forbidden" in instances[0]["prompt"]:
+            return web.json_response({})
+        image = base64.b64encode(IMAGEN_PNG).decode()
+        return web.json_response({"predictions": [{"bytesBase64Encoded": image, "mimeType": "image/png"}
+                                                  for _ in range(count)]})
 
     async def generate(
         self, request: web.Request, model: str, body: dict, *, stream: bool

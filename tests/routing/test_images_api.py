@@ -195,3 +195,57 @@ def test_an_invalid_upload_is_400_naming_the_field(gateway, image_models, media_
     assert response.status_code == 400, response.text
     assert response.json()["error"]["param"] == param
     assert media_upstream.requests == []
+
+
+# --- Imagen on the Gemini API and Vertex AI ------------------------------------------------------
+
+
+@pytest.fixture
+def imagen(provider_fakes, transactional_db):
+    """Imagen 4 behind the Gemini API and behind Vertex AI, priced from the catalog ($0.04 an image)."""
+    from apps.providers.models import ModelDeployment
+
+    fakes = {}
+    for provider in ("gemini", "vertex_ai"):
+        fake = fakes[provider] = provider_fakes(provider)
+        fake.server.requests.clear()
+        ModelDeployment.objects.create(model_name=f"imagen-{provider}", provider=provider,
+                                       upstream_model="imagen-4.0-generate-001", **fake.deployment_fields())
+    return fakes
+
+
+@pytest.mark.parametrize("provider", ["gemini", "vertex_ai"])
+def test_imagen_answers_openais_images_call_priced_per_image(gateway, openai_client, imagen, spend_logs, provider):
+    import base64
+
+    from tests.fakes.gemini_upstream import IMAGEN_PNG
+
+    result = openai_client().images.generate(model=f"imagen-{provider}", prompt="a lighthouse", n=2,
+                                             size="1792x1024", response_format="b64_json")
+    assert [base64.b64decode(image.b64_json) for image in result.data] == [IMAGEN_PNG, IMAGEN_PNG]
+    sent = imagen[provider].server.requests[-1]
+    assert sent["path"].split("?")[0].endswith("/models/imagen-4.0-generate-001:predict")
+    assert sent["body"] == {"instances": [{"prompt": "a lighthouse"}],
+                            "parameters": {"sampleCount": 2, "aspectRatio": "16:9"}}
+    [log] = spend_logs(1)
+    assert (log.call_type, log.provider, log.status) == ("image_generation", provider, "success")
+    assert log.cost == 2 * Decimal("0.04")  # Google: Imagen 4 Standard, $0.04 an image
+
+
+def test_imagen_refuses_what_it_cannot_do_before_calling(gateway, openai_client, imagen, spend_logs):
+    client = openai_client()
+    for kwargs, param in (({"response_format": "url"}, "response_format"), ({"n": 5}, "n"),
+                          ({"style": "vivid"}, "style")):
+        with pytest.raises(openai.BadRequestError) as info:
+            client.images.generate(model="imagen-gemini", prompt="a cat", **kwargs)
+        assert info.value.body["param"] == param, info.value.body
+    assert imagen["gemini"].server.requests == []
+
+
+def test_a_prompt_imagens_filter_refuses_is_a_400_content_policy_violation(gateway, openai_client, imagen,
+                                                                           spend_logs):
+    with pytest.raises(openai.BadRequestError) as info:
+        openai_client().images.generate(model="imagen-gemini", prompt="something forbidden")
+    assert info.value.body["code"] == "content_policy_violation"
+    [log] = spend_logs(1)
+    assert log.status == "error" and not log.cost

@@ -80,6 +80,15 @@ GEMINI_CHAT_PARAMS = frozenset(
     }
 )
 EMBEDDING_PARAMS = frozenset({"model", "input", "dimensions", "encoding_format", "user"})
+# Imagen (`:predict`): OpenAI's image parameters it has a counterpart for.
+IMAGE_PARAMS = frozenset({"model", "prompt", "n", "size", "response_format", "output_format", "user", "quality"})
+IMAGEN_MAX_IMAGES = 4
+# OpenAI's sizes as Imagen's aspect ratios (1536x1024 is 3:2; Imagen's nearest is 4:3).
+IMAGEN_ASPECT_RATIOS = {
+    "auto": "1:1", "256x256": "1:1", "512x512": "1:1", "1024x1024": "1:1", "1792x1024": "16:9",
+    "1024x1792": "9:16", "1536x1024": "4:3", "1024x1536": "3:4",
+}
+IMAGEN_MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg"}
 
 # JSON-schema keywords Gemini's Schema object does not know: it answers 400 "Unknown name".
 UNSUPPORTED_SCHEMA_KEYS = frozenset(
@@ -653,6 +662,56 @@ def _base64_floats(vector: list[float]) -> str:
 # --- the adapters -------------------------------------------------------------------------------
 
 
+
+# --- images: OpenAI's /v1/images/generations as Imagen's :predict ---------------------------------
+
+
+def imagen_body_check(provider: str, body: dict, *, drop_params: bool) -> dict:
+    """Refuse (or drop) what Imagen cannot do, naming the parameter, before any call."""
+    refuse_or_drop(provider, body, IMAGE_PARAMS, drop_params=drop_params)
+    n = body.get("n") or 1
+    if n > IMAGEN_MAX_IMAGES:
+        raise invalid_request(f"{provider} (Imagen) makes at most {IMAGEN_MAX_IMAGES} images per request.",
+                              param="n", code="invalid_value")
+    if body.get("response_format") == "url":
+        raise invalid_request(
+            f"{provider} (Imagen) returns images as base64 only: ask for response_format 'b64_json'.",
+            param="response_format", code="unsupported_value",
+        )
+    if body.get("output_format") not in (None, *IMAGEN_MIME_TYPES):
+        raise invalid_request(f"{provider} (Imagen) writes png or jpeg images.", param="output_format",
+                              code="unsupported_value")
+    return body
+
+
+def imagen_request_body(body: dict) -> dict:
+    parameters: dict[str, Any] = {
+        "sampleCount": body.get("n") or 1,
+        "aspectRatio": IMAGEN_ASPECT_RATIOS.get(body.get("size") or "auto", "1:1"),
+    }
+    if body.get("output_format"):
+        parameters["outputOptions"] = {"mimeType": IMAGEN_MIME_TYPES[body["output_format"]]}
+    return {"instances": [{"prompt": body["prompt"]}], "parameters": parameters}
+
+
+def imagen_response(provider: str, payload: dict) -> TranslatedResponse:
+    """Imagen's predictions as OpenAI's images answer (b64_json), priced per image. An answer
+    with no image is Imagen's safety filter refusing the prompt: a 400, as OpenAI's refusal."""
+    predictions = [p for p in payload.get("predictions") or []
+                   if isinstance(p, dict) and isinstance(p.get("bytesBase64Encoded"), str)]
+    if not predictions:
+        raise GatewayError(
+            f"{provider} (Imagen) made no image: its safety filter refused the prompt.",
+            status=400, type="invalid_request_error", param="prompt", code="content_policy_violation",
+        )
+    mime = predictions[0].get("mimeType") or "image/png"
+    body = {
+        "created": int(time.time()),
+        "data": [{"b64_json": p["bytesBase64Encoded"]} for p in predictions],
+        "output_format": "jpeg" if mime == "image/jpeg" else "png",
+    }
+    return TranslatedResponse(body=orjson.dumps(body), usage=Usage(output_images=len(predictions), reported=True))
+
 # A native call on one model: /v1beta/models/{model}:{method}.
 _NATIVE_MODEL_PATH = re.compile(r"/models/([^/:]+):(\w+)$")
 
@@ -662,13 +721,15 @@ class GeminiAdapter(ProviderAdapter):
     default_api_base = "https://generativelanguage.googleapis.com"
     api_key_env = "GEMINI_API_KEY"
     chat_params = GEMINI_CHAT_PARAMS
-    operations = frozenset({Operation.CHAT, Operation.EMBEDDING})
+    operations = frozenset({Operation.CHAT, Operation.EMBEDDING, Operation.IMAGE_GENERATION})
     embedding_method = "batchEmbedContents"
 
     def prepare_body(self, operation, body, *, drop_params):
         body = super().prepare_body(operation, body, drop_params=drop_params)
         if operation is Operation.EMBEDDING:
             refuse_or_drop(self.name, body, EMBEDDING_PARAMS, drop_params=drop_params)
+        if operation is Operation.IMAGE_GENERATION:
+            return imagen_body_check(self.name, body, drop_params=drop_params)
         # Gemini may always call several functions at once: it cannot promise one call only.
         if body.get("parallel_tool_calls") is False and not drop_params:
             raise invalid_request(
@@ -686,6 +747,9 @@ class GeminiAdapter(ProviderAdapter):
             _embedding_encoding.set(body.get("encoding_format") or "float")
             url = await self.model_url(deployment, self.embedding_method)
             payload = self.embedding_body(deployment, body)
+        elif operation is Operation.IMAGE_GENERATION:
+            url = await self.model_url(deployment, "predict")
+            payload = imagen_request_body(body)
         else:
             method = "streamGenerateContent?alt=sse" if stream else "generateContent"
             url = await self.model_url(deployment, method)
@@ -696,6 +760,8 @@ class GeminiAdapter(ProviderAdapter):
         payload = load_json_response(self.name, raw)
         if operation is Operation.EMBEDDING:
             return self.embedding_response(deployment, payload)
+        if operation is Operation.IMAGE_GENERATION:
+            return imagen_response(self.name, payload)
         return chat_completion_from(self.name, deployment, payload)
 
     def stream_translator(self, operation, deployment):
