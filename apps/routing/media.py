@@ -28,9 +28,32 @@ def _size_key(size: str) -> str:
     return size.replace("x", "-x-")
 
 
-class ImageFormat(ClientFormat):
+class NamedEventWriter:
+    """OpenAI's media events out as server-sent events named by their type (the openai SDK reads
+    `image_generation.*`, `image_edit.*` and `transcript.*` events as they are)."""
+
+    def write(self, events: list[dict]) -> bytes:
+        return b"".join(b"event: " + str(event.get("type") or "message").encode() + b"\ndata: "
+                        + orjson.dumps(event) + b"\n\n" for event in events)
+
+    def error(self, error: GatewayError) -> bytes:
+        payload = {"type": "error", "error": {"message": error.message, "type": error.type, "param": error.param,
+                                              "code": error.code}}
+        return b"event: error\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+    def close(self) -> bytes:
+        return b""
+
+
+class MediaStreams(ClientFormat):
+    def stream_writer(self, *, include_usage: bool, model: str) -> NamedEventWriter:
+        return NamedEventWriter()
+
+
+class ImageFormat(MediaStreams):
     """Images: dall-e models are priced per image by size and quality ("hd/1024-x-1792/dall-e-3",
-    else "1024-x-1024/dall-e-2"); gpt-image models by the tokens their answer reports."""
+    else "1024-x-1024/dall-e-2"); gpt-image models by the tokens their answer reports (streamed:
+    each completed image's event reports them)."""
 
     def usage_priced(self, usage: Usage, body: dict) -> Usage:
         if usage.prompt_tokens or usage.completion_tokens:
@@ -138,7 +161,7 @@ SPEECH_FORMAT = SpeechFormat()
 # --- transcriptions and translations: multipart in ------------------------------------------------
 
 
-class AudioUploadFormat(ClientFormat):
+class AudioUploadFormat(MediaStreams):
     """Transcriptions and translations: a multipart upload in, priced per second of audio as the
     answer reports it. Formats whose answer carries no duration are asked for one that does and
     answered in the format asked: a transcription's `text` (upstream `json`, with `usage`), a
@@ -151,6 +174,8 @@ class AudioUploadFormat(ClientFormat):
     async def deployment_call(self, deployment: Deployment, timeouts: Timeouts, operation: Operation,
                               body: dict, account: RequestAccount) -> HttpResponse:
         asked = body.get("response_format") or "json"
+        if account.stream:  # transcript events, as they come
+            return await super().deployment_call(deployment, timeouts, operation, body, account)
         if operation is Operation.AUDIO_TRANSLATION and asked in ("json", "text"):
             upstream_format = "verbose_json"
         elif operation is Operation.AUDIO_TRANSCRIPTION and asked == "text":

@@ -624,10 +624,10 @@ IMAGE_VARIATION_FIELDS: dict[str, Check] = {
 # OpenAI's defaults for a model the request may leave out.
 DEFAULT_MODELS = {Operation.MODERATION: "omni-moderation-latest", Operation.IMAGE_GENERATION: "dall-e-2",
                   Operation.IMAGE_EDIT: "dall-e-2", Operation.IMAGE_VARIATION: "dall-e-2"}
-# Served whole, never as an event stream.
-_UNSTREAMED = frozenset({Operation.EMBEDDING, Operation.RERANK, Operation.MODERATION, Operation.IMAGE_GENERATION,
-                         Operation.AUDIO_SPEECH, Operation.AUDIO_TRANSCRIPTION, Operation.AUDIO_TRANSLATION,
-                         Operation.IMAGE_EDIT, Operation.IMAGE_VARIATION})
+# Served whole, never as an event stream. (Image generation and edits stream gpt-image's partial
+# images, transcriptions gpt-4o-transcribe's text: OpenAI refuses a stream from other models.)
+_UNSTREAMED = frozenset({Operation.EMBEDDING, Operation.RERANK, Operation.MODERATION, Operation.AUDIO_SPEECH,
+                         Operation.AUDIO_TRANSLATION, Operation.IMAGE_VARIATION})
 
 _SCHEMAS: dict[Operation, tuple[dict[str, Check], tuple[str, ...]]] = {
     Operation.CHAT: (CHAT_FIELDS, ("model", "messages")),

@@ -33,6 +33,7 @@ AUDIO_CHUNK = b"ID3" + bytes(range(256)) * 16  # the first chunk of a fake MP3
 AUDIO_CHUNKS = 3
 IMAGE_TOKENS = {"input_tokens": 50, "output_tokens": 4160}  # a gpt-image answer's usage
 TRANSCRIPT = "The quick brown fox jumps over the lazy dog."
+TRANSCRIBE_TOKENS = {"input_tokens": 120, "output_tokens": 11}  # a gpt-4o-transcribe answer's usage
 
 _MODERATION_CATEGORIES = (
     "harassment", "harassment/threatening", "hate", "hate/threatening", "illicit", "illicit/violent",
@@ -184,10 +185,15 @@ class OpenAIMediaUpstream(FakeServer):
                            "gpt-image-1": ("low", "medium", "high", "auto")}[family]
         if quality is not None and quality not in allowed_quality:
             return error(400, f"Invalid value: '{quality}'.", param="quality", code="invalid_value")
+        if body.get("stream") and family != "gpt-image-1":
+            return error(400, "Streaming is only supported for gpt-image models.", param="stream",
+                         code="invalid_value")
         if family == "gpt-image-1":
             if body.get("response_format") is not None:
                 return error(400, "Unknown parameter: 'response_format'.", param="response_format",
                              code="unknown_parameter")
+            if body.get("stream"):
+                return await self._image_stream(request, body, n, quality or "medium")
             return web.json_response({
                 "created": int(time.time()), "background": "opaque",
                 "data": [{"b64_json": base64.b64encode(b"\x89PNG fake").decode()} for _ in range(n)],
@@ -293,6 +299,28 @@ class OpenAIMediaUpstream(FakeServer):
 
     # --- transcriptions and translations ------------------------------------------------------
 
+    async def _image_stream(self, request: web.Request, body: dict, n: int, quality: str) -> web.StreamResponse:
+        """gpt-image's stream: `partial_images` partial frames, then one completed event per image
+        carrying that image's usage (the events named as their type, as OpenAI sends them)."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        common = {"created_at": int(time.time()), "size": "1024x1024", "quality": quality,
+                  "background": "opaque", "output_format": "png"}
+        image = base64.b64encode(b"\x89PNG fake").decode()
+
+        async def send(event: dict) -> None:
+            await response.write(f"event: {event['type']}\n".encode() + b"data: " + orjson.dumps(event) + b"\n\n")
+
+        for _ in range(n):
+            for index in range(body.get("partial_images") or 0):
+                await send({"type": "image_generation.partial_image", "b64_json": image,
+                            "partial_image_index": index, **common})
+            await send({"type": "image_generation.completed", "b64_json": image, **common, "usage": {
+                "input_tokens": IMAGE_TOKENS["input_tokens"], "output_tokens": IMAGE_TOKENS["output_tokens"],
+                "total_tokens": sum(IMAGE_TOKENS.values()),
+                "input_tokens_details": {"text_tokens": IMAGE_TOKENS["input_tokens"], "image_tokens": 0}}})
+        return response
+
     async def transcriptions(self, request: web.Request) -> web.StreamResponse:
         return await self._answer(lambda r: self._audio_text(r, "transcribe"), request)
 
@@ -330,6 +358,21 @@ class OpenAIMediaUpstream(FakeServer):
         self._scripted(fields["model"])
         return fields, audio, filename
 
+    async def _transcript_stream(self, request: web.Request) -> web.StreamResponse:
+        """gpt-4o-transcribe's stream: text deltas, then the whole text with the call's token usage
+        (data-only events, as OpenAI sends them)."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for word in TRANSCRIPT.split(" "):
+            delta = {"type": "transcript.text.delta", "delta": word + " "}
+            await response.write(b"data: " + orjson.dumps(delta) + b"\n\n")
+        done = {"type": "transcript.text.done", "text": TRANSCRIPT, "usage": {
+            "type": "tokens", "input_tokens": TRANSCRIBE_TOKENS["input_tokens"],
+            "input_token_details": {"text_tokens": 0, "audio_tokens": TRANSCRIBE_TOKENS["input_tokens"]},
+            "output_tokens": TRANSCRIBE_TOKENS["output_tokens"], "total_tokens": sum(TRANSCRIBE_TOKENS.values())}}
+        await response.write(b"data: " + orjson.dumps(done) + b"\n\n")
+        return response
+
     async def _audio_text(self, request: web.Request, task: str) -> web.Response:
         fields, audio, _ = await self._multipart(request)
         allowed = {"model", "prompt", "response_format", "temperature"}
@@ -340,6 +383,14 @@ class OpenAIMediaUpstream(FakeServer):
                 return error(400, f"Unrecognized request argument supplied: {name}")
         duration = len(audio) / 1000
         response_format = fields.get("response_format") or "json"
+        if fields.get("stream") == "true":
+            if "gpt-4o" not in fields["model"]:
+                return error(400, f"Streaming is not supported for the {fields['model']} model.", param="stream",
+                             code="unsupported_value")
+            if response_format not in ("json", "text"):
+                return error(400, f"response_format '{response_format}' cannot be streamed.",
+                             param="response_format", code="unsupported_value")
+            return await self._transcript_stream(request)
         if response_format == "text":
             return web.Response(text=TRANSCRIPT + "\n", content_type="text/plain")
         if response_format in ("srt", "vtt"):

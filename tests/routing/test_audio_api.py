@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from conftest import MASTER_KEY
-from tests.fakes.openai_media import AUDIO_CHUNK, AUDIO_CHUNKS, TRANSCRIPT
+from tests.fakes.openai_media import AUDIO_CHUNK, AUDIO_CHUNKS, TRANSCRIBE_TOKENS, TRANSCRIPT
 from tests.routing.media_fixtures import media_deployment, media_upstream  # noqa: F401 (fixtures)
 
 AUDIO = bytes(range(256)) * 30  # 7680 bytes: the fake hears 7.68 s of it
@@ -241,3 +241,28 @@ def test_speech_abandoned_by_the_client_closes_the_upstream_and_still_costs_its_
     media_upstream.release_audio.set()
     assert (log.status, log.error_type) == ("cancelled", "client_disconnected")
     assert log.cost == len("Goodbye") * Decimal("0.000015")
+
+
+def test_gpt_4o_transcribe_streams_the_text_and_is_priced_by_its_tokens(gateway, openai_client, media_deployment,
+                                                                         spend_logs):
+    # OpenAI: gpt-4o-transcribe, $2.50 per million text input... here the deployment's own prices.
+    media_deployment("live-transcriber", "gpt-4o-transcribe", "audio_transcription",
+                     input_cost_per_token=Decimal("0.0000025"), output_cost_per_token=Decimal("0.00001"))
+    stream = openai_client().audio.transcriptions.create(model="live-transcriber", stream=True,
+                                                         file=("a.mp3", AUDIO, "audio/mpeg"))
+    events = list(stream)
+    assert "".join(e.delta for e in events if e.type == "transcript.text.delta").strip() == TRANSCRIPT
+    assert events[-1].type == "transcript.text.done" and events[-1].text == TRANSCRIPT
+    [log] = spend_logs(1)
+    assert log.is_stream and log.call_type == "transcription"
+    assert (log.prompt_tokens, log.completion_tokens) == (TRANSCRIBE_TOKENS["input_tokens"],
+                                                          TRANSCRIBE_TOKENS["output_tokens"])
+    assert log.cost == (TRANSCRIBE_TOKENS["input_tokens"] * Decimal("0.0000025")
+                        + TRANSCRIBE_TOKENS["output_tokens"] * Decimal("0.00001"))
+
+
+def test_a_whisper_stream_is_the_upstreams_400(gateway, openai_client, audio_models):
+    with pytest.raises(openai.BadRequestError) as info:
+        list(openai_client().audio.transcriptions.create(model="transcriber", stream=True,
+                                                         file=("a.mp3", AUDIO, "audio/mpeg")))
+    assert info.value.body["param"] == "stream"

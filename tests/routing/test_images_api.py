@@ -197,6 +197,28 @@ def test_an_invalid_upload_is_400_naming_the_field(gateway, image_models, media_
     assert media_upstream.requests == []
 
 
+def test_gpt_image_streams_its_partial_images_and_each_completed_image_is_priced(gateway, openai_client,
+                                                                                 image_models, spend_logs):
+    stream = openai_client().images.generate(model="gpt-image-1", prompt="a lighthouse", stream=True,
+                                             partial_images=2, n=2)
+    events = list(stream)
+    assert [e.type for e in events] == ["image_generation.partial_image"] * 2 + ["image_generation.completed"] \
+        + ["image_generation.partial_image"] * 2 + ["image_generation.completed"]
+    assert events[-1].usage.output_tokens == IMAGE_TOKENS["output_tokens"]
+    [log] = spend_logs(1)
+    assert log.is_stream and log.status == "success"
+    assert (log.prompt_tokens, log.completion_tokens) == (2 * IMAGE_TOKENS["input_tokens"],
+                                                          2 * IMAGE_TOKENS["output_tokens"])
+    assert log.cost == 2 * (IMAGE_TOKENS["input_tokens"] * Decimal("0.000005")
+                            + IMAGE_TOKENS["output_tokens"] * Decimal("0.00004"))
+
+
+def test_a_stream_from_a_dall_e_model_is_the_upstreams_400(gateway, openai_client, image_models):
+    with pytest.raises(openai.BadRequestError) as info:
+        list(openai_client().images.generate(model="dall-e-3", prompt="a cat", stream=True))
+    assert info.value.body["param"] == "stream"
+
+
 # --- Imagen on the Gemini API and Vertex AI ------------------------------------------------------
 
 

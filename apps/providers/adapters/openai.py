@@ -168,6 +168,39 @@ class ResponsesStreamTranslator(StreamTranslator):
         return [payload]
 
 
+class MediaStreamTranslator(StreamTranslator):
+    """Streamed images (`image_generation.*`, `image_edit.*`) and transcripts (`transcript.text.*`)
+    passed on as they are; the usage is read from the completing events: each completed image
+    counts, with its tokens, and the transcript's `done` event carries the call's tokens."""
+
+    def __init__(self, provider: str) -> None:
+        super().__init__()
+        self.provider = provider
+
+    def feed(self, event: str | None, data: bytes) -> list[dict]:
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise GatewayError(f"{self.provider} sent a stream event that is not JSON.", status=502,
+                               type="api_error", code="bad_upstream_response") from None
+        if not isinstance(payload, dict):
+            return []
+        kind = payload.get("type") or ""
+        if kind == "error" or "error" in payload and not kind:
+            raise upstream_error(self.provider, 502, orjson.dumps({"error": payload.get("error") or payload}), {})
+        usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
+        if kind.endswith(".completed") and kind.startswith(("image_generation.", "image_edit.")):
+            self.usage = Usage(
+                prompt_tokens=self.usage.prompt_tokens + int(usage.get("input_tokens") or 0),
+                completion_tokens=self.usage.completion_tokens + int(usage.get("output_tokens") or 0),
+                output_images=self.usage.output_images + 1, reported=True,
+            )
+        elif kind == "transcript.text.done":
+            self.done = True
+            self.usage = transcription_usage(payload) if usage else Usage(reported=True)
+        return [payload]
+
+
 class OpenAIStreamTranslator(StreamTranslator):
     """OpenAI chunks in, OpenAI chunks out; keeps the usage, drops chunks with nothing in them
     (Azure's first chunk has empty choices and only content-filter results)."""
@@ -214,8 +247,8 @@ class OpenAIAdapter(ProviderAdapter):
     def upstream_body(self, operation: Operation, deployment, body: dict[str, Any], stream: bool) -> dict:
         payload = dict(body)
         payload["model"] = deployment.upstream_model
-        if operation is Operation.RESPONSES:
-            return payload  # the Responses API reports usage on its terminal event by itself
+        if operation is Operation.RESPONSES or operation in MEDIA_OPERATIONS:
+            return payload  # their streams report usage on their completing events by themselves
         if stream:
             # Always ask for usage, so streamed requests are never priced at zero.
             options = dict(payload.get("stream_options") or {})
@@ -244,6 +277,8 @@ class OpenAIAdapter(ProviderAdapter):
     def stream_translator(self, operation, deployment):
         if operation is Operation.RESPONSES:
             return ResponsesStreamTranslator(self.name)
+        if operation in MEDIA_OPERATIONS:
+            return MediaStreamTranslator(self.name)
         return OpenAIStreamTranslator(self.name)
 
     passthrough = True
