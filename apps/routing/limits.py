@@ -41,9 +41,15 @@ def max_cost_nanos(deployment: Deployment, body: dict) -> int:
     return usd_to_nanos(prompt * input_price + int(output) * output_price)
 
 
+# The fewest bytes a second of uploaded audio takes (speech codecs go down to 16 kbit/s), so an
+# upload's size bounds its duration from above.
+AUDIO_MIN_BYTES_PER_SECOND = 2_000
+
+
 def media_max_cost_nanos(prices, body: dict) -> int:
     """Images priced per image: `n` of them at the model's base price (a larger size or higher
-    quality may cost more: the settlement counts the exact cost); speech: its input's characters."""
+    quality may cost more: the settlement counts the exact cost); speech: its input's characters;
+    audio priced per second: the longest the upload's size allows."""
     if prices is None:
         return 0
     if prices.output_cost_per_image:
@@ -52,6 +58,10 @@ def media_max_cost_nanos(prices, body: dict) -> int:
     text = body.get("input")
     if prices.input_cost_per_character and isinstance(text, str):
         return usd_to_nanos(len(text) * prices.input_cost_per_character)
+    upload = body.get("file")
+    if prices.input_cost_per_second and hasattr(upload, "content"):
+        seconds = len(upload.content) / AUDIO_MIN_BYTES_PER_SECOND
+        return usd_to_nanos(Decimal(str(seconds)) * prices.input_cost_per_second)
     return 0
 
 

@@ -266,3 +266,17 @@ def test_a_whisper_stream_is_the_upstreams_400(gateway, openai_client, audio_mod
         list(openai_client().audio.transcriptions.create(model="transcriber", stream=True,
                                                          file=("a.mp3", AUDIO, "audio/mpeg")))
     assert info.value.body["param"] == "stream"
+
+
+def test_a_transcription_reserves_the_longest_its_upload_can_last(gateway, openai_client, audio_models, make_key,
+                                                                   media_upstream):
+    """7,680 bytes can hold at most 3.84 s of audio (at 16 kbit/s): $0.000384 at whisper's price,
+    more than this budget has left, so nothing is sent; a smaller upload fits."""
+    _, raw_key = make_key(max_budget=Decimal("0.0002"))
+    with pytest.raises(openai.RateLimitError) as info:
+        openai_client(raw_key).audio.transcriptions.create(model="transcriber", file=("a.mp3", AUDIO, "audio/mpeg"))
+    assert info.value.body["code"] == "insufficient_quota"
+    assert media_upstream.requests == []
+    small = AUDIO[:2000]  # at most 1 s: $0.0001
+    assert openai_client(raw_key).audio.transcriptions.create(
+        model="transcriber", file=("a.mp3", small, "audio/mpeg")).text == TRANSCRIPT
