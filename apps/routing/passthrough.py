@@ -33,6 +33,7 @@ from apps.routing.limits import limits_acquire
 from apps.routing.proxy import GatewayResponse, RequestAccount
 from apps.routing.router import may_use_group, model_group_resolve, timeouts_for, usable_deployments
 from apps.routing.selection.policy import routing_policy_cache
+from apps.routing.validation import enforced_params_check
 from apps.spend.models import SpendLog
 
 PASSTHROUGH_PROVIDERS = ("openai", "azure", "anthropic", "gemini", "vertex_ai", "bedrock")
@@ -78,7 +79,12 @@ async def passthrough_request(request: HttpRequest, provider: str, path: str) ->
                 code="passthrough_path_not_allowed",
             )
         json_body = _json_object(request)
+        if context.enforced_params and request.method != "GET":
+            enforced_params_check(json_body or {}, context.enforced_params)  # as on /v1: no way around it
         model = adapter.passthrough_model(path, json_body)
+        if model is not None:  # the key's and its team's aliases, as on /v1
+            model = context.model_aliases.get(model, model)
+            model = context.team_model_aliases.get(model, model)
         if model is None and request.method != "GET":
             # Which model it uses is the body's to say (JSON `model`, or the path for Gemini and
             # Azure); one the gateway cannot read could be any model of the account.

@@ -85,6 +85,10 @@ def test_enforced_params_must_be_in_every_request(gateway, api, make_deployment)
     missing_nested = chat(gateway, key, user="u1", metadata={"other": 1})
     assert missing_nested.json()["error"]["param"] == "metadata.generation_name"
     assert chat(gateway, key, user="u1", metadata={"generation_name": "g"}).status_code == 200
+    # The provider pass-through is no way around them.
+    native = httpx.post(gateway.url + "/openai/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                        json={"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}, timeout=30)
+    assert native.status_code == 400 and native.json()["error"]["param"] == "user"
 
 
 def test_a_temporary_budget_increase_holds_until_its_expiry_then_falls_back(gateway, api, make_deployment):
