@@ -22,7 +22,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from apps.billing.entitlement import entitlement_check
 from apps.core.edge import REQUEST_ID_SCOPE_KEY, PlainHeadersMixin
-from apps.core.errors import GatewayError, internal_error, invalid_request, not_found, permission_denied
+from apps.core.errors import GatewayError, invalid_request, not_found, permission_denied
 from apps.keys.context import KeyContext
 from apps.providers.adapters import adapter_for
 from apps.providers.adapters.base import Operation, Usage
@@ -30,7 +30,7 @@ from apps.providers.registry import Deployment, deployment_registry
 from apps.providers.streaming import decoder_for
 from apps.providers.transport import transport
 from apps.routing.limits import limits_acquire
-from apps.routing.proxy import GatewayResponse, RequestAccount
+from apps.routing.proxy import GatewayResponse, RequestAccount, settled_on_failure
 from apps.routing.router import may_use_group, model_group_resolve, timeouts_for, usable_deployments
 from apps.routing.selection.policy import routing_policy_cache
 from apps.routing.validation import enforced_params_check
@@ -70,7 +70,7 @@ async def passthrough_request(request: HttpRequest, provider: str, path: str) ->
     account = RequestAccount(context, Operation.CHAT, request.scope.get(REQUEST_ID_SCOPE_KEY))
     account.call_type = CALL_TYPE
     uses_tokens = request.method == "POST" and adapter.passthrough_operation(path) is not None
-    try:
+    with settled_on_failure(account):
         if not adapter.passthrough_paths.fullmatch(path):
             raise permission_denied(
                 f"/{provider}{path} is not forwarded: the pass-through serves model calls and the model "
@@ -118,15 +118,6 @@ async def passthrough_request(request: HttpRequest, provider: str, path: str) ->
             upstream_request, timeout=timeouts.total, connect_timeout=timeouts.connect,
             provider=provider, stream=True,
         )
-    except GatewayError as error:
-        account.settle_error(error)
-        raise account.error_with_headers(error) from None
-    except asyncio.CancelledError:
-        account.settle(status=SpendLog.Status.CANCELLED, error_type="client_disconnected")
-        raise
-    except Exception:
-        account.settle_error(internal_error())
-        raise
 
     content_type = response.headers.get("Content-Type", "application/json")
     returned = {name.lower(): value for name, value in response.headers.items()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import AsyncIterator
 
@@ -322,11 +323,19 @@ async def proxy_request(
     async def call(deployment: Deployment, timeouts: Timeouts) -> HttpResponse:
         return await client_format.deployment_call(deployment, timeouts, operation, upstream_body, account)
 
-    try:
+    with settled_on_failure(account):
         return await route_request(
             model, group, context=context, routing_policy=routing_policy, route=route, call=call,
             progress=account.route,
         )
+
+
+@contextmanager
+def settled_on_failure(account: RequestAccount):
+    """A request that fails here is settled (an error, or a disconnect: cancelled) and its error
+    raised with the gateway's headers."""
+    try:
+        yield
     except GatewayError as error:
         account.settle_error(error)
         raise account.error_with_headers(error) from None

@@ -139,9 +139,9 @@ def usage_from_responses(raw_usage: Any) -> Usage:
     )
 
 
-class ResponsesStreamTranslator(StreamTranslator):
-    """Responses API events passed on as they are (dicts, which the Responses writer frames);
-    the usage is read from the terminal event."""
+class NativeEventTranslator(StreamTranslator):
+    """Events of OpenAI's own event streams (Responses, images, transcripts) passed on as they
+    are (dicts, which the client format's writer frames); subclasses read the usage from them."""
 
     def __init__(self, provider: str) -> None:
         super().__init__()
@@ -157,6 +157,17 @@ class ResponsesStreamTranslator(StreamTranslator):
             ) from None
         if not isinstance(payload, dict):
             return []
+        self.read(payload)
+        return [payload]
+
+    def read(self, payload: dict) -> None:
+        raise NotImplementedError
+
+
+class ResponsesStreamTranslator(NativeEventTranslator):
+    """The Responses API's events; the usage is on the terminal event."""
+
+    def read(self, payload: dict) -> None:
         kind = payload.get("type")
         if kind == "error" and not self.done:
             raise upstream_error(self.provider, 502, orjson.dumps({"error": payload}), {})
@@ -165,28 +176,15 @@ class ResponsesStreamTranslator(StreamTranslator):
             usage = (payload.get("response") or {}).get("usage")
             if usage:
                 self.usage = usage_from_responses(usage)
-        return [payload]
 
 
-class MediaStreamTranslator(StreamTranslator):
-    """Streamed images (`image_generation.*`, `image_edit.*`) and transcripts (`transcript.text.*`)
-    passed on as they are; the usage is read from the completing events: each completed image
-    counts, with its tokens, and the transcript's `done` event carries the call's tokens."""
+class MediaStreamTranslator(NativeEventTranslator):
+    """Streamed images (`image_generation.*`, `image_edit.*`) and transcripts (`transcript.text.*`):
+    each completed image counts, with its tokens; the transcript's `done` event carries the call's."""
 
-    def __init__(self, provider: str) -> None:
-        super().__init__()
-        self.provider = provider
-
-    def feed(self, event: str | None, data: bytes) -> list[dict]:
-        try:
-            payload = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise GatewayError(f"{self.provider} sent a stream event that is not JSON.", status=502,
-                               type="api_error", code="bad_upstream_response") from None
-        if not isinstance(payload, dict):
-            return []
+    def read(self, payload: dict) -> None:
         kind = payload.get("type") or ""
-        if kind == "error" or "error" in payload and not kind:
+        if kind == "error" or ("error" in payload and not kind):
             raise upstream_error(self.provider, 502, orjson.dumps({"error": payload.get("error") or payload}), {})
         usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
         if kind.endswith(".completed") and kind.startswith(("image_generation.", "image_edit.")):
@@ -198,7 +196,6 @@ class MediaStreamTranslator(StreamTranslator):
         elif kind == "transcript.text.done":
             self.done = True
             self.usage = transcription_usage(payload) if usage else Usage(reported=True)
-        return [payload]
 
 
 class OpenAIStreamTranslator(StreamTranslator):
