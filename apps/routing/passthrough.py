@@ -122,8 +122,12 @@ async def passthrough_request(request: HttpRequest, provider: str, path: str) ->
     content_type = response.headers.get("Content-Type", "application/json")
     returned = {name.lower(): value for name, value in response.headers.items()
                 if name.lower().startswith(_RETURNED_HEADER_PREFIXES)}
-    if response.status < 400 and content_type.startswith(_STREAM_TYPES):
-        events = _relay(response, deployment, path, account)
+    streamed_json = account.stream and content_type.startswith("application/json")
+    if response.status < 400 and (content_type.startswith(_STREAM_TYPES) or streamed_json):
+        # A stream sent as one JSON document (Gemini's streamGenerateContent without alt=sse) is
+        # relayed as it comes too, and its usage read once it is whole.
+        reader = _WholeAnswerReader(deployment, path) if streamed_json else _UsageReader(deployment, path)
+        events = _relay(response, deployment, reader, account)
         try:
             first = await events.__anext__()  # started, so that closing it settles the account
         except StopAsyncIteration:
@@ -257,11 +261,10 @@ def _answer_usage(deployment: Deployment, path: str, raw: bytes) -> Usage:
         return Usage()
 
 
-async def _relay(response: aiohttp.ClientResponse, deployment: Deployment, path: str,
+async def _relay(response: aiohttp.ClientResponse, deployment: Deployment, reader: "_UsageReader",
                  account: RequestAccount) -> AsyncIterator[bytes]:
-    """The upstream's bytes to the client unchanged, read on the way by the adapter's stream
-    translation for the usage; the account settles when the stream ends, fails or is left."""
-    reader = _UsageReader(deployment, path)
+    """The upstream's bytes to the client unchanged, read on the way for the usage; the account
+    settles when the stream ends, fails or is left."""
     status, error_type, http_status = SpendLog.Status.SUCCESS, "", response.status
     try:
         async for data in response.content.iter_any():
@@ -334,3 +337,30 @@ class _UsageReader:
 
     def _stop(self) -> None:
         self._usage, self._translator = self._translator.usage, None
+
+
+class _WholeAnswerReader(_UsageReader):
+    """A stream sent as one JSON document: kept as it passes (up to a bound) and read whole at the
+    end by the adapter's translation."""
+
+    LIMIT = 32 * 1024 * 1024
+
+    def __init__(self, deployment: Deployment, path: str) -> None:
+        self.error = None
+        self._translator = None
+        self._usage = Usage()
+        self._deployment, self._path = deployment, path
+        self._parts: list[bytes] | None = []
+        self._size = 0
+
+    def feed(self, data: bytes) -> None:
+        if self._parts is not None:
+            self._size += len(data)
+            if self._size > self.LIMIT:
+                self._parts = None  # too big to keep: its usage stays unread
+            else:
+                self._parts.append(data)
+
+    def close(self) -> None:
+        if self._parts is not None:
+            self._usage = _answer_usage(self._deployment, self._path, b"".join(self._parts))

@@ -256,6 +256,8 @@ def test_gemini_native_stream_is_priced_with_or_without_alt_sse(gateway, provide
                         headers={"x-goog-api-key": MASTER_KEY})
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"].startswith("text/event-stream" if alt_sse else "application/json")
+    if not alt_sse:  # relayed as it came (chunked), not read whole first
+        assert answer.headers.get("transfer-encoding") == "chunked" and answer.json()[-1]["usageMetadata"]
     log = only_log(spend_logs)
     assert log.status == "success" and log.completion_tokens > 0 and log.prompt_tokens > 0
     assert log.cost == expected_cost(log) > 0
