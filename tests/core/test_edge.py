@@ -110,3 +110,42 @@ def test_nul_characters_in_a_management_json_field_are_a_400_naming_it(gateway):
     response = httpx.post(gateway.url + "/key/generate", json={"metadata": {"a": "b\u0000"}},
                           headers={"Authorization": f"Bearer {MASTER_KEY}"})
     assert_error(response, 400, param="metadata")
+
+
+# --- PlainHeadersMixin: the gateway's own headers without Django's per-header checks ------------
+
+
+def _plain_response(**plain):
+    from django.http import HttpResponse
+
+    from apps.core.edge import PlainHeadersMixin
+
+    class Response(PlainHeadersMixin, HttpResponse):
+        pass
+
+    return Response(b"{}", content_type="application/json", plain_headers=plain)
+
+
+def test_plain_headers_go_out_after_djangos_and_every_reader_sees_them():
+    response = _plain_response(**{"x-request-id": "abc", "x-litellm-model-group": "gpt"})
+    assert list(response.items()) == [("Content-Type", "application/json"), ("x-request-id", "abc"),
+                                      ("x-litellm-model-group", "gpt")]
+    assert response["X-Request-Id"] == "abc" and response.has_header("x-litellm-model-group")
+    assert list(response.items())[-1] == ("x-litellm-model-group", "gpt")  # still there, once
+
+
+def test_a_value_that_is_not_plain_ascii_goes_through_djangos_checks():
+    from django.http.response import BadHeaderError
+
+    latin = _plain_response(**{"x-litellm-model-group": "modèle"})
+    assert dict(latin.items())["x-litellm-model-group"].encode("latin-1")  # sendable as Django sends it
+    encoded = _plain_response(**{"x-litellm-model-group": "模型"})
+    assert dict(encoded.items())["x-litellm-model-group"].startswith("=?utf-8?")  # MIME-encoded, as Django does
+    with pytest.raises(BadHeaderError):
+        _plain_response(**{"x-evil": "a\r\nSet-Cookie: x=1"})
+
+
+def test_a_plain_header_never_doubles_one_django_holds():
+    response = _plain_response(**{"content-type": "text/plain"})
+    assert [name.lower() for name, _ in response.items()].count("content-type") == 1
+    assert response["Content-Type"] == "text/plain"
