@@ -36,7 +36,6 @@ from apps.routing.selection.policy import routing_policy_cache
 from apps.routing.validation import enforced_params_check
 from apps.spend.models import SpendLog
 
-PASSTHROUGH_PROVIDERS = ("openai", "azure", "anthropic", "gemini", "vertex_ai", "bedrock")
 CALL_TYPE = "pass_through_endpoint"  # LiteLLM's name for these calls in its spend logs
 
 # Client headers sent on. Nothing else: above all no credential (the client's is our virtual key).
@@ -97,7 +96,7 @@ async def passthrough_request(request: HttpRequest, provider: str, path: str) ->
         account.model = model or group_name
         account.model_group = group_name
         account.deployment = deployment
-        account.stream = _asks_for_stream(json_body, path, request)
+        account.stream = _asks_for_stream(json_body, path)
         account.body = json_body if uses_tokens else None
         await entitlement_check(context)
         scopes = (*context.scopes, *limit_scopes)
@@ -226,7 +225,7 @@ def _json_object(request: HttpRequest) -> dict | None:
     return body if isinstance(body, dict) else None
 
 
-def _asks_for_stream(json_body: dict | None, path: str, request: HttpRequest) -> bool:
+def _asks_for_stream(json_body: dict | None, path: str) -> bool:
     return bool(json_body and json_body.get("stream") is True) or "stream" in path.rsplit("/", 1)[-1].lower()
 
 
