@@ -143,6 +143,7 @@ class ModelPriceAdmin(BoundedJSONAdminMixin, admin.ModelAdmin):
             "input_cost_per_image", "output_cost_per_image", "input_cost_per_second", "output_cost_per_second",
             "input_cost_per_query", "input_cost_per_character",
         )}),
+        ("Batch API (USD per token)", {"fields": ("input_cost_per_token_batches", "output_cost_per_token_batches")}),
         ("Context window", {"fields": ("max_input_tokens", "max_output_tokens")}),
         ("More", {"fields": ("extra", "source", "created_at")}),
     )

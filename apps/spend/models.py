@@ -143,6 +143,8 @@ class ModelPrice(models.Model):
     output_cost_per_second = PriceField()
     input_cost_per_query = PriceField(help_text="Rerank: per search unit.")
     input_cost_per_character = PriceField(help_text="Text to speech: per character of input.")
+    input_cost_per_token_batches = PriceField(help_text="Batch API: per input token.")
+    output_cost_per_token_batches = PriceField(help_text="Batch API: per output token.")
 
     max_input_tokens = models.PositiveIntegerField(null=True, blank=True)
     max_output_tokens = models.PositiveIntegerField(null=True, blank=True)

@@ -29,6 +29,9 @@ DIRECT_PRICE_FIELDS = (
     "output_cost_per_second",
     "input_cost_per_query",
     "input_cost_per_character",
+    # The Batch API's prices (OpenAI, Azure: half the list price), per token.
+    "input_cost_per_token_batches",
+    "output_cost_per_token_batches",
 )
 # A tier's prices: "<base>_above_<N>k_tokens" in LiteLLM, "<base>_above_tier" here.
 TIERED_PRICE_FIELDS = {

@@ -73,6 +73,8 @@ class Prices:
     output_cost_per_second: Decimal | None = None
     input_cost_per_query: Decimal | None = None
     input_cost_per_character: Decimal | None = None
+    input_cost_per_token_batches: Decimal | None = None
+    output_cost_per_token_batches: Decimal | None = None
     tier_threshold_tokens: int | None = None
     input_cost_per_token_above_tier: Decimal | None = None
     output_cost_per_token_above_tier: Decimal | None = None
@@ -456,6 +458,39 @@ def price_usage(deployment: Deployment | None, usage: Usage, at: float | None = 
                            model, deployment.id)
         if len(price_catalog.unpriced) < 10_000 or model in price_catalog.unpriced:
             price_catalog.unpriced[model] = price_catalog.unpriced.get(model, 0) + 1
+        return PricedUsage(None, CostStatus.UNPRICED, version)
+    return PricedUsage(cost, CostStatus.PRICED if usage.reported else CostStatus.ESTIMATED, version)
+
+
+def batch_prices(prices: Prices) -> Prices | None:
+    """The prices of a Batch API request: the batch columns for input and output, cache reads
+    discounted as the input is (OpenAI halves both); None when the model has no batch price."""
+    if prices.input_cost_per_token_batches is None or prices.output_cost_per_token_batches is None:
+        return None
+    cache_read = prices.cache_read_input_token_cost
+    if cache_read is not None and prices.input_cost_per_token:
+        cache_read = cache_read * prices.input_cost_per_token_batches / prices.input_cost_per_token
+    return replace(
+        prices, input_cost_per_token=prices.input_cost_per_token_batches,
+        output_cost_per_token=prices.output_cost_per_token_batches, cache_read_input_token_cost=cache_read,
+        output_cost_per_reasoning_token=None, tier_threshold_tokens=None,
+    )
+
+
+def price_batch_usage(deployment: Deployment, usage: Usage, at: float | None = None) -> PricedUsage:
+    """The cost of one Batch API request: at the model's batch prices; a model without them is
+    priced at its standard prices and marked estimated (an upper bound, never $0)."""
+    if not usage.reported and _nothing_used(usage):
+        return NOTHING_USED
+    prices, version = price_catalog.prices_for(deployment, at, usage.price_variants)
+    discounted = batch_prices(prices) if prices is not None else None
+    if discounted is None:
+        priced = price_usage(deployment, usage, at)
+        if priced.status == CostStatus.PRICED:
+            return PricedUsage(priced.cost, CostStatus.ESTIMATED, priced.version)
+        return priced
+    cost = usage_cost(discounted, usage)
+    if cost is None:
         return PricedUsage(None, CostStatus.UNPRICED, version)
     return PricedUsage(cost, CostStatus.PRICED if usage.reported else CostStatus.ESTIMATED, version)
 

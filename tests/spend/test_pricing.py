@@ -378,3 +378,35 @@ def test_context_window_comes_with_the_prices(catalog):
 
     prices = prices_in_force(deployment("openai", "gpt-4o"))
     assert (prices.max_input_tokens, prices.max_output_tokens) == (128000, 16384)
+
+
+def test_a_batch_line_is_priced_at_the_batch_columns_with_cache_reads_discounted_alike(catalog):
+    from apps.spend.pricing import price_batch_usage
+
+    install_prices({"gpt-4o": {"litellm_provider": "openai", "input_cost_per_token": 2.5e-06,
+                               "output_cost_per_token": 1e-05, "cache_read_input_token_cost": 1.25e-06,
+                               "input_cost_per_token_batches": 1.25e-06, "output_cost_per_token_batches": 5e-06},
+                    "gpt-4": {"litellm_provider": "openai", "input_cost_per_token": 3e-05,
+                              "output_cost_per_token": 6e-05}})
+    usage = Usage(prompt_tokens=1000, cached_tokens=400, completion_tokens=100, reasoning_tokens=30, reported=True)
+    priced = price_batch_usage(deployment("openai", "gpt-4o"), usage)
+    assert priced.status == CostStatus.PRICED
+    assert priced.cost == 600 * Decimal("1.25e-06") + 400 * Decimal("0.625e-06") + 100 * Decimal("5e-06")
+    # No batch price known: the list price, marked estimated (an upper bound, never $0).
+    without = price_batch_usage(deployment("openai", "gpt-4"), usage)
+    assert (without.cost, without.status) == (1000 * Decimal("3e-05") + 100 * Decimal("6e-05"), CostStatus.ESTIMATED)
+
+
+def test_the_shipped_catalog_halves_openai_and_azure_prices_for_batches():
+    import json
+    from pathlib import Path
+
+    import apps.spend
+
+    document = json.loads((Path(apps.spend.__file__).parent / "data" / "prices.json").read_text(), parse_float=Decimal)
+    batched = {name: entry for name, entry in document.items() if not name.startswith("_")
+               and entry.get("litellm_provider") in ("openai", "azure") and entry.get("mode") in ("chat", "embedding")}
+    assert len(batched) >= 25
+    for name, entry in batched.items():
+        assert entry["input_cost_per_token_batches"] * 2 == entry["input_cost_per_token"], name
+        assert entry["output_cost_per_token_batches"] * 2 == entry.get("output_cost_per_token", 0), name
