@@ -138,7 +138,8 @@ class MemoryLimiter:
             del entries[request_id]
         return entries
 
-    async def acquire(self, scopes, request_id: str, reservation_nanos: int) -> LimitDecision:
+    async def acquire(self, scopes, request_id: str, reservation_nanos: int,
+                      entry_ttl_ms: int = RESERVATION_TTL_MS) -> LimitDecision:
         now = time.time()
         now_ms, second = now * 1000, int(now)
         decision = LimitDecision(allowed=True)
@@ -169,9 +170,9 @@ class MemoryLimiter:
                 buckets = self._buckets.setdefault(f"{scope.tag}:rpm", {})
                 buckets[second] = buckets.get(second, 0) + 1
             if scope.parallel:
-                self._in_flight.setdefault(scope.tag, {})[request_id] = now_ms + RESERVATION_TTL_MS
+                self._in_flight.setdefault(scope.tag, {})[request_id] = now_ms + entry_ttl_ms
             if scope.budget_nanos is not None and reservation_nanos:
-                self._reserved.setdefault(scope.tag, {})[request_id] = (reservation_nanos, now_ms + RESERVATION_TTL_MS)
+                self._reserved.setdefault(scope.tag, {})[request_id] = (reservation_nanos, now_ms + entry_ttl_ms)
         return decision
 
     async def settle(self, scopes, request_id: str, tokens: int, cost_nanos: int) -> Settlement:
@@ -279,7 +280,8 @@ for i = 0, n - 1 do
   end
   if tonumber(ARGV[a + 3]) >= 0 and resv > 0 then
     redis.call('HSET', KEYS[k + 5], rid, resv .. ':' .. (now + entry_ttl))
-    redis.call('PEXPIRE', KEYS[k + 5], entry_ttl)
+    -- Never shortened: a batch's reservation outlives the requests' that come after it.
+    if redis.call('PTTL', KEYS[k + 5]) < entry_ttl then redis.call('PEXPIRE', KEYS[k + 5], entry_ttl) end
   end
 end
 return {1, lim_req, rem_req, lim_tok, rem_tok}
@@ -342,9 +344,12 @@ class RedisLimiter:
         client, _ = self._client()
         return bool(await client.set(f"{self._prefix}:once:{name}", 1, nx=True, ex=max(int(ttl), 1)))
 
-    async def acquire(self, scopes, request_id: str, reservation_nanos: int) -> LimitDecision:
+    async def acquire(self, scopes, request_id: str, reservation_nanos: int,
+                      entry_ttl_ms: int = RESERVATION_TTL_MS) -> LimitDecision:
+        """`entry_ttl_ms`: how long the in-flight mark and the reservation live unless settled
+        (a crashed process's expire; a batch holds its reservation for days)."""
         now = time.time()
-        periods, args = [], [int(now * 1000), request_id, reservation_nanos, RESERVATION_TTL_MS, len(scopes)]
+        periods, args = [], [int(now * 1000), request_id, reservation_nanos, entry_ttl_ms, len(scopes)]
         for scope in scopes:
             period, ttl = scope.period(now)
             periods.append(period)

@@ -130,3 +130,30 @@ def test_a_new_budget_period_starts_from_zero(limiter):
 def test_spend_is_seeded_from_the_database_in_the_same_period(limiter):
     key = scope(budget_nanos=1000, db_spend_nanos=1000)
     assert not run(limiter.acquire([key], "a", 0)).allowed
+
+
+def test_a_long_held_reservation_outlives_the_requests_after_it(limiter, monkeypatch):
+    """A batch holds its reservation for days; a request reserved after it (held 15 minutes) must
+    not shorten it: the budget stays reserved once the request's time has passed."""
+    key = scope(budget_nanos=1_000)
+    day_ms = 24 * 3600 * 1000
+
+    async def scenario():
+        assert (await limiter.acquire([key], "batch", 600, day_ms)).allowed
+        assert (await limiter.acquire([key], "request", 100)).allowed
+        await limiter.settle([key], "request", 0, 100)
+        if isinstance(limiter, RedisLimiter):
+            client, _ = limiter._client()
+            [resv_key] = [k for k in limiter._keys([key], ["all"]) if k.endswith(":resv")]
+            return await client.pttl(resv_key)
+        return None
+
+    ttl = run(scenario())
+    if ttl is not None:
+        assert ttl > day_ms - 60_000
+    # 16 minutes later the request's reservation would have expired; the batch's has not.
+    later = time.time() + 16 * 60
+    monkeypatch.setattr(time, "time", lambda: later)
+    refused = run(limiter.acquire([key], "next", 400)) if isinstance(limiter, MemoryLimiter) else None
+    if refused is not None:
+        assert not refused.allowed and refused.reason == "budget"
