@@ -398,6 +398,13 @@ GATEWAY_HEALTH_CHECK_TIMEOUT = env_float("GATEWAY_HEALTH_CHECK_TIMEOUT", 30.0)
 # Deployments whose last health check failed are left out of routing (unless every deployment
 # of the group failed), until a check passes or 3 check intervals go by without one.
 GATEWAY_HEALTH_CHECK_ROUTING = env_bool("GATEWAY_HEALTH_CHECK_ROUTING", True)
+# Running /v1/batches are polled upstream this often; an ended one is priced and settled.
+GATEWAY_BATCH_POLL_INTERVAL = env_float("GATEWAY_BATCH_POLL_INTERVAL", 60.0)
+CELERY_BEAT_SCHEDULE["routing-batches-poll"] = {
+    "task": "routing.batches_poll",
+    "schedule": GATEWAY_BATCH_POLL_INTERVAL,
+    "options": {"expires": max(GATEWAY_BATCH_POLL_INTERVAL - 5.0, 5.0)},
+}
 CELERY_BEAT_SCHEDULE["routing-deployments-health-check"] = {
     "task": "routing.deployments_health_check",
     "schedule": GATEWAY_HEALTH_CHECK_INTERVAL,

@@ -171,6 +171,14 @@ class DeploymentRegistry:
     async def groups(self) -> dict[str, list[Deployment]]:
         return await self._cache.get(None)
 
+    async def deployment(self, deployment_id: int | None) -> Deployment | None:
+        """One deployment by its id (a scan of the in-process registry: for calls that stored it)."""
+        for group in (await self.groups()).values():
+            for deployment in group:
+                if deployment.id == deployment_id:
+                    return deployment
+        return None
+
     def wildcard_names(self) -> tuple[str, ...]:
         """The wildcard group names as of the last load (call after `await groups()`)."""
         return self._wildcards

@@ -11,10 +11,10 @@ from apps.core.background import spawn
 from apps.core.errors import GatewayError, permission_denied
 from apps.customers.cache import end_user_limits_cache
 from apps.keys.context import KeyContext
-from apps.keys.limits import LimitDecision, LimitScope, limiter, usd_to_nanos
+from apps.keys.limits import RESERVATION_TTL_MS, LimitDecision, LimitScope, limiter, usd_to_nanos
 from apps.providers.registry import Deployment
 from apps.spend.alerts import budget_exhausted, soft_budget_crossed
-from apps.spend.pricing import prices_in_force
+from apps.spend.pricing import Prices, prices_in_force
 from apps.spend.tokens import request_prompt_tokens
 
 logger = logging.getLogger(__name__)
@@ -26,10 +26,11 @@ END_USER_MAX_LENGTH = 255
 _WINDOW_NAMES = {"rpm": "requests per minute", "tpm": "tokens per minute", "parallel": "parallel requests"}
 
 
-def max_cost_nanos(deployment: Deployment, body: dict) -> int:
+def max_cost_nanos(deployment: Deployment, body: dict, prices: Prices | None = None) -> int:
     """The most this request can cost: its prompt (roughly counted: this runs on every request)
-    and its whole output allowance, at the prices in force (the deployment's, else the catalog's)."""
-    prices = prices_in_force(deployment)
+    and its whole output allowance, at the prices in force (the deployment's, else the catalog's)
+    or at `prices` (a batch's)."""
+    prices = prices or prices_in_force(deployment)
     input_price = (prices.input_cost_per_token if prices else None) or Decimal(0)
     output_price = (prices.output_cost_per_token if prices else None) or Decimal(0)
     if not input_price and not output_price:
@@ -86,6 +87,17 @@ def request_end_user(body: dict, meta: dict) -> str:
     return ""
 
 
+def request_scopes(context: KeyContext, model: str, group_scopes: tuple = ()) -> tuple:
+    """Every level a request for `model` counts against: the key's levels, the group's, the key's
+    and the team's limits for this model (not the end user's: apps.routing.proxy adds it)."""
+    scopes = (*context.scopes, *group_scopes) if group_scopes else context.scopes
+    if model in context.model_scopes:
+        scopes = (*scopes, context.model_scopes[model])
+    if model in context.team_model_scopes:
+        scopes = (*scopes, context.team_model_scopes[model])
+    return scopes
+
+
 async def end_user_scope(context: KeyContext, end_user: str) -> LimitScope | None:
     """The end user's limits, in the namespace of the key's organization: a 403 if it is blocked,
     its scope if it has limits, else None (a dict lookup: no query, no Redis round trip)."""
@@ -100,7 +112,13 @@ async def end_user_scope(context: KeyContext, end_user: str) -> LimitScope | Non
 async def limits_acquire(scopes: tuple, request_id: str, deployment: Deployment, body: dict) -> dict:
     """Count the request against every level's limits; the x-ratelimit-* headers if allowed,
     else a 429: rate limits with Retry-After, an exhausted budget as OpenAI's insufficient_quota."""
-    decision = await limiter().acquire(scopes, request_id, max_cost_nanos(deployment, body))
+    return await limits_reserve(scopes, request_id, max_cost_nanos(deployment, body))
+
+
+async def limits_reserve(scopes: tuple, request_id: str, reservation_nanos: int,
+                         hold_ms: int = RESERVATION_TTL_MS) -> dict:
+    """limits_acquire with the reservation given, held `hold_ms` unless settled before."""
+    decision = await limiter().acquire(scopes, request_id, reservation_nanos, hold_ms)
     if decision.allowed:
         return _headers(decision)
     scope = decision.scope

@@ -181,3 +181,83 @@ class StoredResponse(models.Model):
 
     class Meta:
         verbose_name = "stored response"
+
+
+class ManagedFile(models.Model):
+    """A file uploaded through /v1/files (or a batch's output), owned like a stored response: its
+    team's keys when it has a team, else only the key that uploaded it. The id is the upstream's.
+
+    Written off the request path (apps.routing.owned_store's buffer); an upload for a batch
+    records the one model group its lines name, the deployment they were rewritten for, and the
+    most the batch can cost, which creating the batch reserves.
+    """
+
+    id = models.CharField(primary_key=True, max_length=128, help_text="file-...: the upstream's id.")
+    key_hash = models.CharField(max_length=64, db_index=True, help_text="sha256 of the key that uploaded it.")
+    key_id = models.BigIntegerField(null=True, blank=True)
+    team_id = models.CharField(max_length=64, null=True, blank=True, db_index=True)
+    organization_id = models.CharField(max_length=64, null=True, blank=True)
+    deployment_id = models.BigIntegerField(null=True, blank=True, help_text="Where the file is stored.")
+    purpose = models.CharField(max_length=32)
+    filename = models.CharField(max_length=255, blank=True, default="")
+    bytes = models.BigIntegerField(default=0)
+    model = models.CharField(max_length=200, blank=True, default="", help_text="A batch file's model group.")
+    endpoint = models.CharField(max_length=64, blank=True, default="", help_text="A batch file's endpoint.")
+    request_count = models.PositiveIntegerField(default=0, help_text="A batch file's lines.")
+    max_cost = models.DecimalField(
+        max_digits=24, decimal_places=12, null=True, blank=True,
+        help_text="A batch file: the most its requests can cost at batch prices (what a batch reserves).",
+    )
+    batch_id = models.CharField(max_length=128, blank=True, default="", help_text="A batch's output or error file.")
+    file = models.JSONField(default=dict, blank=True, help_text="The file object as the upstream answered it.")
+    created_at = models.DateTimeField(db_index=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "file"
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class ManagedBatch(models.Model):
+    """A /v1/batches job: who owns it, where it runs, what it reserved and, once it ends, what it
+    cost. The Celery beat task apps.routing.tasks.batches_poll follows it upstream until then."""
+
+    class Status(models.TextChoices):  # OpenAI's batch statuses
+        VALIDATING = "validating"
+        FAILED = "failed"
+        IN_PROGRESS = "in_progress"
+        FINALIZING = "finalizing"
+        COMPLETED = "completed"
+        EXPIRED = "expired"
+        CANCELLING = "cancelling"
+        CANCELLED = "cancelled"
+
+    id = models.CharField(primary_key=True, max_length=128, help_text="batch_...: the upstream's id.")
+    key_hash = models.CharField(max_length=64, db_index=True)
+    key_id = models.BigIntegerField(null=True, blank=True)
+    team_id = models.CharField(max_length=64, null=True, blank=True, db_index=True)
+    organization_id = models.CharField(max_length=64, null=True, blank=True)
+    user_id = models.CharField(max_length=64, null=True, blank=True)
+    deployment_id = models.BigIntegerField(null=True, blank=True)
+    model = models.CharField(max_length=200, help_text="The model group the batch's lines name.")
+    input_file_id = models.CharField(max_length=128)
+    endpoint = models.CharField(max_length=64)
+    reservation_id = models.CharField(max_length=64, help_text="The limiter's id of the budget reservation.")
+    limit_scopes = models.JSONField(default=list, blank=True, help_text="The scopes the reservation holds.")
+    reserved_cost = models.DecimalField(max_digits=24, decimal_places=12, default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.VALIDATING)
+    batch = models.JSONField(default=dict, blank=True, help_text="The batch object as the upstream last sent it.")
+    created_at = models.DateTimeField(db_index=True)
+    polled_at = models.DateTimeField(null=True, blank=True)
+    settled_at = models.DateTimeField(null=True, blank=True, db_index=True,
+                                      help_text="When its cost was logged and its reservation released.")
+    cost = models.DecimalField(max_digits=24, decimal_places=12, null=True, blank=True)
+
+    class Meta:
+        verbose_name = "batch"
+        verbose_name_plural = "batches"
+
+    def __str__(self) -> str:
+        return self.id

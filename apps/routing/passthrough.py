@@ -29,7 +29,8 @@ from apps.providers.adapters.base import Operation, Usage
 from apps.providers.registry import Deployment, deployment_registry
 from apps.providers.streaming import decoder_for
 from apps.providers.transport import transport
-from apps.routing.limits import limits_acquire
+from apps.routing.batch_store import referenced_files_check
+from apps.routing.limits import limits_acquire, request_scopes
 from apps.routing.proxy import GatewayResponse, RequestAccount, settled_on_failure
 from apps.routing.router import may_use_group, model_group_resolve, timeouts_for, usable_deployments
 from apps.routing.selection.policy import routing_policy_cache
@@ -80,6 +81,8 @@ async def passthrough_request(request: HttpRequest, provider: str, path: str) ->
         json_body = _json_object(request)
         if context.enforced_params and request.method != "GET":
             enforced_params_check(json_body or {}, context.enforced_params)  # as on /v1: no way around it
+        if json_body:
+            await referenced_files_check(request.body, json_body, context)
         model = adapter.passthrough_model(path, json_body)
         if model is not None:  # the key's and its team's aliases, as on /v1
             model = context.model_aliases.get(model, model)
@@ -99,9 +102,7 @@ async def passthrough_request(request: HttpRequest, provider: str, path: str) ->
         account.stream = _asks_for_stream(json_body, path)
         account.body = json_body if uses_tokens else None
         await entitlement_check(context)
-        scopes = (*context.scopes, *limit_scopes)
-        if model and model in context.model_scopes:
-            scopes = (*scopes, context.model_scopes[model])
+        scopes = request_scopes(context, model or group_name, limit_scopes)
         if scopes:
             account.limit_headers = await limits_acquire(scopes, account.request_id, deployment, json_body or {})
             account.limits_acquired = True

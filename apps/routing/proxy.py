@@ -27,7 +27,8 @@ from apps.providers.adapters.base import Operation, StreamTranslator, Translated
 from apps.providers.registry import Deployment
 from apps.providers.streaming import OpenAISSEWriter, decoder_for
 from apps.providers.transport import transport, upstream_timeout
-from apps.routing.limits import end_user_scope, limits_acquire, limits_settle, request_end_user
+from apps.routing.batch_store import referenced_files_check
+from apps.routing.limits import end_user_scope, limits_acquire, limits_settle, request_end_user, request_scopes
 from apps.routing.router import (
     RouteProgress,
     RouteRequest,
@@ -60,6 +61,11 @@ _CALL_TYPES = {
     Operation.AUDIO_TRANSLATION: "translation",
     Operation.RESPONSES: "responses",
 }
+
+
+# The requests whose messages may name an uploaded file (a file part); /v1/responses checks
+# its input_file parts before translating them (apps.routing.responses_api).
+_NAMES_FILES = frozenset({Operation.CHAT})
 
 
 class GatewayResponse(PlainHeadersMixin, HttpResponse):
@@ -261,6 +267,8 @@ async def proxy_request(
     try:
         body = client_format.read_body(request)
         model, stream = validate_body(operation, body)
+        if operation in _NAMES_FILES:
+            await referenced_files_check(request.body, body, context)
         if context.enforced_params:
             enforced_params_check(body, context.enforced_params)
         model = context.model_aliases.get(model, model)  # the key's aliases (LiteLLM's `aliases`)
@@ -291,11 +299,7 @@ async def proxy_request(
         account.model = model
         account.model_group = group.name
         await entitlement_check(context)  # the billing entity's wallet (a dict lookup; off without Lago)
-        scopes = (*context.scopes, *group.limit_scopes) if group.limit_scopes else context.scopes
-        if model in context.model_scopes:
-            scopes = (*scopes, context.model_scopes[model])
-        if model in context.team_model_scopes:
-            scopes = (*scopes, context.team_model_scopes[model])
+        scopes = request_scopes(context, model, group.limit_scopes)
         if account.end_user:
             # Checked and counted in the same atomic step as the key's own levels.
             end_user_limits = await end_user_scope(context, account.end_user)

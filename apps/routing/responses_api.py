@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse
 
 from apps.core.errors import GatewayError, invalid_request, not_found
 from apps.providers.adapters.base import Operation
+from apps.routing.batch_store import referenced_files_check
 from apps.routing.proxy import proxy_request, refused_before_routing
 from apps.routing.responses_format import ResponsesFormat
 from apps.routing.responses_store import ResponseRecord, response_store
@@ -38,6 +39,7 @@ async def responses_create(request: HttpRequest) -> HttpResponse:
     body = {}
     try:
         body = json_body(request)
+        await referenced_files_check(request.body, body, request.auth)
         previous = None
         previous_id = body.get("previous_response_id")
         if previous_id is not None:

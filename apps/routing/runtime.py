@@ -8,12 +8,15 @@ import asyncio
 import gc
 import logging
 
+from django.conf import settings
+
 from apps.billing.entitlement import entitlement_refresher_start, entitlement_refresher_stop
 from apps.core import invalidation
 from apps.core.background import drain
 from apps.core.redis import redis_enabled
 from apps.keys.master import master_key_load
 from apps.providers.transport import transport
+from apps.routing.batch_store import batch_store, file_store
 from apps.routing.responses_store import response_store
 from apps.spend import tokens
 from apps.spend.buffer import spend_buffer
@@ -26,6 +29,7 @@ class ProcessRuntime:
     def __init__(self) -> None:
         self.started = False
         self._listener: asyncio.Task | None = None
+        self._batch_poller: asyncio.Task | None = None
 
     async def start(self) -> None:
         if self.started:
@@ -45,23 +49,48 @@ class ProcessRuntime:
             self._listener = asyncio.get_running_loop().create_task(
                 invalidation.listen_forever(), name="invalidation-listener"
             )
+        if settings.CELERY_TASK_ALWAYS_EAGER:  # no broker, so no beat: this process follows the batches
+            self._batch_poller = asyncio.get_running_loop().create_task(_batches_poll_forever(),
+                                                                        name="batches-poller")
 
     async def stop(self) -> None:
         if not self.started:
             return
         self.started = False
-        if self._listener is not None:
-            self._listener.cancel()
-            try:
-                await self._listener
-            except (asyncio.CancelledError, Exception):
-                pass
-            self._listener = None
+        for task in (self._listener, self._batch_poller):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    pass
+        self._listener = self._batch_poller = None
         await entitlement_refresher_stop()
         await drain()  # limit settlements still on their way to Redis
         await spend_buffer.stop()
-        await response_store.stop()
+        for store in (response_store, file_store, batch_store):
+            await store.stop()
         await transport.close()
+
+
+def _batches_poll_in_thread() -> None:
+    from django.db import close_old_connections
+
+    from apps.routing.batch_settlement import batches_poll
+
+    try:
+        batches_poll()
+    except Exception:
+        logger.exception("polling the batches failed")
+    finally:
+        close_old_connections()
+
+
+async def _batches_poll_forever() -> None:
+    """What the routing.batches_poll beat task does, where there is no beat (the embedded default)."""
+    while True:
+        await asyncio.sleep(settings.GATEWAY_BATCH_POLL_INTERVAL)
+        await asyncio.to_thread(_batches_poll_in_thread)  # its own thread: it waits on upstreams
 
 
 runtime = ProcessRuntime()

@@ -52,7 +52,7 @@ def user_from_session(*, session_key: str):
     return get_user(_SessionHolder(store))
 
 
-def stored_response_get(*, response_id: str):
+def stored_response_get(response_id: str):
     """One stored /v1/responses record (apps.routing.responses_store.ResponseRecord), or None."""
     from apps.routing.models import StoredResponse
     from apps.routing.responses_store import ResponseRecord
@@ -66,3 +66,83 @@ def stored_response_get(*, response_id: str):
         native=row.native, previous_response_id=row.previous_response_id, input_items=row.input_items,
         output_items=row.output_items, response=row.response, created_at=row.created_at,
     )
+
+
+def managed_file_get(file_id: str):
+    """One /v1/files record (apps.routing.batch_store.FileRecord), or None (unknown or deleted)."""
+    from apps.keys.limits import NANOS_PER_USD
+    from apps.routing.batch_store import FileRecord
+    from apps.routing.models import ManagedFile
+
+    row = ManagedFile.objects.filter(pk=file_id, deleted_at__isnull=True).first()
+    if row is None:
+        return None
+    return FileRecord(
+        id=row.id, key_hash=row.key_hash, key_id=row.key_id, team_id=row.team_id,
+        organization_id=row.organization_id, created_at=row.created_at, deployment_id=row.deployment_id,
+        purpose=row.purpose, filename=row.filename, bytes=row.bytes, file=row.file, model=row.model,
+        endpoint=row.endpoint, request_count=row.request_count,
+        max_cost_nanos=int(row.max_cost * NANOS_PER_USD) if row.max_cost is not None else 0, batch_id=row.batch_id,
+    )
+
+
+def managed_batch_get(batch_id: str):
+    """One /v1/batches record (apps.routing.batch_store.BatchRecord), or None."""
+    from apps.keys.limits import NANOS_PER_USD
+    from apps.routing.batch_store import BatchRecord
+    from apps.routing.models import ManagedBatch
+
+    row = ManagedBatch.objects.filter(pk=batch_id).first()
+    if row is None:
+        return None
+    return BatchRecord(
+        id=row.id, key_hash=row.key_hash, key_id=row.key_id, team_id=row.team_id,
+        organization_id=row.organization_id, created_at=row.created_at, user_id=row.user_id,
+        deployment_id=row.deployment_id, model=row.model, input_file_id=row.input_file_id, endpoint=row.endpoint,
+        reservation_id=row.reservation_id, limit_scopes=row.limit_scopes,
+        reserved_nanos=int(row.reserved_cost * NANOS_PER_USD), batch=row.batch,
+    )
+
+
+def _owned_by(queryset, context):
+    if context.is_master:
+        return queryset
+    if context.team_id:
+        return queryset.filter(team_id=context.team_id)
+    return queryset.filter(team_id__isnull=True, key_hash=context.token_hash)
+
+
+def managed_files_list(*, context, purpose: str | None, limit: int, after: str | None, order: str) -> dict:
+    """The files this key may see, newest first (or oldest with order=asc), as OpenAI lists them."""
+    from apps.routing.models import ManagedFile
+
+    queryset = _owned_by(ManagedFile.objects.filter(deleted_at__isnull=True), context)
+    if purpose:
+        queryset = queryset.filter(purpose=purpose)
+    return _page(queryset, "file", limit=limit, after=after, order=order)
+
+
+def managed_batches_list(*, context, limit: int, after: str | None) -> dict:
+    """The batches this key may see, newest first, each as the poller last saw it upstream."""
+    from apps.routing.models import ManagedBatch
+
+    page = _page(_owned_by(ManagedBatch.objects.all(), context), "batch", limit=limit, after=after, order="desc")
+    return page
+
+
+def _page(queryset, field: str, *, limit: int, after: str | None, order: str) -> dict:
+    ordering = ("created_at", "id") if order == "asc" else ("-created_at", "-id")
+    queryset = queryset.order_by(*ordering)
+    if after:
+        anchor = queryset.filter(pk=after).values_list("created_at", flat=True).first()
+        if anchor is None:
+            queryset = queryset.none()
+        elif order == "asc":
+            queryset = queryset.filter(created_at__gte=anchor).exclude(pk=after).exclude(created_at=anchor, id__lt=after)
+        else:
+            queryset = queryset.filter(created_at__lte=anchor).exclude(pk=after).exclude(created_at=anchor, id__gt=after)
+    rows = list(queryset[: limit + 1])
+    # A batch as OpenAI names it: its endpoint in OpenAI's spelling (Azure's has no /v1).
+    data = [{**row.batch, "endpoint": row.endpoint} if field == "batch" else row.file for row in rows[:limit]]
+    return {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None, "has_more": len(rows) > limit}

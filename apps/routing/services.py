@@ -4,11 +4,13 @@ health-check results."""
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 from django.db import transaction
 from django.utils import timezone
 
 from apps.core import invalidation
+from apps.keys.limits import NANOS_PER_USD
 from apps.providers.config import GatewayConfig, RouterSpec
 from apps.providers.models import ModelDeployment
 from apps.providers.registry import deployments_load
@@ -140,7 +142,7 @@ def stored_responses_write(*, records: list) -> int:
     return len(rows)
 
 
-def stored_response_delete(*, response_id: str) -> None:
+def stored_response_delete(response_id: str) -> None:
     """Delete a stored response for good: its row becomes a tombstone with no content, written
     even when the response is not in the database yet (still in some replica's buffer), so the
     buffered write finds the id taken and leaves it deleted. The purge removes tombstones."""
@@ -166,3 +168,53 @@ def stored_responses_purge(*, older_than: datetime, dry_run: bool = False) -> in
     if dry_run:
         return queryset.count()
     return delete_in_chunks(queryset)
+
+
+def managed_files_write(*, records: list) -> int:
+    """Write buffered /v1/files records (idempotent; a tombstone written first stays deleted)."""
+    from apps.routing.models import ManagedFile
+
+    rows = [
+        ManagedFile(
+            id=r.id, key_hash=r.key_hash, key_id=r.key_id, team_id=r.team_id, organization_id=r.organization_id,
+            deployment_id=r.deployment_id, purpose=r.purpose, filename=r.filename[:255], bytes=r.bytes,
+            model=r.model, endpoint=r.endpoint, request_count=r.request_count,
+            max_cost=Decimal(r.max_cost_nanos) / NANOS_PER_USD if r.max_cost_nanos else None,
+            batch_id=r.batch_id, created_at=r.created_at, file=r.file,
+        )
+        for r in records
+    ]
+    ManagedFile.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
+
+
+def managed_file_delete(file_id: str) -> None:
+    """A deleted file stays as a tombstone (as a stored response does: see stored_response_delete)."""
+    from apps.routing.models import ManagedFile
+
+    now = timezone.now()
+    if ManagedFile.objects.filter(pk=file_id).update(deleted_at=now):
+        return
+    ManagedFile.objects.bulk_create(
+        [ManagedFile(id=file_id, key_hash="", purpose="", created_at=now, deleted_at=now)], ignore_conflicts=True
+    )
+    ManagedFile.objects.filter(pk=file_id).update(deleted_at=now)
+
+
+def managed_batches_write(*, records: list) -> int:
+    """Write buffered /v1/batches records; the poller (apps.routing.batch_settlement) updates
+    their status, so a record already written is kept as it is."""
+    from apps.routing.models import ManagedBatch
+
+    rows = [
+        ManagedBatch(
+            id=r.id, key_hash=r.key_hash, key_id=r.key_id, team_id=r.team_id, organization_id=r.organization_id,
+            user_id=r.user_id, deployment_id=r.deployment_id, model=r.model, input_file_id=r.input_file_id,
+            endpoint=r.endpoint, reservation_id=r.reservation_id, limit_scopes=r.limit_scopes,
+            reserved_cost=Decimal(r.reserved_nanos) / NANOS_PER_USD, status=r.batch.get("status") or "validating",
+            batch=r.batch, created_at=r.created_at,
+        )
+        for r in records
+    ]
+    ManagedBatch.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)

@@ -24,3 +24,11 @@ def stored_responses_purge_task() -> int:
         return 0
     cutoff = timezone.now() - timedelta(seconds=settings.GATEWAY_RESPONSES_RETENTION)
     return stored_responses_purge(older_than=cutoff)
+
+
+@shared_task(name="routing.batches_poll", ignore_result=True)
+def batches_poll_task() -> dict:
+    """Follow running /v1/batches upstream; settle the ended ones (apps.routing.batch_settlement)."""
+    from apps.routing.batch_settlement import batches_poll
+
+    return batches_poll()

@@ -18,7 +18,7 @@ from apps.core.errors import GatewayError, authentication_failed, internal_error
 from apps.keys.auth import authenticate
 from apps.providers.adapters.base import Operation
 from apps.providers.registry import deployment_registry
-from apps.routing import responses_api
+from apps.routing import batches_api, responses_api
 from apps.routing.anthropic_format import (
     ANTHROPIC_FORMAT,
     anthropic_error_response,
@@ -191,6 +191,51 @@ async def audio_transcriptions(request: HttpRequest):
 @api.post("/audio/translations", summary="Speech to English text (OpenAI format, multipart upload)")
 async def audio_translations(request: HttpRequest):
     return await proxy_request(request, Operation.AUDIO_TRANSLATION, client_format=AUDIO_UPLOAD_FORMAT)
+
+
+@api.post("/files", summary="Upload a file (multipart); a batch file is checked and stored for its model")
+async def files_create(request: HttpRequest):
+    return await batches_api.file_create(request)
+
+
+@api.get("/files", summary="The files of this key's team")
+async def files_list(request: HttpRequest):
+    return await batches_api.file_list(request)
+
+
+@api.get("/files/{file_id}", summary="One file (its owner's team only)")
+async def files_retrieve(request: HttpRequest, file_id: str):
+    return await batches_api.file_retrieve(request, file_id)
+
+
+@api.get("/files/{file_id}/content", summary="A file's content, as the upstream sends it")
+async def files_content(request: HttpRequest, file_id: str):
+    return await batches_api.file_content(request, file_id)
+
+
+@api.delete("/files/{file_id}", summary="Delete a file")
+async def files_delete(request: HttpRequest, file_id: str):
+    return await batches_api.file_delete(request, file_id)
+
+
+@api.post("/batches", summary="Create a batch from an uploaded file; its most cost is reserved")
+async def batches_create(request: HttpRequest):
+    return await batches_api.batch_create(request)
+
+
+@api.get("/batches", summary="The batches of this key's team")
+async def batches_list(request: HttpRequest):
+    return await batches_api.batch_list(request)
+
+
+@api.get("/batches/{batch_id}", summary="One batch, as the upstream has it now")
+async def batches_retrieve(request: HttpRequest, batch_id: str):
+    return await batches_api.batch_retrieve(request, batch_id)
+
+
+@api.post("/batches/{batch_id}/cancel", summary="Cancel a batch (what it ran is billed)")
+async def batches_cancel(request: HttpRequest, batch_id: str):
+    return await batches_api.batch_cancel(request, batch_id)
 
 
 def _model_entry(name: str, group) -> dict:

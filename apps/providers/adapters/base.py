@@ -371,6 +371,27 @@ class ProviderAdapter:
         raise NotImplementedError
 
 
+    # --- files and batches (apps.routing.batches_api), where the provider has OpenAI's Batch API ---
+
+    batches = False
+    # What a batch input line's `url` (and the batch's `endpoint`) may be, in OpenAI's spelling,
+    # and the operation whose translation reads each output line's usage.
+    batch_endpoints: dict[str, Operation] = {}
+
+    def batch_endpoint(self, endpoint: str) -> str:
+        """A batch endpoint in this provider's spelling (OpenAI's: /v1/chat/completions)."""
+        return endpoint
+
+    def batch_line_model(self, deployment: "Deployment") -> str:
+        """What a batch input line's body.model becomes on this deployment."""
+        return deployment.upstream_model
+
+    def files_request(self, deployment: "Deployment", *, method: str, path: str, query: str = "",
+                      headers: dict[str, str] | None = None, body: bytes | tuple = b"") -> UpstreamRequest:
+        """A call to the provider's files or batches API: `path` is "/files", "/batches/{id}"..."""
+        raise NotImplementedError
+
+
 def passthrough_body(body: bytes, json_body: dict | None, deployment: "Deployment", *,
                      usage_in_stream: bool = False) -> bytes:
     """A native JSON body with the deployment's model in `model` (and, for an OpenAI-format

@@ -305,6 +305,20 @@ class OpenAIAdapter(ProviderAdapter):
                                method=method)
 
 
+    batches = True
+    batch_endpoints = {
+        "/v1/chat/completions": Operation.CHAT,
+        "/v1/completions": Operation.COMPLETION,
+        "/v1/embeddings": Operation.EMBEDDING,
+        "/v1/responses": Operation.RESPONSES,
+    }
+
+    def files_request(self, deployment, *, method, path, query="", headers=None, body=b""):
+        url = (deployment.api_base or self.default_api_base or "").rstrip("/") + path + (f"?{query}" if query else "")
+        return UpstreamRequest(url=url, headers={**(headers or {}), **self.auth_headers(deployment)}, body=body,
+                               method=method)
+
+
 class AzureOpenAIAdapter(OpenAIAdapter):
     """Azure OpenAI: `{api_base}/openai/deployments/{deployment}/...?api-version=`, or the
     v1 API when api_base ends in /openai/v1; the key goes in the `api-key` header."""
@@ -331,6 +345,23 @@ class AzureOpenAIAdapter(OpenAIAdapter):
 
     def auth_headers(self, deployment) -> dict[str, str]:
         return {"api-key": deployment.api_key} if deployment.api_key else {}
+
+    def batch_endpoint(self, endpoint: str) -> str:
+        # Azure's Batch API names its endpoints without /v1 (its input lines' `url` too).
+        return endpoint.removeprefix("/v1")
+
+    def files_request(self, deployment, *, method, path, query="", headers=None, body=b""):
+        base = (deployment.api_base or "").rstrip("/")
+        if not base:
+            self.url(Operation.CHAT, deployment)  # raises: no api_base
+        if base.endswith("/openai/v1"):
+            url = base + path + (f"?{query}" if query else "")
+        else:
+            # The Batch API is GA from 2024-10-21; an older version set for chat would refuse it.
+            version = max(deployment.api_version or "", self.default_api_version)
+            url = f"{base}/openai{path}?api-version={version}" + (f"&{query}" if query else "")
+        return UpstreamRequest(url=url, headers={**(headers or {}), **self.auth_headers(deployment)}, body=body,
+                               method=method)
 
     passthrough_paths = re.compile(
         r"/openai/(deployments/[^/]+/(chat/completions|completions|embeddings)"
@@ -360,6 +391,7 @@ class OpenAICompatibleAdapter(OpenAIAdapter):
 
     # Their Responses APIs, where they have one, differ: /v1/responses is translated to chat for them.
     operations = frozenset({Operation.CHAT, Operation.COMPLETION, Operation.EMBEDDING})
+    batches = False  # a few have a Batch API of their own; none is wired here
 
     def __init__(self, name: str, default_api_base: str | None, api_key_env: str | None) -> None:
         self.name = name
