@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 KIND_KEY = "key"  # one virtual key, by hash
 KIND_ALL_KEYS = "keys"  # every key context (a team, organization or user changed)
 KIND_DEPLOYMENTS = "deployments"  # the deployment registry
+KIND_EVERYTHING = "everything"  # applied locally after a (re)connect: what has no kind of its own
 
 _handlers: list[Callable[[dict], None]] = []
 _listening = False  # this process is subscribed: what others publish reaches it
@@ -50,7 +51,7 @@ def apply(message: dict) -> None:
 
 def apply_everything() -> None:
     """After a (re)connect to Redis messages may have been missed: drop it all."""
-    for kind in (KIND_ALL_KEYS, KIND_DEPLOYMENTS, "router_settings", "prices"):
+    for kind in (KIND_ALL_KEYS, KIND_DEPLOYMENTS, "router_settings", "prices", KIND_EVERYTHING):
         apply({"kind": kind})
 
 

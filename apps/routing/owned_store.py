@@ -209,8 +209,12 @@ class OwnedRecordStore(Generic[R]):
                 self._pending.remove(record)
 
     def handle_message(self, message: dict) -> None:
-        if message.get("kind") == self.deleted_kind and isinstance(message.get("id"), str):
+        kind = message.get("kind")
+        if kind == self.deleted_kind and self.deleted_kind and isinstance(message.get("id"), str):
             self._forget_one(message["id"])
+        elif kind == invalidation.KIND_EVERYTHING:
+            # A delete published while this process was not listening was missed: read again.
+            self.forget()
 
     def forget(self) -> None:
         """Empty the cache (tests; a purge)."""

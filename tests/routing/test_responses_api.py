@@ -345,3 +345,21 @@ def test_a_delete_reaches_the_other_replicas_caches(client, models):
     invalidation.apply({"kind": KIND_RESPONSE_DELETED, "id": created.id})  # what B's listener does
     with pytest.raises(openai.NotFoundError):
         client().responses.retrieve(created.id)
+
+
+def test_a_delete_missed_while_disconnected_is_seen_after_the_reconnect(client, models):
+    """Another replica deleted the response while this one's subscription was down: the delete
+    message is lost, so the reconnect drops the cache and the next read finds the tombstone."""
+    from apps.core import invalidation
+    from apps.core.redis import redis_enabled, redis_key, sync_redis
+    from apps.routing.services import stored_response_delete
+
+    created = client().responses.create(model="claude", input="Hello")
+    assert client().responses.retrieve(created.id).id == created.id  # cached in this process
+    stored_response_delete(created.id)  # what replica B's delete writes...
+    if redis_enabled():
+        sync_redis().delete(redis_key("responses", created.id))  # ...and removes from the bridge
+    assert client().responses.retrieve(created.id).id == created.id  # no message came: still cached
+    invalidation.apply_everything()  # what the listener does when it (re)subscribes
+    with pytest.raises(openai.NotFoundError):
+        client().responses.retrieve(created.id)
