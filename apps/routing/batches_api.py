@@ -43,7 +43,7 @@ from apps.routing.proxy import RequestAccount
 from apps.routing.router import model_group_resolve
 from apps.routing.selection.policy import routing_policy_cache
 from apps.routing.selectors import managed_batches_list, managed_files_list
-from apps.routing.validation import json_body
+from apps.routing.validation import enforced_params_check, json_body
 
 PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
 COMPLETION_WINDOWS = ("24h",)
@@ -176,6 +176,9 @@ async def file_create(request: HttpRequest) -> HttpResponse:
         if not upload.filename.endswith(".jsonl"):
             raise invalid_request("A batch file must be a .jsonl file.", param="file", code="invalid_batch_file")
         parsed = batch_input_parse(bytes(upload.content))
+        if context.enforced_params:  # every line is a request of the key's: no way around them
+            for line in parsed.lines:
+                enforced_params_check(line["body"], context.enforced_params)
         model = parsed.model
     else:
         named = form.get("model") or form.get("target_model_names")

@@ -369,3 +369,26 @@ def test_a_request_may_name_only_its_own_teams_files(gateway, openai_client, bat
         model="gpt-test", messages=[{"role": "user", "content": "hi"}], metadata={"file_id": "not-a-file"},
         tools=[{"type": "function", "function": {"name": "f", "parameters": {
             "type": "object", "properties": {"file_id": {"type": "string"}}}}}])
+
+
+def test_a_keys_enforced_params_hold_on_every_line(gateway, openai_client, batch_models, batch_upstream, make_key):
+    key, raw_key = make_key()
+    key.enforced_params = ["user"]
+    key.save()
+    client = openai_client(raw_key)
+    with pytest.raises(openai.BadRequestError) as info:
+        upload(client, chat_lines(2))
+    assert info.value.body["param"] == "user" and batch_upstream.requests == []
+    assert upload(client, chat_lines(2, user="u1")).purpose == "batch"
+
+
+def test_a_non_multipart_upload_is_a_400(gateway, batch_models, batch_upstream):
+    import httpx
+
+    response = httpx.post(gateway.url + "/v1/files", headers={"Authorization": f"Bearer {MASTER_KEY}"},
+                          json={"purpose": "batch"}, timeout=10)
+    assert response.status_code == 400 and response.json()["error"]["code"] == "unsupported_content_type"
+    for path in ("/v1/files?limit=abc", "/v1/batches?limit=0", "/v1/files?order=sideways"):
+        answer = httpx.get(gateway.url + path, headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=10)
+        assert answer.status_code == 400 and answer.json()["error"]["param"] in ("limit", "order"), path
+    assert batch_upstream.requests == []
