@@ -405,6 +405,10 @@ CELERY_BEAT_SCHEDULE["routing-batches-poll"] = {
     "schedule": GATEWAY_BATCH_POLL_INTERVAL,
     "options": {"expires": max(GATEWAY_BATCH_POLL_INTERVAL - 5.0, 5.0)},
 }
+# Stored responses, files and batches a dead server process left in Redis, written to the database.
+CELERY_BEAT_SCHEDULE["routing-owned-records-recover"] = {
+    "task": "routing.owned_records_recover", "schedule": 60.0, "options": {"expires": 55},
+}
 CELERY_BEAT_SCHEDULE["routing-deployments-health-check"] = {
     "task": "routing.deployments_health_check",
     "schedule": GATEWAY_HEALTH_CHECK_INTERVAL,

@@ -16,6 +16,7 @@ import asyncio
 import dataclasses
 import importlib
 import logging
+import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from datetime import datetime
@@ -109,12 +110,48 @@ class OwnedRecordStore(Generic[R]):
     def _redis_key(self, record_id: str) -> str:
         return redis_key(self.name, record_id)
 
+    def _unwritten_key(self) -> str:
+        return redis_key(self.name, "unwritten")
+
     async def _redis_put(self, record: R) -> None:
         value = orjson.dumps(dataclasses.asdict(record))
         try:
-            await self._redis().set(self._redis_key(record.id), value, ex=_REDIS_TTL)
+            # The id also goes into the set of records the database may not have yet: if this
+            # process dies before its buffer is written, `recover` writes them from Redis.
+            async with self._redis().pipeline(transaction=True) as pipe:
+                pipe.set(self._redis_key(record.id), value, ex=_REDIS_TTL)
+                pipe.zadd(self._unwritten_key(), {record.id: time.time()})
+                await pipe.execute()
         except Exception:
             logger.warning("%s record not put in Redis", self.name, exc_info=True)
+
+    async def _redis_written(self, records: list[R]) -> None:
+        try:
+            await self._redis().zrem(self._unwritten_key(), *[r.id for r in records])
+        except Exception:
+            logger.warning("%s records not marked written in Redis", self.name, exc_info=True)
+
+    def recover(self, older_than: float = 60.0) -> int:
+        """Write the records a process put in Redis more than `older_than` seconds ago whose
+        batch it never wrote (it died, or lost the database until it stopped). Synchronous: a
+        Celery task runs it. Idempotent: a record already written, or deleted since, stays so."""
+        if not redis_enabled():
+            return 0
+        from apps.core.redis import sync_redis
+
+        client = sync_redis()
+        ids = [i.decode() if isinstance(i, bytes) else i for i in
+               client.zrangebyscore(self._unwritten_key(), "-inf", time.time() - older_than, start=0, num=1000)]
+        if not ids:
+            return 0
+        records = []
+        for record_id, raw in zip(ids, client.mget([self._redis_key(i) for i in ids])):
+            if raw is not None:
+                records.append(self._record_from_json(raw))
+        if records:
+            self._write_batch(records)
+        client.zrem(self._unwritten_key(), *ids)  # those without a record left are past saving
+        return len(records)
 
     async def _redis_get(self, record_id: str) -> R | None:
         try:
@@ -124,6 +161,9 @@ class OwnedRecordStore(Generic[R]):
             return None
         if raw is None:
             return None
+        return self._record_from_json(raw)
+
+    def _record_from_json(self, raw: bytes) -> R:
         values = orjson.loads(raw)
         values["created_at"] = datetime.fromisoformat(values["created_at"]) if values.get("created_at") else None
         return self.record_type(**values)
@@ -155,6 +195,8 @@ class OwnedRecordStore(Generic[R]):
                 logger.warning("%s records not written (database unavailable?)", self.name, exc_info=True)
                 self._pending.extendleft(reversed(batch))
                 return
+            if redis_enabled():
+                await self._redis_written(batch)
 
     def _write_batch(self, records: list[R]) -> int:
         return _function(self._write)(records=records)

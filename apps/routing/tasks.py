@@ -32,3 +32,12 @@ def batches_poll_task() -> dict:
     from apps.routing.batch_settlement import batches_poll
 
     return batches_poll()
+
+
+@shared_task(name="routing.owned_records_recover", ignore_result=True)
+def owned_records_recover_task(older_than: float = 60.0) -> dict:
+    """Write the stored responses, files and batches a dead process left only in Redis."""
+    from apps.routing.batch_store import batch_store, file_store
+    from apps.routing.responses_store import response_store
+
+    return {store.name: store.recover(older_than) for store in (response_store, file_store, batch_store)}

@@ -392,3 +392,31 @@ def test_a_non_multipart_upload_is_a_400(gateway, batch_models, batch_upstream):
         answer = httpx.get(gateway.url + path, headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=10)
         assert answer.status_code == 400 and answer.json()["error"]["param"] in ("limit", "order"), path
     assert batch_upstream.requests == []
+
+
+@pytest.mark.skipif(not __import__("django.conf").conf.settings.REDIS_URL, reason="needs Redis")
+def test_a_batch_created_while_the_database_is_down_then_lost_in_a_crash_is_still_billed(
+        gateway, openai_client, batch_models, batch_upstream, monkeypatch, poll):
+    """The database refuses the write buffer, then the process dies with the batch in it: Redis
+    has it, the recovery task writes it, and the poll bills it as any other batch."""
+    from apps.routing.batch_store import batch_store
+    from apps.routing.models import ManagedBatch
+    from apps.routing.tasks import owned_records_recover_task
+
+    def database_down(records):
+        raise ConnectionError("database unavailable")
+
+    monkeypatch.setattr(batch_store, "_write_batch", database_down)
+    client = openai_client()
+    batch = client.batches.create(input_file_id=upload(client, chat_lines(2)).id, endpoint="/v1/chat/completions",
+                                  completion_window="24h")
+    assert wait_for(lambda: batch_store._pending)  # held, the database refused it
+    batch_store._pending.clear()  # the crash: the buffer is gone
+    monkeypatch.undo()
+    assert not ManagedBatch.objects.filter(pk=batch.id).exists()
+    assert owned_records_recover_task(older_than=0)["batches"] == 1
+    assert owned_records_recover_task(older_than=0)["batches"] == 0  # written once
+    batch_upstream.finish(batch.id)
+    poll(batch.id)
+    [log] = batch_spend_logs()
+    assert log.cost == 2 * chat_line_cost()
