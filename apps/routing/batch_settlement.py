@@ -34,7 +34,7 @@ from apps.providers.adapters.base import Usage
 from apps.providers.models import ModelDeployment
 from apps.providers.registry import Deployment, deployment_from_row
 from apps.providers.transport import UpstreamTransport
-from apps.routing.batches_api import upstream_json, upstream_lines
+from apps.routing.batch_upstream import upstream_json, upstream_lines
 from apps.routing.limits import limits_settle
 from apps.routing.models import ManagedBatch
 from apps.spend.models import SpendLog

@@ -15,7 +15,6 @@ file's deployment. apps.routing.batch_settlement follows it until it ends, then 
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import random
 import uuid
@@ -33,9 +32,9 @@ from apps.core.errors import GatewayError, invalid_request, not_found
 from apps.keys.context import KeyContext
 from apps.providers.adapters.base import Operation, UploadedPart, multipart_chunks
 from apps.providers.registry import Deployment, deployment_registry
-from apps.providers.transport import UpstreamTransport, transport, upstream_timeout
 from apps.routing.batch_input import batch_input_for, batch_input_parse, batch_max_cost_nanos
 from apps.routing.batch_store import BatchRecord, FileRecord, batch_store, file_store
+from apps.routing.batch_upstream import upstream_json, upstream_send
 from apps.routing.limits import limits_reserve, limits_settle, request_scopes
 from apps.routing.multipart import multipart_form
 from apps.routing.passthrough import PassThroughStream
@@ -66,49 +65,6 @@ def _query_limit(request: HttpRequest, default: int = 20) -> int:
     if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= 10_000:
         raise invalid_request("'limit' must be an integer from 1 to 10000.", param="limit")
     return int(raw)
-
-
-# --- the upstream ---------------------------------------------------------------------------
-
-
-async def _upstream_send(deployment: Deployment, *, method: str, path: str, query: str = "",
-                         headers: dict | None = None, body: bytes | tuple = b"", stream: bool = False,
-                         via: UpstreamTransport = transport):
-    adapter = deployment.adapter
-    upstream_request = adapter.files_request(deployment, method=method, path=path, query=query, headers=headers,
-                                             body=body)
-    response = await via.send(upstream_request, timeout=deployment.timeout, provider=deployment.provider,
-                                    stream=stream, connect_timeout=deployment.connect_timeout)
-    if response.status < 400 and stream:
-        return response
-    try:
-        raw = await response.read()
-    except asyncio.TimeoutError:
-        raise upstream_timeout(deployment.provider) from None
-    except aiohttp.ClientError:
-        raise GatewayError(f"The {deployment.provider} upstream closed the connection mid-response.",
-                           status=502, type="api_error", code="upstream_disconnected") from None
-    finally:
-        response.release()
-    if response.status >= 400:
-        raise adapter.translate_error(response.status, raw, response.headers)
-    return raw
-
-
-async def upstream_json(deployment: Deployment, *, method: str, path: str, query: str = "",
-                        body: bytes | tuple = b"", headers: dict | None = None,
-                        via: UpstreamTransport = transport) -> dict:
-    """A files or batches call answered with a JSON object (a 502 when it is not one)."""
-    raw = await _upstream_send(deployment, method=method, path=path, query=query, headers=headers, body=body,
-                               via=via)
-    try:
-        payload = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        payload = None
-    if not isinstance(payload, dict):
-        raise GatewayError(f"The {deployment.provider} upstream answered with something other than JSON.",
-                           status=502, type="api_error", code="bad_upstream_response")
-    return payload
 
 
 async def _stored_deployment(record_kind: str, deployment_id: int | None) -> Deployment:
@@ -235,26 +191,10 @@ async def file_content(request: HttpRequest, file_id: str) -> HttpResponse:
     """The file's bytes as the upstream sends them (an output file can be large: never buffered)."""
     record = await _owned_file(request, file_id)
     deployment = await _stored_deployment("file", record.deployment_id)
-    response = await _upstream_send(deployment, method="GET", path=f"/files/{file_id}/content", stream=True)
+    response = await upstream_send(deployment, method="GET", path=f"/files/{file_id}/content", stream=True)
     return PassThroughStream(_relay(response), status=200,
                              content_type=response.headers.get("Content-Type", "application/octet-stream"),
                              headers={})
-
-
-async def upstream_lines(deployment: Deployment, file_id: str, via: UpstreamTransport) -> AsyncIterator[bytes]:
-    """A file's content line by line, as it arrives (a batch's output can be large)."""
-    response = await _upstream_send(deployment, method="GET", path=f"/files/{file_id}/content", stream=True, via=via)
-    try:
-        pending = b""
-        async for chunk in response.content.iter_any():
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                yield line
-        if pending:
-            yield pending
-    finally:
-        response.close()
 
 
 async def _relay(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
