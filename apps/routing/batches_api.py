@@ -50,6 +50,9 @@ COMPLETION_WINDOWS = ("24h",)
 # provider takes to finish it, and the poller's (apps.routing.tasks.batches_poll) delay.
 BATCH_HOLD_MS = 48 * 3600 * 1000
 _CREATE_FIELDS = {"input_file_id", "endpoint", "completion_window", "metadata", "output_expires_after"}
+# LiteLLM's routing fields in a batch body (its docs pass them in extra_body): the file's model
+# already decides, so they are accepted and not sent on.
+_LITELLM_ROUTING_FIELDS = ("custom_llm_provider", "target_model_names", "model")
 
 
 def _json(payload, status: int = 200) -> HttpResponse:
@@ -237,7 +240,7 @@ async def file_list(request: HttpRequest) -> HttpResponse:
 
 
 def _create_body(request: HttpRequest) -> dict:
-    body = json_body(request)
+    body = {k: v for k, v in json_body(request).items() if k not in _LITELLM_ROUTING_FIELDS}
     unknown = sorted(set(body) - _CREATE_FIELDS)
     if unknown:
         raise invalid_request(f"Unrecognized request argument supplied: {unknown[0]}", param=unknown[0],

@@ -111,7 +111,8 @@ def test_a_batch_runs_and_is_billed_once_at_batch_prices(gateway, openai_client,
     from apps.routing.models import ManagedBatch
 
     client = openai_client()
-    uploaded = upload(client, chat_lines(3))
+    uploaded = client.files.create(file=("batch.jsonl", chat_lines(3)), purpose="batch",
+                                   extra_body={"custom_llm_provider": "openai"})
     assert uploaded.id.startswith("file-") and uploaded.purpose == "batch"
     [sent] = [r for r in batch_upstream.requests if r["path"] == "/v1/files"]
     assert sent["headers"]["Authorization"] == f"Bearer {API_KEY}"  # the deployment's key, not the client's
@@ -119,7 +120,9 @@ def test_a_batch_runs_and_is_billed_once_at_batch_prices(gateway, openai_client,
     assert [line["body"]["model"] for line in lines] == ["gpt-4o-mini"] * 3  # the deployment's model
 
     batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
-                                  completion_window="24h", metadata={"job": "nightly"})
+                                  completion_window="24h", metadata={"job": "nightly"},
+                                  extra_body={"custom_llm_provider": "openai"})  # as LiteLLM's docs send it
+    assert "custom_llm_provider" not in batch_upstream.requests[-1]["json"]
     assert batch.status == "in_progress" and batch.metadata == {"job": "nightly"}
     assert poll(batch.id) == {"running": 1, "settled": 0, "failed": 0}
     assert batch_spend_logs() == []
