@@ -79,14 +79,16 @@ class BatchUsage:
             self.cost_status = priced.status
 
 
-def batches_poll() -> dict:
-    """Poll every batch not settled yet; how many are still running, settled, or failed to poll."""
+def batches_poll(limits_loop: asyncio.AbstractEventLoop | None = None) -> dict:
+    """Poll every batch not settled yet; how many are still running, settled, or failed to poll.
+    `limits_loop`: the server's event loop, where a server process (no broker) settles limits,
+    since its limiter lives there."""
     counts = {"running": 0, "settled": 0, "failed": 0}
     for batch_id in ManagedBatch.objects.filter(settled_at__isnull=True).order_by("created_at").values_list(
         "id", flat=True
     ):
         try:
-            outcome = batch_poll(batch_id=batch_id)
+            outcome = batch_poll(batch_id=batch_id, limits_loop=limits_loop)
         except Exception:
             logger.exception("batch %s could not be polled", batch_id)
             outcome = "failed"
@@ -101,7 +103,7 @@ def _deployment(deployment_id: int | None) -> Deployment | None:
     return deployment_from_row(row) if row is not None else None
 
 
-def batch_poll(*, batch_id: str) -> str:
+def batch_poll(*, batch_id: str, limits_loop: asyncio.AbstractEventLoop | None = None) -> str:
     """Ask the upstream for one batch; settle it if it has ended. "settled", or its status."""
     row = ManagedBatch.objects.filter(pk=batch_id).first()
     if row is None or row.settled_at is not None:
@@ -115,7 +117,7 @@ def batch_poll(*, batch_id: str) -> str:
     ManagedBatch.objects.filter(pk=batch_id).update(status=status[:16], batch=batch, polled_at=django_timezone.now())
     if usage is None:
         return status
-    batch_settle(row=row, deployment=deployment, batch=batch, usage=usage)
+    batch_settle(row=row, deployment=deployment, batch=batch, usage=usage, limits_loop=limits_loop)
     return "settled"
 
 
@@ -160,7 +162,8 @@ def _spend_request_id(batch_id: str) -> str:
     return batch_id if len(batch_id) <= 64 else hashlib.sha256(batch_id.encode()).hexdigest()
 
 
-def batch_settle(*, row: ManagedBatch, deployment: Deployment, batch: dict, usage: BatchUsage) -> None:
+def batch_settle(*, row: ManagedBatch, deployment: Deployment, batch: dict, usage: BatchUsage,
+                 limits_loop: asyncio.AbstractEventLoop | None = None) -> None:
     """Log the ended batch's cost (one spend log, its Lago event with it) and release its reservation."""
     ended = datetime.now(timezone.utc)
     status = batch.get("status", "")
@@ -194,7 +197,11 @@ def batch_settle(*, row: ManagedBatch, deployment: Deployment, batch: dict, usag
     if scopes:
         try:
             # Tokens are not counted in the per-minute windows: a batch's are not live traffic.
-            asyncio.run(limits_settle(scopes, row.reservation_id, 0, usage.cost))
+            settlement = limits_settle(scopes, row.reservation_id, 0, usage.cost)
+            if limits_loop is not None:
+                asyncio.run_coroutine_threadsafe(settlement, limits_loop).result(30)
+            else:
+                asyncio.run(settlement)
         except Exception:
             # The reservation expires by itself; the spend counters are reconciled from the
             # database (spend.counters_reconcile), which already has the cost.

@@ -73,13 +73,13 @@ class ProcessRuntime:
         await transport.close()
 
 
-def _batches_poll_in_thread() -> None:
+def _batches_poll_in_thread(loop: asyncio.AbstractEventLoop) -> None:
     from django.db import close_old_connections
 
     from apps.routing.batch_settlement import batches_poll
 
     try:
-        batches_poll()
+        batches_poll(limits_loop=loop)
     except Exception:
         logger.exception("polling the batches failed")
     finally:
@@ -90,7 +90,8 @@ async def _batches_poll_forever() -> None:
     """What the routing.batches_poll beat task does, where there is no beat (the embedded default)."""
     while True:
         await asyncio.sleep(settings.GATEWAY_BATCH_POLL_INTERVAL)
-        await asyncio.to_thread(_batches_poll_in_thread)  # its own thread: it waits on upstreams
+        # Its own thread (it waits on upstreams and the database); limits settle on this loop.
+        await asyncio.to_thread(_batches_poll_in_thread, asyncio.get_running_loop())
 
 
 runtime = ProcessRuntime()

@@ -423,3 +423,22 @@ def test_a_batch_created_while_the_database_is_down_then_lost_in_a_crash_is_stil
     poll(batch.id)
     [log] = batch_spend_logs()
     assert log.cost == 2 * chat_line_cost()
+
+
+@pytest.fixture
+def fast_batch_poll(settings):
+    settings.GATEWAY_BATCH_POLL_INTERVAL = 0.2
+
+
+def test_without_a_broker_the_server_follows_and_bills_the_batches_itself(fast_batch_poll, gateway, openai_client,
+                                                                         batch_models, batch_upstream, make_key):
+    """The embedded default (`make run`) has no Celery beat: the server process polls."""
+    key, raw_key = make_key(max_budget=Decimal("1"))
+    client = openai_client(raw_key)
+    batch = client.batches.create(input_file_id=upload(client, chat_lines(2)).id, endpoint="/v1/chat/completions",
+                                  completion_window="24h")
+    batch_upstream.finish(batch.id)
+    [log] = wait_for(batch_spend_logs, timeout=10)
+    assert log.cost == 2 * chat_line_cost()
+    key.refresh_from_db()
+    assert key.spend == log.cost
