@@ -56,8 +56,8 @@ class ImageFormat(MediaStreams):
     each completed image's event reports them)."""
 
     def usage_priced(self, usage: Usage, body: dict) -> Usage:
-        if usage.prompt_tokens or usage.completion_tokens:
-            return usage
+        if usage.prompt_tokens or usage.completion_tokens or usage.price_variants:
+            return usage  # priced by tokens, or the adapter knows its model's price variants
         size = body.get("size") or "auto"
         size = _size_key("1024x1024" if size == "auto" else size)
         quality = body.get("quality") or "standard"

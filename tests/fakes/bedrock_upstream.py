@@ -294,6 +294,66 @@ def stop_reason(scenario: FakeScenario) -> str:
 # --- the server ------------------------------------------------------------------------------------
 
 
+IMAGE_MODEL_PREFIXES = ("stability.", "amazon.nova-canvas")
+PNG_BASE64 = base64.b64encode(b"\x89PNG\r\n\x1a\n fake image").decode()
+JPEG_BASE64 = base64.b64encode(b"\xff\xd8\xff\xe0 fake image").decode()
+_STABILITY_KEYS = {"prompt", "negative_prompt", "mode", "aspect_ratio", "seed", "output_format", "image", "strength"}
+_STABILITY_RATIOS = ("16:9", "1:1", "21:9", "2:3", "3:2", "4:5", "5:4", "9:16", "9:21")
+
+
+def _malformed(message: str) -> Invalid:
+    return Invalid(400, "ValidationException", f"Malformed input request: {message}, please reformat your input "
+                   "and try again.")
+
+
+def _stability_image(body: dict) -> dict:
+    extra = sorted(set(body) - _STABILITY_KEYS)
+    if extra:
+        raise _malformed(f"#: extraneous key [{extra[0]}] is not permitted")
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip() or len(prompt) > 10_000:
+        raise _malformed("#/prompt: expected a string of 1 to 10000 characters")
+    if body.get("mode", "text-to-image") != "text-to-image":
+        raise _malformed("#/mode: image-to-image needs an image")
+    if body.get("aspect_ratio", "1:1") not in _STABILITY_RATIOS:
+        raise _malformed(f"#/aspect_ratio: {body.get('aspect_ratio')} is not a valid enum value")
+    output_format = body.get("output_format", "png")
+    if output_format not in ("png", "jpeg"):
+        raise _malformed(f"#/output_format: {output_format} is not a valid enum value")
+    if "forbidden" in prompt:
+        return {"seeds": [42], "finish_reasons": ["Filter reason: prompt"], "images": [None]}
+    return {"seeds": [42], "finish_reasons": [None], "images": [JPEG_BASE64 if output_format == "jpeg" else PNG_BASE64]}
+
+
+def _nova_image(body: dict) -> dict:
+    extra = sorted(set(body) - {"taskType", "textToImageParams", "imageGenerationConfig"})
+    if extra:
+        raise _malformed(f"#: extraneous key [{extra[0]}] is not permitted")
+    if body.get("taskType") != "TEXT_IMAGE":
+        raise _malformed("#/taskType: expected TEXT_IMAGE here")
+    params = body.get("textToImageParams")
+    text = params.get("text") if isinstance(params, dict) else None
+    if not isinstance(text, str) or not 1 <= len(text) <= 1024:
+        raise _malformed("#/textToImageParams/text: expected a string of 1 to 1024 characters")
+    config = body.get("imageGenerationConfig") or {}
+    extra = sorted(set(config) - {"numberOfImages", "width", "height", "quality", "cfgScale", "seed"})
+    if extra:
+        raise _malformed(f"#/imageGenerationConfig: extraneous key [{extra[0]}] is not permitted")
+    n = config.get("numberOfImages", 1)
+    if not isinstance(n, int) or not 1 <= n <= 5:
+        raise _malformed("#/imageGenerationConfig/numberOfImages: expected 1 to 5")
+    if config.get("quality", "standard") not in ("standard", "premium"):
+        raise _malformed("#/imageGenerationConfig/quality: expected standard or premium")
+    width, height = config.get("width", 1024), config.get("height", 1024)
+    if not (isinstance(width, int) and isinstance(height, int) and 320 <= width <= 4096 and 320 <= height <= 4096
+            and width % 16 == 0 and height % 16 == 0 and max(width, height) <= 4 * min(width, height)
+            and width * height <= 4_194_304):
+        raise Invalid(400, "ValidationException", "The image dimensions are invalid.")
+    if "forbidden" in text:
+        raise Invalid(400, "ValidationException", "This request has been blocked by our content filters.")
+    return {"images": [PNG_BASE64] * n}
+
+
 class BedrockServer(FakeServer):
     def __init__(self, *, region: str = REGION) -> None:
         super().__init__()
@@ -342,6 +402,8 @@ class BedrockServer(FakeServer):
         segment, _, action = rest.rpartition("/")
         record = {"path": request.raw_path, "headers": dict(request.headers), "raw": raw, "body": None}
         self.requests.append(record)
+        if action == "invoke" and unquote(segment).startswith(IMAGE_MODEL_PREFIXES):
+            return await self.invoke_image(request, unquote(segment), raw, record)
         if action in ("invoke", "invoke-with-response-stream") and segment and "/" not in segment:
             return await self.invoke(request, unquote(segment), raw, record,
                                      stream=action == "invoke-with-response-stream")
@@ -376,6 +438,26 @@ class BedrockServer(FakeServer):
             request.transport.close()
             return web.Response()
         return web.json_response(self.converse_output(scenario))
+
+    async def invoke_image(self, request: web.Request, model_id: str, raw: bytes, record: dict) -> web.Response:
+        """InvokeModel on an image model, with its family's body as AWS documents it: Stability's
+        {prompt, aspect_ratio, output_format, ...} (one image), Nova Canvas's TEXT_IMAGE task. A
+        prompt containing "forbidden" is filtered (Stability: a finish reason; Nova: a 400)."""
+        try:
+            self.check_auth(request)
+            try:
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                raise Invalid(400, "ValidationException", "Malformed input request, please reformat your input "
+                              "and try again.") from None
+            record["body"] = body
+            if not isinstance(body, dict):
+                raise Invalid(400, "ValidationException", "Malformed input request: expected an object.")
+            if model_id.startswith("stability."):
+                return web.json_response(_stability_image(body))
+            return web.json_response(_nova_image(body))
+        except Invalid as invalid:
+            return aws_error(invalid.status, invalid.error_type, invalid.message)
 
     async def invoke(self, request: web.Request, model_id: str, raw: bytes, record: dict, *,
                      stream: bool) -> web.StreamResponse:

@@ -271,3 +271,73 @@ def test_a_prompt_imagens_filter_refuses_is_a_400_content_policy_violation(gatew
     assert info.value.body["code"] == "content_policy_violation"
     [log] = spend_logs(1)
     assert log.status == "error" and not log.cost
+
+
+# --- Bedrock: Stability AI and Amazon Nova Canvas through InvokeModel ------------------------------
+
+
+@pytest.fixture
+def bedrock_images(provider_fakes, transactional_db):
+    """Stability's SD3.5 Large and Nova Canvas on Bedrock (SigV4), priced from the catalog."""
+    from apps.providers.models import ModelDeployment
+
+    fake = provider_fakes("bedrock")
+    fake.server.requests.clear()
+    for name, model in (("sd", "stability.sd3-5-large-v1:0"), ("canvas", "amazon.nova-canvas-v1:0"),
+                        ("titan-text", "amazon.titan-text-express-v1")):
+        ModelDeployment.objects.create(model_name=name, provider="bedrock", upstream_model=model,
+                                       mode="image_generation", **fake.deployment_fields())
+    return fake
+
+
+def test_stability_on_bedrock_makes_one_image_priced_per_image(gateway, openai_client, bedrock_images, spend_logs):
+    import base64
+
+    result = openai_client().images.generate(model="sd", prompt="a lighthouse", size="1792x1024",
+                                             response_format="b64_json", output_format="jpeg")
+    assert base64.b64decode(result.data[0].b64_json).startswith(b"\xff\xd8")
+    sent = bedrock_images.server.requests[-1]
+    assert sent["path"] == "/model/stability.sd3-5-large-v1:0/invoke"
+    assert sent["headers"]["Authorization"].startswith("AWS4-HMAC-SHA256 ")
+    assert sent["body"] == {"prompt": "a lighthouse", "aspect_ratio": "16:9", "output_format": "jpeg"}
+    [log] = spend_logs(1)
+    assert (log.provider, log.status, log.cost) == ("bedrock", "success", Decimal("0.08"))  # SD3.5 Large
+
+
+def test_nova_canvas_is_priced_by_quality_and_size_tier(gateway, openai_client, bedrock_images, spend_logs):
+    client = openai_client()
+    result = client.images.generate(model="canvas", prompt="a cat", n=3, size="1024x1024",
+                                    response_format="b64_json")
+    assert len(result.data) == 3
+    assert bedrock_images.server.requests[-1]["body"] == {
+        "taskType": "TEXT_IMAGE", "textToImageParams": {"text": "a cat"},
+        "imageGenerationConfig": {"numberOfImages": 3, "width": 1024, "height": 1024, "quality": "standard"}}
+    client.images.generate(model="canvas", prompt="a cat", size="1792x1024", quality="hd", response_format="b64_json")
+    assert bedrock_images.server.requests[-1]["body"]["imageGenerationConfig"]["quality"] == "premium"
+    first, second = spend_logs(2)
+    assert first.cost == 3 * Decimal("0.04")  # standard, up to 1024 a side
+    assert second.cost == Decimal("0.08") and "premium/2048-x-2048" in second.price_version
+
+
+def test_bedrock_images_refuse_what_the_model_cannot_do_before_calling(gateway, openai_client, bedrock_images):
+    client = openai_client()
+    for model, kwargs, param in (
+        ("sd", {"n": 2}, "n"), ("sd", {"quality": "hd"}, "quality"), ("sd", {"response_format": "url"},
+                                                                      "response_format"),
+        ("canvas", {"n": 6}, "n"), ("canvas", {"size": "256x256"}, "size"), ("canvas", {"output_format": "jpeg"},
+                                                                          "output_format"),
+        ("canvas", {"style": "vivid"}, "style"), ("titan-text", {}, "model"),
+    ):
+        with pytest.raises(openai.BadRequestError) as info:
+            client.images.generate(model=model, prompt="a cat", **kwargs)
+        assert info.value.body["param"] == param, (model, kwargs, info.value.body)
+    assert bedrock_images.server.requests == []
+
+
+def test_a_prompt_bedrocks_filters_refuse_is_a_400(gateway, openai_client, bedrock_images, spend_logs):
+    with pytest.raises(openai.BadRequestError) as info:
+        openai_client().images.generate(model="sd", prompt="something forbidden", response_format="b64_json")
+    assert info.value.body["code"] == "content_policy_violation"
+    with pytest.raises(openai.BadRequestError):
+        openai_client().images.generate(model="canvas", prompt="something forbidden", response_format="b64_json")
+    assert all(log.status == "error" and not log.cost for log in spend_logs(2))

@@ -32,6 +32,7 @@ from botocore.credentials import Credentials
 
 from apps.core.errors import GatewayError, invalid_request
 from apps.providers.adapters.anthropic import AnthropicStreamTranslator, usage_from_anthropic
+from apps.providers.adapters.bedrock_images import image_request_body, image_response
 from apps.providers.adapters.base import (
     Operation,
     ProviderAdapter,
@@ -124,6 +125,15 @@ def converse_url(deployment, region: str, *, stream: bool) -> str:
     base = (deployment.api_base or f"https://bedrock-runtime.{region}.amazonaws.com").rstrip("/")
     action = "converse-stream" if stream else "converse"
     return str(yarl.URL(f"{base}/model/{quote(deployment.upstream_model, safe='')}/{action}"))
+
+
+def invoke_url(deployment, region: str) -> str:
+    """InvokeModel's URL (image models), normalized as converse_url's is."""
+    base = (deployment.api_base or f"https://bedrock-runtime.{region}.amazonaws.com").rstrip("/")
+    return str(yarl.URL(f"{base}/model/{quote(deployment.upstream_model, safe='')}/invoke"))
+
+
+_DROP_PARAMS = "__gateway_drop_params"  # prepare_body's drop_params, handed to build_request in the body
 
 
 @dataclass(frozen=True, slots=True)
@@ -591,8 +601,13 @@ class BedrockAdapter(ProviderAdapter):
         }
     )
 
+    operations = frozenset({Operation.CHAT, Operation.IMAGE_GENERATION})
+
     def prepare_body(self, operation, body, *, drop_params):
         body = super().prepare_body(operation, body, drop_params=drop_params)
+        if operation is Operation.IMAGE_GENERATION:
+            # Checked in build_request, which knows the model's family (each has its own body).
+            return {**body, _DROP_PARAMS: drop_params}
         # Values Converse cannot honour, though the parameter itself is fine.
         refused = {
             "n": body.get("n") not in (None, 1),
@@ -614,8 +629,14 @@ class BedrockAdapter(ProviderAdapter):
 
     async def build_request(self, operation, deployment, body, *, stream):
         region = region_of(deployment)
-        url = converse_url(deployment, region, stream=stream)
-        payload = orjson.dumps(converse_body(body))
+        if operation is Operation.IMAGE_GENERATION:
+            body = dict(body)
+            drop_params = bool(body.pop(_DROP_PARAMS, False))
+            url = invoke_url(deployment, region)
+            payload = orjson.dumps(image_request_body(deployment.upstream_model, body, drop_params=drop_params))
+        else:
+            url = converse_url(deployment, region, stream=stream)
+            payload = orjson.dumps(converse_body(body))
         headers = {"Content-Type": "application/json"}
         auth = auth_for(deployment)
         if isinstance(auth, str):
@@ -626,6 +647,8 @@ class BedrockAdapter(ProviderAdapter):
 
     def translate_response(self, operation, deployment, raw):
         payload = load_json_response(self.name, raw)
+        if operation is Operation.IMAGE_GENERATION:
+            return image_response(deployment.upstream_model, payload)
         output = payload.get("output")
         message = output.get("message") if isinstance(output, dict) else None
         if not isinstance(message, dict) or not isinstance(message.get("content"), list):
