@@ -382,6 +382,7 @@ class GoogleServer(FakeServer):
         super().__init__()
         self.vertex = vertex
         self.requests: list[dict] = []
+        self.edit_masks: list = []  # the masks Imagen edits were sent (PIL images), for the tests
         self.token_requests: list[dict] = []
         self.issued_tokens: set[str] = set()
         if vertex:
@@ -485,11 +486,70 @@ class GoogleServer(FakeServer):
             return await self.generate(request, model, body, stream=method == "streamGenerateContent")
         if method == "batchEmbedContents" and not self.vertex:
             return self.batch_embed(model, body)
+        if method == "predict" and model.startswith("imagen") and "capability" in model:
+            if not self.vertex:
+                return google_error(404, f"models/{model} is not found for API version v1beta.")
+            return self.imagen_edit(body)
         if method == "predict" and model.startswith("imagen"):
             return self.imagen_predict(body)
         if method == "predict" and self.vertex:
             return self.predict(body)
         return google_error(404, f"Method {method} is not found for models/{model}.")
+
+    def imagen_edit(self, body: dict) -> web.Response:
+        """Imagen 3 capability's :predict, editing (Vertex AI only): one instance with a prompt and
+        reference images, a raw one and a mask (black and white, the raw image's size) for the
+        inpainting edit modes; sampleCount 1-4. The mask sent is kept for the tests."""
+        import io
+
+        from PIL import Image, UnidentifiedImageError
+
+        instances = body.get("instances")
+        if set(body) - {"instances", "parameters"} or not (isinstance(instances, list) and len(instances) == 1):
+            return google_error(400, "Imagen takes one instance.")
+        instance = instances[0]
+        if not isinstance(instance, dict) or set(instance) - {"prompt", "referenceImages"}:
+            return google_error(400, "Invalid instance.")
+        references = instance.get("referenceImages")
+        if not isinstance(references, list) or not references:
+            return google_error(400, "referenceImages is required for editing.")
+        by_type, images = {}, {}
+        for reference in references:
+            kind = reference.get("referenceType")
+            if kind not in ("REFERENCE_TYPE_RAW", "REFERENCE_TYPE_MASK", "REFERENCE_TYPE_CONTROL",
+                            "REFERENCE_TYPE_SUBJECT", "REFERENCE_TYPE_STYLE"):
+                return google_error(400, f"Invalid referenceType: {kind}")
+            if not isinstance(reference.get("referenceId"), int) or kind in by_type:
+                return google_error(400, "Each reference image needs its own referenceId; at most one raw image.")
+            if kind == "REFERENCE_TYPE_MASK" and (reference.get("maskImageConfig") or {}).get("maskMode") not in (
+                    "MASK_MODE_USER_PROVIDED", "MASK_MODE_BACKGROUND", "MASK_MODE_FOREGROUND", "MASK_MODE_SEMANTIC"):
+                return google_error(400, "maskImageConfig.maskMode is required for a mask reference.")
+            try:
+                data = base64.b64decode((reference.get("referenceImage") or {}).get("bytesBase64Encoded", ""),
+                                        validate=True)
+                images[kind] = Image.open(io.BytesIO(data))
+                images[kind].load()
+            except (ValueError, UnidentifiedImageError, OSError):
+                return google_error(400, "Image editing failed with the following error: the image is not valid.")
+            by_type[kind] = reference
+        parameters = body.get("parameters") or {}
+        if parameters.get("editMode") not in ("EDIT_MODE_INPAINT_INSERTION", "EDIT_MODE_INPAINT_REMOVAL",
+                                              "EDIT_MODE_OUTPAINT", "EDIT_MODE_BGSWAP"):
+            return google_error(400, f"Unsupported editMode: {parameters.get('editMode')}")
+        if set(by_type) != {"REFERENCE_TYPE_RAW", "REFERENCE_TYPE_MASK"}:
+            return google_error(400, "Mask editing takes exactly one raw and one mask reference image.")
+        raw, mask = images["REFERENCE_TYPE_RAW"], images["REFERENCE_TYPE_MASK"]
+        if raw.size != mask.size:
+            return google_error(400, "The mask image must have the same size as the raw reference image.")
+        if any(mask.convert("L").histogram()[1:255]):  # grey levels between black and white
+            return google_error(400, "The mask must be black and white.")
+        count = parameters.get("sampleCount", 4)
+        if not isinstance(count, int) or not 1 <= count <= 4:
+            return google_error(400, "sampleCount must be between 1 and 4.")
+        self.edit_masks.append(mask.convert("L"))
+        image = base64.b64encode(IMAGEN_PNG).decode()
+        return web.json_response({"predictions": [{"bytesBase64Encoded": image, "mimeType": "image/png"}
+                                                  for _ in range(count)]})
 
     def imagen_predict(self, body: dict) -> web.Response:
         """Imagen's :predict, on the Gemini API and Vertex AI alike: one instance with a prompt,

@@ -341,3 +341,80 @@ def test_a_prompt_bedrocks_filters_refuse_is_a_400(gateway, openai_client, bedro
     with pytest.raises(openai.BadRequestError):
         openai_client().images.generate(model="canvas", prompt="something forbidden", response_format="b64_json")
     assert all(log.status == "error" and not log.cost for log in spend_logs(2))
+
+
+# --- Imagen edits on Vertex AI (imagen-3.0-capability-001) --------------------------------------
+
+
+def _png(size=(64, 32), *, transparent_box=None, mode="RGBA") -> bytes:
+    """A PNG; with `transparent_box` (x0, y0, x1, y1) fully transparent there (OpenAI's "edit here")."""
+    import io
+
+    from PIL import Image
+
+    picture = Image.new(mode, size, (200, 10, 10, 255) if mode == "RGBA" else (200, 10, 10))
+    if transparent_box:
+        picture.paste((0, 0, 0, 0), transparent_box)
+    out = io.BytesIO()
+    picture.save(out, format="PNG")
+    return out.getvalue()
+
+
+@pytest.fixture
+def imagen_edit(provider_fakes, transactional_db):
+    from apps.providers.models import ModelDeployment
+
+    fakes = {}
+    for provider in ("vertex_ai", "gemini"):
+        fake = fakes[provider] = provider_fakes(provider)
+        fake.server.requests.clear()
+        fake.server.edit_masks.clear()
+        fields = fake.deployment_fields()
+        # Not in the catalog: the deployment carries its price (LiteLLM's field, in its params).
+        fields["extra_params"] = {**fields.get("extra_params", {}), "output_cost_per_image": 0.02}
+        ModelDeployment.objects.create(model_name=f"imagen-edit-{provider}", provider=provider,
+                                       upstream_model="imagen-3.0-capability-001", mode="image_generation", **fields)
+    return fakes
+
+
+def test_an_imagen_edit_turns_openais_mask_into_imagens_and_is_priced_per_image(gateway, openai_client, imagen_edit,
+                                                                                spend_logs):
+    result = openai_client().images.edit(
+        model="imagen-edit-vertex_ai", prompt="a red door", n=2, response_format="b64_json",
+        image=("room.png", _png()), mask=("mask.png", _png(transparent_box=(8, 4, 24, 12))))
+    assert len(result.data) == 2
+    sent = imagen_edit["vertex_ai"].server.requests[-1]
+    assert sent["path"].split("?")[0].endswith("/models/imagen-3.0-capability-001:predict")
+    assert sent["body"]["parameters"] == {"editMode": "EDIT_MODE_INPAINT_INSERTION", "sampleCount": 2}
+    [mask] = imagen_edit["vertex_ai"].server.edit_masks
+    assert mask.size == (64, 32)
+    # Where OpenAI's mask was transparent Imagen's is white, elsewhere black.
+    assert mask.getpixel((10, 5)) == 255 and mask.getpixel((30, 20)) == 0 and mask.getpixel((8, 4)) == 255
+    [log] = spend_logs(1)
+    assert (log.call_type, log.status, log.cost) == ("image_edit", "success", 2 * Decimal("0.02"))
+
+
+def test_without_a_mask_the_images_own_transparency_is_the_mask(gateway, openai_client, imagen_edit, spend_logs):
+    openai_client().images.edit(model="imagen-edit-vertex_ai", prompt="sky", response_format="b64_json",
+                                image=("room.png", _png(transparent_box=(0, 0, 64, 8))))
+    [mask] = imagen_edit["vertex_ai"].server.edit_masks
+    assert mask.getpixel((3, 3)) == 255 and mask.getpixel((3, 20)) == 0
+
+
+def test_imagen_edits_refuse_what_they_cannot_do_before_calling(gateway, openai_client, imagen_edit):
+    client = openai_client()
+    cases = [
+        ({"mask": ("m.png", _png(size=(32, 32), transparent_box=(0, 0, 4, 4)))}, "mask"),  # another size
+        ({}, "mask"),  # no mask, and an image without transparency
+        ({"response_format": "url", "mask": ("m.png", _png(transparent_box=(0, 0, 4, 4)))}, "response_format"),
+        ({"size": "256x256", "mask": ("m.png", _png(transparent_box=(0, 0, 4, 4)))}, "size"),
+    ]
+    for extra, param in cases:
+        kwargs = {"model": "imagen-edit-vertex_ai", "prompt": "x", "image": ("a.png", _png(mode="RGB")), **extra}
+        with pytest.raises(openai.BadRequestError) as info:
+            client.images.edit(**kwargs)
+        assert info.value.body["param"] == param, (extra, info.value.body)
+    with pytest.raises(openai.BadRequestError) as info:  # the Gemini API has no Imagen editing
+        client.images.edit(model="imagen-edit-gemini", prompt="x", image=("a.png", _png(transparent_box=(0, 0, 4, 4))))
+    assert info.value.body["code"] == "unsupported_operation"
+    assert imagen_edit["vertex_ai"].server.requests == [] and imagen_edit["gemini"].server.requests == []

@@ -712,6 +712,90 @@ def imagen_response(provider: str, payload: dict) -> TranslatedResponse:
     }
     return TranslatedResponse(body=orjson.dumps(body), usage=Usage(output_images=len(predictions), reported=True))
 
+# --- image edits: OpenAI's /v1/images/edits as Imagen 3 capability's :predict (Vertex AI) -------
+
+IMAGE_EDIT_PARAMS = frozenset({"model", "image", "mask", "prompt", "n", "size", "response_format", "output_format",
+                               "user"})
+
+
+def _image_part(value, param: str):
+    parts = value if isinstance(value, list) else [value]
+    if len(parts) != 1 or not hasattr(parts[0], "content"):
+        raise invalid_request(f"Imagen edits one image: send one '{param}' file.", param=param, code="invalid_value")
+    return parts[0]
+
+
+def imagen_edit_mask(image: bytes, mask: bytes | None) -> bytes:
+    """OpenAI's mask (or, without one, the image itself) marks the area to edit with fully
+    transparent pixels; Imagen's is a black image with that area white. A PNG of the latter."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(image)) as picture:
+            size = picture.size
+        source = Image.open(io.BytesIO(mask if mask is not None else image))
+    except (UnidentifiedImageError, OSError):
+        raise invalid_request("The image and mask must be PNG or JPEG images.", param="mask" if mask else "image",
+                              code="invalid_image") from None
+    with source:
+        if source.size != size:
+            raise invalid_request("The mask must have the same dimensions as the image.", param="mask",
+                                  code="invalid_value")
+        if "A" not in source.getbands() and source.mode != "P":
+            raise invalid_request("Without a mask, the image's fully transparent areas are what is edited: send a "
+                                  "mask, or an image with an alpha channel.", param="mask", code="invalid_value")
+        alpha = source.convert("RGBA").getchannel("A")
+    edited = alpha.point(lambda value: 255 if value == 0 else 0)  # a lookup table: done in C
+    out = io.BytesIO()
+    edited.save(out, format="PNG")
+    return out.getvalue()
+
+
+def imagen_edit_body_check(provider: str, body: dict, *, drop_params: bool) -> dict:
+    refuse_or_drop(provider, body, IMAGE_EDIT_PARAMS, drop_params=drop_params)
+    n = body.get("n") or 1
+    if n > IMAGEN_MAX_IMAGES:
+        raise invalid_request(f"{provider} (Imagen) makes at most {IMAGEN_MAX_IMAGES} images per request.",
+                              param="n", code="invalid_value")
+    if body.get("response_format") == "url":
+        raise invalid_request(
+            f"{provider} (Imagen) returns images as base64 only: ask for response_format 'b64_json'.",
+            param="response_format", code="unsupported_value",
+        )
+    if body.get("size") not in (None, "auto"):
+        raise invalid_request(f"{provider} (Imagen) edits keep the image's own size: leave 'size' out.",
+                              param="size", code="unsupported_value")
+    if body.get("output_format") not in (None, *IMAGEN_MIME_TYPES):
+        raise invalid_request(f"{provider} (Imagen) writes png or jpeg images.", param="output_format",
+                              code="unsupported_value")
+    return body
+
+
+def imagen_edit_request_body(body: dict) -> dict:
+    """An inpainting request: the image as the raw reference, the area to edit as the mask."""
+    image = bytes(_image_part(body.get("image"), "image").content)
+    mask_part = body.get("mask")
+    mask = bytes(_image_part(mask_part, "mask").content) if mask_part is not None else None
+    parameters: dict[str, Any] = {"editMode": "EDIT_MODE_INPAINT_INSERTION", "sampleCount": body.get("n") or 1}
+    if body.get("output_format"):
+        parameters["outputOptions"] = {"mimeType": IMAGEN_MIME_TYPES[body["output_format"]]}
+    return {
+        "instances": [{
+            "prompt": body["prompt"],
+            "referenceImages": [
+                {"referenceType": "REFERENCE_TYPE_RAW", "referenceId": 1,
+                 "referenceImage": {"bytesBase64Encoded": base64.b64encode(image).decode()}},
+                {"referenceType": "REFERENCE_TYPE_MASK", "referenceId": 2,
+                 "referenceImage": {"bytesBase64Encoded": base64.b64encode(imagen_edit_mask(image, mask)).decode()},
+                 "maskImageConfig": {"maskMode": "MASK_MODE_USER_PROVIDED"}},
+            ],
+        }],
+        "parameters": parameters,
+    }
+
+
 # A native call on one model: /v1beta/models/{model}:{method}.
 _NATIVE_MODEL_PATH = re.compile(r"/models/([^/:]+):(\w+)$")
 
@@ -730,6 +814,8 @@ class GeminiAdapter(ProviderAdapter):
             refuse_or_drop(self.name, body, EMBEDDING_PARAMS, drop_params=drop_params)
         if operation is Operation.IMAGE_GENERATION:
             return imagen_body_check(self.name, body, drop_params=drop_params)
+        if operation is Operation.IMAGE_EDIT:
+            return imagen_edit_body_check(self.name, body, drop_params=drop_params)
         # Gemini may always call several functions at once: it cannot promise one call only.
         if body.get("parallel_tool_calls") is False and not drop_params:
             raise invalid_request(
@@ -750,6 +836,9 @@ class GeminiAdapter(ProviderAdapter):
         elif operation is Operation.IMAGE_GENERATION:
             url = await self.model_url(deployment, "predict")
             payload = imagen_request_body(body)
+        elif operation is Operation.IMAGE_EDIT:
+            url = await self.model_url(deployment, "predict")
+            payload = imagen_edit_request_body(body)
         else:
             method = "streamGenerateContent?alt=sse" if stream else "generateContent"
             url = await self.model_url(deployment, method)
@@ -760,7 +849,7 @@ class GeminiAdapter(ProviderAdapter):
         payload = load_json_response(self.name, raw)
         if operation is Operation.EMBEDDING:
             return self.embedding_response(deployment, payload)
-        if operation is Operation.IMAGE_GENERATION:
+        if operation in (Operation.IMAGE_GENERATION, Operation.IMAGE_EDIT):
             return imagen_response(self.name, payload)
         return chat_completion_from(self.name, deployment, payload)
 

@@ -164,6 +164,8 @@ class VertexAIAdapter(GeminiAdapter):
     api_key_env = None  # an api_key is a ready access token; service accounts come from secret_params
     default_location = "us-central1"
     embedding_method = "predict"
+    # Imagen 3 capability edits images on Vertex AI only (the Gemini API has no Imagen editing).
+    operations = frozenset({Operation.CHAT, Operation.EMBEDDING, Operation.IMAGE_GENERATION, Operation.IMAGE_EDIT})
     # The pass-through: the client's own project, location and model in the path become the
     # deployment's; Gemini calls read like the Gemini API's, Claude's like Anthropic's.
     passthrough_paths = VERTEX_NATIVE_PATH
