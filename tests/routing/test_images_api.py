@@ -418,3 +418,20 @@ def test_imagen_edits_refuse_what_they_cannot_do_before_calling(gateway, openai_
         client.images.edit(model="imagen-edit-gemini", prompt="x", image=("a.png", _png(transparent_box=(0, 0, 4, 4))))
     assert info.value.body["code"] == "unsupported_operation"
     assert imagen_edit["vertex_ai"].server.requests == [] and imagen_edit["gemini"].server.requests == []
+
+
+def test_an_imagen_edit_of_a_huge_or_broken_image_is_a_400(gateway, openai_client, imagen_edit):
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    # A PNG header claiming 30000 × 30000 pixels: a few hundred bytes that would decode to 3.6 GB.
+    bomb = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 6, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b""))
+    for image, param in ((bomb, "image"), (b"not an image at all", "image")):
+        with pytest.raises(openai.BadRequestError) as info:
+            openai_client().images.edit(model="imagen-edit-vertex_ai", prompt="x", image=("a.png", image))
+        assert info.value.body["param"] == param
+    assert imagen_edit["vertex_ai"].server.requests == []

@@ -714,6 +714,7 @@ def imagen_response(provider: str, payload: dict) -> TranslatedResponse:
 
 # --- image edits: OpenAI's /v1/images/edits as Imagen 3 capability's :predict (Vertex AI) -------
 
+IMAGEN_EDIT_MAX_PIXELS = 4096 * 2048  # bounds the mask's redrawing (on the event loop: a few ms a megapixel)
 IMAGE_EDIT_PARAMS = frozenset({"model", "image", "mask", "prompt", "n", "size", "response_format", "output_format",
                                "user"})
 
@@ -733,10 +734,13 @@ def imagen_edit_mask(image: bytes, mask: bytes | None) -> bytes:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(image)) as picture:
+        with Image.open(io.BytesIO(image)) as picture:  # reads the header only
             size = picture.size
+        if size[0] * size[1] > IMAGEN_EDIT_MAX_PIXELS:
+            raise invalid_request(f"Imagen edits images of at most {IMAGEN_EDIT_MAX_PIXELS} pixels.", param="image",
+                                  code="image_too_large")
         source = Image.open(io.BytesIO(mask if mask is not None else image))
-    except (UnidentifiedImageError, OSError):
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
         raise invalid_request("The image and mask must be PNG or JPEG images.", param="mask" if mask else "image",
                               code="invalid_image") from None
     with source:
