@@ -325,12 +325,57 @@ def _stability_image(body: dict) -> dict:
     return {"seeds": [42], "finish_reasons": [None], "images": [JPEG_BASE64 if output_format == "jpeg" else PNG_BASE64]}
 
 
-def _nova_image(body: dict) -> dict:
+def _decoded_image(value, where: str):
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        picture = Image.open(io.BytesIO(base64.b64decode(value, validate=True)))
+        picture.load()
+    except (TypeError, ValueError, UnidentifiedImageError, OSError):
+        raise _malformed(f"#/{where}: expected a base64 PNG or JPEG image") from None
+    return picture
+
+
+def _nova_inpainting(body: dict, masks: list) -> dict:
+    extra = sorted(set(body) - {"taskType", "inPaintingParams", "imageGenerationConfig"})
+    if extra:
+        raise _malformed(f"#: extraneous key [{extra[0]}] is not permitted")
+    params = body.get("inPaintingParams")
+    if not isinstance(params, dict) or set(params) - {"image", "maskImage", "maskPrompt", "text", "negativeText"}:
+        raise _malformed("#/inPaintingParams: unexpected keys")
+    if ("maskImage" in params) == ("maskPrompt" in params):
+        raise _malformed("#/inPaintingParams: exactly one of maskImage and maskPrompt is required")
+    image = _decoded_image(params.get("image"), "inPaintingParams/image")
+    if image.mode in ("RGBA", "LA", "PA") and image.getchannel("A").getextrema()[0] < 255:
+        raise Invalid(400, "ValidationException", "The input image contains transparent or translucent pixels.")
+    if "maskImage" in params:
+        mask = _decoded_image(params["maskImage"], "inPaintingParams/maskImage")
+        if mask.size != image.size:
+            raise Invalid(400, "ValidationException", "The mask image must have the same size as the input image.")
+        if any(mask.convert("L").histogram()[1:255]):
+            raise Invalid(400, "ValidationException", "The mask image must be pure black and white.")
+        masks.append(mask.convert("L"))
+    config = body.get("imageGenerationConfig") or {}
+    if set(config) - {"numberOfImages", "quality", "cfgScale", "seed"}:  # the output follows the input's size
+        raise _malformed("#/imageGenerationConfig: width and height are not permitted for INPAINTING")
+    n = config.get("numberOfImages", 1)
+    if not isinstance(n, int) or not 1 <= n <= 5:
+        raise _malformed("#/imageGenerationConfig/numberOfImages: expected 1 to 5")
+    if "forbidden" in str(params.get("text", "")):
+        raise Invalid(400, "ValidationException", "This request has been blocked by our content filters.")
+    return {"images": [PNG_BASE64] * n}
+
+
+def _nova_image(body: dict, masks: list) -> dict:
+    if body.get("taskType") == "INPAINTING":
+        return _nova_inpainting(body, masks)
     extra = sorted(set(body) - {"taskType", "textToImageParams", "imageGenerationConfig"})
     if extra:
         raise _malformed(f"#: extraneous key [{extra[0]}] is not permitted")
     if body.get("taskType") != "TEXT_IMAGE":
-        raise _malformed("#/taskType: expected TEXT_IMAGE here")
+        raise _malformed("#/taskType: expected TEXT_IMAGE or INPAINTING here")
     params = body.get("textToImageParams")
     text = params.get("text") if isinstance(params, dict) else None
     if not isinstance(text, str) or not 1 <= len(text) <= 1024:
@@ -359,6 +404,7 @@ class BedrockServer(FakeServer):
         super().__init__()
         self.region = region
         self.requests: list[dict] = []
+        self.edit_masks: list = []  # the masks Nova Canvas inpainting was sent (PIL images), for the tests
         self.app.router.add_post("/model/{tail:.+}", self.handle)
 
     def check_auth(self, request: web.Request) -> None:
@@ -455,7 +501,7 @@ class BedrockServer(FakeServer):
                 raise Invalid(400, "ValidationException", "Malformed input request: expected an object.")
             if model_id.startswith("stability."):
                 return web.json_response(_stability_image(body))
-            return web.json_response(_nova_image(body))
+            return web.json_response(_nova_image(body, self.edit_masks))
         except Invalid as invalid:
             return aws_error(invalid.status, invalid.error_type, invalid.message)
 

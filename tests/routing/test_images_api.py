@@ -435,3 +435,48 @@ def test_an_imagen_edit_of_a_huge_or_broken_image_is_a_400(gateway, openai_clien
             openai_client().images.edit(model="imagen-edit-vertex_ai", prompt="x", image=("a.png", image))
         assert info.value.body["param"] == param
     assert imagen_edit["vertex_ai"].server.requests == []
+
+
+def test_a_nova_canvas_edit_is_inpainting_with_the_mask_black_on_white(gateway, openai_client, bedrock_images,
+                                                                       spend_logs):
+    bedrock_images.server.edit_masks.clear()
+    result = openai_client().images.edit(
+        model="canvas", prompt="a red door", n=2, quality="high", response_format="b64_json",
+        image=("room.png", _png(size=(640, 480))), mask=("m.png", _png(size=(640, 480), transparent_box=(0, 0, 100, 50))))
+    assert len(result.data) == 2
+    sent = bedrock_images.server.requests[-1]
+    assert sent["path"] == "/model/amazon.nova-canvas-v1:0/invoke"
+    assert sent["body"]["taskType"] == "INPAINTING" and sent["body"]["inPaintingParams"]["text"] == "a red door"
+    assert sent["body"]["imageGenerationConfig"] == {"numberOfImages": 2, "quality": "premium"}
+    [mask] = bedrock_images.server.edit_masks
+    # Nova edits the black pixels (where OpenAI's mask was transparent) and keeps the white ones.
+    assert mask.getpixel((10, 10)) == 0 and mask.getpixel((300, 300)) == 255
+    [log] = spend_logs(1)
+    assert (log.call_type, log.cost) == ("image_edit", 2 * Decimal("0.06"))  # premium, up to 1024 a side
+
+
+def test_a_nova_canvas_edit_without_a_mask_uses_the_images_transparency_and_sends_it_opaque(
+        gateway, openai_client, bedrock_images):
+    bedrock_images.server.edit_masks.clear()
+    openai_client().images.edit(model="canvas", prompt="sky", response_format="b64_json",
+                                image=("room.png", _png(size=(640, 480), transparent_box=(0, 0, 640, 100))))
+    [mask] = bedrock_images.server.edit_masks  # the fake refuses transparent pixels in the image itself
+    assert mask.getpixel((5, 5)) == 0 and mask.getpixel((5, 300)) == 255
+
+
+def test_bedrock_edits_refuse_what_nova_cannot_do_before_calling(gateway, openai_client, bedrock_images):
+    client = openai_client()
+    mask = ("m.png", _png(size=(640, 480), transparent_box=(0, 0, 10, 10)))
+    for model, kwargs, param in (
+        ("sd", {"mask": mask}, "model"),
+        ("canvas", {"mask": mask, "n": 6}, "n"),
+        ("canvas", {"mask": mask, "size": "1024x1024"}, "size"),
+        ("canvas", {"mask": ("m.png", _png(size=(64, 64), transparent_box=(0, 0, 10, 10)))}, "mask"),
+    ):
+        with pytest.raises(openai.BadRequestError) as info:
+            client.images.edit(model=model, prompt="x", image=("a.png", _png(size=(640, 480))), **kwargs)
+        assert info.value.body["param"] == param, (model, kwargs, info.value.body)
+    with pytest.raises(openai.BadRequestError) as info:  # Nova takes sides of 320 pixels or more
+        client.images.edit(model="canvas", prompt="x", image=("a.png", _png(transparent_box=(0, 0, 4, 4))))
+    assert info.value.body["param"] == "image"
+    assert bedrock_images.server.requests == []

@@ -32,7 +32,7 @@ from botocore.credentials import Credentials
 
 from apps.core.errors import GatewayError, invalid_request
 from apps.providers.adapters.anthropic import AnthropicStreamTranslator, usage_from_anthropic
-from apps.providers.adapters.bedrock_images import image_request_body, image_response
+from apps.providers.adapters.bedrock_images import image_edit_request_body, image_request_body, image_response
 from apps.providers.adapters.base import (
     Operation,
     ProviderAdapter,
@@ -601,11 +601,11 @@ class BedrockAdapter(ProviderAdapter):
         }
     )
 
-    operations = frozenset({Operation.CHAT, Operation.IMAGE_GENERATION})
+    operations = frozenset({Operation.CHAT, Operation.IMAGE_GENERATION, Operation.IMAGE_EDIT})
 
     def prepare_body(self, operation, body, *, drop_params):
         body = super().prepare_body(operation, body, drop_params=drop_params)
-        if operation is Operation.IMAGE_GENERATION:
+        if operation in (Operation.IMAGE_GENERATION, Operation.IMAGE_EDIT):
             # Checked in build_request, which knows the model's family (each has its own body).
             return {**body, _DROP_PARAMS: drop_params}
         # Values Converse cannot honour, though the parameter itself is fine.
@@ -629,11 +629,12 @@ class BedrockAdapter(ProviderAdapter):
 
     async def build_request(self, operation, deployment, body, *, stream):
         region = region_of(deployment)
-        if operation is Operation.IMAGE_GENERATION:
+        if operation in (Operation.IMAGE_GENERATION, Operation.IMAGE_EDIT):
             body = dict(body)
             drop_params = bool(body.pop(_DROP_PARAMS, False))
             url = invoke_url(deployment, region)
-            payload = orjson.dumps(image_request_body(deployment.upstream_model, body, drop_params=drop_params))
+            translate = image_request_body if operation is Operation.IMAGE_GENERATION else image_edit_request_body
+            payload = orjson.dumps(translate(deployment.upstream_model, body, drop_params=drop_params))
         else:
             url = converse_url(deployment, region, stream=stream)
             payload = orjson.dumps(converse_body(body))
@@ -647,7 +648,7 @@ class BedrockAdapter(ProviderAdapter):
 
     def translate_response(self, operation, deployment, raw):
         payload = load_json_response(self.name, raw)
-        if operation is Operation.IMAGE_GENERATION:
+        if operation in (Operation.IMAGE_GENERATION, Operation.IMAGE_EDIT):
             return image_response(deployment.upstream_model, payload)
         output = payload.get("output")
         message = output.get("message") if isinstance(output, dict) else None

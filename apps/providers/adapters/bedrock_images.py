@@ -8,12 +8,14 @@ Two families, each with its own documented body:
   "imageGenerationConfig": {"numberOfImages", "width", "height", "quality"}} → {"images"};
   1 to 5 images, each side 320 to 4096 pixels in steps of 16, at most 4:1, at most 4.19 MP.
   Priced per image by quality (standard, premium) and size tier (up to 1024 or 2048 a side).
-What a model cannot do (several Stability images, a link instead of base64, a size Nova refuses)
-is a 400 naming the parameter, before any call.
+Image edits go to Nova Canvas's INPAINTING task. What a model cannot do (several Stability
+images, a link instead of base64, a size Nova refuses) is a 400 naming the parameter, before any
+call.
 """
 
 from __future__ import annotations
 
+import base64
 import contextvars
 import time
 
@@ -21,6 +23,7 @@ import orjson
 
 from apps.core.errors import GatewayError, invalid_request
 from apps.providers.adapters.base import TranslatedResponse, Usage, refuse_or_drop
+from apps.providers.adapters.image_edits import edit_mask, edit_upload, image_size, opaque_png
 
 IMAGE_PARAMS = frozenset({"model", "prompt", "n", "size", "response_format", "output_format", "user", "quality"})
 STABILITY_PARAMS = IMAGE_PARAMS - {"quality"}
@@ -108,6 +111,46 @@ def image_request_body(upstream_model: str, body: dict, *, drop_params: bool) ->
         "taskType": "TEXT_IMAGE",
         "textToImageParams": {"text": body["prompt"]},
         "imageGenerationConfig": {"numberOfImages": n, "width": width, "height": height, "quality": quality},
+    }
+
+
+NOVA_EDIT_PARAMS = frozenset({"model", "image", "mask", "prompt", "n", "size", "response_format", "output_format",
+                              "user", "quality"})
+
+
+def image_edit_request_body(upstream_model: str, body: dict, *, drop_params: bool) -> dict:
+    """/v1/images/edits as Nova Canvas's INPAINTING task: the image without its transparency, the
+    area to edit black on a white mask (OpenAI's transparent pixels); the output keeps the
+    image's size. Stability's editing services on Bedrock are other models: not served."""
+    if image_family(upstream_model) != "nova":
+        raise invalid_request(f"bedrock image edits are served by Amazon Nova Canvas, not {upstream_model}.",
+                              param="model", code="unsupported_model")
+    _base64_only(body)
+    refuse_or_drop("bedrock", body, NOVA_EDIT_PARAMS, drop_params=drop_params)
+    n = body.get("n") or 1
+    if n > NOVA_MAX_IMAGES:
+        raise invalid_request(f"bedrock's Nova Canvas makes at most {NOVA_MAX_IMAGES} images per request.",
+                              param="n", code="invalid_value")
+    if body.get("size") not in (None, "auto"):
+        raise invalid_request("bedrock's Nova Canvas edits keep the image's own size: leave 'size' out.",
+                              param="size", code="unsupported_value")
+    if body.get("output_format") not in (None, "png"):
+        raise invalid_request("bedrock's Nova Canvas writes png images.", param="output_format",
+                              code="unsupported_value")
+    image, mask = edit_upload(body, "bedrock's Nova Canvas")
+    width, height = image_size(image, NOVA_MAX_PIXELS)
+    if not (320 <= width <= 4096 and 320 <= height <= 4096 and max(width, height) <= 4 * min(width, height)):
+        raise invalid_request("bedrock's Nova Canvas edits images whose sides are 320 to 4096 pixels, at most 4:1.",
+                              param="image", code="invalid_value")
+    drawn_mask = edit_mask(image, mask, edit_is_white=False, max_pixels=NOVA_MAX_PIXELS)
+    quality = "premium" if body.get("quality") in NOVA_PREMIUM else "standard"
+    tier = "1024-x-1024" if max(width, height) <= 1024 else "2048-x-2048"
+    _price_variant.set((f"{quality}/{tier}",))
+    return {
+        "taskType": "INPAINTING",
+        "inPaintingParams": {"image": base64.b64encode(opaque_png(image, NOVA_MAX_PIXELS)).decode(),
+                             "maskImage": base64.b64encode(drawn_mask).decode(), "text": body["prompt"]},
+        "imageGenerationConfig": {"numberOfImages": n, "quality": quality},
     }
 
 

@@ -53,6 +53,7 @@ from apps.providers.adapters.base import (
     tool_arguments_object,
     upstream_error,
 )
+from apps.providers.adapters.image_edits import edit_mask, edit_upload
 
 # The OpenAI chat parameters Gemini has an equivalent for. `user` is accepted and not
 # sent: Gemini has no end-user field, and refusing it would break most SDK clients.
@@ -719,44 +720,6 @@ IMAGE_EDIT_PARAMS = frozenset({"model", "image", "mask", "prompt", "n", "size", 
                                "user"})
 
 
-def _image_part(value, param: str):
-    parts = value if isinstance(value, list) else [value]
-    if len(parts) != 1 or not hasattr(parts[0], "content"):
-        raise invalid_request(f"Imagen edits one image: send one '{param}' file.", param=param, code="invalid_value")
-    return parts[0]
-
-
-def imagen_edit_mask(image: bytes, mask: bytes | None) -> bytes:
-    """OpenAI's mask (or, without one, the image itself) marks the area to edit with fully
-    transparent pixels; Imagen's is a black image with that area white. A PNG of the latter."""
-    import io
-
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(image)) as picture:  # reads the header only
-            size = picture.size
-        if size[0] * size[1] > IMAGEN_EDIT_MAX_PIXELS:
-            raise invalid_request(f"Imagen edits images of at most {IMAGEN_EDIT_MAX_PIXELS} pixels.", param="image",
-                                  code="image_too_large")
-        source = Image.open(io.BytesIO(mask if mask is not None else image))
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
-        raise invalid_request("The image and mask must be PNG or JPEG images.", param="mask" if mask else "image",
-                              code="invalid_image") from None
-    with source:
-        if source.size != size:
-            raise invalid_request("The mask must have the same dimensions as the image.", param="mask",
-                                  code="invalid_value")
-        if "A" not in source.getbands() and source.mode != "P":
-            raise invalid_request("Without a mask, the image's fully transparent areas are what is edited: send a "
-                                  "mask, or an image with an alpha channel.", param="mask", code="invalid_value")
-        alpha = source.convert("RGBA").getchannel("A")
-    edited = alpha.point(lambda value: 255 if value == 0 else 0)  # a lookup table: done in C
-    out = io.BytesIO()
-    edited.save(out, format="PNG")
-    return out.getvalue()
-
-
 def imagen_edit_body_check(provider: str, body: dict, *, drop_params: bool) -> dict:
     refuse_or_drop(provider, body, IMAGE_EDIT_PARAMS, drop_params=drop_params)
     n = body.get("n") or 1
@@ -779,9 +742,7 @@ def imagen_edit_body_check(provider: str, body: dict, *, drop_params: bool) -> d
 
 def imagen_edit_request_body(body: dict) -> dict:
     """An inpainting request: the image as the raw reference, the area to edit as the mask."""
-    image = bytes(_image_part(body.get("image"), "image").content)
-    mask_part = body.get("mask")
-    mask = bytes(_image_part(mask_part, "mask").content) if mask_part is not None else None
+    image, mask = edit_upload(body, "Imagen")
     parameters: dict[str, Any] = {"editMode": "EDIT_MODE_INPAINT_INSERTION", "sampleCount": body.get("n") or 1}
     if body.get("output_format"):
         parameters["outputOptions"] = {"mimeType": IMAGEN_MIME_TYPES[body["output_format"]]}
@@ -792,7 +753,8 @@ def imagen_edit_request_body(body: dict) -> dict:
                 {"referenceType": "REFERENCE_TYPE_RAW", "referenceId": 1,
                  "referenceImage": {"bytesBase64Encoded": base64.b64encode(image).decode()}},
                 {"referenceType": "REFERENCE_TYPE_MASK", "referenceId": 2,
-                 "referenceImage": {"bytesBase64Encoded": base64.b64encode(imagen_edit_mask(image, mask)).decode()},
+                 "referenceImage": {"bytesBase64Encoded": base64.b64encode(
+                     edit_mask(image, mask, edit_is_white=True, max_pixels=IMAGEN_EDIT_MAX_PIXELS)).decode()},
                  "maskImageConfig": {"maskMode": "MASK_MODE_USER_PROVIDED"}},
             ],
         }],
