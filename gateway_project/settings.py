@@ -398,6 +398,17 @@ GATEWAY_HEALTH_CHECK_TIMEOUT = env_float("GATEWAY_HEALTH_CHECK_TIMEOUT", 30.0)
 # Deployments whose last health check failed are left out of routing (unless every deployment
 # of the group failed), until a check passes or 3 check intervals go by without one.
 GATEWAY_HEALTH_CHECK_ROUTING = env_bool("GATEWAY_HEALTH_CHECK_ROUTING", True)
+# --- request-path metrics (apps/routing/metrics.py), at /metrics ---
+GATEWAY_REQUEST_METRICS = env_bool("GATEWAY_REQUEST_METRICS", True)
+# Label combinations kept before new ones count under "other" (bounds memory and scrape size).
+GATEWAY_METRICS_MAX_SERIES = env_int("GATEWAY_METRICS_MAX_SERIES", 5000)
+# Seconds between two flushes of the counted requests into /metrics (what a scrape may trail by).
+GATEWAY_METRICS_FLUSH_INTERVAL = env_float("GATEWAY_METRICS_FLUSH_INTERVAL", 1.0)
+# "" (no key label), "alias" (the key's alias, else its hash prefix) or "hash_prefix".
+GATEWAY_METRICS_KEY_LABEL = env_str("GATEWAY_METRICS_KEY_LABEL", "")
+if GATEWAY_METRICS_KEY_LABEL not in ("", "alias", "hash_prefix"):
+    raise ImproperlyConfigured("GATEWAY_METRICS_KEY_LABEL must be empty, alias or hash_prefix.")
+
 # Running /v1/batches are polled upstream this often; an ended one is priced and settled.
 GATEWAY_BATCH_POLL_INTERVAL = env_float("GATEWAY_BATCH_POLL_INTERVAL", 60.0)
 CELERY_BEAT_SCHEDULE["routing-batches-poll"] = {

@@ -16,6 +16,7 @@ from typing import AsyncIterator
 
 import aiohttp
 import orjson
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from apps.billing.entitlement import entitlement_check
@@ -28,6 +29,7 @@ from apps.providers.registry import Deployment
 from apps.providers.streaming import OpenAISSEWriter, decoder_for
 from apps.providers.transport import transport, upstream_timeout
 from apps.routing.batch_store import referenced_files_check
+from apps.routing.metrics import request_metrics
 from apps.routing.limits import end_user_scope, limits_acquire, limits_settle, request_end_user, request_scopes
 from apps.routing.router import (
     RouteProgress,
@@ -132,6 +134,8 @@ class RequestAccount:
                 limits_settle(self.scopes, self.request_id, usage.prompt_tokens + usage.completion_tokens, cost),
                 name="limits-settle",
             )
+        lease = self.route.lease
+        first_token_at = lease.first_token_at if self.stream and lease is not None else None
         release = self.route.settle(tokens=usage.prompt_tokens + usage.completion_tokens,
                                     succeeded=status == SpendLog.Status.SUCCESS)
         if release is not None:
@@ -170,6 +174,9 @@ class RequestAccount:
                 end_user=self.end_user,
             )
         )
+        if settings.GATEWAY_REQUEST_METRICS:
+            request_metrics.observe(self, http_status=http_status, cancelled=status == SpendLog.Status.CANCELLED,
+                                    usage=usage, cost=cost, first_token_at=first_token_at)
 
     def settle_error(self, error: GatewayError) -> None:
         self.settle(status=SpendLog.Status.ERROR, http_status=error.status, error_type=error.code or error.type)

@@ -17,6 +17,7 @@ from apps.core.redis import redis_enabled
 from apps.keys.master import master_key_load
 from apps.providers.transport import transport
 from apps.routing.batch_store import batch_store, file_store
+from apps.routing.metrics import request_metrics
 from apps.routing.responses_store import response_store
 from apps.spend import tokens
 from apps.spend.buffer import spend_buffer
@@ -30,6 +31,7 @@ class ProcessRuntime:
         self.started = False
         self._listener: asyncio.Task | None = None
         self._batch_poller: asyncio.Task | None = None
+        self._metrics_flusher: asyncio.Task | None = None
 
     async def start(self) -> None:
         if self.started:
@@ -49,6 +51,8 @@ class ProcessRuntime:
             self._listener = asyncio.get_running_loop().create_task(
                 invalidation.listen_forever(), name="invalidation-listener"
             )
+        self._metrics_flusher = asyncio.get_running_loop().create_task(_metrics_flush_forever(),
+                                                                       name="metrics-flusher")
         if settings.CELERY_TASK_ALWAYS_EAGER:  # no broker, so no beat: this process follows the batches
             self._batch_poller = asyncio.get_running_loop().create_task(_batches_poll_forever(),
                                                                         name="batches-poller")
@@ -57,14 +61,15 @@ class ProcessRuntime:
         if not self.started:
             return
         self.started = False
-        for task in (self._listener, self._batch_poller):
+        for task in (self._listener, self._batch_poller, self._metrics_flusher):
             if task is not None:
                 task.cancel()
                 try:
                     await task
                 except (asyncio.CancelledError, Exception):
                     pass
-        self._listener = self._batch_poller = None
+        self._listener = self._batch_poller = self._metrics_flusher = None
+        request_metrics.flush()
         await entitlement_refresher_stop()
         await drain()  # limit settlements still on their way to Redis
         await spend_buffer.stop()
@@ -84,6 +89,12 @@ def _batches_poll_in_thread(loop: asyncio.AbstractEventLoop) -> None:
         logger.exception("polling the batches failed")
     finally:
         close_old_connections()
+
+
+async def _metrics_flush_forever() -> None:
+    while True:
+        await asyncio.sleep(settings.GATEWAY_METRICS_FLUSH_INTERVAL)
+        request_metrics.flush()
 
 
 async def _batches_poll_forever() -> None:

@@ -50,3 +50,48 @@ class SpendCollector(Collector):
                                 "Seconds since the spend rollups were last rebuilt (-1: never).")
         age.add_metric([], (timezone.now() - last).total_seconds() if last else -1)
         yield age
+
+
+class SpendPipelineCollector(Collector):
+    """The spend path's backlog at scrape time: this process's buffer, and Redis's spill list."""
+
+    def collect(self):
+        from apps.core.redis import redis_enabled, redis_key, sync_redis
+        from apps.spend.buffer import spend_buffer
+
+        depth = GaugeMetricFamily("gateway_spend_buffer_records",
+                                  "Spend records waiting in this process's buffer for their batch write.")
+        depth.add_metric([], len(spend_buffer))
+        yield depth
+        spilled = GaugeMetricFamily("gateway_spend_spilled_records",
+                                    "Spend records the database refused, waiting in Redis for their replay (-1: unread).")
+        try:
+            spilled.add_metric([], sync_redis().llen(redis_key("spend", "spill")) if redis_enabled() else 0)
+        except Exception:
+            spilled.add_metric([], -1)
+        yield spilled
+
+
+class TeamBudgetCollector(Collector):
+    """Each team's budget and what is left of it this period, from the database at scrape time
+    (its spend as the batch writer last added to it)."""
+
+    def collect(self):
+        from apps.teams.models import Team
+
+        labels = ["team", "team_alias"]
+        budget = GaugeMetricFamily("gateway_team_budget_usd", "A team's budget for its current period.", labels=labels)
+        remaining = GaugeMetricFamily("gateway_team_budget_remaining_usd",
+                                      "USD left of a team's budget this period.", labels=labels)
+        litellm = GaugeMetricFamily("litellm_remaining_team_budget_metric",
+                                    "USD left of a team's budget (LiteLLM's name).", labels=labels)
+        for team_id, alias, max_budget, spend in Team.objects.filter(max_budget__isnull=False).values_list(
+                "pk", "alias", "max_budget", "spend"):
+            values = [str(team_id), alias]
+            left = float(max(max_budget - spend, 0))
+            budget.add_metric(values, float(max_budget))
+            remaining.add_metric(values, left)
+            litellm.add_metric(values, left)
+        yield budget
+        yield remaining
+        yield litellm

@@ -1,10 +1,13 @@
 import hmac
+import os
 
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client.registry import Collector
 
-from apps.spend.metrics import SpendCollector
+from apps.billing.metrics import BillingOutboxCollector
+from apps.spend.metrics import SpendCollector, SpendPipelineCollector, TeamBudgetCollector
 
 
 def metrics_view(request):
@@ -18,4 +21,20 @@ def metrics_view(request):
                                            "code": "invalid_api_key"}}, status=401)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SpendCollector())
+    registry.register(SpendPipelineCollector())
+    registry.register(TeamBudgetCollector())
+    registry.register(BillingOutboxCollector())
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.MultiProcessCollector(registry)  # every worker's request metrics, added up
+    else:
+        registry.register(_RequestMetricsCollector())
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+class _RequestMetricsCollector(Collector):
+    """This process's request-path metrics (apps.routing.metrics), beside the database's."""
+
+    def collect(self):
+        from apps.routing.metrics import REGISTRY
+
+        yield from REGISTRY.collect()
