@@ -163,3 +163,42 @@ def test_the_grafana_dashboard_and_alert_rules_read_only_metrics_the_gateway_exp
     referenced = {name for expr in exprs for name in re.findall(r"\b((?:gateway|litellm)_[a-z_]+)\b", expr)}
     assert len(referenced) >= 12
     assert sorted(referenced - exported) == []
+
+
+def test_with_prometheus_multiproc_dir_metrics_add_up_across_processes(tmp_path, monkeypatch, db):
+    """Two worker processes count requests into PROMETHEUS_MULTIPROC_DIR; /metrics adds them up."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from django.test import RequestFactory
+
+    from apps.spend.views import metrics_view
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "gateway_project.settings",
+           "DEBUG": "1"}
+    count = """
+import django; django.setup()
+import time
+from types import SimpleNamespace
+from apps.providers.adapters.base import Usage
+from apps.routing.metrics import request_metrics
+from apps.routing.router import RouteProgress
+context = SimpleNamespace(alias="", token_hash="h" * 64, team_id="t1")
+account = SimpleNamespace(deployment=None, context=context, model_group="multi", started=time.perf_counter(),
+                          upstream_seconds=0.0, route=RouteProgress())
+for _ in range(3):
+    request_metrics.observe(account, http_status=200, cancelled=False, usage=Usage(prompt_tokens=5), cost=None,
+                            first_token_at=None)
+request_metrics.flush()
+"""
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", count], cwd=root, env=env, check=True, timeout=60)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    output = metrics_view(RequestFactory().get("/metrics")).content.decode()
+    samples = {(s.name, frozenset(s.labels.items())): s.value
+               for family in text_string_to_metric_families(output) for s in family.samples}
+    assert value(samples, "gateway_proxy_requests_total", model_group="multi") == 6
+    assert value(samples, "gateway_proxy_tokens_total", model_group="multi", kind="prompt") == 30
