@@ -57,6 +57,10 @@ retries_total = Counter(
 fallbacks_total = Counter(
     "gateway_fallbacks", "Fallbacks to another model group.", ("model_group",), registry=REGISTRY)
 
+cooldowns_total = Counter(
+    "gateway_deployment_cooldowns", "Times a deployment was put in cooldown (failures, or a 429).",
+    ("model_group", "deployment"), registry=REGISTRY)
+
 # LiteLLM's metric names (its prometheus callback), fed from the same observations.
 litellm_requests = Counter(
     "litellm_proxy_total_requests_metric", "Requests (LiteLLM's name).",

@@ -38,6 +38,7 @@ from apps.keys.context import KeyContext
 from apps.keys.limits import LimitScope
 from apps.providers.adapters.base import Operation
 from apps.providers.registry import Deployment, deployment_registry
+from apps.routing.metrics import cooldowns_total
 from apps.routing.selection import policy as routing
 from apps.routing.selection.deployment_state import DeploymentLoad, deployment_state
 from apps.routing.selection.policy import ErrorClass, GroupPolicy, RoutingPolicy, routing_policy_cache
@@ -476,10 +477,12 @@ async def _failure_record(deployment: Deployment, error: GatewayError, error_cla
     if immediate:
         seconds = min(retry_after_seconds(error.headers) or seconds, MAX_COOLDOWN_SECONDS)
     try:
-        await deployment_state().failure(
+        until = await deployment_state().failure(
             deployment.state_key, allowed_fails=group_policy.allowed_fails_for(error_class),
             cooldown_seconds=seconds, immediate=immediate,
         )
+        if until:
+            cooldowns_total.labels(deployment.model_name, str(deployment.id)).inc()
     except Exception:
         logger.warning("routing state unavailable: failure of %s not counted", deployment.state_key, exc_info=True)
 

@@ -7,6 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.registry import Collector
 
 from apps.billing.metrics import BillingOutboxCollector
+from apps.providers.metrics import DeploymentHealthCollector
 from apps.spend.metrics import SpendCollector, SpendPipelineCollector, TeamBudgetCollector
 
 
@@ -24,6 +25,7 @@ def metrics_view(request):
     registry.register(SpendPipelineCollector())
     registry.register(TeamBudgetCollector())
     registry.register(BillingOutboxCollector())
+    registry.register(DeploymentHealthCollector())
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)  # every worker's request metrics, added up
     else:

@@ -202,3 +202,16 @@ request_metrics.flush()
                for family in text_string_to_metric_families(output) for s in family.samples}
     assert value(samples, "gateway_proxy_requests_total", model_group="multi") == 6
     assert value(samples, "gateway_proxy_tokens_total", model_group="multi", kind="prompt") == 30
+
+
+def test_cooldowns_and_deployment_health_are_exported(gateway, openai_client, make_deployment, fast_retries,
+                                                     router_settings):
+    router_settings(allowed_fails=0, num_retries=0)
+    broken = make_deployment("cooling", upstream_model="error-503")
+    before = scrape(gateway)
+    with pytest.raises(openai.APIStatusError):
+        openai_client().chat.completions.create(model="cooling", messages=[{"role": "user", "content": "hi"}])
+    after = scrape(gateway)
+    assert (value(after, "gateway_deployment_cooldowns_total", deployment=str(broken.pk))
+            - value(before, "gateway_deployment_cooldowns_total", deployment=str(broken.pk))) == 1
+    assert value(after, "gateway_deployment_healthy", deployment=str(broken.pk)) == -1  # never checked
