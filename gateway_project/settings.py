@@ -315,11 +315,17 @@ GATEWAY_JWT_ORGANIZATION_CLAIM = env_str("GATEWAY_JWT_ORGANIZATION_CLAIM", "org_
 GATEWAY_JWT_KEYS_TTL = env_float("GATEWAY_JWT_KEYS_TTL", 600.0)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+# "plain" (human-readable, the default) or "json": one JSON object a line, for log shippers.
+GATEWAY_LOG_FORMAT = env_str("GATEWAY_LOG_FORMAT", "plain")
+if GATEWAY_LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured("GATEWAY_LOG_FORMAT must be plain or json.")
+# One log line per /v1 request (logger gateway.requests): ids, model, deployment, status, timings,
+# tokens and cost; never a prompt, an answer or a key.
+GATEWAY_REQUEST_LOG = env_bool("GATEWAY_REQUEST_LOG", False)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {"console": {"()": "apps.core.logs.BackgroundHandler", "output": GATEWAY_LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }

@@ -9,6 +9,7 @@ error left after every retry and fallback, a client disconnect or a cut stream.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from datetime import datetime, timezone
@@ -48,6 +49,8 @@ from apps.spend.payloads import StreamedAnswer, bounded_json, spend_metadata, st
 from apps.spend.pricing import price_usage
 from apps.spend.records import SpendRecord
 from apps.spend.tokens import estimate_text_tokens, request_prompt_tokens
+
+request_log = logging.getLogger("gateway.requests")
 
 _CALL_TYPES = {
     Operation.CHAT: "chat_completion",
@@ -177,6 +180,27 @@ class RequestAccount:
         if settings.GATEWAY_REQUEST_METRICS:
             request_metrics.observe(self, http_status=http_status, cancelled=status == SpendLog.Status.CANCELLED,
                                     usage=usage, cost=cost, first_token_at=first_token_at)
+        if settings.GATEWAY_REQUEST_LOG:
+            self._log(status, http_status, error_type, usage, priced.status, first_token_at)
+
+    def _log(self, status, http_status, error_type, usage: Usage, cost_status: str, first_token_at) -> None:
+        """The request's log line (GATEWAY_REQUEST_LOG): what happened, never what was said."""
+        context, deployment, route = self.context, self.deployment, self.route
+        total_ms = (time.perf_counter() - self.started) * 1000
+        request_log.info("%s %s %s", self.call_type, self.model or "-", status, extra={"request": {
+            "request_id": self.request_id, "key_alias": context.alias or "", "key": context.token_hash[:8],
+            "team": context.team_id or "", "organization": context.organization_id or "", "model": self.model,
+            "model_group": self.model_group, "deployment": deployment.id if deployment else None,
+            "provider": deployment.provider if deployment else "", "call_type": self.call_type, "status": status,
+            "http_status": http_status, "error": error_type, "stream": self.stream,
+            "latency_ms": round(total_ms, 1),
+            "upstream_ms": round(self.upstream_seconds * 1000, 1),
+            "ttft_ms": round((first_token_at - self.started) * 1000, 1) if first_token_at else None,
+            "retries": route.attempted_retries, "fallbacks": route.attempted_fallbacks,
+            "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "cost": format(self.cost, "f") if self.cost is not None else None, "cost_status": cost_status,
+            "end_user": self.end_user,
+        }})
 
     def settle_error(self, error: GatewayError) -> None:
         self.settle(status=SpendLog.Status.ERROR, http_status=error.status, error_type=error.code or error.type)
