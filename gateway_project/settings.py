@@ -151,6 +151,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "apps.core.audit.AuditContextMiddleware",  # the admin's changes are its user's (the audit log)
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -404,6 +405,13 @@ GATEWAY_HEALTH_CHECK_TIMEOUT = env_float("GATEWAY_HEALTH_CHECK_TIMEOUT", 30.0)
 # Deployments whose last health check failed are left out of routing (unless every deployment
 # of the group failed), until a check passes or 3 check intervals go by without one.
 GATEWAY_HEALTH_CHECK_ROUTING = env_bool("GATEWAY_HEALTH_CHECK_ROUTING", True)
+# --- the audit log (apps/core/audit.py) ---
+# Seconds an audit entry is kept before the daily purge deletes it; 0 keeps them. Default: 400 days.
+GATEWAY_AUDIT_RETENTION = env_int("GATEWAY_AUDIT_RETENTION", 400 * 86400)
+CELERY_BEAT_SCHEDULE["audit-logs-purge"] = {
+    "task": "core.audit_logs_purge", "schedule": 86400.0, "options": {"expires": 3600},
+}
+
 # --- request-path metrics (apps/routing/metrics.py), at /metrics ---
 GATEWAY_REQUEST_METRICS = env_bool("GATEWAY_REQUEST_METRICS", True)
 # Label combinations kept before new ones count under "other" (bounds memory and scrape size).

@@ -37,6 +37,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView, set_rollback
 
 from apps.core.errors import GatewayError
+from apps.core.audit import audit_actor_reset, audit_actor_token, request_audit_actor
 from apps.core.fields import json_depth_exceeds, json_holds_nul
 from apps.keys.auth import raw_key_from_request
 from apps.keys.master import is_master_key, key_grants_proxy_admin
@@ -97,6 +98,16 @@ class ManagementSessionAuthentication(SessionAuthentication):
         if not user.is_staff:
             return None
         return user, Principal(via="session", user=user, is_proxy_admin=user.is_superuser)
+
+
+def _audit_name(principal: Principal) -> str:
+    """How the audit log names a caller: never by its key, only the key's hash prefix."""
+    if principal.via == "master_key":
+        return "master_key"
+    if principal.via == "session":
+        return f"user:{principal.user.get_username()}"
+    name = f"key:{principal.key.token_hash[:8]}"
+    return f"{name} (user:{principal.user.get_username()})" if principal.user is not None else name
 
 
 class IsAuthenticatedPrincipal(BasePermission):
@@ -446,6 +457,19 @@ class ManagementAPIView(APIView):
 
     def get_exception_handler(self):
         return management_exception_handler
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        # What this request changes is its principal's (apps.core.audit).
+        self._audit_token = audit_actor_token(request_audit_actor(request._request, _audit_name(request.auth),
+                                                                  "management_api"))
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        token = getattr(self, "_audit_token", None)
+        if token is not None:
+            audit_actor_reset(token)
+            self._audit_token = None
+        return super().finalize_response(request, response, *args, **kwargs)
 
     def validated(self, request) -> dict:
         """The request's body (POST) or query (GET) validated by the view's serializer."""

@@ -52,6 +52,7 @@ api_urlpatterns = [
     path("user/list", teams.UserListApi.as_view(), name="user-list"),
     path("user/bulk_update", teams.UserBulkUpdateApi.as_view(), name="user-bulk-update"),
     path("user/daily/activity", teams.UserDailyActivityApi.as_view(), name="user-daily-activity"),
+    path("audit/logs", teams.AuditLogsApi.as_view(), name="audit-logs"),
     path("organization/new", teams.OrganizationNewApi.as_view(), name="organization-new"),
     path("organization/update", teams.OrganizationUpdateApi.as_view(), name="organization-update"),
     path("organization/delete", teams.OrganizationDeleteApi.as_view(), name="organization-delete"),

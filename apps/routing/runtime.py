@@ -79,7 +79,7 @@ class ProcessRuntime:
 
 
 def _batches_poll_in_thread(loop: asyncio.AbstractEventLoop) -> None:
-    from django.db import close_old_connections
+    from django.db import connections
 
     from apps.routing.batch_settlement import batches_poll
 
@@ -88,7 +88,7 @@ def _batches_poll_in_thread(loop: asyncio.AbstractEventLoop) -> None:
     except Exception:
         logger.exception("polling the batches failed")
     finally:
-        close_old_connections()
+        connections.close_all()  # this thread's: a poll a minute needs no connection kept open
 
 
 async def _metrics_flush_forever() -> None:

@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.core import invalidation
+from apps.core.audit import audit_bulk_created
 from apps.spend.models import ModelPrice
 from apps.spend.price_format import VERSIONED_FIELDS, document_parse, format_value, litellm_field_name
 from apps.spend.pricing import KIND_PRICES
@@ -141,6 +142,7 @@ def model_prices_import(
         if dry_run or not new_rows:
             return report
         ModelPrice.objects.bulk_create(new_rows, batch_size=500)
+        audit_bulk_created(new_rows)
         invalidation.publish_on_commit({"kind": KIND_PRICES})
     return report
 

@@ -2,6 +2,7 @@ from django import forms
 from django.contrib import admin
 from django.db.models import Q
 
+from apps.core.models import AuditLog
 from apps.management.admin_scope import (
     AdminRequestFormMixin,
     AdminRequestInlineMixin,
@@ -127,3 +128,27 @@ class UserLimitsAdmin(AdminRequestFormMixin, OrganizationScopedAdmin):
     list_select_related = ("user",)
     autocomplete_fields = ("user",)
     readonly_fields = ("spend", "created_at", "updated_at")
+
+
+@admin.register(AuditLog)
+class AuditLogAdmin(OrganizationScopedAdmin):
+    """The audit log: read, filtered, never written or deleted by hand (retention: the
+    core.audit_logs_purge task). An organization's admins see its entries."""
+
+    organization_path = "organization_id"
+    list_display = ("created_at", "actor", "via", "action", "object_type", "object_repr", "ip", "request_id")
+    list_filter = ("action", "via", "object_type")
+    search_fields = ("actor", "=object_id", "object_repr", "=request_id")
+    date_hierarchy = "created_at"
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in AuditLog._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

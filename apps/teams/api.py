@@ -901,3 +901,23 @@ class UserDailyActivityApi(ManagementAPIView):
                              "has_more": page < pages},
             }
         )
+
+
+class AuditLogsApi(ManagementAPIView):
+    """The audit log (apps.core.audit): the proxy admin's whole log; an organization admin's,
+    its organizations' entries. Anyone else: 403."""
+
+    query_serializer = s.AuditLogQuery
+
+    def get(self, request):
+        data = self.validated(request)
+        actor = request_actor(request)
+        organization_ids = None
+        if not actor.is_proxy_admin:
+            organization_ids = actor.admin_org_ids
+            if not organization_ids:
+                raise Forbidden("Only the proxy admin and organization admins may read the audit log.")
+        entries = selectors.audit_log_list(organization_ids=organization_ids, filters=data)
+        entries, total, pages = page_of(entries, page=data["page"], size=data["page_size"])
+        return Response({"data": [s.audit_log_data(e) for e in entries], "total": total, "page": data["page"],
+                         "page_size": data["page_size"], "total_pages": pages})

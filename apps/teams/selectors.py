@@ -194,3 +194,25 @@ def user_teams(*, user) -> list[tuple[Team, str]]:
         .select_related("team", "team__organization")
         .order_by("team__alias")
     ]
+
+
+def audit_log_list(*, organization_ids=None, filters: dict):
+    """Audit entries, newest first; `organization_ids`: only theirs (None: all)."""
+    from datetime import datetime, time, timedelta, timezone
+
+    from apps.core.models import AuditLog
+
+    entries = AuditLog.objects.all()
+    if organization_ids is not None:
+        entries = entries.filter(organization_id__in=[str(o) for o in organization_ids])
+    for name in ("object_type", "object_id", "action", "via", "request_id", "organization_id"):
+        if filters.get(name):
+            entries = entries.filter(**{name: filters[name]})
+    if filters.get("actor"):
+        entries = entries.filter(actor__icontains=filters["actor"])
+    if filters.get("start_date"):
+        entries = entries.filter(created_at__gte=datetime.combine(filters["start_date"], time(), timezone.utc))
+    if filters.get("end_date"):
+        end = datetime.combine(filters["end_date"], time(), timezone.utc) + timedelta(days=1)
+        entries = entries.filter(created_at__lt=end)
+    return entries.order_by("-created_at", "-id")

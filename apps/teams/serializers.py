@@ -707,3 +707,25 @@ def user_data(user, *, limits=None, org_roles=(), team_roles=()) -> dict:
     data["created_at"] = user.date_joined
     data.pop("updated_at", None)
     return data
+
+
+class AuditLogQuery(PageQuery):
+    object_type = serializers.CharField(required=False, help_text="app_label.model, e.g. keys.virtualkey.")
+    object_id = serializers.CharField(required=False)
+    actor = serializers.CharField(required=False, help_text="Entries whose actor contains this.")
+    action = serializers.ChoiceField(choices=["create", "update", "delete"], required=False)
+    via = serializers.ChoiceField(choices=["management_api", "admin", "command", "system"], required=False)
+    request_id = serializers.CharField(required=False)
+    organization_id = serializers.CharField(required=False, help_text="Only this organization's entries.")
+    start_date = serializers.DateField(required=False, help_text="From this day (UTC), YYYY-MM-DD.")
+    end_date = serializers.DateField(required=False, help_text="To this day (UTC), included.")
+    page_size = serializers.IntegerField(min_value=1, max_value=500, default=50)
+
+
+def audit_log_data(entry) -> dict:
+    return {
+        "id": entry.pk, "created_at": entry.created_at.isoformat(), "actor": entry.actor, "via": entry.via,
+        "action": entry.action, "object_type": entry.object_type, "object_id": entry.object_id,
+        "object_repr": entry.object_repr, "organization_id": entry.organization_id or None,
+        "changes": entry.changes, "ip": entry.ip, "user_agent": entry.user_agent, "request_id": entry.request_id,
+    }

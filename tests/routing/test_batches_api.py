@@ -162,7 +162,8 @@ def test_the_spend_lands_on_the_key_and_the_reservation_is_released(gateway, ope
     with pytest.raises(openai.RateLimitError) as refused:
         client.batches.create(input_file_id=second_file.id, endpoint="/v1/chat/completions", completion_window="24h")
     assert refused.value.body["code"] == "insufficient_quota"
-    [refusal] = SpendLog.objects.filter(call_type="batch", status="error")
+    # The refusal's own log, written by the spend buffer in its next batch.
+    [refusal] = wait_for(lambda: list(SpendLog.objects.filter(call_type="batch", status="error")))
     assert (refusal.error_type, refusal.model) == ("insufficient_quota", "mini")
 
     batch_upstream.finish(first.id)

@@ -1,0 +1,18 @@
+"""Celery tasks of the core app: thin, each a service call."""
+
+from celery import shared_task
+
+
+@shared_task(name="core.audit_logs_purge", ignore_result=True)
+def audit_logs_purge_task() -> int:
+    """Retention of the audit log (GATEWAY_AUDIT_RETENTION; 0 keeps it)."""
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    from apps.core.audit import audit_logs_purge
+
+    if not settings.GATEWAY_AUDIT_RETENTION:
+        return 0
+    return audit_logs_purge(older_than=timezone.now() - timedelta(seconds=settings.GATEWAY_AUDIT_RETENTION))
