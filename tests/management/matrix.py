@@ -179,6 +179,7 @@ MATRIX: dict[str, tuple[str, str, str, str, str, str]] = {
     ),
     "POST /organization/delete": ("any org", DENIED, DENIED, DENIED, DENIED, DENIED),
     "DELETE /organization/delete": ("any org", DENIED, DENIED, DENIED, DENIED, DENIED),
+    "GET /audit/logs": ("all entries", "its orgs' entries", DENIED, DENIED, DENIED, DENIED),
     "GET /organization/info": ("any org", "its orgs", DENIED, DENIED, DENIED, DENIED),
     "POST /organization/info": ("any org", "its orgs", DENIED, DENIED, DENIED, DENIED),
     "GET /organization/list": (

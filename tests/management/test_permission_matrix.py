@@ -79,6 +79,7 @@ REQUESTS = {
     },
     "POST /organization/delete": lambda w, r: {"organization_ids": [str(w.acme.pk)]},
     "DELETE /organization/delete": lambda w, r: {"organization_ids": [str(w.acme.pk)]},
+    "GET /audit/logs": lambda w, r: {},
     "GET /organization/info": lambda w, r: {"organization_id": str(w.acme.pk)},
     "POST /organization/info": lambda w, r: {"organizations": [str(w.acme.pk)]},
     "GET /organization/list": lambda w, r: {},
