@@ -412,6 +412,12 @@ CELERY_BEAT_SCHEDULE["audit-logs-purge"] = {
     "task": "core.audit_logs_purge", "schedule": 86400.0, "options": {"expires": 3600},
 }
 
+# --- OpenTelemetry traces (apps/routing/tracing.py): on when an OTLP endpoint is configured ---
+# The exporter reads the standard variables itself (OTEL_EXPORTER_OTLP_*, OTEL_BSP_*, OTEL_SERVICE_NAME).
+GATEWAY_TRACING = bool(
+    env_str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env_str("OTEL_EXPORTER_OTLP_ENDPOINT")
+) and not env_bool("OTEL_SDK_DISABLED", False)
+
 # --- request-path metrics (apps/routing/metrics.py), at /metrics ---
 GATEWAY_REQUEST_METRICS = env_bool("GATEWAY_REQUEST_METRICS", True)
 # Label combinations kept before new ones count under "other" (bounds memory and scrape size).

@@ -12,6 +12,7 @@ import aiohttp
 from django.conf import settings
 
 from apps.core.errors import GatewayError
+from apps.core.trace_context import upstream_traceparent
 from apps.providers.adapters.base import UpstreamRequest
 
 
@@ -58,12 +59,16 @@ class UpstreamTransport:
             sock_read=limit if stream else None,
             connect=connect_timeout or settings.GATEWAY_UPSTREAM_CONNECT_TIMEOUT,
         )
+        headers = request.headers
+        traceparent = upstream_traceparent.get()
+        if traceparent is not None:  # the attempt's span, continued by the upstream (tracing on)
+            headers = {**headers, "traceparent": traceparent}
         try:
             return await self._get_session().request(
                 request.method,
                 request.url,
                 data=request.body if isinstance(request.body, bytes) else _chunks_sent(request.body),
-                headers=request.headers,
+                headers=headers,
                 timeout=client_timeout,
             )
         except asyncio.TimeoutError as exc:

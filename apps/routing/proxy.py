@@ -31,6 +31,7 @@ from apps.providers.streaming import OpenAISSEWriter, decoder_for
 from apps.providers.transport import transport, upstream_timeout
 from apps.routing.batch_store import referenced_files_check
 from apps.routing.metrics import request_metrics
+from apps.routing.tracing import attempt_span, request_span_end, request_span_start, tracing
 from apps.routing.limits import end_user_scope, limits_acquire, limits_settle, request_end_user, request_scopes
 from apps.routing.router import (
     RouteProgress,
@@ -96,7 +97,7 @@ class RequestAccount:
     __slots__ = ("request_id", "context", "operation", "model", "deployment", "stream", "started",
                  "started_wall", "settled", "body", "limits_acquired", "limit_headers", "scopes",
                  "route", "upstream_seconds", "metadata", "stored_response", "model_group", "cost", "call_type",
-                 "end_user")
+                 "end_user", "span")
 
     def __init__(self, context: KeyContext, operation: Operation, request_id: str | None = None) -> None:
         self.request_id = request_id or uuid.uuid4().hex
@@ -120,6 +121,7 @@ class RequestAccount:
         self.cost = None  # USD, once settled and priced
         self.end_user = ""  # the tenant's customer named by the request (`user`), if any
         self.call_type = _CALL_TYPES[operation]  # the pass-through names its own
+        self.span = None  # the request's trace span, when tracing is on (apps.routing.tracing)
 
     def settle(self, *, status: str, usage: Usage | None = None, http_status: int | None = None,
                error_type: str = "") -> None:
@@ -182,6 +184,9 @@ class RequestAccount:
                                     usage=usage, cost=cost, first_token_at=first_token_at)
         if settings.GATEWAY_REQUEST_LOG:
             self._log(status, http_status, error_type, usage, priced.status, first_token_at)
+        if self.span is not None:
+            request_span_end(self, status=status, http_status=http_status, error_type=error_type, usage=usage,
+                             cost=cost)
 
     def _log(self, status, http_status, error_type, usage: Usage, cost_status: str, first_token_at) -> None:
         """The request's log line (GATEWAY_REQUEST_LOG): what happened, never what was said."""
@@ -295,6 +300,8 @@ async def proxy_request(
     """Serve one request, whatever its client format."""
     context: KeyContext = request.auth
     account = RequestAccount(context, operation, request.scope.get(REQUEST_ID_SCOPE_KEY))
+    if tracing.tracer is not None:
+        request_span_start(request, account)
     try:
         body = client_format.read_body(request)
         model, stream = validate_body(operation, body)
@@ -355,6 +362,9 @@ async def proxy_request(
     )
 
     async def call(deployment: Deployment, timeouts: Timeouts) -> HttpResponse:
+        if account.span is not None:
+            async with attempt_span(account, deployment):
+                return await client_format.deployment_call(deployment, timeouts, operation, upstream_body, account)
         return await client_format.deployment_call(deployment, timeouts, operation, upstream_body, account)
 
     with settled_on_failure(account):

@@ -18,6 +18,7 @@ from apps.keys.master import master_key_load
 from apps.providers.transport import transport
 from apps.routing.batch_store import batch_store, file_store
 from apps.routing.metrics import request_metrics
+from apps.routing.tracing import tracing
 from apps.routing.responses_store import response_store
 from apps.spend import tokens
 from apps.spend.buffer import spend_buffer
@@ -51,6 +52,7 @@ class ProcessRuntime:
             self._listener = asyncio.get_running_loop().create_task(
                 invalidation.listen_forever(), name="invalidation-listener"
             )
+        tracing.start()
         self._metrics_flusher = asyncio.get_running_loop().create_task(_metrics_flush_forever(),
                                                                        name="metrics-flusher")
         if settings.CELERY_TASK_ALWAYS_EAGER:  # no broker, so no beat: this process follows the batches
@@ -70,6 +72,7 @@ class ProcessRuntime:
                     pass
         self._listener = self._batch_poller = self._metrics_flusher = None
         request_metrics.flush()
+        await asyncio.to_thread(tracing.stop)  # exports the spans still queued
         await entitlement_refresher_stop()
         await drain()  # limit settlements still on their way to Redis
         await spend_buffer.stop()
