@@ -418,6 +418,10 @@ GATEWAY_TRACING = bool(
     env_str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env_str("OTEL_EXPORTER_OTLP_ENDPOINT")
 ) and not env_bool("OTEL_SDK_DISABLED", False)
 
+# --- logging callbacks (apps/spend/callbacks.py): config.yaml's litellm_settings.callbacks, plus these ---
+GATEWAY_CALLBACKS = env_str("GATEWAY_CALLBACKS", "")
+GATEWAY_CALLBACK_FLUSH_INTERVAL = env_float("GATEWAY_CALLBACK_FLUSH_INTERVAL", 1.0)
+
 # --- request-path metrics (apps/routing/metrics.py), at /metrics ---
 GATEWAY_REQUEST_METRICS = env_bool("GATEWAY_REQUEST_METRICS", True)
 # Label combinations kept before new ones count under "other" (bounds memory and scrape size).

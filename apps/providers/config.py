@@ -448,7 +448,9 @@ def _router_spec(router_settings: dict, litellm_settings: dict) -> RouterSpec:
 
 _SECTIONS = ("model_list", "general_settings", "router_settings", "litellm_settings", "environment_variables")
 _GENERAL_KEYS = {"master_key", "store_prompts_in_spend_logs"}
-_LITELLM_KEYS = _LITELLM_ROUTER_KEYS | {"drop_params"}
+# The logging callbacks are read by each server process at its start (apps.spend.callbacks).
+_LITELLM_KEYS = _LITELLM_ROUTER_KEYS | {"drop_params", "callbacks", "success_callback", "failure_callback",
+                                        "s3_callback_params"}
 _MODEL_INFO_KEYS = {"id", "mode", "access_groups", "max_input_tokens"}
 # Why a key LiteLLM reads is not read here, where a reason helps more than "not supported".
 _IGNORED_BECAUSE = {
@@ -459,9 +461,6 @@ _IGNORED_BECAUSE = {
     "redis_url": "the gateway reads REDIS_URL from the environment",
     "cache": "response caching is not available yet",
     "cache_params": "response caching is not available yet",
-    "callbacks": "callbacks are not available yet",
-    "success_callback": "callbacks are not available yet",
-    "failure_callback": "callbacks are not available yet",
     "guardrails": "guardrails are not available yet",
     "enable_tag_filtering": "tags filter the deployments of every group whose deployments carry tags, "
                             "and only label requests elsewhere",

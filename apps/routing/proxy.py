@@ -45,6 +45,7 @@ from apps.routing.router import (
 from apps.routing.selection.policy import routing_policy_cache
 from apps.routing.validation import enforced_params_check, json_body, validate_body
 from apps.spend.buffer import spend_buffer
+from apps.spend.callbacks import logging_callbacks
 from apps.spend.models import SpendLog
 from apps.spend.payloads import StreamedAnswer, bounded_json, spend_metadata, stored_answer, stored_request
 from apps.spend.pricing import price_usage
@@ -145,40 +146,41 @@ class RequestAccount:
                                     succeeded=status == SpendLog.Status.SUCCESS)
         if release is not None:
             spawn(release, name="route-release")
-        spend_buffer.add(
-            SpendRecord(
-                request_id=self.request_id,
-                key_id=context.key_id,
-                key_hash=context.token_hash,
-                team_id=context.team_id,
-                organization_id=context.organization_id,
-                user_id=context.user_id,
-                call_type=self.call_type,
-                model=self.model,
-                deployment_id=deployment.id if deployment else None,
-                provider=deployment.provider if deployment else "",
-                upstream_model=deployment.upstream_model if deployment else "",
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                cached_tokens=usage.cached_tokens,
-                reasoning_tokens=usage.reasoning_tokens,
-                usage_reported=usage.reported,
-                cost=cost,
-                status=status,
-                http_status=http_status,
-                error_type=error_type,
-                is_stream=self.stream,
-                latency_ms=int((time.perf_counter() - self.started) * 1000),
-                start_time=datetime.fromtimestamp(self.started_wall, timezone.utc),
-                end_time=datetime.fromtimestamp(ended, timezone.utc),
-                cost_status=priced.status,
-                price_version=priced.version,
-                metadata=self.metadata,
-                messages=stored_request(self.body) if context.store_prompts else None,
-                response=bounded_json(self.stored_response) if self.stored_response is not None else None,
-                end_user=self.end_user,
-            )
+        record = SpendRecord(
+            request_id=self.request_id,
+            key_id=context.key_id,
+            key_hash=context.token_hash,
+            team_id=context.team_id,
+            organization_id=context.organization_id,
+            user_id=context.user_id,
+            call_type=self.call_type,
+            model=self.model,
+            deployment_id=deployment.id if deployment else None,
+            provider=deployment.provider if deployment else "",
+            upstream_model=deployment.upstream_model if deployment else "",
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            usage_reported=usage.reported,
+            cost=cost,
+            status=status,
+            http_status=http_status,
+            error_type=error_type,
+            is_stream=self.stream,
+            latency_ms=int((time.perf_counter() - self.started) * 1000),
+            start_time=datetime.fromtimestamp(self.started_wall, timezone.utc),
+            end_time=datetime.fromtimestamp(ended, timezone.utc),
+            cost_status=priced.status,
+            price_version=priced.version,
+            metadata=self.metadata,
+            messages=stored_request(self.body) if context.store_prompts else None,
+            response=bounded_json(self.stored_response) if self.stored_response is not None else None,
+            end_user=self.end_user,
         )
+        spend_buffer.add(record)
+        if logging_callbacks.destinations:
+            logging_callbacks.add(record)
         if settings.GATEWAY_REQUEST_METRICS:
             request_metrics.observe(self, http_status=http_status, cancelled=status == SpendLog.Status.CANCELLED,
                                     usage=usage, cost=cost, first_token_at=first_token_at)

@@ -21,6 +21,7 @@ from apps.routing.metrics import request_metrics
 from apps.routing.tracing import tracing
 from apps.routing.responses_store import response_store
 from apps.spend import tokens
+from apps.spend.callbacks import logging_callbacks, logging_callbacks_configure
 from apps.spend.buffer import spend_buffer
 from apps.spend.pricing import price_catalog
 
@@ -53,6 +54,8 @@ class ProcessRuntime:
                 invalidation.listen_forever(), name="invalidation-listener"
             )
         tracing.start()
+        logging_callbacks_configure()
+        logging_callbacks.start()
         self._metrics_flusher = asyncio.get_running_loop().create_task(_metrics_flush_forever(),
                                                                        name="metrics-flusher")
         if settings.CELERY_TASK_ALWAYS_EAGER:  # no broker, so no beat: this process follows the batches
@@ -73,6 +76,7 @@ class ProcessRuntime:
         self._listener = self._batch_poller = self._metrics_flusher = None
         request_metrics.flush()
         await asyncio.to_thread(tracing.stop)  # exports the spans still queued
+        await logging_callbacks.stop()  # sends the records still queued
         await entitlement_refresher_stop()
         await drain()  # limit settlements still on their way to Redis
         await spend_buffer.stop()

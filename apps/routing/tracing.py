@@ -24,7 +24,7 @@ from django.conf import settings
 from prometheus_client import Counter
 
 from apps.core.trace_context import upstream_traceparent
-from apps.routing.metrics import REGISTRY
+from apps.core.metrics import REGISTRY
 
 logger = logging.getLogger(__name__)
 

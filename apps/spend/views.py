@@ -37,6 +37,6 @@ class _RequestMetricsCollector(Collector):
     """This process's request-path metrics (apps.routing.metrics), beside the database's."""
 
     def collect(self):
-        from apps.routing.metrics import REGISTRY
+        from apps.core.metrics import REGISTRY
 
         yield from REGISTRY.collect()

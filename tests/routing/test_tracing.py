@@ -119,7 +119,7 @@ def test_a_collector_that_is_down_loses_no_request_and_holds_no_more_than_its_qu
                                                                                     make_deployment):
     from conftest import MASTER_KEY
 
-    from apps.routing.metrics import REGISTRY
+    from apps.core.metrics import REGISTRY
     from apps.routing.tracing import tracing
 
     def dropped() -> float:
