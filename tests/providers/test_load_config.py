@@ -173,13 +173,13 @@ def test_keys_not_acted_on_are_reported_by_name(tmp_path):
     out, err = StringIO(), StringIO()
     call_command("load_config", str(path), stdout=out, stderr=err)
     reported = err.getvalue()
-    for key in ("litellm_settings.cache:", "litellm_settings.cache_params:", "litellm_settings.success_callback:",
+    for key in ("litellm_settings.cache:", "litellm_settings.cache_params:",
                 "router_settings.redis_host: the gateway reads REDIS_URL", "router_settings.enable_tag_filtering:",
                 "router_settings.provider_budget_config:", "general_settings.alerting:", "guardrails:",
                 "model_list[0].model_info.base_model:"):
         assert key in reported, (key, reported)
     # What it does act on is not reported.
-    for key in ("drop_params", "num_retries", "routing_strategy", "master_key", "model_info.id"):
+    for key in ("drop_params", "num_retries", "routing_strategy", "master_key", "model_info.id", "success_callback"):
         assert key not in reported, (key, reported)
     assert "1 created" in out.getvalue()
 
@@ -187,7 +187,7 @@ def test_keys_not_acted_on_are_reported_by_name(tmp_path):
 def test_strict_refuses_a_file_with_keys_not_acted_on_and_changes_nothing(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(LITELLM_EXTRAS)
-    with pytest.raises(CommandError, match=r"9 key\(s\) this gateway does not act on"):
+    with pytest.raises(CommandError, match=r"8 key\(s\) this gateway does not act on"):
         call_command("load_config", str(path), "--strict", stdout=StringIO(), stderr=StringIO())
     assert not ModelDeployment.objects.exists()
     path.write_text(GOOD.replace("api_key: os.environ/TEST_OPENAI_KEY", "api_key: sk-inline"))
