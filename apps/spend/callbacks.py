@@ -10,6 +10,8 @@ config.yaml's `litellm_settings.callbacks` (every request), `success_callback` (
   (s3_bucket_name, s3_region_name, s3_endpoint_url, s3_path, s3_aws_access_key_id,
   s3_aws_secret_access_key, each value or `os.environ/NAME`; else AWS's variables), SigV4-signed
   with botocore;
+- `gcs`: one JSON-lines object per batch in GCS_BUCKET_NAME (under GCS_PATH), uploaded as the
+  service account of GCS_PATH_SERVICE_ACCOUNT (google-auth);
 - `langfuse`: Langfuse's public ingestion API (LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY,
   LANGFUSE_HOST), a trace and a generation per request;
 - `otel`: the OpenTelemetry traces (apps.routing.tracing: on with OTEL_EXPORTER_OTLP_ENDPOINT);
@@ -142,6 +144,40 @@ class S3Callback:
                 raise RuntimeError(f"s3 answered {response.status}: {(await response.text())[:200]}")
 
 
+class GcsCallback:
+    """Google Cloud Storage: one JSON-lines object per batch, uploaded with the JSON API, as a
+    service account (GCS_PATH_SERVICE_ACCOUNT: its key file; GCS_BUCKET_NAME; GCS_PATH: a folder)."""
+
+    name = "gcs"
+
+    def __init__(self, session_factory) -> None:
+        from apps.providers.adapters.vertex import VertexCredentials
+
+        self.bucket = os.environ.get("GCS_BUCKET_NAME")
+        key_file = os.environ.get("GCS_PATH_SERVICE_ACCOUNT")
+        if not self.bucket or not key_file:
+            raise ValueError("gcs needs GCS_BUCKET_NAME and GCS_PATH_SERVICE_ACCOUNT")
+        self.credentials = VertexCredentials(key_file)  # a token for the service account, refreshed near expiry
+        # GCS_API_BASE: an emulator's (fake-gcs-server) instead of Google's.
+        self.api_base = (os.environ.get("GCS_API_BASE") or "https://storage.googleapis.com").rstrip("/")
+        self.prefix = (os.environ.get("GCS_PATH") or "").strip("/")
+        self.session = session_factory
+
+    async def send(self, records: list[dict]) -> None:
+        from urllib.parse import quote
+
+        now = datetime.now(timezone.utc)
+        name = f"{now:%Y-%m-%d}/{now:%H%M%S}-{uuid.uuid4().hex}.jsonl"
+        name = f"{self.prefix}/{name}" if self.prefix else name
+        url = (f"{self.api_base}/upload/storage/v1/b/{quote(self.bucket, safe='')}/o"
+               f"?uploadType=media&name={quote(name, safe='')}")
+        body = b"".join(orjson.dumps(r) + b"\n" for r in records)
+        headers = {"Authorization": f"Bearer {await self.credentials.token()}", "Content-Type": "application/x-ndjson"}
+        async with self.session().post(url, data=body, headers=headers) as response:
+            if response.status >= 300:
+                raise RuntimeError(f"gcs answered {response.status}: {(await response.text())[:200]}")
+
+
 class LangfuseCallback:
     name = "langfuse"
 
@@ -224,6 +260,8 @@ class LoggingCallbacks:
             return S3Callback(self._session_get, litellm_settings.get("s3_callback_params") or {})
         if name == "langfuse":
             return LangfuseCallback(self._session_get)
+        if name == "gcs":
+            return GcsCallback(self._session_get)
         if "." in name:
             module, _, attribute = name.rpartition(".")
             instance = getattr(importlib.import_module(module), attribute)()

@@ -255,3 +255,50 @@ def test_a_config_with_callbacks_is_no_longer_reported_as_ignored():
     config = config_parse("litellm_settings:\n  callbacks: [generic_api]\n  success_callback: [s3]\n"
                           "  s3_callback_params: {s3_bucket_name: b}\n")
     assert not [line for line in config.ignored if "callback" in line]
+
+
+class FakeGcs(FakeServer):
+    """The JSON API's media upload, for bearer tokens the fake Google token endpoint issued."""
+
+    def __init__(self, issued_tokens: set) -> None:
+        super().__init__()
+        self.issued_tokens = issued_tokens
+        self.objects: dict[str, bytes] = {}
+        self.app.router.add_post("/upload/storage/v1/b/{bucket}/o", self.upload)
+
+    async def upload(self, request: web.Request) -> web.Response:
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if token not in self.issued_tokens:
+            return web.json_response({"error": {"code": 401, "message": "Invalid Credentials"}}, status=401)
+        if request.query.get("uploadType") != "media" or not request.query.get("name"):
+            return web.json_response({"error": {"code": 400, "message": "uploadType=media and name needed"}},
+                                     status=400)
+        name = f"{request.match_info['bucket']}/{request.query['name']}"
+        self.objects[name] = await request.read()
+        return web.json_response({"kind": "storage#object", "name": request.query["name"],
+                                  "bucket": request.match_info["bucket"]})
+
+
+def test_gcs_gets_json_lines_objects_as_the_service_account(callbacks_on, configured_gateway, make_deployment,
+                                                            provider_fakes, monkeypatch, tmp_path):
+    import json
+
+    vertex = provider_fakes("vertex_ai")
+    gcs = FakeGcs(vertex.server.issued_tokens).start()
+    try:
+        key_file = tmp_path / "service-account.json"
+        key_file.write_text(json.dumps(vertex.server.service_account_info()))
+        monkeypatch.setenv("GCS_BUCKET_NAME", "gateway-logs")
+        monkeypatch.setenv("GCS_PATH_SERVICE_ACCOUNT", str(key_file))
+        monkeypatch.setenv("GCS_PATH", "llm")
+        monkeypatch.setenv("GCS_API_BASE", gcs.url)
+        callbacks_on("  callbacks: [gcs]\n")
+        make_deployment("to-gcs", upstream_model="gpt-test")
+        client_for(configured_gateway()).chat.completions.create(
+            model="to-gcs", messages=[{"role": "user", "content": "hi"}])
+        objects = wait_for(lambda: gcs.objects)
+        [(name, body)] = objects.items()
+        assert name.startswith("gateway-logs/llm/") and name.endswith(".jsonl")
+        assert orjson.loads(body.splitlines()[0])["model"] == "to-gcs"
+    finally:
+        gcs.stop()
