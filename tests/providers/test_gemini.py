@@ -338,7 +338,8 @@ def test_tool_result_for_an_unknown_call_is_a_400(gemini, deploy, client):
 
 
 def test_images_inline_and_from_cloud_storage(gemini, deploy, client):
-    model = deploy(gemini)
+    # The operator lets tenants name objects of this bucket (its credentials read them).
+    model = deploy(gemini, extra_params={"allowed_file_uri_prefixes": ["gs://bucket/"]})
     reply = client.chat.completions.create(
         model=model,
         messages=[
@@ -729,3 +730,20 @@ def test_vertex_without_a_token_is_unauthenticated(vertex, deploy, client):
     with pytest.raises(openai.AuthenticationError) as info:
         client.chat.completions.create(model=model, messages=HELLO)
     assert info.value.body["code"] == "UNAUTHENTICATED"
+
+
+def test_a_file_uri_outside_the_deployments_allowed_prefixes_is_a_403_before_any_call(gemini, deploy, client):
+    """The deployment's credentials read what a fileData part names: a tenant must not make them
+    read the operator's buckets, or another tenant's files."""
+    model = deploy(gemini, extra_params={"allowed_file_uri_prefixes": ["gs://shared-media/"]})
+    count = len(gemini.requests)
+    for url in ("gs://operator-private/secrets.png", "gs://shared-media-evil/x.png"):
+        with pytest.raises(openai.PermissionDeniedError) as info:
+            client.chat.completions.create(model=model, messages=[{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": url}}]}])
+        assert info.value.body["code"] == "file_uri_not_allowed"
+    unlisted = deploy(gemini, "other-model")  # no prefixes: no file URI at all
+    with pytest.raises(openai.PermissionDeniedError):
+        client.chat.completions.create(model=unlisted, messages=[{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "gs://shared-media/cat.png"}}]}])
+    assert len(gemini.requests) == count

@@ -198,6 +198,25 @@ def test_gemini_native_generate_content_with_the_key_in_the_query(gateway, provi
     assert gemini_upstream.API_KEY  # the fake checked its own key
 
 
+def test_a_native_call_may_not_make_the_deployment_read_a_file_uri_it_does_not_allow(gateway, provider_fakes):
+    """fileData names an object the deployment's credentials read: not the operator's, nor a
+    tenant's, unless the deployment lists its prefix. The uploaded-file ids of another team are
+    refused the same way (a 404, as for /v1)."""
+    from apps.providers.models import ModelDeployment
+
+    fake = provider_fakes("gemini")
+    ModelDeployment.objects.create(model_name="gemini-files", provider="gemini", upstream_model="gemini-fake",
+                                   **fake.deployment_fields(), **PRICES)
+    count = len(fake.server.requests)
+    body = {"contents": [{"role": "user", "parts": [
+        {"text": "Describe"}, {"fileData": {"fileUri": "gs://operator-private/plan.pdf", "mimeType": "application/pdf"}}]}]}
+    answer = httpx.post(f"{gateway.url}/gemini/v1beta/models/gemini-files:generateContent",
+                        headers={"x-goog-api-key": MASTER_KEY}, json=body, timeout=30)
+    assert answer.status_code == 403, answer.text
+    assert answer.json()["error"]["code"] == "file_uri_not_allowed"
+    assert len(fake.server.requests) == count
+
+
 def test_the_model_list_goes_to_a_deployment_the_key_may_use(gateway, claude, make_key, spend_logs):
     _, allowed = make_key(models=["claude-team"])
     _, other = make_key(models=["gpt-team"])

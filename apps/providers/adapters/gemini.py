@@ -251,6 +251,26 @@ def media_part(url: Any, where: str) -> dict:
     )
 
 
+def file_uris_check(payload: dict, deployment, *, param: str = "messages") -> None:
+    """A fileData part names an object the deployment's own credentials read (a gs:// object, a
+    Files API file): every tenant of the deployment could name the operator's, or another
+    tenant's. Only URIs under the deployment's `allowed_file_uri_prefixes` (its extra params, e.g.
+    ["gs://acme-shared-media/"]) are sent; any other is a 403 before any call."""
+    allowed = deployment.extra_params.get("allowed_file_uri_prefixes") or ()
+    allowed = tuple(p for p in ([allowed] if isinstance(allowed, str) else allowed) if isinstance(p, str) and p)
+    for content in payload.get("contents") or ():
+        for part in (content.get("parts") or ()) if isinstance(content, dict) else ():
+            file_data = part.get("fileData") if isinstance(part, dict) else None
+            uri = file_data.get("fileUri") if isinstance(file_data, dict) else None
+            if isinstance(uri, str) and not uri.startswith(allowed):
+                raise GatewayError(
+                    f"This deployment reads no file URI outside its allowed prefixes: {uri[:200]!r} (its "
+                    "credentials would read it for whoever asks; the operator lists what tenants may "
+                    "name in the deployment's allowed_file_uri_prefixes).",
+                    status=403, type="permission_error", param=param, code="file_uri_not_allowed",
+                )
+
+
 def assistant_parts(message: dict, where: str, function_names: dict[str, str]) -> list[dict]:
     parts: list[dict] = [{"text": text} for text in _texts_of(message.get("content"), where) if text]
     for number, call in enumerate(message.get("tool_calls") or []):
@@ -809,6 +829,7 @@ class GeminiAdapter(ProviderAdapter):
             method = "streamGenerateContent?alt=sse" if stream else "generateContent"
             url = await self.model_url(deployment, method)
             payload = gemini_request_body(body)
+            file_uris_check(payload, deployment)
         return UpstreamRequest(url=url, headers=headers, body=orjson.dumps(payload))
 
     def translate_response(self, operation, deployment, raw):
@@ -860,6 +881,8 @@ class GeminiAdapter(ProviderAdapter):
         return super().passthrough_usage(path, deployment, raw)
 
     async def passthrough_request(self, deployment, *, method, path, query, headers, body, json_body):
+        if json_body:
+            file_uris_check(json_body, deployment, param="contents")
         match = _NATIVE_MODEL_PATH.search(path)
         if match:  # the model the client named becomes this deployment's
             model = deployment.upstream_model.removeprefix("models/")

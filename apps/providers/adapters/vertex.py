@@ -28,7 +28,7 @@ from google.oauth2 import service_account
 
 from apps.core.errors import GatewayError
 from apps.providers.adapters.base import Operation, TranslatedResponse, UpstreamRequest, Usage
-from apps.providers.adapters.gemini import GeminiAdapter, embedding_inputs, embeddings_response
+from apps.providers.adapters.gemini import GeminiAdapter, embedding_inputs, embeddings_response, file_uris_check
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 _TOKEN_REQUEST_TIMEOUT_SECONDS = 30
@@ -228,6 +228,8 @@ class VertexAIAdapter(GeminiAdapter):
         return Operation.CHAT if match and match.group("method") in VERTEX_TOKEN_METHODS else None
 
     async def passthrough_request(self, deployment, *, method, path, query, headers, body, json_body):
+        if json_body:
+            file_uris_check(json_body, deployment, param="contents")
         return await vertex_passthrough_request(self, deployment, path=path, query=query,
                                                 headers=headers, body=body, publisher="google")
 
