@@ -29,6 +29,7 @@ key or team keeps prompts (the spend log's `messages` and `response`).
 from __future__ import annotations
 
 import asyncio
+import base64
 import importlib
 import logging
 import os
@@ -186,7 +187,8 @@ class LangfuseCallback:
         if not public or not secret:
             raise ValueError("langfuse needs LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY")
         self.url = (os.environ.get("LANGFUSE_HOST") or "https://cloud.langfuse.com").rstrip("/") + "/api/public/ingestion"
-        self.auth = aiohttp.BasicAuth(public, secret)
+        credentials = base64.b64encode(f"{public}:{secret}".encode()).decode()
+        self.headers = {"Authorization": f"Basic {credentials}", "Content-Type": "application/json"}
         self.session = session_factory
 
     @staticmethod
@@ -215,8 +217,7 @@ class LangfuseCallback:
 
     async def send(self, records: list[dict]) -> None:
         batch = [event for record in records for event in self.events(record)]
-        async with self.session().post(self.url, data=orjson.dumps({"batch": batch}), auth=self.auth,
-                                       headers={"Content-Type": "application/json"}) as response:
+        async with self.session().post(self.url, data=orjson.dumps({"batch": batch}), headers=self.headers) as response:
             if response.status >= 300:
                 raise RuntimeError(f"langfuse answered {response.status}")
             answer = await response.json(content_type=None)
