@@ -84,9 +84,13 @@ def batches_poll(limits_loop: asyncio.AbstractEventLoop | None = None) -> dict:
     `limits_loop`: the server's event loop, where a server process (no broker) settles limits,
     since its limiter lives there."""
     counts = {"running": 0, "settled": 0, "failed": 0}
-    for batch_id in ManagedBatch.objects.filter(settled_at__isnull=True).order_by("created_at").values_list(
-        "id", flat=True
-    ):
+    batch_ids = list(ManagedBatch.objects.filter(settled_at__isnull=True).order_by("created_at").values_list(
+        "id", flat=True))
+    if batch_ids:
+        # The prices in force, whatever this worker last heard; loaded here, in this thread, whose
+        # database connection the caller closes (a thread of the poll's own event loop would keep one).
+        price_catalog.reload()
+    for batch_id in batch_ids:
         try:
             outcome = batch_poll(batch_id=batch_id, limits_loop=limits_loop)
         except Exception:
@@ -128,7 +132,6 @@ async def _batch_read(deployment: Deployment, row: ManagedBatch) -> tuple[dict, 
         batch = await upstream_json(deployment, method="GET", path=f"/batches/{row.id}", via=via)
         if batch.get("status") not in ENDED:
             return batch, None
-        await asyncio.to_thread(price_catalog.reload)  # the prices in force, whatever this worker last heard
         usage = BatchUsage()
         output_file_id = batch.get("output_file_id")
         if isinstance(output_file_id, str) and output_file_id:
