@@ -119,8 +119,12 @@ def end_users_block(*, organization, user_ids: list[str], blocked: bool = True) 
         try:
             with transaction.atomic():
                 _apply(end_user, {"blocked": blocked})
-        except IntegrityError:  # the spend writer made it meanwhile: block that row
-            end_user = selectors.end_user_get(organization_id=organization_id, user_id=user_id)
+        except (IntegrityError, ValidationError):
+            # The spend writer made it meanwhile (seen by the unique check, or by the insert): block that row.
+            existing = selectors.end_user_get(organization_id=organization_id, user_id=user_id)
+            if end_user.pk is not None or existing is None:
+                raise
+            end_user = existing
             _apply(end_user, {"blocked": blocked})
         changed.append(end_user)
     return changed
