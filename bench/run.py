@@ -360,6 +360,20 @@ def _run(args: argparse.Namespace, work_dir: Path, procs: Processes) -> dict:
     wait_http_ok(f"http://127.0.0.1:{gateway_port}/health/liveliness", gateway, "gateway", procs)
     gateway_url = f"http://127.0.0.1:{gateway_port}{CHAT_PATH}"
     log(f"upstream on :{upstream_port}, gateway on :{gateway_port}")
+    servers = {"gateway": gateway, "direct": upstream}
+    # The same gateway with its request metrics off (GATEWAY_REQUEST_METRICS=0), to show what
+    # the metrics cost: measured against the first one at the high concurrency, turn by turn.
+    metrics_off_url = None
+    if args.compare_metrics:
+        metrics_off_port = free_port()
+        servers["metrics-off"] = procs.start(
+            "metrics-off",
+            [PYTHON, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(metrics_off_port), "--workers", "1"],
+            env=dict(env, GATEWAY_REQUEST_METRICS="0"),
+        )
+        wait_http_ok(f"http://127.0.0.1:{metrics_off_port}/health/liveliness", servers["metrics-off"],
+                     "metrics-off", procs)
+        metrics_off_url = f"http://127.0.0.1:{metrics_off_port}{CHAT_PATH}"
 
     check_answer(*http_request(gateway_url, body=REQUEST_BODY, key=raw_key), "gateway")
     gateway_requests = 1  # the check above
@@ -374,9 +388,10 @@ def _run(args: argparse.Namespace, work_dir: Path, procs: Processes) -> dict:
     def measure(target: str, url: str, key: str, concurrency: int, duration: float, phase: str) -> None:
         nonlocal gateway_requests
         log(f"{phase:7} {target:7} c={concurrency:<3} {duration:g}s ...")
-        if gateway.poll() is not None:
-            raise BenchError(f"gateway exited with {gateway.returncode}:\n{procs.log_tail('gateway')}")
-        pid = gateway.pid if target == "gateway" else upstream.pid
+        server = servers["gateway" if target == "metrics-on" else target]
+        if server.poll() is not None:
+            raise BenchError(f"{target} exited with {server.returncode}:\n{procs.log_tail(target)}")
+        pid = server.pid
         cpu_before = process_cpu_seconds(pid)
         result = generator.run(url, concurrency=concurrency, duration=duration, key=key)
         cpu_after = process_cpu_seconds(pid)
@@ -384,7 +399,7 @@ def _run(args: argparse.Namespace, work_dir: Path, procs: Processes) -> dict:
             (cpu_after - cpu_before) * 1e6 / result.requests
             if cpu_before is not None and cpu_after is not None and result.requests else None
         )
-        if target == "gateway":
+        if target != "direct":
             gateway_requests += result.requests
         measurements.append(Measurement(target, phase, result, cpu_per_request))
         cpu_text = f"  cpu {cpu_per_request:.0f} us/req" if cpu_per_request is not None else ""
@@ -397,6 +412,12 @@ def _run(args: argparse.Namespace, work_dir: Path, procs: Processes) -> dict:
     for concurrency in dict.fromkeys([args.concurrency, 1]):
         for target, url, key in targets:
             measure(target, url, key, concurrency, args.duration, "measure")
+    if metrics_off_url:
+        # Metrics on and off in turns (on, off, on, off, ...), so both see the same machine.
+        measure("metrics-off", metrics_off_url, raw_key, args.concurrency, args.warmup, "warmup")
+        for _ in range(args.metrics_rounds):
+            measure("metrics-on", gateway_url, raw_key, args.concurrency, args.duration / 2, "metrics")
+            measure("metrics-off", metrics_off_url, raw_key, args.concurrency, args.duration / 2, "metrics")
 
     # SIGTERM makes the gateway flush its spend buffer before it exits.
     log("stopping the gateway (SIGTERM flushes its spend buffer) ...")
@@ -404,6 +425,11 @@ def _run(args: argparse.Namespace, work_dir: Path, procs: Processes) -> dict:
     if code not in (0, -signal.SIGTERM):
         log(f"warning: gateway exited with {code}:\n{procs.log_tail('gateway')}")
     gateway_log = procs.log_tail("gateway", lines=200)
+    if metrics_off_url:
+        code = procs.stop("metrics-off")
+        if code not in (0, -signal.SIGTERM):
+            log(f"warning: the metrics-off gateway exited with {code}:\n{procs.log_tail('metrics-off')}")
+        gateway_log += "\n" + procs.log_tail("metrics-off", lines=200)
     spend_key, spend_all = (int(n) for n in marked_line(
         manage(["shell", "-c", COUNT_SNIPPET.format(key_id=key_id)], env, "spend-log count"), "BENCH_SPEND"))
 
@@ -426,7 +452,7 @@ def report(args, generator_name, measurements, gateway_requests, spend_logs, spe
         }
 
     comparisons = [c for c in (compare(args.concurrency), compare(1)) if c]
-    gateway_runs = [m.result for m in measurements if m.target == "gateway"]
+    gateway_runs = [m.result for m in measurements if m.target != "direct"]
     failed = sum(r.non_2xx + r.errors for r in gateway_runs)
     # Every answered request must have its record. wrk counts only the answers it got
     # before its deadline, but the gateway still finishes (and logs) the requests in
@@ -463,7 +489,27 @@ def report(args, generator_name, measurements, gateway_requests, spend_logs, spe
             "ok": spend_ok,
         },
         "gateway_log_errors": warnings[:20],
+        "metrics_cost": metrics_cost(measurements),
     }
+
+
+def metrics_cost(measurements: list[Measurement]) -> dict | None:
+    """Request metrics on vs off: the sum of each side's turns (req/s and CPU per request)."""
+    sides = {}
+    for target in ("metrics-on", "metrics-off"):
+        runs = [m for m in measurements if m.phase == "metrics" and m.target == target]
+        if not runs:
+            return None
+        requests = sum(m.result.requests for m in runs)
+        seconds = sum(m.result.duration_s for m in runs)
+        cpu = [m.cpu_us_per_request * m.result.requests for m in runs if m.cpu_us_per_request is not None]
+        sides[target] = {
+            "rps": requests / seconds if seconds else 0.0,
+            "rps_by_turn": [round(m.result.rps) for m in runs],
+            "cpu_us_per_request": sum(cpu) / requests if len(cpu) == len(runs) and requests else None,
+        }
+    on, off = sides["metrics-on"], sides["metrics-off"]
+    return {**sides, "throughput_ratio": on["rps"] / off["rps"] if off["rps"] else None}
 
 
 def print_report(data: dict) -> None:
@@ -496,6 +542,13 @@ def print_report(data: dict) -> None:
         f"(incl. warmup and the check; {spend['gateway_failed']} failed; up to "
         f"{spend['allowed_extra']} extra allowed): {'OK' if spend['ok'] else 'MISMATCH'}"
     )
+    cost = data.get("metrics_cost")
+    if cost:
+        on, off = cost["metrics-on"], cost["metrics-off"]
+        cpu = (f"; cpu {on['cpu_us_per_request']:.0f} vs {off['cpu_us_per_request']:.0f} us/req"
+               if on["cpu_us_per_request"] and off["cpu_us_per_request"] else "")
+        print(f"request metrics on vs off (turn by turn): {on['rps']:.0f} vs {off['rps']:.0f} req/s, "
+              f"ratio {cost['throughput_ratio']:.3f}{cpu} (turns: on {on['rps_by_turn']}, off {off['rps_by_turn']})")
     if data["gateway_log_errors"]:
         print("gateway log errors:")
         for line in data["gateway_log_errors"]:
@@ -512,6 +565,10 @@ def main() -> int:
     parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto",
                         help="auto: wrk if it is on PATH, else bench/load.py")
     parser.add_argument("--json", action="store_true", help="Print the result as JSON on stdout")
+    parser.add_argument("--no-compare-metrics", dest="compare_metrics", action="store_false",
+                        help="Leave out the run of a second gateway with its request metrics off")
+    parser.add_argument("--metrics-rounds", type=int, default=3,
+                        help="Turns each of metrics on and off, duration/2 seconds each (default 3)")
     args = parser.parse_args()
 
     # SIGTERM unwinds like Ctrl-C, so the finally blocks stop the children and remove the temp dir.
