@@ -382,6 +382,30 @@ class RedisLimiter:
         return Settlement(tokens, cost_nanos, [scopes[int(i)] for i in crossed])
 
 
+def window_usage(kind: str, entity_ids: list) -> dict[str, tuple[int, int]]:
+    """Requests and tokens each entity used in the last 60 seconds, as its limits count them:
+    {entity id: (requests, tokens)}. Synchronous and read-only (a /metrics scrape)."""
+    second = int(time.time())
+    tags = [f"{kind}:{entity_id}" for entity_id in entity_ids]
+    if settings.REDIS_URL:
+        pipe = sync_redis().pipeline(transaction=False)
+        for tag in tags:
+            base = f"{redis_key('lim')}:{{{tag}}}"
+            pipe.hgetall(f"{base}:rpm")
+            pipe.hgetall(f"{base}:tpm")
+        windows = pipe.execute()
+    elif isinstance(_limiter, MemoryLimiter):
+        buckets = dict(_limiter._buckets)  # a copy: the server's loop may add to it meanwhile
+        windows = [dict(buckets.get(f"{tag}:{kind_}", {})) for tag in tags for kind_ in ("rpm", "tpm")]
+    else:
+        windows = [{} for _ in tags for _ in range(2)]
+
+    def used(window: dict) -> int:
+        return sum(int(count) for at, count in window.items() if int(at) > second - WINDOW_SECONDS)
+
+    return {str(entity_id): (used(windows[2 * i]), used(windows[2 * i + 1])) for i, entity_id in enumerate(entity_ids)}
+
+
 def spend_counters_reset(kind: str, entity_id) -> None:
     """Forget the period spend counted for one entity (its spend was reset by an operator).
     Synchronous: called from the control plane."""

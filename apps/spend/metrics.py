@@ -95,3 +95,42 @@ class TeamBudgetCollector(Collector):
         yield budget
         yield remaining
         yield litellm
+
+
+class TeamRateLimitCollector(Collector):
+    """Each team's requests- and tokens-per-minute limits and what is left of them in the sliding
+    minute the limiter counts (Redis's counters, else this process's)."""
+
+    def collect(self):
+        from django.db.models import Q
+
+        from apps.keys.limits import window_usage
+        from apps.teams.models import Team
+
+        labels = ["team", "team_alias"]
+        families = {
+            "rpm": (GaugeMetricFamily("gateway_team_rpm_limit", "A team's requests-per-minute limit.", labels=labels),
+                    GaugeMetricFamily("gateway_team_rpm_remaining",
+                                      "Requests a team may still make in the current sliding minute.", labels=labels)),
+            "tpm": (GaugeMetricFamily("gateway_team_tpm_limit", "A team's tokens-per-minute limit.", labels=labels),
+                    GaugeMetricFamily("gateway_team_tpm_remaining",
+                                      "Tokens a team may still use in the current sliding minute.", labels=labels)),
+        }
+        teams = list(Team.objects.filter(Q(rpm_limit__isnull=False) | Q(tpm_limit__isnull=False))
+                     .values_list("pk", "alias", "rpm_limit", "tpm_limit"))
+        try:
+            usage = window_usage("team", [team_id for team_id, *_ in teams])
+        except Exception:  # Redis down: the limits are still worth showing
+            usage = {}
+        for team_id, alias, rpm, tpm in teams:
+            values = [str(team_id), alias]
+            requests, tokens = usage.get(str(team_id), (None, None))
+            for kind, limit, used in (("rpm", rpm, requests), ("tpm", tpm, tokens)):
+                if limit is None:
+                    continue
+                families[kind][0].add_metric(values, limit)
+                if used is not None:
+                    families[kind][1].add_metric(values, max(limit - used, 0))
+        for limit_family, remaining_family in families.values():
+            yield limit_family
+            yield remaining_family

@@ -8,7 +8,7 @@ from prometheus_client.registry import Collector
 
 from apps.billing.metrics import BillingOutboxCollector
 from apps.providers.metrics import DeploymentHealthCollector
-from apps.spend.metrics import SpendCollector, SpendPipelineCollector, TeamBudgetCollector
+from apps.spend.metrics import SpendCollector, SpendPipelineCollector, TeamBudgetCollector, TeamRateLimitCollector
 
 
 def metrics_view(request):
@@ -24,6 +24,7 @@ def metrics_view(request):
     registry.register(SpendCollector())
     registry.register(SpendPipelineCollector())
     registry.register(TeamBudgetCollector())
+    registry.register(TeamRateLimitCollector())
     registry.register(BillingOutboxCollector())
     registry.register(DeploymentHealthCollector())
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

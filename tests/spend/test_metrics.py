@@ -50,3 +50,21 @@ def test_a_metrics_token_when_set_is_required(gateway, settings):
     response = httpx.get(f"{gateway.url}/metrics")
     assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_api_key"
     assert scrape(gateway, Authorization="Bearer scrape-secret")[("gateway_spend_rollup_age_seconds", ())] == -1
+
+
+def test_a_teams_rate_limits_and_what_is_left_of_them_are_exposed(gateway, openai_client, make_deployment, team,
+                                                                    make_key):
+    from apps.teams.services import team_update
+
+    team_update(team=team, rpm_limit=10, tpm_limit=1000)
+    make_deployment("gpt-test")
+    _, raw = make_key(team=team)
+    client = openai_client(raw)
+    for _ in range(3):
+        client.chat.completions.create(model="gpt-test", messages=MESSAGES)
+    labels = (("team", str(team.pk)), ("team_alias", "research"))
+    samples = scrape(gateway)
+    assert samples[("gateway_team_rpm_limit", labels)] == 10
+    assert samples[("gateway_team_rpm_remaining", labels)] == 7
+    assert samples[("gateway_team_tpm_limit", labels)] == 1000
+    assert samples[("gateway_team_tpm_remaining", labels)] == 1000 - 3 * 18  # 11 + 7 tokens each
