@@ -4,7 +4,7 @@ Off unless OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) i
 (settings.GATEWAY_TRACING): then nothing of the SDK is imported and a request pays one
 attribute test. On, each server process has its own TracerProvider (not the global one, so a
 process can start and stop it), a BatchSpanProcessor exporting over OTLP in the background
-(HTTP/protobuf, or gRPC with OTEL_EXPORTER_OTLP_PROTOCOL=grpc and its exporter installed), both
+(HTTP/protobuf, or gRPC with OTEL_EXPORTER_OTLP_PROTOCOL=grpc), both
 configured by the standard OTEL_* variables; a full queue drops spans (counted in
 gateway_trace_spans_dropped_total), it never holds a request.
 

@@ -164,3 +164,55 @@ def test_tracing_off_adds_nothing_upstream(gateway, openai_client, make_deployme
     assert "traceparent" not in fake_openai.requests[-1]["headers"]
     with pytest.raises(openai.NotFoundError):
         openai_client().chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}])
+
+
+class GrpcOTLPReceiver:
+    """An OTLP/gRPC trace receiver (the collector's TraceService, from opentelemetry-proto)."""
+
+    def __init__(self) -> None:
+        from concurrent import futures
+
+        import grpc
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+        spans = self.spans = []
+
+        class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request, context):
+                for resource_spans in request.resource_spans:
+                    for scope_spans in resource_spans.scope_spans:
+                        spans.extend(scope_spans.spans)
+                return trace_service_pb2.ExportTraceServiceResponse()
+
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(), self.server)
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop(grace=None)
+
+
+@pytest.fixture
+def grpc_receiver(monkeypatch, settings):
+    receiver = GrpcOTLPReceiver()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{receiver.port}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+    settings.GATEWAY_TRACING = True
+    yield receiver
+    receiver.stop()
+
+
+def test_traces_go_over_otlp_grpc_when_the_protocol_says_so(grpc_receiver, gateway, openai_client,
+                                                            make_deployment):
+    make_deployment("traced-grpc", upstream_model="gpt-test")
+    client = openai_client(default_headers={"traceparent": f"00-{CLIENT_TRACE_ID}-{CLIENT_SPAN_ID}-01"})
+    client.chat.completions.create(model="traced-grpc", messages=[{"role": "user", "content": "hi"}])
+    spans = wait_for(lambda: [s for s in grpc_receiver.spans if s.trace_id.hex() == CLIENT_TRACE_ID
+                              and s.name == "chat traced-grpc"])
+    assert spans, [s.name for s in grpc_receiver.spans]
+    main = attributes(spans[0])
+    assert main["gen_ai.request.model"] == "traced-grpc"
+    assert (main["gen_ai.usage.input_tokens"], main["gen_ai.usage.output_tokens"]) == (11, 7)
