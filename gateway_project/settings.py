@@ -421,6 +421,9 @@ GATEWAY_TRACING = bool(
 # --- logging callbacks (apps/spend/callbacks.py): config.yaml's litellm_settings.callbacks, plus these ---
 GATEWAY_CALLBACKS = env_str("GATEWAY_CALLBACKS", "")
 GATEWAY_CALLBACK_FLUSH_INTERVAL = env_float("GATEWAY_CALLBACK_FLUSH_INTERVAL", 1.0)
+# Hosts (names or addresses, comma-separated) a team's or key's own callbacks may send to even
+# though they are on the gateway's network (an in-house Langfuse, say). Others must be public.
+GATEWAY_CALLBACK_ALLOWED_HOSTS = env_str("GATEWAY_CALLBACK_ALLOWED_HOSTS", "")
 
 # --- request-path metrics (apps/routing/metrics.py), at /metrics ---
 GATEWAY_REQUEST_METRICS = env_bool("GATEWAY_REQUEST_METRICS", True)

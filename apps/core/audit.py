@@ -20,6 +20,7 @@ from decimal import Decimal
 
 from django.apps import apps
 from django.db.models.signals import post_delete, post_save, pre_save
+from apps.core.fields import EncryptedTextField
 
 AUDITED = (
     "keys.VirtualKey", "teams.Organization", "teams.Team", "teams.OrganizationMembership",
@@ -118,7 +119,8 @@ def _values(instance) -> dict:
         value = getattr(instance, name)
         if name == "token_hash" and isinstance(value, str):
             value = value[:8] + "…"  # enough to tell keys apart; the hash itself is a lookup key
-        values[name] = REDACTED if _is_secret(field.name) and value not in (None, "", {}) else _plain(value)
+        secret = _is_secret(field.name) or isinstance(field, EncryptedTextField)  # stored encrypted: secret
+        values[name] = REDACTED if secret and value not in (None, "", {}, []) else _plain(value)
     return values
 
 

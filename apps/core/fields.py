@@ -105,14 +105,16 @@ class EncryptedJSONField(EncryptedTextField):
         import json
 
         text = super().from_db_value(value, expression, connection)
-        return json.loads(text) if text else {}
+        return json.loads(text) if text else self.get_default()
 
     def to_python(self, value):
         import json
 
-        if isinstance(value, dict) or value is None:
-            return value or {}
-        return json.loads(value) if value else {}
+        if isinstance(value, (dict, list)):
+            return value
+        if not value:
+            return self.get_default()
+        return json.loads(value)
 
     def get_prep_value(self, value):
         import json

@@ -16,6 +16,7 @@ from apps.keys import selectors, services
 from apps.keys import serializers as s
 from apps.keys.models import VirtualKey
 from apps.management.framework import ManagementAPIView, NotFoundError, model_errors_as_fields, validated_body
+from apps.management.inputs import key_logging_values
 from apps.management.lookups import organization_or_404, team_or_404, user_or_404
 from apps.management.pagination import page_of
 from apps.management.permissions import (
@@ -88,6 +89,7 @@ def _key_generate(actor, data: dict, *, service_account: bool = False):
         user = key_default_owner(actor, team=team, organization=organization, placement_named=placement_named)
     key_placement_check(actor, user=user, team=team, organization=organization)
     values = s.key_values(data)
+    key_logging_values(actor, values, stored=[])
     if data.get("budget_id"):
         key_organization_id = team.organization_id if team is not None else getattr(organization, "pk", None)
         values["budget"] = _budget_for(actor, data["budget_id"], organization_id=key_organization_id)
@@ -128,6 +130,7 @@ def _key_changes(actor, key: VirtualKey, data: dict) -> dict:
     """The model changes one /key/update (or regenerate) body asks for, checked by the one rule."""
     key_update_check(actor, key, data)
     changes = s.key_values(data)
+    key_logging_values(actor, changes, stored=key.logging_callbacks or [])
     if "key_alias" in data:
         changes["alias"] = data["key_alias"] or ""
     if "duration" in data:
@@ -332,18 +335,18 @@ class KeyRegenerateApi(ManagementAPIView):
 
 class KeyHealthApi(ManagementAPIView):
     """The calling key's health (LiteLLM's /key/health): a key that authenticates is healthy. Its
-    own logging callbacks (LiteLLM's metadata.logging) are reported unhealthy: none runs here."""
+    own logging callbacks (LiteLLM's metadata.logging) are listed; they are sent in the background."""
 
     def post(self, request):
         key = request_actor(request).key
-        logging = (key.metadata or {}).get("logging") if key is not None else None
+        entries = (key.logging_callbacks or []) if key is not None else []
         callbacks = None
-        if logging:
-            names = [item.get("callback_name") for item in logging if isinstance(item, dict)]
+        if entries:
             callbacks = {
-                "callbacks": [name for name in names if name],
-                "status": "unhealthy",
-                "details": "This gateway sends no logs to a key's own callbacks (metadata.logging).",
+                "callbacks": [entry["callback_name"] for entry in entries],
+                "status": "healthy",
+                "details": "Sent in the background after each request; a failed send is retried, then counted "
+                           "in gateway_callback_records_dropped_total on /metrics.",
             }
         return Response({"key": "healthy", "logging_callbacks": callbacks})
 

@@ -49,6 +49,8 @@ class KeyContext:
     # Added to each spend log: the key's tags, and its metadata.spend_logs_metadata.
     spend_tags: tuple[str, ...] = ()
     spend_logs_metadata: dict | None = None
+    # The key's and its team's own logging callbacks (apps.spend.callback_settings.CallbackSpec).
+    logging_callbacks: tuple = field(default=(), repr=False)  # their secrets stay out of any repr
 
     def may_use_model(self, model: str, *, names: tuple[str, ...] = (), access_groups: tuple[str, ...] = ()) -> bool:
         """`names`: the model's other names (provider/upstream of its deployments), which

@@ -3,6 +3,7 @@ from django.db import models
 from django.utils import timezone
 
 from apps.teams.models import LimitsMixin, Organization, Team
+from apps.core.fields import EncryptedJSONField
 
 
 class VirtualKey(LimitsMixin):
@@ -13,6 +14,9 @@ class VirtualKey(LimitsMixin):
         max_length=32, editable=False, help_text="Enough of the key to recognise it, e.g. sk-…abcd."
     )
     alias = models.CharField(max_length=200, blank=True)
+    # The key's own logging callbacks (LiteLLM's metadata.logging), secrets included: encrypted;
+    # its metadata keeps them masked (apps.spend.callback_settings).
+    logging_callbacks = EncryptedJSONField(blank=True, default=list, editable=False)
     store_prompts = models.BooleanField(
         null=True, blank=True, verbose_name="store prompts and responses",
         help_text="Keep each request's messages and answer in its spend log. Empty: as the key's team "

@@ -11,6 +11,7 @@ from apps.keys.limits import LimitScope, usd_to_nanos
 from apps.keys.master import prompts_stored_by_default
 from apps.keys.models import VirtualKey
 from apps.keys.services import virtual_key_hash
+from apps.spend.callback_settings import callback_specs
 from apps.teams.models import LimitsMixin, Organization, Team, TeamMembership, UserLimits
 
 
@@ -189,6 +190,8 @@ def _context(*, key, user_id, user_limits, team, organization, token_hash: str, 
         team_model_aliases=dict(team.model_aliases) if team is not None else {},
         team_tags=tuple(team.tags) if team is not None else (),
         store_prompts=_store_prompts(key, team),
+        logging_callbacks=(callback_specs(f"key:{key.pk}", key.logging_callbacks) if key is not None else ())
+        + (callback_specs(f"team:{team.pk}", team.logging_callbacks) if team is not None else ()),
         key_spend=getattr(key, "spend", None),
         **(_key_request_fields(key, key_limits) if key is not None else {}),
     )

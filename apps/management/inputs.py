@@ -10,7 +10,15 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from apps.core.durations import current_period, validate_duration
-from apps.management.framework import Forbidden
+from apps.management.framework import FieldRefused, Forbidden
+from apps.management.permissions import logging_callback_check
+from apps.spend.callback_settings import (
+    MAX_ENTRIES,
+    CallbackEntryError,
+    callback_entries_masked,
+    callback_entries_merge,
+    callback_entry_parse,
+)
 from apps.management.pagination import MAX_INT
 
 
@@ -181,3 +189,38 @@ def limits_data(entity) -> dict:
         "created_at": entity.created_at,
         "updated_at": entity.updated_at,
     }
+
+
+def logging_callback_entry(actor, raw, *, stored: list[dict], param: str = "") -> dict:
+    """One logging callback a caller gives a team or key (LiteLLM's AddTeamCallback): validated
+    (a 400 naming the field), its masked secrets filled from `stored`, checked by the one rule."""
+    try:
+        entry = callback_entry_parse(raw, param=param)
+    except CallbackEntryError as exc:
+        raise FieldRefused(str(exc), param=exc.param, code="invalid_logging_callback") from None
+    entry = callback_entries_merge([entry], stored)[0]
+    logging_callback_check(actor, entry, param=param)
+    entry["trusted"] = bool(entry.get("trusted") or actor.is_proxy_admin)
+    return entry
+
+
+def key_logging_values(actor, values: dict, *, stored: list[dict]) -> None:
+    """A key's metadata.logging (LiteLLM's per-key callbacks), when the request sets metadata: its
+    entries move to the key's encrypted logging_callbacks and stay in metadata with secrets masked."""
+    metadata = values.get("metadata")
+    if metadata is None:
+        return
+    logging = metadata.get("logging")
+    if logging is None or logging == []:
+        values["logging_callbacks"] = []
+        return
+    if not isinstance(logging, list) or len(logging) > MAX_ENTRIES:
+        raise FieldRefused(f"metadata.logging is a list of at most {MAX_ENTRIES} callbacks.",
+                           param="metadata.logging", code="invalid_logging_callback")
+    entries = [logging_callback_entry(actor, item, stored=stored, param=f"metadata.logging[{index}]")
+               for index, item in enumerate(logging)]
+    if len({e["callback_name"] for e in entries}) != len(entries):
+        raise FieldRefused("metadata.logging names a callback twice.", param="metadata.logging",
+                           code="invalid_logging_callback")
+    values["logging_callbacks"] = entries
+    values["metadata"] = {**metadata, "logging": callback_entries_masked(entries)}

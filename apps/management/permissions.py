@@ -46,6 +46,7 @@ from apps.keys.context import MASTER_KEY_CONTEXT
 from apps.keys.selectors import key_context_get
 from apps.management.framework import Forbidden, Principal
 from apps.providers.selectors import deployment_list_named
+from apps.spend.callback_settings import callback_entry_reach
 from apps.teams import selectors
 from apps.teams.models import Organization, Team
 
@@ -440,6 +441,17 @@ def membership_grant_check(actor: Actor, *, user, organization_id, param: str) -
 
 
 # --- teams --------------------------------------------------------------------------------
+
+
+def logging_callback_check(actor: Actor, entry: dict, *, param: str = "") -> None:
+    """May the caller give a team or key this logging callback? Anyone who may change the team or
+    key may send its own records where they like, but only the proxy admin may have them read the
+    gateway's environment or reach the gateway's own network (apps.spend.callback_settings)."""
+    reach = callback_entry_reach(entry)
+    if reach is not None and not actor.is_proxy_admin:
+        field, why = reach
+        raise Forbidden(f"Only the proxy admin may set a logging callback that {why}.",
+                        param=f"{param}.{field}" if param else field)
 
 
 def team_scope(actor: Actor) -> Q:

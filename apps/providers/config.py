@@ -450,7 +450,7 @@ _SECTIONS = ("model_list", "general_settings", "router_settings", "litellm_setti
 _GENERAL_KEYS = {"master_key", "store_prompts_in_spend_logs"}
 # The logging callbacks are read by each server process at its start (apps.spend.callbacks).
 _LITELLM_KEYS = _LITELLM_ROUTER_KEYS | {"drop_params", "callbacks", "success_callback", "failure_callback",
-                                        "s3_callback_params"}
+                                        "s3_callback_params", "default_team_settings"}
 _MODEL_INFO_KEYS = {"id", "mode", "access_groups", "max_input_tokens"}
 # Why a key LiteLLM reads is not read here, where a reason helps more than "not supported".
 _IGNORED_BECAUSE = {

@@ -179,8 +179,8 @@ class RequestAccount:
             end_user=self.end_user,
         )
         spend_buffer.add(record)
-        if logging_callbacks.destinations:
-            logging_callbacks.add(record)
+        if logging_callbacks.wanted(context):
+            logging_callbacks.add(record, context.logging_callbacks)
         if settings.GATEWAY_REQUEST_METRICS:
             request_metrics.observe(self, http_status=http_status, cancelled=status == SpendLog.Status.CANCELLED,
                                     usage=usage, cost=cost, first_token_at=first_token_at)

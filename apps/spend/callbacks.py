@@ -33,16 +33,28 @@ import base64
 import importlib
 import logging
 import os
+import socket
+import time
 import uuid
 from collections import deque
 from datetime import datetime, timezone
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
+from aiohttp.abc import AbstractResolver
+from aiohttp.resolver import DefaultResolver
 from django.conf import settings
 from prometheus_client import Counter
 
 from apps.core.metrics import REGISTRY
+from apps.spend.callback_settings import (
+    CALLBACK_VARS,
+    URL_VARS,
+    CallbackSpec,
+    callback_address_allowed,
+    callback_host_allowed,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +62,8 @@ BATCH_SIZE = 100
 QUEUE_SIZE = 10_000
 RETRIES = 3
 SEND_TIMEOUT = 30.0
+MAX_TENANT_DESTINATIONS = 10_000
+TENANT_IDLE_SECONDS = 600.0
 
 dropped_total = Counter("gateway_callback_records_dropped",
                         "Request records a logging callback lost: its queue was full, or its sends kept failing.",
@@ -94,12 +108,12 @@ def record_payload(record) -> dict:
 class GenericApiCallback:
     name = "generic_api"
 
-    def __init__(self, session_factory) -> None:
-        self.endpoint = os.environ.get("GENERIC_LOGGER_ENDPOINT")
-        if not self.endpoint:
+    def __init__(self, session_factory, endpoint: str | None, headers: str | None) -> None:
+        if not endpoint:
             raise ValueError("generic_api needs GENERIC_LOGGER_ENDPOINT")
+        self.endpoint = endpoint
         self.headers = {"Content-Type": "application/json"}
-        for pair in (os.environ.get("GENERIC_LOGGER_HEADERS") or "").split(","):
+        for pair in (headers or "").split(","):
             name, sep, value = pair.partition(":") if ":" in pair else pair.partition("=")
             if sep and name.strip():
                 self.headers[name.strip()] = value.strip()
@@ -107,7 +121,7 @@ class GenericApiCallback:
 
     async def send(self, records: list[dict]) -> None:
         async with self.session().post(self.endpoint, data=orjson.dumps({"records": records}),
-                                       headers=self.headers) as response:
+                                       headers=self.headers, allow_redirects=False) as response:
             if response.status >= 300:
                 raise RuntimeError(f"generic_api answered {response.status}")
 
@@ -115,15 +129,17 @@ class GenericApiCallback:
 class S3Callback:
     name = "s3"
 
-    def __init__(self, session_factory, params: dict) -> None:
+    def __init__(self, session_factory, params: dict, *, environment: bool = True) -> None:
+        """`environment`: AWS's variables fill in what `params` lacks (the gateway's own callback only)."""
+        env = os.environ.get if environment else (lambda name: None)
         self.bucket = _value(params.get("s3_bucket_name"))
         if not self.bucket:
             raise ValueError("s3 needs litellm_settings.s3_callback_params.s3_bucket_name")
-        self.region = _value(params.get("s3_region_name")) or os.environ.get("AWS_REGION") or "us-east-1"
+        self.region = _value(params.get("s3_region_name")) or env("AWS_REGION") or "us-east-1"
         self.endpoint = (_value(params.get("s3_endpoint_url")) or f"https://s3.{self.region}.amazonaws.com").rstrip("/")
         self.prefix = (_value(params.get("s3_path")) or "").strip("/")
-        self.access_key = _value(params.get("s3_aws_access_key_id")) or os.environ.get("AWS_ACCESS_KEY_ID")
-        self.secret_key = _value(params.get("s3_aws_secret_access_key")) or os.environ.get("AWS_SECRET_ACCESS_KEY")
+        self.access_key = _value(params.get("s3_aws_access_key_id")) or env("AWS_ACCESS_KEY_ID")
+        self.secret_key = _value(params.get("s3_aws_secret_access_key")) or env("AWS_SECRET_ACCESS_KEY")
         self.session = session_factory
 
     def object_key(self) -> str:
@@ -140,7 +156,8 @@ class S3Callback:
         url = f"{self.endpoint}/{self.bucket}/{self.object_key()}"
         request = AWSRequest(method="PUT", url=url, data=body, headers={"Content-Type": "application/x-ndjson"})
         S3SigV4Auth(Credentials(self.access_key or "", self.secret_key or ""), "s3", self.region).add_auth(request)
-        async with self.session().put(url, data=body, headers=dict(request.headers.items())) as response:
+        async with self.session().put(url, data=body, headers=dict(request.headers.items()),
+                                      allow_redirects=False) as response:
             if response.status >= 300:
                 raise RuntimeError(f"s3 answered {response.status}: {(await response.text())[:200]}")
 
@@ -151,17 +168,16 @@ class GcsCallback:
 
     name = "gcs"
 
-    def __init__(self, session_factory) -> None:
+    def __init__(self, session_factory, bucket: str | None, key_file: str | None, prefix: str | None) -> None:
         from apps.providers.adapters.vertex import VertexCredentials
 
-        self.bucket = os.environ.get("GCS_BUCKET_NAME")
-        key_file = os.environ.get("GCS_PATH_SERVICE_ACCOUNT")
+        self.bucket = bucket
         if not self.bucket or not key_file:
             raise ValueError("gcs needs GCS_BUCKET_NAME and GCS_PATH_SERVICE_ACCOUNT")
         self.credentials = VertexCredentials(key_file)  # a token for the service account, refreshed near expiry
         # GCS_API_BASE: an emulator's (fake-gcs-server) instead of Google's.
         self.api_base = (os.environ.get("GCS_API_BASE") or "https://storage.googleapis.com").rstrip("/")
-        self.prefix = (os.environ.get("GCS_PATH") or "").strip("/")
+        self.prefix = (prefix or "").strip("/")
         self.session = session_factory
 
     async def send(self, records: list[dict]) -> None:
@@ -174,7 +190,7 @@ class GcsCallback:
                f"?uploadType=media&name={quote(name, safe='')}")
         body = b"".join(orjson.dumps(r) + b"\n" for r in records)
         headers = {"Authorization": f"Bearer {await self.credentials.token()}", "Content-Type": "application/x-ndjson"}
-        async with self.session().post(url, data=body, headers=headers) as response:
+        async with self.session().post(url, data=body, headers=headers, allow_redirects=False) as response:
             if response.status >= 300:
                 raise RuntimeError(f"gcs answered {response.status}: {(await response.text())[:200]}")
 
@@ -182,11 +198,10 @@ class GcsCallback:
 class LangfuseCallback:
     name = "langfuse"
 
-    def __init__(self, session_factory) -> None:
-        public, secret = os.environ.get("LANGFUSE_PUBLIC_KEY"), os.environ.get("LANGFUSE_SECRET_KEY")
+    def __init__(self, session_factory, public: str | None, secret: str | None, host: str | None) -> None:
         if not public or not secret:
             raise ValueError("langfuse needs LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY")
-        self.url = (os.environ.get("LANGFUSE_HOST") or "https://cloud.langfuse.com").rstrip("/") + "/api/public/ingestion"
+        self.url = (host or "https://cloud.langfuse.com").rstrip("/") + "/api/public/ingestion"
         credentials = base64.b64encode(f"{public}:{secret}".encode()).decode()
         self.headers = {"Authorization": f"Basic {credentials}", "Content-Type": "application/json"}
         self.session = session_factory
@@ -217,7 +232,8 @@ class LangfuseCallback:
 
     async def send(self, records: list[dict]) -> None:
         batch = [event for record in records for event in self.events(record)]
-        async with self.session().post(self.url, data=orjson.dumps({"batch": batch}), headers=self.headers) as response:
+        async with self.session().post(self.url, data=orjson.dumps({"batch": batch}), headers=self.headers,
+                                       allow_redirects=False) as response:
             if response.status >= 300:
                 raise RuntimeError(f"langfuse answered {response.status}")
             answer = await response.json(content_type=None)
@@ -228,41 +244,144 @@ class LangfuseCallback:
 
 
 class _Destination:
-    __slots__ = ("callback", "queue", "only")
+    __slots__ = ("callback", "queue", "only", "spec", "last_used", "sending")
 
-    def __init__(self, callback, only: str | None) -> None:
-        self.callback = callback
+    def __init__(self, callback, only: str | None, spec: CallbackSpec | None = None) -> None:
+        self.callback = callback  # a team's or key's own: made at its first send (off the request path)
         self.queue: deque[dict] = deque()
         self.only = only  # "success", "failure" or None (every request)
+        self.spec = spec
+        self.last_used = time.monotonic()
+        self.sending: asyncio.Task | None = None  # its drain: each destination sends on its own
+
+    @property
+    def label(self) -> str:
+        """The metrics' label: the callback's name (a team's or key's own: `team/langfuse`, no id)."""
+        if self.spec is not None:
+            return f"{self.spec.owner.partition(':')[0]}/{self.spec.name}"
+        return self.callback.name
+
+
+class _PublicOnlyResolver(AbstractResolver):
+    """Name resolution for a tenant's callbacks: only addresses the internet reaches (or
+    GATEWAY_CALLBACK_ALLOWED_HOSTS lists), checked at each connection, so a name that later
+    resolves to the gateway's own network (DNS rebinding) gets nowhere."""
+
+    def __init__(self) -> None:
+        self._resolver = DefaultResolver()
+
+    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET):
+        addresses = [a for a in await self._resolver.resolve(host, port, family)
+                     if callback_address_allowed(a["host"], host)]
+        if not addresses:
+            raise OSError(f"{host} resolves to no address a team's or key's callback may reach")
+        return addresses
+
+    async def close(self) -> None:
+        await self._resolver.close()
+
+
+def tenant_callback_make(spec: CallbackSpec, session_factory):
+    """The callback of a team's or key's entry. Only the proxy admin's may read the environment or
+    reach the gateway's network (refused at the write; checked again here)."""
+    values = dict(spec.vars)
+    if not spec.trusted:
+        for var, value in values.items():
+            if value.startswith("os.environ/"):
+                raise ValueError(f"{var} reads the environment")
+            if var in URL_VARS and not callback_host_allowed(urlsplit(value).hostname or ""):
+                raise ValueError(f"{var} names a host on the gateway's own network")
+    else:
+        values = {var: _value(value) for var, value in values.items()}
+    if spec.name == "langfuse":
+        callback = LangfuseCallback(session_factory, values.get("langfuse_public_key"),
+                                    values.get("langfuse_secret_key") or values.get("langfuse_secret"),
+                                    values.get("langfuse_host"))
+        url = callback.url
+    elif spec.name == "generic_api":
+        callback = GenericApiCallback(session_factory, values.get("generic_logger_endpoint"),
+                                      values.get("generic_logger_headers"))
+        url = callback.endpoint
+    elif spec.name == "s3":
+        callback = S3Callback(session_factory, values, environment=False)
+        url = f"{callback.endpoint}/{callback.bucket}/"
+    elif spec.name == "gcs_bucket" and spec.trusted:
+        return GcsCallback(session_factory, values.get("gcs_bucket_name"), values.get("gcs_path_service_account"),
+                           values.get("gcs_path"))
+    else:
+        raise ValueError(f"unknown callback {spec.name!r}")
+    # The URL it will send to, as built: its host must be one a tenant may reach.
+    if not spec.trusted and not callback_host_allowed(urlsplit(url).hostname or ""):
+        raise ValueError("its URL names a host on the gateway's own network")
+    return callback
+
+
+def _team_default_specs(items) -> dict[str, tuple[CallbackSpec, ...]]:
+    """litellm_settings.default_team_settings: per team id, its callbacks and their settings (the
+    operator's config: its values may read the environment)."""
+    specs: dict[str, list[CallbackSpec]] = {}
+    for item in items if isinstance(items, list) else ():
+        if not isinstance(item, dict) or not item.get("team_id"):
+            continue
+        team_id = str(item["team_id"])
+        for key, only in (("callbacks", None), ("success_callback", "success"), ("failure_callback", "failure")):
+            names = item.get(key) or []
+            for name in [names] if isinstance(names, str) else names:
+                if name not in CALLBACK_VARS:
+                    if name not in BUILT_IN_ELSEWHERE:
+                        logger.warning("default_team_settings of team %s: callback %r is not one a team may "
+                                       "have (%s)", team_id, name, ", ".join(sorted(CALLBACK_VARS)))
+                    continue
+                variables = {var: str(item[var]) for var in CALLBACK_VARS[name] if item.get(var)}
+                specs.setdefault(team_id, []).append(CallbackSpec(
+                    owner=f"team:{team_id}", name=name, only=only,
+                    vars=tuple(sorted(variables.items())), trusted=True))
+    return {team_id: tuple(team_specs) for team_id, team_specs in specs.items()}
 
 
 class LoggingCallbacks:
     def __init__(self) -> None:
         self.destinations: list[_Destination] = []
+        # A team's or key's own callbacks (their entries, and config.yaml's default_team_settings),
+        # by entry: a changed entry is another destination; an idle one is dropped after a while.
+        self.tenant_destinations: dict[CallbackSpec, _Destination] = {}
+        self.team_defaults: dict[str, tuple[CallbackSpec, ...]] = {}
         self._task: asyncio.Task | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self._session_loop = None
+        self._sessions: dict[bool, tuple[aiohttp.ClientSession, object]] = {}
 
     @property
     def on(self) -> bool:
         return bool(self.destinations)
 
-    def _session_get(self) -> aiohttp.ClientSession:
+    def wanted(self, context) -> bool:
+        """Does a request of this key's have anywhere to go? (Cheap: checked per request.)"""
+        return bool(self.destinations or context.logging_callbacks or self.team_defaults)
+
+    def _session_get(self, *, public_only: bool = False) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._session_loop is not loop:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SEND_TIMEOUT))
-            self._session_loop = loop  # one per event loop (a test may run servers one after another)
-        return self._session
+        session, session_loop = self._sessions.get(public_only, (None, None))
+        if session is None or session.closed or session_loop is not loop:
+            # One per event loop (a test may run servers one after another).
+            connector = aiohttp.TCPConnector(resolver=_PublicOnlyResolver()) if public_only else None
+            session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SEND_TIMEOUT), connector=connector)
+            self._sessions[public_only] = (session, loop)
+        return session
+
+    def _public_session_get(self) -> aiohttp.ClientSession:
+        return self._session_get(public_only=True)
 
     def _make(self, name: str, litellm_settings: dict):
         if name == "generic_api":
-            return GenericApiCallback(self._session_get)
+            return GenericApiCallback(self._session_get, os.environ.get("GENERIC_LOGGER_ENDPOINT"),
+                                      os.environ.get("GENERIC_LOGGER_HEADERS"))
         if name == "s3":
             return S3Callback(self._session_get, litellm_settings.get("s3_callback_params") or {})
         if name == "langfuse":
-            return LangfuseCallback(self._session_get)
-        if name == "gcs":
-            return GcsCallback(self._session_get)
+            return LangfuseCallback(self._session_get, os.environ.get("LANGFUSE_PUBLIC_KEY"),
+                                    os.environ.get("LANGFUSE_SECRET_KEY"), os.environ.get("LANGFUSE_HOST"))
+        if name in ("gcs", "gcs_bucket"):
+            return GcsCallback(self._session_get, os.environ.get("GCS_BUCKET_NAME"),
+                               os.environ.get("GCS_PATH_SERVICE_ACCOUNT"), os.environ.get("GCS_PATH"))
         if "." in name:
             module, _, attribute = name.rpartition(".")
             instance = getattr(importlib.import_module(module), attribute)()
@@ -274,6 +393,8 @@ class LoggingCallbacks:
 
     def configure(self, litellm_settings: dict) -> None:
         self.destinations = []
+        self.tenant_destinations = {}
+        self.team_defaults = _team_default_specs(litellm_settings.get("default_team_settings"))
         names = [("callbacks", None), ("success_callback", "success"), ("failure_callback", "failure")]
         extra = [n.strip() for n in (settings.GATEWAY_CALLBACKS or "").split(",") if n.strip()]
         for key, only in names:
@@ -288,34 +409,83 @@ class LoggingCallbacks:
                 except Exception:
                     logger.exception("logging callback %r not set up: its records are not sent", name)
 
-    def add(self, record) -> None:
-        """A settled request's record (the spend record): queued for each destination that takes it."""
+    def add(self, record, specs: tuple[CallbackSpec, ...] = ()) -> None:
+        """A settled request's record (the spend record): queued for each destination that takes it:
+        the gateway's, and the callbacks of the request's own key and team (`specs`, from its context)."""
         payload = None
         failed = record.status != "success"
-        for destination in self.destinations:
+        defaults = self.team_defaults.get(record.team_id, ()) if self.team_defaults and record.team_id else ()
+        tenant = [self._tenant_destination(spec) for spec in (*specs, *defaults)] if specs or defaults else ()
+        for destination in (*self.destinations, *tenant):
+            if destination is None:
+                continue
             if destination.only == "success" and failed or destination.only == "failure" and not failed:
                 continue
             if len(destination.queue) >= QUEUE_SIZE:
-                dropped_total.labels(destination.callback.name, "queue_full").inc()
+                dropped_total.labels(destination.label, "queue_full").inc()
                 continue
             if payload is None:
                 payload = record_payload(record)
             destination.queue.append(payload)
 
+    def _tenant_destination(self, spec: CallbackSpec) -> _Destination | None:
+        destination = self.tenant_destinations.get(spec)
+        if destination is None:
+            if len(self.tenant_destinations) >= MAX_TENANT_DESTINATIONS:
+                self._prune(idle_for=0.0)
+                if len(self.tenant_destinations) >= MAX_TENANT_DESTINATIONS:
+                    dropped_total.labels(f"{spec.owner.partition(':')[0]}/{spec.name}", "too_many").inc()
+                    return None
+            destination = self.tenant_destinations[spec] = _Destination(None, spec.only, spec)
+        destination.last_used = time.monotonic()
+        return destination
+
+    def _prune(self, *, idle_for: float) -> None:
+        """Forget the team and key destinations with nothing queued, unused for `idle_for` seconds."""
+        now = time.monotonic()
+        for spec, destination in list(self.tenant_destinations.items()):
+            sending = destination.sending is not None and not destination.sending.done()
+            if not destination.queue and not sending and now - destination.last_used >= idle_for:
+                del self.tenant_destinations[spec]
+
     def start(self) -> None:
-        if self.destinations and (self._task is None or self._task.done()):
+        if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="logging-callbacks")
 
     async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(settings.GATEWAY_CALLBACK_FLUSH_INTERVAL)
-            await self.flush()
+        """Each destination drains in a task of its own, so a slow or dead one (a tenant's host that
+        never answers) holds back only its own records."""
+        try:
+            while True:
+                await asyncio.sleep(settings.GATEWAY_CALLBACK_FLUSH_INTERVAL)
+                for destination in (*self.destinations, *self.tenant_destinations.values()):
+                    if destination.queue and (destination.sending is None or destination.sending.done()):
+                        destination.sending = asyncio.get_running_loop().create_task(self._drain(destination))
+                self._prune(idle_for=TENANT_IDLE_SECONDS)
+        finally:
+            for destination in (*self.destinations, *self.tenant_destinations.values()):
+                if destination.sending is not None and not destination.sending.done():
+                    destination.sending.cancel()
 
     async def flush(self) -> None:
-        await asyncio.gather(*(self._drain(d) for d in self.destinations))
+        destinations = (*self.destinations, *self.tenant_destinations.values())
+        running = [d.sending for d in destinations if d.sending is not None and not d.sending.done()]
+        await asyncio.gather(*running, return_exceptions=True)
+        await asyncio.gather(*(self._drain(d) for d in destinations))
 
     async def _drain(self, destination: _Destination) -> None:
-        name = destination.callback.name
+        name = destination.label
+        if destination.callback is None and destination.queue:
+            try:
+                destination.callback = tenant_callback_make(destination.spec, self._session_get
+                                                            if destination.spec.trusted else self._public_session_get)
+            except Exception as exc:
+                # Refused when it was set, so only an entry written around the API gets here.
+                logger.warning("logging callback %s of %s not set up (%s): %d records dropped", name,
+                               destination.spec.owner, exc, len(destination.queue))
+                dropped_total.labels(name, "not_set_up").inc(len(destination.queue))
+                destination.queue.clear()
+                return
         while destination.queue:
             batch = [destination.queue.popleft() for _ in range(min(BATCH_SIZE, len(destination.queue)))]
             for attempt in range(RETRIES + 1):
@@ -347,9 +517,11 @@ class LoggingCallbacks:
             await asyncio.wait_for(self.flush(), timeout=10)
         except Exception:
             logger.warning("logging callbacks: records still queued at shutdown were not all sent", exc_info=True)
-        if self._session is not None and self._session_loop is asyncio.get_running_loop():
-            await self._session.close()
-        self._session = None
+        loop = asyncio.get_running_loop()
+        for session, session_loop in self._sessions.values():
+            if session_loop is loop:
+                await session.close()
+        self._sessions = {}
 
 
 logging_callbacks = LoggingCallbacks()

@@ -23,8 +23,9 @@ from apps.management.framework import (
     NotFoundError,
     first_validation_error,
     model_errors_as_fields,
+    validated_body,
 )
-from apps.management.inputs import lago_values, limits_values, prompt_storage_values
+from apps.management.inputs import lago_values, limits_values, logging_callback_entry, prompt_storage_values
 from apps.management.lookups import organization_or_404, team_or_404, user_or_404
 from apps.management.pagination import page_of
 from apps.management.permissions import (
@@ -583,8 +584,9 @@ class TeamPermissionsListApi(ManagementAPIView):
 
 
 class TeamCallbackApi(ManagementAPIView):
-    """LiteLLM's per-team logging callbacks: none exist here (GET answers the empty lists), and
-    adding one is refused naming callback_name (docs/litellm-compat.md)."""
+    """LiteLLM's per-team logging callbacks: GET lists them (secrets masked), POST adds one (or
+    replaces the team's callback of that name), DELETE {"callback_name"} removes one. The team's
+    admins set them; the records are those of the team's own requests."""
 
     input_serializer = s.TeamCallbackInput
 
@@ -594,27 +596,34 @@ class TeamCallbackApi(ManagementAPIView):
         return Response({"status": "success", "data": s.team_callbacks_data(team)})
 
     def post(self, request, team_id):
+        actor = request_actor(request)
         team = team_or_404(team_id)
-        team_check(request_actor(request), team, "update")
-        self.validated(request)
-        raise FieldRefused(
-            "Per-team logging callbacks do not exist on this gateway: requests are logged to its spend logs "
-            "(with messages and answers when the team's store_prompts is on), not sent to Langfuse, GCS "
-            "or other callbacks.",
-            param="callback_name",
-            code="unsupported_field",
-        )
+        team_check(actor, team, "update")
+        entry = logging_callback_entry(actor, self.validated(request), stored=team.logging_callbacks or [])
+        team = services.team_logging_callback_set(team=team, entry=entry)
+        return Response({"status": "success", "data": s.team_callbacks_data(team)})
+
+    def delete(self, request, team_id):
+        actor = request_actor(request)
+        team = team_or_404(team_id)
+        team_check(actor, team, "update")
+        name = validated_body(s.TeamCallbackDeleteInput, request.data)["callback_name"]
+        if not any(entry["callback_name"] == name for entry in team.logging_callbacks or []):
+            raise NotFoundError(f"The team has no {name} callback.", param="callback_name")
+        team = services.team_logging_callback_remove(team=team, callback_name=name)
+        return Response({"status": "success", "data": s.team_callbacks_data(team)})
 
 
 class TeamDisableLoggingApi(ManagementAPIView):
-    """LiteLLM's /team/{team_id}/disable_logging: the team's messages and answers are no longer kept
-    (store_prompts off, one of its settings an admin of its organization sets); its spend rows stay."""
+    """LiteLLM's /team/{team_id}/disable_logging: the team's own logging callbacks are removed and its
+    messages and answers are no longer kept (store_prompts off, one of its settings an admin of its
+    organization sets); its spend rows stay, and the gateway's own callbacks get them without content."""
 
     def post(self, request, team_id):
         actor = request_actor(request)
         team = team_or_404(team_id)
         team_update_check(actor, team, {"store_prompts": False}, organization=None)
-        team = services.team_update(team=team, store_prompts=False)
+        team = services.team_update(team=team, store_prompts=False, logging_callbacks=[])
         return Response(
             {
                 "status": "success",

@@ -6,6 +6,7 @@ from django.db.models import UniqueConstraint
 from django.utils import timezone
 
 from apps.core.durations import validate_duration
+from apps.core.fields import EncryptedJSONField
 
 
 class LimitsMixin(models.Model):
@@ -127,6 +128,9 @@ class Team(LimitsMixin):
         default=list, blank=True,
         help_text="The models a member added without a models list may use (within the team's). Empty: the team's.",
     )
+    # The team's own logging callbacks (LiteLLM's team callbacks), secrets included: encrypted,
+    # set through POST /team/{id}/callback only (apps.spend.callback_settings).
+    logging_callbacks = EncryptedJSONField(blank=True, default=list, editable=False)
     store_prompts = models.BooleanField(
         null=True, blank=True, verbose_name="store prompts and responses",
         help_text="Keep the messages and answers of the team's requests in their spend logs (a key may "

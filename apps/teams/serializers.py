@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from apps.spend.callback_settings import callback_entries_masked
 from apps.management.framework import StrictNestedInput, is_empty_value
 from apps.management.inputs import (
     LITELLM_GENERATE_REQUEST_FIELDS,
@@ -408,20 +409,36 @@ def member_limit_values(data: dict) -> dict:
 
 
 class TeamCallbackInput(serializers.Serializer):
-    """LiteLLM's AddTeamCallback (validated, then refused: no per-team callbacks here)."""
+    """LiteLLM's AddTeamCallback (apps.spend.callback_settings says what each callback takes)."""
 
     callback_name = serializers.CharField(max_length=200)
     callback_type = serializers.ChoiceField(choices=("success", "failure", "success_and_failure"),
                                             required=False, allow_null=True)
-    callback_vars = serializers.DictField(child=serializers.CharField(), required=False, allow_null=True)
+    callback_vars = serializers.DictField(child=serializers.CharField(max_length=2000), required=False,
+                                          allow_null=True)
 
     litellm_fields = frozenset({"callback_name", "callback_type", "callback_vars"})
 
 
+class TeamCallbackDeleteInput(serializers.Serializer):
+    callback_name = serializers.CharField(max_length=200)
+
+
 def team_callbacks_data(team) -> dict:
-    """LiteLLM's team callback settings: none here (requests go to the spend logs only)."""
-    return {"team_id": str(team.pk), "success_callbacks": [], "failure_callbacks": [], "callback_vars": {},
-            "store_prompts": team.store_prompts}
+    """LiteLLM's team callback settings (its success/failure lists and one callback_vars), and the
+    entries themselves (`callbacks`); secrets masked."""
+    entries = callback_entries_masked(team.logging_callbacks or [])
+    callback_vars = {}
+    for entry in entries:
+        callback_vars.update(entry["callback_vars"])
+    return {
+        "team_id": str(team.pk),
+        "success_callbacks": [e["callback_name"] for e in entries if e["callback_type"] != "failure"],
+        "failure_callbacks": [e["callback_name"] for e in entries if e["callback_type"] != "success"],
+        "callback_vars": callback_vars,
+        "callbacks": entries,
+        "store_prompts": team.store_prompts,
+    }
 
 
 def team_membership_data(membership) -> dict:

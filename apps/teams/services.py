@@ -145,6 +145,22 @@ def team_update(*, team: Team, **fields) -> Team:
 
 
 @transaction.atomic
+def team_logging_callback_set(*, team: Team, entry: dict) -> Team:
+    """Add the team's logging callback, or replace its callback of that name (a checked entry:
+    apps.management.inputs.logging_callback_entry)."""
+    team = Team.objects.select_for_update().get(pk=team.pk)
+    others = [e for e in team.logging_callbacks or [] if e["callback_name"] != entry["callback_name"]]
+    return team_update(team=team, logging_callbacks=[*others, entry])
+
+
+@transaction.atomic
+def team_logging_callback_remove(*, team: Team, callback_name: str) -> Team:
+    team = Team.objects.select_for_update().get(pk=team.pk)
+    kept = [e for e in team.logging_callbacks or [] if e["callback_name"] != callback_name]
+    return team_update(team=team, logging_callbacks=kept)
+
+
+@transaction.atomic
 def team_delete(*, team: Team) -> None:
     """Deletes the team with its keys and memberships."""
     team.delete()

@@ -109,13 +109,14 @@ MATRIX: dict[str, tuple[str, str, str, str, str, str]] = {
     "GET /team/permissions_list": ("any team", "its orgs' teams", "its teams", "its teams", "its teams", DENIED),
     "GET /team/{team_id}/callback": ("any team", "its orgs' teams", "its teams", "its teams", "its teams", DENIED),
     "POST /team/{team_id}/callback": (
-        "any team (then 400: no callbacks)",
-        "its orgs' teams (then 400: no callbacks)",
-        "its teams (then 400: no callbacks)",
+        "any team",
+        "its orgs' teams (no os.environ/, key files or hosts on the gateway's network)",
+        "its teams (no os.environ/, key files or hosts on the gateway's network)",
         DENIED,
         DENIED,
         DENIED,
     ),
+    "DELETE /team/{team_id}/callback": ("any team", "its orgs' teams", "its teams", DENIED, DENIED, DENIED),
     "POST /team/{team_id}/disable_logging": ("any team", "its orgs' teams", DENIED, DENIED, DENIED, DENIED),
     "POST /user/new": ("any user", "into its orgs (not proxy_admin)", DENIED, DENIED, DENIED, DENIED),
     "POST /user/update": (

@@ -352,11 +352,13 @@ def test_regenerate_in_the_path_changes_fields_on_the_way(api, world):
     assert_error(api.post("/key/regenerate", {}), 400, param="key")
 
 
-def test_key_health_reports_the_keys_own_logging_callbacks_unhealthy(api, world):
+def test_key_health_lists_the_keys_own_logging_callbacks(api, world):
     assert api.post("/key/health", key=world.raw("plain")).json() == {"key": "healthy", "logging_callbacks": None}
-    logging_key = api.post("/key/generate", {"metadata": {"logging": [{"callback_name": "langfuse"}]}}).json()["key"]
+    logging = [{"callback_name": "langfuse", "callback_vars": {"langfuse_public_key": "pk-1",
+                                                               "langfuse_secret_key": "sk-1"}}]
+    logging_key = api.post("/key/generate", {"metadata": {"logging": logging}}).json()["key"]
     callbacks = api.post("/key/health", key=logging_key).json()["logging_callbacks"]
-    assert (callbacks["callbacks"], callbacks["status"]) == (["langfuse"], "unhealthy")
+    assert (callbacks["callbacks"], callbacks["status"]) == (["langfuse"], "healthy")
 
 
 @pytest.mark.parametrize(

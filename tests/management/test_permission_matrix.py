@@ -28,6 +28,19 @@ def _target_user(role) -> str:
 
 
 # One request per endpoint, aimed at what the role should be able to reach if allowed at all.
+LANGFUSE_CALLBACK = {"callback_name": "langfuse", "callback_type": "success",
+                     "callback_vars": {"langfuse_public_key": "pk-lf-1", "langfuse_secret_key": "sk-lf-1",
+                                       "langfuse_host": "https://cloud.langfuse.com"}}
+
+
+def _with_callback(world, body):
+    """The research team with a Langfuse callback (set by the proxy admin), and `body`."""
+    from apps.teams.services import team_logging_callback_set
+
+    team_logging_callback_set(team=world.research, entry={**LANGFUSE_CALLBACK, "trusted": True})
+    return body
+
+
 REQUESTS = {
     "POST /key/generate": lambda w, r: {"team_id": str(w.research.pk), "key_alias": "new"},
     "POST /key/update": lambda w, r: {"key": _target_key(w, r), "key_alias": "renamed"},
@@ -57,7 +70,8 @@ REQUESTS = {
     "POST /team/model/delete": lambda w, r: {"team_id": str(w.research.pk), "models": ["gpt-api"]},
     "GET /team/permissions_list": lambda w, r: {"team_id": str(w.research.pk)},
     "GET /team/{team_id}/callback": lambda w, r: None,
-    "POST /team/{team_id}/callback": lambda w, r: {"callback_name": "langfuse", "callback_type": "success"},
+    "POST /team/{team_id}/callback": lambda w, r: LANGFUSE_CALLBACK,
+    "DELETE /team/{team_id}/callback": lambda w, r: _with_callback(w, {"callback_name": "langfuse"}),
     "POST /team/{team_id}/disable_logging": lambda w, r: None,
     "POST /user/new": lambda w, r: {"user_id": "newbie", "organizations": [str(w.acme.pk)]},
     "POST /user/update": lambda w, r: {"user_id": "member", "user_alias": "M"},
@@ -141,9 +155,8 @@ REQUESTS = {
     "POST /spend/calculate": lambda w, r: {"model": "gpt-api", "messages": [{"role": "user", "content": "hi"}]},
 }
 
-# Routes whose allowed callers get another answer than 200: the per-team callbacks LiteLLM has and
-# this gateway does not (a 400 naming callback_name, after the rights check).
-ALLOWED_STATUS = {"POST /team/{team_id}/callback": 400}
+# Routes whose allowed callers get another answer than 200.
+ALLOWED_STATUS: dict[str, int] = {}
 
 CELLS = [(endpoint, role, cell) for endpoint, cells in MATRIX.items() for role, cell in zip(ROLES, cells)]
 

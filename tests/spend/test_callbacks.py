@@ -33,6 +33,7 @@ class Receiver(FakeServer):
         super().__init__()
         self.posts: list[dict] = []
         self.fail_next = 0  # answer this many posts with a 500 first
+        self.langfuse_projects = {("pk-lf-test", "sk-lf-test")}  # the (public, secret) keys it takes
         self.app.router.add_post("/log", self.log)
         self.app.router.add_post("/api/public/ingestion", self.ingestion)
 
@@ -44,8 +45,9 @@ class Receiver(FakeServer):
         return web.json_response({"ok": True})
 
     async def ingestion(self, request: web.Request) -> web.Response:
-        expected = "Basic " + base64.b64encode(b"pk-lf-test:sk-lf-test").decode()
-        if request.headers.get("Authorization") != expected:
+        accepted = {"Basic " + base64.b64encode(f"{public}:{secret}".encode()).decode()
+                    for public, secret in self.langfuse_projects}
+        if request.headers.get("Authorization") not in accepted:
             return web.json_response({"message": "Invalid credentials"}, status=401)
         body = orjson.loads(await request.read())
         errors, successes = [], []
@@ -72,6 +74,7 @@ def callbacks_on(receiver, settings, monkeypatch, tmp_path):
     """Configure callbacks before the gateway starts: `use(config_yaml_text)`."""
     receiver.posts.clear()
     receiver.fail_next = 0
+    receiver.langfuse_projects = {("pk-lf-test", "sk-lf-test")}
     settings.GATEWAY_CALLBACK_FLUSH_INTERVAL = 0.05
     monkeypatch.setenv("GENERIC_LOGGER_ENDPOINT", receiver.url + "/log")
     monkeypatch.setenv("GENERIC_LOGGER_HEADERS", "Authorization: Bearer log-token, X-Team: core")
@@ -302,3 +305,159 @@ def test_gcs_gets_json_lines_objects_as_the_service_account(callbacks_on, config
         assert orjson.loads(body.splitlines()[0])["model"] == "to-gcs"
     finally:
         gcs.stop()
+
+
+# --- a team's and a key's own callbacks ------------------------------------------------------------
+
+
+def langfuse_entry(receiver, project: str) -> dict:
+    return {"callback_name": "langfuse", "callback_type": "success_and_failure",
+            "callback_vars": {"langfuse_public_key": f"pk-{project}", "langfuse_secret_key": f"sk-{project}",
+                              "langfuse_host": receiver.url}}
+
+
+def basic(project: str) -> str:
+    return "Basic " + base64.b64encode(f"pk-{project}:sk-{project}".encode()).decode()
+
+
+def test_each_team_gets_its_own_requests_in_its_own_langfuse_project(callbacks_on, configured_gateway,
+                                                                      make_deployment, receiver, settings,
+                                                                      make_key):
+    from apps.teams.services import organization_create, team_create, team_logging_callback_set
+
+    settings.GATEWAY_CALLBACK_ALLOWED_HOSTS = "127.0.0.1"  # the receiver stands for a public Langfuse
+    receiver.langfuse_projects = {("pk-alpha", "sk-alpha"), ("pk-beta", "sk-beta")}
+    callbacks_on("  callbacks: []\n")
+    make_deployment("per-team", upstream_model="gpt-test")
+    alpha = team_create(organization=organization_create(name="Alpha"), alias="alpha")
+    beta = team_create(organization=organization_create(name="Beta"), alias="beta")
+    team_logging_callback_set(team=alpha, entry={**langfuse_entry(receiver, "alpha"), "trusted": False})
+    team_logging_callback_set(team=beta, entry={**langfuse_entry(receiver, "beta"), "trusted": False})
+    _, alpha_key = make_key(team=alpha)
+    _, beta_key = make_key(team=beta)
+    _, loner_key = make_key()
+    gateway = configured_gateway()
+    for raw_key in (alpha_key, alpha_key, beta_key, loner_key):
+        client_for(gateway, raw_key).chat.completions.create(model="per-team",
+                                                             messages=[{"role": "user", "content": "hi"}])
+    wait_for(lambda: sum(len(p["body"]["batch"]) for p in receiver.posts) >= 6)
+    import time
+
+    time.sleep(0.3)  # a few more flushes: anything sent where it should not be would be here
+    traces = {}
+    for post in receiver.posts:
+        for event in post["body"]["batch"]:
+            if event["type"] == "trace-create":
+                traces.setdefault(post["headers"]["Authorization"], []).append(
+                    event["body"]["metadata"]["team_id"])
+    assert traces == {basic("alpha"): [str(alpha.pk)] * 2, basic("beta"): [str(beta.pk)]}
+
+
+def test_a_keys_own_generic_api_gets_only_that_keys_requests(callbacks_on, configured_gateway, make_deployment,
+                                                              receiver, settings, make_key):
+    settings.GATEWAY_CALLBACK_ALLOWED_HOSTS = "127.0.0.1"
+    callbacks_on("  callbacks: []\n")
+    make_deployment("per-key", upstream_model="gpt-test")
+    logged, logged_raw = make_key(logging_callbacks=[{
+        "callback_name": "generic_api", "callback_type": "success",
+        "callback_vars": {"generic_logger_endpoint": receiver.url + "/log",
+                          "generic_logger_headers": "Authorization: Bearer key-own-token"}}])
+    _, other_raw = make_key()
+    gateway = configured_gateway()
+    client_for(gateway, other_raw).chat.completions.create(model="per-key", messages=[{"role": "user", "content": "a"}])
+    client_for(gateway, logged_raw).chat.completions.create(model="per-key", messages=[{"role": "user", "content": "b"}])
+    records = wait_for(lambda: receiver.records())
+    import time
+
+    time.sleep(0.3)
+    assert [r["metadata"]["user_api_key_hash"] for r in receiver.records()] == [logged.token_hash]
+    assert receiver.posts[0]["headers"]["Authorization"] == "Bearer key-own-token"
+    assert records[0]["messages"] is None  # the key keeps no prompts: none go to its callback either
+
+
+def test_a_tenants_callback_aimed_at_the_gateways_network_sends_nothing(callbacks_on, configured_gateway,
+                                                                        make_deployment, receiver, make_key):
+    """Written around the API (refused there), the entry is still refused at its first send."""
+    callbacks_on("  callbacks: []\n")
+    make_deployment("sneaky", upstream_model="gpt-test")
+    _, raw = make_key(logging_callbacks=[{
+        "callback_name": "generic_api", "callback_type": "success",
+        "callback_vars": {"generic_logger_endpoint": receiver.url + "/log"}}])
+    before = dropped("key/generic_api", "not_set_up")
+    client_for(configured_gateway(), raw).chat.completions.create(model="sneaky",
+                                                                  messages=[{"role": "user", "content": "hi"}])
+    assert wait_for(lambda: dropped("key/generic_api", "not_set_up") > before)
+    assert receiver.posts == []
+
+
+def test_a_dead_tenant_destination_holds_back_no_one_elses_records(callbacks_on, configured_gateway,
+                                                                    make_deployment, receiver, settings, make_key):
+    """A tenant's callback host that accepts and never answers: the gateway's own callback still
+    gets every record at once (each destination drains on its own)."""
+    black_hole = socket.socket()
+    black_hole.bind(("127.0.0.1", 0))
+    black_hole.listen(16)
+    try:
+        settings.GATEWAY_CALLBACK_ALLOWED_HOSTS = "127.0.0.1"
+        callbacks_on("  callbacks: [generic_api]\n")
+        make_deployment("crowded", upstream_model="gpt-test")
+        _, stuck = make_key(logging_callbacks=[{
+            "callback_name": "generic_api", "callback_type": "success",
+            "callback_vars": {"generic_logger_endpoint": f"http://127.0.0.1:{black_hole.getsockname()[1]}/"}}])
+        _, other = make_key()
+        gateway = configured_gateway()
+        client_for(gateway, stuck).chat.completions.create(model="crowded", messages=[{"role": "user", "content": "a"}])
+        import time
+
+        time.sleep(0.3)  # the stuck destination's send has started and hangs
+        client_for(gateway, other).chat.completions.create(model="crowded", messages=[{"role": "user", "content": "b"}])
+        assert wait_for(lambda: len(receiver.records()) >= 2, timeout=3)
+    finally:
+        black_hole.close()
+
+
+def test_a_name_that_resolves_to_the_gateways_network_is_not_connected_to(settings):
+    """A host name is checked again at each connection (a name may later resolve elsewhere)."""
+    import asyncio
+
+    from apps.spend.callbacks import _PublicOnlyResolver
+
+    async def resolve():
+        resolver = _PublicOnlyResolver()
+        try:
+            return await resolver.resolve("localhost", 80)
+        finally:
+            await resolver.close()
+
+    with pytest.raises(OSError, match="no address"):
+        asyncio.run(resolve())
+    settings.GATEWAY_CALLBACK_ALLOWED_HOSTS = "localhost"
+    assert asyncio.run(resolve())
+
+
+def test_default_team_settings_send_a_teams_requests_to_its_langfuse(callbacks_on, configured_gateway,
+                                                                      make_deployment, receiver, make_key,
+                                                                      monkeypatch, team):
+    monkeypatch.setenv("TEAM_LANGFUSE_SECRET", "sk-ops")
+    receiver.langfuse_projects = {("pk-ops", "sk-ops")}
+    callbacks_on(
+        "  default_team_settings:\n"
+        f"    - team_id: \"{team.pk}\"\n"
+        "      success_callback: [langfuse]\n"
+        "      langfuse_public_key: pk-ops\n"
+        "      langfuse_secret: os.environ/TEAM_LANGFUSE_SECRET\n"
+        f"      langfuse_host: {receiver.url}\n"
+    )
+    make_deployment("team-default", upstream_model="gpt-test")
+    _, raw = make_key(team=team)
+    _, outside = make_key()
+    gateway = configured_gateway()
+    client_for(gateway, outside).chat.completions.create(model="team-default", messages=[{"role": "user", "content": "a"}])
+    client_for(gateway, raw).chat.completions.create(model="team-default", messages=[{"role": "user", "content": "b"}])
+    posts = wait_for(lambda: receiver.posts)
+    import time
+
+    time.sleep(0.3)
+    traces = [e["body"] for p in receiver.posts for e in p["body"]["batch"] if e["type"] == "trace-create"]
+    assert [t["metadata"]["team_id"] for t in traces] == [str(team.pk)]
+    assert posts[0]["headers"]["Authorization"] == basic("ops")
