@@ -10,6 +10,8 @@ from apps.management.admin_scope import (
     OrganizationScopedAdmin,
     permission_errors_as_form_errors,
 )
+from apps.management.framework import FieldRefused, Forbidden
+from apps.management.inputs import key_logging_values
 from apps.management.permissions import admin_actor, key_placement_check, key_regenerate_check
 
 PLACEMENT_FIELDS = ("user", "team", "organization")
@@ -55,9 +57,20 @@ class VirtualKeyForm(forms.ModelForm):
         ]
 
     def clean(self):
-        """A key made or moved here follows the management API's rule (key_placement_check)."""
+        """A key made or moved here follows the management API's rule (key_placement_check); its
+        metadata.logging becomes its own logging callbacks, as through the API."""
         cleaned = super().clean()
         request = getattr(self, "admin_request", None)
+        if request is not None and "metadata" in self.changed_data and not self.errors:
+            values = {"metadata": cleaned.get("metadata") or {}}
+            try:
+                key_logging_values(admin_actor(request), values, stored=self.instance.logging_callbacks or [])
+            except (Forbidden, FieldRefused) as exc:
+                self.add_error("metadata", f"{exc.param}: {exc.detail}")
+                return cleaned
+            cleaned["metadata"] = values["metadata"]
+            if "logging_callbacks" in values:
+                self.instance.logging_callbacks = values["logging_callbacks"]
         placed = self.instance.pk is None or set(PLACEMENT_FIELDS) & set(self.changed_data)
         if request is None or not placed or self.errors:
             return cleaned

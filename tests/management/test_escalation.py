@@ -315,3 +315,26 @@ def test_the_admin_keeps_organization_limits_and_deployments_for_the_proxy_admin
         "api_base": "http://169.254.169.254/", "input_cost_per_token": "0", "output_cost_per_token": "0",
     })
     assert not ModelDeployment.objects.filter(model_name="free").exists()
+
+
+def test_the_admin_takes_a_keys_metadata_logging_as_the_api_does(staff_org_admin, world):
+    """Through the admin too: an org admin's key may log to a public host (stored encrypted, shown
+    masked), not read the gateway's environment."""
+    import json
+
+    def add(alias, secret):
+        logging = [{"callback_name": "langfuse", "callback_vars": {
+            "langfuse_public_key": "pk-admin", "langfuse_secret_key": secret,
+            "langfuse_host": "https://cloud.langfuse.com"}}]
+        return staff_org_admin.post("/admin/keys/virtualkey/add/", {
+            "alias": alias, "team": str(world.research.pk), "metadata": json.dumps({"logging": logging}),
+            "model_max_budget": "{}", "model_rpm_limit": "{}", "model_tpm_limit": "{}",
+        })
+
+    refused = add("env-reader", "os.environ/OPENAI_API_KEY")
+    assert refused.status_code == 200 and "proxy admin" in refused.content.decode()
+    assert not VirtualKey.objects.filter(alias="env-reader").exists()
+    assert add("logged", "sk-lf-admin-secret-0042").status_code == 200
+    key = VirtualKey.objects.get(alias="logged")
+    assert key.logging_callbacks[0]["callback_vars"]["langfuse_secret_key"] == "sk-lf-admin-secret-0042"
+    assert key.metadata["logging"][0]["callback_vars"]["langfuse_secret_key"] == "*****0042"
