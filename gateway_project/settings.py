@@ -419,6 +419,17 @@ GATEWAY_TRACING = bool(
 ) and not env_bool("OTEL_SDK_DISABLED", False)
 
 # --- logging callbacks (apps/spend/callbacks.py): config.yaml's litellm_settings.callbacks, plus these ---
+# The exact response cache (apps.routing.response_cache): off, local, redis or redis+local.
+GATEWAY_CACHE = env_str("GATEWAY_CACHE", "")
+if GATEWAY_CACHE not in ("", "off", "local", "redis", "redis+local"):
+    raise ImproperlyConfigured("GATEWAY_CACHE must be off, local, redis or redis+local.")
+GATEWAY_CACHE_TTL = env_float("GATEWAY_CACHE_TTL", 600.0)
+GATEWAY_CACHE_MEMORY_BYTES = env_int("GATEWAY_CACHE_MEMORY_BYTES", 64 * 1024 * 1024)
+GATEWAY_CACHE_MAX_ENTRY_BYTES = env_int("GATEWAY_CACHE_MAX_ENTRY_BYTES", 1024 * 1024)
+GATEWAY_CACHE_SHARED = env_bool("GATEWAY_CACHE_SHARED", False)  # entries shared by every team
+GATEWAY_CACHE_CHARGE_BUDGETS = env_bool("GATEWAY_CACHE_CHARGE_BUDGETS", False)  # a hit costs what it saved
+GATEWAY_CACHE_BILL_HITS = env_bool("GATEWAY_CACHE_BILL_HITS", False)  # a hit is a Lago event (its saved cost)
+GATEWAY_CACHE_HITS_COUNT_RATE_LIMITS = env_bool("GATEWAY_CACHE_HITS_COUNT_RATE_LIMITS", True)
 GATEWAY_CALLBACKS = env_str("GATEWAY_CALLBACKS", "")
 GATEWAY_CALLBACK_FLUSH_INTERVAL = env_float("GATEWAY_CALLBACK_FLUSH_INTERVAL", 1.0)
 # Hosts (names or addresses, comma-separated) a team's or key's own callbacks may send to even

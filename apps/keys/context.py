@@ -49,6 +49,9 @@ class KeyContext:
     # Added to each spend log: the key's tags, and its metadata.spend_logs_metadata.
     spend_tags: tuple[str, ...] = ()
     spend_logs_metadata: dict | None = None
+    # The response cache's settings for this key (its metadata.cache over its team's): enabled, ttl,
+    # call_types, namespace (apps.routing.response_cache).
+    cache_settings: dict | None = None
     # The key's and its team's own logging callbacks (apps.spend.callback_settings.CallbackSpec).
     logging_callbacks: tuple = field(default=(), repr=False)  # their secrets stay out of any repr
 

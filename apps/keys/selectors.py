@@ -190,6 +190,7 @@ def _context(*, key, user_id, user_limits, team, organization, token_hash: str, 
         team_model_aliases=dict(team.model_aliases) if team is not None else {},
         team_tags=tuple(team.tags) if team is not None else (),
         store_prompts=_store_prompts(key, team),
+        cache_settings=_cache_settings(key, team),
         logging_callbacks=(callback_specs(f"key:{key.pk}", key.logging_callbacks) if key is not None else ())
         + (callback_specs(f"team:{team.pk}", team.logging_callbacks) if team is not None else ()),
         key_spend=getattr(key, "spend", None),
@@ -211,6 +212,16 @@ def _key_request_fields(key: VirtualKey, key_limits) -> dict:
         "spend_tags": tuple(key.tags or ()),
         "spend_logs_metadata": spend_logs_metadata if isinstance(spend_logs_metadata, dict) else None,
     }
+
+
+def _cache_settings(key, team) -> dict | None:
+    """The response cache's settings: the team's metadata.cache, the key's over it."""
+    settings_ = {}
+    for entity in (team, key):
+        own = (getattr(entity, "metadata", None) or {}).get("cache")
+        if isinstance(own, dict):
+            settings_.update({k: v for k, v in own.items() if k in ("enabled", "ttl", "call_types")})
+    return settings_ or None
 
 
 def _store_prompts(key, team) -> bool:

@@ -450,7 +450,7 @@ _SECTIONS = ("model_list", "general_settings", "router_settings", "litellm_setti
 _GENERAL_KEYS = {"master_key", "store_prompts_in_spend_logs"}
 # The logging callbacks are read by each server process at its start (apps.spend.callbacks).
 _LITELLM_KEYS = _LITELLM_ROUTER_KEYS | {"drop_params", "callbacks", "success_callback", "failure_callback",
-                                        "s3_callback_params", "default_team_settings"}
+                                        "s3_callback_params", "default_team_settings", "cache", "cache_params"}
 _MODEL_INFO_KEYS = {"id", "mode", "access_groups", "max_input_tokens"}
 # Why a key LiteLLM reads is not read here, where a reason helps more than "not supported".
 _IGNORED_BECAUSE = {
@@ -459,8 +459,6 @@ _IGNORED_BECAUSE = {
     "redis_port": "the gateway reads REDIS_URL from the environment",
     "redis_password": "the gateway reads REDIS_URL from the environment",
     "redis_url": "the gateway reads REDIS_URL from the environment",
-    "cache": "response caching is not available yet",
-    "cache_params": "response caching is not available yet",
     "guardrails": "guardrails are not available yet",
     "enable_tag_filtering": "tags filter the deployments of every group whose deployments carry tags, "
                             "and only label requests elsewhere",

@@ -13,6 +13,7 @@ import logging
 import time
 import uuid
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import AsyncIterator
 
 import aiohttp
@@ -31,6 +32,7 @@ from apps.providers.streaming import OpenAISSEWriter, decoder_for
 from apps.providers.transport import transport, upstream_timeout
 from apps.routing.batch_store import referenced_files_check
 from apps.routing.metrics import request_metrics
+from apps.routing.response_cache import CacheDecision, CacheEntry, replay_chunks, response_cache, usage_as_dict
 from apps.routing.tracing import attempt_span, request_span_end, request_span_start, tracing
 from apps.routing.limits import end_user_scope, limits_acquire, limits_settle, request_end_user, request_scopes
 from apps.routing.router import (
@@ -98,7 +100,7 @@ class RequestAccount:
     __slots__ = ("request_id", "context", "operation", "model", "deployment", "stream", "started",
                  "started_wall", "settled", "body", "limits_acquired", "limit_headers", "scopes",
                  "route", "upstream_seconds", "metadata", "stored_response", "model_group", "cost", "call_type",
-                 "end_user", "span")
+                 "end_user", "span", "cache", "cache_hit", "saved_cost")
 
     def __init__(self, context: KeyContext, operation: Operation, request_id: str | None = None) -> None:
         self.request_id = request_id or uuid.uuid4().hex
@@ -123,6 +125,9 @@ class RequestAccount:
         self.end_user = ""  # the tenant's customer named by the request (`user`), if any
         self.call_type = _CALL_TYPES[operation]  # the pass-through names its own
         self.span = None  # the request's trace span, when tracing is on (apps.routing.tracing)
+        self.cache: CacheDecision | None = None  # what the response cache may do for it
+        self.cache_hit = False
+        self.saved_cost = None  # a cache hit: what the upstream call would have cost
 
     def settle(self, *, status: str, usage: Usage | None = None, http_status: int | None = None,
                error_type: str = "") -> None:
@@ -135,6 +140,10 @@ class RequestAccount:
         ended = time.time()
         priced = price_usage(deployment, usage, at=self.started_wall)  # the prices in force at its start
         cost = self.cost = priced.cost
+        if self.cache_hit:  # no upstream call: charged nothing unless the operator says otherwise
+            self.saved_cost = cost
+            if not settings.GATEWAY_CACHE_CHARGE_BUDGETS:
+                cost = self.cost = Decimal(0)
         if self.limits_acquired:
             spawn(
                 limits_settle(self.scopes, self.request_id, usage.prompt_tokens + usage.completion_tokens, cost),
@@ -177,6 +186,8 @@ class RequestAccount:
             messages=stored_request(self.body) if context.store_prompts else None,
             response=bounded_json(self.stored_response) if self.stored_response is not None else None,
             end_user=self.end_user,
+            cache_hit=self.cache_hit,
+            saved_cost=self.saved_cost,
         )
         spend_buffer.add(record)
         if logging_callbacks.wanted(context):
@@ -240,6 +251,9 @@ class RequestAccount:
             headers["x-litellm-key-spend"] = format(self.context.key_spend, "f")
         if self.context.key_max_budget is not None:
             headers["x-litellm-key-max-budget"] = format(self.context.key_max_budget, "f")
+        if self.cache is not None:
+            headers["x-gateway-cache"] = "hit" if self.cache_hit else "miss"
+            headers["x-litellm-cache-key"] = self.cache.key
         return headers
 
     def error_with_headers(self, error: GatewayError) -> GatewayError:
@@ -339,24 +353,37 @@ async def proxy_request(
         account.model = model
         account.model_group = group.name
         await entitlement_check(context)  # the billing entity's wallet (a dict lookup; off without Lago)
+        cached = None
+        if response_cache.backend is not None:
+            account.cache = response_cache.decide(operation=operation, model_group=group.name, body=upstream_body,
+                                                  context=context, headers=request.META, stream=stream)
+            if account.cache is not None and account.cache.read and not settings.GATEWAY_CACHE_HITS_COUNT_RATE_LIMITS:
+                cached = await response_cache.get(account.cache)  # a hit then skips the limits altogether
         scopes = request_scopes(context, model, group.limit_scopes)
         if account.end_user:
             # Checked and counted in the same atomic step as the key's own levels.
             end_user_limits = await end_user_scope(context, account.end_user)
             if end_user_limits is not None:
                 scopes = (*scopes, end_user_limits)
-        if scopes:
+        if scopes and cached is None:
             # Reserved at the group's priciest deployment: the router may pick any of them.
             account.limit_headers = await limits_acquire(
                 scopes, account.request_id, costliest_deployment(group.deployments), body
             )
             account.limits_acquired = True
             account.scopes = scopes
+        if account.cache is not None and account.cache.read and cached is None \
+                and settings.GATEWAY_CACHE_HITS_COUNT_RATE_LIMITS:
+            cached = await response_cache.get(account.cache)
     except GatewayError as error:
         # Refused before routing: still a spend row (status error, no cost) for whoever audits
         # the key; a request without a valid key never gets this far (see README, Spend).
         account.settle_error(error)
         raise account.error_with_headers(error) from None
+
+    if cached is not None:
+        with settled_on_failure(account):
+            return cache_hit_response(account, cached, group, operation, client_format)
 
     route = RouteRequest(
         request_id=account.request_id, operation=operation, body=upstream_body, stream=stream,
@@ -451,6 +478,10 @@ async def _deployment_call(
     translated = adapter.translate_response(operation, deployment, raw)
     if account.context.store_prompts:
         account.stored_response = stored_answer(translated.body)
+    if account.cache is not None and account.cache.write and translated.content_type == "application/json":
+        spawn(response_cache.put(account.cache, CacheEntry(
+            body=translated.body, usage=usage_as_dict(translated.usage), created=time.time(),
+            deployment_id=deployment.id)), name="response-cache-put")
     account.settle(status=SpendLog.Status.SUCCESS, usage=client_format.usage_priced(translated.usage, body),
                    http_status=200)
     return GatewayResponse(
@@ -534,7 +565,8 @@ async def _relay_stream(
     read_to_end = False
     sent_any = False
     generated: list[str] = []  # content and tool arguments sent, counted only if usage never comes
-    answer = StreamedAnswer() if account.context.store_prompts else None
+    caching = account.cache is not None and account.cache.write
+    answer = StreamedAnswer() if account.context.store_prompts or caching else None
     try:
         async for data in response.content.iter_any():
             for event, payload in decoder.feed(data):
@@ -586,8 +618,12 @@ async def _relay_stream(
             # Closing drops the connection, so the upstream stops generating at once.
             response.close()
         if sent_any:
-            if answer is not None:
+            if answer is not None and account.context.store_prompts:
                 account.stored_response = answer.as_message()
+            if caching and read_to_end and status == SpendLog.Status.SUCCESS and translator.usage.reported:
+                entry = streamed_entry(answer, translator.usage, account, deployment)
+                if entry is not None:  # kept only whole: never a cut or abandoned stream
+                    spawn(response_cache.put(account.cache, entry), name="response-cache-put")
             usage = translator.usage if translator.usage.reported else _estimated_usage(account, generated)
             account.settle(status=status, usage=usage, http_status=http_status, error_type=error_type)
 
@@ -615,3 +651,44 @@ def _estimated_usage(account: RequestAccount, generated: list[str]) -> Usage:
         completion_tokens=estimate_text_tokens("".join(generated), model=model),
         reported=False,
     )
+
+
+# --- answers from the response cache ----------------------------------------------------------------
+
+
+def cache_hit_response(account: RequestAccount, entry: CacheEntry, group, operation: Operation,
+                       client_format: ClientFormat) -> HttpResponse:
+    """A request answered from the response cache, in the client's format: no upstream call; its
+    spend row is a hit (charged nothing by default) with what it saved."""
+    account.cache_hit = True
+    account.deployment = next((d for d in group.deployments if d.id == entry.deployment_id),
+                              group.deployments[0] if group.deployments else None)
+    usage = entry.usage_object()
+    if account.context.store_prompts:
+        account.stored_response = stored_answer(entry.body)
+    if account.stream:
+        options = account.body.get("stream_options") or {}
+        writer = client_format.stream_writer(include_usage=bool(options.get("include_usage")), model=account.model)
+        data = writer.write(replay_chunks(entry, operation)) + writer.close()
+        account.settle(status=SpendLog.Status.SUCCESS, usage=usage, http_status=200)
+        return SSEResponse(_single(data), headers=account.response_headers())
+    translated = TranslatedResponse(body=entry.body, usage=usage, content_type=entry.content_type)
+    account.settle(status=SpendLog.Status.SUCCESS, usage=client_format.usage_priced(usage, account.body or {}),
+                   http_status=200)
+    return GatewayResponse(client_format.response_body(translated, account.model),
+                           content_type=entry.content_type, plain_headers=account.response_headers())
+
+
+async def _single(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+def streamed_entry(answer: StreamedAnswer | None, usage: Usage, account: RequestAccount,
+                   deployment: Deployment) -> CacheEntry | None:
+    """A whole streamed chat answer as the entry a non-streamed one would be (one choice only)."""
+    if answer is None or account.operation is not Operation.CHAT or (account.body or {}).get("n") not in (None, 1):
+        return None
+    body = {"id": f"chatcmpl-{account.request_id}", "object": "chat.completion", "created": int(account.started_wall),
+            "model": deployment.upstream_model, **answer.as_message(), "usage": usage.openai()}
+    return CacheEntry(body=orjson.dumps(body), usage=usage_as_dict(usage), created=time.time(),
+                      deployment_id=deployment.id)

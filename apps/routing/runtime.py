@@ -22,6 +22,7 @@ from apps.routing.tracing import tracing
 from apps.routing.responses_store import response_store
 from apps.spend import tokens
 from apps.spend.callbacks import logging_callbacks, logging_callbacks_configure
+from apps.routing.response_cache import response_cache_configure
 from apps.spend.buffer import spend_buffer
 from apps.spend.pricing import price_catalog
 
@@ -56,6 +57,7 @@ class ProcessRuntime:
         tracing.start()
         logging_callbacks_configure()
         logging_callbacks.start()
+        response_cache_configure()
         self._metrics_flusher = asyncio.get_running_loop().create_task(_metrics_flush_forever(),
                                                                        name="metrics-flusher")
         if settings.CELERY_TASK_ALWAYS_EAGER:  # no broker, so no beat: this process follows the batches

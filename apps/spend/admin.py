@@ -65,7 +65,7 @@ class SpendLogAdmin(ReadOnlyAdminMixin, OrganizationScopedAdmin):
         "key_hash_short",
         "team_id",
     )
-    list_filter = (UnpricedFilter, "status", "is_stream", "provider", "call_type", "usage_reported")
+    list_filter = (UnpricedFilter, "status", "is_stream", "cache_hit", "provider", "call_type", "usage_reported")
     search_fields = ("request_id", "model", "key_hash", "=end_user")
     date_hierarchy = "start_time"
     show_full_result_count = False  # counting a large log table is the slow part

@@ -84,6 +84,11 @@ class SpendLog(models.Model):
     # (store_prompts); empty otherwise.
     messages = models.JSONField(null=True, blank=True)
     response = models.JSONField(null=True, blank=True)
+    cache_hit = models.BooleanField(default=False, help_text="Answered by the response cache: no upstream call.")
+    saved_cost = models.DecimalField(
+        max_digits=20, decimal_places=10, null=True, blank=True,
+        help_text="A cache hit: what the upstream call would have cost (its cost is what the tenant is charged).",
+    )
 
     class Meta:
         ordering = ["-start_time"]

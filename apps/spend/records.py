@@ -39,6 +39,8 @@ class SpendRecord:
     messages: list | dict | None = None  # stored only when the key or team opted in
     response: dict | None = None
     end_user: str = ""  # the request's `user` (apps.customers), when it named one
+    cache_hit: bool = False  # answered by the response cache (apps.routing.response_cache)
+    saved_cost: Decimal | None = None  # a hit: what the upstream call would have cost
 
 
 def record_to_json(record: SpendRecord) -> bytes:
@@ -46,6 +48,7 @@ def record_to_json(record: SpendRecord) -> bytes:
 
     values = {name: getattr(record, name) for name in record.__slots__}
     values["cost"] = None if record.cost is None else str(record.cost)
+    values["saved_cost"] = None if record.saved_cost is None else str(record.saved_cost)
     values["start_time"] = record.start_time.isoformat()
     values["end_time"] = record.end_time.isoformat()
     return orjson.dumps(values)
@@ -56,6 +59,8 @@ def record_from_json(data: bytes) -> SpendRecord:
 
     values = orjson.loads(data)
     values["cost"] = None if values["cost"] is None else Decimal(values["cost"])
+    if values.get("saved_cost") is not None:
+        values["saved_cost"] = Decimal(values["saved_cost"])
     values["start_time"] = datetime.fromisoformat(values["start_time"])
     values["end_time"] = datetime.fromisoformat(values["end_time"])
     known = set(SpendRecord.__slots__)

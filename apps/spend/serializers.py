@@ -304,7 +304,8 @@ def spend_log_data(log: SpendLog, *, usernames: dict, key_aliases: dict) -> dict
         "end_user": log.end_user,  # the tenant's customer the request named (its `user` field)
         "team_id": team_id,
         "organization_id": organization_id,
-        "cache_hit": False,
+        "cache_hit": log.cache_hit,  # answered by the response cache (spend 0 unless budgets are charged)
+        "saved_cost": float(log.saved_cost) if log.saved_cost is not None else None,
         "request_tags": tags if isinstance(tags, list) else [],
         "metadata": {
             **client_metadata,

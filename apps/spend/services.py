@@ -26,6 +26,7 @@ _RECORD_FIELDS = [f.name for f in fields(SpendRecord)]
 _record_values = attrgetter(*_RECORD_FIELDS)
 _DATETIME_INDEXES = [_RECORD_FIELDS.index("start_time"), _RECORD_FIELDS.index("end_time")]
 _COST_INDEX = _RECORD_FIELDS.index("cost")
+_SAVED_COST_INDEX = _RECORD_FIELDS.index("saved_cost")
 _UUID_INDEXES = [_RECORD_FIELDS.index("team_id"), _RECORD_FIELDS.index("organization_id")]
 _JSON_INDEXES = [_RECORD_FIELDS.index(name) for name in ("metadata", "messages", "response")]
 _METADATA_INDEX = _RECORD_FIELDS.index("metadata")
@@ -66,6 +67,8 @@ def _row(record: SpendRecord, adapt_datetime, adapt_decimal, adapt_json, uuid_id
         row[index] = adapt_datetime(row[index])
     if row[_COST_INDEX] is not None:
         row[_COST_INDEX] = adapt_decimal(row[_COST_INDEX], 20, 10)
+    if row[_SAVED_COST_INDEX] is not None:
+        row[_SAVED_COST_INDEX] = adapt_decimal(row[_SAVED_COST_INDEX], 20, 10)
     if row[_METADATA_INDEX] is None:
         row[_METADATA_INDEX] = {}
     for index in _JSON_INDEXES:

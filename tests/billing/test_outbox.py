@@ -413,3 +413,14 @@ def test_a_run_stops_claiming_after_its_time_budget(billing, billed_org):
     result = billing_events_send(time_budget=0)  # the Celery task's budget is spent: nothing more claimed
     assert result.batches == 0 and statuses() == {"pending": 150}
     assert billing_events_send(time_budget=60).delivered == 150
+
+
+def test_a_cache_hit_is_billed_only_when_the_operator_says_so(billing, billed_org, settings):
+    from decimal import Decimal
+
+    hit = record(organization=billed_org, cost="0", cache_hit=True, saved_cost=Decimal("0.000073"))
+    assert billing_events_add(records=[hit]) == 0  # no upstream call, nothing to bill
+    settings.GATEWAY_CACHE_BILL_HITS = True
+    assert billing_events_add(records=[hit]) == 1
+    event = BillingEvent.objects.get()
+    assert event.properties["cost_usd"] == "0.000073" and event.properties["cache_hit"] == "true"

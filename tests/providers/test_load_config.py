@@ -153,6 +153,8 @@ litellm_settings:
   num_retries: 2
   cache: true
   cache_params: {type: redis}
+  redact_user_api_key_info: true
+  max_internal_user_budget: 10
   success_callback: [langfuse]
 router_settings:
   routing_strategy: simple-shuffle
@@ -173,13 +175,14 @@ def test_keys_not_acted_on_are_reported_by_name(tmp_path):
     out, err = StringIO(), StringIO()
     call_command("load_config", str(path), stdout=out, stderr=err)
     reported = err.getvalue()
-    for key in ("litellm_settings.cache:", "litellm_settings.cache_params:",
+    for key in ("litellm_settings.redact_user_api_key_info:", "litellm_settings.max_internal_user_budget:",
                 "router_settings.redis_host: the gateway reads REDIS_URL", "router_settings.enable_tag_filtering:",
                 "router_settings.provider_budget_config:", "general_settings.alerting:", "guardrails:",
                 "model_list[0].model_info.base_model:"):
         assert key in reported, (key, reported)
     # What it does act on is not reported.
-    for key in ("drop_params", "num_retries", "routing_strategy", "master_key", "model_info.id", "success_callback"):
+    for key in ("drop_params", "num_retries", "routing_strategy", "master_key", "model_info.id", "success_callback",
+                "litellm_settings.cache:", "litellm_settings.cache_params:"):
         assert key not in reported, (key, reported)
     assert "1 created" in out.getvalue()
 

@@ -66,12 +66,15 @@ def _insert_sql() -> str:
 
 
 def _billable(record: SpendRecord) -> bool:
-    """Anything that used the upstream: tokens, or a cost (rerank is priced per query)."""
+    """Anything that used the upstream: tokens, or a cost (rerank is priced per query). A response
+    cache hit used none: billed only when GATEWAY_CACHE_BILL_HITS says so (at what it saved)."""
+    if record.cache_hit:
+        return settings.GATEWAY_CACHE_BILL_HITS
     return bool(record.cost) or (record.prompt_tokens + record.completion_tokens) > 0
 
 
 def _properties(record: SpendRecord) -> dict:
-    cost = record.cost
+    cost = record.saved_cost if record.cache_hit and not record.cost else record.cost
     return {
         "request_id": record.request_id,
         "model": record.model,
@@ -91,6 +94,7 @@ def _properties(record: SpendRecord) -> dict:
         "organization_id": record.organization_id or "",
         "team_id": record.team_id or "",
         "key_id": str(record.key_id) if record.key_id is not None else "",
+        **({"cache_hit": "true"} if record.cache_hit else {}),  # billed hits (GATEWAY_CACHE_BILL_HITS) say so
     }
 
 
