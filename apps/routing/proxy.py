@@ -32,7 +32,14 @@ from apps.providers.streaming import OpenAISSEWriter, decoder_for
 from apps.providers.transport import transport, upstream_timeout
 from apps.routing.batch_store import referenced_files_check
 from apps.routing.metrics import request_metrics
-from apps.routing.response_cache import CacheDecision, CacheEntry, replay_chunks, response_cache, usage_as_dict
+from apps.routing.response_cache import (
+    CacheDecision,
+    CacheEntry,
+    EmbeddingItems,
+    replay_chunks,
+    response_cache,
+    usage_as_dict,
+)
 from apps.routing.tracing import attempt_span, request_span_end, request_span_start, tracing
 from apps.routing.limits import end_user_scope, limits_acquire, limits_settle, request_end_user, request_scopes
 from apps.routing.router import (
@@ -100,7 +107,7 @@ class RequestAccount:
     __slots__ = ("request_id", "context", "operation", "model", "deployment", "stream", "started",
                  "started_wall", "settled", "body", "limits_acquired", "limit_headers", "scopes",
                  "route", "upstream_seconds", "metadata", "stored_response", "model_group", "cost", "call_type",
-                 "end_user", "span", "cache", "cache_hit", "saved_cost")
+                 "end_user", "span", "cache", "cache_hit", "saved_cost", "cache_items")
 
     def __init__(self, context: KeyContext, operation: Operation, request_id: str | None = None) -> None:
         self.request_id = request_id or uuid.uuid4().hex
@@ -128,6 +135,7 @@ class RequestAccount:
         self.cache: CacheDecision | None = None  # what the response cache may do for it
         self.cache_hit = False
         self.saved_cost = None  # a cache hit: what the upstream call would have cost
+        self.cache_items: EmbeddingItems | None = None  # a batched embedding request, cached per item
 
     def settle(self, *, status: str, usage: Usage | None = None, http_status: int | None = None,
                error_type: str = "") -> None:
@@ -144,6 +152,8 @@ class RequestAccount:
             self.saved_cost = cost
             if not settings.GATEWAY_CACHE_CHARGE_BUDGETS:
                 cost = self.cost = Decimal(0)
+        elif self.cache_items is not None and self.cache_items.cached:  # some items came from the cache
+            self.saved_cost = price_usage(deployment, self.cache_items.cached_usage(), at=self.started_wall).cost
         if self.limits_acquired:
             spawn(
                 limits_settle(self.scopes, self.request_id, usage.prompt_tokens + usage.completion_tokens, cost),
@@ -357,8 +367,8 @@ async def proxy_request(
         if response_cache.backend is not None:
             account.cache = response_cache.decide(operation=operation, model_group=group.name, body=upstream_body,
                                                   context=context, headers=request.META, stream=stream)
-            if account.cache is not None and account.cache.read and not settings.GATEWAY_CACHE_HITS_COUNT_RATE_LIMITS:
-                cached = await response_cache.get(account.cache)  # a hit then skips the limits altogether
+            if account.cache is not None and not settings.GATEWAY_CACHE_HITS_COUNT_RATE_LIMITS:
+                cached = await _cache_lookup(account, upstream_body)  # a hit then skips the limits altogether
         scopes = request_scopes(context, model, group.limit_scopes)
         if account.end_user:
             # Checked and counted in the same atomic step as the key's own levels.
@@ -372,9 +382,10 @@ async def proxy_request(
             )
             account.limits_acquired = True
             account.scopes = scopes
-        if account.cache is not None and account.cache.read and cached is None \
-                and settings.GATEWAY_CACHE_HITS_COUNT_RATE_LIMITS:
-            cached = await response_cache.get(account.cache)
+        if account.cache is not None and settings.GATEWAY_CACHE_HITS_COUNT_RATE_LIMITS:
+            cached = await _cache_lookup(account, upstream_body)
+        if account.cache_items is not None and cached is None:  # only the items not found go upstream
+            upstream_body = {**upstream_body, "input": [account.cache_items.inputs[i] for i in account.cache_items.missing]}
     except GatewayError as error:
         # Refused before routing: still a spend row (status error, no cost) for whoever audits
         # the key; a request without a valid key never gets this far (see README, Spend).
@@ -478,7 +489,13 @@ async def _deployment_call(
     translated = adapter.translate_response(operation, deployment, raw)
     if account.context.store_prompts:
         account.stored_response = stored_answer(translated.body)
-    if account.cache is not None and account.cache.write and translated.content_type == "application/json":
+    if account.cache_items is not None:
+        if account.cache.write:
+            for decision, entry in account.cache_items.entries(translated.body, translated.usage, deployment.id):
+                spawn(response_cache.put(decision, entry), name="response-cache-put")
+        translated = TranslatedResponse(body=account.cache_items.merged(translated.body), usage=translated.usage,
+                                        headers=translated.headers, content_type=translated.content_type)
+    elif account.cache is not None and account.cache.write and translated.content_type == "application/json":
         spawn(response_cache.put(account.cache, CacheEntry(
             body=translated.body, usage=usage_as_dict(translated.usage), created=time.time(),
             deployment_id=deployment.id)), name="response-cache-put")
@@ -654,6 +671,23 @@ def _estimated_usage(account: RequestAccount, generated: list[str]) -> Usage:
 
 
 # --- answers from the response cache ----------------------------------------------------------------
+
+
+async def _cache_lookup(account: RequestAccount, body: dict) -> CacheEntry | None:
+    """The request's cached answer, if any. A batched embedding request is looked up item by item
+    (account.cache_items); it is a hit when every item is found."""
+    decision = account.cache
+    item_decisions = response_cache.item_decisions(decision, body)
+    if item_decisions is None:
+        return await response_cache.get(decision) if decision.read else None
+    found = (await asyncio.gather(*(response_cache.get(d) for d in item_decisions)) if decision.read
+             else [None] * len(item_decisions))
+    items = account.cache_items = EmbeddingItems(item_decisions, found, body["input"])
+    if not items.all_found:
+        return None
+    first = next(iter(items.cached.values()))
+    return CacheEntry(body=items.merged(None), usage=usage_as_dict(items.cached_usage()), created=time.time(),
+                      deployment_id=first.deployment_id)
 
 
 def cache_hit_response(account: RequestAccount, entry: CacheEntry, group, operation: Operation,

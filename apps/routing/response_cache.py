@@ -79,6 +79,60 @@ def usage_as_dict(usage: Usage) -> dict:
     return {name: getattr(usage, name) for name in _USAGE_FIELDS if getattr(usage, name)}
 
 
+class EmbeddingItems:
+    """A batched embedding request cached per input item: the items found are answered from the
+    cache, only the others go upstream, and the answer is put back together in the input's order."""
+
+    def __init__(self, decisions: list[CacheDecision], found: list[CacheEntry | None], inputs: list) -> None:
+        self.decisions = decisions
+        self.cached = {index: entry for index, entry in enumerate(found) if entry is not None}
+        self.missing = [index for index, entry in enumerate(found) if entry is None]
+        self.inputs = inputs
+
+    @property
+    def all_found(self) -> bool:
+        return not self.missing
+
+    def cached_usage(self) -> Usage:
+        return Usage(reported=True, prompt_tokens=sum(e.usage.get("prompt_tokens", 0) for e in self.cached.values()))
+
+    def merged(self, body: bytes | None) -> bytes:
+        """The whole answer: the upstream's items (for the missing inputs, in order) and the cached."""
+        answer = orjson.loads(body) if body is not None else {"object": "list", "data": [], "model": None,
+                                                              "usage": {"prompt_tokens": 0, "total_tokens": 0}}
+        sent = sorted(answer.get("data") or [], key=lambda item: item.get("index", 0))
+        items = [{**item, "index": self.missing[position]} for position, item in enumerate(sent)]
+        for index, entry in self.cached.items():
+            cached_answer = orjson.loads(entry.body)
+            items.append({**cached_answer["data"][0], "index": index})
+            if answer.get("model") is None:
+                answer["model"] = cached_answer.get("model")
+        answer["data"] = sorted(items, key=lambda item: item["index"])
+        if body is None:  # every item from the cache: its usage is theirs, added up
+            tokens = self.cached_usage().prompt_tokens
+            answer["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return orjson.dumps(answer)
+
+    def entries(self, body: bytes, usage: Usage, deployment_id) -> list[tuple[CacheDecision, CacheEntry]]:
+        """One entry per input sent upstream, each with its share of the batch's tokens."""
+        from apps.spend.tokens import estimate_text_tokens
+
+        answer = orjson.loads(body)
+        sent = sorted(answer.get("data") or [], key=lambda item: item.get("index", 0))
+        if len(sent) != len(self.missing):
+            return []
+        weights = [len(item) if isinstance(item, list) else max(estimate_text_tokens(str(item)), 1)
+                   for item in (self.inputs[index] for index in self.missing)]
+        total, now, entries = sum(weights) or 1, time.time(), []
+        for position, (index, item) in enumerate(zip(self.missing, sent)):
+            tokens = round(usage.prompt_tokens * weights[position] / total)
+            one = {"object": "list", "data": [{**item, "index": 0}], "model": answer.get("model"),
+                   "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+            entries.append((self.decisions[index], CacheEntry(
+                body=orjson.dumps(one), usage={"prompt_tokens": tokens}, created=now, deployment_id=deployment_id)))
+        return entries
+
+
 def replay_chunks(entry: CacheEntry, operation: Operation) -> list[dict]:
     """A cached answer as the chunks its stream would have sent: each choice whole in one chunk, its
     finish reason in the next, the usage last (sent on if the client asked for it)."""
@@ -153,20 +207,19 @@ class MemoryBackend:
 class RedisBackend:
     """Entries in Redis, zlib-compressed; one larger than GATEWAY_CACHE_MAX_ENTRY_BYTES is not kept."""
 
-    def __init__(self) -> None:
-        from apps.core.redis import redis_key
+    def __init__(self, client_factory=None) -> None:
+        from apps.core.redis import new_async_redis, redis_key
 
         self._prefix = redis_key("cache", "response")
         self._clients: dict[int, object] = {}
+        self._client_factory = client_factory or new_async_redis
 
     def _client(self):
         import asyncio
 
-        from apps.core.redis import new_async_redis
-
         loop_id = id(asyncio.get_running_loop())
         if loop_id not in self._clients:
-            self._clients = {loop_id: new_async_redis()}  # one per event loop (tests restart loops)
+            self._clients = {loop_id: self._client_factory()}  # one per event loop (tests restart loops)
         return self._clients[loop_id]
 
     async def get(self, key: str) -> CacheEntry | None:
@@ -210,6 +263,9 @@ class CacheDecision:
     write: bool  # its answer may be kept
     ttl: float
     max_age: float | None  # only an entry younger than this answers it (s-maxage / max-age)
+    namespace: str = ""
+    call_type: str = ""
+    model_group: str = ""
 
 
 class ResponseCache:
@@ -270,18 +326,33 @@ class ResponseCache:
         max_age = _number(controls.get("s-maxage"))
         if max_age is None and "max-age" in directives:
             max_age = _number(directives["max-age"])
-        namespace = (own.get("namespace") or
-                     ("shared" if settings.GATEWAY_CACHE_SHARED else
-                      f"team:{context.team_id}" if context.team_id else f"key:{context.key_id or 'master'}"))
+        # Never chosen by the caller: a client's namespace is a folder inside its own.
+        namespace = ("shared" if settings.GATEWAY_CACHE_SHARED else
+                     f"team:{context.team_id}" if context.team_id else f"key:{context.key_id or 'master'}")
         if isinstance(controls.get("namespace"), str) and controls["namespace"]:
-            namespace = f"{namespace}/{controls['namespace'][:200]}"  # inside the caller's own namespace
+            namespace = f"{namespace}/{controls['namespace'][:200]}"
         return CacheDecision(
             key=request_cache_key(call_type, model_group, body, namespace),
             read=not (controls.get("no-cache") is True or "no-cache" in directives),
             write=not (controls.get("no-store") is True or "no-store" in directives),
             ttl=min(max(ttl, 1.0), 30 * 86400),
             max_age=max_age,
+            namespace=namespace,
+            call_type=call_type,
+            model_group=model_group,
         )
+
+    def item_decisions(self, decision: CacheDecision, body: dict) -> list[CacheDecision] | None:
+        """A batched embedding request's entries, one per input item (None: not a batch)."""
+        items = body.get("input")
+        if decision.call_type != "embedding" or not isinstance(items, list) or len(items) < 2 \
+                or isinstance(items[0], int):  # one prompt as token ids, not a batch
+            return None
+        return [CacheDecision(key=request_cache_key("embedding", decision.model_group, {**body, "input": [item]},
+                                                    decision.namespace),
+                              read=decision.read, write=decision.write, ttl=decision.ttl, max_age=decision.max_age,
+                              namespace=decision.namespace, call_type="embedding", model_group=decision.model_group)
+                for item in items]
 
     async def get(self, decision: CacheDecision) -> CacheEntry | None:
         try:

@@ -249,9 +249,10 @@ class FakeOpenAIUpstream(FakeServer):
         if error is not None:
             return error
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-        vector = [0.5, -0.25, 0.125]
         data = []
-        for index, _ in enumerate(inputs):
+        for index, item in enumerate(inputs):
+            # Each input its own vector (0.125 to 0.875 in its last place), so answers can't be mixed up.
+            vector = [0.5, -0.25, 0.125 * (1 + sum(map(ord, str(item))) % 7)]
             if body.get("encoding_format") == "base64":
                 embedding = base64.b64encode(struct.pack("<3f", *vector)).decode()
             else:

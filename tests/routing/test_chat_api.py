@@ -95,7 +95,7 @@ def test_embeddings_in_both_encodings(gateway, openai_client, make_deployment, f
     kwargs = {"encoding_format": encoding_format} if encoding_format else {}
     result = openai_client().embeddings.create(model="embed-test", input=["a", "b"], **kwargs)
 
-    assert [d.embedding for d in result.data] == [[0.5, -0.25, 0.125]] * 2
+    assert [d.embedding for d in result.data] == [[0.5, -0.25, 0.875], [0.5, -0.25, 0.125]]
     assert result.usage.prompt_tokens == 8
     # The SDK asks for base64 unless told otherwise; the gateway passes that through.
     assert fake_openai.requests[-1]["body"]["encoding_format"] == (encoding_format or "base64")

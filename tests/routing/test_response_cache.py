@@ -178,6 +178,30 @@ def test_embeddings_and_anthropic_messages_are_cached_too(cached_gateway, make_d
     assert upstream_calls(fake_openai, "gpt-test") == 1
 
 
+def test_a_batch_of_embeddings_is_cached_per_item_and_only_new_items_go_upstream(cached_gateway, make_deployment,
+                                                                                  fake_openai):
+    make_deployment("cached-items", upstream_model="text-embedding-3-small")
+    client = client_for(cached_gateway)
+    first = client.embeddings.create(model="cached-items", input=["alpha", "beta"], encoding_format="float")
+    mixed = client.embeddings.with_raw_response.create(model="cached-items", input=["gamma", "beta", "alpha", "omega"],
+                                                       encoding_format="float")
+    sent = [r["body"]["input"] for r in fake_openai.requests if r["body"].get("model") == "text-embedding-3-small"]
+    assert sent == [["alpha", "beta"], ["gamma", "omega"]]  # only what the cache did not have
+    data = mixed.parse().data
+    assert [d.index for d in data] == [0, 1, 2, 3]
+    by_input = {"alpha": first.data[0].embedding, "beta": first.data[1].embedding}
+    assert data[1].embedding == by_input["beta"] and data[2].embedding == by_input["alpha"]
+    assert data[0].embedding != data[3].embedding  # gamma's and omega's own, from the upstream
+    assert mixed.headers["x-gateway-cache"] == "miss"
+    again = client.embeddings.with_raw_response.create(model="cached-items", input=["omega", "alpha"],
+                                                       encoding_format="float")
+    assert again.headers["x-gateway-cache"] == "hit" and len(sent) == 2
+    assert [d.embedding for d in again.parse().data] == [data[3].embedding, by_input["alpha"]]
+    first_log, mixed_log, hit_log = logs(3)
+    assert mixed_log.prompt_tokens == 8 and mixed_log.saved_cost > 0  # 2 items sent, 2 saved
+    assert hit_log.cache_hit and hit_log.cost == 0
+
+
 def test_a_hit_is_counted_by_the_rate_limits_but_charged_to_no_budget(cached_gateway, make_deployment, fake_openai,
                                                                       make_key):
     from decimal import Decimal
@@ -200,3 +224,45 @@ def test_the_cache_off_adds_no_header_and_no_cost(gateway, openai_client, make_d
     response = httpx.post(f"{gateway.url}/v1/chat/completions", headers={"Authorization": f"Bearer {MASTER_KEY}"},
                           json={"model": "uncached", "messages": MESSAGES})
     assert response.status_code == 200 and "x-gateway-cache" not in response.headers
+
+
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="replicas share entries through Redis")
+def test_an_entry_kept_by_one_replica_answers_another_through_redis(cached_gateway, make_deployment, fake_openai):
+    from apps.routing.response_cache import response_cache
+
+    make_deployment("cached-shared", upstream_model="gpt-test")
+    client = client_for(cached_gateway)
+    client.chat.completions.create(model="cached-shared", messages=MESSAGES)
+    wait_for(lambda: response_cache.backend.memory.size)  # kept (written in the background)
+    response_cache.backend.memory.clear()  # another replica: nothing of it in its own memory
+    again = client.chat.completions.with_raw_response.create(model="cached-shared", messages=MESSAGES)
+    assert again.headers["x-gateway-cache"] == "hit" and upstream_calls(fake_openai, "gpt-test") == 1
+
+
+def test_a_dead_redis_is_a_miss_not_an_error(settings, transactional_db, fake_openai, make_deployment):
+    """The cache's Redis unreachable: requests are answered by the upstream as if they missed."""
+    from apps.core import invalidation
+    from tests.fakes.gateway import GatewayServer
+    from tests.fakes.server import free_socket
+
+    with free_socket() as sock:
+        dead = f"redis://127.0.0.1:{sock.getsockname()[1]}/0"
+    settings.GATEWAY_CACHE = "redis"
+    from apps.routing.response_cache import RedisBackend, response_cache
+
+    invalidation.apply_everything()
+    fake_openai.requests.clear()
+    server = GatewayServer().start()
+    try:
+        from redis.asyncio import Redis
+
+        response_cache.backend = RedisBackend(
+            client_factory=lambda: Redis.from_url(dead, socket_connect_timeout=0.2, socket_timeout=0.2))
+        make_deployment("cached-dead", upstream_model="gpt-test")
+        client = client_for(server)
+        for _ in range(2):
+            answer = client.chat.completions.with_raw_response.create(model="cached-dead", messages=MESSAGES)
+            assert answer.status_code == 200 and answer.headers["x-gateway-cache"] == "miss"
+    finally:
+        server.stop()
+    assert upstream_calls(fake_openai, "gpt-test") == 2
