@@ -51,6 +51,7 @@ class ModelGroupSettingsAdmin(BoundedJSONAdminMixin, admin.ModelAdmin):
         ("Timeouts (seconds)", {"fields": ("timeout", "stream_timeout")}),
         ("Cooldowns", {"fields": ("allowed_fails", "cooldown_time")}),
         ("Fallbacks", {"fields": ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")}),
+        ("Response cache", {"fields": ("cache_enabled", "cache_ttl")}),
         (None, {"fields": ("managed_by_config", "updated_at")}),
     )
 

@@ -140,6 +140,12 @@ class ModelGroupSettings(models.Model):
         default=list, blank=True, validators=[_validate_model_names],
         help_text="Model groups tried when this group's provider refuses the content.",
     )
+    cache_enabled = models.BooleanField(
+        null=True, blank=True,
+        help_text="The response cache for this group: on, off, or empty for the gateway's choice "
+        "(a key's or team's metadata.cache goes first).",
+    )
+    cache_ttl = models.FloatField(null=True, blank=True, help_text="Seconds its answers stay cached.")
     managed_by_config = models.BooleanField(
         default=False, help_text="Written by load_config; the next load of the file overwrites or removes it."
     )

@@ -366,7 +366,8 @@ async def proxy_request(
         cached = None
         if response_cache.backend is not None:
             account.cache = response_cache.decide(operation=operation, model_group=group.name, body=upstream_body,
-                                                  context=context, headers=request.META, stream=stream)
+                                                  context=context, headers=request.META, stream=stream,
+                                                  group_policy=group.policy)
             if account.cache is not None and not settings.GATEWAY_CACHE_HITS_COUNT_RATE_LIMITS:
                 cached = await _cache_lookup(account, upstream_body)  # a hit then skips the limits altogether
         scopes = request_scopes(context, model, group.limit_scopes)

@@ -4,7 +4,8 @@ On when GATEWAY_CACHE (or config.yaml's `litellm_settings.cache: true` with `cac
 names a backend: `local` (this process's memory), `redis` (shared by every replica; values
 compressed and size-capped) or `redis+local` (the process's memory in front of Redis). A key or
 team turns it off or on for itself, and sets its TTL and call types, with `metadata.cache`
-({"enabled": false} / {"ttl": 600, "call_types": ["chat_completion"]}); the key's choice first.
+({"enabled": false} / {"ttl": 600, "call_types": ["chat_completion"]}); the key's choice first,
+then the team's, then the model group's (ModelGroupSettings.cache_enabled / cache_ttl).
 
 A request's entry is found by a hash of what decides its answer: the call type, the model group,
 and the body without the fields that do not (`user`, `metadata`, `stream`, `stream_options`,
@@ -302,7 +303,7 @@ class ResponseCache:
             self.backend = LayeredBackend(memory, RedisBackend())
 
     def decide(self, *, operation: Operation, model_group: str, body: dict, context, headers,
-               stream: bool) -> CacheDecision | None:
+               stream: bool, group_policy=None) -> CacheDecision | None:
         """What the cache may do for this request; None: nothing (off, or not for this request)."""
         if self.backend is None or stream and operation not in STREAM_REPLAYED:
             return None
@@ -317,12 +318,15 @@ class ResponseCache:
         if call_type is None or call_type not in (frozenset(call_types) if call_types else self.call_types):
             return None
         enabled = own.get("enabled")
+        if enabled is None and group_policy is not None:
+            enabled = group_policy.cache_enabled
         if enabled is False or (enabled is None and not self.default_on and not controls.get("use-cache")):
             return None
         header = (headers.get("HTTP_CACHE_CONTROL") or "").lower()
         directives = {part.strip().partition("=")[0]: part.strip().partition("=")[2]
                       for part in header.split(",") if part.strip()}
-        ttl = _number(controls.get("ttl")) or _number(own.get("ttl")) or self.ttl
+        ttl = (_number(controls.get("ttl")) or _number(own.get("ttl"))
+               or _number(getattr(group_policy, "cache_ttl", None)) or self.ttl)
         max_age = _number(controls.get("s-maxage"))
         if max_age is None and "max-age" in directives:
             max_age = _number(directives["max-age"])

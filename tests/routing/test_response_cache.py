@@ -266,3 +266,19 @@ def test_a_dead_redis_is_a_miss_not_an_error(settings, transactional_db, fake_op
     finally:
         server.stop()
     assert upstream_calls(fake_openai, "gpt-test") == 2
+
+
+def test_a_model_group_turns_the_cache_off_or_sets_its_ttl(cached_gateway, make_deployment, fake_openai,
+                                                            group_settings):
+    make_deployment("uncached-group", upstream_model="gpt-test")
+    make_deployment("short-group", upstream_model="gpt-short")
+    group_settings("uncached-group", cache_enabled=False)
+    group_settings("short-group", cache_ttl=1)
+    client = client_for(cached_gateway)
+    for _ in range(2):
+        client.chat.completions.create(model="uncached-group", messages=MESSAGES)
+        client.chat.completions.create(model="short-group", messages=MESSAGES)
+    assert (upstream_calls(fake_openai, "gpt-test"), upstream_calls(fake_openai, "gpt-short")) == (2, 1)
+    time.sleep(1.2)
+    client.chat.completions.create(model="short-group", messages=MESSAGES)
+    assert upstream_calls(fake_openai, "gpt-short") == 2

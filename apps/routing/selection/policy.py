@@ -103,6 +103,8 @@ class GroupPolicy:
     fallbacks: tuple[str, ...] = ()
     context_window_fallbacks: tuple[str, ...] = ()
     content_policy_fallbacks: tuple[str, ...] = ()
+    cache_enabled: bool | None = None  # the response cache for this group (None: the gateway's choice)
+    cache_ttl: float | None = None
 
     def retries_for(self, error_class: ErrorClass) -> int:
         if error_class in NEVER_RETRIED:
@@ -165,6 +167,8 @@ def routing_policy_build(router: dict, groups: list[dict]) -> RoutingPolicy:
             fallbacks=tuple(group.get("fallbacks") or ()),
             context_window_fallbacks=tuple(group.get("context_window_fallbacks") or ()),
             content_policy_fallbacks=tuple(group.get("content_policy_fallbacks") or ()),
+            cache_enabled=group.get("cache_enabled"),
+            cache_ttl=group.get("cache_ttl"),
         )
     aliases, hidden = {}, set()
     for alias, target in (router.get("model_group_alias") or {}).items():
