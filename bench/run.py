@@ -374,6 +374,17 @@ def _run(args: argparse.Namespace, work_dir: Path, procs: Processes) -> dict:
         wait_http_ok(f"http://127.0.0.1:{metrics_off_port}/health/liveliness", servers["metrics-off"],
                      "metrics-off", procs)
         metrics_off_url = f"http://127.0.0.1:{metrics_off_port}{CHAT_PATH}"
+    # The same gateway with the response cache on: every request after the first is a hit.
+    cached_url = None
+    if args.cached_run:
+        cached_port = free_port()
+        servers["cached"] = procs.start(
+            "cached",
+            [PYTHON, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(cached_port), "--workers", "1"],
+            env=dict(env, GATEWAY_CACHE="local"),
+        )
+        wait_http_ok(f"http://127.0.0.1:{cached_port}/health/liveliness", servers["cached"], "cached", procs)
+        cached_url = f"http://127.0.0.1:{cached_port}{CHAT_PATH}"
 
     check_answer(*http_request(gateway_url, body=REQUEST_BODY, key=raw_key), "gateway")
     gateway_requests = 1  # the check above
@@ -419,17 +430,23 @@ def _run(args: argparse.Namespace, work_dir: Path, procs: Processes) -> dict:
             measure("metrics-on", gateway_url, raw_key, args.concurrency, args.duration / 2, "metrics")
             measure("metrics-off", metrics_off_url, raw_key, args.concurrency, args.duration / 2, "metrics")
 
+    if cached_url:
+        measure("cached", cached_url, raw_key, args.concurrency, args.warmup, "warmup")
+        for concurrency in dict.fromkeys([args.concurrency, 1]):
+            measure("cached", cached_url, raw_key, concurrency, args.duration, "cached")
+
     # SIGTERM makes the gateway flush its spend buffer before it exits.
     log("stopping the gateway (SIGTERM flushes its spend buffer) ...")
     code = procs.stop("gateway")
     if code not in (0, -signal.SIGTERM):
         log(f"warning: gateway exited with {code}:\n{procs.log_tail('gateway')}")
     gateway_log = procs.log_tail("gateway", lines=200)
-    if metrics_off_url:
-        code = procs.stop("metrics-off")
-        if code not in (0, -signal.SIGTERM):
-            log(f"warning: the metrics-off gateway exited with {code}:\n{procs.log_tail('metrics-off')}")
-        gateway_log += "\n" + procs.log_tail("metrics-off", lines=200)
+    for extra, url in (("metrics-off", metrics_off_url), ("cached", cached_url)):
+        if url:
+            code = procs.stop(extra)
+            if code not in (0, -signal.SIGTERM):
+                log(f"warning: the {extra} gateway exited with {code}:\n{procs.log_tail(extra)}")
+            gateway_log += "\n" + procs.log_tail(extra, lines=200)
     spend_key, spend_all = (int(n) for n in marked_line(
         manage(["shell", "-c", COUNT_SNIPPET.format(key_id=key_id)], env, "spend-log count"), "BENCH_SPEND"))
 
@@ -490,7 +507,24 @@ def report(args, generator_name, measurements, gateway_requests, spend_logs, spe
         },
         "gateway_log_errors": warnings[:20],
         "metrics_cost": metrics_cost(measurements),
+        "cached": cached_run(measurements, measured),
     }
+
+
+def cached_run(measurements: list[Measurement], measured: dict) -> list[dict]:
+    """The response cache at a 100% hit ratio against the uncached gateway, per concurrency."""
+    rows = []
+    for m in measurements:
+        if m.phase != "cached":
+            continue
+        uncached = measured.get(("gateway", m.result.concurrency))
+        rows.append({
+            "concurrency": m.result.concurrency, "rps": m.result.rps, "p50_ms": m.result.p50_ms,
+            "p99_ms": m.result.p99_ms, "cpu_us_per_request": m.cpu_us_per_request,
+            "throughput_ratio_vs_uncached": m.result.rps / uncached.rps if uncached and uncached.rps else None,
+            "p50_ms_uncached": uncached.p50_ms if uncached else None,
+        })
+    return rows
 
 
 def metrics_cost(measurements: list[Measurement]) -> dict | None:
@@ -549,6 +583,11 @@ def print_report(data: dict) -> None:
                if on["cpu_us_per_request"] and off["cpu_us_per_request"] else "")
         print(f"request metrics on vs off (turn by turn): {on['rps']:.0f} vs {off['rps']:.0f} req/s, "
               f"ratio {cost['throughput_ratio']:.3f}{cpu} (turns: on {on['rps_by_turn']}, off {off['rps_by_turn']})")
+    for row in data.get("cached") or ():
+        ratio = row["throughput_ratio_vs_uncached"]
+        print(f"response cache, every request a hit, c={row['concurrency']:<3} {row['rps']:.0f} req/s"
+              f" ({'n/a' if ratio is None else format(ratio, '.2f')}x uncached)  p50 {row['p50_ms']:.3f} ms"
+              f" (uncached {row['p50_ms_uncached'] or float('nan'):.3f})  p99 {row['p99_ms']:.3f} ms")
     if data["gateway_log_errors"]:
         print("gateway log errors:")
         for line in data["gateway_log_errors"]:
@@ -567,6 +606,8 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="Print the result as JSON on stdout")
     parser.add_argument("--no-compare-metrics", dest="compare_metrics", action="store_false",
                         help="Leave out the run of a second gateway with its request metrics off")
+    parser.add_argument("--no-cached-run", dest="cached_run", action="store_false",
+                        help="Leave out the run of a gateway with the response cache on (every request a hit)")
     parser.add_argument("--metrics-rounds", type=int, default=3,
                         help="Turns each of metrics on and off, duration/2 seconds each (default 3)")
     args = parser.parse_args()
