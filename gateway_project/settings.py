@@ -430,6 +430,8 @@ GATEWAY_CACHE_SHARED = env_bool("GATEWAY_CACHE_SHARED", False)  # entries shared
 GATEWAY_CACHE_CHARGE_BUDGETS = env_bool("GATEWAY_CACHE_CHARGE_BUDGETS", False)  # a hit costs what it saved
 GATEWAY_CACHE_BILL_HITS = env_bool("GATEWAY_CACHE_BILL_HITS", False)  # a hit is a Lago event (its saved cost)
 GATEWAY_CACHE_HITS_COUNT_RATE_LIMITS = env_bool("GATEWAY_CACHE_HITS_COUNT_RATE_LIMITS", True)
+# A guardrail that fails (raises) lets the request through instead of refusing it with a 503.
+GATEWAY_GUARDRAIL_FAIL_OPEN = env_bool("GATEWAY_GUARDRAIL_FAIL_OPEN", False)
 GATEWAY_CALLBACKS = env_str("GATEWAY_CALLBACKS", "")
 GATEWAY_CALLBACK_FLUSH_INTERVAL = env_float("GATEWAY_CALLBACK_FLUSH_INTERVAL", 1.0)
 # Hosts (names or addresses, comma-separated) a team's or key's own callbacks may send to even

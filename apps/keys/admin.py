@@ -53,6 +53,7 @@ class VirtualKeyForm(forms.ModelForm):
             "expires_at",
             "blocked",
             "store_prompts",
+            "guardrails",
             "metadata",
         ]
 

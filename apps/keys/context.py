@@ -52,6 +52,8 @@ class KeyContext:
     # The response cache's settings for this key (its metadata.cache over its team's): enabled, ttl,
     # call_types, namespace (apps.routing.response_cache).
     cache_settings: dict | None = None
+    # Guardrails the key and its team require (their `guardrails`; apps.routing.guardrails).
+    guardrails: tuple[str, ...] = ()
     # The key's and its team's own logging callbacks (apps.spend.callback_settings.CallbackSpec).
     logging_callbacks: tuple = field(default=(), repr=False)  # their secrets stay out of any repr
 

@@ -17,6 +17,9 @@ class VirtualKey(LimitsMixin):
     # The key's own logging callbacks (LiteLLM's metadata.logging), secrets included: encrypted;
     # its metadata keeps them masked (apps.spend.callback_settings).
     logging_callbacks = EncryptedJSONField(blank=True, default=list, editable=False)
+    guardrails = models.JSONField(
+        default=list, blank=True, help_text="Guardrails (config.yaml's guardrail_name) every request of the key goes through."
+    )
     store_prompts = models.BooleanField(
         null=True, blank=True, verbose_name="store prompts and responses",
         help_text="Keep each request's messages and answer in its spend log. Empty: as the key's team "

@@ -191,6 +191,7 @@ def _context(*, key, user_id, user_limits, team, organization, token_hash: str, 
         team_tags=tuple(team.tags) if team is not None else (),
         store_prompts=_store_prompts(key, team),
         cache_settings=_cache_settings(key, team),
+        guardrails=_guardrails(key, team),
         logging_callbacks=(callback_specs(f"key:{key.pk}", key.logging_callbacks) if key is not None else ())
         + (callback_specs(f"team:{team.pk}", team.logging_callbacks) if team is not None else ()),
         key_spend=getattr(key, "spend", None),
@@ -212,6 +213,12 @@ def _key_request_fields(key: VirtualKey, key_limits) -> dict:
         "spend_tags": tuple(key.tags or ()),
         "spend_logs_metadata": spend_logs_metadata if isinstance(spend_logs_metadata, dict) else None,
     }
+
+
+def _guardrails(key, team) -> tuple[str, ...]:
+    """The guardrails the team (its organization's admins set them) and the key require."""
+    names = [*(getattr(team, "guardrails", None) or ()), *(getattr(key, "guardrails", None) or ())]
+    return tuple(dict.fromkeys(name for name in names if isinstance(name, str)))
 
 
 def _cache_settings(key, team) -> dict | None:

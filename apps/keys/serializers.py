@@ -151,6 +151,11 @@ class KeyFieldsInput(PromptStorageInput, LimitsInput):
         child=serializers.CharField(max_length=200), required=False, allow_null=True, max_length=20,
         help_text='Request fields every request must carry: ["user", "metadata.generation_name"].',
     )
+    guardrails = serializers.ListField(
+        child=serializers.CharField(max_length=200), required=False, allow_null=True, max_length=20,
+        help_text="Guardrails (config.yaml's guardrail_name) every request of the key goes through; set by "
+        "an admin of its team or organization.",
+    )
     budget_id = serializers.CharField(
         max_length=200, required=False, allow_null=True, allow_blank=True,
         help_text="A budget (/budget/new) of the key's organization, whose limits hold where the key "
@@ -264,7 +269,8 @@ class KeyListQuery(PageQuery):
 
 MODEL_LIMIT_FIELDS = ("model_max_budget", "model_rpm_limit", "model_tpm_limit")
 # LiteLLM's key fields kept as given ({} or [] when null).
-REQUEST_SHAPING_FIELDS = {"aliases": dict, "tags": list, "permissions": dict, "enforced_params": list}
+REQUEST_SHAPING_FIELDS = {"aliases": dict, "tags": list, "permissions": dict, "enforced_params": list,
+                          "guardrails": list}
 
 
 def key_values(data: dict) -> dict:

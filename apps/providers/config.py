@@ -110,6 +110,7 @@ class GatewayConfig:
     router: RouterSpec = field(default_factory=RouterSpec)
     # Keys of the file the gateway does not act on, each with why: "litellm_settings.cache: ...".
     ignored: list[str] = field(default_factory=list)
+    guardrails: list[dict] = field(default_factory=list)  # LiteLLM's guardrails: list (apps.routing.guardrails)
 
 
 # Provider secrets besides api_key: stored encrypted, like it.
@@ -459,7 +460,6 @@ _IGNORED_BECAUSE = {
     "redis_port": "the gateway reads REDIS_URL from the environment",
     "redis_password": "the gateway reads REDIS_URL from the environment",
     "redis_url": "the gateway reads REDIS_URL from the environment",
-    "guardrails": "guardrails are not available yet",
     "enable_tag_filtering": "tags filter the deployments of every group whose deployments carry tags, "
                             "and only label requests elsewhere",
     "provider_budget_config": "provider budgets are not available yet",
@@ -474,7 +474,7 @@ def _not_acted_on(where: str, name: str) -> str:
 def config_ignored(document: dict) -> list[str]:
     """Every key of a config file that the gateway does not act on: an operator moving a LiteLLM
     config across must not believe a feature is on when it is off."""
-    ignored = [_not_acted_on("", str(name)) for name in document if name not in _SECTIONS]
+    ignored = [_not_acted_on("", str(name)) for name in document if name not in (*_SECTIONS, "guardrails")]
     for section, known in (("general_settings", _GENERAL_KEYS), ("router_settings", _ROUTER_KEYS),
                            ("litellm_settings", _LITELLM_KEYS)):
         values = document.get(section) or {}
@@ -485,6 +485,14 @@ def config_ignored(document: dict) -> list[str]:
             ignored += [_not_acted_on(f"model_list[{index}].model_info.", str(name))
                         for name in model_info if name not in _MODEL_INFO_KEYS]
     return ignored
+
+
+def _resolve_guardrail_env(entry: dict) -> dict:
+    """A guardrail's `os.environ/NAME` values (its api_key, say) read from the environment."""
+    params = {name: (os.environ.get(value.removeprefix("os.environ/"), "")
+                     if isinstance(value, str) and value.startswith("os.environ/") else value)
+              for name, value in (entry.get("litellm_params") or {}).items()}
+    return {**entry, "litellm_params": params}
 
 
 def config_parse(text: str) -> GatewayConfig:
@@ -516,6 +524,10 @@ def config_parse(text: str) -> GatewayConfig:
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
         raise ConfigError(f"model_list: model_info.id used more than once: {', '.join(duplicates)}")
+    guardrails = document.get("guardrails") or []
+    if not isinstance(guardrails, list) or not all(
+            isinstance(g, dict) and isinstance(g.get("guardrail_name"), str) for g in guardrails):
+        raise ConfigError("guardrails: must be a list of {guardrail_name, litellm_params}")
     master_key = sections["general_settings"].get("master_key")
     if master_key is not None:
         master_key = _resolve_env(master_key, "general_settings.master_key")
@@ -527,6 +539,7 @@ def config_parse(text: str) -> GatewayConfig:
         general_settings=sections["general_settings"],
         router_settings=sections["router_settings"],
         litellm_settings=sections["litellm_settings"],
+        guardrails=[_resolve_guardrail_env(g) for g in guardrails],
         router=_router_spec(sections["router_settings"], sections["litellm_settings"]),
         ignored=config_ignored(document),
     )

@@ -52,6 +52,7 @@ class ModelGroupSettingsAdmin(BoundedJSONAdminMixin, admin.ModelAdmin):
         ("Cooldowns", {"fields": ("allowed_fails", "cooldown_time")}),
         ("Fallbacks", {"fields": ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")}),
         ("Response cache", {"fields": ("cache_enabled", "cache_ttl")}),
+        ("Guardrails", {"fields": ("guardrails",)}),
         (None, {"fields": ("managed_by_config", "updated_at")}),
     )
 

@@ -17,6 +17,11 @@ def _validate_model_names(value) -> None:
         raise ValidationError("A list of model group names is expected, in the order they are tried.")
 
 
+def validate_guardrail_names(value) -> None:
+    if not isinstance(value, list) or not all(isinstance(name, str) and name for name in value):
+        raise ValidationError("A list of guardrail names (config.yaml's guardrail_name) is expected.")
+
+
 def _validate_policy(value, keys: dict) -> None:
     if not isinstance(value, dict):
         raise ValidationError("An object is expected.")
@@ -146,6 +151,10 @@ class ModelGroupSettings(models.Model):
         "(a key's or team's metadata.cache goes first).",
     )
     cache_ttl = models.FloatField(null=True, blank=True, help_text="Seconds its answers stay cached.")
+    guardrails = models.JSONField(
+        default=list, blank=True, validators=[validate_guardrail_names],
+        help_text="Guardrails (config.yaml's guardrail_name) every request to this group goes through.",
+    )
     managed_by_config = models.BooleanField(
         default=False, help_text="Written by load_config; the next load of the file overwrites or removes it."
     )

@@ -31,6 +31,13 @@ from apps.providers.registry import Deployment
 from apps.providers.streaming import OpenAISSEWriter, decoder_for
 from apps.providers.transport import transport, upstream_timeout
 from apps.routing.batch_store import referenced_files_check
+from apps.routing.guardrails import (
+    GuardrailRefusal,
+    GuardrailRun,
+    guardrail_run_for,
+    guardrails,
+    request_guardrail_names,
+)
 from apps.routing.metrics import request_metrics
 from apps.routing.response_cache import (
     CacheDecision,
@@ -107,7 +114,7 @@ class RequestAccount:
     __slots__ = ("request_id", "context", "operation", "model", "deployment", "stream", "started",
                  "started_wall", "settled", "body", "limits_acquired", "limit_headers", "scopes",
                  "route", "upstream_seconds", "metadata", "stored_response", "model_group", "cost", "call_type",
-                 "end_user", "span", "cache", "cache_hit", "saved_cost", "cache_items")
+                 "end_user", "span", "cache", "cache_hit", "saved_cost", "cache_items", "guardrails")
 
     def __init__(self, context: KeyContext, operation: Operation, request_id: str | None = None) -> None:
         self.request_id = request_id or uuid.uuid4().hex
@@ -136,6 +143,7 @@ class RequestAccount:
         self.cache_hit = False
         self.saved_cost = None  # a cache hit: what the upstream call would have cost
         self.cache_items: EmbeddingItems | None = None  # a batched embedding request, cached per item
+        self.guardrails: GuardrailRun | None = None  # the request's guardrails and their decisions
 
     def settle(self, *, status: str, usage: Usage | None = None, http_status: int | None = None,
                error_type: str = "") -> None:
@@ -192,7 +200,8 @@ class RequestAccount:
             end_time=datetime.fromtimestamp(ended, timezone.utc),
             cost_status=priced.status,
             price_version=priced.version,
-            metadata=self.metadata,
+            metadata=self.metadata if self.guardrails is None or not self.guardrails.decisions
+            else {**(self.metadata or {}), "guardrails": self.guardrails.decisions},
             messages=stored_request(self.body) if context.store_prompts else None,
             response=bounded_json(self.stored_response) if self.stored_response is not None else None,
             end_user=self.end_user,
@@ -363,6 +372,11 @@ async def proxy_request(
         account.model = model
         account.model_group = group.name
         await entitlement_check(context)  # the billing entity's wallet (a dict lookup; off without Lago)
+        if guardrails.any or context.guardrails or group.policy.guardrails:
+            account.guardrails = guardrail_run_for((*context.guardrails, *group.policy.guardrails),
+                                                   request_guardrail_names(body))
+            if account.guardrails is not None and account.guardrails.pre:
+                upstream_body = account.body = await account.guardrails.before(upstream_body)
         cached = None
         if response_cache.backend is not None:
             account.cache = response_cache.decide(operation=operation, model_group=group.name, body=upstream_body,
@@ -395,7 +409,7 @@ async def proxy_request(
 
     if cached is not None:
         with settled_on_failure(account):
-            return cache_hit_response(account, cached, group, operation, client_format)
+            return await cache_hit_response(account, cached, group, operation, client_format)
 
     route = RouteRequest(
         request_id=account.request_id, operation=operation, body=upstream_body, stream=stream,
@@ -488,6 +502,13 @@ async def _deployment_call(
     if response.status >= 400:
         raise adapter.translate_error(response.status, raw, response.headers)
     translated = adapter.translate_response(operation, deployment, raw)
+    if account.guardrails is not None and account.guardrails.post:
+        try:
+            translated = await _answer_guarded(account, translated)
+        except GuardrailRefusal as refusal:  # the answer is not sent; its tokens were used all the same
+            account.settle(status=SpendLog.Status.ERROR, usage=client_format.usage_priced(translated.usage, body),
+                           http_status=refusal.status, error_type=refusal.code)
+            return refusal_response(account, refusal)
     if account.context.store_prompts:
         account.stored_response = stored_answer(translated.body)
     if account.cache_items is not None:
@@ -545,6 +566,8 @@ async def _stream_open(
             events = _relay_stream(response, deployment, adapter.stream_translator(operation, deployment), writer,
                                    account)
             first = await events.__anext__()
+    except GuardrailRefusal as refusal:  # refused before anything was sent (settled by the stream)
+        return refusal_response(account, refusal)
     except TimeoutError:
         raise GatewayError(
             f"The {deployment.provider} stream sent no first token within {timeouts.first_token:g} s.",
@@ -585,10 +608,13 @@ async def _relay_stream(
     generated: list[str] = []  # content and tool arguments sent, counted only if usage never comes
     caching = account.cache is not None and account.cache.write
     answer = StreamedAnswer() if account.context.store_prompts or caching else None
+    guard = account.guardrails.stream_guard() if account.guardrails is not None else None
     try:
         async for data in response.content.iter_any():
             for event, payload in decoder.feed(data):
                 chunks = translator.feed(event, payload)
+                if guard is not None:
+                    chunks = guard.feed(chunks)
                 _count_generated(chunks, generated)
                 if answer is not None:
                     answer.add(chunks)
@@ -598,6 +624,8 @@ async def _relay_stream(
                     yield out
         for event, payload in decoder.close():
             chunks = translator.feed(event, payload)
+            if guard is not None:
+                chunks = guard.feed(chunks)
             _count_generated(chunks, generated)
             if answer is not None:
                 answer.add(chunks)
@@ -607,6 +635,9 @@ async def _relay_stream(
                 yield out
         read_to_end = True
         final = translator.finish()
+        if guard is not None:
+            final = [*guard.feed(final), *guard.finish()]
+            guard.done()
         if answer is not None:
             answer.add(final)
         out = writer.write(final) + writer.close()
@@ -615,6 +646,12 @@ async def _relay_stream(
     except (asyncio.CancelledError, GeneratorExit):
         status, error_type, http_status = SpendLog.Status.CANCELLED, "client_disconnected", 200
         raise
+    except GuardrailRefusal as refusal:  # cut cleanly: the error event, then nothing more
+        status, error_type, http_status = SpendLog.Status.ERROR, refusal.code, refusal.status
+        if not sent_any:
+            sent_any = True  # settled below; _stream_open answers the refusal with its status
+            raise
+        yield writer.error(refusal) + writer.close()
     except (aiohttp.ClientError, asyncio.TimeoutError, GatewayError) as exc:
         if isinstance(exc, GatewayError):
             error = exc
@@ -691,20 +728,58 @@ async def _cache_lookup(account: RequestAccount, body: dict) -> CacheEntry | Non
                       deployment_id=first.deployment_id)
 
 
-def cache_hit_response(account: RequestAccount, entry: CacheEntry, group, operation: Operation,
-                       client_format: ClientFormat) -> HttpResponse:
+async def _answer_guarded(account: RequestAccount, translated: TranslatedResponse) -> TranslatedResponse:
+    """The answer after the request's post_call guardrails (masked), or their GuardrailRefusal."""
+    if translated.content_type != "application/json":
+        return translated
+    answer = orjson.loads(translated.body)
+    checked = await account.guardrails.after(answer)
+    if checked is answer or checked == answer:
+        return translated
+    return TranslatedResponse(body=orjson.dumps(checked), usage=translated.usage, headers=translated.headers,
+                              content_type=translated.content_type)
+
+
+def refusal_response(account: RequestAccount, refusal: GuardrailRefusal) -> HttpResponse:
+    """A guardrail's refusal as the client gets it (the request is settled already)."""
+    return GatewayResponse(orjson.dumps(refusal.body()), status=refusal.status, content_type="application/json",
+                           plain_headers=account.response_headers())
+
+
+async def cache_hit_response(account: RequestAccount, entry: CacheEntry, group, operation: Operation,
+                             client_format: ClientFormat) -> HttpResponse:
     """A request answered from the response cache, in the client's format: no upstream call; its
-    spend row is a hit (charged nothing by default) with what it saved."""
+    spend row is a hit (charged nothing by default) with what it saved. The request's post_call
+    guardrails check it as they would the upstream's answer."""
     account.cache_hit = True
     account.deployment = next((d for d in group.deployments if d.id == entry.deployment_id),
                               group.deployments[0] if group.deployments else None)
     usage = entry.usage_object()
+    if account.guardrails is not None and account.guardrails.post and not account.stream:
+        try:
+            checked = await _answer_guarded(account, TranslatedResponse(body=entry.body, usage=usage))
+        except GuardrailRefusal as refusal:
+            account.settle(status=SpendLog.Status.ERROR, usage=usage, http_status=refusal.status,
+                           error_type=refusal.code)
+            return refusal_response(account, refusal)
+        entry = CacheEntry(body=checked.body, usage=entry.usage, created=entry.created,
+                           deployment_id=entry.deployment_id, content_type=entry.content_type)
     if account.context.store_prompts:
         account.stored_response = stored_answer(entry.body)
     if account.stream:
         options = account.body.get("stream_options") or {}
         writer = client_format.stream_writer(include_usage=bool(options.get("include_usage")), model=account.model)
-        data = writer.write(replay_chunks(entry, operation)) + writer.close()
+        chunks = replay_chunks(entry, operation)
+        guard = account.guardrails.stream_guard() if account.guardrails is not None else None
+        if guard is not None:
+            try:
+                chunks = [*guard.feed(chunks), *guard.finish()]
+                guard.done()
+            except GuardrailRefusal as refusal:
+                account.settle(status=SpendLog.Status.ERROR, usage=usage, http_status=refusal.status,
+                               error_type=refusal.code)
+                return refusal_response(account, refusal)
+        data = writer.write(chunks) + writer.close()
         account.settle(status=SpendLog.Status.SUCCESS, usage=usage, http_status=200)
         return SSEResponse(_single(data), headers=account.response_headers())
     translated = TranslatedResponse(body=entry.body, usage=usage, content_type=entry.content_type)

@@ -400,13 +400,19 @@ response_cache = ResponseCache()
 
 
 def response_cache_configure() -> None:
-    """At a server process's start: GATEWAY_CACHE*, else GATEWAY_CONFIG's litellm_settings.cache."""
+    """At a server process's start: GATEWAY_CACHE*, else GATEWAY_CONFIG's litellm_settings.cache;
+    and the guardrails of GATEWAY_CONFIG (apps.routing.guardrails)."""
+    from apps.routing.guardrails import guardrails_configure
+
     litellm_settings: dict = {}
-    if settings.GATEWAY_CONFIG and not settings.GATEWAY_CACHE:
+    entries: list = []
+    if settings.GATEWAY_CONFIG:
         from apps.providers.config import ConfigError, config_read
 
         try:
-            litellm_settings = config_read(settings.GATEWAY_CONFIG).litellm_settings
+            config = config_read(settings.GATEWAY_CONFIG)
+            litellm_settings, entries = config.litellm_settings, config.guardrails
         except (ConfigError, OSError):
-            logger.exception("GATEWAY_CONFIG could not be read for its cache settings")
+            logger.exception("GATEWAY_CONFIG could not be read for its cache and guardrail settings")
     response_cache.configure(litellm_settings)
+    guardrails_configure(entries)

@@ -131,6 +131,10 @@ class Team(LimitsMixin):
     # The team's own logging callbacks (LiteLLM's team callbacks), secrets included: encrypted,
     # set through POST /team/{id}/callback only (apps.spend.callback_settings).
     logging_callbacks = EncryptedJSONField(blank=True, default=list, editable=False)
+    guardrails = models.JSONField(
+        default=list, blank=True,
+        help_text="Guardrails (config.yaml's guardrail_name) every request of the team goes through.",
+    )
     store_prompts = models.BooleanField(
         null=True, blank=True, verbose_name="store prompts and responses",
         help_text="Keep the messages and answers of the team's requests in their spend logs (a key may "

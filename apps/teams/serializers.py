@@ -268,9 +268,15 @@ class TeamRoutingInput(serializers.Serializer):
     default_models = model_names_field(
         help_text="Models a member added without its own models list may use (within the team's)."
     )
+    guardrails = serializers.ListField(
+        child=serializers.CharField(max_length=200), required=False, allow_null=True, max_length=20,
+        help_text="Guardrails (config.yaml's guardrail_name) every request of the team goes through; set by an "
+        "admin of its organization.",
+    )
 
 
 TEAM_ROUTING_DEFAULTS = {"model_rpm_limit": {}, "model_tpm_limit": {}, "model_aliases": {}, "tags": [],
+                         "guardrails": [],
                          "default_models": []}
 # The request fields that bound what the team's keys may use: like LIMIT_FIELDS, an org admin's.
 TEAM_ROUTING_FIELDS = frozenset(TEAM_ROUTING_DEFAULTS)

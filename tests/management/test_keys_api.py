@@ -42,6 +42,7 @@ KEY_FIELDS = {
     "tags",
     "permissions",
     "enforced_params",
+    "guardrails",
     "budget_id",
     "litellm_budget_table",
     "temp_budget_increase",

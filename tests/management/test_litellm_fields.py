@@ -24,7 +24,7 @@ POST_ROUTES = [  # the routes taking a body, but PATCH /model/{model_id}/update 
     "field, value",
     [
         ("allowed_routes", ["/v1/chat/completions"]),
-        ("guardrails", ["pii"]),
+        ("policies", ["my-policy"]),
         ("prompts", ["my-prompt"]),
         ("key", "sk-chosen-by-me"),
         ("send_invite_email", True),
@@ -78,7 +78,7 @@ def test_patch_model_update_refuses_an_unknown_field(api, world, make_deployment
 @pytest.mark.parametrize(
     "path, body, param",
     [
-        ("/team/new", {"team_alias": "t", "guardrails": ["x"]}, "guardrails"),
+        ("/team/new", {"team_alias": "t", "policies": ["x"]}, "policies"),
         ("/team/update", {"team_id": "ACME-TEAM", "router_settings": {"a": "b"}}, "router_settings"),
         ("/team/update", {"team_id": "ACME-TEAM", "team_member_permissions": ["/key/generate"]},
          "team_member_permissions"),

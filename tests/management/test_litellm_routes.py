@@ -98,7 +98,7 @@ def test_bulk_update_changes_every_key_and_answers_litellms_shape(api, world):
 @pytest.mark.parametrize(
     "second, status, param, code",
     [
-        ({"key": "VIEWER", "guardrails": ["g"]}, 400, "keys[1].guardrails", "unsupported_field"),
+        ({"key": "VIEWER", "policies": ["g"]}, 400, "keys[1].policies", "unsupported_field"),
         ({"key": "VIEWER", "max_budge": 9}, 400, "keys[1].max_budge", "unknown_field"),
         ({"key": "VIEWER", "max_budget": -1}, 400, "keys[1].max_budget", "invalid_request"),
         ({"key": "sk-nope"}, 404, "keys[1].key", "not_found"),

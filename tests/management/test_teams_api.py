@@ -55,7 +55,7 @@ def test_team_new_with_limits_and_members(api, world):
     assert set(body) == ({"team_id", "team_alias", "organization_id", "members_with_roles", "admins", "members",
                           "store_prompts", "team_member_budget", "team_member_budget_duration",
                           "team_member_rpm_limit", "team_member_tpm_limit", "model_rpm_limit", "model_tpm_limit",
-                          "model_aliases", "tags", "default_models"} | LIMIT_FIELDS | LAGO_FIELDS)
+                          "model_aliases", "tags", "default_models", "guardrails"} | LIMIT_FIELDS | LAGO_FIELDS)
     assert (body["team_id"], body["team_alias"], body["organization_id"]) == (
         team_id,
         "platform",

@@ -164,8 +164,11 @@ router_settings:
 general_settings:
   master_key: sk-x
   alerting: [slack]
+mcp_servers:
+  zapier: {url: "https://mcp.example.com"}
 guardrails:
   - guardrail_name: pii
+    litellm_params: {guardrail: presidio, mode: pre_call}
 """
 
 
@@ -177,12 +180,12 @@ def test_keys_not_acted_on_are_reported_by_name(tmp_path):
     reported = err.getvalue()
     for key in ("litellm_settings.redact_user_api_key_info:", "litellm_settings.max_internal_user_budget:",
                 "router_settings.redis_host: the gateway reads REDIS_URL", "router_settings.enable_tag_filtering:",
-                "router_settings.provider_budget_config:", "general_settings.alerting:", "guardrails:",
+                "router_settings.provider_budget_config:", "general_settings.alerting:", "mcp_servers:",
                 "model_list[0].model_info.base_model:"):
         assert key in reported, (key, reported)
     # What it does act on is not reported.
     for key in ("drop_params", "num_retries", "routing_strategy", "master_key", "model_info.id", "success_callback",
-                "litellm_settings.cache:", "litellm_settings.cache_params:"):
+                "litellm_settings.cache:", "litellm_settings.cache_params:", "guardrails:"):
         assert key not in reported, (key, reported)
     assert "1 created" in out.getvalue()
 

@@ -206,7 +206,7 @@ OPENAI_CHAT_PARAMS = frozenset(
     }
 )
 # Parameters of the gateway itself, never sent upstream.
-GATEWAY_PARAMS = frozenset({"drop_params", "cache"})  # the gateway's own: never sent upstream
+GATEWAY_PARAMS = frozenset({"drop_params", "cache", "guardrails"})  # the gateway's own: never sent upstream
 # Values that ask for nothing beyond the default: dropped quietly where unsupported, since
 # many clients always send them.
 NEUTRAL_VALUES = {"n": 1, "logprobs": False, "presence_penalty": 0, "frequency_penalty": 0,

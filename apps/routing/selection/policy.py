@@ -105,6 +105,7 @@ class GroupPolicy:
     content_policy_fallbacks: tuple[str, ...] = ()
     cache_enabled: bool | None = None  # the response cache for this group (None: the gateway's choice)
     cache_ttl: float | None = None
+    guardrails: tuple[str, ...] = ()  # guardrails every request to the group goes through
 
     def retries_for(self, error_class: ErrorClass) -> int:
         if error_class in NEVER_RETRIED:
@@ -169,6 +170,7 @@ def routing_policy_build(router: dict, groups: list[dict]) -> RoutingPolicy:
             content_policy_fallbacks=tuple(group.get("content_policy_fallbacks") or ()),
             cache_enabled=group.get("cache_enabled"),
             cache_ttl=group.get("cache_ttl"),
+            guardrails=tuple(group.get("guardrails") or ()),
         )
     aliases, hidden = {}, set()
     for alias, target in (router.get("model_group_alias") or {}).items():
