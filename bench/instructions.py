@@ -84,7 +84,7 @@ def callgrind_total(path: Path) -> int:
     raise BenchError(f"no totals in {path}")
 
 
-def measure(repo: Path, requests: int, work_dir: Path, procs: Processes) -> dict:
+def measure(repo: Path, requests: int, work_dir: Path, procs: Processes, config: Path | None = None) -> dict:
     if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
         raise BenchError("valgrind is not on PATH (apt-get install valgrind)")
     upstream_port = free_port()
@@ -97,6 +97,8 @@ def measure(repo: Path, requests: int, work_dir: Path, procs: Processes) -> dict
     env.pop("DATABASE_URL", None)  # the embedded default: the same work on every machine
     env.pop("REDIS_URL", None)
     env["PYTHONHASHSEED"] = "0"  # set iteration order, and so the work, the same every run
+    if config:  # a config file's settings (its guardrails, say) on top of the bench's
+        env["GATEWAY_CONFIG"] = str(config.resolve())
     manage(["migrate", "--noinput"], env, "migrate", cwd=repo)
     setup = SETUP_SNIPPET.format(port=upstream_port, upstream_key=UPSTREAM_KEY)
     _, raw_key = marked_line(manage(["shell", "-c", setup], env, "deployment/key setup", cwd=repo), "BENCH_KEY")
@@ -136,11 +138,13 @@ def main() -> int:
     parser.add_argument("--repo", type=Path, default=BENCH_DIR.parent,
                         help="The checkout whose gateway is measured (default: this one)")
     parser.add_argument("--json", action="store_true", help="Print the result as JSON")
+    parser.add_argument("--config", type=Path, help="A config.yaml for the gateway (GATEWAY_CONFIG): to count "
+                        "what its guardrails or cache settings cost")
     args = parser.parse_args()
     work_dir = Path(tempfile.mkdtemp(prefix="gateway-instructions-"))
     procs = Processes(work_dir)
     try:
-        result = measure(args.repo.resolve(), args.requests, work_dir, procs)
+        result = measure(args.repo.resolve(), args.requests, work_dir, procs, config=args.config)
     except BenchError as exc:
         print(f"instructions: {exc}", file=sys.stderr)
         return 1

@@ -374,6 +374,25 @@ def _run(args: argparse.Namespace, work_dir: Path, procs: Processes) -> dict:
         wait_http_ok(f"http://127.0.0.1:{metrics_off_port}/health/liveliness", servers["metrics-off"],
                      "metrics-off", procs)
         metrics_off_url = f"http://127.0.0.1:{metrics_off_port}{CHAT_PATH}"
+    # The same gateway with default guardrails on (secrets and personal data, masked before the call).
+    guarded_url = None
+    if args.guardrails_run:
+        guarded_port = free_port()
+        config = work_dir / "guardrails.yaml"
+        config.write_text(json.dumps({"guardrails": [
+            {"guardrail_name": "secrets", "litellm_params": {"guardrail": "hide-secrets", "mode": "pre_call",
+                                                             "default_on": True}},
+            {"guardrail_name": "pii", "litellm_params": {"guardrail": "presidio", "mode": "pre_call",
+                                                         "default_on": True}},
+        ]}))
+        servers["guardrails-on"] = procs.start(
+            "guardrails-on",
+            [PYTHON, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(guarded_port), "--workers", "1"],
+            env=dict(env, GATEWAY_CONFIG=str(config)),
+        )
+        wait_http_ok(f"http://127.0.0.1:{guarded_port}/health/liveliness", servers["guardrails-on"],
+                     "guardrails-on", procs)
+        guarded_url = f"http://127.0.0.1:{guarded_port}{CHAT_PATH}"
     # The same gateway with the response cache on: every request after the first is a hit.
     cached_url = None
     if args.cached_run:
@@ -399,7 +418,7 @@ def _run(args: argparse.Namespace, work_dir: Path, procs: Processes) -> dict:
     def measure(target: str, url: str, key: str, concurrency: int, duration: float, phase: str) -> None:
         nonlocal gateway_requests
         log(f"{phase:7} {target:7} c={concurrency:<3} {duration:g}s ...")
-        server = servers["gateway" if target == "metrics-on" else target]
+        server = servers["gateway" if target in ("metrics-on", "guardrails-off") else target]
         if server.poll() is not None:
             raise BenchError(f"{target} exited with {server.returncode}:\n{procs.log_tail(target)}")
         pid = server.pid
@@ -430,6 +449,12 @@ def _run(args: argparse.Namespace, work_dir: Path, procs: Processes) -> dict:
             measure("metrics-on", gateway_url, raw_key, args.concurrency, args.duration / 2, "metrics")
             measure("metrics-off", metrics_off_url, raw_key, args.concurrency, args.duration / 2, "metrics")
 
+    if guarded_url:
+        # Guardrails on and off in turns, as for the metrics.
+        measure("guardrails-on", guarded_url, raw_key, args.concurrency, args.warmup, "warmup")
+        for _ in range(args.metrics_rounds):
+            measure("guardrails-off", gateway_url, raw_key, args.concurrency, args.duration / 2, "guardrails")
+            measure("guardrails-on", guarded_url, raw_key, args.concurrency, args.duration / 2, "guardrails")
     if cached_url:
         measure("cached", cached_url, raw_key, args.concurrency, args.warmup, "warmup")
         for concurrency in dict.fromkeys([args.concurrency, 1]):
@@ -441,7 +466,7 @@ def _run(args: argparse.Namespace, work_dir: Path, procs: Processes) -> dict:
     if code not in (0, -signal.SIGTERM):
         log(f"warning: gateway exited with {code}:\n{procs.log_tail('gateway')}")
     gateway_log = procs.log_tail("gateway", lines=200)
-    for extra, url in (("metrics-off", metrics_off_url), ("cached", cached_url)):
+    for extra, url in (("metrics-off", metrics_off_url), ("cached", cached_url), ("guardrails-on", guarded_url)):
         if url:
             code = procs.stop(extra)
             if code not in (0, -signal.SIGTERM):
@@ -507,6 +532,7 @@ def report(args, generator_name, measurements, gateway_requests, spend_logs, spe
         },
         "gateway_log_errors": warnings[:20],
         "metrics_cost": metrics_cost(measurements),
+        "guardrails_cost": metrics_cost(measurements, "guardrails", "guardrails-on", "guardrails-off"),
         "cached": cached_run(measurements, measured),
     }
 
@@ -527,11 +553,12 @@ def cached_run(measurements: list[Measurement], measured: dict) -> list[dict]:
     return rows
 
 
-def metrics_cost(measurements: list[Measurement]) -> dict | None:
-    """Request metrics on vs off: the sum of each side's turns (req/s and CPU per request)."""
+def metrics_cost(measurements: list[Measurement], phase: str = "metrics", on: str = "metrics-on",
+                 off: str = "metrics-off") -> dict | None:
+    """A feature on vs off, measured in turns: the sum of each side's turns (req/s and CPU per request)."""
     sides = {}
-    for target in ("metrics-on", "metrics-off"):
-        runs = [m for m in measurements if m.phase == "metrics" and m.target == target]
+    for target in (on, off):
+        runs = [m for m in measurements if m.phase == phase and m.target == target]
         if not runs:
             return None
         requests = sum(m.result.requests for m in runs)
@@ -542,8 +569,8 @@ def metrics_cost(measurements: list[Measurement]) -> dict | None:
             "rps_by_turn": [round(m.result.rps) for m in runs],
             "cpu_us_per_request": sum(cpu) / requests if len(cpu) == len(runs) and requests else None,
         }
-    on, off = sides["metrics-on"], sides["metrics-off"]
-    return {**sides, "throughput_ratio": on["rps"] / off["rps"] if off["rps"] else None}
+    return {"on": sides[on], "off": sides[off],
+            "throughput_ratio": sides[on]["rps"] / sides[off]["rps"] if sides[off]["rps"] else None}
 
 
 def print_report(data: dict) -> None:
@@ -576,12 +603,14 @@ def print_report(data: dict) -> None:
         f"(incl. warmup and the check; {spend['gateway_failed']} failed; up to "
         f"{spend['allowed_extra']} extra allowed): {'OK' if spend['ok'] else 'MISMATCH'}"
     )
-    cost = data.get("metrics_cost")
-    if cost:
-        on, off = cost["metrics-on"], cost["metrics-off"]
+    for label, cost in (("request metrics", data.get("metrics_cost")),
+                        ("default guardrails (hide-secrets, pii)", data.get("guardrails_cost"))):
+        if not cost:
+            continue
+        on, off = cost["on"], cost["off"]
         cpu = (f"; cpu {on['cpu_us_per_request']:.0f} vs {off['cpu_us_per_request']:.0f} us/req"
                if on["cpu_us_per_request"] and off["cpu_us_per_request"] else "")
-        print(f"request metrics on vs off (turn by turn): {on['rps']:.0f} vs {off['rps']:.0f} req/s, "
+        print(f"{label} on vs off (turn by turn): {on['rps']:.0f} vs {off['rps']:.0f} req/s, "
               f"ratio {cost['throughput_ratio']:.3f}{cpu} (turns: on {on['rps_by_turn']}, off {off['rps_by_turn']})")
     for row in data.get("cached") or ():
         ratio = row["throughput_ratio_vs_uncached"]
@@ -606,6 +635,8 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="Print the result as JSON on stdout")
     parser.add_argument("--no-compare-metrics", dest="compare_metrics", action="store_false",
                         help="Leave out the run of a second gateway with its request metrics off")
+    parser.add_argument("--no-guardrails-run", dest="guardrails_run", action="store_false",
+                        help="Leave out the run of a gateway with default guardrails on")
     parser.add_argument("--no-cached-run", dest="cached_run", action="store_false",
                         help="Leave out the run of a gateway with the response cache on (every request a hit)")
     parser.add_argument("--metrics-rounds", type=int, default=3,

@@ -51,6 +51,9 @@ decisions_total = Counter("gateway_guardrail_decisions", "Guardrail decisions, b
                           ("guardrail", "mode", "outcome"), registry=REGISTRY)
 
 
+_counters: dict[tuple[str, str, str], object] = {}  # labels() looked up once per (guardrail, mode, outcome)
+
+
 class GuardrailRefusal(GatewayError):
     """A guardrail's refusal, as the client gets it: final (never retried elsewhere, never counted
     against a deployment)."""
@@ -95,31 +98,46 @@ class Guardrail:
 
 
 def _map_content(content, change):
+    """`content` (a string, or parts with text) with `change` applied; the same object if unchanged."""
     if isinstance(content, str):
         return change(content)
     if isinstance(content, list):
-        return [{**part, "text": change(part["text"])} if isinstance(part, dict) and isinstance(part.get("text"), str)
-                else part for part in content]
+        parts = [{**part, "text": new} if isinstance(part, dict) and isinstance(part.get("text"), str)
+                 and (new := change(part["text"])) != part["text"] else part for part in content]
+        return content if all(a is b for a, b in zip(parts, content)) else parts
     return content
 
 
+def _map_list(values: list, change) -> list:
+    mapped = []
+    for value in values:
+        if isinstance(value, str):
+            mapped.append(change(value))
+        elif isinstance(value, dict) and "content" in value:
+            content = _map_content(value.get("content"), change)
+            mapped.append(value if content is value.get("content") else {**value, "content": content})
+        else:
+            mapped.append(value)
+    return values if all(a is b for a, b in zip(mapped, values)) else mapped
+
+
 def map_request_text(body: dict, change) -> dict:
-    """The body with `change` applied to each text a model reads: messages, prompt, input."""
-    changed = dict(body)
-    if isinstance(body.get("messages"), list):
-        changed["messages"] = [{**m, "content": _map_content(m.get("content"), change)} if isinstance(m, dict) else m
-                               for m in body["messages"]]
-    for name in ("prompt", "input", "instructions", "query"):
+    """The body with `change` applied to each text a model reads (messages, prompt, input, ...);
+    the same object when no text changed (the common case costs no copy)."""
+    changed = None
+    for name in ("messages", "prompt", "input", "instructions", "query", "documents"):
         value = body.get(name)
         if isinstance(value, str):
-            changed[name] = change(value)
+            new = change(value)
         elif isinstance(value, list):
-            changed[name] = [change(v) if isinstance(v, str) else
-                             {**v, "content": _map_content(v.get("content"), change)} if isinstance(v, dict) else v
-                             for v in value]
-    if isinstance(body.get("documents"), list):
-        changed["documents"] = [change(d) if isinstance(d, str) else d for d in body["documents"]]
-    return changed
+            new = _map_list(value, change)
+        else:
+            continue
+        if new is not value and new != value:
+            if changed is None:
+                changed = dict(body)
+            changed[name] = new
+    return body if changed is None else changed
 
 
 def map_answer_text(answer: dict, change) -> dict:
@@ -160,8 +178,15 @@ class _PatternGuardrail(Guardrail):
         super().__init__(name, params)
         self._patterns = self.patterns()
         self.masks = any(action == "MASK" for _, _, action in self._patterns)
+        # One search for any of them first: most texts hold none, and then one pass is all it costs.
+        try:
+            self._any = re.compile("|".join(f"(?:{p.pattern})" for _, p, _ in self._patterns))
+        except re.error:  # patterns that do not combine (global flags): each is searched
+            self._any = re.compile("")
 
     def check_text(self, text: str, mode: str) -> str:
+        if not self._patterns or not self._any.search(text):
+            return text
         for label, pattern, action in self._patterns:
             if action == "BLOCK":
                 if pattern.search(text):
@@ -181,7 +206,7 @@ _SECRET_PATTERNS = {
     "a Stripe key": r"\b[rs]k_(?:live|test)_[0-9A-Za-z]{20,}",
     "a private key": r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----[\s\S]*?(?:-----END (?:[A-Z]+ )?PRIVATE KEY-----|$)",
     "a JSON web token": r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}",
-    "a password": r"(?i)\b(?:password|passwd|pwd|secret|api[_-]?key|token)\s*[:=]\s*['\"]?[^\s'\"]{8,}",
+    "a password": r"(?i:\b(?:password|passwd|pwd|secret|api[_-]?key|token)\s*[:=]\s*['\"]?[^\s'\"]{8,})",
 }
 
 
@@ -283,7 +308,7 @@ class ContentFilterGuardrail(_PatternGuardrail):
         for word in self.params.get("blocked_words") or []:
             keyword, action = (word, "BLOCK") if isinstance(word, str) else (word.get("keyword"), word.get("action"))
             if keyword:
-                patterns.append((f"a blocked word", re.compile(rf"(?i)\b{re.escape(keyword)}\b"),
+                patterns.append((f"a blocked word", re.compile(rf"(?i:\b{re.escape(keyword)}\b)"),
                                  str(action or "BLOCK").upper()))
         for entry in self.params.get("patterns") or []:
             if isinstance(entry, str):
@@ -347,6 +372,27 @@ class ModerationGuardrail(Guardrail):
                 raise GuardrailViolation(f"moderation flagged it ({', '.join(categories)})")
 
 
+class _NotSetUp(Guardrail):
+    """A configured guardrail that could not be made (a bad pattern, a missing class): fails when used."""
+
+    def __init__(self, name: str, params: dict, error: Exception) -> None:
+        try:
+            super().__init__(name, params)
+        except ValueError:
+            self.name, self.params, self.modes = name, params, frozenset(MODES)
+            self.default_on = params.get("default_on") is True
+        self.error = error
+
+    def check_text(self, text: str, mode: str) -> str:
+        raise RuntimeError(f"guardrail {self.name} is not set up: {self.error}")
+
+    async def pre_call(self, body: dict, mode: str) -> dict:
+        return self.check_text("", mode)
+
+    async def post_call(self, answer: dict) -> dict:
+        return self.check_text("", "post_call")
+
+
 BUILT_IN = {cls.kind: cls for cls in (SecretsGuardrail, PiiGuardrail, ContentFilterGuardrail, PromptSizeGuardrail,
                                       ModerationGuardrail)}
 BUILT_IN.update({"hide_secrets": SecretsGuardrail, "secret_detection": SecretsGuardrail, "pii": PiiGuardrail,
@@ -372,10 +418,11 @@ class Guardrails:
         for entry in entries if isinstance(entries, list) else ():
             try:
                 guardrail = guardrail_make(entry)
-            except Exception:
-                logger.exception("guardrail %r not set up", entry.get("guardrail_name") if isinstance(entry, dict)
-                                 else entry)
-                continue
+            except Exception as exc:
+                # Kept under its name, failing each request it applies to: a guardrail that does not
+                # start must not let requests through unguarded (unless GATEWAY_GUARDRAIL_FAIL_OPEN).
+                logger.exception("guardrail %r could not be set up", entry.get("guardrail_name"))
+                guardrail = _NotSetUp(str(entry.get("guardrail_name")), entry.get("litellm_params") or {}, exc)
             self.by_name[guardrail.name] = guardrail
         self.default_on = tuple(name for name, g in self.by_name.items() if g.default_on)
 
@@ -440,7 +487,10 @@ class GuardrailRun:
 
     def record(self, guardrail: Guardrail, mode: str, outcome: str) -> None:
         self.decisions.append({"name": guardrail.name, "mode": mode, "outcome": outcome})
-        decisions_total.labels(guardrail.name, mode, outcome).inc()
+        counter = _counters.get((guardrail.name, mode, outcome))
+        if counter is None:
+            counter = _counters[guardrail.name, mode, outcome] = decisions_total.labels(guardrail.name, mode, outcome)
+        counter.inc()
 
     async def _apply(self, guardrail: Guardrail, mode: str, call) -> object | None:
         """Run one hook: its result; None when it failed open. Raises the refusal or the failure."""
@@ -468,7 +518,7 @@ class GuardrailRun:
                 changed = await self._apply(guardrail, mode, lambda g=guardrail, m=mode: g.pre_call(body, m))
                 if changed is None:
                     continue
-                if mode == "pre_call" and changed != body:
+                if mode == "pre_call" and changed is not body and changed != body:
                     body = changed
                     self.record(guardrail, mode, "masked")
                 else:

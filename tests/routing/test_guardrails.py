@@ -35,6 +35,8 @@ GUARDRAILS = [
                                                        "model": "guard-moderation"}},
     {"guardrail_name": "broken", "litellm_params": {"guardrail": "tests.routing.test_guardrails.BrokenGuardrail",
                                                     "mode": "pre_call"}},
+    {"guardrail_name": "misconfigured", "litellm_params": {"guardrail": "litellm_content_filter",
+                                                           "mode": "pre_call", "patterns": ["(unclosed"]}},
     {"guardrail_name": "shouting", "litellm_params": {"guardrail": "tests.routing.test_guardrails.ShoutingGuardrail",
                                                       "mode": "post_call"}},
 ]
@@ -172,9 +174,12 @@ def test_a_failing_guardrail_is_a_503_or_lets_the_request_through_by_setting(gua
         ask(guarded, "hi", guardrails=["broken"])
     assert error.value.status_code == 503 and error.value.body["code"] == "guardrail_error"
     assert "Traceback" not in str(error.value.body)
+    with pytest.raises(openai.APIStatusError) as error:  # configured, but could not be set up: not skipped
+        ask(guarded, "hi", guardrails=["misconfigured"])
+    assert error.value.status_code == 503 and "misconfigured" in error.value.body["message"]
     settings.GATEWAY_GUARDRAIL_FAIL_OPEN = True
     assert ask(guarded, "hi", guardrails=["broken"]) == "Hello from the fake upstream."
-    assert {"name": "broken", "mode": "pre_call", "outcome": "error"} in spend_guardrails(2)[-1]
+    assert {"name": "broken", "mode": "pre_call", "outcome": "error"} in spend_guardrails(3)[-1]
 
 
 def test_an_unknown_guardrail_is_a_400_naming_it(guarded, make_deployment):
