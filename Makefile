@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@PYTHON_BIN=$$(scripts/find-python) && echo "Using $$PYTHON_BIN" && \
 		{ [ -x $(PY) ] || $$PYTHON_BIN -m venv $(VENV); }
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,semantic]"
 	@touch $@
 
 venv: $(VENV)/.installed

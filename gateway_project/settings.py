@@ -430,6 +430,12 @@ GATEWAY_CACHE_SHARED = env_bool("GATEWAY_CACHE_SHARED", False)  # entries shared
 GATEWAY_CACHE_CHARGE_BUDGETS = env_bool("GATEWAY_CACHE_CHARGE_BUDGETS", False)  # a hit costs what it saved
 GATEWAY_CACHE_BILL_HITS = env_bool("GATEWAY_CACHE_BILL_HITS", False)  # a hit is a Lago event (its saved cost)
 GATEWAY_CACHE_HITS_COUNT_RATE_LIMITS = env_bool("GATEWAY_CACHE_HITS_COUNT_RATE_LIMITS", True)
+# The semantic cache (apps.routing.semantic_cache): off unless asked for.
+GATEWAY_SEMANTIC_CACHE = env_bool("GATEWAY_SEMANTIC_CACHE", False)
+GATEWAY_SEMANTIC_CACHE_THRESHOLD = env_float("GATEWAY_SEMANTIC_CACHE_THRESHOLD", 0.9)
+GATEWAY_SEMANTIC_CACHE_EMBEDDING_MODEL = env_str("GATEWAY_SEMANTIC_CACHE_EMBEDDING_MODEL", "local")
+GATEWAY_QDRANT_URL = env_str("GATEWAY_QDRANT_URL", "")  # empty: Qdrant embedded in each process, in memory
+GATEWAY_QDRANT_API_KEY = env_str("GATEWAY_QDRANT_API_KEY", "")
 # A guardrail that fails (raises) lets the request through instead of refusing it with a 503.
 GATEWAY_GUARDRAIL_FAIL_OPEN = env_bool("GATEWAY_GUARDRAIL_FAIL_OPEN", False)
 GATEWAY_CALLBACKS = env_str("GATEWAY_CALLBACKS", "")

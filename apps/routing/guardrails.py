@@ -87,8 +87,17 @@ class Guardrail:
     def check_text(self, text: str, mode: str) -> str:
         return text
 
+    def may_match(self, text: str) -> bool:
+        """False when check_text would surely leave `text` as it is (a fast pass for clean text)."""
+        return True
+
     async def pre_call(self, body: dict, mode: str) -> dict:
         return map_request_text(body, lambda text: self.check_text(text, mode))
+
+    @property
+    def checks_text_only(self) -> bool:
+        """Its request check is check_text over the request's texts (pre_call not overridden)."""
+        return type(self).pre_call is Guardrail.pre_call
 
     async def post_call(self, answer: dict) -> dict:
         return map_answer_text(answer, lambda text: self.check_text(text, "post_call"))
@@ -140,6 +149,12 @@ def map_request_text(body: dict, change) -> dict:
     return body if changed is None else changed
 
 
+def request_texts(body: dict) -> list[str]:
+    texts: list[str] = []
+    map_request_text(body, lambda text: texts.append(text) or text)
+    return texts
+
+
 def map_answer_text(answer: dict, change) -> dict:
     """The answer (OpenAI's format) with `change` applied to each text it says."""
     changed = dict(answer)
@@ -184,8 +199,15 @@ class _PatternGuardrail(Guardrail):
         except re.error:  # patterns that do not combine (global flags): each is searched
             self._any = re.compile("")
 
+    def prefilter(self, text: str) -> bool:
+        """A cheaper test than the patterns that any match needs to pass (default: none)."""
+        return True
+
+    def may_match(self, text: str) -> bool:
+        return bool(self._patterns) and self.prefilter(text) and self._any.search(text) is not None
+
     def check_text(self, text: str, mode: str) -> str:
-        if not self._patterns or not self._any.search(text):
+        if not self.may_match(text):
             return text
         for label, pattern, action in self._patterns:
             if action == "BLOCK":
@@ -214,6 +236,13 @@ class SecretsGuardrail(_PatternGuardrail):
     """LiteLLM's `hide-secrets`: API keys, private keys and tokens, masked (`action: BLOCK` refuses)."""
 
     kind = "hide-secrets"
+    # Every pattern needs one of these (case-folded): most texts hold none, and `in` is fast.
+    _LITERALS = ("sk-", "akia", "asia", "gh", "xox", "aiza", "k_live_", "k_test_", "private key", "eyj", "pass",
+                 "pwd", "secret", "api", "token")
+
+    def prefilter(self, text: str) -> bool:
+        folded = text.lower()
+        return any(literal in folded for literal in self._LITERALS)
 
     def patterns(self):
         action = str(self.params.get("action") or "MASK").upper()
@@ -244,8 +273,14 @@ class PiiGuardrail(_PatternGuardrail):
         return [(entity, re.compile(_PII_PATTERNS[entity]), str(action).upper())
                 for entity, action in config.items() if entity in _PII_PATTERNS or self._presidio]
 
+    def prefilter(self, text: str) -> bool:
+        # The gateway's own recognizers all need an "@" or a digit.
+        return self._presidio is not None or "@" in text or _DIGIT.search(text) is not None
+
     def check_text(self, text: str, mode: str) -> str:
         if self._presidio is None:
+            if not self.may_match(text):
+                return text
             return self._luhn_checked(text, mode)
         analyzer, anonymizer = self._presidio
         config = {e: str(a).upper() for e, a in (self.params.get("pii_entities_config") or {}).items()}
@@ -273,6 +308,9 @@ class PiiGuardrail(_PatternGuardrail):
         for placeholder, value in placeholders.items():
             text = text.replace(placeholder, value)
         return text
+
+
+_DIGIT = re.compile(r"\d")
 
 
 def _luhn(digits: str) -> bool:
@@ -408,6 +446,7 @@ class Guardrails:
     def __init__(self) -> None:
         self.by_name: dict[str, Guardrail] = {}
         self.default_on: tuple[str, ...] = ()
+        self.default_run: tuple[list[Guardrail], list[Guardrail]] | None = None
 
     @property
     def any(self) -> bool:
@@ -425,6 +464,7 @@ class Guardrails:
                 guardrail = _NotSetUp(str(entry.get("guardrail_name")), entry.get("litellm_params") or {}, exc)
             self.by_name[guardrail.name] = guardrail
         self.default_on = tuple(name for name, g in self.by_name.items() if g.default_on)
+        self.default_run = _ordered([self.by_name[n] for n in self.default_on]) if self.default_on else None
 
     def selected(self, attached, requested) -> list[Guardrail]:
         """The guardrails of a request: the default ones, those its key, team or model group names
@@ -511,7 +551,16 @@ class GuardrailRun:
 
     async def before(self, body: dict) -> dict:
         """pre_call and during_call: the body to send (masked), or a refusal."""
+        texts = None
         for guardrail in self.pre:
+            if guardrail.checks_text_only:
+                if texts is None:
+                    texts = request_texts(body)
+                if not any(guardrail.may_match(text) for text in texts):  # clean: nothing to run
+                    for mode in ("pre_call", "during_call"):
+                        if mode in guardrail.modes:
+                            self.record(guardrail, mode, "passed")
+                    continue
             for mode in ("pre_call", "during_call"):
                 if mode not in guardrail.modes:
                     continue
@@ -520,6 +569,7 @@ class GuardrailRun:
                     continue
                 if mode == "pre_call" and changed is not body and changed != body:
                     body = changed
+                    texts = None  # read again for the next guardrail
                     self.record(guardrail, mode, "masked")
                 else:
                     self.record(guardrail, mode, "passed")
@@ -541,13 +591,20 @@ class GuardrailRun:
 
 def guardrail_run_for(attached, requested) -> GuardrailRun | None:
     """The run of a request's guardrails (None: none apply)."""
-    selected = guardrails.selected(attached, requested)
-    if not selected:
-        return None
+    if not attached and not requested:  # the common case: the default ones, ordered once
+        if guardrails.default_run is None:
+            return None
+        pre, post = guardrails.default_run
+        return GuardrailRun(pre=pre, post=post, decisions=[])
+    pre, post = _ordered(guardrails.selected(attached, requested))
+    return GuardrailRun(pre=pre, post=post, decisions=[]) if pre or post else None
+
+
+def _ordered(selected: list[Guardrail]) -> tuple[list[Guardrail], list[Guardrail]]:
     # Those that only refuse go first: they judge what the client sent, before anything is masked.
     ordered = sorted(selected, key=lambda g: g.masks)
-    return GuardrailRun(pre=[g for g in ordered if g.modes & {"pre_call", "during_call"}],
-                        post=[g for g in ordered if "post_call" in g.modes], decisions=[])
+    return ([g for g in ordered if g.modes & {"pre_call", "during_call"}],
+            [g for g in ordered if "post_call" in g.modes])
 
 
 def refusal(guardrail: Guardrail, reason: str, mode: str) -> GuardrailRefusal:

@@ -1,5 +1,6 @@
-"""Calls the gateway makes to its own model groups for itself (a moderation guardrail): the
-deployments of the group tried in turn, with their credentials, timeouts and translation."""
+"""Calls the gateway makes to its own model groups for itself (a moderation guardrail, the semantic
+cache's embeddings): the deployments of the group tried in turn, with their credentials, timeouts
+and translation. Not requests of a tenant: no key, limits or spend row."""
 
 from __future__ import annotations
 
@@ -12,19 +13,18 @@ from apps.providers.registry import deployment_registry
 from apps.providers.transport import transport
 
 
-async def moderation_categories(model_group: str, texts: list[str]) -> list[str]:
-    """The categories a moderation model group flags in `texts` (empty: nothing flagged)."""
+async def _first_answer(model_group: str, operation: Operation, body: dict) -> dict:
+    """The answer (OpenAI's format) of the first deployment of the group that gives one."""
     deployments = (await deployment_registry.groups()).get(model_group) or []
     if not deployments:
-        raise GatewayError(f"The moderation guardrail's model group {model_group!r} has no deployment.",
-                           status=503, type="api_error", code="guardrail_error")
+        raise GatewayError(f"The model group {model_group!r} has no deployment.", status=503, type="api_error",
+                           code="guardrail_error")
     last_error: Exception | None = None
     for deployment in deployments:
         adapter = deployment.adapter
         try:
-            body = adapter.prepare_body(Operation.MODERATION, {"model": deployment.upstream_model, "input": texts},
-                                        drop_params=True)
-            request = await adapter.build_request(Operation.MODERATION, deployment, body, stream=False)
+            payload = adapter.prepare_body(operation, {**body, "model": deployment.upstream_model}, drop_params=True)
+            request = await adapter.build_request(operation, deployment, payload, stream=False)
             response = await transport.send(request, timeout=deployment.timeout or settings.GATEWAY_UPSTREAM_TIMEOUT,
                                             provider=deployment.provider)
             try:
@@ -33,13 +33,23 @@ async def moderation_categories(model_group: str, texts: list[str]) -> list[str]
                 response.release()
             if response.status >= 400:
                 raise adapter.translate_error(response.status, raw, response.headers)
-            answer = orjson.loads(adapter.translate_response(Operation.MODERATION, deployment, raw).body)
+            return orjson.loads(adapter.translate_response(operation, deployment, raw).body)
         except Exception as exc:  # the next deployment of the group
             last_error = exc
-            continue
-        flagged = []
-        for result in answer.get("results") or []:
-            if result.get("flagged"):
-                flagged += [name for name, on in (result.get("categories") or {}).items() if on] or ["flagged"]
-        return sorted(set(flagged))
-    raise last_error or RuntimeError("no moderation deployment answered")
+    raise last_error or RuntimeError(f"no deployment of {model_group} answered")
+
+
+async def embedding_vector(model_group: str, text: str) -> list[float]:
+    """The embedding of `text` by an embedding model group (the semantic cache's, when not local)."""
+    answer = await _first_answer(model_group, Operation.EMBEDDING, {"input": [text], "encoding_format": "float"})
+    return answer["data"][0]["embedding"]
+
+
+async def moderation_categories(model_group: str, texts: list[str]) -> list[str]:
+    """The categories a moderation model group flags in `texts` (empty: nothing flagged)."""
+    answer = await _first_answer(model_group, Operation.MODERATION, {"input": texts})
+    flagged = []
+    for result in answer.get("results") or []:
+        if result.get("flagged"):
+            flagged += [name for name, on in (result.get("categories") or {}).items() if on] or ["flagged"]
+    return sorted(set(flagged))

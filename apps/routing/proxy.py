@@ -39,6 +39,7 @@ from apps.routing.guardrails import (
     request_guardrail_names,
 )
 from apps.routing.metrics import request_metrics
+from apps.routing.semantic_cache import semantic_cache
 from apps.routing.response_cache import (
     CacheDecision,
     CacheEntry,
@@ -70,6 +71,7 @@ from apps.spend.tokens import estimate_text_tokens, request_prompt_tokens
 
 request_log = logging.getLogger("gateway.requests")
 
+SEMANTIC_OPERATIONS = frozenset({Operation.CHAT, Operation.COMPLETION})
 _CALL_TYPES = {
     Operation.CHAT: "chat_completion",
     Operation.COMPLETION: "text_completion",
@@ -114,7 +116,8 @@ class RequestAccount:
     __slots__ = ("request_id", "context", "operation", "model", "deployment", "stream", "started",
                  "started_wall", "settled", "body", "limits_acquired", "limit_headers", "scopes",
                  "route", "upstream_seconds", "metadata", "stored_response", "model_group", "cost", "call_type",
-                 "end_user", "span", "cache", "cache_hit", "saved_cost", "cache_items", "guardrails")
+                 "end_user", "span", "cache", "cache_hit", "saved_cost", "cache_items", "guardrails",
+                 "cache_similarity")
 
     def __init__(self, context: KeyContext, operation: Operation, request_id: str | None = None) -> None:
         self.request_id = request_id or uuid.uuid4().hex
@@ -144,6 +147,7 @@ class RequestAccount:
         self.saved_cost = None  # a cache hit: what the upstream call would have cost
         self.cache_items: EmbeddingItems | None = None  # a batched embedding request, cached per item
         self.guardrails: GuardrailRun | None = None  # the request's guardrails and their decisions
+        self.cache_similarity: float | None = None  # a semantic cache hit: how close its prompt was
 
     def settle(self, *, status: str, usage: Usage | None = None, http_status: int | None = None,
                error_type: str = "") -> None:
@@ -271,8 +275,11 @@ class RequestAccount:
         if self.context.key_max_budget is not None:
             headers["x-litellm-key-max-budget"] = format(self.context.key_max_budget, "f")
         if self.cache is not None:
-            headers["x-gateway-cache"] = "hit" if self.cache_hit else "miss"
+            headers["x-gateway-cache"] = (("semantic-hit" if self.cache_similarity is not None else "hit")
+                                          if self.cache_hit else "miss")
             headers["x-litellm-cache-key"] = self.cache.key
+            if self.cache_similarity is not None:
+                headers["x-gateway-cache-similarity"] = f"{self.cache_similarity:.4f}"
         return headers
 
     def error_with_headers(self, error: GatewayError) -> GatewayError:
@@ -518,9 +525,8 @@ async def _deployment_call(
         translated = TranslatedResponse(body=account.cache_items.merged(translated.body), usage=translated.usage,
                                         headers=translated.headers, content_type=translated.content_type)
     elif account.cache is not None and account.cache.write and translated.content_type == "application/json":
-        spawn(response_cache.put(account.cache, CacheEntry(
-            body=translated.body, usage=usage_as_dict(translated.usage), created=time.time(),
-            deployment_id=deployment.id)), name="response-cache-put")
+        cache_keep(account, CacheEntry(body=translated.body, usage=usage_as_dict(translated.usage),
+                                       created=time.time(), deployment_id=deployment.id))
     account.settle(status=SpendLog.Status.SUCCESS, usage=client_format.usage_priced(translated.usage, body),
                    http_status=200)
     return GatewayResponse(
@@ -678,7 +684,7 @@ async def _relay_stream(
             if caching and read_to_end and status == SpendLog.Status.SUCCESS and translator.usage.reported:
                 entry = streamed_entry(answer, translator.usage, account, deployment)
                 if entry is not None:  # kept only whole: never a cut or abandoned stream
-                    spawn(response_cache.put(account.cache, entry), name="response-cache-put")
+                    cache_keep(account, entry)
             usage = translator.usage if translator.usage.reported else _estimated_usage(account, generated)
             account.settle(status=status, usage=usage, http_status=http_status, error_type=error_type)
 
@@ -712,12 +718,21 @@ def _estimated_usage(account: RequestAccount, generated: list[str]) -> Usage:
 
 
 async def _cache_lookup(account: RequestAccount, body: dict) -> CacheEntry | None:
-    """The request's cached answer, if any. A batched embedding request is looked up item by item
-    (account.cache_items); it is a hit when every item is found."""
+    """The request's cached answer, if any: the exact cache's, else the semantic cache's (chat and
+    completions). A batched embedding request is looked up item by item (account.cache_items); it
+    is a hit when every item is found."""
     decision = account.cache
     item_decisions = response_cache.item_decisions(decision, body)
     if item_decisions is None:
-        return await response_cache.get(decision) if decision.read else None
+        if not decision.read:
+            return None
+        entry = await response_cache.get(decision)
+        if entry is None and semantic_cache.on and account.operation in SEMANTIC_OPERATIONS:
+            found = await semantic_cache.lookup(decision, body)
+            if found is not None:
+                entry, account.cache_similarity = found
+                account.metadata = {**(account.metadata or {}), "cache_similarity": round(found[1], 4)}
+        return entry
     found = (await asyncio.gather(*(response_cache.get(d) for d in item_decisions)) if decision.read
              else [None] * len(item_decisions))
     items = account.cache_items = EmbeddingItems(item_decisions, found, body["input"])
@@ -744,6 +759,13 @@ def refusal_response(account: RequestAccount, refusal: GuardrailRefusal) -> Http
     """A guardrail's refusal as the client gets it (the request is settled already)."""
     return GatewayResponse(orjson.dumps(refusal.body()), status=refusal.status, content_type="application/json",
                            plain_headers=account.response_headers())
+
+
+def cache_keep(account: RequestAccount, entry: CacheEntry) -> None:
+    """Keep an answer, in the background: in the exact cache, and the semantic cache when it is on."""
+    spawn(response_cache.put(account.cache, entry), name="response-cache-put")
+    if semantic_cache.on and account.operation in SEMANTIC_OPERATIONS and account.cache.body is not None:
+        spawn(semantic_cache.store(account.cache, account.cache.body, entry), name="semantic-cache-put")
 
 
 async def cache_hit_response(account: RequestAccount, entry: CacheEntry, group, operation: Operation,

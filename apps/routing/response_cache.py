@@ -267,6 +267,7 @@ class CacheDecision:
     namespace: str = ""
     call_type: str = ""
     model_group: str = ""
+    body: dict | None = None  # what the key was made of (the semantic cache compares its prompt)
 
 
 class ResponseCache:
@@ -282,8 +283,7 @@ class ResponseCache:
         params = litellm_settings.get("cache_params") or {}
         kind = settings.GATEWAY_CACHE
         if not kind and litellm_settings.get("cache") is True:
-            kind = {"local": "local", "redis": "redis", "redis-semantic": "redis"}.get(params.get("type") or "local",
-                                                                                     "local")
+            kind = {"redis": "redis", "redis-semantic": "redis"}.get(params.get("type") or "local", "local")
         self.ttl = float(params.get("ttl") or settings.GATEWAY_CACHE_TTL) if not settings.GATEWAY_CACHE \
             else float(settings.GATEWAY_CACHE_TTL)
         supported = params.get("supported_call_types")
@@ -344,6 +344,7 @@ class ResponseCache:
             namespace=namespace,
             call_type=call_type,
             model_group=model_group,
+            body=body,
         )
 
     def item_decisions(self, decision: CacheDecision, body: dict) -> list[CacheDecision] | None:
@@ -415,4 +416,9 @@ def response_cache_configure() -> None:
         except (ConfigError, OSError):
             logger.exception("GATEWAY_CONFIG could not be read for its cache and guardrail settings")
     response_cache.configure(litellm_settings)
+    from apps.routing.semantic_cache import semantic_cache
+
+    semantic_cache.configure(litellm_settings)
+    if semantic_cache.on and response_cache.backend is None:  # its entries' controls and spend are the cache's
+        response_cache.configure({**litellm_settings, "cache": True})
     guardrails_configure(entries)

@@ -12,7 +12,7 @@ from django.conf import settings
 
 from apps.billing.entitlement import entitlement_refresher_start, entitlement_refresher_stop
 from apps.core import invalidation
-from apps.core.background import drain
+from apps.core.background import drain, spawn
 from apps.core.redis import redis_enabled
 from apps.keys.master import master_key_load
 from apps.providers.transport import transport
@@ -23,6 +23,7 @@ from apps.routing.responses_store import response_store
 from apps.spend import tokens
 from apps.spend.callbacks import logging_callbacks, logging_callbacks_configure
 from apps.routing.response_cache import response_cache_configure
+from apps.routing.semantic_cache import semantic_cache
 from apps.spend.buffer import spend_buffer
 from apps.spend.pricing import price_catalog
 
@@ -58,6 +59,8 @@ class ProcessRuntime:
         logging_callbacks_configure()
         logging_callbacks.start()
         response_cache_configure()
+        if semantic_cache.on:
+            spawn(semantic_cache.warm(), name="semantic-cache-warm")
         self._metrics_flusher = asyncio.get_running_loop().create_task(_metrics_flush_forever(),
                                                                        name="metrics-flusher")
         if settings.CELERY_TASK_ALWAYS_EAGER:  # no broker, so no beat: this process follows the batches
