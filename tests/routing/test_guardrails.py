@@ -182,6 +182,18 @@ def test_a_failing_guardrail_is_a_503_or_lets_the_request_through_by_setting(gua
     assert {"name": "broken", "mode": "pre_call", "outcome": "error"} in spend_guardrails(3)[-1]
 
 
+def test_guardrails_named_in_metadata_apply_and_never_reach_the_provider(guarded, make_deployment, fake_openai):
+    make_deployment("guarded", upstream_model="gpt-test")
+    client = client_for(guarded)
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="guarded", messages=[{"role": "user", "content": "a bomb"}],
+                                       metadata={"guardrails": ["banned-words"]})
+    client.chat.completions.create(model="guarded", messages=[{"role": "user", "content": "hi"}],
+                                   metadata={"guardrails": ["banned-words"], "run": "7"})
+    assert fake_openai.requests[-1]["body"]["metadata"] == {"run": "7"}
+    assert "guardrails" not in fake_openai.requests[-1]["body"]
+
+
 def test_an_unknown_guardrail_is_a_400_naming_it(guarded, make_deployment):
     make_deployment("guarded", upstream_model="gpt-test")
     body = refused(guarded, "hi", guardrails=["nope"])

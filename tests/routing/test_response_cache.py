@@ -282,3 +282,43 @@ def test_a_model_group_turns_the_cache_off_or_sets_its_ttl(cached_gateway, make_
     time.sleep(1.2)
     client.chat.completions.create(model="short-group", messages=MESSAGES)
     assert upstream_calls(fake_openai, "gpt-short") == 2
+
+
+def test_completions_and_rerank_are_cached_too_and_responses_are_not(cached_gateway, make_deployment, fake_openai,
+                                                         provider_fakes):
+    from apps.providers.models import ModelDeployment
+    from tests.fakes.cohere_rerank import API_KEY as COHERE_KEY
+    from tests.fakes.cohere_rerank import CohereRerankServer
+
+    make_deployment("cached-text", upstream_model="gpt-instruct")
+    client = client_for(cached_gateway)
+    first = client.completions.create(model="cached-text", prompt="Say hello")
+    again = client.completions.with_raw_response.create(model="cached-text", prompt="Say hello")
+    assert again.headers["x-gateway-cache"] == "hit" and again.parse().choices[0].text == first.choices[0].text
+    streamed = "".join(c.choices[0].text for c in client.completions.create(
+        model="cached-text", prompt="Say hello", stream=True) if c.choices)
+    assert streamed == first.choices[0].text and upstream_calls(fake_openai, "gpt-instruct") == 1
+
+    responses_fake = provider_fakes("openai")
+    ModelDeployment.objects.create(model_name="cached-responses", provider="openai",
+                                   upstream_model=responses_fake.upstream_model("fake-model"),
+                                   **responses_fake.deployment_fields())
+    responses_fake.requests.clear()
+    for _ in range(2):  # not cached: each answer is a new response, continued or fetched by its own id
+        answer = client.responses.with_raw_response.create(model="cached-responses", input="hello there")
+        assert "x-gateway-cache" not in answer.headers and answer.parse().output_text
+    assert len(responses_fake.requests) == 2
+
+    cohere = CohereRerankServer().start()
+    try:
+        ModelDeployment.objects.create(model_name="cached-rerank", provider="cohere", upstream_model="rerank-v3.5",
+                                       api_base=cohere.url, api_key=COHERE_KEY)
+        body = {"model": "cached-rerank", "query": "capital", "documents": ["Paris is a capital.", "A cat."]}
+        headers = {"Authorization": f"Bearer {MASTER_KEY}"}
+        one = httpx.post(cached_gateway.url + "/v1/rerank", headers=headers, json=body)
+        two = httpx.post(cached_gateway.url + "/v1/rerank", headers=headers, json=body)
+        assert (one.headers["x-gateway-cache"], two.headers["x-gateway-cache"]) == ("miss", "hit")
+        assert two.json()["results"] == one.json()["results"]
+        assert len(cohere.requests) == 1
+    finally:
+        cohere.stop()
