@@ -529,13 +529,17 @@ async def _deployment_call(
                 spawn(response_cache.put(decision, entry), name="response-cache-put")
         translated = TranslatedResponse(body=account.cache_items.merged(translated.body), usage=translated.usage,
                                         headers=translated.headers, content_type=translated.content_type)
-    elif account.cache is not None and account.cache.write and translated.content_type == "application/json":
-        cache_keep(account, CacheEntry(body=translated.body, usage=usage_as_dict(translated.usage),
-                                       created=time.time(), deployment_id=deployment.id))
+    content = client_format.response_body(translated, account.model)
+    if account.cache_items is None and account.cache is not None and account.cache.write \
+            and translated.content_type == "application/json":
+        formatted = account.operation is Operation.RESPONSES  # kept as the client got it (its response id)
+        cache_keep(account, CacheEntry(body=content if formatted else translated.body,
+                                       usage=usage_as_dict(translated.usage), created=time.time(),
+                                       deployment_id=deployment.id, formatted=formatted))
     account.settle(status=SpendLog.Status.SUCCESS, usage=client_format.usage_priced(translated.usage, body),
                    http_status=200)
     return GatewayResponse(
-        client_format.response_body(translated, account.model),
+        content,
         content_type=translated.content_type,
         plain_headers={**account.response_headers(), **translated.headers},
     )
@@ -790,7 +794,8 @@ async def cache_hit_response(account: RequestAccount, entry: CacheEntry, group, 
                            error_type=refusal.code)
             return refusal_response(account, refusal)
         entry = CacheEntry(body=checked.body, usage=entry.usage, created=entry.created,
-                           deployment_id=entry.deployment_id, content_type=entry.content_type)
+                           deployment_id=entry.deployment_id, content_type=entry.content_type,
+                           formatted=entry.formatted)
     if account.context.store_prompts:
         account.stored_response = stored_answer(entry.body)
     if account.stream:
@@ -812,8 +817,8 @@ async def cache_hit_response(account: RequestAccount, entry: CacheEntry, group, 
     translated = TranslatedResponse(body=entry.body, usage=usage, content_type=entry.content_type)
     account.settle(status=SpendLog.Status.SUCCESS, usage=client_format.usage_priced(usage, account.body or {}),
                    http_status=200)
-    return GatewayResponse(client_format.response_body(translated, account.model),
-                           content_type=entry.content_type, plain_headers=account.response_headers())
+    content = entry.body if entry.formatted else client_format.response_body(translated, account.model)
+    return GatewayResponse(content, content_type=entry.content_type, plain_headers=account.response_headers())
 
 
 async def _single(data: bytes) -> AsyncIterator[bytes]:

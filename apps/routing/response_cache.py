@@ -7,7 +7,7 @@ team turns it off or on for itself, and sets its TTL and call types, with `metad
 ({"enabled": false} / {"ttl": 600, "call_types": ["chat_completion"]}); the key's choice first,
 then the team's, then the model group's (ModelGroupSettings.cache_enabled / cache_ttl).
 
-(Chat, completions, embeddings, rerank and /v1/messages; not the Responses API.) A request's entry is found by a hash of what decides its answer: the call type, the model group,
+A request's entry is found by a hash of what decides its answer: the call type, the model group,
 and the body without the fields that do not (`user`, `metadata`, `stream`, `stream_options`,
 `cache`, ...). Entries are per team (else per key) unless GATEWAY_CACHE_SHARED is on; a request's
 `cache.namespace` picks a namespace inside that. The request's own controls, as LiteLLM spells
@@ -40,11 +40,9 @@ _NOT_IN_KEY = frozenset({
     "user", "metadata", "stream", "stream_options", "cache", "drop_params", "timeout", "request_timeout",
     "num_retries", "mock_response", "guardrails", "tags", "litellm_metadata", "extra_headers",
 })
-# Not the Responses API: each of its answers is a new response the client may continue or fetch by
-# id (stored per tenant, native or translated), which a replayed answer would not be.
 CACHED_CALL_TYPES = {
     Operation.CHAT: "chat_completion", Operation.COMPLETION: "text_completion",
-    Operation.EMBEDDING: "embedding", Operation.RERANK: "rerank",
+    Operation.EMBEDDING: "embedding", Operation.RESPONSES: "responses", Operation.RERANK: "rerank",
 }
 # LiteLLM's names for the call types (cache_params.supported_call_types).
 _LITELLM_CALL_TYPES = {"completion": "chat_completion", "acompletion": "chat_completion",
@@ -63,19 +61,22 @@ class CacheEntry:
     created: float
     deployment_id: int | None = None  # who answered it: its prices give what a hit saves
     content_type: str = "application/json"
+    # The body as the client got it, not OpenAI's chat format (a Responses API answer: the same
+    # response, with its id, which the team's store holds when it was stored).
+    formatted: bool = False
 
     def usage_object(self) -> Usage:
         return Usage(reported=True, **{name: self.usage.get(name, 0) for name in _USAGE_FIELDS})
 
     def dumps(self) -> bytes:
         return orjson.dumps({"b": self.body.decode(), "u": self.usage, "c": self.created, "d": self.deployment_id,
-                             "t": self.content_type})
+                             "t": self.content_type, "f": self.formatted})
 
     @classmethod
     def loads(cls, data: bytes) -> CacheEntry:
         value = orjson.loads(data)
         return cls(body=value["b"].encode(), usage=value["u"], created=value["c"], deployment_id=value.get("d"),
-                   content_type=value["t"])
+                   content_type=value["t"], formatted=bool(value.get("f")))
 
 
 def usage_as_dict(usage: Usage) -> dict:

@@ -284,7 +284,7 @@ def test_a_model_group_turns_the_cache_off_or_sets_its_ttl(cached_gateway, make_
     assert upstream_calls(fake_openai, "gpt-short") == 2
 
 
-def test_completions_and_rerank_are_cached_too_and_responses_are_not(cached_gateway, make_deployment, fake_openai,
+def test_completions_responses_and_rerank_are_cached_too(cached_gateway, make_deployment, fake_openai,
                                                          provider_fakes):
     from apps.providers.models import ModelDeployment
     from tests.fakes.cohere_rerank import API_KEY as COHERE_KEY
@@ -304,10 +304,13 @@ def test_completions_and_rerank_are_cached_too_and_responses_are_not(cached_gate
                                    upstream_model=responses_fake.upstream_model("fake-model"),
                                    **responses_fake.deployment_fields())
     responses_fake.requests.clear()
-    for _ in range(2):  # not cached: each answer is a new response, continued or fetched by its own id
-        answer = client.responses.with_raw_response.create(model="cached-responses", input="hello there")
-        assert "x-gateway-cache" not in answer.headers and answer.parse().output_text
-    assert len(responses_fake.requests) == 2
+    answer = client.responses.create(model="cached-responses", input="hello there")
+    hit = client.responses.with_raw_response.create(model="cached-responses", input="hello there")
+    assert hit.headers["x-gateway-cache"] == "hit" and hit.parse().output_text == answer.output_text
+    assert hit.parse().id == answer.id  # the same response, which the team's store holds
+    assert client.responses.retrieve(answer.id).output_text == answer.output_text
+    continued = client.responses.create(model="cached-responses", input="and then?", previous_response_id=hit.parse().id)
+    assert continued.output_text and len(responses_fake.requests) == 2
 
     cohere = CohereRerankServer().start()
     try:
