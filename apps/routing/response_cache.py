@@ -334,7 +334,8 @@ class ResponseCache:
         if max_age is None and "max-age" in directives:
             max_age = _number(directives["max-age"])
         # Never chosen by the caller: a client's namespace is a folder inside its own.
-        namespace = ("shared" if settings.GATEWAY_CACHE_SHARED else
+        # A Responses answer carries a response id only its team may read: never shared.
+        namespace = ("shared" if settings.GATEWAY_CACHE_SHARED and call_type != "responses" else
                      f"team:{context.team_id}" if context.team_id else f"key:{context.key_id or 'master'}")
         if isinstance(controls.get("namespace"), str) and controls["namespace"]:
             namespace = f"{namespace}/{controls['namespace'][:200]}"
