@@ -8,9 +8,27 @@ import orjson
 from django.conf import settings
 
 from apps.core.errors import GatewayError
-from apps.providers.adapters.base import Operation
+from apps.providers.adapters.base import Operation, TranslatedResponse
 from apps.providers.registry import deployment_registry
 from apps.providers.transport import transport
+
+
+async def deployment_call_once(deployment, operation: Operation, body: dict, *, timeout: float,
+                               connect_timeout: float | None = None, over=None) -> TranslatedResponse:
+    """One non-streamed call to one deployment through its translator (`over`: a transport of the
+    caller's, else the process's): its answer, or the GatewayError its adapter makes of an error status."""
+    adapter = deployment.adapter
+    payload = adapter.prepare_body(operation, body, drop_params=True)
+    request = await adapter.build_request(operation, deployment, payload, stream=False)
+    response = await (over or transport).send(request, timeout=timeout, connect_timeout=connect_timeout,
+                                    provider=deployment.provider)
+    try:
+        raw = await response.read()
+    finally:
+        response.release()
+    if response.status >= 400:
+        raise adapter.translate_error(response.status, raw, response.headers)
+    return adapter.translate_response(operation, deployment, raw)
 
 
 async def _first_answer(model_group: str, operation: Operation, body: dict) -> dict:
@@ -21,19 +39,12 @@ async def _first_answer(model_group: str, operation: Operation, body: dict) -> d
                            code="guardrail_error")
     last_error: Exception | None = None
     for deployment in deployments:
-        adapter = deployment.adapter
         try:
-            payload = adapter.prepare_body(operation, {**body, "model": deployment.upstream_model}, drop_params=True)
-            request = await adapter.build_request(operation, deployment, payload, stream=False)
-            response = await transport.send(request, timeout=deployment.timeout or settings.GATEWAY_UPSTREAM_TIMEOUT,
-                                            provider=deployment.provider)
-            try:
-                raw = await response.read()
-            finally:
-                response.release()
-            if response.status >= 400:
-                raise adapter.translate_error(response.status, raw, response.headers)
-            return orjson.loads(adapter.translate_response(operation, deployment, raw).body)
+            answer = await deployment_call_once(
+                deployment, operation, {**body, "model": deployment.upstream_model},
+                timeout=deployment.timeout or settings.GATEWAY_UPSTREAM_TIMEOUT,
+                connect_timeout=deployment.connect_timeout)
+            return orjson.loads(answer.body)
         except Exception as exc:  # the next deployment of the group
             last_error = exc
     raise last_error or RuntimeError(f"no deployment of {model_group} answered")

@@ -17,6 +17,7 @@ from apps.keys.auth import authenticate, raw_key_from_request
 from apps.providers.adapters.base import Operation
 from apps.providers.registry import Deployment, deployment_state_key
 from apps.providers.transport import UpstreamTransport
+from apps.routing.internal_calls import deployment_call_once
 from apps.routing.selection.deployment_state import COOLDOWNS_ONLY, deployment_state
 from apps.routing.selectors import deployment_health_list, key_is_proxy_admin, user_from_session
 
@@ -73,18 +74,8 @@ async def deployment_probe(deployment: Deployment, transport: UpstreamTransport)
     timeout = min(deployment.timeout or settings.GATEWAY_HEALTH_CHECK_TIMEOUT, settings.GATEWAY_HEALTH_CHECK_TIMEOUT)
     started = time.perf_counter()
     try:
-        adapter = deployment.adapter
-        payload = adapter.prepare_body(operation, body, drop_params=True)
-        request = await adapter.build_request(operation, deployment, payload, stream=False)
-        response = await transport.send(request, timeout=timeout, connect_timeout=deployment.connect_timeout,
-                                        provider=deployment.provider)
-        try:
-            raw = await response.read()
-        finally:
-            response.release()
-        if response.status >= 400:
-            raise adapter.translate_error(response.status, raw, response.headers)
-        adapter.translate_response(operation, deployment, raw)
+        await deployment_call_once(deployment, operation, body, timeout=timeout,
+                                   connect_timeout=deployment.connect_timeout, over=transport)
     except GatewayError as error:
         return ProbeResult(deployment.id, False, f"{error.status} {error.code or error.type}: {error.message}")
     except Exception as exc:  # a health check reports, it does not raise
