@@ -16,7 +16,7 @@ ENV_FILE := $(or $(GATEWAY_ENV_FILE),.env)
 # and Qdrant (CI does; a newcomer's first `make run` need not fetch torch).
 EXTRAS ?= dev
 
-.PHONY: run test bench bench-instructions venv migrate clean
+.PHONY: run test bench bench-instructions bench-dashboard venv migrate clean
 
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
@@ -55,6 +55,10 @@ bench: venv
 # Instructions per chat request (valgrind's callgrind): repeatable to ~0.3%, for comparing commits.
 bench-instructions: venv
 	$(PY) bench/instructions.py
+
+# The admin dashboard's render time with a million spend logs (bench/dashboard.py).
+bench-dashboard: venv
+	$(PY) bench/dashboard.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

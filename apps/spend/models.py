@@ -229,6 +229,26 @@ class DailySpend(models.Model):
         return self.prompt_tokens + self.completion_tokens
 
 
+class HourlySpend(models.Model):
+    """Spend logs added up per UTC hour and organization: requests, errors and cost of the last
+    day hour by hour (the admin's dashboard), without reading the logs. Built with DailySpend,
+    day by day, by the same rollup (apps.spend.rollups)."""
+
+    hour = models.DateTimeField()
+    organization_id = models.UUIDField(null=True, blank=True)
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=24, decimal_places=10, default=0)
+
+    class Meta:
+        ordering = ["-hour"]
+        indexes = [models.Index(fields=["hour"]), models.Index(fields=["organization_id", "hour"])]
+        verbose_name_plural = "hourly spend"
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h ${self.cost}"
+
+
 TAG_MAX_LENGTH = 255  # longer request tags are cut to this in the tag rollup
 
 

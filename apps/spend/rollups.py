@@ -14,9 +14,10 @@ from datetime import date, datetime, time, timedelta, timezone
 
 from django.db import transaction
 from django.db.models import Count, Q, Sum
+from django.db.models.functions import TruncHour
 from django.utils import timezone as django_timezone
 
-from apps.spend.models import TAG_MAX_LENGTH, DailySpend, DailyTagSpend, SpendLog, SpendRollupDay
+from apps.spend.models import TAG_MAX_LENGTH, DailySpend, DailyTagSpend, HourlySpend, SpendLog, SpendRollupDay
 
 DIMENSIONS = ("organization_id", "team_id", "user_id", "key_id", "key_hash", "end_user", "model", "provider")
 TAG_DIMENSIONS = ("organization_id", "team_id", "user_id", "key_id")
@@ -103,6 +104,20 @@ def _tag_rows(day: date, logs) -> list[DailyTagSpend]:
     ]
 
 
+def _hour_rows(logs) -> list[HourlySpend]:
+    groups = (
+        logs.order_by().annotate(log_hour=TruncHour("start_time", tzinfo=timezone.utc))
+        .values("log_hour", "organization_id")
+        .annotate(n_requests=Count("id"), n_errors=Count("id", filter=Q(status=SpendLog.Status.ERROR)),
+                  n_cost=Sum("cost"))
+    )
+    return [
+        HourlySpend(hour=group["log_hour"], organization_id=group["organization_id"], requests=group["n_requests"],
+                    errors=group["n_errors"], cost=group["n_cost"] or 0)
+        for group in groups
+    ]
+
+
 def daily_spend_rollup(*, day: date, force: bool = False) -> DayRollup:
     """Rebuild one UTC day's rollup rows from its spend logs. Idempotent.
 
@@ -123,6 +138,8 @@ def daily_spend_rollup(*, day: date, force: bool = False) -> DayRollup:
         rows = DailySpend.objects.bulk_create([_daily_row(day, group) for group in groups], batch_size=1000)
         DailyTagSpend.objects.filter(day=day).delete()
         tag_rows = DailyTagSpend.objects.bulk_create(_tag_rows(day, logs), batch_size=1000)
+        HourlySpend.objects.filter(hour__gte=start, hour__lt=end).delete()
+        HourlySpend.objects.bulk_create(_hour_rows(logs), batch_size=1000)
         run.logs = log_count
         run.rolled_at = django_timezone.now()
         run.stale = False
