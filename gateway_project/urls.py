@@ -8,7 +8,7 @@ from apps.spend.views import metrics_view
 
 admin.site.site_header = "LLM gateway"
 admin.site.site_title = "LLM gateway admin"
-admin.site.index_title = "Management"
+admin.site.index_title = "Dashboard"
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
