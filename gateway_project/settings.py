@@ -6,6 +6,7 @@ The embedded default (`make run`: DEBUG=1 and generated secrets from .env) is SQ
 in-process cache and counters, and Celery tasks run eagerly.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -169,6 +170,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "apps.management.admin_sso.sso_login_context",  # the admin login page's SSO button
             ],
         },
     },
@@ -314,6 +316,69 @@ GATEWAY_JWT_USER_CLAIM = env_str("GATEWAY_JWT_USER_CLAIM", "sub")
 GATEWAY_JWT_TEAM_CLAIM = env_str("GATEWAY_JWT_TEAM_CLAIM", "team_id")
 GATEWAY_JWT_ORGANIZATION_CLAIM = env_str("GATEWAY_JWT_ORGANIZATION_CLAIM", "org_id")
 GATEWAY_JWT_KEYS_TTL = env_float("GATEWAY_JWT_KEYS_TTL", 600.0)
+
+# --- single sign-on for the admin: OpenID Connect (apps/management/admin_sso.py, mozilla-django-oidc) ---
+# On when an issuer is set. Its endpoints come from its discovery document, fetched on the first
+# sign-in (never here, never on /v1); the operator names only the issuer and the client.
+GATEWAY_SSO_ISSUER = (env_str("GATEWAY_SSO_ISSUER") or "").rstrip("/") or None
+GATEWAY_SSO_NAME = env_str("GATEWAY_SSO_NAME", "SSO")  # the login button: "Sign in with <name>"
+GATEWAY_ADMIN_PASSWORD_LOGIN = env_bool("GATEWAY_ADMIN_PASSWORD_LOGIN", True)
+_SSO_ROLES_FORMAT = ('{"claim": "groups", "proxy_admin": ["value", ...], "org_admin": {"Organization name": '
+                     '["value", ...]}, "viewer": {"Organization name": ["value", ...]}}')
+
+
+def _sso_roles(value: str | None) -> dict:
+    """GATEWAY_SSO_ROLES: which claim holds the user's groups or roles, and which of its values make
+    a proxy admin (superuser), an organization's admin, or its viewer (README, Single sign-on)."""
+    if value is None:
+        return {}
+    try:
+        roles = json.loads(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"GATEWAY_SSO_ROLES is not JSON ({exc}): {_SSO_ROLES_FORMAT}") from exc
+
+    def strings(items) -> bool:
+        return isinstance(items, list) and all(isinstance(item, str) for item in items)
+
+    valid = (
+        isinstance(roles, dict) and set(roles) <= {"claim", "proxy_admin", "org_admin", "viewer"}
+        and isinstance(roles.get("claim", "groups"), str) and strings(roles.get("proxy_admin", []))
+        and all(isinstance(roles.get(role, {}), dict) and all(strings(v) for v in roles.get(role, {}).values())
+                for role in ("org_admin", "viewer"))
+    )
+    if not valid:
+        raise ImproperlyConfigured(f"GATEWAY_SSO_ROLES must be {_SSO_ROLES_FORMAT}")
+    return {"claim": roles.get("claim", "groups"), "proxy_admin": roles.get("proxy_admin", []),
+            "org_admin": roles.get("org_admin", {}), "viewer": roles.get("viewer", {})}
+
+
+GATEWAY_SSO_ROLES = _sso_roles(env_str("GATEWAY_SSO_ROLES"))
+if GATEWAY_SSO_ISSUER:
+    _missing = [name for name in ("GATEWAY_SSO_CLIENT_ID", "GATEWAY_SSO_CLIENT_SECRET", "GATEWAY_SSO_ROLES")
+                if not env_str(name)]
+    if _missing:
+        raise ImproperlyConfigured(f"GATEWAY_SSO_ISSUER is set: {', '.join(_missing)} must be set too.")
+    if not GATEWAY_SSO_ISSUER.startswith("https://") and not DEBUG:
+        raise ImproperlyConfigured("GATEWAY_SSO_ISSUER must be an https:// URL (its keys sign the logins).")
+elif not GATEWAY_ADMIN_PASSWORD_LOGIN:
+    raise ImproperlyConfigured("GATEWAY_ADMIN_PASSWORD_LOGIN is off and no GATEWAY_SSO_ISSUER is set: "
+                               "nobody could sign in to the admin.")
+# Password sign-in off: without ModelBackend no password is accepted, and sessions it opened end.
+AUTHENTICATION_BACKENDS = (
+    ["django.contrib.auth.backends.ModelBackend"] if GATEWAY_ADMIN_PASSWORD_LOGIN else []
+) + (["apps.management.admin_sso.SsoBackend"] if GATEWAY_SSO_ISSUER else [])
+# mozilla-django-oidc's own settings (the endpoints are filled from discovery by apps.management.admin_sso).
+OIDC_RP_CLIENT_ID = env_str("GATEWAY_SSO_CLIENT_ID")
+OIDC_RP_CLIENT_SECRET = env_str("GATEWAY_SSO_CLIENT_SECRET")
+OIDC_RP_SIGN_ALGO = "RS256"
+# Okta sends groups only for the "groups" scope; Keycloak and Entra put them in by their own config.
+OIDC_RP_SCOPES = env_str("GATEWAY_SSO_SCOPES", "openid email profile")
+OIDC_USE_PKCE = True
+OIDC_TIMEOUT = env_float("GATEWAY_SSO_TIMEOUT", 10.0)
+OIDC_AUTHENTICATE_CLASS = "apps.management.admin_sso.SsoAuthenticateView"
+OIDC_CALLBACK_CLASS = "apps.management.admin_sso.SsoCallbackView"
+LOGIN_REDIRECT_URL = "/admin/"
+LOGIN_REDIRECT_URL_FAILURE = "/admin/login/"  # where a refused sign-in's message is shown
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 # "plain" (human-readable, the default) or "json": one JSON object a line, for log shippers.

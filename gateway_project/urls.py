@@ -13,6 +13,8 @@ admin.site.index_title = "Dashboard"
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
+    # The admin's single sign-on (apps.management.admin_sso): 404 unless GATEWAY_SSO_ISSUER is set.
+    path("oidc/", include("mozilla_django_oidc.urls")),
     path("", include("apps.management.urls")),
     path("billing/", include("apps.billing.urls")),  # the Lago webhook
     path("metrics", metrics_view, name="metrics"),  # Prometheus, as LiteLLM's callbacks: ["prometheus"]
