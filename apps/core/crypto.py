@@ -39,3 +39,12 @@ def decrypt(ciphertext: str) -> str:
         raise ValueError(
             "a stored credential cannot be decrypted: GATEWAY_ENCRYPTION_KEY does not match"
         ) from exc
+
+
+def decrypt_recent(ciphertext: str, *, max_age: int) -> str:
+    """A value encrypted here at most `max_age` seconds ago (a token an admin form carries between
+    two steps). ValueError when older, altered, or not encrypted by this gateway."""
+    try:
+        return _cipher(settings.GATEWAY_ENCRYPTION_KEY).decrypt(ciphertext.encode(), ttl=max_age).decode()
+    except InvalidToken as exc:
+        raise ValueError("expired, altered, or not encrypted by this gateway") from exc

@@ -3,6 +3,8 @@ from django.contrib import admin
 
 from apps.management.admin_scope import OrganizationScopedAdmin
 from apps.providers.adapters import known_providers
+from apps.providers.admin_config_import import ConfigImportAdminMixin
+from apps.providers.admin_connection_test import ConnectionTestAdminMixin
 from apps.providers.models import ModelDeployment
 
 
@@ -60,7 +62,11 @@ class ModelDeploymentForm(forms.ModelForm):
 
 
 @admin.register(ModelDeployment)
-class ModelDeploymentAdmin(OrganizationScopedAdmin):
+class ModelDeploymentAdmin(ConnectionTestAdminMixin, ConfigImportAdminMixin, OrganizationScopedAdmin):
+    """Besides the forms: "Test connection" on a deployment's page (admin_connection_test) and
+    "Import config.yaml" on the list (admin_config_import); their templates are under
+    templates/admin/providers/modeldeployment/."""
+
     shared_rows_when_empty = True  # shared deployments: visible to every organization's staff
     form = ModelDeploymentForm
     list_display = (
@@ -77,7 +83,7 @@ class ModelDeploymentAdmin(OrganizationScopedAdmin):
         "is_active",
         "managed_by_config",
     )
-    list_filter = ("is_active", "provider", "managed_by_config", "organization")
+    list_filter = ("is_active", "health_status", "provider", "managed_by_config", "organization")
     search_fields = ("model_name", "upstream_model", "api_base")
     # A team model is made through the API (/model/new with model_info.team_id), which keeps it in
     # its team's organization: shown here, not changed.

@@ -495,11 +495,25 @@ def _resolve_guardrail_env(entry: dict) -> dict:
     return {**entry, "litellm_params": params}
 
 
-def config_parse(text: str) -> GatewayConfig:
+def _yaml_error_text(exc: yaml.YAMLError) -> str:
+    """A YAML error with its line and column, without the snippet of the file PyYAML quotes
+    (that line may hold a key: the message is shown in the admin and in logs)."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return type(exc).__name__
+    parts = [part for part in (exc.context, exc.problem) if part]
+    mark = exc.problem_mark or exc.context_mark
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return f"{', '.join(parts) or 'syntax error'}{where}"
+
+
+def config_parse(text: str, *, apply_environment: bool = True) -> GatewayConfig:
+    """`apply_environment`: set the file's environment_variables in this process (as LiteLLM
+    does) where they are not set. A file uploaded in the admin does not: one server process's
+    environment would differ from the others', and a preview must change nothing."""
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}") from None
+        raise ConfigError(f"not valid YAML: {_yaml_error_text(exc)}") from None
     if document is None:
         document = {}
     if not isinstance(document, dict):
@@ -510,8 +524,9 @@ def config_parse(text: str) -> GatewayConfig:
         if not isinstance(value, dict):
             raise ConfigError(f"{section}: must be a mapping")
         sections[section] = value
-    for name, value in sections["environment_variables"].items():
-        os.environ.setdefault(str(name), str(value))
+    if apply_environment:
+        for name, value in sections["environment_variables"].items():
+            os.environ.setdefault(str(name), str(value))
     model_list = document.get("model_list") or []
     if not isinstance(model_list, list):
         raise ConfigError("model_list: must be a list")
@@ -541,7 +556,10 @@ def config_parse(text: str) -> GatewayConfig:
         litellm_settings=sections["litellm_settings"],
         guardrails=[_resolve_guardrail_env(g) for g in guardrails],
         router=_router_spec(sections["router_settings"], sections["litellm_settings"]),
-        ignored=config_ignored(document),
+        ignored=config_ignored(document) + (
+            ["environment_variables: not set by an upload; set them in the servers' environment"]
+            if sections["environment_variables"] and not apply_environment else []
+        ),
     )
 
 
@@ -551,3 +569,45 @@ def config_read(path: str | Path) -> GatewayConfig:
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     return config_parse(text)
+
+
+def config_error_line(text: str, message: str) -> int | None:
+    """The line of the file a ConfigError's location points at ("model_list[1] (name).litellm_params.rpm:
+    ..." → that rpm's line, or the deepest part of the path found); None when it names none."""
+    found = re.search(r"\(line (\d+), column \d+\)", message)  # a YAML syntax error names it
+    if found:
+        return int(found.group(1))
+    location = re.sub(r" \([^)]*\)", "", message.split(": ", 1)[0])  # drop "(model name)"
+    parts = re.findall(r"\[\d+\]|[^.\[\]]+", location)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    line = None
+    index = 0
+    while index < len(parts) and node is not None:
+        part = parts[index]
+        if part.startswith("["):
+            position = int(part[1:-1])
+            if not isinstance(node, yaml.SequenceNode) or position >= len(node.value):
+                break
+            node, index = node.value[position], index + 1
+        else:
+            if not isinstance(node, yaml.MappingNode):
+                break
+            keys = {str(key.value): (key, value) for key, value in node.value
+                    if isinstance(key, yaml.ScalarNode)}
+            # A key may hold dots itself (a model group "gpt-4.1"): the longest one that exists.
+            end = index + 1
+            while end < len(parts) and not parts[end].startswith("["):
+                end += 1
+            for stop in range(end, index, -1):
+                if ".".join(parts[index:stop]) in keys:
+                    key, node = keys[".".join(parts[index:stop])]
+                    line, index = key.start_mark.line + 1, stop
+                    break
+            else:
+                break
+            continue
+        line = node.start_mark.line + 1
+    return line

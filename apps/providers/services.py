@@ -6,30 +6,7 @@ from django.db import transaction
 
 from apps.providers.config import ConfigError, DeploymentSpec, GatewayConfig, _parse_deployment
 from apps.providers.models import ModelDeployment
-
-_SPEC_FIELDS = (
-    "model_name",
-    "provider",
-    "upstream_model",
-    "api_base",
-    "api_key",
-    "api_version",
-    "rpm",
-    "tpm",
-    "weight",
-    "timeout",
-    "input_cost_per_token",
-    "output_cost_per_token",
-    "cache_read_input_token_cost",
-    "extra_params",
-    "secret_params",
-    "access_groups",
-    "tags",
-    "max_input_tokens",
-    "connect_timeout",
-    "stream_timeout",
-    "mode",
-)
+from apps.providers.selectors import DeploymentPlanEntry, deployment_spec_values, deployments_config_plan
 
 
 @dataclass
@@ -49,7 +26,7 @@ class ConfigSyncReport:
 
 
 def _spec_values(spec: DeploymentSpec) -> dict:
-    return {name: getattr(spec, name) for name in _SPEC_FIELDS}
+    return deployment_spec_values(spec)
 
 
 @transaction.atomic
@@ -59,40 +36,33 @@ def deployments_sync_from_config(*, config: GatewayConfig) -> ConfigSyncReport:
 
     One transaction: the registry on every replica sees the old set or the new one.
     """
+    return deployments_config_plan_apply(plan=deployments_config_plan(config=config, for_update=True))
+
+
+@transaction.atomic
+def deployments_config_plan_apply(*, plan: list[DeploymentPlanEntry]) -> ConfigSyncReport:
+    """Carry out a plan of selectors.deployments_config_plan (made in this transaction, rows locked):
+    exactly the changes it lists, which is what the admin's import previewed."""
     report = ConfigSyncReport()
-    existing = {
-        d.config_id: d
-        for d in ModelDeployment.objects.select_for_update().filter(managed_by_config=True)
-    }
-    for spec in config.deployments:
-        values = _spec_values(spec)
-        label = f"{spec.model_name} ({spec.provider}/{spec.upstream_model})"
-        row = existing.pop(spec.config_id, None)
-        if row is None:
-            row = ModelDeployment.objects.filter(config_id=spec.config_id).first()
-        if row is None:
+    for entry in plan:
+        if entry.action == "create":
             ModelDeployment.objects.create(
-                config_id=spec.config_id, managed_by_config=True, is_active=True, **values
+                config_id=entry.config_id, managed_by_config=True, is_active=True,
+                **deployment_spec_values(entry.spec),
             )
-            report.created.append(label)
-            continue
-        changed = not row.is_active or not row.managed_by_config or any(
-            getattr(row, name) != value for name, value in values.items()
-        )
-        if changed:
-            for name, value in values.items():
-                setattr(row, name, value)
-            row.is_active = True
-            row.managed_by_config = True
+            report.created.append(entry.label)
+        elif entry.action == "update":
+            row = entry.row
+            for change in entry.changes:
+                setattr(row, change.name, change.new)
             row.save()
-            report.updated.append(label)
+            report.updated.append(entry.label)
+        elif entry.action == "deactivate":
+            entry.row.is_active = False
+            entry.row.save(update_fields=["is_active", "updated_at"])
+            report.deactivated.append(entry.label)
         else:
-            report.unchanged.append(label)
-    for row in existing.values():
-        if row.is_active:
-            row.is_active = False
-            row.save(update_fields=["is_active", "updated_at"])
-            report.deactivated.append(f"{row.model_name} ({row.provider}/{row.upstream_model})")
+            report.unchanged.append(entry.label)
     return report
 
 

@@ -3,6 +3,9 @@ is read once per process into apps.routing.selection.policy's cache, deployments
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import dataclass, field
 from importlib import import_module
 
 from django.conf import settings
@@ -11,8 +14,11 @@ from django.forms.models import model_to_dict
 
 from apps.keys.master import key_grants_proxy_admin
 from apps.keys.models import VirtualKey
+from apps.providers.config import GatewayConfig, ModelGroupSpec, RouterSpec
 from apps.providers.models import ModelDeployment
+from apps.providers.selectors import DeploymentPlanEntry, FieldChange, deployments_config_plan
 from apps.routing.models import ModelGroupSettings, RouterSettings
+from apps.routing.selection import policy
 from apps.routing.selection.policy import RoutingPolicy, routing_policy_build
 
 
@@ -146,3 +152,107 @@ def _page(queryset, field: str, *, limit: int, after: str | None, order: str) ->
     data = [{**row.batch, "endpoint": row.endpoint} if field == "batch" else row.file for row in rows[:limit]]
     return {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
             "last_id": data[-1]["id"] if data else None, "has_more": len(rows) > limit}
+
+
+# --- config.yaml: what loading a file would change (the admin's import previews it) ----------
+
+GROUP_CONFIG_FIELDS = (
+    "routing_strategy", "num_retries", "retry_policy", "timeout", "stream_timeout", "allowed_fails",
+    "cooldown_time", "fallbacks", "context_window_fallbacks", "content_policy_fallbacks",
+)
+
+
+def router_settings_values(spec: RouterSpec) -> dict:
+    """The router-wide row as a file with router settings sets it: every value, the default where
+    the file says nothing."""
+    def _or(value, default):
+        return default if value is None else value
+
+    return {
+        "routing_strategy": spec.routing_strategy,
+        "routing_strategy_args": spec.routing_strategy_args,
+        "num_retries": _or(spec.num_retries, policy.DEFAULT_NUM_RETRIES),
+        "retry_policy": spec.retry_policy,
+        "retry_after": spec.retry_after,
+        "timeout": spec.timeout,
+        "stream_timeout": spec.stream_timeout,
+        "allowed_fails": _or(spec.allowed_fails, policy.DEFAULT_ALLOWED_FAILS),
+        "allowed_fails_policy": spec.allowed_fails_policy,
+        "cooldown_time": _or(spec.cooldown_time, policy.DEFAULT_COOLDOWN_SECONDS),
+        "disable_cooldowns": spec.disable_cooldowns,
+        "default_fallbacks": spec.default_fallbacks,
+        "model_group_alias": spec.model_group_alias,
+        "managed_by_config": True,
+    }
+
+
+def model_group_settings_values(group: ModelGroupSpec) -> dict:
+    return {**{name: getattr(group, name) for name in GROUP_CONFIG_FIELDS}, "managed_by_config": True}
+
+
+@dataclass
+class SettingsPlanEntry:
+    """What a file does to the router-wide settings or to one model group's: create, update,
+    unchanged or remove (a group the file set before and no longer lists)."""
+
+    action: str
+    name: str
+    changes: list[FieldChange] = field(default_factory=list)
+
+
+def _changes(row, values: dict) -> list[FieldChange]:
+    return [FieldChange(name, getattr(row, name), value) for name, value in values.items()
+            if getattr(row, name) != value]
+
+
+@dataclass
+class GatewayConfigPlan:
+    """Everything loading a config file changes: its deployments, the router settings (None: the
+    file has none, they are left as they are) and the model groups' settings."""
+
+    deployments: list[DeploymentPlanEntry]
+    router: SettingsPlanEntry | None
+    groups: list[SettingsPlanEntry]
+
+    @property
+    def has_changes(self) -> bool:
+        return any(entry.action != "unchanged" for entry in (*self.deployments, *self.groups,
+                                                               *([self.router] if self.router else [])))
+
+    def fingerprint(self) -> str:
+        """A digest of every planned change, old and new values included: equal digests, equal plans
+        (an apply checks the plan it is about to carry out against the one the operator saw)."""
+        def entry(item) -> list:
+            name = getattr(item, "config_id", None) or getattr(item, "name", "")
+            return [item.action, name, [[c.name, repr(c.old), repr(c.new)] for c in item.changes]]
+
+        document = [[entry(d) for d in self.deployments], entry(self.router) if self.router else None,
+                    [entry(g) for g in self.groups]]
+        return hashlib.sha256(json.dumps(document, default=repr).encode()).hexdigest()
+
+
+def gateway_config_plan(*, config: GatewayConfig, for_update: bool = False) -> GatewayConfigPlan:
+    """What routing.services.gateway_config_apply would change with this file (`for_update`: lock the
+    rows, inside its transaction). The preview of the admin's import."""
+    deployments = deployments_config_plan(config=config, for_update=for_update)
+    spec = config.router
+    if not spec.present:
+        return GatewayConfigPlan(deployments, None, [])
+    routers = RouterSettings.objects.order_by("pk")
+    groups = ModelGroupSettings.objects.all()
+    if for_update:
+        routers, groups = routers.select_for_update(), groups.select_for_update()
+
+    def entry(name: str, row, blank, values: dict) -> SettingsPlanEntry:
+        changes = _changes(row or blank, values)  # a new row: compared with the model's defaults
+        action = "create" if row is None else ("update" if changes else "unchanged")
+        return SettingsPlanEntry(action, name, changes)
+
+    router = entry("router settings", routers.first(), RouterSettings(), router_settings_values(spec))
+    existing = {group.model_name: group for group in groups}
+    group_plan = [entry(group.model_name, existing.pop(group.model_name, None),
+                        ModelGroupSettings(model_name=group.model_name), model_group_settings_values(group))
+                  for group in spec.groups]
+    group_plan += [SettingsPlanEntry("remove", row.model_name)
+                   for row in existing.values() if row.managed_by_config]
+    return GatewayConfigPlan(deployments, router, group_plan)

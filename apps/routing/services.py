@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
+from asgiref.sync import async_to_sync
 from django.db import transaction
 from django.utils import timezone
 
@@ -13,28 +14,47 @@ from apps.core import invalidation
 from apps.keys.limits import NANOS_PER_USD
 from apps.providers.config import GatewayConfig, RouterSpec
 from apps.providers.models import ModelDeployment
-from apps.providers.registry import deployments_load
-from apps.providers.services import ConfigSyncReport, deployments_sync_from_config
+from apps.providers.registry import (
+    ENV_REFERENCE_PREFIX,
+    deployment_from_row,
+    deployments_load,
+    resolve_secret,
+)
+from apps.providers.services import ConfigSyncReport, deployments_config_plan_apply
+from apps.providers.transport import UpstreamTransport
 from apps.routing.models import ModelGroupSettings, RouterSettings
-from apps.routing.selection import policy
-from apps.routing.selection.health import deployments_probe
-
-_GROUP_FIELDS = (
-    "routing_strategy", "num_retries", "retry_policy", "timeout", "stream_timeout", "allowed_fails",
-    "cooldown_time", "fallbacks", "context_window_fallbacks", "content_policy_fallbacks",
+from apps.routing.selection.health import ConnectionCheck, deployment_connection_check, deployments_probe
+from apps.routing.selectors import (
+    GatewayConfigPlan,
+    gateway_config_plan,
+    model_group_settings_values,
+    router_settings_values,
 )
 
 
-def _or(value, default):
-    return default if value is None else value
+class ConfigPlanChanged(Exception):
+    """The file would no longer change what the operator was shown (the database changed since,
+    or the preview was applied already): nothing was applied. `plan`: what it would change now."""
+
+    def __init__(self, plan: GatewayConfigPlan) -> None:
+        super().__init__("the changes differ from the preview")
+        self.plan = plan
 
 
 @transaction.atomic
-def gateway_config_apply(*, config: GatewayConfig) -> ConfigSyncReport:
+def gateway_config_apply(*, config: GatewayConfig,
+                         expected_fingerprint: str | None = None) -> ConfigSyncReport:
     """Apply a config file: its router settings (router_settings, litellm_settings), then its
-    model_list as deployments. One transaction: every replica sees the old file or the new one."""
+    model_list as deployments. One transaction: every replica sees the old file or the new one.
+
+    `expected_fingerprint` (the admin's import): apply only if the plan, made now with its rows
+    locked, is the one previewed (selectors.GatewayConfigPlan.fingerprint); else ConfigPlanChanged.
+    """
+    plan = gateway_config_plan(config=config, for_update=True)
+    if expected_fingerprint is not None and plan.fingerprint() != expected_fingerprint:
+        raise ConfigPlanChanged(plan)
     router_report = router_settings_sync_from_config(spec=config.router)
-    report = deployments_sync_from_config(config=config)
+    report = deployments_config_plan_apply(plan=plan.deployments)
     report.router_settings = router_report
     return report
 
@@ -50,29 +70,16 @@ def router_settings_sync_from_config(*, spec: RouterSpec) -> str:
     if not spec.present:
         return ""
     router = RouterSettings.objects.select_for_update().order_by("pk").first() or RouterSettings()
-    router.routing_strategy = spec.routing_strategy
-    router.routing_strategy_args = spec.routing_strategy_args
-    router.num_retries = _or(spec.num_retries, policy.DEFAULT_NUM_RETRIES)
-    router.retry_policy = spec.retry_policy
-    router.retry_after = spec.retry_after
-    router.timeout = spec.timeout
-    router.stream_timeout = spec.stream_timeout
-    router.allowed_fails = _or(spec.allowed_fails, policy.DEFAULT_ALLOWED_FAILS)
-    router.allowed_fails_policy = spec.allowed_fails_policy
-    router.cooldown_time = _or(spec.cooldown_time, policy.DEFAULT_COOLDOWN_SECONDS)
-    router.disable_cooldowns = spec.disable_cooldowns
-    router.default_fallbacks = spec.default_fallbacks
-    router.model_group_alias = spec.model_group_alias
-    router.managed_by_config = True
+    for name, value in router_settings_values(spec).items():
+        setattr(router, name, value)
     router.full_clean()
     router.save()
 
     existing = {row.model_name: row for row in ModelGroupSettings.objects.select_for_update()}
     for group in spec.groups:
         row = existing.pop(group.model_name, None) or ModelGroupSettings(model_name=group.model_name)
-        for name in _GROUP_FIELDS:
-            setattr(row, name, getattr(group, name))
-        row.managed_by_config = True
+        for name, value in model_group_settings_values(group).items():
+            setattr(row, name, value)
         row.full_clean()
         row.save()
     removed = [row for row in existing.values() if row.managed_by_config]
@@ -99,6 +106,54 @@ def deployment_health_record(
     return previous is not None and previous != status and (
         status == ModelDeployment.Health.UNHEALTHY or previous == ModelDeployment.Health.UNHEALTHY
     )
+
+
+MASK = "••••"
+
+
+def _masked(text: str, secrets: list[str]) -> str:
+    # An upstream may quote the key it refused ("Incorrect API key provided: sk-..."); an exception
+    # may carry a URL with one in it.
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
+
+
+def deployment_connection_test(*, deployment: ModelDeployment) -> ConnectionCheck:
+    """The admin's "Test connection": one cheap call to the deployment (what its health probe sends,
+    by its mode), its answer or its error, with the credentials masked. Records nothing: the
+    deployment's health is the beat task's to write.
+
+    Called from a synchronous admin view: under ASGI, async_to_sync runs the call on the server's
+    event loop while the view's thread waits; over a transport of its own, closed after (the process's
+    pooled session belongs to one loop, and a test client's call gets a new loop each time)."""
+    if "*" in deployment.model_name:
+        return ConnectionCheck("skipped",
+                               error="A wildcard deployment names no one model to call: nothing was sent.")
+    runtime_deployment = deployment_from_row(deployment)
+    if runtime_deployment is None:
+        return ConnectionCheck("error", error=f"Unknown provider {deployment.provider!r}: nothing was sent.")
+    unset = [value.removeprefix(ENV_REFERENCE_PREFIX)
+             for value in (deployment.api_key, *(deployment.secret_params or {}).values())
+             if isinstance(value, str) and value.startswith(ENV_REFERENCE_PREFIX)
+             and resolve_secret(value) is None]
+
+    async def call() -> ConnectionCheck:
+        transport = UpstreamTransport()
+        try:
+            return await deployment_connection_check(runtime_deployment, transport)
+        finally:
+            await transport.close()
+
+    result = async_to_sync(call)()
+    # The values sent (a literal stored, or what an os.environ/NAME resolved to); not the references.
+    secrets = [value for value in (runtime_deployment.api_key, *runtime_deployment.secret_params.values())
+               if value and len(value) >= 4]
+    result.error = _masked(result.error, secrets)
+    result.reply = _masked(result.reply, secrets)
+    if unset and result.status == "error":
+        result.error += f" (not set in this server's environment: {', '.join(unset)})"
+    return result
 
 
 def deployments_health_check() -> dict:

@@ -7,6 +7,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 
+import orjson
 from django.conf import settings
 from django.db import connection
 
@@ -67,20 +68,87 @@ class ProbeResult:
     latency_ms: int | None = None
 
 
-async def deployment_probe(deployment: Deployment, transport: UpstreamTransport) -> ProbeResult:
-    """One minimal request (what the deployment's mode calls for) through its translator."""
+def _probe_call(deployment: Deployment, transport: UpstreamTransport):
+    """The minimal request the deployment's mode calls for, through its translator (not awaited)."""
     operation, body = _PROBES.get(deployment.mode, _PROBES["chat"])
     body = {"model": deployment.upstream_model, **body}
     timeout = min(deployment.timeout or settings.GATEWAY_HEALTH_CHECK_TIMEOUT, settings.GATEWAY_HEALTH_CHECK_TIMEOUT)
+    return deployment_call_once(deployment, operation, body, timeout=timeout,
+                                connect_timeout=deployment.connect_timeout, over=transport)
+
+
+async def deployment_probe(deployment: Deployment, transport: UpstreamTransport) -> ProbeResult:
+    """One minimal request (what the deployment's mode calls for) through its translator."""
     started = time.perf_counter()
     try:
-        await deployment_call_once(deployment, operation, body, timeout=timeout,
-                                   connect_timeout=deployment.connect_timeout, over=transport)
+        await _probe_call(deployment, transport)
     except GatewayError as error:
         return ProbeResult(deployment.id, False, f"{error.status} {error.code or error.type}: {error.message}")
     except Exception as exc:  # a health check reports, it does not raise
         return ProbeResult(deployment.id, False, f"{type(exc).__name__}: {exc}")
     return ProbeResult(deployment.id, True, latency_ms=int((time.perf_counter() - started) * 1000))
+
+
+@dataclass(slots=True)
+class ConnectionCheck:
+    """The admin's "Test connection": the upstream's answer to one probe, or its error."""
+
+    status: str  # "ok", "error", or "skipped" (no cheap request checks this mode: nothing was sent)
+    latency_ms: int | None = None
+    reply: str = ""  # what the model answered, in short
+    error_status: int | None = None  # the upstream's HTTP status (or the gateway's, e.g. 502 unreachable)
+    error: str = ""
+
+
+REPLY_CHARS = 200
+
+
+def _reply_summary(mode: str, answer) -> str:
+    """The probe's answer in a few words: the reply's text, or what came back for other modes."""
+    if mode == "audio_speech":
+        return f"{len(answer.body)} bytes of {answer.content_type}"
+    try:
+        body = orjson.loads(answer.body)
+    except orjson.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict):
+        return f"{len(answer.body)} bytes of {answer.content_type}"
+    if mode == "embedding":
+        vector = ((body.get("data") or [{}])[0] or {}).get("embedding") or []
+        return f"an embedding of {len(vector)} dimensions"
+    if mode == "rerank":
+        return f"{len(body.get('results') or [])} ranked document(s)"
+    if mode == "moderation":
+        flagged = any(result.get("flagged") for result in body.get("results") or [])
+        return "flagged" if flagged else "not flagged"
+    choice = (body.get("choices") or [{}])[0] or {}
+    text = choice.get("text") if mode == "completion" else (choice.get("message") or {}).get("content")
+    text = text if isinstance(text, str) else ""
+    finish = choice.get("finish_reason")
+    reply = text[:REPLY_CHARS] + ("…" if len(text) > REPLY_CHARS else "")
+    return f"{reply!r}" + (f" (finish_reason: {finish})" if finish else "")
+
+
+async def deployment_connection_check(deployment: Deployment,
+                                      transport: UpstreamTransport) -> ConnectionCheck:
+    """The health probe's request, its answer kept: for an operator checking a deployment by hand."""
+    if deployment.mode in UNPROBED_MODES:
+        return ConnectionCheck("skipped", error=f"No cheap request checks a {deployment.mode} model "
+                                                "(it would cost a generation): nothing was sent.")
+    started = time.perf_counter()
+
+    def elapsed_ms() -> int:
+        return int((time.perf_counter() - started) * 1000)
+
+    try:
+        answer = await _probe_call(deployment, transport)
+        latency_ms = elapsed_ms()
+        return ConnectionCheck("ok", latency_ms, reply=_reply_summary(deployment.mode, answer))
+    except GatewayError as error:
+        return ConnectionCheck("error", elapsed_ms(), error_status=error.status,
+                               error=f"{error.code or error.type}: {error.message}")
+    except Exception as exc:  # reported to the operator, never raised into the page
+        return ConnectionCheck("error", elapsed_ms(), error=f"{type(exc).__name__}: {exc}"[:500])
 
 
 async def deployments_probe(deployments: list[Deployment], *, concurrency: int = 10) -> list[ProbeResult]:
