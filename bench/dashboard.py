@@ -7,6 +7,7 @@ renders the dashboard --repeat times as a proxy admin and as an organization's a
 the render times (p50, p99, max) and how many SQL queries a render makes.
 
     make bench-dashboard                     # 1,000,000 logs on SQLite
+    .venv/bin/python bench/dashboard.py --database-url postgresql://.../dashbench [--reuse]
     .venv/bin/python bench/dashboard.py --logs 100000
 """
 
@@ -125,6 +126,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=50)
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"),
                         help="an empty database of its own (default: SQLite in a temporary folder)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="with --database-url: render against the data an earlier run left there")
     options = parser.parse_args()
     rng = random.Random(7)
     with tempfile.TemporaryDirectory(prefix="dashboard-bench-") as folder:
@@ -133,14 +136,20 @@ def main() -> None:
         from django.test.utils import setup_test_environment
 
         setup_test_environment()  # the test client's response.context, and ALLOWED_HOSTS for "testserver"
-        print(f"database: {connection.vendor}; writing {options.logs:,} spend logs over 30 days", flush=True)
-        keys, admin, org_admin = _world(rng)
-        started = time.perf_counter()
-        _write_logs(options.logs, keys, rng)
-        print(f"logs written in {time.perf_counter() - started:.0f} s", flush=True)
-        started = time.perf_counter()
-        _rollups()
-        print(f"rollups built in {time.perf_counter() - started:.0f} s", flush=True)
+        if options.reuse and options.database_url:
+            from django.contrib.auth import get_user_model
+
+            users = get_user_model().objects
+            admin, org_admin = users.get(username="bench-admin"), users.get(username="bench-org-admin")
+        else:
+            print(f"database: {connection.vendor}; writing {options.logs:,} spend logs over 30 days", flush=True)
+            keys, admin, org_admin = _world(rng)
+            started = time.perf_counter()
+            _write_logs(options.logs, keys, rng)
+            print(f"logs written in {time.perf_counter() - started:.0f} s", flush=True)
+            started = time.perf_counter()
+            _rollups()
+            print(f"rollups built in {time.perf_counter() - started:.0f} s", flush=True)
         from apps.spend.models import DailySpend, SpendLog
 
         print(f"spend logs: {SpendLog.objects.count():,}; daily rollup rows: {DailySpend.objects.count():,}")
