@@ -773,8 +773,9 @@ class UserBulkUpdateApi(ManagementAPIView):
 
 
 def _bulk_result(actor, changes: dict, user) -> dict:
-    result = {"user_id": changes.get("user_id") or getattr(user, "username", None),
-              "user_email": changes.get("user_email") or getattr(user, "email", None) or None}
+    # A refused item says back only what the caller named: never the email or username of a user
+    # it may not read.
+    result = {"user_id": changes.get("user_id"), "user_email": changes.get("user_email")}
     if user is None:
         named = changes.get("user_id") or changes.get("user_email")
         return {**result, "success": False, "error": f"No user {named!r}.", "updated_user": None}
@@ -783,6 +784,7 @@ def _bulk_result(actor, changes: dict, user) -> dict:
             user = _user_update(actor, user, changes)
     except (exceptions.APIException, DjangoValidationError) as exc:
         return {**result, "success": False, "error": _error_text(exc), "updated_user": None}
+    result = {"user_id": user.username, "user_email": user.email or None}
     return {**result, "success": True, "error": None, "updated_user": _user_full(user)}
 
 

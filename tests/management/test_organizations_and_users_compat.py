@@ -235,3 +235,14 @@ def test_the_admin_shows_an_organizations_budget_read_only(api, world, admin_cli
     form = page.context["adminform"].form
     assert "budget" not in form.fields and "max_budget" not in form.fields  # the budget's, not the form's
     assert b"gold" in page.content
+
+
+def test_user_bulk_update_refusing_a_user_says_back_only_what_the_caller_named(api, world):
+    """An org admin naming another organization's user learns nothing of it (its email)."""
+    response = api.post("/user/bulk_update", {"users": [{"user_id": "outsider", "user_role": "internal_user"}]},
+                        key=world.credentials["org_admin"])
+    assert response.status_code == 200, response.content
+    [result] = response.json()["results"]
+    assert result["success"] is False
+    assert result["user_id"] == "outsider"
+    assert "outsider@example.com" not in response.content.decode()
