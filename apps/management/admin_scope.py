@@ -11,6 +11,8 @@ from contextlib import contextmanager
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.utils import NotRelationField, get_fields_from_path
+from django.core.exceptions import FieldDoesNotExist
 from django.db.models import QuerySet
 from rest_framework.exceptions import PermissionDenied
 
@@ -116,6 +118,29 @@ class OrganizationScopedAdmin(BoundedJSONAdminMixin, admin.ModelAdmin):
         if self.shared_rows_when_empty:
             scoped = scoped | queryset.filter(**{f"{self.organization_path}__isnull": True})
         return scoped.distinct() if "__" in self.organization_path else scoped
+
+    def get_list_filter(self, request):
+        """A filter on a relation (organization, team, user) lists every row of the related model,
+        other organizations' too: for scoped staff it lists only the ones its own rows point to."""
+        list_filter = super().get_list_filter(request)
+        if admin_organization_ids(request.user) is None:
+            return list_filter
+        return tuple((self._field_path(entry), admin.RelatedOnlyFieldListFilter) if self._is_relation(entry)
+                     else entry for entry in list_filter)
+
+    @staticmethod
+    def _field_path(entry) -> str:
+        return entry[0] if isinstance(entry, tuple) else entry
+
+    def _is_relation(self, entry) -> bool:
+        if isinstance(entry, tuple) and entry[1] is admin.RelatedFieldListFilter:
+            entry = entry[0]  # Django's related filter named outright: every row of the related model too
+        if not isinstance(entry, str):
+            return False  # a filter class of its own: its author chose its choices
+        try:
+            return get_fields_from_path(self.model, entry)[-1].is_relation
+        except (FieldDoesNotExist, NotRelationField):
+            return False
 
     def _in_scope(self, request, obj, *, writable: bool) -> bool:
         organizations = admin_organization_ids(request.user, writable=writable)
