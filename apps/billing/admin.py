@@ -6,6 +6,7 @@ from django.contrib import admin, messages
 from apps.billing.models import BillingEvent, BillingWebhook
 from apps.billing.services import billing_events_replay
 from apps.core.fields import BoundedJSONAdminMixin
+from apps.management.admin_hints import EmptyStateHintMixin
 
 
 class _OperatorsOnly(BoundedJSONAdminMixin, admin.ModelAdmin):
@@ -26,7 +27,10 @@ class _OperatorsOnly(BoundedJSONAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(BillingEvent)
-class BillingEventAdmin(_OperatorsOnly):
+class BillingEventAdmin(EmptyStateHintMixin, _OperatorsOnly):
+    empty_hint = "No billing events yet"
+    empty_hint_help = ("Billing is on once LAGO_API_BASE is set: then each priced request of an organization (or "
+                       "team, BILLING_ENTITY) with a Lago subscription id queues a usage event here for Lago.")
     list_display = (
         "created_at",
         "transaction_id",

@@ -95,6 +95,14 @@ def _daily_series(rows, first_day, last_day) -> list[dict]:
     return series
 
 
+def daily_series_get(*, scope: Q, days: int = 30, today=None) -> list[dict]:
+    """The last `days` UTC days of the rollups inside `scope` (a Q over DailySpend), one point a
+    day, as the dashboard's 30-day chart draws them (static/management/dashboard.js): a team's page
+    draws its own with it."""
+    today = today or django_timezone.now().astimezone(timezone.utc).date()
+    return _daily_series(DailySpend.objects.filter(scope), today - timedelta(days=days - 1), today)
+
+
 def _hourly_series(rows, first_hour: datetime, hours: int) -> list[dict]:
     by_hour = {
         row["hour"]: row

@@ -1,6 +1,8 @@
 from django import forms
 from django.contrib import admin
+from django.urls import reverse
 
+from apps.management.admin_hints import EmptyStateHintMixin
 from apps.management.admin_scope import OrganizationScopedAdmin
 from apps.providers.adapters import known_providers
 from apps.providers.admin_config_import import ConfigImportAdminMixin
@@ -62,12 +64,15 @@ class ModelDeploymentForm(forms.ModelForm):
 
 
 @admin.register(ModelDeployment)
-class ModelDeploymentAdmin(ConnectionTestAdminMixin, ConfigImportAdminMixin, OrganizationScopedAdmin):
+class ModelDeploymentAdmin(EmptyStateHintMixin, ConnectionTestAdminMixin, ConfigImportAdminMixin,
+                           OrganizationScopedAdmin):
     """Besides the forms: "Test connection" on a deployment's page (admin_connection_test) and
     "Import config.yaml" on the list (admin_config_import); their templates are under
     templates/admin/providers/modeldeployment/."""
 
     shared_rows_when_empty = True  # shared deployments: visible to every organization's staff
+    empty_hint = "No deployments yet"
+    empty_hint_help = "Clients get a 404 for every model until a deployment serves it."
     form = ModelDeploymentForm
     list_display = (
         "model_name",
@@ -119,3 +124,9 @@ class ModelDeploymentAdmin(ConnectionTestAdminMixin, ConfigImportAdminMixin, Org
     @admin.display(boolean=True, description="Credentials")
     def has_credentials(self, obj: ModelDeployment) -> bool:
         return bool(obj.api_key)
+
+    def empty_hint_links(self, request):
+        links = super().empty_hint_links(request)
+        if self.has_import_config_permission(request):
+            links.append(("import config.yaml", reverse("admin:providers_modeldeployment_import_config")))
+        return links

@@ -9,7 +9,10 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from apps.core.fields import BoundedJSONAdminMixin
+from apps.keys.models import VirtualKey
+from apps.management.admin_hints import EmptyStateHintMixin
 from apps.management.admin_scope import OrganizationScopedAdmin
+from apps.providers.models import ModelDeployment
 from apps.spend.models import DailySpend, DailyTagSpend, ModelPrice, SpendCounterDrift, SpendLog, SpendReset
 from apps.spend.price_format import PRICE_FIELDS
 from apps.spend.price_imports import model_price_changed
@@ -47,9 +50,23 @@ class ReadOnlyAdminMixin:
 
 
 @admin.register(SpendLog)
-class SpendLogAdmin(ReadOnlyAdminMixin, OrganizationScopedAdmin):
+class SpendLogAdmin(EmptyStateHintMixin, ReadOnlyAdminMixin, OrganizationScopedAdmin):
     """Spend logs are a ledger: looked at and filtered, never edited or deleted by hand
     (retention: manage.py purge_spend_logs)."""
+
+    empty_hint = "No requests logged yet"
+    empty_hint_help = ("Each request a key sends to /v1 is logged here, with its tokens and cost, a moment "
+                       "after it ends.")
+
+    def empty_hint_links(self, request):
+        """The first steps to a logged request, those the staff user may take."""
+        links = []
+        for model, label in ((VirtualKey, "create a key"), (ModelDeployment, "add a deployment")):
+            opts = model._meta
+            if self.admin_site.is_registered(model) and \
+                    self.admin_site.get_model_admin(model).has_add_permission(request):
+                links.append((label, reverse(f"admin:{opts.app_label}_{opts.model_name}_add")))
+        return links
 
     list_display = (
         "start_time",

@@ -16,7 +16,11 @@ def test_creating_a_key_in_the_admin_shows_it_once_and_stores_only_its_hash(admi
     response = admin_client.post(
         "/admin/keys/virtualkey/add/",
         {"alias": "ci-bot", "team": team.pk, "models": "gpt-a, gpt-b", "metadata": "{}"},
+        follow=True,
     )
+    # Post/redirect/get: the key is shown by a GET, so reloading it posts nothing again.
+    [(created_url, status)] = response.redirect_chain
+    assert status == 302 and created_url.endswith("/created/")
     assert response.status_code == 200
     assert "no-store" in response["Cache-Control"]
     html = response.content.decode()
@@ -34,6 +38,10 @@ def test_creating_a_key_in_the_admin_shows_it_once_and_stores_only_its_hash(admi
     # Never again: neither the change page nor the list shows it.
     assert raw_key not in admin_client.get(f"/admin/keys/virtualkey/{key.pk}/change/").content.decode()
     assert raw_key not in admin_client.get("/admin/keys/virtualkey/").content.decode()
+    # Nor the key-once page drawn again (a reload): it sends to the key's page, which says why.
+    again = admin_client.get(created_url, follow=True)
+    assert raw_key not in again.content.decode() and "shown once already" in again.content.decode()
+    assert VirtualKey.objects.count() == 1
 
 
 def test_block_action_blocks_keys(admin_client, make_key):

@@ -329,7 +329,7 @@ def test_the_admin_takes_a_keys_metadata_logging_as_the_api_does(staff_org_admin
         return staff_org_admin.post("/admin/keys/virtualkey/add/", {
             "alias": alias, "team": str(world.research.pk), "metadata": json.dumps({"logging": logging}),
             "model_max_budget": "{}", "model_rpm_limit": "{}", "model_tpm_limit": "{}",
-        })
+        }, follow=True)
 
     refused = add("env-reader", "os.environ/OPENAI_API_KEY")
     assert refused.status_code == 200 and "proxy admin" in refused.content.decode()

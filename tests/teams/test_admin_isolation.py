@@ -102,7 +102,8 @@ def test_forms_offer_only_the_staff_members_organizations(tenants):
 def test_regenerate_shows_the_new_key_once_and_the_old_one_stops(tenants):
     client = client_for(tenants["acme"]["staff"])
     key = tenants["acme"]["key"]
-    response = client.post("/admin/keys/virtualkey/", {"action": "regenerate_key", "_selected_action": [key.pk]})
+    response = client.post("/admin/keys/virtualkey/", {"action": "regenerate_key", "_selected_action": [key.pk]},
+                           follow=True)
     new_raw = re.search(r'value="(sk-[^"]+)"', response.content.decode()).group(1)
     key.refresh_from_db()
     assert key.token_hash == hashlib.sha256(new_raw.encode()).hexdigest()
