@@ -288,6 +288,8 @@ GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 32 * 1024 * 1024)
 # Redis pub/sub. The TTL is only a backstop for a missed message.
 GATEWAY_KEY_CACHE_TTL = env_float("GATEWAY_KEY_CACHE_TTL", 60.0)
 GATEWAY_NEGATIVE_KEY_CACHE_TTL = env_float("GATEWAY_NEGATIVE_KEY_CACHE_TTL", 5.0)
+# How long a credential minted by the admin's playground (/admin/playground/) works, in seconds.
+GATEWAY_PLAYGROUND_CREDENTIAL_TTL = env_float("GATEWAY_PLAYGROUND_CREDENTIAL_TTL", 900.0)
 # Spend records are written in batches: every interval, or sooner when a batch fills.
 GATEWAY_SPEND_FLUSH_INTERVAL = env_float("GATEWAY_SPEND_FLUSH_INTERVAL", 1.0)
 GATEWAY_SPEND_BATCH_SIZE = env_int("GATEWAY_SPEND_BATCH_SIZE", 500)

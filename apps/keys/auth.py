@@ -14,6 +14,7 @@ from apps.keys.cache import key_cache
 from apps.keys.context import KeyContext
 from apps.keys.jwt_auth import authenticate_jwt, looks_like_jwt
 from apps.keys.master import master_key_context, master_key_hash, master_key_set  # noqa: F401 (master_key_set: re-exported)
+from apps.keys.playground import is_playground_credential, playground_context_get
 
 
 def raw_key_from_request(request: HttpRequest) -> str | None:
@@ -48,11 +49,10 @@ async def authenticate(request: HttpRequest) -> KeyContext:
         )
     if settings.GATEWAY_JWT_JWKS_URL and looks_like_jwt(raw_key):
         return await authenticate_jwt(raw_key)
-    digest = hashlib.sha256(raw_key.encode())
-    master = master_key_hash()
-    if master is not None and hmac.compare_digest(digest.digest(), master):
-        return master_key_context()
-    context = await key_cache.get(digest.hexdigest())
+    if is_playground_credential(raw_key):
+        context = await playground_context_get(raw_key)
+    else:
+        context = await _key_context_get(raw_key)
     if context is None:
         raise authentication_failed("Invalid API key.")
     if context.blocked_reason:
@@ -60,3 +60,11 @@ async def authenticate(request: HttpRequest) -> KeyContext:
     if context.expires_at is not None and context.expires_at <= time.time():
         raise authentication_failed("This key has expired.", code="key_expired")
     return context
+
+
+async def _key_context_get(raw_key: str) -> KeyContext | None:
+    digest = hashlib.sha256(raw_key.encode())
+    master = master_key_hash()
+    if master is not None and hmac.compare_digest(digest.digest(), master):
+        return master_key_context()
+    return await key_cache.get(digest.hexdigest())

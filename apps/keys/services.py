@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from datetime import datetime
 from decimal import Decimal
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -12,6 +14,7 @@ from django.db import transaction
 from apps.core.durations import current_period
 from apps.keys.limits import spend_counters_reset
 from apps.keys.models import VirtualKey
+from apps.keys.playground import PlaygroundGrant, playground_credential_new, playground_store
 from apps.keys.signals import key_hash_invalidate
 from apps.teams.models import Organization, Team
 
@@ -148,3 +151,38 @@ def virtual_key_expiry(duration: str | None) -> datetime | None:
 
     now = timezone.now()
     return current_period(now, duration, now)[1]
+
+
+# --- the admin's playground ---------------------------------------------------------------
+
+PLAYGROUND_KEY_MARK = "playground"  # metadata[mark] = True on an operator's own playground key
+
+
+def playground_credential_issue(*, key: VirtualKey, operator: str) -> tuple[str, float]:
+    """A credential acting as `key` for GATEWAY_PLAYGROUND_CREDENTIAL_TTL seconds: (raw credential,
+    expiry as unix time). Only its hash is stored; raises redis.RedisError when Redis is down."""
+    raw, digest = playground_credential_new()
+    expires_at = time.time() + settings.GATEWAY_PLAYGROUND_CREDENTIAL_TTL
+    playground_store().put(digest, PlaygroundGrant(key_hash=key.token_hash, key_id=key.pk, operator=operator,
+                                                   expires_at=expires_at))
+    return raw, expires_at
+
+
+@transaction.atomic
+def virtual_key_playground_get_or_create(*, user: AbstractBaseUser,
+                                         organization: Organization | None) -> VirtualKey:
+    """The operator's own playground key in `organization` (None: outside every organization),
+    made the first time it is needed. Its secret is thrown away: only playground credentials
+    reach it, and its spend is the operator's, under the organization's limits like any key's."""
+    key = (
+        VirtualKey.objects.select_for_update()
+        .filter(user=user, team=None, organization=organization, **{f"metadata__{PLAYGROUND_KEY_MARK}": True})
+        .order_by("pk")
+        .first()
+    )
+    if key is not None:
+        return key
+    alias = f"playground: {user.get_username()}" + (f" ({organization.name})" if organization is not None else "")
+    key, _ = virtual_key_create(alias=alias[:200], user=user, organization=organization,
+                                metadata={PLAYGROUND_KEY_MARK: True})
+    return key

@@ -14,6 +14,7 @@ Scripted failures, for the router's tests (an optional -<suffix> keeps names uni
   hang                        never answers
   latency-<ms>                answers (or starts a stream) after <ms> milliseconds
   slow-first-token-<ms>       streams: headers at once, the first chunk after <ms>; plain: answers after <ms>
+  drip-<ms>                   streams: each word <ms> after the one before (text seen arriving); plain: normal
   cut-before-first-byte       streams: a 200, then the connection drops before any byte; plain: drops
   fail-first-<n>              the first n requests for this exact name get a 500, then answers
 Every request is recorded (path, headers, JSON body) for assertions.
@@ -48,7 +49,7 @@ _ERROR_TYPES = {
     503: ("server_error", None),
 }
 _SCRIPT = re.compile(
-    r"^(?P<kind>rate-limited|context|latency|slow-first-token|fail-first)-(?P<number>\d+)(?:-.*)?$"
+    r"^(?P<kind>rate-limited|context|latency|slow-first-token|fail-first|drip)-(?P<number>\d+)(?:-.*)?$"
     r"|^(?P<plain>content-policy|hang|cut-before-first-byte)(?:-.*)?$"
 )
 
@@ -209,6 +210,8 @@ class FakeOpenAIUpstream(FakeServer):
                     await response.write(chunk({"content": " more"}))
                     await asyncio.sleep(0.02)
             for word in REPLY_WORDS:
+                if kind == "drip":
+                    await asyncio.sleep(number / 1000)
                 await response.write(chunk({"content": word}))
             await response.write(chunk({}, "stop"))
             if include_usage and model != "no-usage":
