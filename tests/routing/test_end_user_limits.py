@@ -128,7 +128,9 @@ def test_the_spend_of_an_end_user_shows_on_customer_info_and_in_spend_logs(
     info = wait_for(dave_spend)
     assert info, manage("GET", "/customer/info", {"end_user_id": "dave"}).text
     assert (info["user_id"], info["blocked"], info["litellm_budget_table"]) == ("dave", False, None)
-    rows = manage("GET", "/spend/logs").json()
+    # The three rows are flushed in batches of their own: wait for the last one, not only dave's two.
+    rows = wait_for(lambda: len(rows := manage("GET", "/spend/logs").json()) == 3 and rows)
+    assert rows, manage("GET", "/spend/logs").text
     assert sorted(row["end_user"] for row in rows) == ["", "dave", "dave"]
 
 
