@@ -30,6 +30,47 @@ def provider_fakes():
         fake.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster():
+    """A real 3-master Redis Cluster on loopback (tests/fakes/redis_topologies.py), once per session."""
+    from tests.fakes.redis_topologies import AVAILABLE, RedisCluster
+
+    if not AVAILABLE:
+        pytest.skip("redis-server is not installed")
+    cluster = RedisCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel():
+    """A master, a replica and three Sentinels on loopback, once per session (a test that fails
+    the master over starts its own)."""
+    from tests.fakes.redis_topologies import AVAILABLE, RedisSentinel
+
+    if not AVAILABLE:
+        pytest.skip("redis-server is not installed")
+    topology = RedisSentinel().start()
+    yield topology
+    topology.stop()
+
+
+def redis_topology_env(request, topology: str) -> dict:
+    """A replica's environment for one Redis topology: `redis` (REDIS_URL, as the test process),
+    `cluster` or `sentinel` (started on loopback; keys under a prefix of their own)."""
+    import uuid
+
+    if topology == "redis":
+        return {}
+    prefix = f"gw-{uuid.uuid4().hex[:8]}:"
+    if topology == "cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        return {"REDIS_URL": "", "REDIS_CLUSTER_NODES": cluster.nodes, "GATEWAY_REDIS_PREFIX": prefix}
+    sentinel = request.getfixturevalue("redis_sentinel")
+    return {"REDIS_URL": "", "REDIS_SENTINELS": sentinel.sentinels, "REDIS_SENTINEL_MASTER": sentinel.master_name,
+            "GATEWAY_REDIS_PREFIX": prefix}
+
+
 @pytest.fixture
 def gateway(transactional_db, fake_openai):
     """The gateway app served by uvicorn on a free port, with a clean process state."""

@@ -42,8 +42,8 @@ CHAT_PATH = "/v1/chat/completions"
 UPSTREAM_KEY = "sk-bench"
 
 # Targets on the reference machine (2 cores, one gateway server process).
-TARGET_RPS = 1000.0
-TARGET_ADDED_P50_MS = 2.0
+TARGET_RPS = 3000.0
+TARGET_ADDED_P50_MS = 0.5
 
 # Run in the gateway's `manage.py shell`. Any earlier bench deployment is removed
 # first, so a reused database (DATABASE_URL) does not route to a dead upstream.
@@ -57,7 +57,9 @@ ModelDeployment.objects.create(
     api_base="http://127.0.0.1:{port}/v1", api_key="{upstream_key}",
     input_cost_per_token=Decimal("0.000001"), output_cost_per_token=Decimal("0.000002"),
 )
-key, raw = virtual_key_create(alias="bench")
+# Limits and a budget that never refuse but are checked and counted on every request, as a real key's.
+key, raw = virtual_key_create(alias="bench", rpm_limit=100_000_000, tpm_limit=10_000_000_000,
+                              max_budget=Decimal("1000000000"))
 print("BENCH_KEY", key.pk, raw)
 """
 

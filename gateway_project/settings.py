@@ -179,34 +179,94 @@ TEMPLATES = [
 ASGI_APPLICATION = "gateway_project.asgi.application"
 
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'gateway.sqlite3'}")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"]["OPTIONS"] = {
-        "timeout": 20,
-        "transaction_mode": "IMMEDIATE",
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-    }
-    # A file, not :memory:, so the server threads in tests see the same database.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-gateway.sqlite3")}
-elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Django's native psycopg pool; CONN_MAX_AGE stays 0 as the pool owns reuse.
-    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-        "min_size": 1,
-        "max_size": env_int("DATABASE_POOL_MAX_SIZE", 10),
-    }
+# A read replica of DATABASE_URL (PostgreSQL streaming replication): the spend reports and log lists
+# and the rollup rebuild read there (apps.core.db_router); everything else uses the primary.
+DATABASE_REPLICA_URL = env_str("DATABASE_REPLICA_URL")
+# The database URLs name PgBouncer in transaction mode: no server-side cursors (a cursor would outlive
+# its transaction's server connection), and PgBouncer pools in place of Django's pool.
+DATABASE_PGBOUNCER = env_bool("DATABASE_PGBOUNCER", False)
+
+
+def _database(url: str) -> dict:
+    database = dj_database_url.parse(url, conn_max_age=0)
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        database["OPTIONS"] = {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+        # A file, not :memory:, so the server threads in tests see the same database.
+        database["TEST"] = {"NAME": str(VAR_DIR / "test-gateway.sqlite3")}
+    elif database["ENGINE"] == "django.db.backends.postgresql":
+        if DATABASE_PGBOUNCER:
+            database["DISABLE_SERVER_SIDE_CURSORS"] = True  # .iterator() fetches in chunks client-side
+        else:
+            # Django's native psycopg pool; CONN_MAX_AGE stays 0 as the pool owns reuse.
+            database.setdefault("OPTIONS", {})["pool"] = {
+                "min_size": 1,
+                "max_size": env_int("DATABASE_POOL_MAX_SIZE", 10),
+            }
+    return database
+
+
+DATABASES = {"default": _database(DATABASE_URL)}
+if DATABASE_PGBOUNCER and DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured("DATABASE_PGBOUNCER is set but DATABASE_URL is not a PostgreSQL URL.")
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = _database(DATABASE_REPLICA_URL)
+    if DATABASES["replica"]["ENGINE"] != DATABASES["default"]["ENGINE"]:
+        raise ImproperlyConfigured("DATABASE_REPLICA_URL must name a database of the same kind as DATABASE_URL.")
+    # Tests use no second server: the replica alias reads the test database through its own connection.
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+DATABASE_ROUTERS = ["apps.core.db_router.PrimaryReplicaRouter"]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+def env_list(name: str) -> list[str]:
+    return [item.strip() for item in (os.environ.get(name) or "").split(",") if item.strip()]
+
+
+# Redis, in one of three shapes (apps.core.redis): one server (REDIS_URL); a Redis Cluster
+# (REDIS_CLUSTER_NODES=host:port,... or REDIS_URL with REDIS_CLUSTER=1; every Lua script's keys share
+# a hash tag); or a master found through Sentinel (REDIS_SENTINELS=host:port,... and
+# REDIS_SENTINEL_MASTER). With none of them, every process keeps its own state.
 REDIS_URL = env_str("REDIS_URL")
+REDIS_CLUSTER_NODES = env_list("REDIS_CLUSTER_NODES")
+REDIS_SENTINELS = env_list("REDIS_SENTINELS")
+REDIS_SENTINEL_MASTER = env_str("REDIS_SENTINEL_MASTER", "mymaster")
+REDIS_SENTINEL_PASSWORD = env_str("REDIS_SENTINEL_PASSWORD")
+if REDIS_SENTINELS:
+    REDIS_MODE = "sentinel"
+elif REDIS_CLUSTER_NODES or (REDIS_URL and env_bool("REDIS_CLUSTER")):
+    REDIS_MODE = "cluster"
+else:
+    REDIS_MODE = "standalone" if REDIS_URL else ""
+# A command that loses its connection is retried this many times, backing off exponentially
+# up to REDIS_RETRY_BACKOFF_MAX seconds (a Sentinel failover or a cluster slot move takes a few).
+REDIS_RETRIES = env_int("REDIS_RETRIES", 3)
+REDIS_RETRY_BACKOFF_MAX = env_float("REDIS_RETRY_BACKOFF_MAX", 1.0)
+REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 5.0)
+# When Redis cannot be reached even after the retries: refuse with a 503 (false, the default:
+# no request escapes its rate limit or budget) or serve without counting (true).
+GATEWAY_LIMITS_FAIL_OPEN = env_bool("GATEWAY_LIMITS_FAIL_OPEN", False)
 # Every Redis key and channel of this deployment starts with this, so several
 # gateways (or test runs) can share one server.
 GATEWAY_REDIS_PREFIX = env_str("GATEWAY_REDIS_PREFIX", "gw:")
 
-if REDIS_URL:
+if REDIS_MODE == "standalone":
     CACHES = {
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
+            "KEY_PREFIX": GATEWAY_REDIS_PREFIX + "cache",
+        }
+    }
+elif REDIS_MODE:
+    # django-redis speaks to neither a cluster nor Sentinel the way the data plane does: this
+    # backend goes through the same client (apps.core.redis.sync_redis).
+    CACHES = {
+        "default": {
+            "BACKEND": "apps.core.cache_backend.GatewayRedisCache",
             "KEY_PREFIX": GATEWAY_REDIS_PREFIX + "cache",
         }
     }
@@ -275,6 +335,10 @@ GATEWAY_HEADER_TIMEOUT = env_float("GATEWAY_HEADER_TIMEOUT", 10.0)
 GATEWAY_BODY_TIMEOUT = env_float("GATEWAY_BODY_TIMEOUT", 30.0)
 GATEWAY_KEEPALIVE_TIMEOUT = env_float("GATEWAY_KEEPALIVE_TIMEOUT", 5.0)
 GATEWAY_MAX_IDLE_CONNECTIONS = env_int("GATEWAY_MAX_IDLE_CONNECTIONS", 1000)
+# On SIGTERM `manage.py serve` stops accepting connections and lets the requests in flight (streams
+# included) run for at most this many seconds; what still runs then is cut. A supervisor's kill
+# deadline must be longer (Kubernetes: terminationGracePeriodSeconds, deploy/kubernetes/).
+GATEWAY_SHUTDOWN_DRAIN_SECONDS = env_float("GATEWAY_SHUTDOWN_DRAIN_SECONDS", 30.0)
 # Largest request body accepted by the control plane (admin, management API, webhooks).
 GATEWAY_MAX_CONTROL_BODY_BYTES = env_int("GATEWAY_MAX_CONTROL_BODY_BYTES", 2_621_440)
 DATA_UPLOAD_MAX_MEMORY_SIZE = GATEWAY_MAX_CONTROL_BODY_BYTES

@@ -143,7 +143,7 @@ def _refresher_jobs() -> tuple[bool, bool]:
     """(refresh wallets here, send the outbox here). With a broker, beat does both, unless there is
     no Redis: then the wallet states live in this process's memory and only it can refresh them."""
     no_broker = bool(settings.CELERY_TASK_ALWAYS_EAGER)
-    return (no_broker or not settings.REDIS_URL), no_broker
+    return (no_broker or not settings.REDIS_MODE), no_broker
 
 
 async def entitlement_refresher_start() -> None:

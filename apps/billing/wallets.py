@@ -7,7 +7,6 @@ broker) and by webhooks; read by the entitlement check. Lives in Redis, shared b
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -16,7 +15,7 @@ from decimal import Decimal, InvalidOperation
 import orjson
 from django.conf import settings
 
-from apps.core.redis import new_async_redis, redis_key, sync_redis
+from apps.core.redis import AsyncRedisPerLoop, redis_enabled, redis_key, sync_redis
 
 KIND_WALLET = "billing_wallet"  # invalidation message: {"kind", "entity", "state": {...} | None}
 
@@ -144,18 +143,15 @@ class RedisWalletStore:
     """Wallet states in Redis, one key per entity, shared by every replica."""
 
     def __init__(self) -> None:
-        self._prefix = redis_key("billing", "wallet") + ":"
-        self._index = redis_key("billing", "wallets")
-        self._meta = redis_key("billing", "refresh")
-        self._clients: dict[int, object] = {}
+        # One hash tag: the states are read in one MGET and pruned with the index in one pipeline,
+        # which Redis Cluster allows only within one slot.
+        self._prefix = redis_key("billing", "{wallets}", "wallet") + ":"
+        self._index = redis_key("billing", "{wallets}", "index")
+        self._meta = redis_key("billing", "{wallets}", "refresh")
+        self._clients = AsyncRedisPerLoop()
 
     def _async_client(self):
-        loop_id = id(asyncio.get_running_loop())
-        client = self._clients.get(loop_id)
-        if client is None:
-            client = new_async_redis()
-            self._clients = {loop_id: client}  # one per event loop (tests restart loops)
-        return client
+        return self._clients.get()
 
     @staticmethod
     def _sync():
@@ -189,7 +185,8 @@ class RedisWalletStore:
         gone = [m.decode() for m in client.smembers(self._index) if m.decode() not in keep]
         if gone:
             pipe = client.pipeline(transaction=False)
-            pipe.delete(*[self._prefix + e for e in gone])
+            for entity in gone:  # one key per DEL: a cluster pipeline refuses a DEL of several
+                pipe.delete(self._prefix + entity)
             pipe.srem(self._index, *gone)
             pipe.execute()
         return gone
@@ -217,8 +214,8 @@ _stores: dict[bool, object] = {}
 
 
 def wallet_store() -> MemoryWalletStore | RedisWalletStore:
-    """Redis when REDIS_URL is set, else this process's memory."""
-    use_redis = bool(settings.REDIS_URL)
+    """Redis when one is configured, else this process's memory."""
+    use_redis = redis_enabled()
     store = _stores.get(use_redis)
     if store is None:
         store = _stores[use_redis] = RedisWalletStore() if use_redis else MemoryWalletStore()

@@ -13,6 +13,7 @@ from typing import Callable
 import orjson
 from django.db import transaction
 
+from apps.core import redis as gateway_redis
 from apps.core.redis import new_async_redis, redis_enabled, redis_key, sync_redis
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,9 @@ def listening() -> bool:
 
 
 def channel() -> str:
-    return redis_key("invalidate")
+    # The routing state's hash tag: on a cluster the cooldown script publishes here (SPUBLISH), and
+    # a script's shard channel must live in the slot of its keys.
+    return redis_key("invalidate") + ":{rt}"
 
 
 def register_handler(handler: Callable[[dict], None]) -> None:
@@ -59,7 +62,7 @@ def publish(message: dict) -> None:
     apply(message)
     if redis_enabled():
         try:
-            sync_redis().publish(channel(), orjson.dumps(message))
+            gateway_redis.publish(sync_redis(), channel(), orjson.dumps(message))
         except Exception:
             # Other replicas then catch up through their cache TTL.
             logger.exception("could not publish a cache invalidation to Redis")
@@ -78,19 +81,19 @@ async def listen_forever() -> None:
     delay = 0.5
     try:
         while True:
-            pubsub = client.pubsub()
+            pubsub = None
             try:
-                await pubsub.subscribe(channel())
+                pubsub = await gateway_redis.subscription_open(client, channel())
                 _listening = True
                 # Anything published while we were not listening is lost: start clean.
                 apply_everything()
                 delay = 0.5
                 while True:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=30.0)
-                    if message is None or message.get("type") != "message":
+                    data = await gateway_redis.subscription_message(pubsub, timeout=30.0)
+                    if data is None:
                         continue
                     try:
-                        payload = orjson.loads(message["data"])
+                        payload = orjson.loads(data)
                     except orjson.JSONDecodeError:
                         continue
                     if isinstance(payload, dict):
@@ -104,7 +107,8 @@ async def listen_forever() -> None:
             finally:
                 _listening = False
                 try:
-                    await pubsub.aclose()
+                    if pubsub is not None:
+                        await pubsub.aclose()
                 except Exception:
                     pass
     finally:

@@ -1,30 +1,229 @@
-"""Redis clients: optional everywhere. With no REDIS_URL the callers use in-process backends."""
+"""Redis clients: optional everywhere. With no Redis configured the callers use in-process backends.
+
+Three shapes, chosen by settings.REDIS_MODE: one server, a Redis Cluster, or a master found
+through Sentinel. Callers never branch on the shape except where Redis itself differs:
+
+- a Lua script may only touch keys of one cluster slot, so every script's keys share a hash tag
+  (`{...}` in the key; see apps.keys.limits and apps.routing.selection.deployment_state);
+- pub/sub on a cluster is sharded (SPUBLISH / SSUBSCRIBE, the channel's shard only): use
+  `publish()` and `subscription_open()` here rather than the client's own.
+
+Every client retries a command that lost its connection (REDIS_RETRIES, backing off up to
+REDIS_RETRY_BACKOFF_MAX seconds): a Sentinel failover or a cluster's slot move is ridden out;
+beyond that the caller's own degradation applies (README, Redis).
+"""
 
 from __future__ import annotations
 
+import asyncio
 from functools import lru_cache
+from urllib.parse import unquote, urlparse
 
 import redis
 import redis.asyncio as aioredis
 from django.conf import settings
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+_RETRIED_ERRORS = (RedisConnectionError, RedisTimeoutError)
 
 
 def redis_enabled() -> bool:
-    return bool(settings.REDIS_URL)
+    return bool(settings.REDIS_MODE)
+
+
+def redis_cluster() -> bool:
+    return settings.REDIS_MODE == "cluster"
 
 
 def redis_key(*parts: str) -> str:
     return settings.GATEWAY_REDIS_PREFIX + ":".join(parts)
 
 
+def _nodes(value: list[str]) -> list[tuple[str, int]]:
+    nodes = []
+    for item in value:
+        host, _, port = item.rpartition(":")
+        nodes.append((host.strip("[]") or "127.0.0.1", int(port or 6379)))
+    return nodes
+
+
+def _url_options() -> dict:
+    """Credentials, database and TLS from REDIS_URL, for the shapes that name their servers
+    elsewhere (REDIS_CLUSTER_NODES, REDIS_SENTINELS)."""
+    if not settings.REDIS_URL:
+        return {}
+    url = urlparse(settings.REDIS_URL)
+    options: dict = {}
+    if url.username:
+        options["username"] = unquote(url.username)
+    if url.password:
+        options["password"] = unquote(url.password)
+    if url.scheme == "rediss":
+        options["ssl"] = True
+    return options
+
+
+def _url_db() -> int:
+    path = urlparse(settings.REDIS_URL or "").path.strip("/")
+    return int(path) if path.isdigit() else 0
+
+
+def _common(retry) -> dict:
+    return {
+        "socket_timeout": settings.REDIS_SOCKET_TIMEOUT,
+        "socket_connect_timeout": settings.REDIS_SOCKET_TIMEOUT,
+        "retry": retry,
+        "retry_on_error": list(_RETRIED_ERRORS),
+    }
+
+
+def _backoff() -> ExponentialBackoff:
+    return ExponentialBackoff(cap=settings.REDIS_RETRY_BACKOFF_MAX, base=0.05)
+
+
+def _sync_retry():
+    from redis.retry import Retry
+
+    return Retry(_backoff(), settings.REDIS_RETRIES, supported_errors=_RETRIED_ERRORS)
+
+
+def _async_retry():
+    from redis.asyncio.retry import Retry
+
+    return Retry(_backoff(), settings.REDIS_RETRIES, supported_errors=_RETRIED_ERRORS)
+
+
 @lru_cache(maxsize=1)
-def sync_redis() -> redis.Redis:
-    """For the control plane (admin, management API, commands)."""
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
+def sync_redis():
+    """For the control plane (admin, management API, commands, Celery)."""
+    mode, common = settings.REDIS_MODE, _common(_sync_retry())
+    if mode == "cluster":
+        from redis.cluster import ClusterNode, RedisCluster
+
+        if settings.REDIS_CLUSTER_NODES:
+            nodes = [ClusterNode(host, port) for host, port in _nodes(settings.REDIS_CLUSTER_NODES)]
+            return RedisCluster(startup_nodes=nodes, **_url_options(), **common)
+        return RedisCluster.from_url(settings.REDIS_URL, **common)
+    if mode == "sentinel":
+        from redis.sentinel import Sentinel
+
+        sentinel = Sentinel(
+            _nodes(settings.REDIS_SENTINELS),
+            sentinel_kwargs=_sentinel_options(),
+            db=_url_db(), **_url_options(), **common,
+        )
+        return sentinel.master_for(settings.REDIS_SENTINEL_MASTER)
+    return redis.Redis.from_url(settings.REDIS_URL, **common)
 
 
-def new_async_redis() -> aioredis.Redis:
-    """For the data plane; one per event loop, owned by the process runtime."""
-    return aioredis.Redis.from_url(
-        settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
-    )
+def _sentinel_options() -> dict:
+    options = {"socket_timeout": settings.REDIS_SOCKET_TIMEOUT, "socket_connect_timeout": settings.REDIS_SOCKET_TIMEOUT}
+    if settings.REDIS_SENTINEL_PASSWORD:
+        options["password"] = settings.REDIS_SENTINEL_PASSWORD
+    return options
+
+
+def new_async_redis():
+    """For the data plane; one per event loop (see AsyncRedisPerLoop)."""
+    mode, common = settings.REDIS_MODE, _common(_async_retry())
+    if mode == "cluster":
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+        if settings.REDIS_CLUSTER_NODES:
+            nodes = [ClusterNode(host, port) for host, port in _nodes(settings.REDIS_CLUSTER_NODES)]
+            return RedisCluster(startup_nodes=nodes, **_url_options(), **common)
+        return RedisCluster.from_url(settings.REDIS_URL, **common)
+    if mode == "sentinel":
+        from redis.asyncio.sentinel import Sentinel
+
+        sentinel = Sentinel(
+            _nodes(settings.REDIS_SENTINELS),
+            sentinel_kwargs=_sentinel_options(),
+            db=_url_db(), **_url_options(), **common,
+        )
+        return sentinel.master_for(settings.REDIS_SENTINEL_MASTER)
+    return aioredis.Redis.from_url(settings.REDIS_URL, health_check_interval=30, **common)
+
+
+class AsyncRedisPerLoop:
+    """The async client of the running event loop, made on first use. A client is bound to the
+    loop it was made on; tests (and the Celery worker's asyncio.run) start new loops, and only
+    the newest is kept."""
+
+    __slots__ = ("_loop_id", "_client", "_on_new")
+
+    def __init__(self, on_new=None) -> None:
+        self._loop_id: int | None = None
+        self._client = None
+        self._on_new = on_new  # called with a new client: e.g. to register scripts on it
+
+    @property
+    def made(self):
+        """What get() last made (None before), from any thread: for inspection."""
+        return self._client
+
+    def get(self):
+        loop_id = id(asyncio.get_running_loop())
+        if loop_id != self._loop_id:
+            client = new_async_redis()
+            self._client = (client, self._on_new(client)) if self._on_new else client
+            self._loop_id = loop_id
+        return self._client
+
+
+def publish(client, channel: str, data: bytes):
+    """PUBLISH, or SPUBLISH on a cluster (only the channel's shard carries it). Works with a sync
+    or an async client: the caller awaits what an async one returns."""
+    return client.spublish(channel, data) if redis_cluster() else client.publish(channel, data)
+
+
+async def subscription_open(client, channel: str):
+    """A pub/sub subscription to `channel` (sharded on a cluster). Read it with
+    subscription_message()."""
+    if redis_cluster():
+        await client.initialize()  # the slot map: which shard carries the channel
+        pubsub = client.pubsub()
+        await pubsub.ssubscribe(channel)
+        return pubsub
+    pubsub = client.pubsub()
+    await pubsub.subscribe(channel)
+    return pubsub
+
+
+async def subscription_message(pubsub, timeout: float):
+    """The next published payload (bytes), or None after `timeout` seconds or a control message."""
+    if redis_cluster():
+        message = await pubsub.get_sharded_message(ignore_subscribe_messages=True, timeout=timeout)
+        kind = "smessage"
+    else:
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
+        kind = "message"
+    if message is None or message.get("type") not in (kind, kind.encode()):
+        return None
+    return message["data"]
+
+
+def publish_command() -> str:
+    """The command a Lua script publishes with (SPUBLISH's channel must share the script's slot)."""
+    return "SPUBLISH" if redis_cluster() else "PUBLISH"
+
+
+def register_script(client, source: str):
+    """An async callable running the Lua `source` on `client`: EVALSHA, and EVAL where the server
+    does not have it yet (a new node, a failed-over master, a flushed cache). Not the client's own
+    Script: on a cluster, many first calls at once made its SCRIPT LOAD race the evaluations."""
+    import hashlib
+
+    from redis.exceptions import NoScriptError
+
+    sha = hashlib.sha1(source.encode()).hexdigest()
+
+    async def run(keys=(), args=()):
+        try:
+            return await client.evalsha(sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await client.eval(source, len(keys), *keys, *args)
+
+    return run

@@ -22,10 +22,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from django.conf import settings
 
 from apps.core.durations import current_period, duration_seconds
-from apps.core.redis import new_async_redis, redis_key, sync_redis
+from apps.core.redis import AsyncRedisPerLoop, redis_cluster, redis_enabled, redis_key, register_script, sync_redis
 
 logger = logging.getLogger(__name__)
 
@@ -317,26 +316,43 @@ return crossed
 """
 
 
+# Taking back one scope's acquire, on a cluster, when another scope refused the request.
+# KEYS: that scope's 5 keys. ARGV: the acquire's second, request_id, counted a request (0/1).
+_UNDO = """
+if ARGV[3] == '1' and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+end
+redis.call('ZREM', KEYS[3], ARGV[2])
+redis.call('HDEL', KEYS[5], ARGV[2])
+return 1
+"""
+
+
 class RedisLimiter:
+    """On one server (or a Sentinel's master) every scope is checked and counted by one script.
+    On a Redis Cluster each scope's keys live in the slot of its own hash tag (a team's counters
+    are shared by all its keys, so no one tag can hold them all): every scope runs the same
+    script on its own, all at once, and if any refuses, the others' counts are taken back. A
+    request is never admitted past a limit; one racing a refusal may be refused with it."""
+
     def __init__(self) -> None:
         self._prefix = redis_key("lim")
-        self._clients: dict[int, object] = {}
-        self._scripts: dict[int, tuple] = {}
+        self._clients = AsyncRedisPerLoop(on_new=lambda client: tuple(
+            register_script(client, script) for script in (_ACQUIRE, _SETTLE, _UNDO)))
+        self._per_scope = redis_cluster()
 
     def _client(self):
-        loop_id = id(asyncio.get_running_loop())
-        if loop_id not in self._clients:
-            client = new_async_redis()
-            self._clients = {loop_id: client}  # one per event loop (tests restart loops)
-            self._scripts = {loop_id: (client.register_script(_ACQUIRE), client.register_script(_SETTLE))}
-        return self._clients[loop_id], self._scripts[loop_id]
+        return self._clients.get()  # (client, (acquire, settle, undo))
+
+    def _scope_keys(self, scope: LimitScope, period: str) -> list[str]:
+        # One hash tag per scope keeps its keys on one Redis Cluster slot.
+        base = f"{self._prefix}:{{{scope.tag}}}"
+        return [f"{base}:rpm", f"{base}:tpm", f"{base}:inflight", f"{base}:spend:{period}", f"{base}:resv"]
 
     def _keys(self, scopes, periods) -> list[str]:
         keys = []
         for scope, period in zip(scopes, periods):
-            # One hash tag per scope keeps its keys on one Redis Cluster slot.
-            base = f"{self._prefix}:{{{scope.tag}}}"
-            keys += [f"{base}:rpm", f"{base}:tpm", f"{base}:inflight", f"{base}:spend:{period}", f"{base}:resv"]
+            keys += self._scope_keys(scope, period)
         return keys
 
     async def once(self, name: str, ttl: int) -> bool:
@@ -349,37 +365,88 @@ class RedisLimiter:
         """`entry_ttl_ms`: how long the in-flight mark and the reservation live unless settled
         (a crashed process's expire; a batch holds its reservation for days)."""
         now = time.time()
-        periods, args = [], [int(now * 1000), request_id, reservation_nanos, entry_ttl_ms, len(scopes)]
+        now_ms = int(now * 1000)
+        head = [now_ms, request_id, reservation_nanos, entry_ttl_ms]
+        periods, per_scope = [], []
         for scope in scopes:
             period, ttl = scope.period(now)
             periods.append(period)
-            args += [scope.rpm or 0, scope.tpm or 0, scope.parallel or 0,
-                     -1 if scope.budget_nanos is None else scope.budget_nanos, scope.seed_nanos(period), ttl]
-        _, (acquire_script, _) = self._client()
-        result = await acquire_script(keys=self._keys(scopes, periods), args=args)
+            per_scope.append([scope.rpm or 0, scope.tpm or 0, scope.parallel or 0,
+                              -1 if scope.budget_nanos is None else scope.budget_nanos,
+                              scope.seed_nanos(period), ttl])
+        _, (acquire_script, _, undo_script) = self._client()
+        if not self._per_scope or len(scopes) < 2:
+            args = [*head, len(scopes)]
+            for values in per_scope:
+                args += values
+            return self._decision(await acquire_script(keys=self._keys(scopes, periods), args=args), scopes)
+
+        scope_keys = [self._scope_keys(scope, period) for scope, period in zip(scopes, periods)]
+        results = await asyncio.gather(
+            *(acquire_script(keys=keys, args=[*head, 1, *values]) for keys, values in zip(scope_keys, per_scope)),
+            return_exceptions=True,
+        )
+        failed = next((r for r in results if isinstance(r, BaseException)), None)
+        refused = next((i for i, r in enumerate(results) if not isinstance(r, BaseException) and int(r[0]) == 0), None)
+        if failed is not None or refused is not None:
+            taken = [i for i, r in enumerate(results) if not isinstance(r, BaseException) and int(r[0]) == 1]
+            undone = await asyncio.gather(
+                *(undo_script(keys=scope_keys[i], args=[now_ms // 1000, request_id, 1 if per_scope[i][0] > 0 else 0])
+                  for i in taken),
+                return_exceptions=True,
+            )
+            undo_error = next((u for u in undone if isinstance(u, BaseException)), None)
+            if undo_error is not None:
+                # What stays counted expires with its window (a minute) or its entry TTL.
+                logger.warning("limits: a refused request's counts were not all taken back: %r", undo_error)
+            if failed is not None:
+                raise failed
+            return self._decision(results[refused], [scopes[refused]])
+        decision = LimitDecision(True)
+        for result in results:
+            _headers_merge(decision, result)
+        return decision
+
+    @staticmethod
+    def _decision(result, scopes) -> LimitDecision:
         if int(result[0]) == 0:
             reason = result[2].decode() if isinstance(result[2], bytes) else result[2]
             return LimitDecision(False, scopes[int(result[1])], reason, int(result[3]))
         decision = LimitDecision(True)
-        values = [int(v) for v in result[1:5]]
-        if values[0] >= 0:
-            decision.limit_requests, decision.remaining_requests = values[0], max(values[1], 0)
-        if values[2] >= 0:
-            decision.limit_tokens, decision.remaining_tokens = values[2], max(values[3], 0)
+        _headers_merge(decision, result)
         return decision
 
     async def settle(self, scopes, request_id: str, tokens: int, cost_nanos: int) -> Settlement:
         now = time.time()
-        periods, args = [], [int(now * 1000), request_id, tokens, cost_nanos, len(scopes)]
+        head = [int(now * 1000), request_id, tokens, cost_nanos]
+        periods, per_scope = [], []
         for scope in scopes:
             period, ttl = scope.period(now)
             periods.append(period)
             tracks_spend = scope.budget_nanos is not None or scope.soft_budget_nanos is not None
-            args += [1 if scope.tpm else 0, 1 if tracks_spend else 0, scope.seed_nanos(period), ttl,
-                     -1 if scope.soft_budget_nanos is None else scope.soft_budget_nanos]
-        _, (_, settle_script) = self._client()
-        crossed = await settle_script(keys=self._keys(scopes, periods), args=args)
-        return Settlement(tokens, cost_nanos, [scopes[int(i)] for i in crossed])
+            per_scope.append([1 if scope.tpm else 0, 1 if tracks_spend else 0, scope.seed_nanos(period), ttl,
+                              -1 if scope.soft_budget_nanos is None else scope.soft_budget_nanos])
+        _, (_, settle_script, _) = self._client()
+        if not self._per_scope or len(scopes) < 2:
+            args = [*head, len(scopes)]
+            for values in per_scope:
+                args += values
+            crossed = await settle_script(keys=self._keys(scopes, periods), args=args)
+            return Settlement(tokens, cost_nanos, [scopes[int(i)] for i in crossed])
+        results = await asyncio.gather(*(
+            settle_script(keys=self._scope_keys(scope, period), args=[*head, 1, *values])
+            for scope, period, values in zip(scopes, periods, per_scope)
+        ))
+        return Settlement(tokens, cost_nanos, [scope for scope, crossed in zip(scopes, results) if crossed])
+
+
+def _headers_merge(decision: LimitDecision, result) -> None:
+    """The tightest request and token windows of an allowing script's answer, into `decision`."""
+    limit_requests, remaining_requests, limit_tokens, remaining_tokens = (int(v) for v in result[1:5])
+    if limit_requests >= 0 and (decision.remaining_requests is None or remaining_requests < decision.remaining_requests):
+        decision.limit_requests, decision.remaining_requests = limit_requests, max(remaining_requests, 0)
+    if limit_tokens >= 0 and (decision.remaining_tokens is None or remaining_tokens < decision.remaining_tokens):
+        decision.limit_tokens, decision.remaining_tokens = limit_tokens, max(remaining_tokens, 0)
 
 
 def window_usage(kind: str, entity_ids: list) -> dict[str, tuple[int, int]]:
@@ -387,7 +454,7 @@ def window_usage(kind: str, entity_ids: list) -> dict[str, tuple[int, int]]:
     {entity id: (requests, tokens)}. Synchronous and read-only (a /metrics scrape)."""
     second = int(time.time())
     tags = [f"{kind}:{entity_id}" for entity_id in entity_ids]
-    if settings.REDIS_URL:
+    if redis_enabled():
         pipe = sync_redis().pipeline(transaction=False)
         for tag in tags:
             base = f"{redis_key('lim')}:{{{tag}}}"
@@ -410,7 +477,7 @@ def spend_counters_reset(kind: str, entity_id) -> None:
     """Forget the period spend counted for one entity (its spend was reset by an operator).
     Synchronous: called from the control plane."""
     tag = f"{kind}:{entity_id}"
-    if settings.REDIS_URL:
+    if redis_enabled():
         client = sync_redis()
         keys = list(client.scan_iter(match=f"{redis_key('lim')}:{{{tag}}}:spend:*", count=100))
         if keys:
@@ -423,7 +490,7 @@ def spend_counters_reset(kind: str, entity_id) -> None:
 def spend_counters_reset_all() -> None:
     """Forget the period spend counted for every entity (POST /global/spend/reset). The request
     and token windows, in-flight marks and reservations are left alone."""
-    if settings.REDIS_URL:
+    if redis_enabled():
         client = sync_redis()
         batch = []
         for key in client.scan_iter(match=f"{redis_key('lim')}:{{*}}:spend:*", count=1000):
@@ -441,8 +508,8 @@ _limiter = None
 
 
 def limiter():
-    """The process's limiter: Redis when REDIS_URL is set, else in memory."""
+    """The process's limiter: Redis when one is configured, else in memory."""
     global _limiter
     if _limiter is None:
-        _limiter = RedisLimiter() if settings.REDIS_URL else MemoryLimiter()
+        _limiter = RedisLimiter() if redis_enabled() else MemoryLimiter()
     return _limiter

@@ -1,7 +1,7 @@
 """Short-lived playground credentials: the admin's playground calls the real /v1 path with one.
 
 A credential (`sk-playground-…`) stands for one virtual key for a few minutes. Only its sha256
-is stored, with a TTL, in Redis when REDIS_URL is set (every replica sees it), else in process
+is stored, with a TTL, in Redis when one is configured (every replica sees it), else in process
 memory (correct for one process, like the limiter). The data plane resolves it with one Redis
 GET, never the database: the grant names the key's token hash, whose context then comes from
 the ordinary key cache, so blocking, expiring, deleting or regenerating the key stops its
@@ -10,7 +10,6 @@ playground credentials at once.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import secrets
 import threading
@@ -19,10 +18,9 @@ from dataclasses import asdict, dataclass, replace
 
 import orjson
 import redis
-from django.conf import settings
 
 from apps.core.errors import GatewayError, authentication_failed
-from apps.core.redis import new_async_redis, redis_key, sync_redis
+from apps.core.redis import AsyncRedisPerLoop, redis_enabled, redis_key, sync_redis
 from apps.keys.cache import key_cache
 from apps.keys.context import KeyContext
 
@@ -66,13 +64,10 @@ class MemoryPlaygroundStore:
 
 class RedisPlaygroundStore:
     def __init__(self) -> None:
-        self._clients: dict[int, object] = {}
+        self._clients = AsyncRedisPerLoop()
 
     def _client(self):
-        loop_id = id(asyncio.get_running_loop())
-        if loop_id not in self._clients:
-            self._clients = {loop_id: new_async_redis()}  # one per event loop (tests restart loops)
-        return self._clients[loop_id]
+        return self._clients.get()
 
     def put(self, digest: str, grant: PlaygroundGrant) -> None:
         ttl = max(int(grant.expires_at - time.time()), 1)
@@ -87,10 +82,10 @@ _store = None
 
 
 def playground_store():
-    """The process's store: Redis when REDIS_URL is set, else in memory."""
+    """The process's store: Redis when one is configured, else in memory."""
     global _store
     if _store is None:
-        _store = RedisPlaygroundStore() if settings.REDIS_URL else MemoryPlaygroundStore()
+        _store = RedisPlaygroundStore() if redis_enabled() else MemoryPlaygroundStore()
     return _store
 
 

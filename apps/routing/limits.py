@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
 from decimal import Decimal
 
+import redis
 from django.conf import settings
 
 from apps.core.background import spawn
@@ -118,7 +120,17 @@ async def limits_acquire(scopes: tuple, request_id: str, deployment: Deployment,
 async def limits_reserve(scopes: tuple, request_id: str, reservation_nanos: int,
                          hold_ms: int = RESERVATION_TTL_MS) -> dict:
     """limits_acquire with the reservation given, held `hold_ms` unless settled before."""
-    decision = await limiter().acquire(scopes, request_id, reservation_nanos, hold_ms)
+    try:
+        decision = await limiter().acquire(scopes, request_id, reservation_nanos, hold_ms)
+    except (redis.RedisError, OSError):
+        # The client already retried with backoff: Redis is down, or failing over for longer.
+        _limits_unavailable_log()
+        if settings.GATEWAY_LIMITS_FAIL_OPEN:
+            return {}
+        raise GatewayError(
+            "Rate limits and budgets cannot be checked right now; retry shortly.",
+            status=503, type="api_error", code="limits_unavailable", headers={"Retry-After": "1"},
+        ) from None
     if decision.allowed:
         return _headers(decision)
     scope = decision.scope
@@ -147,7 +159,27 @@ async def limits_reserve(scopes: tuple, request_id: str, reservation_nanos: int,
     )
 
 
+_unavailable_logged_at = 0.0
+
+
+def _limits_unavailable_log() -> None:
+    """A warning at most every 10 s: a Redis outage must not flood the log once per request."""
+    global _unavailable_logged_at
+    now = time.monotonic()
+    if now - _unavailable_logged_at >= 10:
+        _unavailable_logged_at = now
+        logger.warning("limits: Redis unreachable; requests are %s (GATEWAY_LIMITS_FAIL_OPEN=%s)",
+                       "served uncounted" if settings.GATEWAY_LIMITS_FAIL_OPEN else "refused with 503",
+                       settings.GATEWAY_LIMITS_FAIL_OPEN, exc_info=True)
+
+
 async def limits_settle(scopes: tuple, request_id: str, tokens: int, cost: Decimal | None) -> None:
-    settlement = await limiter().settle(scopes, request_id, tokens, usd_to_nanos(cost) or 0)
+    try:
+        settlement = await limiter().settle(scopes, request_id, tokens, usd_to_nanos(cost) or 0)
+    except (redis.RedisError, OSError):
+        # The spend log still records the cost; the reconciliation task brings the budget counters
+        # back to it, and the in-flight mark and reservation expire with their TTL.
+        _limits_unavailable_log()
+        return
     for scope in settlement.soft_budget_crossed:
         soft_budget_crossed(scope)

@@ -28,7 +28,8 @@ from django.conf import settings
 from apps.core import invalidation
 from apps.core.background import spawn
 from apps.core.db import db_call
-from apps.core.redis import new_async_redis, redis_enabled, redis_key
+from apps.core import redis as gateway_redis
+from apps.core.redis import AsyncRedisPerLoop, redis_enabled, redis_key
 from apps.keys.context import KeyContext
 
 logger = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ class OwnedRecordStore(Generic[R]):
         self._pending: deque[R] = deque()
         self._task: asyncio.Task | None = None
         self._wakeup: asyncio.Event | None = None
-        self._redis_clients: dict = {}
+        self._redis_clients = AsyncRedisPerLoop()
         invalidation.register_handler(self.handle_message)
 
     def _remember(self, record_id: str, record: R | None) -> None:
@@ -102,16 +103,15 @@ class OwnedRecordStore(Generic[R]):
             self.add(record)
 
     def _redis(self):
-        loop_id = id(asyncio.get_running_loop())
-        if self._redis_clients.get(loop_id) is None:
-            self._redis_clients = {loop_id: new_async_redis()}  # one per event loop (tests restart loops)
-        return self._redis_clients[loop_id]
+        return self._redis_clients.get()
 
+    # One hash tag per store: a record and the index of unwritten ones change in one transaction,
+    # which Redis Cluster allows only within one slot.
     def _redis_key(self, record_id: str) -> str:
-        return redis_key(self.name, record_id)
+        return redis_key(self.name, f"{{{self.name}}}", record_id)
 
     def _unwritten_key(self) -> str:
-        return redis_key(self.name, "unwritten")
+        return redis_key(self.name, f"{{{self.name}}}", "unwritten")
 
     async def _redis_put(self, record: R) -> None:
         value = orjson.dumps(dataclasses.asdict(record))
@@ -239,7 +239,7 @@ class OwnedRecordStore(Generic[R]):
                 await self._redis().delete(self._redis_key(record_id))
                 # Every other replica drops it from its cache (and its buffer) too.
                 message = {"kind": self.deleted_kind, "id": record_id}
-                await self._redis().publish(invalidation.channel(), orjson.dumps(message))
+                await gateway_redis.publish(self._redis(), invalidation.channel(), orjson.dumps(message))
             except Exception:
                 logger.warning("%s record not deleted from Redis", self.name, exc_info=True)
         await db_call(self._delete_row, record_id)

@@ -296,7 +296,7 @@ class ResponseCache:
         memory = MemoryBackend(settings.GATEWAY_CACHE_MEMORY_BYTES)
         if kind in ("", "off"):
             self.backend = None
-        elif kind == "local" or not settings.REDIS_URL:
+        elif kind == "local" or not settings.REDIS_MODE:
             if kind != "local":
                 logger.warning("GATEWAY_CACHE=%s needs REDIS_URL: the response cache uses this process's memory", kind)
             self.backend = memory

@@ -8,10 +8,11 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from apps.core.db_router import replica_reads
 from apps.core.fields import BoundedJSONAdminMixin
 from apps.keys.models import VirtualKey
 from apps.management.admin_hints import EmptyStateHintMixin
-from apps.management.admin_scope import OrganizationScopedAdmin
+from apps.management.admin_scope import OrganizationScopedAdmin, admin_organization_ids
 from apps.providers.models import ModelDeployment
 from apps.spend.models import DailySpend, DailyTagSpend, ModelPrice, SpendCounterDrift, SpendLog, SpendReset
 from apps.spend.price_format import PRICE_FIELDS
@@ -49,8 +50,31 @@ class ReadOnlyAdminMixin:
         return False
 
 
+class ReplicaReadsChangelistMixin:
+    """A list page that reads its rows, counts, filter choices and date drill-down from the read
+    replica when one is configured (apps.core.db_router: a list a moment behind is fine). What the
+    staff user may see and do (its organizations, its permissions) is read on the primary first and
+    kept on the user for the request. The page is rendered inside the scope, as its rows are fetched
+    while the template renders; an action (a POST) stays on the primary."""
+
+    def changelist_view(self, request, extra_context=None):
+        if request.method not in ("GET", "HEAD"):
+            return super().changelist_view(request, extra_context)
+        user = request.user
+        admin_organization_ids(user)
+        admin_organization_ids(user, writable=True)
+        if user.is_active and not user.is_superuser:
+            user.get_all_permissions()  # the cache has_perm reads (the menu's links)
+        with replica_reads():
+            response = super().changelist_view(request, extra_context)
+            if callable(getattr(response, "render", None)):  # a TemplateResponse, not a redirect
+                response.render()
+        return response
+
+
 @admin.register(SpendLog)
-class SpendLogAdmin(EmptyStateHintMixin, ReadOnlyAdminMixin, OrganizationScopedAdmin):
+class SpendLogAdmin(ReplicaReadsChangelistMixin, EmptyStateHintMixin, ReadOnlyAdminMixin,
+                    OrganizationScopedAdmin):
     """Spend logs are a ledger: looked at and filtered, never edited or deleted by hand
     (retention: manage.py purge_spend_logs)."""
 
@@ -236,7 +260,7 @@ class ModelPriceAdmin(BoundedJSONAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(DailySpend)
-class DailySpendAdmin(ReadOnlyAdminMixin, OrganizationScopedAdmin):
+class DailySpendAdmin(ReplicaReadsChangelistMixin, ReadOnlyAdminMixin, OrganizationScopedAdmin):
     organization_path = "organization_id"
     list_display = ("day", "model", "provider", "requests", "errors", "prompt_tokens", "completion_tokens",
                     "cost", "unpriced_requests", "team_id", "key_id")
@@ -247,7 +271,7 @@ class DailySpendAdmin(ReadOnlyAdminMixin, OrganizationScopedAdmin):
 
 
 @admin.register(DailyTagSpend)
-class DailyTagSpendAdmin(ReadOnlyAdminMixin, OrganizationScopedAdmin):
+class DailyTagSpendAdmin(ReplicaReadsChangelistMixin, ReadOnlyAdminMixin, OrganizationScopedAdmin):
     organization_path = "organization_id"
     list_display = ("day", "tag", "requests", "cost", "unpriced_requests", "team_id", "key_id")
     search_fields = ("tag",)

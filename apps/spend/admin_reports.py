@@ -3,7 +3,8 @@
 SpendReportAdminMixin gives a ModelAdmin a `<id>/spend-report/` page, a "Spend report" button on
 its change page and a link in its changelist; the object is looked up through the admin's own
 (organization-scoped) queryset and view permission, so the report is refused exactly where the
-change page is. The numbers come from apps.spend.selectors over DailySpend.
+change page is. The numbers come from apps.spend.selectors over DailySpend, read from the read
+replica when one is configured (apps.core.db_router); the object and the permission on the primary.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from apps.core.db_router import replica_reads
 from apps.spend.rollups import utc_today
 from apps.spend.selectors import daily_spend_in_range, spend_report
 
@@ -165,7 +167,9 @@ class SpendReportAdminMixin:
         report = None
         if form.is_valid():
             start, end = form.cleaned_data["start"], form.cleaned_data["end"]
-            report = spend_report_build(scope=self.spend_report_scope(obj), start=start, end=end)
+            scope = self.spend_report_scope(obj)
+            with replica_reads():
+                report = spend_report_build(scope=scope, start=start, end=end)
             # Shown again with the range used, the defaults filled in.
             form = SpendReportRangeForm({"start": start.isoformat(), "end": end.isoformat()})
         context = {

@@ -5,6 +5,10 @@
 POST /spend/calculate prices a request with the gateway's prices; POST /global/spend/reset (the
 proxy admin's) starts every budget's spend again from zero. Each caller sees the spend of its
 scope (apps.management.permissions.spend_scope); a filter naming something outside it is 403.
+
+The GET routes read their rows from the read replica when one is configured (replica_reads: a report
+a moment behind is fine, and these reads are the heavy ones); who the caller is, what it may see and
+what its filters name are read on the primary first.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from datetime import timedelta
 
 from rest_framework.response import Response
 
+from apps.core.db_router import replica_reads
 from apps.keys.selectors import virtual_key_get_by_ref
 from apps.keys.services import virtual_key_hash
 from apps.management.framework import Forbidden, ManagementAPIView, NotFoundError
@@ -84,18 +89,18 @@ class SpendLogsApi(ManagementAPIView):
     def get(self, request):
         data = self.validated(request)
         actor = request_actor(request)
-        logs = selectors.spend_log_list(
-            scope=spend_scope(actor),
-            filters=spend_filters(actor, data),
-            starts_from=data.get("starts_from"),
-            starts_before=data.get("starts_before"),
-        )
-        page, total, pages = page_of(logs, page=data["page"], size=data["page_size"])
-        usernames, key_aliases = selectors.spend_log_owner_names(logs=page)
-        return Response(
-            [s.spend_log_data(log, usernames=usernames, key_aliases=key_aliases) for log in page],
-            headers={"x-total-count": str(total), "x-total-pages": str(pages)},
-        )
+        scope, filters = spend_scope(actor), spend_filters(actor, data)
+        with replica_reads():
+            logs = selectors.spend_log_list(
+                scope=scope,
+                filters=filters,
+                starts_from=data.get("starts_from"),
+                starts_before=data.get("starts_before"),
+            )
+            page, total, pages = page_of(logs, page=data["page"], size=data["page_size"])
+            usernames, key_aliases = selectors.spend_log_owner_names(logs=page)
+            rows = [s.spend_log_data(log, usernames=usernames, key_aliases=key_aliases) for log in page]
+        return Response(rows, headers={"x-total-count": str(total), "x-total-pages": str(pages)})
 
 
 class SpendReportApi(ManagementAPIView):
@@ -113,15 +118,15 @@ class SpendReportApi(ManagementAPIView):
             end_date=data["end_date"],
             filters=spend_filters(actor, data),
         )
-        [totals] = selectors.spend_report(rows=rows, group_by=[])
+        with replica_reads():
+            [totals] = selectors.spend_report(rows=rows, group_by=[])
+            groups = selectors.spend_report(rows=rows, group_by=data["group_by"])
         return Response(
             {
                 "start_date": data["start_date"].isoformat(),
                 "end_date": data["end_date"].isoformat(),
                 "group_by": data["group_by"],
-                "rows": [
-                    s.report_row_data(row) for row in selectors.spend_report(rows=rows, group_by=data["group_by"])
-                ],
+                "rows": [s.report_row_data(row) for row in groups],
                 "totals": s.report_row_data(totals),
             }
         )
@@ -167,11 +172,12 @@ class GlobalSpendReportApi(ManagementAPIView):
         rows = selectors.daily_spend_in_range(
             scope=spend_scope(actor), start_date=data["start_date"], end_date=data["end_date"], filters=filters
         )
-        if "api_key" in data or "internal_user_id" in data or data["group_by"] == "api_key":
-            return Response(s.report_per_key_data(selectors.spend_per_key_and_model(rows=rows)))
-        if data["group_by"] == "customer":
-            return Response(s.report_per_customer_data(selectors.spend_per_day_and_end_user(rows=rows)))
-        return Response(s.report_per_team_data(selectors.spend_per_day_and_team(rows=rows)))
+        with replica_reads():
+            if "api_key" in data or "internal_user_id" in data or data["group_by"] == "api_key":
+                return Response(s.report_per_key_data(selectors.spend_per_key_and_model(rows=rows)))
+            if data["group_by"] == "customer":
+                return Response(s.report_per_customer_data(selectors.spend_per_day_and_end_user(rows=rows)))
+            return Response(s.report_per_team_data(selectors.spend_per_day_and_team(rows=rows)))
 
 
 def _last_30_days(actor, filters: dict | None = None):
@@ -192,7 +198,9 @@ class GlobalSpendApi(ManagementAPIView):
     def get(self, request):
         self.validated(request)
         rows = _last_30_days(request_actor(request))
-        return Response({"spend": float(selectors.spend_total(rows=rows)), "max_budget": None})
+        with replica_reads():
+            spend = selectors.spend_total(rows=rows)
+        return Response({"spend": float(spend), "max_budget": None})
 
 
 class GlobalSpendTeamsApi(ManagementAPIView):
@@ -203,7 +211,9 @@ class GlobalSpendTeamsApi(ManagementAPIView):
 
     def get(self, request):
         self.validated(request)
-        groups = selectors.spend_per_day_and_team(rows=_last_30_days(request_actor(request)))
+        rows = _last_30_days(request_actor(request))
+        with replica_reads():
+            groups = selectors.spend_per_day_and_team(rows=rows)
         return Response(s.teams_spend_data(groups))
 
 
@@ -235,7 +245,9 @@ class GlobalSpendLogsApi(ManagementAPIView):
             key, filters = _api_key_filter(data["api_key"])
             spend_filter_check(actor, key=key)
             api_key = key.token_hash if key is not None else filters["key_hash"]
-        days = selectors.spend_report(rows=_last_30_days(actor, filters), group_by=["day"])
+        rows = _last_30_days(actor, filters)
+        with replica_reads():
+            days = selectors.spend_report(rows=rows, group_by=["day"])
         return Response([s.day_spend_data(day, api_key=api_key) for day in days])
 
 
@@ -246,7 +258,9 @@ class GlobalSpendKeysApi(ManagementAPIView):
 
     def get(self, request):
         data = self.validated(request)
-        keys = selectors.spend_per_key_hash(rows=_last_30_days(request_actor(request)), limit=data.get("limit"))
+        rows = _last_30_days(request_actor(request))
+        with replica_reads():
+            keys = selectors.spend_per_key_hash(rows=rows, limit=data.get("limit"))
         return Response([s.key_spend_data(row) for row in keys])
 
 
@@ -259,7 +273,8 @@ class GlobalSpendModelsApi(ManagementAPIView):
         data = self.validated(request)
         # Requests refused before a model was known have none: not a model.
         rows = _last_30_days(request_actor(request)).exclude(model="")
-        models = selectors.spend_report(rows=rows, group_by=["model"], order_by="-spend", limit=data["limit"])
+        with replica_reads():
+            models = selectors.spend_report(rows=rows, group_by=["model"], order_by="-spend", limit=data["limit"])
         return Response([s.model_spend_data(row) for row in models])
 
 
@@ -273,7 +288,9 @@ class SpendTagsApi(ManagementAPIView):
         rows = selectors.daily_tag_spend_in_range(
             scope=spend_scope(request_actor(request)), start_date=data.get("start_date"), end_date=data.get("end_date")
         )
-        return Response([s.tag_spend_data(row) for row in selectors.spend_per_tag(rows=rows)])
+        with replica_reads():
+            tags = selectors.spend_per_tag(rows=rows)
+        return Response([s.tag_spend_data(row) for row in tags])
 
 
 class GlobalSpendTagsApi(ManagementAPIView):
@@ -290,7 +307,9 @@ class GlobalSpendTagsApi(ManagementAPIView):
             end_date=data["end_date"],
             tags=data["tags"],
         )
-        return Response({"spend_per_tag": [s.ui_tag_spend_data(row) for row in selectors.spend_per_tag(rows=rows)]})
+        with replica_reads():
+            tags = selectors.spend_per_tag(rows=rows)
+        return Response({"spend_per_tag": [s.ui_tag_spend_data(row) for row in tags]})
 
 
 class SpendCalculateApi(ManagementAPIView):

@@ -26,7 +26,7 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from apps.core.durations import current_period
-from apps.core.redis import redis_key, sync_redis
+from apps.core.redis import redis_enabled, redis_key, sync_redis
 from apps.keys.limits import NANOS_PER_USD
 from apps.keys.models import VirtualKey
 from apps.spend.models import DailySpend, SpendCounterDrift, SpendLog, SpendReset
@@ -103,7 +103,7 @@ def spend_counters_reconcile(
     tolerance = Decimal(settings.GATEWAY_RECONCILE_TOLERANCE) if tolerance is None else tolerance
     daily_spend_rollup_recent(now=now)  # yesterday's late logs and today's, before comparing
     redis = None
-    if settings.REDIS_URL:
+    if redis_enabled():
         redis = sync_redis()
     report = ReconcileReport(limiter_checked=redis is not None)
     last_reset = SpendReset.objects.order_by("-reset_at").values_list("reset_at", flat=True).first()

@@ -5,6 +5,15 @@ A day is rebuilt whole from its logs, inside one transaction that holds the day'
 SpendRollupDay row locked: re-running a day gives the same rows, and two workers never
 interleave. Rollups outlive the logs' retention (purge_spend_logs), so a day whose logs
 were purged, in part or in all, is left as it was unless the caller forces it.
+
+Inside replica_reads() (the beat task, `manage.py rebuild_rollups`) a day's logs are read from the
+read replica when one is configured; the rollup rows are written, and the day locked, on the
+primary. A replica a moment behind cannot make a rollup go back: a rebuild that finds fewer logs
+than the last one counted keeps the rows it has (as after a purge), and a later run catches up. A
+day marked stale (logs replayed into it after its rebuild), and a forced rebuild, read the primary:
+the replica might not hold those logs yet, and neither the mark nor a force leaves a later run to
+catch up. The reconciliation's rebuild, whose rollups it compares the budget counters with, runs
+outside the scope: on the primary.
 """
 
 from __future__ import annotations
@@ -12,11 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncHour
 from django.utils import timezone as django_timezone
 
+from apps.core.db_router import replica_read_alias
 from apps.spend.models import TAG_MAX_LENGTH, DailySpend, DailyTagSpend, HourlySpend, SpendLog, SpendRollupDay
 
 DIMENSIONS = ("organization_id", "team_id", "user_id", "key_id", "key_hash", "end_user", "model", "provider")
@@ -126,10 +136,12 @@ def daily_spend_rollup(*, day: date, force: bool = False) -> DayRollup:
     unless `force`.
     """
     start, end = day_bounds(day)
-    logs = SpendLog.objects.filter(start_time__gte=start, start_time__lt=end)
     with transaction.atomic():
         run, _ = SpendRollupDay.objects.get_or_create(day=day)
         run = SpendRollupDay.objects.select_for_update().get(pk=run.pk)
+        # This transaction writes no log: they may come from the replica (the module's docstring).
+        source = DEFAULT_DB_ALIAS if run.stale or force else replica_read_alias()
+        logs = SpendLog.objects.using(source).filter(start_time__gte=start, start_time__lt=end)
         groups = list(logs.order_by().values(*DIMENSIONS).annotate(**_aggregates()))
         log_count = sum(group["n_requests"] for group in groups)
         if log_count < run.logs and not force:

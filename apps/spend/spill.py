@@ -6,21 +6,16 @@ shutdown still writes or spills them first.
 
 from __future__ import annotations
 
-import asyncio
-
-from apps.core.redis import new_async_redis, redis_enabled, redis_key
+from apps.core.redis import AsyncRedisPerLoop, redis_enabled, redis_key
 from apps.spend.records import SpendRecord, record_from_json, record_to_json
 
 
 class RedisSpill:
     def __init__(self) -> None:
-        self._clients: dict[int, object] = {}
+        self._clients = AsyncRedisPerLoop()
 
     def _client(self):
-        loop_id = id(asyncio.get_running_loop())
-        if loop_id not in self._clients:
-            self._clients = {loop_id: new_async_redis()}  # one per event loop
-        return self._clients[loop_id]
+        return self._clients.get()
 
     @property
     def key(self) -> str:

@@ -2,6 +2,7 @@
 
 from celery import shared_task
 
+from apps.core.db_router import replica_reads
 from apps.spend.reconciliation import spend_counters_reconcile
 from apps.spend.rollups import daily_spend_rollup_recent
 from apps.spend.services import budget_periods_roll
@@ -14,8 +15,9 @@ def budget_periods_roll_task() -> int:
 
 @shared_task(name="spend.daily_rollup_recent", ignore_result=True)
 def daily_rollup_recent_task() -> int:
-    """Yesterday's and today's rollups (UTC), rebuilt from their logs."""
-    return sum(result.rows for result in daily_spend_rollup_recent())
+    """Yesterday's and today's rollups (UTC), rebuilt from their logs (read on the replica, if any)."""
+    with replica_reads():
+        return sum(result.rows for result in daily_spend_rollup_recent())
 
 
 @shared_task(name="spend.counters_reconcile", ignore_result=True)

@@ -27,7 +27,7 @@ def database_url_of_test_db() -> str:
 
 
 class Replica:
-    def __init__(self, **env_overrides: str) -> None:
+    def __init__(self, *serve_args: str, **env_overrides: str) -> None:
         with free_socket() as sock:
             self.port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -40,11 +40,12 @@ class Replica:
             GATEWAY_REDIS_PREFIX=settings.GATEWAY_REDIS_PREFIX,
             GATEWAY_SPEND_FLUSH_INTERVAL="0.1",
         )
-        env.update(env_overrides)
         if settings.REDIS_URL:
             env["REDIS_URL"] = settings.REDIS_URL
+        env.update(env_overrides)  # REDIS_URL="" with REDIS_CLUSTER_NODES or REDIS_SENTINELS: another Redis
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+             *serve_args],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
 

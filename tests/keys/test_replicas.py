@@ -8,22 +8,26 @@ import httpx
 import pytest
 from django.conf import settings
 
-from conftest import wait_for
+from conftest import redis_topology_env, wait_for
 from tests.fakes.replica import Replica
 
 pytestmark = [
+    # The replicas share the test database; the PostgreSQL run (with REDIS_URL) is the one that runs them.
     pytest.mark.skipif(not settings.REDIS_URL, reason="replicas share their counters through Redis"),
     pytest.mark.django_db(transaction=True),
 ]
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
-@pytest.fixture
-def replicas(make_deployment):
+# Each test runs on one Redis server, on a 3-master Redis Cluster (a key's, its team's and its
+# organization's counters in different slots) and on a master found through Sentinel.
+@pytest.fixture(params=["redis", "cluster", "sentinel"])
+def replicas(request, make_deployment):
     make_deployment("gpt-test")
     # The admin is driven over plain HTTP here: its cookies may not be HTTPS-only (the production default).
     plain_http = {"SESSION_COOKIE_SECURE": "0", "CSRF_COOKIE_SECURE": "0"}
-    started = [Replica(**plain_http), Replica(**plain_http)]
+    env = {**plain_http, **redis_topology_env(request, request.param)}
+    started = [Replica(**env), Replica(**env)]
     try:
         yield [r.wait_ready() for r in started]
     finally:
@@ -41,6 +45,19 @@ def test_rpm_limit_holds_across_both_replicas(replicas, make_key):
     _, raw_key = make_key(rpm_limit=60)
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         statuses = list(pool.map(lambda i: chat(replicas[i % 2], raw_key), range(100)))
+    assert statuses.count(200) == 60
+    assert statuses.count(429) == 40
+
+
+def test_a_team_rpm_limit_holds_in_total_across_its_keys_and_both_replicas(replicas, make_key, organization):
+    from apps.teams.services import team_create
+
+    # On a cluster the team's counters and each key's live in different slots: each is checked
+    # on its own and a refusal takes back what the others counted.
+    team = team_create(organization=organization, alias="shared", rpm_limit=60)
+    raw_keys = [make_key(organization=organization, team=team, rpm_limit=1000)[1] for _ in range(2)]
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(lambda i: chat(replicas[i % 2], raw_keys[(i // 2) % 2]), range(100)))
     assert statuses.count(200) == 60
     assert statuses.count(429) == 40
 

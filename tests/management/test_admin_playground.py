@@ -183,10 +183,12 @@ def test_minting_with_redis_down_is_a_clear_503(tenants, monkeypatch, caplog):
 def test_redis_down_on_v1_is_a_503_not_a_crash(tenants, gateway, monkeypatch):
     import redis.asyncio as aioredis
 
+    from apps.core import redis as gateway_redis
     from apps.keys import playground
 
     monkeypatch.setattr(playground, "_store", playground.RedisPlaygroundStore())
-    monkeypatch.setattr(playground, "new_async_redis", lambda: aioredis.Redis.from_url(
+    # The store's client is made on its first use, after this: it is the only one pointed at a dead port.
+    monkeypatch.setattr(gateway_redis, "new_async_redis", lambda: aioredis.Redis.from_url(
         "redis://127.0.0.1:1/0", socket_connect_timeout=0.5, socket_timeout=0.5))
     response = _chat(gateway, "sk-playground-" + "y" * 43)
     assert response.status_code == 503, response.text

@@ -110,7 +110,7 @@ def test_a_server_reads_cooldowns_from_its_mirror_and_still_sees_another_replica
                           json={"model": "mirrored", "messages": [{"role": "user", "content": "hi"}]}, timeout=10)
 
     assert ask().status_code == 200  # the first read fills the mirror
-    [(client, *_)] = state._clients.values()  # the server's connection, on the server's event loop
+    client, _ = state._clients.made  # the server's connection, on the server's event loop
     reads = []
     originals = {name: getattr(client, name) for name in ("hgetall", "hmget", "evalsha")}
 

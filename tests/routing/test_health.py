@@ -12,7 +12,7 @@ def test_readiness_reports_database_and_cache(gateway, settings):
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "connected" and body["db"] == "connected"
-    assert body["cache"] == ("redis" if settings.REDIS_URL else "in-process")
+    assert body["cache"] == ("redis" if settings.REDIS_MODE else "in-process")
 
 
 def test_admin_is_served_by_the_same_app(gateway):

@@ -358,7 +358,7 @@ def test_a_delete_missed_while_disconnected_is_seen_after_the_reconnect(client, 
     assert client().responses.retrieve(created.id).id == created.id  # cached in this process
     stored_response_delete(created.id)  # what replica B's delete writes...
     if redis_enabled():
-        sync_redis().delete(redis_key("responses", created.id))  # ...and removes from the bridge
+        sync_redis().delete(redis_key("responses", "{responses}", created.id))  # ...and removes from the bridge
     assert client().responses.retrieve(created.id).id == created.id  # no message came: still cached
     invalidation.apply_everything()  # what the listener does when it (re)subscribes
     with pytest.raises(openai.NotFoundError):

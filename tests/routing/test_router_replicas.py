@@ -8,7 +8,7 @@ from tests.fakes.replica import Replica
 from tests.routing.conftest import MESSAGES, unique
 
 pytestmark = [
-    pytest.mark.skipif(not settings.REDIS_URL, reason="replicas share cooldowns through Redis"),
+    pytest.mark.skipif(not settings.REDIS_MODE, reason="replicas share cooldowns through Redis"),
     pytest.mark.django_db(transaction=True),
 ]
 

@@ -13,15 +13,13 @@ Windows are per-second buckets over the last 60 seconds, as for key limits.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 
-from django.conf import settings
 
 from apps.core import invalidation
 from apps.core.invalidation import KIND_DEPLOYMENTS, channel, listening
-from apps.core.redis import new_async_redis, redis_key
+from apps.core.redis import AsyncRedisPerLoop, publish_command, redis_enabled, redis_key, register_script
 
 WINDOW_SECONDS = 60
 IN_FLIGHT_TTL_MS = 15 * 60 * 1000  # a crashed process's in-flight marks expire
@@ -285,7 +283,8 @@ return 1
 """
 
 # KEYS: failures of the deployment, cooldowns hash. ARGV: now_ms, state key, allowed fails,
-# cooldown ms, immediate (0/1), invalidation channel. Returns the cooldown's end (ms) it
+# cooldown ms, immediate (0/1), invalidation channel, publish command (SPUBLISH on a cluster: the
+# channel carries the keys' hash tag). Returns the cooldown's end (ms) it
 # started, else 0; a started cooldown is published to every replica's mirror in the same step.
 _FAILURE = """
 local now = tonumber(ARGV[1])
@@ -315,7 +314,7 @@ if until_ms > 0 then
     if tonumber(all[j + 1]) <= now then stale[#stale + 1] = all[j] end
   end
   if #stale > 0 then redis.call('HDEL', KEYS[2], unpack(stale)) end
-  redis.call('PUBLISH', ARGV[6], cjson.encode({kind = 'cooldown', key = ARGV[2], until_ms = until_ms}))
+  redis.call(ARGV[7], ARGV[6], cjson.encode({kind = 'cooldown', key = ARGV[2], until_ms = until_ms}))
 end
 return until_ms
 """
@@ -337,7 +336,8 @@ class RedisDeploymentState:
         self._prefix = redis_key("rt") + ":{rt}"
         self._cooldowns_key = f"{self._prefix}:cooldowns"
         self._latency_key = f"{self._prefix}:latency"
-        self._clients: dict[int, tuple] = {}
+        self._clients = AsyncRedisPerLoop(on_new=lambda client: tuple(
+            register_script(client, script) for script in (_READ, _ACQUIRE, _RELEASE, _FAILURE)))
         # Every replica's cooldowns, mirrored in process from the failure script's messages, so
         # the common read (cooldowns only) costs no round trip. Trusted only while this process
         # listens to the messages; refilled from the hash after any gap.
@@ -355,13 +355,8 @@ class RedisDeploymentState:
             self._mirror_synced = False
 
     def _client(self) -> tuple:
-        loop_id = id(asyncio.get_running_loop())
-        entry = self._clients.get(loop_id)
-        if entry is None:
-            client = new_async_redis()
-            entry = (client, *(client.register_script(s) for s in (_READ, _ACQUIRE, _RELEASE, _FAILURE)))
-            self._clients = {loop_id: entry}  # one per event loop (tests restart loops)
-        return entry
+        client, scripts = self._clients.get()
+        return (client, *scripts)
 
     def _keys(self, key: str) -> tuple[str, str, str]:
         return f"{self._prefix}:req:{key}", f"{self._prefix}:tok:{key}", f"{self._prefix}:busy:{key}"
@@ -423,7 +418,7 @@ class RedisDeploymentState:
         until_ms = await failure_script(
             keys=[f"{self._prefix}:fails:{key}", self._cooldowns_key],
             args=[int(time.time() * 1000), key, allowed_fails, int(cooldown_seconds * 1000), int(immediate),
-                  channel()],
+                  channel(), publish_command()],
         )
         until = int(until_ms) / 1000
         if until > self._mirror.get(key, 0.0):
@@ -435,10 +430,10 @@ _state = None
 
 
 def deployment_state():
-    """The process's deployment state: Redis when REDIS_URL is set, else in memory."""
+    """The process's deployment state: Redis when one is configured, else in memory."""
     global _state
     if _state is None:
-        _state = RedisDeploymentState() if settings.REDIS_URL else MemoryDeploymentState()
+        _state = RedisDeploymentState() if redis_enabled() else MemoryDeploymentState()
         if isinstance(_state, RedisDeploymentState):
             invalidation.register_handler(_state.handle_message)
     return _state

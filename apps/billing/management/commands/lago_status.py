@@ -56,6 +56,6 @@ class Command(BaseCommand):
         else:
             out(
                 "wallet refresh: no record in this process"
-                if not settings.REDIS_URL
+                if not settings.REDIS_MODE
                 else "wallet refresh: never"
             )

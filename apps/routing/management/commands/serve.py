@@ -47,9 +47,9 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"Admin user {settings.GATEWAY_ADMIN_USER!r} {'created' if created else 'updated'}."
             )
-        if workers > 1 and not settings.REDIS_URL:
+        if workers > 1 and not settings.REDIS_MODE:
             self.stderr.write(
-                "Warning: several workers without REDIS_URL keep separate caches and counters; "
+                "Warning: several workers without Redis keep separate caches and counters; "
                 "a change made in the admin reaches the other workers only after their cache TTL."
             )
         import uvicorn
@@ -61,7 +61,7 @@ class Command(BaseCommand):
             port=port,
             workers=workers,
             loop="uvloop",
-            timeout_graceful_shutdown=30,
+            timeout_graceful_shutdown=settings.GATEWAY_SHUTDOWN_DRAIN_SECONDS,  # on SIGTERM
             limit_max_requests=limit_max_requests,
             log_level=settings.LOG_LEVEL.lower(),
             **uvicorn_options(),  # httptools with the slow-client guard (apps.core.server)

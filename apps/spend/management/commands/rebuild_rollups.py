@@ -2,6 +2,7 @@ from datetime import date
 
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.core.db_router import replica_reads
 from apps.spend.rollups import daily_spend_rebuild
 
 
@@ -29,7 +30,8 @@ class Command(BaseCommand):
         last = _date(until, "--until") if until else None
         if last is not None and last < first:
             raise CommandError("--until is before --since")
-        results = daily_spend_rebuild(since=first, until=last, force=force)
+        with replica_reads():  # the logs from the read replica, if any (apps.spend.rollups)
+            results = daily_spend_rebuild(since=first, until=last, force=force)
         for result in results:
             if result.kept_because_purged:
                 self.stdout.write(f"{result.day}  kept: its rollup counts more requests than its logs still hold "
