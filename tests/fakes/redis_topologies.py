@@ -102,6 +102,13 @@ class RedisCluster:
         return ",".join(f"127.0.0.1:{port}" for port in self.ports[:3])
 
     def start(self) -> "RedisCluster":
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # no redis-server outlives a start that failed
+            raise
+
+    def _start(self) -> "RedisCluster":
         for port in self.ports:
             self._processes.start(port, "--cluster-enabled", "yes", "--cluster-config-file",
                                   f"nodes-{port}.conf", "--cluster-node-timeout", "2000")
@@ -147,6 +154,13 @@ class RedisSentinel:
         return ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
 
     def start(self) -> "RedisSentinel":
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> "RedisSentinel":
         self._processes.start(self.master_port)
         self._processes.start(self.replica_port, "--replicaof", "127.0.0.1", str(self.master_port))
         _wait(lambda: redis.Redis(port=self.replica_port).info("replication").get("master_link_status") == "up",

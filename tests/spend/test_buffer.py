@@ -153,6 +153,28 @@ def test_a_record_holding_nul_characters_is_written_and_holds_no_other_back(make
 
 
 @pytest.mark.django_db(transaction=True)
+def test_awkward_text_and_json_round_trip_through_the_batch_write(make_key):
+    """On PostgreSQL the batch is a COPY in text format: tabs, newlines, backslashes and the
+    COPY end marker must arrive as sent, in text and in JSON."""
+    from apps.spend.models import SpendLog
+    from apps.spend.services import spend_logs_write_batch
+
+    key, _ = make_key()
+    awkward = record(key)
+    text = "tab\there\nnew line \\N \\. back\\slash \"quote\" \u00e9\u4e2d\U0001f600 \r"
+    awkward.metadata = {"tags": [text], text: {"n": 1.5, "null": None, "t": True}}
+    awkward.messages = [{"role": "user", "content": text}]
+    awkward.error_type = text
+    awkward.end_user = "\\."
+    assert spend_logs_write_batch(records=[awkward, record(key)]) == 2
+    stored = SpendLog.objects.get(request_id=awkward.request_id)
+    assert stored.metadata == awkward.metadata
+    assert stored.messages == awkward.messages
+    assert (stored.error_type, stored.end_user) == (text, "\\.")
+    assert stored.start_time == awkward.start_time and stored.cost == awkward.cost
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_record_the_database_refuses_is_kept_without_its_payloads(make_key, monkeypatch):
     from apps.spend import services
     from apps.spend.models import SpendLog
