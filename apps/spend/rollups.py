@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
-from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncHour
 from django.utils import timezone as django_timezone
@@ -96,6 +96,8 @@ def _tag_rows(day: date, logs) -> list[DailyTagSpend]:
     """The day's tagged logs added up per tag and owner. Tags are a JSON list inside each log's
     metadata, which SQLite and PostgreSQL cannot unnest alike: the tagged logs' tags are read
     (only them, not the whole metadata) and added up here, a chunk at a time."""
+    if connections[logs.db].vendor == "postgresql":
+        return _tag_rows_in_sql(day, logs)
     unpriced = SpendLog.CostStatus.UNPRICED
     sums: dict[tuple, list] = {}
     tagged = logs.filter(metadata__has_key="tags").order_by().values_list(
@@ -111,6 +113,33 @@ def _tag_rows(day: date, logs) -> list[DailyTagSpend]:
         DailyTagSpend(day=day, tag=tag, **dict(zip(TAG_DIMENSIONS, owner)), requests=requests, cost=cost,
                       unpriced_requests=unpriced_requests)
         for (tag, *owner), (requests, cost, unpriced_requests) in sums.items()
+    ]
+
+
+def _tag_rows_in_sql(day: date, logs) -> list[DailyTagSpend]:
+    """_tag_rows on PostgreSQL: the tags unnested and added up by the database (a day of a few
+    hundred thousand logs is seconds of Python otherwise). The same rules: string tags only, not
+    empty, cut to TAG_MAX_LENGTH, each counted once per log."""
+    tagged = logs.filter(metadata__has_key="tags").order_by().values_list(
+        *TAG_DIMENSIONS, "cost", "cost_status", "metadata"
+    )
+    inner, params = tagged.query.sql_with_params()
+    dims = ", ".join(f"l.{name}" for name in TAG_DIMENSIONS)
+    sql = (
+        f"SELECT t.tag, {dims}, count(*), coalesce(sum(l.cost), 0), count(*) FILTER (WHERE l.cost_status = %s) "
+        f"FROM ({inner}) AS l({', '.join(TAG_DIMENSIONS)}, cost, cost_status, metadata) "
+        "CROSS JOIN LATERAL (SELECT DISTINCT left(e #>> '{}', %s) AS tag FROM jsonb_array_elements("
+        "CASE WHEN jsonb_typeof(l.metadata -> 'tags') = 'array' THEN l.metadata -> 'tags' ELSE '[]'::jsonb END"
+        ") AS e WHERE jsonb_typeof(e) = 'string' AND e #>> '{}' <> '') AS t "
+        f"GROUP BY t.tag, {dims}"
+    )
+    with connections[tagged.db].cursor() as cursor:  # the replica's, inside replica_reads()
+        cursor.execute(sql, [SpendLog.CostStatus.UNPRICED, *params, TAG_MAX_LENGTH])
+        groups = cursor.fetchall()
+    return [
+        DailyTagSpend(day=day, tag=tag, **dict(zip(TAG_DIMENSIONS, owner)), requests=requests, cost=cost,
+                      unpriced_requests=unpriced_requests)
+        for tag, *owner, requests, cost, unpriced_requests in groups
     ]
 
 
