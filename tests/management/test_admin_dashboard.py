@@ -41,9 +41,13 @@ def tenants(django_user_model):
     acme_key, _ = virtual_key_create(alias="acme-bot", team=research, organization=acme, max_budget=Decimal("10"))
     globex_key, _ = virtual_key_create(alias="globex-bot", team=sales, organization=globex)
     now = datetime.now(timezone.utc)
-    yesterday = datetime.combine(utc_today() - timedelta(days=1), time(12), tzinfo=timezone.utc)
+    midnight = datetime.combine(utc_today(), time(0), tzinfo=timezone.utc)
+    # Yesterday's log at its first minute: outside the last 24 hours at any time of today (at 12:00
+    # it was inside them before noon, and the test failed every morning).
+    yesterday = datetime.combine(utc_today() - timedelta(days=1), time(0, 0, 30), tzinfo=timezone.utc)
     for n in range(3):
-        _log(n, key=acme_key, team=research, organization=acme, cost="1.25", moment=now - timedelta(minutes=n))
+        moment = max(now - timedelta(minutes=n), midnight)  # today's, even just after midnight
+        _log(n, key=acme_key, team=research, organization=acme, cost="1.25", moment=moment)
     _log(3, key=acme_key, team=research, organization=acme, cost="0", moment=now, status="error")
     _log(4, key=globex_key, team=sales, organization=globex, cost="7.50", moment=now, model="claude-x")
     _log(5, key=globex_key, team=sales, organization=globex, cost="2.00", moment=yesterday, model="claude-x")
