@@ -15,12 +15,15 @@ import asyncio
 import io
 import logging
 
+from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponseBase
 from django.urls import Resolver404, get_resolver
 
 from apps.core.edge import BodyTooLarge, ClientGone, body_too_large, declared_length, read_body, send_error
 from apps.core.errors import GatewayError, internal_error, not_found
+from apps.core.redis import redis_enabled
+from apps.spend.journal import pending_puts
 
 logger = logging.getLogger(__name__)
 
@@ -29,18 +32,30 @@ def _header_list(response: HttpResponseBase) -> list[tuple[bytes, bytes]]:
     return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.items()]
 
 
-async def _send_response(response: HttpResponseBase, send) -> None:
+async def _journaled(puts: list | None) -> None:
+    """Wait until the spend records this request made are in the journal (apps.spend.journal):
+    an answer is not released while a crash could still lose its record."""
+    if puts:
+        await asyncio.wait(puts, timeout=settings.REDIS_SOCKET_TIMEOUT)
+
+
+async def _send_response(response: HttpResponseBase, send, puts: list | None = None) -> None:
+    if not response.streaming:
+        await _journaled(puts)
+        await send(
+            {"type": "http.response.start", "status": response.status_code, "headers": _header_list(response)}
+        )
+        await send({"type": "http.response.body", "body": response.content})
+        return
     await send(
         {"type": "http.response.start", "status": response.status_code, "headers": _header_list(response)}
     )
-    if not response.streaming:
-        await send({"type": "http.response.body", "body": response.content})
-        return
     events = getattr(response, "events", None)
     try:
         source = events if events is not None else response.streaming_content
         async for chunk in source:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await _journaled(puts)  # the stream settled as it ended: its record, before the last byte
         await send({"type": "http.response.body", "body": b""})
     finally:
         if events is not None:
@@ -57,6 +72,7 @@ class DataPlaneHandler:
         self._static_matches: dict[str, object] = {}
         self.max_body_bytes = max_body_bytes
         self.strip_prefix = strip_prefix
+        self.journal = redis_enabled() and settings.GATEWAY_SPEND_JOURNAL
 
     async def __call__(self, scope, receive, send) -> None:
         length = declared_length(scope)
@@ -91,17 +107,23 @@ class DataPlaneHandler:
             pass
 
     async def _respond(self, request: ASGIRequest, send) -> None:
+        puts = [] if self.journal else None
+        token = pending_puts.set(puts) if self.journal else None
         try:
-            response = await self._get_response(request)
-        except GatewayError as error:
-            response = error.to_response()
-        except Exception:
-            logger.exception("unhandled error on %s", request.path)
-            response = internal_error().to_response()
-        try:
-            await _send_response(response, send)
-        except OSError:
-            pass  # the client is gone
+            try:
+                response = await self._get_response(request)
+            except GatewayError as error:
+                response = error.to_response()
+            except Exception:
+                logger.exception("unhandled error on %s", request.path)
+                response = internal_error().to_response()
+            try:
+                await _send_response(response, send, puts)
+            except OSError:
+                pass  # the client is gone
+        finally:
+            if token is not None:
+                pending_puts.reset(token)
 
     async def _get_response(self, request: ASGIRequest) -> HttpResponseBase:
         path = request.path_info

@@ -16,7 +16,9 @@ from collections import deque
 
 from django.conf import settings
 
+from apps.core.background import spawn
 from apps.core.db import db_call
+from apps.spend.journal import journal_for_process, pending_puts
 from apps.spend.records import SpendRecord
 from apps.spend.services import spend_logs_write_batch
 from apps.spend.spill import spill_for_process
@@ -32,9 +34,18 @@ class SpendBuffer:
         self._stopping = False
         self.written = 0
         self._spill = None
+        self._journal = None
 
     def add(self, record: SpendRecord) -> None:
         self._records.append(record)
+        if self._journal is not None:
+            try:
+                put = spawn(self._journal_put(record), name="spend-journal-put")
+            except RuntimeError:  # no event loop here (a synchronous caller): the buffer alone
+                return
+            waiting = pending_puts.get()
+            if waiting is not None:  # the data plane holds the answer until the record is journaled
+                waiting.append(put)
         if self._wakeup is not None and len(self._records) >= settings.GATEWAY_SPEND_BATCH_SIZE:
             self._wakeup.set()
 
@@ -45,6 +56,7 @@ class SpendBuffer:
         if self._task is None or self._task.done():
             self._stopping = False
             self._spill = spill_for_process()
+            self._journal = journal_for_process()
             self._wakeup = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._run(), name="spend-flusher")
 
@@ -89,7 +101,24 @@ class SpendBuffer:
             if not await self._spill_batch(batch):
                 self._records.extendleft(reversed(batch))
             return False
+        self._journal_forget(batch)
         return True
+
+    async def _journal_put(self, record: SpendRecord) -> None:
+        try:
+            await self._journal.put(record)
+        except Exception:  # the record is still in the buffer: only a crash now would lose it
+            logger.warning("spend record not journaled (Redis unavailable?)", exc_info=True)
+
+    def _journal_forget(self, batch: list[SpendRecord]) -> None:
+        if self._journal is not None:
+            spawn(self._journal_forget_now([r.request_id for r in batch]), name="spend-journal-forget")
+
+    async def _journal_forget_now(self, request_ids: list[str]) -> None:
+        try:
+            await self._journal.forget(request_ids)
+        except Exception:  # left behind: the recovery writes them again, which changes nothing
+            logger.warning("written spend records not taken out of the journal", exc_info=True)
 
     async def _spill_batch(self, batch: list[SpendRecord]) -> bool:
         if self._spill is None:
@@ -121,6 +150,7 @@ class SpendBuffer:
             except Exception:
                 self._records.extendleft(reversed(batch))
             return False
+        self._journal_forget(batch)
         return True
 
     async def _run(self) -> None:

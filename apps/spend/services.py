@@ -350,11 +350,18 @@ def _end_user_periods_roll(now) -> int:
 
 
 def spend_logs_purge(*, older_than, dry_run: bool = False) -> int:
-    """Delete spend logs that started before `older_than` (a datetime), in short chunks. Returns
-    how many were (or, with dry_run, would be) deleted. Budget spend totals are not touched, and
-    the daily rollups keep the purged days' spend."""
+    """Delete spend logs that started before `older_than` (a datetime): on PostgreSQL the whole
+    months before it go as tables (apps.spend.partitions), the rest in short chunks. Returns how
+    many were (or, with dry_run, would be) deleted. Budget spend totals are not touched, and the
+    daily rollups keep the purged days' spend."""
+    from apps.spend.partitions import spend_log_partitions_drop_before
+
+    _, dropped = spend_log_partitions_drop_before(cutoff=older_than, dry_run=dry_run)
     old = SpendLog.objects.filter(start_time__lt=older_than)
-    return old.count() if dry_run else delete_in_chunks(old)
+    if dry_run:
+        # The month tables counted are still there: count what lies outside them only once.
+        return old.count()
+    return dropped + delete_in_chunks(old)
 
 
 @transaction.atomic

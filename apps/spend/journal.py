@@ -1,0 +1,87 @@
+"""The spend journal: each spend record in Redis from the moment it exists until its batch is written.
+
+The buffer (apps.spend.buffer) writes records in batches every GATEWAY_SPEND_FLUSH_INTERVAL; a
+process killed meanwhile (SIGKILL, the OOM killer, a node lost) would take the records it holds with
+it: requests answered 200, never logged nor billed. So each record is also put in a Redis hash,
+keyed by request id, before the answer is released (apps.routing.dataplane awaits the put for a
+whole answer; a stream's record follows its last event by the time of one Redis write), and taken
+out when its batch is written. A beat task writes what stayed longer than
+GATEWAY_SPEND_JOURNAL_RECOVER_AFTER seconds: a dead process's records. Writes are idempotent on
+request_id, so a record written by its own process and by the recovery counts once.
+
+Without Redis there is no journal (one process, its memory: a crash loses the last interval).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+
+from django.conf import settings
+
+from apps.core.redis import AsyncRedisPerLoop, redis_enabled, redis_key, sync_redis
+from apps.spend.records import SpendRecord, record_from_json, record_to_json
+
+logger = logging.getLogger(__name__)
+
+# The journal puts started while serving the current request (set by the data plane per request).
+pending_puts: contextvars.ContextVar[list | None] = contextvars.ContextVar("spend_journal_puts", default=None)
+
+
+def journal_key() -> str:
+    # One hash tag: HDEL of a batch's ids is one command, within one cluster slot.
+    return redis_key("spend", "{journal}", "records")
+
+
+class SpendJournal:
+    def __init__(self) -> None:
+        self._clients = AsyncRedisPerLoop()
+
+    async def put(self, record: SpendRecord) -> None:
+        # "<unix time>|<record JSON>": when it was put, for the recovery's age test.
+        entry = f"{time.time():.3f}|".encode() + record_to_json(record)
+        await self._clients.get().hset(journal_key(), record.request_id, entry)
+
+    async def forget(self, request_ids: list[str]) -> None:
+        if request_ids:
+            await self._clients.get().hdel(journal_key(), *request_ids)
+
+
+def journal_for_process() -> SpendJournal | None:
+    return SpendJournal() if redis_enabled() and settings.GATEWAY_SPEND_JOURNAL else None
+
+
+def spend_journal_recover(*, older_than: float | None = None, limit: int = 5000) -> int:
+    """Write the journal's records older than `older_than` seconds (their process died before its
+    batch was written), then take them out. Synchronous: a Celery beat task runs it. Returns how
+    many records were written (those already in the database count 0)."""
+    from apps.spend.services import spend_logs_write_batch
+
+    if not redis_enabled():
+        return 0
+    older_than = settings.GATEWAY_SPEND_JOURNAL_RECOVER_AFTER if older_than is None else older_than
+    client, key = sync_redis(), journal_key()
+    cutoff = time.time() - older_than
+    stale: dict[str, SpendRecord] = {}
+    for field, raw in client.hscan_iter(key, count=1000):
+        try:
+            at, _, record_json = raw.partition(b"|")
+            if float(at) <= cutoff:
+                stale[field.decode() if isinstance(field, bytes) else field] = record_from_json(record_json)
+        except (ValueError, KeyError, TypeError):
+            logger.warning("spend journal: unreadable entry %r dropped", field)
+            client.hdel(key, field)
+        if len(stale) >= limit:
+            break
+    if not stale:
+        return 0
+    written = 0
+    ids = list(stale)
+    for start in range(0, len(ids), settings.GATEWAY_SPEND_BATCH_SIZE):
+        chunk = ids[start:start + settings.GATEWAY_SPEND_BATCH_SIZE]
+        written += spend_logs_write_batch(records=[stale[i] for i in chunk])
+        client.hdel(key, *chunk)
+    if written:
+        logger.warning("spend journal: %d records of a process that stopped before writing them recovered", written)
+    return written
