@@ -49,8 +49,10 @@ run: migrate
 test: venv
 	$(PY) -m pytest
 
+# SOAK=600: steady load for 600 s instead, the workers' RSS every 30 s; SCALING=1: 1 worker, then 2,
+# at concurrency 32; WORKERS=N: gateways of N server processes; BENCH_ARGS: any other bench/run.py option.
 bench: venv
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(if $(SOAK),--soak $(SOAK)) $(if $(SCALING),--scaling) $(if $(WORKERS),--workers $(WORKERS)) $(BENCH_ARGS)
 
 # Instructions per chat request (valgrind's callgrind): repeatable to ~0.3%, for comparing commits.
 bench-instructions: venv
