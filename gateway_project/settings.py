@@ -303,8 +303,8 @@ CELERY_BEAT_SCHEDULE = {
     "spend-counters-reconcile": {"task": "spend.counters_reconcile", "schedule": GATEWAY_RECONCILE_INTERVAL,
                                  "options": {"expires": max(GATEWAY_RECONCILE_INTERVAL - 5.0, 5.0)}},
     "responses-purge": {"task": "routing.stored_responses_purge", "schedule": 3600.0, "options": {"expires": 3000}},
-    "spend-log-partitions": {"task": "spend.log_partitions_ensure", "schedule": 6 * 3600.0,
-                             "options": {"expires": 3000}},
+    "month-partitions": {"task": "core.month_partitions_ensure", "schedule": 6 * 3600.0,
+                         "options": {"expires": 3000}},
 }
 # Each spend record is journaled in Redis before its answer is released, until its batch is written
 # (apps.spend.journal): a killed process loses none. Records older than RECOVER_AFTER seconds there
@@ -313,9 +313,10 @@ GATEWAY_SPEND_JOURNAL = env_bool("GATEWAY_SPEND_JOURNAL", True)
 GATEWAY_SPEND_JOURNAL_RECOVER_AFTER = env_float("GATEWAY_SPEND_JOURNAL_RECOVER_AFTER", 30.0)
 CELERY_BEAT_SCHEDULE["spend-journal-recover"] = {"task": "spend.journal_recover", "schedule": 15.0,
                                                  "options": {"expires": 14}}
-# On PostgreSQL spend logs live in month tables (apps.spend.partitions): this many months ahead of
-# the current one are made by the beat task (a row beyond them waits in the default partition).
-GATEWAY_SPEND_PARTITIONS_AHEAD = env_int("GATEWAY_SPEND_PARTITIONS_AHEAD", 2)
+# On PostgreSQL spend logs, billing events and audit rows live in month tables (apps.core.partitions):
+# this many months ahead of the current one are made by the beat task (a row beyond them waits in the
+# default partition).
+GATEWAY_PARTITIONS_AHEAD = env_int("GATEWAY_PARTITIONS_AHEAD", 2)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

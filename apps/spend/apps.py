@@ -11,6 +11,10 @@ class SpendConfig(AppConfig):
     label = "spend"
 
     def ready(self) -> None:
+        from apps.core.partitions import monthly_table_register
+        from apps.spend.partitions import SPEND_LOG_MONTHS
+
+        monthly_table_register(SPEND_LOG_MONTHS)
         post_migrate.connect(_default_prices_when_none, sender=self, dispatch_uid="spend-default-prices")
 
 

@@ -2,11 +2,9 @@
 
 from celery import shared_task
 
-from django.conf import settings
 
 from apps.core.db_router import replica_reads
 from apps.spend.journal import spend_journal_recover
-from apps.spend.partitions import spend_log_partitions_ensure
 from apps.spend.reconciliation import spend_counters_reconcile
 from apps.spend.rollups import daily_spend_rollup_recent
 from apps.spend.services import budget_periods_roll
@@ -28,12 +26,6 @@ def daily_rollup_recent_task() -> int:
 def journal_recover_task() -> int:
     """The spend records a dead process journaled but never wrote (apps.spend.journal)."""
     return spend_journal_recover()
-
-
-@shared_task(name="spend.log_partitions_ensure", ignore_result=True)
-def log_partitions_ensure_task() -> int:
-    """The spend logs' month tables, made ahead (PostgreSQL; nothing to do on SQLite)."""
-    return len(spend_log_partitions_ensure(months_ahead=settings.GATEWAY_SPEND_PARTITIONS_AHEAD))
 
 
 @shared_task(name="spend.counters_reconcile", ignore_result=True)

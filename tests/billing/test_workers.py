@@ -91,12 +91,13 @@ def test_two_workers_running_the_task_at_once_send_no_row_twice(billing, billed_
     records = queue(1500, billed_org)
     billing.delay = 0.2  # each batch takes a while, so the two workers overlap
     script = (
-        "from apps.billing.tasks import events_send_task; print('delivered', events_send_task.apply().get(), flush=True)"
+        "from apps.billing.tasks import events_send_task; print(f'delivered {events_send_task.apply().get()}.', flush=True)"
     )
     workers = [sender(billing, "shell", "-c", script) for _ in range(2)]
     outputs = [w.communicate(timeout=120)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
-    found = [re.search(r"delivered (\d+)", out) for out in outputs]
+    # Ended by a dot: a log line of the worker's can land right after the number, without a newline.
+    found = [re.search(r"delivered (\d+)\.", out) for out in outputs]
     assert all(found), outputs  # each worker said how many it sent (else: what it printed instead)
     delivered = [int(match.group(1)) for match in found]
     assert sum(delivered) == 1500 and all(d > 0 for d in delivered), delivered  # both did part of the work

@@ -41,12 +41,12 @@ def month(moment: datetime) -> str:
 
 def test_logs_land_in_their_months_table_and_a_replay_stays_one_row(make_key):
     from apps.spend.models import SpendLog
-    from apps.spend.partitions import months_add, month_start, partitioned, partitions_list
+    from apps.core.partitions import months_add, month_start, partitioned, partitions_list
     from apps.spend.services import spend_logs_write_batch
 
-    assert partitioned()
+    assert partitioned(TABLE)
     now = datetime.now(timezone.utc)
-    names = partitions_list()
+    names = partitions_list(TABLE)
     for ahead in range(3):  # this month and two ahead, made by the migration
         assert month(months_add(month_start(now), ahead)) in names
     assert f"{TABLE}_default" in names
@@ -71,7 +71,8 @@ def test_logs_land_in_their_months_table_and_a_replay_stays_one_row(make_key):
 
 def test_months_are_made_ahead_and_a_waiting_row_moves_into_its_month(make_key):
     from apps.spend.models import SpendLog
-    from apps.spend.partitions import months_add, month_start, partitions_list, spend_log_partitions_ensure
+    from apps.core.partitions import months_add, month_start, partitions_list
+    from apps.spend.partitions import spend_log_partitions_ensure
     from apps.spend.services import spend_logs_write_batch
 
     now = datetime.now(timezone.utc)
@@ -86,22 +87,24 @@ def test_months_are_made_ahead_and_a_waiting_row_moves_into_its_month(make_key):
     assert partition_of(waiting.request_id) == month(far)
     assert SpendLog.objects.filter(request_id=waiting.request_id).count() == 1
     assert spend_log_partitions_ensure(months_ahead=6) == []  # nothing left to make
-    assert month(far) in partitions_list()
+    assert month(far) in partitions_list(TABLE)
 
 
 def test_retention_drops_whole_old_months_and_deletes_the_rest(make_key):
     from apps.spend.models import SpendLog
-    from apps.spend.partitions import months_add, month_start, partitions_list, spend_log_partitions_ensure
+    from apps.core.partitions import months_add, month_start, partitions_list
+    from apps.spend.partitions import spend_log_partitions_ensure
     from apps.spend.services import spend_logs_purge, spend_logs_write_batch
 
     now = datetime.now(timezone.utc)
     this_month = month_start(now)
     # Months three and two back exist only if made: make them as an older installation would have.
-    from apps.spend.partitions import month_partitions_create
+    from apps.core.partitions import month_partitions_create
+    from apps.spend.partitions import SPEND_LOG_MONTHS
 
     with connection.cursor() as cursor:
-        month_partitions_create(cursor, TABLE, months_add(this_month, -3), months_add(this_month, -1),
-                                set(partitions_list()))
+        month_partitions_create(cursor, SPEND_LOG_MONTHS, months_add(this_month, -3), months_add(this_month, -1),
+                                set(partitions_list(TABLE)))
     key, _ = make_key()
     old = [record(key, months_add(this_month, -3) + timedelta(days=d)) for d in (1, 10)]
     middle = [record(key, months_add(this_month, -2) + timedelta(days=d)) for d in (1, 20)]
@@ -110,9 +113,9 @@ def test_retention_drops_whole_old_months_and_deletes_the_rest(make_key):
 
     cutoff = months_add(this_month, -2) + timedelta(days=10)  # all of month -3, half of month -2
     assert spend_logs_purge(older_than=cutoff, dry_run=True) == 3
-    assert month(old[0].start_time) in partitions_list()
+    assert month(old[0].start_time) in partitions_list(TABLE)
     assert spend_logs_purge(older_than=cutoff) == 3
-    names = partitions_list()
+    names = partitions_list(TABLE)
     assert month(old[0].start_time) not in names  # dropped as a table
     assert month(middle[0].start_time) in names  # only its old rows deleted
     left = set(SpendLog.objects.filter(key_id=key.pk).values_list("request_id", flat=True))
@@ -124,7 +127,7 @@ def test_the_migration_moves_an_existing_tables_rows_in_and_back_out(make_key):
     from django.db.migrations.executor import MigrationExecutor
 
     from apps.spend.models import SpendLog
-    from apps.spend.partitions import partitioned, partitions_list
+    from apps.core.partitions import partitioned, partitions_list
     from apps.spend.services import spend_logs_write_batch
 
     key, _ = make_key()
@@ -133,16 +136,16 @@ def test_the_migration_moves_an_existing_tables_rows_in_and_back_out(make_key):
     latest = executor.loader.graph.leaf_nodes("spend")
     try:
         executor.migrate([("spend", "0011_hourly_spend")])
-        assert not partitioned()
+        assert not partitioned(TABLE)
         rows = [record(key, now - timedelta(days=d)) for d in (0, 35, 70)]
         spend_logs_write_batch(records=rows)
         top = SpendLog.objects.order_by("-id").values_list("id", flat=True).first()
 
         executor = MigrationExecutor(connection)
         executor.migrate(latest)
-        assert partitioned()
+        assert partitioned(TABLE)
         assert set(SpendLog.objects.values_list("request_id", flat=True)) >= {r.request_id for r in rows}
-        assert month(now - timedelta(days=70)) in partitions_list()  # months back to the oldest row
+        assert month(now - timedelta(days=70)) in partitions_list(TABLE)  # months back to the oldest row
         assert partition_of(rows[2].request_id) == month(rows[2].start_time)
         fresh = record(key, now)
         spend_logs_write_batch(records=[fresh])
@@ -154,9 +157,9 @@ def test_the_migration_moves_an_existing_tables_rows_in_and_back_out(make_key):
 
         executor = MigrationExecutor(connection)
         executor.migrate([("spend", "0011_hourly_spend")])
-        assert not partitioned()
+        assert not partitioned(TABLE)
         assert SpendLog.objects.filter(request_id__in=[r.request_id for r in rows + [fresh]]).count() == 4
     finally:
         executor = MigrationExecutor(connection)
         executor.migrate(latest)
-    assert partitioned()
+    assert partitioned(TABLE)

@@ -56,12 +56,14 @@ _COLUMNS = [
 
 
 def _insert_sql() -> str:
+    # No conflict target: on PostgreSQL's month tables transaction_id is unique with the timestamp
+    # (apps.billing.partitions), and the primary key never conflicts.
     meta = BillingEvent._meta
     quote = connection.ops.quote_name
     columns = [meta.get_field(name).column for name in _COLUMNS]
     return (
         f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(c) for c in columns)}) "
-        f"VALUES ({', '.join(['%s'] * len(columns))}) ON CONFLICT ({quote('transaction_id')}) DO NOTHING"
+        f"VALUES ({', '.join(['%s'] * len(columns))}) ON CONFLICT DO NOTHING"
     )
 
 
