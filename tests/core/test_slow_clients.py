@@ -64,8 +64,9 @@ def test_400_stalled_connections_neither_block_others_nor_stay_open():
         latencies = [_liveliness_seconds(replica.port) for _ in range(30)]
         print(f"liveliness beside 400 stalled connections: median {statistics.median(latencies) * 1000:.1f} ms, "
               f"max {max(latencies) * 1000:.1f} ms")
-        assert statistics.median(latencies) < 0.05
-        assert sum(latency < 0.05 for latency in latencies) >= 27  # a scheduler hiccup on a busy CI box
+        # Not a speed test: a client queued behind the stalled connections would wait for their
+        # 3 s timeout; one answered in well under a second was not (a busy CI box adds tens of ms).
+        assert max(latencies) < 1.0
         assert all(_closed_by_server(sock, timeout=3 + 5 - (time.monotonic() - opened)) for sock in stalled)
         assert time.monotonic() - opened < 3 + 5
     finally:
