@@ -65,19 +65,30 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport) -> None:
         self._lingering = False
         self._body_pending = False
+        self._on_disconnect = None
         super().connection_made(_LingeringTransport(transport, self))
         self._guard_timer = None
+        self._guard_deadline = 0.0
+        self._guard_callback = None
         self._idle_now()
         self._arm(settings.GATEWAY_HEADER_TIMEOUT, self._headers_too_slow)
 
     def connection_lost(self, exc) -> None:
-        self._disarm()
+        self._guard_stop()
         self._idle.pop(self, None)
         super().connection_lost(exc)
+        on_disconnect, self._on_disconnect = self._on_disconnect, None
+        if on_disconnect is not None and self.cycle is not None and not self.cycle.response_complete:
+            on_disconnect()
+
+    def _disconnect_watch(self, callback) -> None:
+        """The app's own call when this connection is lost before its answer is complete (None:
+        no more). Saves the data plane a task per request that waits for `http.disconnect`."""
+        self._on_disconnect = callback
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self._guard_timer is None:  # the next request on a kept-alive connection
+        if self._guard_callback is None:  # the next request on a kept-alive connection
             self._arm(settings.GATEWAY_HEADER_TIMEOUT, self._headers_too_slow)
 
     def data_received(self, data: bytes) -> None:
@@ -89,6 +100,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._body_pending = True
         self._idle.pop(self, None)
+        self.scope["extensions"] = {"gateway.disconnect_watch": self._disconnect_watch}
         super().on_headers_complete()
         # Until on_message_complete (at once for a request without a body), the body must flow.
         self._arm(settings.GATEWAY_BODY_TIMEOUT, self._body_too_slow)
@@ -103,6 +115,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
+        self._on_disconnect = None
         super().on_response_complete()
         if not self.transport.is_closing():
             self._idle_now()  # kept alive, waiting for the next request (uvicorn's keep-alive timeout runs)
@@ -118,18 +131,44 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.loop.call_later(LINGER_SECONDS, self._close_now)
 
     def _close_now(self) -> None:
-        self._disarm()
+        self._guard_stop()
         self._idle.pop(self, None)
         self.transport._transport.close()
 
+    # One timer per connection, re-armed lazily: a request moves the deadline three or four times
+    # (its headers, its body, done), and a timer made and cancelled each time costs more than the
+    # rest of the guard. A timer that fires before the current deadline sets itself again.
+
     def _arm(self, seconds: float, callback) -> None:
-        self._disarm()
-        self._guard_timer = self.loop.call_later(seconds, callback)
+        deadline = self.loop.time() + seconds
+        self._guard_deadline = deadline
+        self._guard_callback = callback
+        timer = self._guard_timer
+        if timer is not None and timer.when() > deadline:
+            timer.cancel()
+            timer = None
+        if timer is None:
+            self._guard_timer = self.loop.call_at(deadline, self._guard_fire)
 
     def _disarm(self) -> None:
+        self._guard_callback = None  # the timer, if any, fires for nothing (or is armed again first)
+
+    def _guard_stop(self) -> None:
+        self._guard_callback = None
         if self._guard_timer is not None:
             self._guard_timer.cancel()
             self._guard_timer = None
+
+    def _guard_fire(self) -> None:
+        self._guard_timer = None
+        callback = self._guard_callback
+        if callback is None:
+            return
+        if self.loop.time() < self._guard_deadline:
+            self._guard_timer = self.loop.call_at(self._guard_deadline, self._guard_fire)
+            return
+        self._guard_callback = None
+        callback()
 
     def _idle_now(self) -> None:
         idle = self._idle
@@ -140,7 +179,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             oldest._close_now()
 
     def _time_out(self) -> None:
-        self._guard_timer = None
         self._idle.pop(self, None)
         if self.transport.is_closing():
             return

@@ -35,7 +35,7 @@ def _header_list(response: HttpResponseBase) -> list[tuple[bytes, bytes]]:
 async def _journaled(puts: list | None) -> None:
     """Wait until the spend records this request made are in the journal (apps.spend.journal):
     an answer is not released while a crash could still lose its record."""
-    if puts:
+    if puts and not all(put.done() for put in puts):
         await asyncio.wait(puts, timeout=settings.REDIS_SOCKET_TIMEOUT)
 
 
@@ -88,6 +88,11 @@ class DataPlaneHandler:
 
         request = ASGIRequest(scope, io.BytesIO(body))
         request._body = body
+        watch = scope.get("extensions", {}).get("gateway.disconnect_watch")
+        if watch is not None:
+            await self._respond_until_gone(request, send, watch)
+            return
+        # Any other server: a task waits for `http.disconnect` beside the one answering.
         responder = asyncio.ensure_future(self._respond(request, send))
         disconnect = asyncio.ensure_future(receive())
         try:
@@ -105,6 +110,27 @@ class DataPlaneHandler:
             await responder
         except asyncio.CancelledError:
             pass
+
+    async def _respond_until_gone(self, request: ASGIRequest, send, watch) -> None:
+        """Answer in this task; the server (apps.core.server) cancels it if the client goes away
+        first, which cancels the upstream call too."""
+        task = asyncio.current_task()
+        gone = False
+
+        def client_gone() -> None:
+            nonlocal gone
+            gone = True
+            task.cancel()
+
+        watch(client_gone)
+        try:
+            await self._respond(request, send)
+        except asyncio.CancelledError:
+            if not gone:
+                raise  # the server is stopping
+            task.uncancel()
+        finally:
+            watch(None)
 
     async def _respond(self, request: ASGIRequest, send) -> None:
         puts = [] if self.journal else None

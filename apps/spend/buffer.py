@@ -40,7 +40,7 @@ class SpendBuffer:
         self._records.append(record)
         if self._journal is not None:
             try:
-                put = spawn(self._journal_put(record), name="spend-journal-put")
+                put = self._journal.put_soon(record)
             except RuntimeError:  # no event loop here (a synchronous caller): the buffer alone
                 return
             waiting = pending_puts.get()
@@ -103,12 +103,6 @@ class SpendBuffer:
             return False
         self._journal_forget(batch)
         return True
-
-    async def _journal_put(self, record: SpendRecord) -> None:
-        try:
-            await self._journal.put(record)
-        except Exception:  # the record is still in the buffer: only a crash now would lose it
-            logger.warning("spend record not journaled (Redis unavailable?)", exc_info=True)
 
     def _journal_forget(self, batch: list[SpendRecord]) -> None:
         if self._journal is not None:

@@ -14,12 +14,14 @@ Without Redis there is no journal (one process, its memory: a crash loses the la
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import time
 
 from django.conf import settings
 
+from apps.core.background import spawn
 from apps.core.redis import AsyncRedisPerLoop, redis_enabled, redis_key, sync_redis
 from apps.spend.records import SpendRecord, record_from_json, record_to_json
 
@@ -35,13 +37,38 @@ def journal_key() -> str:
 
 
 class SpendJournal:
+    """Puts are coalesced: records queued while one HSET is in flight go together in the next,
+    so under load a process makes about one Redis write per round trip, not one per request."""
+
     def __init__(self) -> None:
         self._clients = AsyncRedisPerLoop()
+        self._queued: list[tuple[str, bytes, asyncio.Future]] = []
+        self._writer: asyncio.Task | None = None
+
+    def put_soon(self, record: SpendRecord) -> asyncio.Future:
+        """Queue the record; the future is done once it is in Redis, or once the put failed (logged:
+        the record is still in the buffer, only a crash now would lose it)."""
+        done = asyncio.get_running_loop().create_future()
+        # "<unix time>|<record JSON>": when it was put, for the recovery's age test.
+        self._queued.append((record.request_id, f"{time.time():.3f}|".encode() + record_to_json(record), done))
+        if self._writer is None or self._writer.done():
+            self._writer = spawn(self._write(), name="spend-journal-writer")
+        return done
 
     async def put(self, record: SpendRecord) -> None:
-        # "<unix time>|<record JSON>": when it was put, for the recovery's age test.
-        entry = f"{time.time():.3f}|".encode() + record_to_json(record)
-        await self._clients.get().hset(journal_key(), record.request_id, entry)
+        await self.put_soon(record)
+
+    async def _write(self) -> None:
+        while self._queued:
+            batch, self._queued = self._queued, []
+            try:
+                await self._clients.get().hset(journal_key(), mapping={rid: entry for rid, entry, _ in batch})
+            except Exception:
+                logger.warning("%d spend records not journaled (Redis unavailable?)", len(batch), exc_info=True)
+            finally:
+                for _, _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
 
     async def forget(self, request_ids: list[str]) -> None:
         if request_ids:

@@ -67,3 +67,44 @@ def test_records_written_by_their_own_process_leave_the_journal(gateway, make_de
 
     assert wait_for(lambda: not (set(ids) & _journaled_ids()), timeout=5)
     assert spend_journal_recover(older_than=0) == 0
+
+
+def test_puts_queued_while_a_write_is_due_go_in_one_redis_write():
+    """Under load a process writes the journal once per Redis round trip, not once per request."""
+    import asyncio
+    import uuid
+    from datetime import datetime, timezone
+    from decimal import Decimal
+
+    from apps.spend.journal import SpendJournal
+    from apps.spend.records import SpendRecord
+
+    now = datetime.now(timezone.utc)
+    records = [SpendRecord(
+        request_id=uuid.uuid4().hex, key_id=None, key_hash="", team_id=None, organization_id=None, user_id=None,
+        call_type="chat_completion", model="gpt-test", deployment_id=None, provider="openai",
+        upstream_model="gpt-test", prompt_tokens=1, completion_tokens=1, cached_tokens=0, reasoning_tokens=0,
+        usage_reported=True, cost=Decimal("0.01"), status="success", http_status=200, error_type="",
+        is_stream=False, latency_ms=1, start_time=now, end_time=now) for _ in range(40)]
+    writes = []
+
+    async def put_all() -> None:
+        journal = SpendJournal()
+        client = journal._clients.get()
+        write = client.hset
+
+        async def counted(*args, **kwargs):
+            writes.append(len(kwargs.get("mapping") or {}))
+            return await write(*args, **kwargs)
+
+        client.hset = counted
+        await asyncio.gather(*(journal.put_soon(record) for record in records[:30]))  # 30 requests at once
+        await journal.put(records[30])  # then one alone
+        await asyncio.gather(*(journal.put_soon(record) for record in records[31:]))
+        assert {record.request_id for record in records} <= _journaled_ids()
+        await journal.forget([record.request_id for record in records])
+
+    ids_before = _journaled_ids()
+    asyncio.run(put_all())
+    assert writes == [30, 1, 9]
+    assert _journaled_ids() == ids_before  # and forgotten again
