@@ -277,3 +277,12 @@ def _rows_move(cursor, quote, source: str, target: str) -> None:
     top_id = cursor.fetchone()[0]
     if top_id is not None:
         cursor.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)", [target, top_id])
+
+
+def monthly_partitioning(spec: MonthlyTable):
+    """The migration operation that moves `spec.table` into month partitions (and back, reversed)."""
+    from django.db import migrations
+
+    return migrations.RunPython(lambda apps, schema_editor: table_partition(schema_editor.connection, spec),
+                                lambda apps, schema_editor: table_unpartition(schema_editor.connection, spec),
+                                elidable=False)

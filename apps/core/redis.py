@@ -83,39 +83,44 @@ def _backoff() -> ExponentialBackoff:
     return ExponentialBackoff(cap=settings.REDIS_RETRY_BACKOFF_MAX, base=0.05)
 
 
-def _sync_retry():
-    from redis.retry import Retry
+def _client(*, asynchronous: bool):
+    """A client of the configured topology (REDIS_MODE): redis-py's asyncio flavour or its plain one."""
+    if asynchronous:
+        from redis.asyncio import cluster, sentinel
+        from redis.asyncio.retry import Retry
 
-    return Retry(_backoff(), settings.REDIS_RETRIES, supported_errors=_RETRIED_ERRORS)
+        plain, extra = aioredis.Redis, {"health_check_interval": 30}
+    else:
+        from redis import cluster, sentinel
+        from redis.retry import Retry
 
-
-def _async_retry():
-    from redis.asyncio.retry import Retry
-
-    return Retry(_backoff(), settings.REDIS_RETRIES, supported_errors=_RETRIED_ERRORS)
+        plain, extra = redis.Redis, {}
+    mode = settings.REDIS_MODE
+    common = _common(Retry(_backoff(), settings.REDIS_RETRIES, supported_errors=_RETRIED_ERRORS))
+    if mode == "cluster":
+        if settings.REDIS_CLUSTER_NODES:
+            nodes = [cluster.ClusterNode(host, port) for host, port in _nodes(settings.REDIS_CLUSTER_NODES)]
+            return cluster.RedisCluster(startup_nodes=nodes, **_url_options(), **common)
+        return cluster.RedisCluster.from_url(settings.REDIS_URL, **common)
+    if mode == "sentinel":
+        topology = sentinel.Sentinel(
+            _nodes(settings.REDIS_SENTINELS),
+            sentinel_kwargs=_sentinel_options(),
+            db=_url_db(), **_url_options(), **common,
+        )
+        return topology.master_for(settings.REDIS_SENTINEL_MASTER)
+    return plain.from_url(settings.REDIS_URL, **extra, **common)
 
 
 @lru_cache(maxsize=1)
 def sync_redis():
     """For the control plane (admin, management API, commands, Celery)."""
-    mode, common = settings.REDIS_MODE, _common(_sync_retry())
-    if mode == "cluster":
-        from redis.cluster import ClusterNode, RedisCluster
+    return _client(asynchronous=False)
 
-        if settings.REDIS_CLUSTER_NODES:
-            nodes = [ClusterNode(host, port) for host, port in _nodes(settings.REDIS_CLUSTER_NODES)]
-            return RedisCluster(startup_nodes=nodes, **_url_options(), **common)
-        return RedisCluster.from_url(settings.REDIS_URL, **common)
-    if mode == "sentinel":
-        from redis.sentinel import Sentinel
 
-        sentinel = Sentinel(
-            _nodes(settings.REDIS_SENTINELS),
-            sentinel_kwargs=_sentinel_options(),
-            db=_url_db(), **_url_options(), **common,
-        )
-        return sentinel.master_for(settings.REDIS_SENTINEL_MASTER)
-    return redis.Redis.from_url(settings.REDIS_URL, **common)
+def new_async_redis():
+    """For the data plane; one per event loop (see AsyncRedisPerLoop)."""
+    return _client(asynchronous=True)
 
 
 def _sentinel_options() -> dict:
@@ -123,28 +128,6 @@ def _sentinel_options() -> dict:
     if settings.REDIS_SENTINEL_PASSWORD:
         options["password"] = settings.REDIS_SENTINEL_PASSWORD
     return options
-
-
-def new_async_redis():
-    """For the data plane; one per event loop (see AsyncRedisPerLoop)."""
-    mode, common = settings.REDIS_MODE, _common(_async_retry())
-    if mode == "cluster":
-        from redis.asyncio.cluster import ClusterNode, RedisCluster
-
-        if settings.REDIS_CLUSTER_NODES:
-            nodes = [ClusterNode(host, port) for host, port in _nodes(settings.REDIS_CLUSTER_NODES)]
-            return RedisCluster(startup_nodes=nodes, **_url_options(), **common)
-        return RedisCluster.from_url(settings.REDIS_URL, **common)
-    if mode == "sentinel":
-        from redis.asyncio.sentinel import Sentinel
-
-        sentinel = Sentinel(
-            _nodes(settings.REDIS_SENTINELS),
-            sentinel_kwargs=_sentinel_options(),
-            db=_url_db(), **_url_options(), **common,
-        )
-        return sentinel.master_for(settings.REDIS_SENTINEL_MASTER)
-    return aioredis.Redis.from_url(settings.REDIS_URL, health_check_interval=30, **common)
 
 
 class AsyncRedisPerLoop:

@@ -4,25 +4,13 @@ keeps the plain table."""
 
 from django.db import migrations
 
-from apps.core.partitions import MonthlyTable, table_partition, table_unpartition
+from apps.core.partitions import MonthlyTable, monthly_partitioning
 
 AUDIT_LOG = MonthlyTable(table="core_auditlog", column="created_at")
 
 
-def partition(apps, schema_editor):
-    table_partition(schema_editor.connection, AUDIT_LOG)
-
-
-def unpartition(apps, schema_editor):
-    table_unpartition(schema_editor.connection, AUDIT_LOG)
-
-
 class Migration(migrations.Migration):
 
-    dependencies = [
-        ("core", "0001_initial"),
-    ]
+    dependencies = [("core", "0001_initial")]
 
-    operations = [
-        migrations.RunPython(partition, unpartition, elidable=False),
-    ]
+    operations = [monthly_partitioning(AUDIT_LOG)]

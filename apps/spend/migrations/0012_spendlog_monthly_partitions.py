@@ -8,26 +8,14 @@ with start_time, as partitioning requires. SQLite keeps the plain table.
 
 from django.db import migrations
 
-from apps.core.partitions import MonthlyTable, table_partition, table_unpartition
+from apps.core.partitions import MonthlyTable, monthly_partitioning
 
 # Spelled here, not imported: a migration keeps the table it was written for.
 SPEND_LOG = MonthlyTable(table="spend_spendlog", column="start_time", unique=("request_id",))
 
 
-def partition(apps, schema_editor):
-    table_partition(schema_editor.connection, SPEND_LOG)
-
-
-def unpartition(apps, schema_editor):
-    table_unpartition(schema_editor.connection, SPEND_LOG)
-
-
 class Migration(migrations.Migration):
 
-    dependencies = [
-        ("spend", "0011_hourly_spend"),
-    ]
+    dependencies = [("spend", "0011_hourly_spend")]
 
-    operations = [
-        migrations.RunPython(partition, unpartition, elidable=False),
-    ]
+    operations = [monthly_partitioning(SPEND_LOG)]
