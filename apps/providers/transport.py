@@ -31,6 +31,9 @@ class UpstreamTransport:
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
+                # No cookies: one tenant's upstream cookies (a CDN's, say) are not another's to send,
+                # and the jar's filtering of every request's URL is work the hot path need not do.
+                cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=True,
                 skip_auto_headers=("User-Agent",),
                 read_bufsize=2**16,

@@ -27,6 +27,7 @@ import base64
 import re
 import struct
 import time
+import uuid
 
 import orjson
 from aiohttp import web
@@ -179,7 +180,9 @@ class FakeOpenAIUpstream(FakeServer):
                 ],
                 "usage": _usage(),
                 "system_fingerprint": "fp_fake",
-            }
+            },
+            # As OpenAI's CDN does: a bot-management cookie on each answer.
+            headers={"Set-Cookie": f"__cf_bm={uuid.uuid4().hex}; path=/; HttpOnly; SameSite=None"},
         )
 
     async def _stream_chat(self, request: web.Request, body: dict) -> web.StreamResponse:

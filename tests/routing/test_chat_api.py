@@ -134,3 +134,14 @@ def test_cached_tokens_from_usage_details_are_passed_through(gateway, openai_cli
     make_deployment("gpt-test")
     reply = openai_client().chat.completions.create(model="gpt-test", messages=MESSAGES)
     assert reply.usage.prompt_tokens_details.cached_tokens == CACHED_TOKENS
+
+
+def test_an_upstreams_cookies_are_never_sent_back(fake_openai, make_deployment, openai_client):
+    """Upstream cookies (a CDN's) would be one tenant's, sent with the next tenant's requests."""
+    make_deployment("gpt-cookies", upstream_model="gpt-test",
+                    api_base=fake_openai.base_url.replace("127.0.0.1", "localhost"))  # a jar keeps no IP's cookies
+    client = openai_client()
+    for _ in range(2):
+        client.chat.completions.create(model="gpt-cookies", messages=[{"role": "user", "content": "hi"}])
+    sent = [r["headers"] for r in fake_openai.requests if r["path"] == "/v1/chat/completions"]
+    assert len(sent) == 2 and not any("Cookie" in headers or "cookie" in headers for headers in sent)
