@@ -75,7 +75,9 @@ def _run(args) -> None:
     generated = time.perf_counter() - started
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
-        cursor.execute("SELECT pg_size_pretty(pg_total_relation_size(%s))", [SpendLog._meta.db_table])
+        # A partitioned table's own size is 0: its months' tables hold the rows.
+        cursor.execute("SELECT pg_size_pretty(sum(pg_total_relation_size(relid))) FROM pg_partition_tree(%s)",
+                       [SpendLog._meta.db_table])
         size = cursor.fetchone()[0]
     rows = [("generate", f"{args.logs:,} logs", generated * 1000, generated * 1000)]
 

@@ -33,3 +33,41 @@ def delete_in_chunks(queryset, *, chunk: int = 5_000) -> int:
         with transaction.atomic():
             deleted += queryset.model.objects.filter(pk__in=ids).delete()[0]
     return deleted
+
+
+# Counting every row of a table of millions (spend logs) takes seconds: past this many, a list's
+# total is the planner's estimate (an unfiltered list) or this bound (a filtered one).
+COUNT_BOUND = 100_000
+
+
+def count_bounded(queryset, *, bound: int | None = None) -> tuple[int, bool]:
+    """(how many rows, whether that is exact). Counts at most bound + 1 rows; beyond, an
+    unfiltered queryset on PostgreSQL answers with the planner's estimate of its table (all its
+    partitions), any other with the bound."""
+    bound = COUNT_BOUND if bound is None else bound
+    counted = queryset.order_by()[: bound + 1].count()
+    if counted <= bound:
+        return counted, True
+    if not queryset.query.where and queryset.db and _vendor(queryset.db) == "postgresql":
+        return max(bound, table_rows_estimate(queryset.model._meta.db_table, using=queryset.db)), False
+    return bound, False
+
+
+def _vendor(alias: str) -> str:
+    from django.db import connections
+
+    return connections[alias].vendor
+
+
+def table_rows_estimate(table: str, *, using: str = "default") -> int:
+    """The planner's row count of a table, its partitions' added up (PostgreSQL, after ANALYZE or
+    autovacuum; 0 before)."""
+    from django.db import connections
+
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint FROM pg_partition_tree(%s) t "
+            "JOIN pg_class c ON c.oid = t.relid WHERE t.isleaf",
+            [table],
+        )
+        return cursor.fetchone()[0]

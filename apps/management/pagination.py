@@ -19,8 +19,14 @@ class PageQuery(serializers.Serializer):
     page_size = serializers.IntegerField(min_value=1, max_value=100, default=25)
 
 
-def page_of(items, *, page: int, size: int) -> tuple[list, int, int]:
-    """(the page's items, total count, total pages) of a queryset."""
-    total = items.count()
+def page_of(items, *, page: int, size: int, bounded: bool = False) -> tuple[list, int, int]:
+    """(the page's items, total count, total pages) of a queryset. `bounded`: for a table of
+    millions, the total is exact up to apps.core.db.COUNT_BOUND rows and an estimate beyond."""
+    if bounded:
+        from apps.core.db import count_bounded
+
+        total, _ = count_bounded(items)
+    else:
+        total = items.count()
     start = (page - 1) * size
     return list(items[start : start + size]), total, max(1, -(-total // size))

@@ -97,7 +97,7 @@ class SpendLogsApi(ManagementAPIView):
                 starts_from=data.get("starts_from"),
                 starts_before=data.get("starts_before"),
             )
-            page, total, pages = page_of(logs, page=data["page"], size=data["page_size"])
+            page, total, pages = page_of(logs, page=data["page"], size=data["page_size"], bounded=True)
             usernames, key_aliases = selectors.spend_log_owner_names(logs=page)
             rows = [s.spend_log_data(log, usernames=usernames, key_aliases=key_aliases) for log in page]
         return Response(rows, headers={"x-total-count": str(total), "x-total-pages": str(pages)})
