@@ -6,7 +6,7 @@ from django.contrib import admin, messages
 from apps.billing.models import BillingEvent, BillingWebhook
 from apps.billing.services import billing_events_replay
 from apps.core.fields import BoundedJSONAdminMixin
-from apps.core.pagination import LargeTablePaginator
+from apps.core.large_tables import LargeTablePaginator, RecentValuesFilter
 from apps.management.admin_hints import EmptyStateHintMixin
 
 
@@ -43,7 +43,7 @@ class BillingEventAdmin(EmptyStateHintMixin, _OperatorsOnly):
         "error_short",
     )
     # By date with a list filter, not date_hierarchy: its list of years reads every row.
-    list_filter = (("created_at", admin.DateFieldListFilter), "status", "entity_kind")
+    list_filter = (("created_at", admin.DateFieldListFilter), "status", ("entity_kind", RecentValuesFilter))
     search_fields = ("transaction_id", "external_subscription_id", "external_customer_id", "entity_id")
     show_full_result_count = False
     paginator = LargeTablePaginator

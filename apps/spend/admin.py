@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from apps.core.db_router import replica_reads
-from apps.core.pagination import LargeTablePaginator
+from apps.core.large_tables import LargeTablePaginator, RecentValuesFilter
 from apps.core.fields import BoundedJSONAdminMixin
 from apps.keys.models import VirtualKey
 from apps.management.admin_hints import EmptyStateHintMixin
@@ -109,7 +109,7 @@ class SpendLogAdmin(ReplicaReadsChangelistMixin, EmptyStateHintMixin, ReadOnlyAd
     )
     # By date with a list filter, not date_hierarchy: its list of years reads every row.
     list_filter = (("start_time", admin.DateFieldListFilter), UnpricedFilter, "status", "is_stream", "cache_hit",
-                   "provider", "call_type", "usage_reported")
+                   ("provider", RecentValuesFilter), ("call_type", RecentValuesFilter), "usage_reported")
     search_fields = ("request_id", "model", "key_hash", "=end_user")
     show_full_result_count = False  # counting a large log table is the slow part
     paginator = LargeTablePaginator

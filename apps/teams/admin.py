@@ -7,7 +7,7 @@ from django.db.models import Q
 from django.urls import reverse
 
 from apps.core.models import AuditLog
-from apps.core.pagination import LargeTablePaginator
+from apps.core.large_tables import LargeTablePaginator, RecentValuesFilter
 from apps.keys.selectors import virtual_key_list
 from apps.management.admin_hints import EmptyStateHintMixin
 from apps.management.admin_scope import (
@@ -244,7 +244,8 @@ class AuditLogAdmin(OrganizationScopedAdmin):
     organization_path = "organization_id"
     list_display = ("created_at", "actor", "via", "action", "object_type", "object_repr", "ip", "request_id")
     # By date with a list filter, not date_hierarchy: its list of years reads every row.
-    list_filter = (("created_at", admin.DateFieldListFilter), "action", "via", "object_type")
+    list_filter = (("created_at", admin.DateFieldListFilter), "action", ("via", RecentValuesFilter),
+                   ("object_type", RecentValuesFilter))
     search_fields = ("actor", "=object_id", "object_repr", "=request_id")
     show_full_result_count = False
     paginator = LargeTablePaginator
