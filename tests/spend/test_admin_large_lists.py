@@ -57,7 +57,12 @@ def test_a_list_of_many_rows_is_counted_up_to_the_bound_only(admin_client, monke
         response = admin_client.get(path)
     assert response.status_code == 200
     assert not whole_table_reads(captured.captured_queries, table)
-    assert response.context["cl"].result_count == 3  # the bound (estimates come from ANALYZE, not run here)
+    if connection.vendor == "postgresql":  # unfiltered: the planner's estimate, whatever ANALYZE last saw
+        from apps.core.db import table_rows_estimate
+
+        assert response.context["cl"].result_count == max(3, table_rows_estimate(table))
+    else:
+        assert response.context["cl"].result_count == 3  # the bound
     # Narrowed by date, as the list filter does: still answered.
     since = (now - timedelta(days=1)).isoformat()
     field = {"spend": "start_time", "billing": "created_at", "audit": "created_at"}[make]
