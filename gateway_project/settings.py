@@ -370,6 +370,11 @@ GATEWAY_PLAYGROUND_CREDENTIAL_TTL = env_float("GATEWAY_PLAYGROUND_CREDENTIAL_TTL
 # Spend records are written in batches: every interval, or sooner when a batch fills.
 GATEWAY_SPEND_FLUSH_INTERVAL = env_float("GATEWAY_SPEND_FLUSH_INTERVAL", 1.0)
 GATEWAY_SPEND_BATCH_SIZE = env_int("GATEWAY_SPEND_BATCH_SIZE", 500)
+# Backpressure: past this many records waiting for the writer, an answer waits (at most
+# GATEWAY_SPEND_BACKPRESSURE_WAIT seconds) until the writer has made room, so a writer slower than
+# the requests (SQLite at ~1,000 req/s) paces them instead of growing the process without bound.
+GATEWAY_SPEND_BUFFER_MAX = env_int("GATEWAY_SPEND_BUFFER_MAX", 20_000)
+GATEWAY_SPEND_BACKPRESSURE_WAIT = env_float("GATEWAY_SPEND_BACKPRESSURE_WAIT", 1.0)
 # Stored /v1/responses (for GET and previous_response_id) are deleted this many seconds after
 # their creation by the hourly purge task (0: kept until deleted). OpenAI keeps them 30 days.
 GATEWAY_RESPONSES_RETENTION = env_float("GATEWAY_RESPONSES_RETENTION", 30 * 86400.0)

@@ -23,6 +23,7 @@ from django.urls import Resolver404, get_resolver
 from apps.core.edge import BodyTooLarge, ClientGone, body_too_large, declared_length, read_body, send_error
 from apps.core.errors import GatewayError, internal_error, not_found
 from apps.core.redis import redis_enabled
+from apps.spend.buffer import spend_buffer
 from apps.spend.journal import pending_puts
 
 logger = logging.getLogger(__name__)
@@ -143,6 +144,8 @@ class DataPlaneHandler:
             except Exception:
                 logger.exception("unhandled error on %s", request.path)
                 response = internal_error().to_response()
+            if spend_buffer.full():  # the spend writer is behind: pace the answers to it
+                await spend_buffer.room_wait(settings.GATEWAY_SPEND_BACKPRESSURE_WAIT)
             try:
                 await _send_response(response, send, puts)
             except OSError:

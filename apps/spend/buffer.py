@@ -35,6 +35,7 @@ class SpendBuffer:
         self.written = 0
         self._spill = None
         self._journal = None
+        self._room: asyncio.Event | None = None  # set while the backlog is within GATEWAY_SPEND_BUFFER_MAX
 
     def add(self, record: SpendRecord) -> None:
         self._records.append(record)
@@ -48,6 +49,20 @@ class SpendBuffer:
                 waiting.append(put)
         if self._wakeup is not None and len(self._records) >= settings.GATEWAY_SPEND_BATCH_SIZE:
             self._wakeup.set()
+        if self._room is not None and len(self._records) > settings.GATEWAY_SPEND_BUFFER_MAX:
+            self._room.clear()
+
+    def full(self) -> bool:
+        return len(self._records) > settings.GATEWAY_SPEND_BUFFER_MAX
+
+    async def room_wait(self, timeout: float) -> None:
+        """Until the writer has brought the backlog back within the bound, or `timeout` (a database
+        that is down must not stop the answers: its records wait in memory, or in the spill)."""
+        if self._room is not None and not self._room.is_set():
+            try:
+                await asyncio.wait_for(self._room.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
 
     def __len__(self) -> int:
         return len(self._records)
@@ -58,6 +73,8 @@ class SpendBuffer:
             self._spill = spill_for_process()
             self._journal = journal_for_process()
             self._wakeup = asyncio.Event()
+            self._room = asyncio.Event()
+            self._room.set()
             self._task = asyncio.get_running_loop().create_task(self._run(), name="spend-flusher")
 
     async def stop(self) -> None:
@@ -102,6 +119,8 @@ class SpendBuffer:
                 self._records.extendleft(reversed(batch))
             return False
         self._journal_forget(batch)
+        if self._room is not None and len(self._records) <= settings.GATEWAY_SPEND_BUFFER_MAX:
+            self._room.set()
         return True
 
     def _journal_forget(self, batch: list[SpendRecord]) -> None:

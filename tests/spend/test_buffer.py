@@ -193,3 +193,40 @@ def test_a_record_the_database_refuses_is_kept_without_its_payloads(make_key, mo
     assert spend_logs_write_batch(records=[record(key), unstorable]) == 2
     stored = SpendLog.objects.get(request_id=unstorable.request_id)
     assert stored.response is None and stored.cost == Decimal("0.5")
+
+
+def test_past_the_bound_answers_wait_for_the_writer(gateway, make_deployment, make_key, settings, monkeypatch):
+    """A spend writer slower than the requests paces them (backpressure) instead of its backlog,
+    and the process, growing without bound: past GATEWAY_SPEND_BUFFER_MAX an answer waits for it."""
+    import threading
+
+    import httpx
+
+    from apps.spend import buffer
+
+    settings.GATEWAY_SPEND_BUFFER_MAX = 0
+    settings.GATEWAY_SPEND_BACKPRESSURE_WAIT = 30.0
+    writer_may_go = threading.Event()
+    write = buffer.spend_logs_write_batch
+
+    def slow_write(*, records):
+        writer_may_go.wait(30)
+        return write(records=records)
+
+    monkeypatch.setattr(buffer, "spend_logs_write_batch", slow_write)
+    make_deployment("gpt-test")
+    _, raw_key = make_key()
+    answers = []
+
+    def ask() -> None:
+        with httpx.Client(base_url=gateway.url, timeout=60) as client:
+            answers.append(client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {raw_key}"},
+                                       json={"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}))
+
+    asking = threading.Thread(target=ask)
+    asking.start()
+    asking.join(2.0)
+    assert asking.is_alive() and not answers  # its record is over the bound: the answer waits for the writer
+    writer_may_go.set()
+    asking.join(30)
+    assert [answer.status_code for answer in answers] == [200]
