@@ -48,7 +48,7 @@ def count_bounded(queryset, *, bound: int | None = None) -> tuple[int, bool]:
     counted = queryset.order_by()[: bound + 1].count()
     if counted <= bound:
         return counted, True
-    if not queryset.query.where and queryset.db and _vendor(queryset.db) == "postgresql":
+    if not queryset.query.where and _vendor(queryset.db) == "postgresql":
         return max(bound, table_rows_estimate(queryset.model._meta.db_table, using=queryset.db)), False
     return bound, False
 

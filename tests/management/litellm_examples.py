@@ -641,7 +641,8 @@ MODEL_EXAMPLES = [
     ex("model-new-team-model", TEAM_MODEL_ADD, "POST", "/model/new",
        body={"model_name": "my-team-model",
              "litellm_params": {"model": "openai/gpt-4o", "custom_llm_provider": "openai", "api_key": "******ccb07",
-                                "api_base": "https://my-endpoint-sweden-berri992.openai.azure.com",
+                                # The documented host, under .invalid: stored only, never resolvable.
+                                "api_base": "https://my-endpoint-sweden-berri992.openai.azure.invalid",
                                 "api_version": "2023-12-01-preview"},
              "model_info": {"team_id": "e59e2671-a064-436a-a0fa-16ae96e5a0a1"}},
        expect_fields=["model_id"], setup={"teams": {"e59e2671-a064-436a-a0fa-16ae96e5a0a1": {}}},
