@@ -135,7 +135,7 @@ class AsyncRedisPerLoop:
     loop it was made on; tests (and the Celery worker's asyncio.run) start new loops, and only
     the newest is kept."""
 
-    __slots__ = ("_loop_id", "_client", "_on_new")
+    __slots__ = ("_client", "_loop_id", "_on_new")
 
     def __init__(self, on_new=None) -> None:
         self._loop_id: int | None = None
@@ -196,12 +196,24 @@ def publish_command() -> str:
 def register_script(client, source: str):
     """An async callable running the Lua `source` on `client`: EVALSHA, and EVAL where the server
     does not have it yet (a new node, a failed-over master, a flushed cache). Not the client's own
-    Script: on a cluster, many first calls at once made its SCRIPT LOAD race the evaluations."""
+    Script: on a cluster, many first calls at once made its SCRIPT LOAD race the evaluations.
+    On one plain-TCP server the calls go down a pipelined connection (apps.core.redis_pipeline)."""
     import hashlib
 
     from redis.exceptions import NoScriptError
 
+    from apps.core.redis_pipeline import pipelined_connection
+
     sha = hashlib.sha1(source.encode()).hexdigest()
+    pipe = pipelined_connection(client)
+    if pipe is not None:  # one server over plain TCP: the request path's fast lane
+        async def run_pipelined(keys=(), args=()):
+            try:
+                return await pipe.call("EVALSHA", sha, len(keys), *keys, *args)
+            except NoScriptError:
+                return await pipe.call("EVAL", source, len(keys), *keys, *args)
+
+        return run_pipelined
 
     async def run(keys=(), args=()):
         try:
