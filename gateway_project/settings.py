@@ -390,6 +390,9 @@ GATEWAY_SPEND_METADATA_MAX_BYTES = env_int("GATEWAY_SPEND_METADATA_MAX_BYTES", 8
 GATEWAY_UPSTREAM_TIMEOUT = env_float("GATEWAY_UPSTREAM_TIMEOUT", 600.0)
 GATEWAY_UPSTREAM_CONNECT_TIMEOUT = env_float("GATEWAY_UPSTREAM_CONNECT_TIMEOUT", 10.0)
 GATEWAY_UPSTREAM_POOL_SIZE = env_int("GATEWAY_UPSTREAM_POOL_SIZE", 1000)
+# Whole (non-streamed) upstream answers through the lean HTTP/1.1 client (apps.providers.http1);
+# off: every call through aiohttp, as streams always go.
+GATEWAY_UPSTREAM_LEAN_CLIENT = env_bool("GATEWAY_UPSTREAM_LEAN_CLIENT", True)
 
 # Optional JWT auth: tokens signed by an identity provider whose keys are published at a JWKS URL.
 GATEWAY_JWT_JWKS_URL = env_str("GATEWAY_JWT_JWKS_URL")

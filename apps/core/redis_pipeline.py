@@ -61,21 +61,9 @@ def pipelined_connection(client) -> PipelinedConnection | None:
 
 
 def _packed(args: tuple) -> bytes:
-    """One command in RESP, encoded as redis-py encodes its arguments."""
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        if isinstance(arg, bytes):
-            value = arg
-        elif isinstance(arg, str):
-            value = arg.encode()
-        elif isinstance(arg, int):
-            value = b"%d" % arg
-        elif isinstance(arg, float):
-            value = repr(arg).encode()
-        else:
-            raise TypeError(f"Redis argument of type {type(arg).__name__}")
-        parts.append(b"$%d\r\n%b\r\n" % (len(value), value))
-    return b"".join(parts)
+    """One command in RESP, its arguments encoded as redis-py encodes them (hiredis's packer, in C:
+    a limits script has some forty arguments)."""
+    return hiredis.pack_command(args)
 
 
 class _Lost(Exception):

@@ -1,0 +1,287 @@
+"""The lean HTTP/1.1 client for whole upstream answers (apps.providers.http1), against raw servers on
+loopback: every framing an upstream may use, connection reuse, and every way a call can fail."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+
+import aiohttp
+import pytest
+
+from apps.providers.http1 import LeanHttpClient, UpstreamCut
+
+BODY = b'{"ok": true}'
+
+
+@contextlib.asynccontextmanager
+async def raw_server(answer):
+    """A server whose every request (read up to its body) gets `answer(request_bytes, writer)`;
+    yields (url, state) where state counts connections and keeps the requests."""
+    state = {"connections": 0, "open": 0, "max_open": 0, "requests": []}
+
+    async def handle(reader, writer):
+        state["connections"] += 1
+        state["open"] += 1
+        state["max_open"] = max(state["max_open"], state["open"])
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                body = await reader.readexactly(length)
+                state["requests"].append(head + body)
+                if await answer(head + body, writer) is False:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            state["open"] -= 1
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/chat/completions?x=1", state
+    finally:
+        server.close()
+
+
+def with_length(body=BODY, extra=b""):
+    async def answer(request, writer):
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n%sContent-Length: %d\r\n\r\n%s"
+                     % (extra, len(body), body))
+    return answer
+
+
+def post(client, url, *, total=5.0, headers=None, body=b'{"model": "m"}'):
+    return client.post(url, headers or {"Authorization": "Bearer sk-test"}, body, total=total, connect=2.0)
+
+
+def test_a_request_goes_out_as_one_plain_http11_post_and_connections_are_reused():
+    async def main():
+        async with raw_server(with_length()) as (url, state):
+            client = LeanHttpClient(limit=10)
+            for _ in range(3):
+                response = await post(client, url)
+                assert (response.status, await response.read()) == (200, BODY)
+                assert response.headers["content-type"] == "application/json"
+            assert state["connections"] == 1
+            head = state["requests"][0].split(b"\r\n")
+            assert head[0] == b"POST /v1/chat/completions?x=1 HTTP/1.1"
+            assert b"Authorization: Bearer sk-test" in head and b"Content-Length: 14" in head
+            assert any(line.startswith(b"Host: 127.0.0.1:") for line in head)
+            client.close()
+
+    asyncio.run(main())
+
+
+def test_chunked_and_until_close_answers_are_read_whole():
+    async def chunked(request, writer):
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"5\r\n{\"ok\"\r\n7\r\n: true}\r\n0\r\n\r\n")
+
+    async def until_close(request, writer):
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + BODY)
+        await writer.drain()
+        return False
+
+    async def main():
+        client = LeanHttpClient(limit=10)
+        for answer in (chunked, until_close):
+            async with raw_server(answer) as (url, state):
+                for _ in range(2):
+                    response = await post(client, url)
+                    assert await response.read() == BODY
+                expected = 1 if answer is chunked else 2  # a closed connection is not reused
+                assert state["connections"] == expected
+        client.close()
+
+    asyncio.run(main())
+
+
+def test_an_interim_100_and_a_gzip_answer():
+    packed = gzip.compress(BODY)
+
+    async def answer(request, writer):
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s"
+                     % (len(packed), packed))
+
+    async def main():
+        async with raw_server(answer) as (url, _):
+            client = LeanHttpClient(limit=10)
+            response = await post(client, url)
+            assert (response.status, await response.read()) == (200, BODY)
+            client.close()
+
+    asyncio.run(main())
+
+
+def test_an_error_status_is_an_answer_with_its_headers():
+    error = b'{"error": {"message": "slow down"}}'
+
+    async def too_many(request, writer):
+        writer.write(b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 3\r\nContent-Length: %d\r\n\r\n%s"
+                     % (len(error), error))
+
+    async def main():
+        async with raw_server(too_many) as (url, _):
+            client = LeanHttpClient(limit=10)
+            response = await post(client, url)
+            assert (response.status, response.headers["retry-after"], await response.read()) == (429, "3", error)
+            client.close()
+
+    asyncio.run(main())
+
+
+def test_a_cut_before_the_head_is_an_upstream_cut_and_after_it_a_read_error():
+    async def hang_up(request, writer):
+        return False
+
+    async def half(request, writer):
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"partial")
+        await writer.drain()
+        return False
+
+    async def main():
+        client = LeanHttpClient(limit=10)
+        async with raw_server(hang_up) as (url, state):
+            with pytest.raises(UpstreamCut):
+                await post(client, url)
+            assert len(state["requests"]) == 1  # a new connection's cut is not tried again
+        async with raw_server(half) as (url, _):
+            response = await post(client, url)
+            assert response.status == 200
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await response.read()
+        client.close()
+
+    asyncio.run(main())
+
+
+def test_timeouts_before_and_after_the_head():
+    async def silent(request, writer):
+        await asyncio.sleep(10)
+
+    async def head_only(request, writer):
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+        await asyncio.sleep(10)
+
+    async def main():
+        client = LeanHttpClient(limit=10)
+        async with raw_server(silent) as (url, _):
+            with pytest.raises(asyncio.TimeoutError):
+                await post(client, url, total=0.2)
+        async with raw_server(head_only) as (url, _):
+            response = await post(client, url, total=0.2)
+            with pytest.raises(asyncio.TimeoutError):
+                await response.read()
+        client.close()
+
+    asyncio.run(main())
+
+
+def test_a_cancelled_call_closes_its_connection_instead_of_reusing_it():
+    async def slow(request, writer):
+        await asyncio.sleep(0.3)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(BODY), BODY))
+
+    async def main():
+        async with raw_server(slow) as (url, state):
+            client = LeanHttpClient(limit=10)
+            call = asyncio.ensure_future(post(client, url))
+            await asyncio.sleep(0.1)
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            response = await post(client, url)  # a new connection: the old one's answer is not read as this one's
+            assert await response.read() == BODY
+            assert state["connections"] == 2
+            await asyncio.sleep(0.1)
+            assert state["open"] == 1  # the cancelled call's connection is closed, the new one kept
+            client.close()
+
+    asyncio.run(main())
+
+
+def test_the_connection_limit_holds_and_an_idle_connection_closed_by_the_server_is_not_used():
+    async def slow(request, writer):
+        await asyncio.sleep(0.05)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(BODY), BODY))
+        return False  # closes after each answer, as a server with a short keep-alive does
+
+    async def main():
+        async with raw_server(slow) as (url, state):
+            client = LeanHttpClient(limit=2)
+            answers = await asyncio.gather(*(post(client, url) for _ in range(6)))
+            assert [a.status for a in answers] == [200] * 6
+            assert state["max_open"] <= 2
+            assert state["connections"] >= 6  # none was used after the server closed it
+            await asyncio.sleep(0.05)
+            assert (await post(client, url)).status == 200
+            client.close()
+
+    asyncio.run(main())
+
+
+def test_a_header_with_a_line_break_is_refused_before_anything_is_sent():
+    async def main():
+        async with raw_server(with_length()) as (url, state):
+            client = LeanHttpClient(limit=10)
+            with pytest.raises(ValueError):
+                await post(client, url, headers={"X-Team": "a\r\nX-Injected: 1"})
+            assert state["requests"] == []
+            client.close()
+
+    asyncio.run(main())
+
+
+def test_a_refused_connection_is_an_os_error():
+    async def main():
+        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        server.close()
+        await server.wait_closed()
+        client = LeanHttpClient(limit=10)
+        with pytest.raises(OSError):
+            await post(client, f"http://127.0.0.1:{port}/v1/x")
+
+    asyncio.run(main())
+
+
+def test_a_kept_connection_the_upstream_closed_unanswered_is_tried_again_once_on_a_new_one():
+    served = {}
+
+    async def one_per_connection(request, writer):
+        # A second request on a connection meets the server's idle close: no answer, hung up.
+        if served.get(id(writer)):
+            return False
+        served[id(writer)] = True
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(BODY), BODY))
+
+    async def main():
+        async with raw_server(one_per_connection) as (url, state):
+            client = LeanHttpClient(limit=10)
+            assert await (await post(client, url)).read() == BODY
+            assert await (await post(client, url)).read() == BODY
+            assert state["connections"] == 2 and len(state["requests"]) == 3
+            client.close()
+
+    asyncio.run(main())
+
+
+def test_a_second_answer_to_one_request_drops_the_connection():
+    async def twice(request, writer):
+        answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(BODY), BODY)
+        writer.write(answer + answer.replace(b"true", b"fals"))
+
+    async def main():
+        async with raw_server(twice) as (url, state):
+            client = LeanHttpClient(limit=10)
+            for _ in range(2):  # each answer is its request's own, never the extra one
+                assert await (await post(client, url)).read() == BODY
+            assert state["connections"] == 2
+            client.close()
+
+    asyncio.run(main())
