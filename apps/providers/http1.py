@@ -1,15 +1,17 @@
-"""A lean HTTP/1.1 client for whole (non-streamed) upstream answers: the request path's common call.
+"""A lean HTTP/1.1 client for the request path's common upstream call: a POST of bytes, answered
+whole or streamed.
 
-aiohttp stays for streams and chunked uploads. For a POST of bytes answered whole, its general
-machinery (a task per request to write the body, a StreamReader, timer objects, tracing hooks,
-cookie and redirect handling) was a sixth of the process's time under load. This client writes
-the request in one `transport.write`, parses the answer with httptools (llhttp, as uvicorn's
-server side does), and keeps connections per (scheme, host, port) for reuse.
+aiohttp stays for the rest (GETs, chunked uploads). For a POST its general machinery (a task per
+request to write the body, a StreamReader, timer objects, tracing hooks, cookie and redirect
+handling) was a sixth of the process's time under load. This client writes the request in one
+`transport.write`, parses the answer with httptools (llhttp, as uvicorn's server side does), and
+keeps connections per (scheme, host, port) for reuse.
 
 What it does the same as the aiohttp transport: one connection limit for the process
-(GATEWAY_UPSTREAM_POOL_SIZE), the connect and total timeouts, TLS with the system's trust store,
-no cookies, no redirects, no proxy from the environment, gzip and deflate answers decompressed.
-A connection that was cut or whose answer was not read to the end is never reused.
+(GATEWAY_UPSTREAM_POOL_SIZE), the connect and total (or, streamed, between-reads) timeouts, TLS
+with the system's trust store, no cookies, no redirects, no proxy from the environment, gzip and
+deflate answers decompressed. A connection that was cut or whose answer was not read to the end is
+never reused; a streamed answer's reader that falls behind stops the socket being read.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 # A pooled connection idle longer than this is closed rather than reused (aiohttp's keepalive_timeout).
 IDLE_SECONDS = 60.0
+# Header lines of one answer (aiohttp bounds a head too); past it the answer is refused.
+MAX_HEADERS = 256
+# Bytes of a streamed answer held for a reader that is behind before the socket stops being read.
+STREAM_BUFFER_HIGH = 256 * 1024
 
 
 class UpstreamCut(Exception):
@@ -57,13 +63,74 @@ class WholeResponse:
         pass
 
 
+class _StreamedBody:
+    """`response.content`: the body's pieces as they come, as aiohttp's StreamReader.iter_any()."""
+
+    __slots__ = ("_response",)
+
+    def __init__(self, response: StreamedResponse) -> None:
+        self._response = response
+
+    async def iter_any(self):
+        response = self._response
+        while (chunk := await response._next()) is not None:
+            yield chunk
+
+
+class StreamedResponse:
+    """An answer whose head is in and whose body is read as it comes: the part of
+    aiohttp.ClientResponse's interface the callers use. release() keeps the connection when the
+    body was read to its end; otherwise, and on close(), the connection is dropped, so the upstream
+    stops generating."""
+
+    __slots__ = ("_client", "_connection", "_decompress", "_pool_key", "_read_timeout", "content", "headers", "status")
+
+    def __init__(self, client: LeanHttpClient, connection: _Connection, pool_key: tuple, read_timeout: float) -> None:
+        self._client, self._connection, self._pool_key = client, connection, pool_key
+        self._read_timeout = read_timeout
+        self.status, self.headers = connection.head()
+        encoding = self.headers.get("Content-Encoding", "").lower()
+        self._decompress = (zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding in ("gzip", "x-gzip")
+                            else zlib.decompressobj() if encoding == "deflate" else None)
+        self.content = _StreamedBody(self)
+
+    async def _next(self) -> bytes | None:
+        connection = self._connection
+        if connection is None:
+            return None
+        chunk = await connection.next_chunk(self._read_timeout)
+        if self._decompress is not None:
+            try:
+                chunk = self._decompress.flush() if chunk is None else self._decompress.decompress(chunk)
+            except zlib.error as exc:
+                raise aiohttp.ClientPayloadError(f"The upstream's compressed answer is corrupt: {exc}") from None
+            if chunk == b"" and not connection.complete:
+                return await self._next()
+            if chunk == b"":
+                return None
+        return chunk
+
+    async def read(self) -> bytes:
+        return b"".join([chunk async for chunk in self.content.iter_any()])
+
+    def release(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            self._client._done_with(connection, self._pool_key, keep=connection.complete and connection.keep_alive)
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            self._client._done_with(connection, self._pool_key, keep=False)
+
+
 class _OutOfStep(Exception):
     pass
 
 
 class _Connection(asyncio.Protocol):
-    __slots__ = ("_body", "_done", "_headers", "_parser", "closed", "head_done", "idle_since", "keep_alive",
-                 "transport")
+    __slots__ = ("_body", "_buffered", "_done", "_error", "_headers", "_parser", "_paused", "_waiter", "bytes_received",
+                 "closed", "complete", "head_done", "idle_since", "keep_alive", "streamed", "transport")
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -75,6 +142,15 @@ class _Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         self.head_done = False
         self.keep_alive = False
+        self.bytes_received = False
+        # A streamed answer: `_done` resolves with the head; the body's chunks queue in `_body`
+        # for next_chunk(), which `_waiter` wakes.
+        self.streamed = False
+        self.complete = False
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future | None = None
+        self._buffered = 0
+        self._paused = False
 
     # --- asyncio.Protocol
 
@@ -85,11 +161,13 @@ class _Connection(asyncio.Protocol):
         if self._parser is None:  # bytes while idle: the connection is out of step
             self.abort()
             return
+        self.bytes_received = True
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserCallbackError:  # (_OutOfStep) the answer, if whole, stands
+        except httptools.HttpParserCallbackError:  # (_OutOfStep) an answer already whole stands
             self.keep_alive = False
-            self._finish(aiohttp.ClientPayloadError("The upstream's answer is out of step with the request."))
+            self._finish(aiohttp.ClientPayloadError("The upstream's answer is out of step with the request "
+                                                    "or its head is endless."))
         except httptools.HttpParserUpgrade:
             self._finish(aiohttp.ClientPayloadError("The upstream switched protocols."))
         except httptools.HttpParserError as exc:
@@ -97,6 +175,14 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self.closed = True
+        if self.streamed and self.head_done:
+            if not self.complete and self._error is None:
+                if self._read_until_close():
+                    self.complete = True
+                else:
+                    self._error = aiohttp.ClientPayloadError("The upstream closed the connection mid-answer.")
+            self._wake()
+            return
         if self._done is not None and not self._done.done():
             if self.head_done and self._read_until_close():
                 self._done.set_result(None)  # an answer with no length ends when the connection does
@@ -108,27 +194,41 @@ class _Connection(asyncio.Protocol):
     # --- httptools callbacks
 
     def on_message_begin(self) -> None:
-        if self._done is not None and self._done.done():
+        if self.complete if self.streamed else (self._done is not None and self._done.done()):
             # A second answer to one request: the connection is out of step. The first answer
             # stands; the rest is not read and the connection is dropped.
             raise _OutOfStep
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        if len(self._headers) > MAX_HEADERS:
+            raise _OutOfStep  # an endless head is not an answer
 
     def on_headers_complete(self) -> None:
         if self._parser.get_status_code() < 200:  # an interim answer (100 Continue): the real one follows
             self._headers = []
             return
         self.head_done = True
+        if self.streamed and not self._done.done():
+            self._done.set_result(None)
 
     def on_body(self, body: bytes) -> None:
         self._body.append(body)
+        if self.streamed:
+            self._buffered += len(body)
+            if self._buffered > STREAM_BUFFER_HIGH and not self._paused:
+                self._paused = True  # the reader is behind: let TCP hold the rest
+                self.transport.pause_reading()
+            self._wake()
 
     def on_message_complete(self) -> None:
         if self.head_done:
             self.keep_alive = self._parser.should_keep_alive()  # llhttp forgets it once the message ends
-            self._finish(None)
+            if self.streamed:
+                self.complete = True
+                self._wake()
+            else:
+                self._finish(None)
 
     # --- the client's side
 
@@ -136,7 +236,19 @@ class _Connection(asyncio.Protocol):
         names = {name.lower() for name, _ in self._headers}
         return "content-length" not in names and "transfer-encoding" not in names
 
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     def _finish(self, error: BaseException | None) -> None:
+        if self.streamed and self.head_done:
+            if error is not None:
+                if not self.complete and self._error is None:
+                    self._error = error
+                self._wake()
+                self.abort()
+            return
         if self._done is not None and not self._done.done():
             if error is None:
                 self._done.set_result(None)
@@ -145,9 +257,13 @@ class _Connection(asyncio.Protocol):
         if error is not None:
             self.abort()
 
-    def start(self, loop: asyncio.AbstractEventLoop, request: bytes) -> asyncio.Future:
+    def start(self, loop: asyncio.AbstractEventLoop, request: bytes, *, streamed: bool = False) -> asyncio.Future:
+        """Send `request`; the future resolves when the whole answer is in (or, `streamed`, its head)."""
         self._parser = httptools.HttpResponseParser(self)
         self._headers, self._body, self.head_done, self.keep_alive = [], [], False, False
+        self.streamed, self.complete, self._error, self._buffered, self.bytes_received = streamed, False, None, 0, False
+        if streamed:
+            self._body = collections.deque()
         self._done = loop.create_future()
         if self.closed or self.transport.is_closing():
             self._done.set_exception(UpstreamCut("the connection was closed"))
@@ -162,6 +278,33 @@ class _Connection(asyncio.Protocol):
         body = b"".join(self._body)
         self._parser, self._done, self._body = None, None, []
         return parser.get_status_code(), headers, body, reusable
+
+    async def next_chunk(self, timeout: float | None) -> bytes | None:
+        """The next piece of a streamed body as it came (None at its end), waiting at most
+        `timeout` seconds for one."""
+        while True:
+            if self._body:
+                chunk = self._body.popleft()
+                self._buffered -= len(chunk)
+                if self._paused and self._buffered < STREAM_BUFFER_HIGH // 4:
+                    self._paused = False
+                    self.transport.resume_reading()
+                return chunk
+            if self.complete:
+                return None
+            if self._error is not None:
+                raise self._error
+            if self.closed:
+                raise aiohttp.ClientPayloadError("The upstream closed the connection mid-answer.")
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._waiter
+            finally:
+                self._waiter = None
+
+    def head(self) -> tuple[int, CIMultiDictProxy]:
+        return self._parser.get_status_code(), CIMultiDictProxy(CIMultiDict(self._headers))
 
     def abort(self) -> None:
         self.closed = True
@@ -205,17 +348,7 @@ class LeanHttpClient:
         before the head, or UpstreamCut/OSError when no answer came; a failure after the head is
         the response's read() error."""
         target = self._target(url)
-        lines = [f"POST {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n"]
-        for name, value in headers.items():
-            lower = name.lower()
-            if lower in ("host", "content-length", "transfer-encoding", "connection"):
-                continue
-            if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
-                # A header that would end the head early (a value from a client or a config).
-                raise ValueError(f"The header {name!r} holds a line break or its name a colon.")
-            lines.append(f"{name}: {value}\r\n")
-        lines.append(f"Content-Length: {len(body)}\r\n\r\n")
-        request = "".join(lines).encode() + body
+        request = _post_bytes(target, headers, body)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + total
         async with self._slots:
@@ -237,7 +370,7 @@ class LeanHttpClient:
                         # A kept connection the upstream closed as it went idle (its FIN not seen
                         # here yet): no byte of an answer came, so the request goes again, once,
                         # on a new connection. A new connection's cut is the caller's error.
-                        if reused and attempt == 1:
+                        if reused and attempt == 1 and not connection.bytes_received:
                             continue
                         raise
                     except TimeoutError as exc:
@@ -247,6 +380,8 @@ class LeanHttpClient:
                         status, answer_headers, _, _ = connection.answer()
                         return WholeResponse(status, answer_headers, b"", TimeoutError(str(exc)))
                     except aiohttp.ClientPayloadError as exc:
+                        if not connection.head_done:  # no answer's head: nothing of an answer exists
+                            raise UpstreamCut(str(exc)) from None
                         status, answer_headers, _, _ = connection.answer()
                         return WholeResponse(status, answer_headers, b"", exc)
                     status, answer_headers, raw, reusable = connection.answer()
@@ -266,6 +401,52 @@ class LeanHttpClient:
                 return WholeResponse(status, answer_headers, b"",
                                      aiohttp.ClientPayloadError(f"The upstream's {encoding} answer is corrupt: {exc}"))
         return WholeResponse(status, answer_headers, raw, None)
+
+    async def post_streamed(self, url: str, headers: dict[str, str], body: bytes, *, read_timeout: float,
+                            connect: float) -> StreamedResponse:
+        """POST `body` and return once the answer's head is in; its body is read as it comes, with at
+        most `read_timeout` seconds between two pieces (and before the head). The caller must
+        release() or close() it: it holds a connection of the limit until then."""
+        target = self._target(url)
+        request = _post_bytes(target, headers, body)
+        loop = asyncio.get_running_loop()
+        await self._slots.acquire()
+        handed_over = False
+        try:
+            attempt = 0
+            while True:
+                attempt += 1
+                connection, reused = await self._connection(target, loop, connect, fresh=attempt > 1)
+                head = connection.start(loop, request, streamed=True)
+                try:
+                    async with asyncio.timeout(read_timeout):
+                        await head
+                except UpstreamCut:
+                    connection.abort()
+                    if reused and attempt == 1 and not connection.bytes_received:
+                        continue  # a kept connection the upstream had closed: as in post()
+                    raise
+                except BaseException:
+                    connection.abort()
+                    raise
+                handed_over = True
+                return StreamedResponse(self, connection, target.pool_key, read_timeout)
+        except aiohttp.ClientPayloadError as exc:
+            raise UpstreamCut(str(exc)) from None  # no answer's head: nothing of an answer exists
+        finally:
+            if not handed_over:
+                self._slots.release()
+
+    def _done_with(self, connection: _Connection, pool_key: tuple, *, keep: bool) -> None:
+        """A streamed answer's connection, back in the pool (`keep`) or dropped; its slot freed."""
+        if keep and not connection.closed:
+            connection.streamed = False
+            connection._parser = None
+            connection.idle_since = asyncio.get_running_loop().time()
+            self._idle.setdefault(pool_key, collections.deque()).append(connection)
+        else:
+            connection.abort()
+        self._slots.release()
 
     async def _connection(self, target: _Target, loop, connect: float, *, fresh: bool) -> tuple[_Connection, bool]:
         """A kept connection to `target` (True) or a new one (False)."""
@@ -298,6 +479,20 @@ class LeanHttpClient:
             for connection in idle:
                 connection.abort()
         self._idle.clear()
+
+
+def _post_bytes(target: _Target, headers: dict[str, str], body: bytes) -> bytes:
+    lines = [f"POST {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n"]
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower in ("host", "content-length", "transfer-encoding", "connection"):
+            continue
+        if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
+            # A header that would end the head early (a value from a client or a config).
+            raise ValueError(f"The header {name!r} holds a line break or its name a colon.")
+        lines.append(f"{name}: {value}\r\n")
+    lines.append(f"Content-Length: {len(body)}\r\n\r\n")
+    return "".join(lines).encode() + body
 
 
 def _decompressed(raw: bytes, encoding: str) -> bytes:

@@ -1,5 +1,6 @@
-"""The one HTTP transport to upstream providers: a pooled aiohttp session per process, and for the
-common call (a POST of bytes answered whole) the leaner apps.providers.http1 client.
+"""The one HTTP transport to upstream providers: for the common call (a POST of bytes, answered
+whole or streamed) the lean apps.providers.http1 client; for the rest (GETs, chunked uploads) a
+pooled aiohttp session per process.
 
 aiohttp, not httpx, on the hot path: through the same view it gave 5-7x the
 throughput of httpx.AsyncClient (shared/reference/hot-path-measurements.md).
@@ -77,13 +78,14 @@ class UpstreamTransport:
         traceparent = upstream_traceparent.get()
         if traceparent is not None:  # the attempt's span, continued by the upstream (tracing on)
             headers = {**headers, "traceparent": traceparent}
-        if not stream and request.method == "POST" and isinstance(request.body, bytes) \
+        if request.method == "POST" and isinstance(request.body, bytes) \
                 and settings.GATEWAY_UPSTREAM_LEAN_CLIENT and request.url.startswith(("http://", "https://")):
+            connect = connect_timeout or settings.GATEWAY_UPSTREAM_CONNECT_TIMEOUT
             try:
-                return await self._get_lean().post(
-                    request.url, headers, request.body, total=limit,
-                    connect=connect_timeout or settings.GATEWAY_UPSTREAM_CONNECT_TIMEOUT,
-                )
+                if stream:
+                    return await self._get_lean().post_streamed(
+                        request.url, headers, request.body, read_timeout=limit, connect=connect)
+                return await self._get_lean().post(request.url, headers, request.body, total=limit, connect=connect)
             except TimeoutError as exc:
                 raise upstream_timeout(provider) from exc
             except (OSError, UpstreamCut) as exc:

@@ -285,3 +285,167 @@ def test_a_second_answer_to_one_request_drops_the_connection():
             client.close()
 
     asyncio.run(main())
+
+
+# --- streamed answers ------------------------------------------------------------------------
+
+
+def streamed(client, url, *, read_timeout=5.0):
+    return client.post_streamed(url, {"Content-Type": "application/json"}, b'{"stream": true}',
+                                read_timeout=read_timeout, connect=2.0)
+
+
+def test_a_streamed_answer_comes_piece_by_piece_and_its_connection_is_kept_when_read_to_the_end():
+    sent_last = asyncio.Event()
+
+    async def sse(request, writer):
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for i in range(3):
+            event = b"data: %d\n\n" % i
+            writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        writer.write(b"0\r\n\r\n")
+        sent_last.set()
+
+    async def main():
+        async with raw_server(sse) as (url, state):
+            client = LeanHttpClient(limit=10)
+            for _ in range(2):
+                sent_last.clear()
+                response = await streamed(client, url)
+                assert response.status == 200 and response.headers["content-type"] == "text/event-stream"
+                pieces = []
+                async for piece in response.content.iter_any():
+                    if not pieces:
+                        assert not sent_last.is_set()  # the first piece came before the last was sent
+                    pieces.append(piece)
+                assert b"".join(pieces) == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
+                response.release()
+            assert state["connections"] == 1
+            client.close()
+
+    asyncio.run(main())
+
+
+def test_a_stream_left_early_drops_its_connection_and_frees_its_slot():
+    async def endless(request, writer):
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        while True:
+            writer.write(b"7\r\ndata: x\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.01)
+
+    async def main():
+        async with raw_server(endless) as (url, state):
+            client = LeanHttpClient(limit=1)
+            for _ in range(3):  # with one slot, each call needs the one before it to have let go
+                response = await asyncio.wait_for(streamed(client, url), 2)
+                chunks = response.content.iter_any()
+                assert (await chunks.__anext__()).startswith(b"data")
+                await chunks.aclose()
+                response.release()  # not read to the end: dropped, not kept
+            await asyncio.sleep(0.1)
+            assert state["connections"] == 3 and state["open"] == 0
+            client.close()
+
+    asyncio.run(main())
+
+
+def test_a_stream_cut_or_stalled_midway_raises_as_aiohttp_does():
+    async def cut(request, writer):
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n7\r\ndata: x\r\n")
+        await writer.drain()
+        return False
+
+    async def stall(request, writer):
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n7\r\ndata: x\r\n")
+        await asyncio.sleep(10)
+
+    async def main():
+        client = LeanHttpClient(limit=10)
+        async with raw_server(cut) as (url, _):
+            response = await streamed(client, url)
+            with pytest.raises(aiohttp.ClientPayloadError):
+                async for _ in response.content.iter_any():
+                    pass
+            response.close()
+        async with raw_server(stall) as (url, _):
+            response = await streamed(client, url, read_timeout=0.2)
+            with pytest.raises(asyncio.TimeoutError):
+                async for _ in response.content.iter_any():
+                    pass
+            response.close()
+        client.close()
+
+    asyncio.run(main())
+
+
+def test_an_error_status_on_a_stream_is_read_whole_and_no_head_is_an_upstream_cut():
+    error = b'{"error": {"message": "bad key"}}'
+
+    async def unauthorized(request, writer):
+        writer.write(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: %d\r\n\r\n%s" % (len(error), error))
+
+    async def hang_up(request, writer):
+        return False
+
+    async def main():
+        client = LeanHttpClient(limit=10)
+        async with raw_server(unauthorized) as (url, state):
+            response = await streamed(client, url)
+            assert (response.status, await response.read()) == (401, error)
+            response.release()
+            assert (await streamed(client, url)).status == 401
+            assert state["connections"] == 1
+        async with raw_server(hang_up) as (url, _):
+            with pytest.raises(UpstreamCut):
+                await streamed(client, url)
+        client.close()
+
+    asyncio.run(main())
+
+
+def test_a_reader_that_falls_behind_stops_the_socket_being_read():
+    from apps.providers.http1 import STREAM_BUFFER_HIGH
+
+    piece = b"x" * 65536
+    total = STREAM_BUFFER_HIGH * 8
+
+    async def firehose(request, writer):
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % total)
+        for _ in range(total // len(piece)):
+            writer.write(piece)
+            await writer.drain()
+
+    async def main():
+        async with raw_server(firehose) as (url, _):
+            client = LeanHttpClient(limit=10)
+            response = await streamed(client, url)
+            await asyncio.sleep(0.3)  # the upstream sends as fast as it can; nobody reads
+            assert response._connection._buffered <= STREAM_BUFFER_HIGH + 2 * len(piece)
+            assert len(await response.read()) == total  # and everything still comes
+            response.release()
+            client.close()
+
+    asyncio.run(main())
+
+
+def test_an_endless_head_is_refused_not_kept():
+    async def endless_head(request, writer):
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        for i in range(100_000):
+            writer.write(b"X-Filler-%d: %s\r\n" % (i, b"y" * 50))
+            if i % 1000 == 0:
+                await writer.drain()
+
+    async def main():
+        async with raw_server(endless_head) as (url, _):
+            client = LeanHttpClient(limit=10)
+            with pytest.raises(UpstreamCut):
+                await post(client, url)
+            with pytest.raises(UpstreamCut):
+                await streamed(client, url)
+            client.close()
+
+    asyncio.run(main())
