@@ -121,11 +121,9 @@ class PipelinedConnection:
 
     async def call(self, *args):
         """Run one command; its reply, parsed (errors raised as redis-py's exceptions)."""
-        from apps.core.redis import _backoff
-
         command = _packed(args)
-        backoff = _backoff()
         failures = 0
+        backoff = None
         while True:
             try:
                 reply = await self._send(command)
@@ -133,6 +131,10 @@ class PipelinedConnection:
                 failures += 1
                 if failures > settings.REDIS_RETRIES:
                     raise lost.error from None
+                if backoff is None:
+                    from apps.core.redis import _backoff
+
+                    backoff = _backoff()
                 await asyncio.sleep(backoff.compute(failures))
                 continue
             if isinstance(reply, hiredis.ReplyError):
