@@ -449,3 +449,69 @@ def test_an_endless_head_is_refused_not_kept():
             client.close()
 
     asyncio.run(main())
+
+
+def _self_signed(tmp_path):
+    """A certificate and key for "localhost", self-signed (written as PEM files)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_tls_upstreams_are_verified_against_the_trust_store(tmp_path, monkeypatch):
+    import ssl
+
+    cert_path, key_path = _self_signed(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert_path, key_path)
+
+    async def handle(reader, writer):
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            await reader.readexactly(14)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(BODY), BODY))
+            await writer.drain()
+            await reader.read()
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    async def main(trusted: bool):
+        if trusted:
+            monkeypatch.setenv("SSL_CERT_FILE", str(cert_path))
+        else:
+            monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_tls)
+        url = f"https://localhost:{server.sockets[0].getsockname()[1]}/v1/chat/completions"
+        client = LeanHttpClient(limit=10)
+        try:
+            if trusted:
+                assert await (await post(client, url)).read() == BODY
+            else:
+                with pytest.raises(ssl.SSLCertVerificationError):  # an OSError: the transport's 502
+                    await post(client, url)
+        finally:
+            client.close()
+            server.close()
+
+    asyncio.run(main(trusted=True))
+    asyncio.run(main(trusted=False))
