@@ -33,12 +33,18 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 logger = logging.getLogger(__name__)
 
-_pipes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_pipes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # client -> its pipe
+_pipes_by_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # loop -> {server: pipe}
 
 
 def pipelined_connection(client) -> PipelinedConnection | None:
-    """The pipelined connection to `client`'s server (one per client), or None where the client's
-    topology or transport has no fast path here."""
+    """The pipelined connection to `client`'s server, or None where the client's topology or
+    transport has no fast path here. Clients of one event loop that reach the same server and
+    database as the same user share one: the limits' scripts and the spend journal's writes of a
+    turn of the loop go in one write (a request's settlement and its journal put, one round trip)."""
+    pipe = _pipes.get(client)
+    if pipe is not None:
+        return pipe
     import redis.asyncio as aioredis
     from redis.asyncio.connection import Connection
 
@@ -47,16 +53,20 @@ def pipelined_connection(client) -> PipelinedConnection | None:
     pool = getattr(client, "connection_pool", None)
     if type(pool) is not aioredis.ConnectionPool or pool.connection_class is not Connection:
         return None  # Sentinel's pool, TLS or a Unix socket
-    pipe = _pipes.get(client)
+    options = pool.connection_kwargs
+    server = (options.get("host", "127.0.0.1"), int(options.get("port", 6379)), int(options.get("db") or 0),
+              options.get("username"), options.get("password"))
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None  # not shared: the loop it will serve is not known yet
+    shared = _pipes_by_loop.setdefault(loop, {}) if loop is not None else {}
+    pipe = shared.get(server)
     if pipe is None:
-        options = pool.connection_kwargs
-        pipe = _pipes[client] = PipelinedConnection(
-            host=options.get("host", "127.0.0.1"),
-            port=int(options.get("port", 6379)),
-            db=int(options.get("db") or 0),
-            username=options.get("username"),
-            password=options.get("password"),
-        )
+        host, port, db, username, password = server
+        pipe = shared[server] = PipelinedConnection(host=host, port=port, db=db, username=username,
+                                                    password=password)
+    _pipes[client] = pipe
     return pipe
 
 
@@ -152,9 +162,10 @@ class PipelinedConnection:
         return await future
 
     def _queue(self, command: bytes, future: asyncio.Future) -> None:
-        if not self._waiting:
-            self._arm(self._loop.time() + settings.REDIS_SOCKET_TIMEOUT)
-        self._waiting.append((future, self._loop.time() + settings.REDIS_SOCKET_TIMEOUT))
+        deadline = self._loop.time() + settings.REDIS_SOCKET_TIMEOUT
+        if self._deadline_timer is None:
+            self._arm(deadline)
+        self._waiting.append((future, deadline))
         self._outgoing.append(command)
         if not self._flush_due:
             # The commands of every request served in this turn of the loop go in one write.
@@ -217,7 +228,8 @@ class PipelinedConnection:
 
     def _deadline_check(self) -> None:
         """Replies come in order, so the oldest outstanding command tells whether the connection is
-        still answering; one timer for all of them."""
+        still answering; one timer for all of them, left running while commands come and go (set
+        again from the oldest one's deadline when it fires), not made and cancelled per command."""
         self._deadline_timer = None
         if not self._waiting:
             return

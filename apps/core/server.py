@@ -32,6 +32,7 @@ _TIMED_OUT_BODY = b'{"error":{"message":"The request was not received in time.",
     b'"param":null,"code":"request_timeout"}}'
 LINGER_SECONDS = 30.0
 LINGER_IDLE_SECONDS = 5.0
+_JOIN_BELOW = 64 * 1024  # body writes up to this size go out with the answer's head in one send
 
 
 class _LingeringTransport:
@@ -41,9 +42,41 @@ class _LingeringTransport:
     def __init__(self, transport, protocol: GuardedHttpToolsProtocol) -> None:
         self._transport = transport
         self._protocol = protocol
+        self._head = None  # an answer's status line and headers, held for its first body write
+        self._head_cycle = None  # the request cycle whose head was written last
 
     def __getattr__(self, name):
         return getattr(self._transport, name)
+
+    def write(self, data) -> None:
+        # uvicorn writes an answer's head and its body in two writes: two sends, two packets, the
+        # client woken twice. The head waits for the body's first write, or the end of this turn
+        # of the loop (a stream's first event may be far off), so a whole answer is one send.
+        head = self._head
+        if head is not None:
+            self._head = None
+            if len(data) <= _JOIN_BELOW:
+                self._transport.write(head + data)
+                return
+            self._transport.write(head)  # a large body: not worth copying to save a send
+        cycle = self._protocol.cycle
+        if cycle is not None and cycle is not self._head_cycle and cycle.response_started \
+                and not cycle.response_complete:
+            self._head_cycle = cycle
+            self._head = data
+            self._protocol.loop.call_soon(self.flush)
+            return
+        self._transport.write(data)
+
+    def flush(self) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            self._transport.write(head)
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
 
     def is_closing(self) -> bool:
         return self._protocol._lingering or self._transport.is_closing()
@@ -52,6 +85,7 @@ class _LingeringTransport:
         protocol = self._protocol
         if protocol._lingering or self._transport.is_closing():
             return
+        self.flush()
         if protocol._body_pending and self._transport.can_write_eof():
             protocol._linger()
         else:
@@ -125,7 +159,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _linger(self) -> None:
         self._lingering = True
         self._idle_now()  # a lingering connection counts against the idle cap
-        self.transport._transport.write_eof()  # the answer is flushed first, then FIN
+        self.transport.write_eof()  # the answer is flushed first, then FIN
         self.flow.resume_reading()
         self._arm(LINGER_IDLE_SECONDS, self._close_now)
         self.loop.call_later(LINGER_SECONDS, self._close_now)
@@ -133,6 +167,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _close_now(self) -> None:
         self._guard_stop()
         self._idle.pop(self, None)
+        self.transport.flush()
         self.transport._transport.close()
 
     # One timer per connection, re-armed lazily: a request moves the deadline three or four times

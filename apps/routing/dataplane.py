@@ -43,10 +43,12 @@ async def _journaled(puts: list | None) -> None:
 async def _send_response(response: HttpResponseBase, send, puts: list | None = None) -> None:
     if not response.streaming:
         await _journaled(puts)
-        await send(
-            {"type": "http.response.start", "status": response.status_code, "headers": _header_list(response)}
-        )
-        await send({"type": "http.response.body", "body": response.content})
+        content = response.content
+        headers = _header_list(response)
+        if "Content-Length" not in response:  # a length, as OpenAI's answers have, not chunks
+            headers.append((b"content-length", str(len(content)).encode()))
+        await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
         return
     await send(
         {"type": "http.response.start", "status": response.status_code, "headers": _header_list(response)}

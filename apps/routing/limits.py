@@ -173,7 +173,15 @@ def _limits_unavailable_log() -> None:
                        settings.GATEWAY_LIMITS_FAIL_OPEN, exc_info=True)
 
 
-async def limits_settle(scopes: tuple, request_id: str, tokens: int, cost: Decimal | None) -> None:
+async def limits_settle(scopes: tuple, request_id: str, tokens: int, cost: Decimal | None,
+                        after: tuple = ()) -> None:
+    """`after`: the request's spend-journal puts. The settlement waits for them, so that its script
+    is not in the Redis round trip the answer waits for (it would share the write and the turn of
+    Redis's loop); it is still sent before the answer is, so a client's next request finds it
+    settled on this process's connection."""
+    for put in after:
+        if not put.done():
+            await put
     try:
         settlement = await limiter().settle(scopes, request_id, tokens, usd_to_nanos(cost) or 0)
     except (redis.RedisError, OSError):

@@ -63,6 +63,7 @@ from apps.routing.selection.policy import routing_policy_cache
 from apps.routing.validation import enforced_params_check, json_body, validate_body
 from apps.spend.buffer import spend_buffer
 from apps.spend.callbacks import logging_callbacks
+from apps.spend.journal import pending_puts
 from apps.spend.models import SpendLog
 from apps.spend.payloads import StreamedAnswer, bounded_json, spend_metadata, stored_answer, stored_request
 from apps.spend.pricing import price_usage
@@ -166,11 +167,6 @@ class RequestAccount:
                 cost = self.cost = Decimal(0)
         elif self.cache_items is not None and self.cache_items.cached:  # some items came from the cache
             self.saved_cost = price_usage(deployment, self.cache_items.cached_usage(), at=self.started_wall).cost
-        if self.limits_acquired:
-            spawn(
-                limits_settle(self.scopes, self.request_id, usage.prompt_tokens + usage.completion_tokens, cost),
-                name="limits-settle",
-            )
         lease = self.route.lease
         first_token_at = lease.first_token_at if self.stream and lease is not None else None
         release = self.route.settle(tokens=usage.prompt_tokens + usage.completion_tokens,
@@ -213,6 +209,13 @@ class RequestAccount:
             saved_cost=self.saved_cost,
         )
         spend_buffer.add(record)
+        if self.limits_acquired:
+            puts = pending_puts.get()
+            spawn(
+                limits_settle(self.scopes, self.request_id, usage.prompt_tokens + usage.completion_tokens, cost,
+                              after=tuple(puts) if puts else ()),
+                name="limits-settle",
+            )
         if logging_callbacks.wanted(context):
             logging_callbacks.add(record, context.logging_callbacks)
         if settings.GATEWAY_REQUEST_METRICS:

@@ -23,6 +23,7 @@ from django.conf import settings
 
 from apps.core.background import spawn
 from apps.core.redis import AsyncRedisPerLoop, redis_enabled, redis_key, sync_redis
+from apps.core.redis_pipeline import pipelined_connection
 from apps.spend.records import SpendRecord, record_from_json, record_to_json
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,9 @@ class SpendJournal:
     so under load a process makes about one Redis write per round trip, not one per request."""
 
     def __init__(self) -> None:
-        self._clients = AsyncRedisPerLoop()
+        # The request path's pipelined connection where there is one (apps.core.redis_pipeline):
+        # a put then shares its write with the limits' settlement of the same turn.
+        self._clients = AsyncRedisPerLoop(on_new=pipelined_connection)
         self._queued: list[tuple[str, bytes, asyncio.Future]] = []
         self._writer: asyncio.Task | None = None
 
@@ -61,8 +64,15 @@ class SpendJournal:
     async def _write(self) -> None:
         while self._queued:
             batch, self._queued = self._queued, []
+            client, pipe = self._clients.get()
             try:
-                await self._clients.get().hset(journal_key(), mapping={rid: entry for rid, entry, _ in batch})
+                if pipe is not None:
+                    fields = []
+                    for rid, entry, _ in batch:
+                        fields += (rid, entry)
+                    await pipe.call("HSET", journal_key(), *fields)
+                else:
+                    await client.hset(journal_key(), mapping={rid: entry for rid, entry, _ in batch})
             except Exception:
                 logger.warning("%d spend records not journaled (Redis unavailable?)", len(batch), exc_info=True)
             finally:
@@ -72,7 +82,8 @@ class SpendJournal:
 
     async def forget(self, request_ids: list[str]) -> None:
         if request_ids:
-            await self._clients.get().hdel(journal_key(), *request_ids)
+            client, _ = self._clients.get()
+            await client.hdel(journal_key(), *request_ids)
 
 
 def journal_for_process() -> SpendJournal | None:

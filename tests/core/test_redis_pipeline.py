@@ -73,6 +73,47 @@ def test_a_cancelled_caller_does_not_shift_the_replies_of_the_others():
     asyncio.run(main())
 
 
+def test_clients_of_one_loop_and_server_share_one_lane_and_other_loops_or_servers_do_not():
+    """The limits' scripts and the spend journal use clients of their own: sharing the lane puts a
+    request's settlement and its journal put in one write."""
+    url = "redis://127.0.0.1:6379/0"
+
+    async def lanes():
+        first = pipelined_connection(aioredis.Redis.from_url(url))
+        second = pipelined_connection(aioredis.Redis.from_url(url))
+        other_db = pipelined_connection(aioredis.Redis.from_url("redis://127.0.0.1:6379/3"))
+        other_user = pipelined_connection(aioredis.Redis.from_url("redis://someone:pw@127.0.0.1:6379/0"))
+        return first, second, other_db, other_user
+
+    first, second, other_db, other_user = asyncio.run(lanes())
+    assert first is second
+    assert len({id(first), id(other_db), id(other_user)}) == 3
+    next_loop_first, *_ = asyncio.run(lanes())
+    assert next_loop_first is not first  # a lane serves the loop it was made on
+
+
+@needs_redis
+def test_commands_of_one_turn_go_in_one_write():
+    async def main():
+        client = aioredis.Redis.from_url(settings.REDIS_URL)
+        pipe = pipelined_connection(client)
+        await pipe.call("PING")
+        writes = []
+        transport = pipe._protocol.transport
+        real_write = transport.write
+        pipe._protocol.transport = type("Counting", (), {
+            "write": lambda self, data: (writes.append(data), real_write(data)),
+            "abort": lambda self: transport.abort(),
+        })()
+        replies = await asyncio.gather(pipe.call("ECHO", "a"), pipe.call("HSET", "gw-lane-test", "f", "v"),
+                                       pipe.call("ECHO", "b"))
+        await pipe.call("DEL", "gw-lane-test")
+        assert replies == [b"a", 1, b"b"]
+        assert len(writes) == 2  # the three of one turn, then the DEL
+
+    asyncio.run(main())
+
+
 @needs_redis
 def test_a_flushed_script_cache_and_a_killed_connection_are_ridden_out():
     async def main():

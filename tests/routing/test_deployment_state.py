@@ -129,7 +129,8 @@ def test_a_server_reads_cooldowns_from_its_mirror_and_still_sees_another_replica
         originals_pipe = pipe.call
 
         async def pipe_call(*args):
-            reads.append(args[0])
+            if args[0] in ("EVALSHA", "EVAL"):  # the lane is shared with the spend journal's HSETs
+                reads.append(args[0])
             return await originals_pipe(*args)
 
         pipe.call = pipe_call

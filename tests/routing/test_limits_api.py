@@ -38,6 +38,44 @@ def test_tpm_headers_count_tokens(gateway, make_deployment, make_key):
     assert wait_for(lambda: chat(gateway, raw_key).headers["x-ratelimit-remaining-tokens"] == "982")
 
 
+def test_each_answer_is_settled_before_the_clients_next_request(gateway, make_deployment, make_key):
+    """The settlement waits for the spend journal's put (apps.routing.limits.limits_settle), off
+    the answer's round trip, yet the next request of the same client finds it counted: no wait."""
+    make_deployment("gpt-test")
+    _, raw_key = make_key(tpm_limit=1000)
+    remaining = [int(chat(gateway, raw_key).headers["x-ratelimit-remaining-tokens"]) for _ in range(6)]
+    assert remaining == [1000, 982, 964, 946, 928, 910]  # 11 prompt + 7 completion tokens each
+
+
+def test_a_settlement_waits_for_the_requests_journal_put(monkeypatch):
+    import asyncio
+
+    from apps.routing import limits
+
+    settled = []
+
+    class Recording:
+        async def settle(self, scopes, request_id, tokens, cost_nanos):
+            settled.append(request_id)
+            from apps.keys.limits import Settlement
+
+            return Settlement(tokens, cost_nanos, [])
+
+    monkeypatch.setattr(limits, "limiter", lambda: Recording())
+
+    async def main():
+        put = asyncio.get_running_loop().create_future()
+        task = asyncio.ensure_future(limits.limits_settle((), "r1", 18, Decimal("0.001"), after=(put,)))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert settled == []  # the journal's reply has not come
+        put.set_result(None)
+        await task
+        assert settled == ["r1"]
+
+    asyncio.run(main())
+
+
 def test_team_limit_applies_to_every_key_of_the_team(gateway, make_deployment, make_key, team):
     make_deployment("gpt-test")
     team.rpm_limit = 1

@@ -1,0 +1,151 @@
+"""An answer's head and body leave in one write (apps.core.server): two sends per answer cost a
+system call and a wake-up of the client each, on the request path of every whole answer."""
+
+from __future__ import annotations
+
+import asyncio
+
+from uvicorn.config import Config
+from uvicorn.server import ServerState
+
+from apps.core.server import GuardedHttpToolsProtocol, uvicorn_options
+
+
+class RecordingTransport:
+    """The few transport calls uvicorn's protocol makes, each write recorded with when it came."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+    def get_extra_info(self, name, default=None):
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 4000)}.get(name, default)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.writes.append(b"<eof>")
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def _serve_once(app, request: bytes, *, turns: int = 20) -> tuple[RecordingTransport, list]:
+    """Feed one request to the server's protocol and let the loop run; the writes, and what each
+    step of the app saw written before it went on."""
+    config = Config(app=app, **uvicorn_options())
+    config.load()
+    protocol = GuardedHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
+    transport = RecordingTransport()
+    protocol.connection_made(transport)
+    protocol.data_received(request)
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    protocol.connection_lost(None)
+    return transport
+
+
+def test_a_whole_answer_is_one_write():
+    async def app(scope, receive, send):
+        await receive()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"11")]})
+        await send({"type": "http.response.body", "body": b'{"ok":true}'})
+
+    transport = asyncio.run(_serve_once(app, b"POST /v1/x HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"))
+    assert len(transport.writes) == 1
+    assert transport.writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert transport.writes[0].endswith(b'\r\n\r\n{"ok":true}')
+
+
+def test_two_answers_on_one_connection_are_one_write_each():
+    async def app(scope, receive, send):
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def main():
+        config = Config(app=app, **uvicorn_options())
+        config.load()
+        protocol = GuardedHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
+        transport = RecordingTransport()
+        protocol.connection_made(transport)
+        for _ in range(2):  # kept alive: the second request after the first answer
+            protocol.data_received(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+            for _ in range(10):
+                await asyncio.sleep(0)
+        protocol.connection_lost(None)
+        return transport
+
+    transport = asyncio.run(main())
+    assert len(transport.writes) == 2
+    assert all(write.startswith(b"HTTP/1.1 200 OK\r\n") and write.endswith(b"\r\n\r\nok") for write in transport.writes)
+
+
+def test_a_streams_head_is_not_held_back_for_its_first_event():
+    seen_before_first_event = []
+
+    async def app(scope, receive, send):
+        await receive()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")]})
+        await asyncio.sleep(0.05)  # the upstream's first event is a while coming
+        seen_before_first_event.append(list(transport_ref[0].writes))
+        await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    transport_ref = []
+
+    async def main():
+        config = Config(app=app, **uvicorn_options())
+        config.load()
+        protocol = GuardedHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
+        transport = RecordingTransport()
+        transport_ref.append(transport)
+        protocol.connection_made(transport)
+        protocol.data_received(b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.sleep(0.2)
+        protocol.connection_lost(None)
+        return transport
+
+    transport = asyncio.run(main())
+    [before] = seen_before_first_event
+    assert len(before) == 1 and before[0].startswith(b"HTTP/1.1 200 OK\r\n") and before[0].endswith(b"\r\n\r\n")
+    assert b"".join(transport.writes).endswith(b"data: 1\n\n\r\n0\r\n\r\n")
+
+
+def test_a_head_only_answer_still_goes_out():
+    async def app(scope, receive, send):
+        await receive()
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    transport = asyncio.run(_serve_once(app, b"DELETE /a HTTP/1.1\r\nHost: x\r\n\r\n"))
+    assert b"".join(transport.writes).startswith(b"HTTP/1.1 204 No Content\r\n")
+    assert b"".join(transport.writes).endswith(b"\r\n\r\n")
+
+
+def test_a_large_body_is_not_copied_onto_its_head():
+    body = b"x" * (1 << 20)
+
+    async def app(scope, receive, send):
+        await receive()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    transport = asyncio.run(_serve_once(app, b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n"))
+    assert len(transport.writes) == 2 and transport.writes[1] == body
