@@ -154,6 +154,17 @@ class PipelinedConnection:
                 raise ResponseError(message)
             return reply
 
+    def send_now(self, *args) -> asyncio.Future | None:
+        """Queue one command without a task or a retry: the future of its reply as parsed
+        (hiredis.ReplyError for an error reply), failing with _Lost if the connection goes; None
+        when the connection is not up (then use call()). For a caller with its own fallback."""
+        protocol = self._protocol
+        if protocol is None or not protocol.ready:
+            return None
+        future = self._loop.create_future()
+        self._queue(_packed(args), future, at_once=True)
+        return future
+
     async def _send(self, command: bytes):
         if self._protocol is None or not self._protocol.ready:
             await self._connected()
@@ -161,11 +172,19 @@ class PipelinedConnection:
         self._queue(command, future)
         return await future
 
-    def _queue(self, command: bytes, future: asyncio.Future) -> None:
+    def _queue(self, command: bytes, future: asyncio.Future, at_once: bool = False) -> None:
         deadline = self._loop.time() + settings.REDIS_SOCKET_TIMEOUT
         if self._deadline_timer is None:
             self._arm(deadline)
+        idle = not self._waiting
         self._waiting.append((future, deadline))
+        protocol = self._protocol
+        if at_once and idle and protocol is not None and protocol.ready:
+            # Nothing in flight: written at once, so Redis works while the caller goes on (a
+            # request builds its answer while its journal put travels). Commands that come while
+            # replies are due wait for the end of the turn and go together.
+            protocol.transport.write(command)
+            return
         self._outgoing.append(command)
         if not self._flush_due:
             # The commands of every request served in this turn of the loop go in one write.

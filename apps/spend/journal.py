@@ -19,6 +19,7 @@ import contextvars
 import logging
 import time
 
+import hiredis
 from django.conf import settings
 
 from apps.core.background import spawn
@@ -46,44 +47,72 @@ class SpendJournal:
         # a put then shares its write with the limits' settlement of the same turn.
         self._clients = AsyncRedisPerLoop(on_new=pipelined_connection)
         self._queued: list[tuple[str, bytes, asyncio.Future]] = []
-        self._writer: asyncio.Task | None = None
+        self._writing = None  # the event loop with an HSET in flight (one at a time)
 
     def put_soon(self, record: SpendRecord) -> asyncio.Future:
         """Queue the record; the future is done once it is in Redis, or once the put failed (logged:
         the record is still in the buffer, only a crash now would lose it)."""
-        done = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
         # "<unix time>|<record JSON>": when it was put, for the recovery's age test.
         self._queued.append((record.request_id, f"{time.time():.3f}|".encode() + record_to_json(record), done))
-        if self._writer is None or self._writer.done():
-            self._writer = spawn(self._write(), name="spend-journal-writer")
+        if self._writing is not loop:  # (a loop that ended with a write in flight does not count)
+            self._write_queued()
         return done
 
     async def put(self, record: SpendRecord) -> None:
         await self.put_soon(record)
 
-    async def _write(self) -> None:
-        while self._queued:
-            batch, self._queued = self._queued, []
-            client, pipe = self._clients.get()
-            try:
-                if pipe is not None:
-                    fields = []
-                    for rid, entry, _ in batch:
-                        fields += (rid, entry)
-                    await pipe.call("HSET", journal_key(), *fields)
-                else:
-                    await client.hset(journal_key(), mapping={rid: entry for rid, entry, _ in batch})
-            except Exception:
-                logger.warning("%d spend records not journaled (Redis unavailable?)", len(batch), exc_info=True)
-            finally:
-                for _, _, done in batch:
-                    if not done.done():
-                        done.set_result(None)
+    def _write_queued(self) -> None:
+        """One HSET of what is queued. On the pipelined lane it is sent now, from the caller's own
+        turn (no task), so the put travels while the request builds its answer; otherwise, or
+        if that send fails, a task writes it with the client's retries."""
+        batch, self._queued = self._queued, []
+        self._writing = asyncio.get_running_loop()
+        client, pipe = self._clients.get()
+        reply = pipe.send_now("HSET", journal_key(), *_fields(batch)) if pipe is not None else None
+        if reply is None:
+            spawn(self._write_by_task(batch), name="spend-journal-writer")
+        else:
+            reply.add_done_callback(lambda reply: self._sent(batch, reply))
+
+    def _sent(self, batch: list, reply: asyncio.Future) -> None:
+        if reply.cancelled() or reply.exception() is not None or isinstance(reply.result(), hiredis.ReplyError):
+            spawn(self._write_by_task(batch), name="spend-journal-writer")  # again, with the retries
+            return
+        self._written(batch)
+
+    async def _write_by_task(self, batch: list) -> None:
+        client, pipe = self._clients.get()
+        try:
+            if pipe is not None:
+                await pipe.call("HSET", journal_key(), *_fields(batch))
+            else:
+                await client.hset(journal_key(), mapping={rid: entry for rid, entry, _ in batch})
+        except Exception:
+            logger.warning("%d spend records not journaled (Redis unavailable?)", len(batch), exc_info=True)
+        finally:
+            self._written(batch)
+
+    def _written(self, batch: list) -> None:
+        for _, _, done in batch:
+            if not done.done():
+                done.set_result(None)
+        self._writing = None
+        if self._queued:  # queued while this one was in flight: they go together
+            self._write_queued()
 
     async def forget(self, request_ids: list[str]) -> None:
         if request_ids:
             client, _ = self._clients.get()
             await client.hdel(journal_key(), *request_ids)
+
+
+def _fields(batch: list) -> list:
+    fields = []
+    for rid, entry, _ in batch:
+        fields += (rid, entry)
+    return fields
 
 
 def journal_for_process() -> SpendJournal | None:

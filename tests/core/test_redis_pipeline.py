@@ -93,7 +93,7 @@ def test_clients_of_one_loop_and_server_share_one_lane_and_other_loops_or_server
 
 
 @needs_redis
-def test_commands_of_one_turn_go_in_one_write():
+def test_send_now_writes_at_once_when_nothing_is_in_flight_and_calls_wait_for_the_end_of_the_turn():
     async def main():
         client = aioredis.Redis.from_url(settings.REDIS_URL)
         pipe = pipelined_connection(client)
@@ -105,11 +105,15 @@ def test_commands_of_one_turn_go_in_one_write():
             "write": lambda self, data: (writes.append(data), real_write(data)),
             "abort": lambda self: transport.abort(),
         })()
-        replies = await asyncio.gather(pipe.call("ECHO", "a"), pipe.call("HSET", "gw-lane-test", "f", "v"),
-                                       pipe.call("ECHO", "b"))
+        first = pipe.send_now("ECHO", "a")
+        assert len(writes) == 1  # at once, before the caller yields: Redis works while it goes on
+        calls = [asyncio.ensure_future(pipe.call("HSET", "gw-lane-test", "f", "v")),
+                 asyncio.ensure_future(pipe.call("ECHO", "b"))]
+        assert await first == b"a"
+        assert await asyncio.gather(*calls) == [1, b"b"]
+        assert len(writes) == 2 and writes[1].count(b"*") == 2  # the two calls of one turn, together
         await pipe.call("DEL", "gw-lane-test")
-        assert replies == [b"a", 1, b"b"]
-        assert len(writes) == 2  # the three of one turn, then the DEL
+        assert len(writes) == 3
 
     asyncio.run(main())
 
