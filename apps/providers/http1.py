@@ -129,8 +129,9 @@ class _OutOfStep(Exception):
 
 
 class _Connection(asyncio.Protocol):
-    __slots__ = ("_body", "_buffered", "_done", "_error", "_headers", "_parser", "_paused", "_waiter", "bytes_received",
-                 "closed", "complete", "head_done", "idle_since", "keep_alive", "streamed", "transport")
+    __slots__ = ("_body", "_buffered", "_done", "_error", "_headers", "_parser", "_paused", "_read_deadline",
+                 "_read_timer", "_waiter", "bytes_received", "closed", "complete", "head_done", "idle_since",
+                 "keep_alive", "streamed", "transport")
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -149,6 +150,11 @@ class _Connection(asyncio.Protocol):
         self.complete = False
         self._error: BaseException | None = None
         self._waiter: asyncio.Future | None = None
+        # The between-reads timeout: one timer left running across a stream's reads (set again
+        # from the current wait's deadline when it fires), not a timeout made and cancelled per
+        # piece, which cost more than relaying the piece.
+        self._read_deadline = 0.0
+        self._read_timer: asyncio.TimerHandle | None = None
         self._buffered = 0
         self._paused = False
 
@@ -296,18 +302,39 @@ class _Connection(asyncio.Protocol):
                 raise self._error
             if self.closed:
                 raise aiohttp.ClientPayloadError("The upstream closed the connection mid-answer.")
-            self._waiter = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            if timeout is not None:
+                deadline = self._read_deadline = loop.time() + timeout
+                timer = self._read_timer
+                if timer is not None and timer.when() > deadline:  # a kept connection's longer wait
+                    timer.cancel()
+                    timer = None
+                if timer is None:
+                    self._read_timer = loop.call_at(deadline, self._read_timed_out, loop)
             try:
-                async with asyncio.timeout(timeout):
-                    await self._waiter
+                await waiter
             finally:
                 self._waiter = None
+
+    def _read_timed_out(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._read_timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # not waiting now: the next wait sets it again
+        if loop.time() >= self._read_deadline:
+            waiter.set_exception(TimeoutError())
+        else:
+            self._read_timer = loop.call_at(self._read_deadline, self._read_timed_out, loop)
 
     def head(self) -> tuple[int, CIMultiDictProxy]:
         return self._parser.get_status_code(), CIMultiDictProxy(CIMultiDict(self._headers))
 
     def abort(self) -> None:
         self.closed = True
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
         if self.transport is not None:
             self.transport.abort()
 

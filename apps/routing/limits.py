@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from decimal import Decimal
@@ -179,9 +180,9 @@ async def limits_settle(scopes: tuple, request_id: str, tokens: int, cost: Decim
     is not in the Redis round trip the answer waits for (it would share the write and the turn of
     Redis's loop); it is still sent before the answer is, so a client's next request finds it
     settled on this process's connection."""
-    for put in after:
-        if not put.done():
-            await put
+    pending = [put for put in after if not put.done()]
+    if pending:  # (never raises; a put that hangs holds the settlement no longer than the answer)
+        await asyncio.wait(pending, timeout=settings.REDIS_SOCKET_TIMEOUT)
     try:
         settlement = await limiter().settle(scopes, request_id, tokens, usd_to_nanos(cost) or 0)
     except (redis.RedisError, OSError):

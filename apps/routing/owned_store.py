@@ -4,7 +4,9 @@ through an in-process cache.
 The request path never waits for the database to store one: `add` puts the record in the
 cache (so a read on this process finds it at once) and on a deque a flusher task writes in
 batches every GATEWAY_SPEND_FLUSH_INTERVAL seconds. With Redis the record is also put there
-for an hour (in the background), so another replica finds it before the batch is written. A
+for an hour, and the answer waits for that put as for a spend record's journal put (a process
+that dies after answering leaves it for `recover`), so another replica finds it before the
+batch is written. A
 read that misses both (evicted, or older) costs one database query. Records do not change
 once written (what changes, such as a batch's status, the database holds, written by whoever
 learns it); a delete leaves a tombstone row and tells every replica to forget the record.
@@ -31,6 +33,7 @@ from apps.core.db import db_call
 from apps.core import redis as gateway_redis
 from apps.core.redis import AsyncRedisPerLoop, redis_enabled, redis_key
 from apps.keys.context import KeyContext
+from apps.spend.journal import pending_puts
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +98,10 @@ class OwnedRecordStore(Generic[R]):
         self._pending.append(record)
         self._flusher_ensure()
         if redis_enabled():
-            spawn(self._redis_put(record), name=f"{self.name}-redis-put")
+            put = spawn(self._redis_put(record), name=f"{self.name}-redis-put")
+            waiting = pending_puts.get()
+            if waiting is not None:  # the answer waits for it, as for a spend record (apps.routing.dataplane)
+                waiting.append(put)
 
     def add_once(self, record: R) -> None:
         """`add`, unless this process already holds the record (a record seen again and again)."""

@@ -381,6 +381,47 @@ def test_a_stream_cut_or_stalled_midway_raises_as_aiohttp_does():
     asyncio.run(main())
 
 
+def test_the_read_timeout_is_between_pieces_and_a_kept_connection_takes_the_new_streams_own():
+    """One timer per connection (not one per piece): a stream whose pieces keep coming is never cut
+    however long it lasts, and a kept connection reused with a shorter timeout keeps to it."""
+    import time
+
+    async def answer(request, writer):
+        if b"slow" in request:  # pieces 0.1 s apart for 0.6 s
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for _ in range(6):
+                writer.write(b"7\r\ndata: x\r\n")
+                await asyncio.sleep(0.1)
+            writer.write(b"0\r\n\r\n")
+        else:  # a head, one piece, then nothing
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n7\r\ndata: x\r\n")
+            await asyncio.sleep(10)
+
+    async def main():
+        client = LeanHttpClient(limit=10)
+        async with raw_server(answer) as (url, state):
+            response = await client.post_streamed(url, {"Authorization": "Bearer sk-test"}, b'{"model": "slow"}',
+                                                  read_timeout=0.25, connect=2.0)
+            assert await response.read() == b"data: x" * 6  # 0.6 s in all, no gap over 0.25 s
+            response.release()
+            response = await client.post_streamed(url, {"Authorization": "Bearer sk-test"}, b'{"model": "slow"}',
+                                                  read_timeout=30.0, connect=2.0)
+            await response.read()
+            response.release()
+            response = await client.post_streamed(url, {"Authorization": "Bearer sk-test"}, b'{"model": "stall"}',
+                                                  read_timeout=0.2, connect=2.0)
+            assert state["connections"] == 1  # the kept connection, whose last wait allowed 30 s
+            started = time.monotonic()
+            with pytest.raises(asyncio.TimeoutError):
+                async for _ in response.content.iter_any():
+                    pass
+            assert time.monotonic() - started < 2.0
+            response.close()
+        client.close()
+
+    asyncio.run(main())
+
+
 def test_an_error_status_on_a_stream_is_read_whole_and_no_head_is_an_upstream_cut():
     error = b'{"error": {"message": "bad key"}}'
 
