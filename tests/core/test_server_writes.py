@@ -43,14 +43,19 @@ class RecordingTransport:
         pass
 
 
-async def _serve_once(app, request: bytes, *, turns: int = 20) -> tuple[RecordingTransport, list]:
-    """Feed one request to the server's protocol and let the loop run; the writes, and what each
-    step of the app saw written before it went on."""
+def _connection(app) -> tuple[GuardedHttpToolsProtocol, RecordingTransport]:
+    """The server's protocol for `app`, connected to a recording transport (in a running loop)."""
     config = Config(app=app, **uvicorn_options())
     config.load()
     protocol = GuardedHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
     transport = RecordingTransport()
     protocol.connection_made(transport)
+    return protocol, transport
+
+
+async def _serve_once(app, request: bytes, *, turns: int = 20) -> RecordingTransport:
+    """Feed one request to the server's protocol and let the loop run; the transport's writes."""
+    protocol, transport = _connection(app)
     protocol.data_received(request)
     for _ in range(turns):
         await asyncio.sleep(0)
@@ -78,11 +83,7 @@ def test_two_answers_on_one_connection_are_one_write_each():
         await send({"type": "http.response.body", "body": b"ok"})
 
     async def main():
-        config = Config(app=app, **uvicorn_options())
-        config.load()
-        protocol = GuardedHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
-        transport = RecordingTransport()
-        protocol.connection_made(transport)
+        protocol, transport = _connection(app)
         for _ in range(2):  # kept alive: the second request after the first answer
             protocol.data_received(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
             for _ in range(10):
@@ -110,12 +111,8 @@ def test_a_streams_head_is_not_held_back_for_its_first_event():
     transport_ref = []
 
     async def main():
-        config = Config(app=app, **uvicorn_options())
-        config.load()
-        protocol = GuardedHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
-        transport = RecordingTransport()
+        protocol, transport = _connection(app)
         transport_ref.append(transport)
-        protocol.connection_made(transport)
         protocol.data_received(b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n")
         await asyncio.sleep(0.2)
         protocol.connection_lost(None)
