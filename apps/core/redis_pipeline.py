@@ -40,8 +40,8 @@ _pipes_by_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # loop 
 def pipelined_connection(client) -> PipelinedConnection | None:
     """The pipelined connection to `client`'s server, or None where the client's topology or
     transport has no fast path here. Clients of one event loop that reach the same server and
-    database as the same user share one: the limits' scripts and the spend journal's writes of a
-    turn of the loop go in one write (a request's settlement and its journal put, one round trip)."""
+    database as the same user share one (the limits' and routing's scripts, the spend journal):
+    their commands of a turn of the loop go in one write."""
     pipe = _pipes.get(client)
     if pipe is not None:
         return pipe

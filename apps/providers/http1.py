@@ -153,7 +153,7 @@ class _Connection(asyncio.Protocol):
         # The between-reads timeout: one timer left running across a stream's reads (set again
         # from the current wait's deadline when it fires), not a timeout made and cancelled per
         # piece, which cost more than relaying the piece.
-        self._read_deadline = 0.0
+        self._read_deadline: float | None = None
         self._read_timer: asyncio.TimerHandle | None = None
         self._buffered = 0
         self._paused = False
@@ -304,7 +304,9 @@ class _Connection(asyncio.Protocol):
                 raise aiohttp.ClientPayloadError("The upstream closed the connection mid-answer.")
             loop = asyncio.get_running_loop()
             waiter = self._waiter = loop.create_future()
-            if timeout is not None:
+            if timeout is None:
+                self._read_deadline = None  # a timer left by an earlier wait finds nothing to end
+            else:
                 deadline = self._read_deadline = loop.time() + timeout
                 timer = self._read_timer
                 if timer is not None and timer.when() > deadline:  # a kept connection's longer wait
@@ -320,8 +322,8 @@ class _Connection(asyncio.Protocol):
     def _read_timed_out(self, loop: asyncio.AbstractEventLoop) -> None:
         self._read_timer = None
         waiter = self._waiter
-        if waiter is None or waiter.done():
-            return  # not waiting now: the next wait sets it again
+        if waiter is None or waiter.done() or self._read_deadline is None:
+            return  # not waiting now (or without a limit): the next wait sets it again
         if loop.time() >= self._read_deadline:
             waiter.set_exception(TimeoutError())
         else:

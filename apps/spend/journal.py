@@ -44,7 +44,7 @@ class SpendJournal:
 
     def __init__(self) -> None:
         # The request path's pipelined connection where there is one (apps.core.redis_pipeline):
-        # a put then shares its write with the limits' settlement of the same turn.
+        # no task per put, and a put can leave at once, from the request's own turn.
         self._clients = AsyncRedisPerLoop(on_new=pipelined_connection)
         self._queued: list[tuple[str, bytes, asyncio.Future]] = []
         self._writing = None  # the event loop with an HSET in flight (one at a time)
