@@ -24,7 +24,7 @@ from apps.core.edge import BodyTooLarge, ClientGone, body_too_large, declared_le
 from apps.core.errors import GatewayError, internal_error, not_found
 from apps.core.redis import redis_enabled
 from apps.spend.buffer import spend_buffer
-from apps.spend.journal import pending_puts
+from apps.spend.journal import pending_puts, puts_wait
 
 logger = logging.getLogger(__name__)
 
@@ -33,16 +33,10 @@ def _header_list(response: HttpResponseBase) -> list[tuple[bytes, bytes]]:
     return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.items()]
 
 
-async def _journaled(puts: list | None) -> None:
-    """Wait until the spend records this request made are in the journal (apps.spend.journal):
-    an answer is not released while a crash could still lose its record."""
-    if puts and not all(put.done() for put in puts):
-        await asyncio.wait(puts, timeout=settings.REDIS_SOCKET_TIMEOUT)
-
-
 async def _send_response(response: HttpResponseBase, send, puts: list | None = None) -> None:
     if not response.streaming:
-        await _journaled(puts)
+        # Not released while a crash could still lose the request's spend record (apps.spend.journal).
+        await puts_wait(puts)
         content = response.content
         headers = _header_list(response)
         if "Content-Length" not in response:  # a length, as OpenAI's answers have, not chunks
@@ -58,7 +52,7 @@ async def _send_response(response: HttpResponseBase, send, puts: list | None = N
         source = events if events is not None else response.streaming_content
         async for chunk in source:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await _journaled(puts)  # the stream settled as it ended: its record, before the last byte
+        await puts_wait(puts)  # the stream settled as it ended: its record, before the last byte
         await send({"type": "http.response.body", "body": b""})
     finally:
         if events is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from decimal import Decimal
@@ -17,6 +16,7 @@ from apps.keys.context import KeyContext
 from apps.keys.limits import RESERVATION_TTL_MS, LimitDecision, LimitScope, limiter, usd_to_nanos
 from apps.providers.registry import Deployment
 from apps.spend.alerts import budget_exhausted, soft_budget_crossed
+from apps.spend.journal import puts_wait
 from apps.spend.pricing import Prices, prices_in_force
 from apps.spend.tokens import request_prompt_tokens
 
@@ -178,11 +178,10 @@ async def limits_settle(scopes: tuple, request_id: str, tokens: int, cost: Decim
                         after: tuple = ()) -> None:
     """`after`: the request's spend-journal puts. The settlement waits for them, so that its script
     is not in the Redis round trip the answer waits for (it would share the write and the turn of
-    Redis's loop); it is still sent before the answer is, so a client's next request finds it
-    settled on this process's connection."""
-    pending = [put for put in after if not put.done()]
-    if pending:  # (never raises; a put that hangs holds the settlement no longer than the answer)
-        await asyncio.wait(pending, timeout=settings.REDIS_SOCKET_TIMEOUT)
+    Redis's loop). The put's reply wakes the answer first, then the settlement: it is queued on
+    this process's Redis connection in the same turn as the answer is written, before the process
+    reads anything more, so a client's next request to this process finds it settled."""
+    await puts_wait(after)
     try:
         settlement = await limiter().settle(scopes, request_id, tokens, usd_to_nanos(cost) or 0)
     except (redis.RedisError, OSError):

@@ -6,8 +6,7 @@ cache (so a read on this process finds it at once) and on a deque a flusher task
 batches every GATEWAY_SPEND_FLUSH_INTERVAL seconds. With Redis the record is also put there
 for an hour, and the answer waits for that put as for a spend record's journal put (a process
 that dies after answering leaves it for `recover`), so another replica finds it before the
-batch is written. A
-read that misses both (evicted, or older) costs one database query. Records do not change
+batch is written. A read that misses both (evicted, or older) costs one database query. Records do not change
 once written (what changes, such as a batch's status, the database holds, written by whoever
 learns it); a delete leaves a tombstone row and tells every replica to forget the record.
 """

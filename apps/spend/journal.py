@@ -33,6 +33,14 @@ logger = logging.getLogger(__name__)
 pending_puts: contextvars.ContextVar[list | None] = contextvars.ContextVar("spend_journal_puts", default=None)
 
 
+async def puts_wait(puts) -> None:
+    """Until the given puts are in the journal, or failed, or REDIS_SOCKET_TIMEOUT has passed (a
+    Redis that hangs holds no one longer than that). Never raises."""
+    pending = [put for put in puts if not put.done()] if puts else ()
+    if pending:
+        await asyncio.wait(pending, timeout=settings.REDIS_SOCKET_TIMEOUT)
+
+
 def journal_key() -> str:
     # One hash tag: HDEL of a batch's ids is one command, within one cluster slot.
     return redis_key("spend", "{journal}", "records")
@@ -69,7 +77,7 @@ class SpendJournal:
         if that send fails, a task writes it with the client's retries."""
         batch, self._queued = self._queued, []
         self._writing = asyncio.get_running_loop()
-        client, pipe = self._clients.get()
+        _, pipe = self._clients.get()
         reply = pipe.send_now("HSET", journal_key(), *_fields(batch)) if pipe is not None else None
         if reply is None:
             spawn(self._write_by_task(batch), name="spend-journal-writer")
