@@ -210,20 +210,50 @@ local resv = tonumber(ARGV[3])
 local entry_ttl = tonumber(ARGV[4])
 local n = tonumber(ARGV[5])
 
-local function window(key)
+-- A window is a hash of per-second buckets, plus its running sum under field '0' and the second
+-- the sum was brought up to under '1' (names of seconds long past: the previous version of this
+-- script, still running on other replicas during a rolling update, drops them as expired buckets,
+-- and this one then rebuilds them). Bringing the sum forward drops the buckets expired since,
+-- one a second under steady use: not a read of all sixty on every request.
+local function rescan(key)
   local data = redis.call('HGETALL', key)
-  local total, oldest, stale = 0, nil, {}
+  local total, stale = 0, {}
   for j = 1, #data, 2 do
     local s = tonumber(data[j])
-    if s <= sec - 60 then
-      stale[#stale + 1] = data[j]
-    else
-      total = total + tonumber(data[j + 1])
-      if oldest == nil or s < oldest then oldest = s end
-    end
+    if s > sec - 60 then total = total + tonumber(data[j + 1])
+    elseif s > 1 then stale[#stale + 1] = data[j] end
   end
   if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
-  return total, oldest
+  redis.call('HSET', key, '0', total, '1', sec)
+  redis.call('EXPIRE', key, 120)
+  return total
+end
+
+local function window(key)
+  local book = redis.call('HMGET', key, '0', '1')
+  local total, through = tonumber(book[1]), tonumber(book[2])
+  if total == nil or through == nil or sec - through >= 60 then return rescan(key) end
+  if sec <= through then return total end  -- (a replica whose clock is a little behind)
+  -- Rebuilt from the buckets once a minute: whatever a writer with a skewed clock or an older
+  -- version put beside the sum is forgotten within a minute.
+  if math.floor(sec / 60) ~= math.floor(through / 60) then return rescan(key) end
+  local gone = {}
+  for s = through - 59, sec - 60 do gone[#gone + 1] = s end
+  local counts = redis.call('HMGET', key, unpack(gone))
+  for j = 1, #counts do total = total - (tonumber(counts[j]) or 0) end
+  redis.call('HDEL', key, unpack(gone))
+  redis.call('HSET', key, '0', total, '1', sec)
+  return total
+end
+
+-- The oldest second still counted (for Retry-After): read only when a request is refused.
+local function oldest(key)
+  local first = nil
+  for _, field in ipairs(redis.call('HKEYS', key)) do
+    local s = tonumber(field)
+    if s > sec - 60 and (first == nil or s < first) then first = s end
+  end
+  return first
 end
 
 local function reserved(key)
@@ -243,13 +273,13 @@ for i = 0, n - 1 do
   local rpm, tpm, par = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   local budget, seed, spend_ttl = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
   if rpm > 0 then
-    local used, oldest = window(KEYS[k + 1])
-    if used >= rpm then return {0, i, 'rpm', math.max((oldest or sec) + 60 - sec, 1)} end
+    local used = window(KEYS[k + 1])
+    if used >= rpm then return {0, i, 'rpm', math.max((oldest(KEYS[k + 1]) or sec) + 60 - sec, 1)} end
     if rem_req < 0 or rpm - used - 1 < rem_req then lim_req, rem_req = rpm, rpm - used - 1 end
   end
   if tpm > 0 then
-    local used, oldest = window(KEYS[k + 2])
-    if used >= tpm then return {0, i, 'tpm', math.max((oldest or sec) + 60 - sec, 1)} end
+    local used = window(KEYS[k + 2])
+    if used >= tpm then return {0, i, 'tpm', math.max((oldest(KEYS[k + 2]) or sec) + 60 - sec, 1)} end
     if rem_tok < 0 or tpm - used < rem_tok then lim_tok, rem_tok = tpm, tpm - used end
   end
   if par > 0 then
@@ -271,6 +301,7 @@ for i = 0, n - 1 do
   local k, a = i * 5, 6 + i * 6
   if tonumber(ARGV[a]) > 0 then
     redis.call('HINCRBY', KEYS[k + 1], sec, 1)
+    redis.call('HINCRBY', KEYS[k + 1], '0', 1)
     redis.call('EXPIRE', KEYS[k + 1], 120)
   end
   if tonumber(ARGV[a + 2]) > 0 then
@@ -299,6 +330,7 @@ for i = 0, n - 1 do
   local k, a = i * 5, 6 + i * 5
   if tonumber(ARGV[a]) == 1 and tokens > 0 then
     redis.call('HINCRBY', KEYS[k + 2], sec, tokens)
+    redis.call('HINCRBY', KEYS[k + 2], '0', tokens)  -- the window's sum (see the acquire's window)
     redis.call('EXPIRE', KEYS[k + 2], 120)
   end
   redis.call('ZREM', KEYS[k + 3], rid)
@@ -321,6 +353,7 @@ return crossed
 _UNDO = """
 if ARGV[3] == '1' and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
   redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+  redis.call('HINCRBY', KEYS[1], '0', -1)  -- the window's sum (see the acquire's window)
 end
 redis.call('ZREM', KEYS[3], ARGV[2])
 redis.call('HDEL', KEYS[5], ARGV[2])

@@ -157,3 +157,112 @@ def test_a_long_held_reservation_outlives_the_requests_after_it(limiter, monkeyp
     refused = run(limiter.acquire([key], "next", 400)) if isinstance(limiter, MemoryLimiter) else None
     if refused is not None:
         assert not refused.allowed and refused.reason == "budget"
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """time.time() set by the test: seconds into a minute, so that where a minute begins is known."""
+    now = [float((int(time.time()) // 60 + 1) * 60 + 5)]
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    return now
+
+
+def test_a_window_slides_second_by_second(limiter, clock):
+    """Each request leaves the window 60 s after it came, across a minute's start, a long pause
+    and a replica whose clock is a second behind."""
+    key = scope(rpm=5)
+    start = clock[0]
+
+    async def allowed(at: float, count: int) -> list:
+        clock[0] = start + at
+        return [(await limiter.acquire([key], rid(), 0)) for _ in range(count)]
+
+    async def scenario():
+        assert all(d.allowed for d in await allowed(0, 3))
+        assert all(d.allowed for d in await allowed(30, 2))
+        [refused] = await allowed(31, 1)
+        assert not refused.allowed and refused.reason == "rpm" and refused.retry_after == 29
+        [behind] = await allowed(30, 1)  # another replica, its clock a second behind
+        assert not behind.allowed
+        # The three of second 0 leave at second 60 (into the next minute): room for three.
+        decisions = await allowed(60, 4)
+        assert [d.allowed for d in decisions] == [True, True, True, False]
+        assert decisions[0].remaining_requests == 2 and decisions[3].retry_after == 30
+        assert [d.allowed for d in await allowed(89, 1)] == [False]
+        assert [d.allowed for d in await allowed(90, 3)] == [True, True, False]  # second 30's two left
+        # After a pause longer than the window, all of it is free.
+        decisions = await allowed(400, 6)
+        assert [d.allowed for d in decisions] == [True] * 5 + [False]
+        assert decisions[0].remaining_requests == 4
+
+    run(scenario())
+
+
+def test_tokens_leave_the_window_with_their_second(limiter, clock):
+    key = scope(tpm=100)
+    start = clock[0]
+
+    async def scenario():
+        assert (await limiter.acquire([key], "a", 0)).allowed
+        await limiter.settle([key], "a", 60, 0)
+        clock[0] = start + 20
+        assert (await limiter.acquire([key], "b", 0)).remaining_tokens == 40
+        await limiter.settle([key], "b", 30, 0)
+        clock[0] = start + 59
+        assert (await limiter.acquire([key], "c", 0)).remaining_tokens == 10
+        clock[0] = start + 60
+        assert (await limiter.acquire([key], "d", 0)).remaining_tokens == 70
+        clock[0] = start + 80
+        assert (await limiter.acquire([key], "e", 0)).remaining_tokens == 100
+
+    run(scenario())
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="Redis's windows")
+def test_a_redis_window_is_not_read_whole_on_every_request(clock):
+    """A busy key's window holds sixty buckets; the acquire keeps their sum beside them and reads
+    only the buckets that expire, not all sixty a request (once a minute it rebuilds the sum)."""
+    import redis as redis_py
+
+    limiter = RedisLimiter()
+    key = scope(rpm=10**9, tpm=10**9)
+    start = clock[0]
+
+    async def busy(seconds) -> None:
+        for second in seconds:
+            clock[0] = start + second
+            for _ in range(3):
+                assert (await limiter.acquire([key], rid(), 0)).allowed
+
+    def scans() -> int:
+        stats = redis_py.Redis.from_url(settings.REDIS_URL).info("commandstats")
+        return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("hgetall", "hkeys"))
+
+    async def scenario():
+        await busy(range(-54, 1))  # the last minute, a bucket a second
+        before = scans()
+        await busy(range(1, 40))  # 117 requests within this minute
+        assert scans() - before <= 2  # the first of this minute rebuilds each window once
+        decision = await limiter.acquire([key], rid(), 0)
+        assert decision.remaining_requests == 10**9 - 3 * 60 - 1  # the sixty seconds -20..39, three each
+
+    run(scenario())
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="Redis's windows")
+def test_a_redis_window_written_without_its_sum_is_counted_whole(clock):
+    """Buckets a previous version wrote, which keeps no sum (and drops the fields of one as expired
+    buckets, as it runs beside this one in a rolling update), are counted all the same."""
+    limiter = RedisLimiter()
+    key = scope(rpm=10)
+    client = __import__("redis").Redis.from_url(settings.REDIS_URL)
+    window_key = limiter._keys([key], ["all"])[0]
+    second = int(clock[0])
+
+    async def scenario():
+        assert (await limiter.acquire([key], rid(), 0)).remaining_requests == 9
+        client.hdel(window_key, "0", "1")  # what the previous version does to them
+        client.hincrby(window_key, second - 10, 4)  # its own requests, with no sum kept
+        assert (await limiter.acquire([key], rid(), 0)).remaining_requests == 4
+
+    run(scenario())
