@@ -9,8 +9,10 @@ Lua scripts (one round trip each, atomic across replicas); without Redis the sam
 algorithm runs in process memory, correct for one process.
 
 Windows are sliding: per-second buckets summed over the last 60 seconds, so "60 a
-minute" holds for any 60 seconds, not just calendar minutes. Money is counted in
-integer nano-dollars so Redis and Lua never round it.
+minute" holds for any 60 seconds, not just calendar minutes. On Redis a window keeps its
+running sum, and a budget the sum of its reservations in flight, so a script's work does
+not grow with the traffic it counts. Money is counted in integer nano-dollars so Redis
+and Lua never round it.
 """
 
 from __future__ import annotations
@@ -197,7 +199,7 @@ class MemoryLimiter:
 
 # --- Redis ------------------------------------------------------------------------------------
 
-# KEYS: per scope 5 keys: rpm window, tpm window, in-flight set, period spend, reservations.
+# KEYS: per scope 6 keys: rpm window, tpm window, in-flight set, period spend, reservations, their sum.
 # ARGV: now_ms, request_id, reservation, entry_ttl_ms, scope count, then per scope 6 values:
 #       rpm, tpm, parallel, budget (-1: none), seed, spend ttl seconds.
 # Returns {1, limit_requests, remaining_requests, limit_tokens, remaining_tokens} or
@@ -256,20 +258,32 @@ local function oldest(key)
   return first
 end
 
-local function reserved(key)
-  local data = redis.call('HGETALL', key)
+-- What the requests in flight hold reserved: the sum kept in `book` (field 'sum'), which every
+-- reservation added or settled moves. Rebuilt from the reservations themselves in the first call
+-- of each minute (and when missing): then the reservations past their expiry (a process that died
+-- holding them) are dropped, and what a replica of the previous version, which keeps no sum,
+-- added or settled is counted. Not a read of every reservation in flight on every request: a busy
+-- team has thousands of them while its calls run.
+local function reserved(resv, book)
+  local minute = math.floor(now / 60000)
+  local kept = redis.call('HMGET', book, 'sum', 'minute')
+  -- (A book a replica whose clock is ahead rebuilt this minute is taken as it is.)
+  if kept[1] and tonumber(kept[2]) >= minute then return tonumber(kept[1]) end
+  local data = redis.call('HGETALL', resv)
   local total, stale = 0, {}
   for j = 1, #data, 2 do
     local amount, expiry = string.match(data[j + 1], '^(%d+):(%d+)$')
     if tonumber(expiry) <= now then stale[#stale + 1] = data[j] else total = total + tonumber(amount) end
   end
-  if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
+  for j = 1, #stale, 1000 do redis.call('HDEL', resv, unpack(stale, j, math.min(j + 999, #stale))) end
+  redis.call('HSET', book, 'sum', string.format('%.0f', total), 'minute', minute)
+  redis.call('PEXPIRE', book, 120000)  -- rebuilt every minute while in use
   return total
 end
 
 local lim_req, rem_req, lim_tok, rem_tok = -1, -1, -1, -1
 for i = 0, n - 1 do
-  local k, a = i * 5, 6 + i * 6
+  local k, a = i * 6, 6 + i * 6
   local rpm, tpm, par = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   local budget, seed, spend_ttl = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
   if rpm > 0 then
@@ -292,13 +306,13 @@ for i = 0, n - 1 do
       redis.call('SET', KEYS[k + 4], seed, 'EX', spend_ttl)
       spent = seed
     end
-    spent = tonumber(spent) + reserved(KEYS[k + 5])
+    spent = tonumber(spent) + reserved(KEYS[k + 5], KEYS[k + 6])
     if spent >= budget or spent + resv > budget then return {0, i, 'budget', 0} end
   end
 end
 
 for i = 0, n - 1 do
-  local k, a = i * 5, 6 + i * 6
+  local k, a = i * 6, 6 + i * 6
   if tonumber(ARGV[a]) > 0 then
     redis.call('HINCRBY', KEYS[k + 1], sec, 1)
     redis.call('HINCRBY', KEYS[k + 1], '0', 1)
@@ -309,7 +323,9 @@ for i = 0, n - 1 do
     redis.call('PEXPIRE', KEYS[k + 3], entry_ttl)
   end
   if tonumber(ARGV[a + 3]) >= 0 and resv > 0 then
-    redis.call('HSET', KEYS[k + 5], rid, resv .. ':' .. (now + entry_ttl))
+    -- Amounts as their digits: Lua would print a large number in exponent form.
+    redis.call('HSET', KEYS[k + 5], rid, ARGV[3] .. ':' .. string.format('%.0f', now + entry_ttl))
+    redis.call('HINCRBY', KEYS[k + 6], 'sum', ARGV[3])  -- (the book exists: the check above made it)
     -- Never shortened: a batch's reservation outlives the requests' that come after it.
     if redis.call('PTTL', KEYS[k + 5]) < entry_ttl then redis.call('PEXPIRE', KEYS[k + 5], entry_ttl) end
   end
@@ -321,20 +337,31 @@ return {1, lim_req, rem_req, lim_tok, rem_tok}
 # 5 values: counts tokens (0/1), tracks spend (0/1), seed, spend ttl seconds, soft budget (-1: none).
 # Returns the 0-based indexes of the scopes whose soft budget this request crossed.
 _SETTLE = """
+-- A reservation taken back, and out of its book's sum (see the acquire's reserved). A book that
+-- is gone is not made again here: the next acquire rebuilds it.
+local function release(resv, book, rid)
+  local held = redis.call('HGET', resv, rid)
+  if not held then return end
+  redis.call('HDEL', resv, rid)
+  local amount = string.match(held, '^(%d+):')
+  if amount and amount ~= '0' and redis.call('HEXISTS', book, 'minute') == 1 then
+    redis.call('HINCRBY', book, 'sum', '-' .. amount)
+  end
+end
 local now = tonumber(ARGV[1])
 local sec = math.floor(now / 1000)
 local rid = ARGV[2]
 local tokens, cost, n = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local crossed = {}
 for i = 0, n - 1 do
-  local k, a = i * 5, 6 + i * 5
+  local k, a = i * 6, 6 + i * 5
   if tonumber(ARGV[a]) == 1 and tokens > 0 then
     redis.call('HINCRBY', KEYS[k + 2], sec, tokens)
     redis.call('HINCRBY', KEYS[k + 2], '0', tokens)  -- the window's sum (see the acquire's window)
     redis.call('EXPIRE', KEYS[k + 2], 120)
   end
   redis.call('ZREM', KEYS[k + 3], rid)
-  redis.call('HDEL', KEYS[k + 5], rid)
+  release(KEYS[k + 5], KEYS[k + 6], rid)
   if tonumber(ARGV[a + 1]) == 1 then
     if redis.call('EXISTS', KEYS[k + 4]) == 0 then
       redis.call('SET', KEYS[k + 4], ARGV[a + 2], 'EX', tonumber(ARGV[a + 3]))
@@ -349,14 +376,25 @@ return crossed
 
 
 # Taking back one scope's acquire, on a cluster, when another scope refused the request.
-# KEYS: that scope's 5 keys. ARGV: the acquire's second, request_id, counted a request (0/1).
+# KEYS: that scope's 6 keys. ARGV: the acquire's second, request_id, counted a request (0/1).
 _UNDO = """
+-- A reservation taken back, and out of its book's sum (see the acquire's reserved). A book that
+-- is gone is not made again here: the next acquire rebuilds it.
+local function release(resv, book, rid)
+  local held = redis.call('HGET', resv, rid)
+  if not held then return end
+  redis.call('HDEL', resv, rid)
+  local amount = string.match(held, '^(%d+):')
+  if amount and amount ~= '0' and redis.call('HEXISTS', book, 'minute') == 1 then
+    redis.call('HINCRBY', book, 'sum', '-' .. amount)
+  end
+end
 if ARGV[3] == '1' and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
   redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
   redis.call('HINCRBY', KEYS[1], '0', -1)  -- the window's sum (see the acquire's window)
 end
 redis.call('ZREM', KEYS[3], ARGV[2])
-redis.call('HDEL', KEYS[5], ARGV[2])
+release(KEYS[5], KEYS[6], ARGV[2])
 return 1
 """
 
@@ -380,7 +418,8 @@ class RedisLimiter:
     def _scope_keys(self, scope: LimitScope, period: str) -> list[str]:
         # One hash tag per scope keeps its keys on one Redis Cluster slot.
         base = f"{self._prefix}:{{{scope.tag}}}"
-        return [f"{base}:rpm", f"{base}:tpm", f"{base}:inflight", f"{base}:spend:{period}", f"{base}:resv"]
+        return [f"{base}:rpm", f"{base}:tpm", f"{base}:inflight", f"{base}:spend:{period}", f"{base}:resv",
+                f"{base}:resvsum"]
 
     def _keys(self, scopes, periods) -> list[str]:
         keys = []

@@ -1,6 +1,7 @@
 """The limiter, in memory and on Redis: the same behaviour from both backends."""
 
 import asyncio
+import dataclasses
 import time
 import uuid
 
@@ -264,5 +265,83 @@ def test_a_redis_window_written_without_its_sum_is_counted_whole(clock):
         client.hdel(window_key, "0", "1")  # what the previous version does to them
         client.hincrby(window_key, second - 10, 4)  # its own requests, with no sum kept
         assert (await limiter.acquire([key], rid(), 0)).remaining_requests == 4
+
+    run(scenario())
+
+
+def test_a_reservation_of_a_process_that_died_stops_counting_after_its_time(limiter, clock):
+    key = scope(budget_nanos=1_000)
+    start = clock[0]
+
+    async def scenario():
+        assert (await limiter.acquire([key], "died", 800, 30_000)).allowed  # never settled
+        assert not (await limiter.acquire([key], "next", 300)).allowed
+        clock[0] = start + 60  # past its 30 s (an acquire drops it within a minute of then)
+        assert (await limiter.acquire([key], "after", 300)).allowed
+
+    run(scenario())
+
+
+def test_large_reservations_are_counted_to_the_nano_dollar(limiter):
+    """Amounts past 10^14 nano-dollars (a batch of $100,000): Lua would print them in exponent form."""
+    key = scope(budget_nanos=10**15)
+
+    async def scenario():
+        assert (await limiter.acquire([key], "batch", 6 * 10**14 + 1)).allowed
+        assert not (await limiter.acquire([key], "second", 4 * 10**14)).allowed
+        await limiter.settle([key], "batch", 0, 10**14)
+        assert (await limiter.acquire([key], "third", 9 * 10**14 - 1)).allowed
+        assert not (await limiter.acquire([key], "fourth", 2)).allowed  # 10^14 spent, 10^15 - 10^14 - 1 held
+
+    run(scenario())
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="Redis's reservations")
+def test_a_redis_budget_check_does_not_read_every_reservation_in_flight(clock):
+    """A busy team holds thousands of reservations while its calls run; the acquire keeps their sum
+    and rebuilds it from them once a minute, not on every request."""
+    import redis as redis_py
+
+    limiter = RedisLimiter()
+    key = scope(budget_nanos=10**12)
+    start = clock[0]
+
+    def scans() -> int:
+        stats = redis_py.Redis.from_url(settings.REDIS_URL).info("commandstats")
+        return stats.get("cmdstat_hgetall", {}).get("calls", 0)
+
+    async def scenario():
+        for i in range(300):
+            assert (await limiter.acquire([key], f"held{i}", 1_000)).allowed
+        before = scans()
+        for i in range(100):
+            clock[0] = start + i * 0.5
+            assert (await limiter.acquire([key], f"r{i}", 1_000)).allowed
+            await limiter.settle([key], f"r{i}", 0, 400)
+        assert scans() - before == 0
+        # 300 held at 1,000 and 100 settled at 400: exactly 1,000 left of this budget.
+        tight = dataclasses.replace(key, budget_nanos=300 * 1_000 + 100 * 400 + 1_000)
+        assert not (await limiter.acquire([tight], "over", 1_001)).allowed
+        assert (await limiter.acquire([tight], "fits", 1_000)).allowed
+
+    run(scenario())
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="Redis's reservations")
+def test_a_redis_reservation_made_by_the_previous_version_counts(clock):
+    """The previous version keeps no sum of the reservations: what it adds is counted, and the sum it
+    does not move is rebuilt within a minute."""
+    limiter = RedisLimiter()
+    key = scope(budget_nanos=10_000)
+    client = __import__("redis").Redis.from_url(settings.REDIS_URL)
+    resv_key = [k for k in limiter._keys([key], ["all"]) if k.endswith(":resv")][0]
+    start = clock[0]
+
+    async def scenario():
+        assert (await limiter.acquire([key], "new", 1_000)).allowed
+        client.hset(resv_key, "old", f"6000:{int(start * 1000) + 600_000}")  # as the previous version
+        clock[0] = start + 60  # the next minute
+        assert not (await limiter.acquire([key], "over", 3_001)).allowed
+        assert (await limiter.acquire([key], "fits", 3_000)).allowed
 
     run(scenario())
