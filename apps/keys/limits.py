@@ -303,7 +303,7 @@ for i = 0, n - 1 do
   if budget >= 0 then
     local spent = redis.call('GET', KEYS[k + 4])
     if not spent then
-      redis.call('SET', KEYS[k + 4], seed, 'EX', spend_ttl)
+      redis.call('SET', KEYS[k + 4], ARGV[a + 4], 'EX', spend_ttl)  -- its digits (see below)
       spent = seed
     end
     spent = tonumber(spent) + reserved(KEYS[k + 5], KEYS[k + 6])
@@ -366,7 +366,9 @@ for i = 0, n - 1 do
     if redis.call('EXISTS', KEYS[k + 4]) == 0 then
       redis.call('SET', KEYS[k + 4], ARGV[a + 2], 'EX', tonumber(ARGV[a + 3]))
     end
-    local after = redis.call('INCRBY', KEYS[k + 4], cost)
+    -- ARGV[4], not `cost`: Lua prints a number of 10^14 or more (a $100,000 batch) in exponent
+    -- form, which INCRBY refuses.
+    local after = redis.call('INCRBY', KEYS[k + 4], ARGV[4])
     local soft = tonumber(ARGV[a + 4])
     if soft >= 0 and after - cost < soft and after >= soft then crossed[#crossed + 1] = i end
   end

@@ -296,6 +296,25 @@ def test_large_reservations_are_counted_to_the_nano_dollar(limiter):
     run(scenario())
 
 
+@pytest.mark.skipif(not settings.REDIS_URL, reason="Redis's counters")
+def test_a_redis_spend_counter_keeps_every_digit():
+    """Spend seeded from the database and costs settled go to Redis as their digits: Lua prints a
+    number in exponent form (from 10^14 when joined to text, and from 10^17 in redis.call on
+    Redis 7), which INCRBY refuses and which would round the counter."""
+    import redis as redis_py
+
+    limiter = RedisLimiter()
+    key = dataclasses.replace(scope(budget_nanos=10**18), db_spend_nanos=2 * 10**17 + 7)
+    spend_key = [k for k in limiter._keys([key], ["all"]) if ":spend:" in k][0]
+
+    async def scenario():
+        assert (await limiter.acquire([key], "batch", 10**17)).allowed
+        await limiter.settle([key], "batch", 0, 15 * 10**16 + 3)
+
+    run(scenario())
+    assert redis_py.Redis.from_url(settings.REDIS_URL).get(spend_key) == str(35 * 10**16 + 10).encode()
+
+
 @pytest.mark.skipif(not settings.REDIS_URL, reason="Redis's reservations")
 def test_a_redis_budget_check_does_not_read_every_reservation_in_flight(clock):
     """A busy team holds thousands of reservations while its calls run; the acquire keeps their sum
