@@ -27,6 +27,7 @@ from decimal import Decimal
 
 from apps.core.durations import current_period, duration_seconds
 from apps.core.redis import AsyncRedisPerLoop, redis_cluster, redis_enabled, redis_key, register_script, sync_redis
+from apps.core.sliding_window import WINDOW_LUA
 
 logger = logging.getLogger(__name__)
 
@@ -204,59 +205,13 @@ class MemoryLimiter:
 #       rpm, tpm, parallel, budget (-1: none), seed, spend ttl seconds.
 # Returns {1, limit_requests, remaining_requests, limit_tokens, remaining_tokens} or
 #         {0, scope index (0-based), reason, retry_after}.
-_ACQUIRE = """
+_ACQUIRE = WINDOW_LUA + """
 local now = tonumber(ARGV[1])
 local sec = math.floor(now / 1000)
 local rid = ARGV[2]
 local resv = tonumber(ARGV[3])
 local entry_ttl = tonumber(ARGV[4])
 local n = tonumber(ARGV[5])
-
--- A window is a hash of per-second buckets, plus its running sum under field '0' and the second
--- the sum was brought up to under '1' (names of seconds long past: the previous version of this
--- script, still running on other replicas during a rolling update, drops them as expired buckets,
--- and this one then rebuilds them). Bringing the sum forward drops the buckets expired since,
--- one a second under steady use: not a read of all sixty on every request.
-local function rescan(key)
-  local data = redis.call('HGETALL', key)
-  local total, stale = 0, {}
-  for j = 1, #data, 2 do
-    local s = tonumber(data[j])
-    if s > sec - 60 then total = total + tonumber(data[j + 1])
-    elseif s > 1 then stale[#stale + 1] = data[j] end
-  end
-  if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
-  redis.call('HSET', key, '0', total, '1', sec)
-  redis.call('EXPIRE', key, 120)
-  return total
-end
-
-local function window(key)
-  local book = redis.call('HMGET', key, '0', '1')
-  local total, through = tonumber(book[1]), tonumber(book[2])
-  if total == nil or through == nil or sec - through >= 60 then return rescan(key) end
-  if sec <= through then return total end  -- (a replica whose clock is a little behind)
-  -- Rebuilt from the buckets once a minute: whatever a writer with a skewed clock or an older
-  -- version put beside the sum is forgotten within a minute.
-  if math.floor(sec / 60) ~= math.floor(through / 60) then return rescan(key) end
-  local gone = {}
-  for s = through - 59, sec - 60 do gone[#gone + 1] = s end
-  local counts = redis.call('HMGET', key, unpack(gone))
-  for j = 1, #counts do total = total - (tonumber(counts[j]) or 0) end
-  redis.call('HDEL', key, unpack(gone))
-  redis.call('HSET', key, '0', total, '1', sec)
-  return total
-end
-
--- The oldest second still counted (for Retry-After): read only when a request is refused.
-local function oldest(key)
-  local first = nil
-  for _, field in ipairs(redis.call('HKEYS', key)) do
-    local s = tonumber(field)
-    if s > sec - 60 and (first == nil or s < first) then first = s end
-  end
-  return first
-end
 
 -- What the requests in flight hold reserved: the sum kept in `book` (field 'sum'), which every
 -- reservation added or settled moves. Rebuilt from the reservations themselves in the first call
@@ -287,13 +242,17 @@ for i = 0, n - 1 do
   local rpm, tpm, par = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   local budget, seed, spend_ttl = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
   if rpm > 0 then
-    local used = window(KEYS[k + 1])
-    if used >= rpm then return {0, i, 'rpm', math.max((oldest(KEYS[k + 1]) or sec) + 60 - sec, 1)} end
+    local used = window_total(KEYS[k + 1], sec)
+    if used >= rpm then
+      return {0, i, 'rpm', math.max((window_oldest(KEYS[k + 1], sec) or sec) + 60 - sec, 1)}
+    end
     if rem_req < 0 or rpm - used - 1 < rem_req then lim_req, rem_req = rpm, rpm - used - 1 end
   end
   if tpm > 0 then
-    local used = window(KEYS[k + 2])
-    if used >= tpm then return {0, i, 'tpm', math.max((oldest(KEYS[k + 2]) or sec) + 60 - sec, 1)} end
+    local used = window_total(KEYS[k + 2], sec)
+    if used >= tpm then
+      return {0, i, 'tpm', math.max((window_oldest(KEYS[k + 2], sec) or sec) + 60 - sec, 1)}
+    end
     if rem_tok < 0 or tpm - used < rem_tok then lim_tok, rem_tok = tpm, tpm - used end
   end
   if par > 0 then
@@ -314,9 +273,7 @@ end
 for i = 0, n - 1 do
   local k, a = i * 6, 6 + i * 6
   if tonumber(ARGV[a]) > 0 then
-    redis.call('HINCRBY', KEYS[k + 1], sec, 1)
-    redis.call('HINCRBY', KEYS[k + 1], '0', 1)
-    redis.call('EXPIRE', KEYS[k + 1], 120)
+    window_add(KEYS[k + 1], sec, 1)
   end
   if tonumber(ARGV[a + 2]) > 0 then
     redis.call('ZADD', KEYS[k + 3], now + entry_ttl, rid)
@@ -336,7 +293,7 @@ return {1, lim_req, rem_req, lim_tok, rem_tok}
 # KEYS: as for acquire. ARGV: now_ms, request_id, tokens, cost, scope count, then per scope
 # 5 values: counts tokens (0/1), tracks spend (0/1), seed, spend ttl seconds, soft budget (-1: none).
 # Returns the 0-based indexes of the scopes whose soft budget this request crossed.
-_SETTLE = """
+_SETTLE = WINDOW_LUA + """
 -- A reservation taken back, and out of its book's sum (see the acquire's reserved). A book that
 -- is gone is not made again here: the next acquire rebuilds it.
 local function release(resv, book, rid)
@@ -356,9 +313,7 @@ local crossed = {}
 for i = 0, n - 1 do
   local k, a = i * 6, 6 + i * 5
   if tonumber(ARGV[a]) == 1 and tokens > 0 then
-    redis.call('HINCRBY', KEYS[k + 2], sec, tokens)
-    redis.call('HINCRBY', KEYS[k + 2], '0', tokens)  -- the window's sum (see the acquire's window)
-    redis.call('EXPIRE', KEYS[k + 2], 120)
+    window_add(KEYS[k + 2], sec, tokens)
   end
   redis.call('ZREM', KEYS[k + 3], rid)
   release(KEYS[k + 5], KEYS[k + 6], rid)
@@ -379,7 +334,7 @@ return crossed
 
 # Taking back one scope's acquire, on a cluster, when another scope refused the request.
 # KEYS: that scope's 6 keys. ARGV: the acquire's second, request_id, counted a request (0/1).
-_UNDO = """
+_UNDO = WINDOW_LUA + """
 -- A reservation taken back, and out of its book's sum (see the acquire's reserved). A book that
 -- is gone is not made again here: the next acquire rebuilds it.
 local function release(resv, book, rid)
@@ -391,10 +346,7 @@ local function release(resv, book, rid)
     redis.call('HINCRBY', book, 'sum', '-' .. amount)
   end
 end
-if ARGV[3] == '1' and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
-  redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
-  redis.call('HINCRBY', KEYS[1], '0', -1)  -- the window's sum (see the acquire's window)
-end
+if ARGV[3] == '1' then window_take_back(KEYS[1], ARGV[1], 1) end
 redis.call('ZREM', KEYS[3], ARGV[2])
 release(KEYS[5], KEYS[6], ARGV[2])
 return 1

@@ -516,7 +516,8 @@ async def _candidates(
     if not needs.usage and any(d.rpm or d.tpm for d in deployments):
         needs = dataclasses.replace(needs, usage=True)  # capacity is checked before the call
     try:
-        loads = await deployment_state().read([d.state_key for d in deployments], needs)
+        loads = await deployment_state().read([d.state_key for d in deployments], needs,
+                                              [(d.rpm, d.tpm) for d in deployments])
     except Exception:
         # Routing without shared state beats not routing: every deployment counts as free.
         logger.warning("routing state unavailable: routing %s without it", group.name, exc_info=True)

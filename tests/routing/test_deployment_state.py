@@ -151,3 +151,63 @@ def test_a_server_reads_cooldowns_from_its_mirror_and_still_sees_another_replica
         if pipe is not None:
             del pipe.call
     assert {a.headers["x-gateway-model-id"] for a in answers} == {str(second.pk)}
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """time.time() set by the test, a few seconds into a minute."""
+    now = [float((int(time.time()) // 60 + 1) * 60 + 5)]
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    return now
+
+
+def test_a_deployment_at_its_limit_reads_when_its_window_frees(state, clock):
+    k = key()
+    start = clock[0]
+    for at in (0, 20):
+        clock[0] = start + at
+        assert run(state.acquire(k, f"r{at}", rpm=2, tpm=None, count_usage=True, track_in_flight=False)) == 0
+    clock[0] = start + 30
+    [load] = run(state.read([k], EVERYTHING, [(2, None)]))
+    assert (load.requests, load.oldest_second) == (2, int(start))  # full: free again at start + 60
+    assert run(state.acquire(k, "r30", rpm=2, tpm=None, count_usage=True, track_in_flight=False)) == 30
+    clock[0] = start + 60  # the first has left the window
+    [load] = run(state.read([k], EVERYTHING, [(2, None)]))
+    assert load.requests == 1
+    assert run(state.acquire(k, "r60", rpm=2, tpm=None, count_usage=True, track_in_flight=False)) == 0
+    run(state.release(k, "r60", tokens=700, count_usage=True, track_in_flight=False, latency=None,
+                      time_to_first_token=None))
+    clock[0] = start + 119
+    [load] = run(state.read([k], EVERYTHING, [(2, 1000)]))
+    assert (load.requests, load.tokens) == (1, 700)
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="needs Redis")
+def test_usage_reads_of_busy_deployments_do_not_read_their_whole_windows(clock):
+    """Usage-based routing reads every deployment's two windows on every request; each keeps its sum
+    (apps.core.sliding_window), so a read drops the expired buckets instead of reading all sixty."""
+    import redis as redis_py
+
+    state = make("redis")
+    deployments = [key() for _ in range(4)]
+    start = clock[0]
+
+    def scans() -> int:
+        stats = redis_py.Redis.from_url(settings.REDIS_URL).info("commandstats")
+        return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("hgetall", "hkeys"))
+
+    async def busy(seconds) -> None:
+        for second in seconds:
+            clock[0] = start + second
+            for k in deployments:
+                assert await state.acquire(k, "r", rpm=None, tpm=None, count_usage=True, track_in_flight=False) == 0
+                await state.release(k, "r", tokens=10, count_usage=True, track_in_flight=False, latency=None,
+                                    time_to_first_token=None)
+            await state.read(deployments, EVERYTHING, [(10**6, 10**9)] * 4)
+
+    run(busy(range(-54, 1)))
+    before = scans()
+    run(busy(range(1, 30)))
+    assert scans() - before <= 2 * len(deployments)  # each window rebuilt once, this minute
+    loads = run(state.read(deployments, EVERYTHING, [(10**6, 10**9)] * 4))
+    assert [(load.requests, load.tokens) for load in loads] == [(60, 600)] * 4

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from apps.core import invalidation
 from apps.core.invalidation import KIND_DEPLOYMENTS, channel, listening
 from apps.core.redis import AsyncRedisPerLoop, publish_command, redis_enabled, redis_key, register_script
+from apps.core.sliding_window import WINDOW_LUA
 
 WINDOW_SECONDS = 60
 IN_FLIGHT_TTL_MS = 15 * 60 * 1000  # a crashed process's in-flight marks expire
@@ -34,7 +35,7 @@ class DeploymentLoad:
     cooldown_until: float = 0.0  # unix seconds; in the past: not cooling down
     requests: int = 0  # in the last minute (counted only where needed)
     tokens: int = 0
-    oldest_second: int | None = None  # of the request and token windows, for a Retry-After
+    oldest_second: int | None = None  # of its windows, for a Retry-After (on Redis: read only at a limit)
     in_flight: int = 0
     latency: float | None = None  # seconds, moving average of whole answers
     time_to_first_token: float | None = None  # seconds, moving average over streams
@@ -87,7 +88,8 @@ class MemoryDeploymentState:
             del marks[request_id]
         return marks
 
-    async def read(self, keys: list[str], needs: StateNeeds) -> list[DeploymentLoad]:
+    async def read(self, keys: list[str], needs: StateNeeds,
+                   limits: list | None = None) -> list[DeploymentLoad]:
         now = time.time()
         second = int(now)
         loads = []
@@ -160,30 +162,15 @@ class MemoryDeploymentState:
 # --- Redis ------------------------------------------------------------------------------------
 
 # KEYS: cooldowns hash, latency hash, then per deployment: requests, tokens, in-flight.
-# ARGV: now_ms, count, needs usage, needs in-flight, needs latency, then the state keys.
-# Returns per deployment: until_ms, requests, tokens, oldest second, in flight, latency, ttft
-# (latencies as strings: Lua numbers would come back truncated to integers).
-_READ = """
+# ARGV: now_ms, count, needs usage, needs in-flight, needs latency, then the state keys, then per
+# deployment its rpm and tpm limits (0: none).
+# Returns per deployment: until_ms, requests, tokens, oldest second (-1 unless it is at a limit),
+# in flight, latency, ttft (latencies as strings: Lua numbers would come back truncated to integers).
+_READ = WINDOW_LUA + """
 local now = tonumber(ARGV[1])
 local sec = math.floor(now / 1000)
 local n = tonumber(ARGV[2])
 local usage, busy, lat = ARGV[3] == '1', ARGV[4] == '1', ARGV[5] == '1'
-
-local function window(key)
-  local data = redis.call('HGETALL', key)
-  local total, oldest, stale = 0, -1, {}
-  for j = 1, #data, 2 do
-    local s = tonumber(data[j])
-    if s <= sec - 60 then
-      stale[#stale + 1] = data[j]
-    else
-      total = total + tonumber(data[j + 1])
-      if oldest < 0 or s < oldest then oldest = s end
-    end
-  end
-  if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
-  return total, oldest
-end
 
 local out = {}
 for i = 0, n - 1 do
@@ -192,11 +179,12 @@ for i = 0, n - 1 do
   out[#out + 1] = redis.call('HGET', KEYS[1], name) or '0'
   local requests, tokens, oldest = 0, 0, -1
   if usage then
-    local o1, o2
-    requests, o1 = window(KEYS[k + 1])
-    tokens, o2 = window(KEYS[k + 2])
-    oldest = o1
-    if o2 >= 0 and (oldest < 0 or o2 < oldest) then oldest = o2 end
+    requests, tokens = window_total(KEYS[k + 1], sec), window_total(KEYS[k + 2], sec)
+    local rpm, tpm = tonumber(ARGV[6 + n + i * 2]) or 0, tonumber(ARGV[7 + n + i * 2]) or 0
+    if (rpm > 0 and requests >= rpm) or (tpm > 0 and tokens >= tpm) then  -- for its Retry-After
+      local o1, o2 = window_oldest(KEYS[k + 1], sec), window_oldest(KEYS[k + 2], sec)
+      oldest = math.min(o1 or o2 or -1, o2 or o1 or -1)
+    end
   end
   out[#out + 1] = requests
   out[#out + 1] = tokens
@@ -221,36 +209,18 @@ return out
 # KEYS: requests, tokens, in-flight. ARGV: now_ms, request id, rpm (0: none), tpm (0: none),
 # count usage (0/1), track in flight (0/1), in-flight ttl ms.
 # Returns 0 (counted) or the seconds until the deployment has capacity again.
-_ACQUIRE = """
+_ACQUIRE = WINDOW_LUA + """
 local now = tonumber(ARGV[1])
 local sec = math.floor(now / 1000)
 local rpm, tpm = tonumber(ARGV[3]), tonumber(ARGV[4])
 
-local function window(key)
-  local data = redis.call('HGETALL', key)
-  local total, oldest = 0, nil
-  for j = 1, #data, 2 do
-    local s = tonumber(data[j])
-    if s > sec - 60 then
-      total = total + tonumber(data[j + 1])
-      if oldest == nil or s < oldest then oldest = s end
-    end
-  end
-  return total, oldest
+if rpm > 0 and window_total(KEYS[1], sec) >= rpm then
+  return math.max((window_oldest(KEYS[1], sec) or sec) + 60 - sec, 1)
 end
-
-if rpm > 0 then
-  local used, oldest = window(KEYS[1])
-  if used >= rpm then return math.max((oldest or sec) + 60 - sec, 1) end
+if tpm > 0 and window_total(KEYS[2], sec) >= tpm then
+  return math.max((window_oldest(KEYS[2], sec) or sec) + 60 - sec, 1)
 end
-if tpm > 0 then
-  local used, oldest = window(KEYS[2])
-  if used >= tpm then return math.max((oldest or sec) + 60 - sec, 1) end
-end
-if ARGV[5] == '1' then
-  redis.call('HINCRBY', KEYS[1], sec, 1)
-  redis.call('EXPIRE', KEYS[1], 120)
-end
+if ARGV[5] == '1' then window_add(KEYS[1], sec, 1) end
 if ARGV[6] == '1' then
   redis.call('ZADD', KEYS[3], now + tonumber(ARGV[7]), ARGV[2])
   redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[7]))
@@ -260,13 +230,10 @@ return 0
 
 # KEYS: tokens, in-flight, latency hash. ARGV: now_ms, request id, tokens, count usage (0/1),
 # track in flight (0/1), latency ('' if none), ttft ('' if none), state key, smoothing, latency ttl.
-_RELEASE = """
+_RELEASE = WINDOW_LUA + """
 local sec = math.floor(tonumber(ARGV[1]) / 1000)
 local tokens = tonumber(ARGV[3])
-if ARGV[4] == '1' and tokens > 0 then
-  redis.call('HINCRBY', KEYS[1], sec, tokens)
-  redis.call('EXPIRE', KEYS[1], 120)
-end
+if ARGV[4] == '1' and tokens > 0 then window_add(KEYS[1], sec, tokens) end
 if ARGV[5] == '1' then redis.call('ZREM', KEYS[2], ARGV[2]) end
 local alpha = tonumber(ARGV[9])
 local function average(field, sample)
@@ -361,7 +328,10 @@ class RedisDeploymentState:
     def _keys(self, key: str) -> tuple[str, str, str]:
         return f"{self._prefix}:req:{key}", f"{self._prefix}:tok:{key}", f"{self._prefix}:busy:{key}"
 
-    async def read(self, keys: list[str], needs: StateNeeds) -> list[DeploymentLoad]:
+    async def read(self, keys: list[str], needs: StateNeeds,
+                   limits: list | None = None) -> list[DeploymentLoad]:
+        """`limits`: each deployment's (rpm, tpm), None for none: a deployment at one of them has
+        its oldest counted second read (oldest_second), which costs a read of its whole window."""
         client, read_script, *_ = self._client()
         if needs.cooldowns_only:
             # The common case: from the mirror, else one HGETALL that refills it.
@@ -377,6 +347,8 @@ class RedisDeploymentState:
         for key in keys:
             script_keys += self._keys(key)
         args = [int(time.time() * 1000), len(keys), int(needs.usage), int(needs.in_flight), int(needs.latency), *keys]
+        for rpm, tpm in limits or ():
+            args += (rpm or 0, tpm or 0)
         flat = await read_script(keys=script_keys, args=args)
         loads = []
         for i in range(len(keys)):
