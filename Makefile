@@ -16,7 +16,7 @@ ENV_FILE := $(or $(GATEWAY_ENV_FILE),.env)
 # and Qdrant (CI does; a newcomer's first `make run` need not fetch torch).
 EXTRAS ?= dev
 
-.PHONY: run test bench bench-instructions bench-dashboard venv migrate clean
+.PHONY: run test bench bench-instructions bench-redis bench-dashboard venv migrate clean
 
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
@@ -57,6 +57,11 @@ bench: venv
 # Instructions per chat request (valgrind's callgrind): repeatable to ~0.3%, for comparing commits.
 bench-instructions: venv
 	$(PY) bench/instructions.py
+
+# Redis time of a limited request's scripts, at 0, 32 and 1,000 requests in flight (bench/redis_scripts.py;
+# REDIS_URL, else the local Redis).
+bench-redis: venv
+	$(PY) bench/redis_scripts.py
 
 # The admin dashboard's render time with a million spend logs (bench/dashboard.py).
 bench-dashboard: venv

@@ -262,7 +262,7 @@ for i = 0, n - 1 do
   if budget >= 0 then
     local spent = redis.call('GET', KEYS[k + 4])
     if not spent then
-      redis.call('SET', KEYS[k + 4], ARGV[a + 4], 'EX', spend_ttl)  -- its digits (see below)
+      redis.call('SET', KEYS[k + 4], ARGV[a + 4], 'EX', spend_ttl)  -- its digits (see the settlement)
       spent = seed
     end
     spent = tonumber(spent) + reserved(KEYS[k + 5], KEYS[k + 6])
@@ -290,10 +290,7 @@ end
 return {1, lim_req, rem_req, lim_tok, rem_tok}
 """
 
-# KEYS: as for acquire. ARGV: now_ms, request_id, tokens, cost, scope count, then per scope
-# 5 values: counts tokens (0/1), tracks spend (0/1), seed, spend ttl seconds, soft budget (-1: none).
-# Returns the 0-based indexes of the scopes whose soft budget this request crossed.
-_SETTLE = WINDOW_LUA + """
+_RELEASE_LUA = """
 -- A reservation taken back, and out of its book's sum (see the acquire's reserved). A book that
 -- is gone is not made again here: the next acquire rebuilds it.
 local function release(resv, book, rid)
@@ -305,6 +302,12 @@ local function release(resv, book, rid)
     redis.call('HINCRBY', book, 'sum', '-' .. amount)
   end
 end
+"""
+
+# KEYS: as for acquire. ARGV: now_ms, request_id, tokens, cost, scope count, then per scope
+# 5 values: counts tokens (0/1), tracks spend (0/1), seed, spend ttl seconds, soft budget (-1: none).
+# Returns the 0-based indexes of the scopes whose soft budget this request crossed.
+_SETTLE = WINDOW_LUA + _RELEASE_LUA + """
 local now = tonumber(ARGV[1])
 local sec = math.floor(now / 1000)
 local rid = ARGV[2]
@@ -321,8 +324,8 @@ for i = 0, n - 1 do
     if redis.call('EXISTS', KEYS[k + 4]) == 0 then
       redis.call('SET', KEYS[k + 4], ARGV[a + 2], 'EX', tonumber(ARGV[a + 3]))
     end
-    -- ARGV[4], not `cost`: Lua prints a number of 10^14 or more (a $100,000 batch) in exponent
-    -- form, which INCRBY refuses.
+    -- ARGV[4], the digits sent, not `cost`: Lua may pass a large number on in exponent form
+    -- (redis.call from 10^17 on Redis 7, text joined with `..` from 10^14), which INCRBY refuses.
     local after = redis.call('INCRBY', KEYS[k + 4], ARGV[4])
     local soft = tonumber(ARGV[a + 4])
     if soft >= 0 and after - cost < soft and after >= soft then crossed[#crossed + 1] = i end
@@ -334,18 +337,7 @@ return crossed
 
 # Taking back one scope's acquire, on a cluster, when another scope refused the request.
 # KEYS: that scope's 6 keys. ARGV: the acquire's second, request_id, counted a request (0/1).
-_UNDO = WINDOW_LUA + """
--- A reservation taken back, and out of its book's sum (see the acquire's reserved). A book that
--- is gone is not made again here: the next acquire rebuilds it.
-local function release(resv, book, rid)
-  local held = redis.call('HGET', resv, rid)
-  if not held then return end
-  redis.call('HDEL', resv, rid)
-  local amount = string.match(held, '^(%d+):')
-  if amount and amount ~= '0' and redis.call('HEXISTS', book, 'minute') == 1 then
-    redis.call('HINCRBY', book, 'sum', '-' .. amount)
-  end
-end
+_UNDO = WINDOW_LUA + _RELEASE_LUA + """
 if ARGV[3] == '1' then window_take_back(KEYS[1], ARGV[1], 1) end
 redis.call('ZREM', KEYS[3], ARGV[2])
 release(KEYS[5], KEYS[6], ARGV[2])
