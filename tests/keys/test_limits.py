@@ -364,3 +364,50 @@ def test_a_redis_reservation_made_by_the_previous_version_counts(clock):
         assert (await limiter.acquire([key], "fits", 3_000)).allowed
 
     run(scenario())
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="Redis's windows")
+def test_replicas_of_the_previous_version_and_this_one_share_a_window_exactly(clock):
+    """A rolling update runs both versions at once. The previous version's acquire treated a window
+    as below: every field of a second at least 60 s old dropped (this version's '0' and '1' among
+    them), the rest summed, its request counted. Taking turns, the two admit exactly the limit."""
+    import redis as redis_py
+
+    client = redis_py.Redis.from_url(settings.REDIS_URL)
+    previous = client.register_script("""
+local sec = tonumber(ARGV[1])
+local data = redis.call('HGETALL', KEYS[1])
+local total, stale = 0, {}
+for j = 1, #data, 2 do
+  local s = tonumber(data[j])
+  if s <= sec - 60 then stale[#stale + 1] = data[j] else total = total + tonumber(data[j + 1]) end
+end
+if #stale > 0 then redis.call('HDEL', KEYS[1], unpack(stale)) end
+if total >= tonumber(ARGV[2]) then return 0 end
+redis.call('HINCRBY', KEYS[1], sec, 1)
+redis.call('EXPIRE', KEYS[1], 120)
+return 1
+""")
+    limiter = RedisLimiter()
+    key = scope(rpm=10)
+    window_key = limiter._keys([key], ["all"])[0]
+    start = clock[0]
+
+    async def turns(at: float, count: int) -> int:
+        clock[0] = start + at
+        admitted = 0
+        for turn in range(count):
+            if turn % 2:
+                admitted += previous(keys=[window_key], args=[int(clock[0]), 10])
+            else:
+                admitted += (await limiter.acquire([key], rid(), 0)).allowed
+        return admitted
+
+    async def scenario():
+        assert await turns(0, 6) == 6
+        assert await turns(30, 10) == 4  # the limit, across both versions
+        assert await turns(59, 4) == 0
+        assert await turns(60, 10) == 6  # second 0's six have left
+        assert await turns(95, 6) == 4  # and second 30's four
+
+    run(scenario())
