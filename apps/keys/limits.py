@@ -34,7 +34,8 @@ logger = logging.getLogger(__name__)
 NANOS_PER_USD = Decimal(1_000_000_000)
 WINDOW_SECONDS = 60
 LIFETIME_SPEND_TTL = 400 * 86400  # a budget without a duration: kept a long time, reseeded if lost
-RESERVATION_TTL_MS = 15 * 60 * 1000  # a crashed process's reservations and in-flight marks expire
+RESERVATION_TTL_MS = 15 * 60 * 1000  # a crashed process's reservations and in-flight marks expire (on Redis a
+# reservation is out of its budget's sum within a minute after: the sum is rebuilt once a minute)
 
 
 def usd_to_nanos(amount: Decimal | None) -> int | None:
