@@ -171,6 +171,15 @@ def openai_client(gateway):
     return make
 
 
+@pytest.fixture
+def clock(monkeypatch):
+    """time.time() as the test sets it: `clock[0] = ...`. It starts 5 s into a minute, so a test
+    knows where the next minute begins (the limits' windows rebuild their sums once a minute)."""
+    now = [float((int(time.time()) // 60 + 1) * 60 + 5)]
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    return now
+
+
 def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02):
     deadline = time.monotonic() + timeout
     while True:

@@ -160,14 +160,6 @@ def test_a_long_held_reservation_outlives_the_requests_after_it(limiter, monkeyp
         assert not refused.allowed and refused.reason == "budget"
 
 
-@pytest.fixture
-def clock(monkeypatch):
-    """time.time() set by the test: seconds into a minute, so that where a minute begins is known."""
-    now = [float((int(time.time()) // 60 + 1) * 60 + 5)]
-    monkeypatch.setattr(time, "time", lambda: now[0])
-    return now
-
-
 def test_a_window_slides_second_by_second(limiter, clock):
     """Each request leaves the window 60 s after it came, across a minute's start, a long pause
     and a replica whose clock is a second behind."""

@@ -153,14 +153,6 @@ def test_a_server_reads_cooldowns_from_its_mirror_and_still_sees_another_replica
     assert {a.headers["x-gateway-model-id"] for a in answers} == {str(second.pk)}
 
 
-@pytest.fixture
-def clock(monkeypatch):
-    """time.time() set by the test, a few seconds into a minute."""
-    now = [float((int(time.time()) // 60 + 1) * 60 + 5)]
-    monkeypatch.setattr(time, "time", lambda: now[0])
-    return now
-
-
 def test_a_deployment_at_its_limit_reads_when_its_window_frees(state, clock):
     k = key()
     start = clock[0]
