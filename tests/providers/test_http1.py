@@ -251,13 +251,15 @@ def test_a_refused_connection_is_an_os_error():
 
 
 def test_a_kept_connection_the_upstream_closed_unanswered_is_tried_again_once_on_a_new_one():
-    served = {}
+    # The writers themselves, not their id(): a closed connection's writer, once freed, can hand its
+    # id to the next connection's, which would then be taken for the first and hung up on too.
+    served = set()
 
     async def one_per_connection(request, writer):
         # A second request on a connection meets the server's idle close: no answer, hung up.
-        if served.get(id(writer)):
+        if writer in served:
             return False
-        served[id(writer)] = True
+        served.add(writer)
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(BODY), BODY))
 
     async def main():
