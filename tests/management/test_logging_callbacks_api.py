@@ -191,7 +191,7 @@ def test_a_members_key_cannot_reach_the_gateways_network_or_environment(api, wor
 
 
 def test_an_s3_region_or_bucket_cannot_carry_another_host(api, world):
-    """S3's URL is built from them (https://s3.{region}.amazonaws.com/{bucket}/...)."""
+    """S3's URL is built from them (https://s3.{region}.<AWS host>/{bucket}/...): neither may name another host."""
     s3 = {"callback_name": "s3", "callback_vars": {"s3_bucket_name": "logs", "s3_aws_access_key_id": "AKIA1",
                                                     "s3_aws_secret_access_key": "secret"}}
     key = world.credentials["team_admin"]
