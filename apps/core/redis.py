@@ -16,6 +16,7 @@ beyond that the caller's own degradation applies (README, Redis).
 from __future__ import annotations
 
 import asyncio
+import weakref
 from functools import lru_cache
 from urllib.parse import unquote, urlparse
 
@@ -133,14 +134,16 @@ def _sentinel_options() -> dict:
 class AsyncRedisPerLoop:
     """The async client of the running event loop, made on first use. A client is bound to the
     loop it was made on; tests (and the Celery worker's asyncio.run) start new loops, and only
-    the newest is kept."""
+    the newest is kept. The loop is known by a weak reference, not its id(): a closed loop's id
+    goes to the next loop as often as not, which would then be handed the dead loop's client."""
 
-    __slots__ = ("_client", "_loop_id", "_on_new")
+    __slots__ = ("_client", "_factory", "_loop", "_on_new")
 
-    def __init__(self, on_new=None) -> None:
-        self._loop_id: int | None = None
+    def __init__(self, on_new=None, factory=None) -> None:
+        self._loop: weakref.ref | None = None
         self._client = None
         self._on_new = on_new  # called with a new client: e.g. to register scripts on it
+        self._factory = factory or new_async_redis
 
     @property
     def made(self):
@@ -148,11 +151,11 @@ class AsyncRedisPerLoop:
         return self._client
 
     def get(self):
-        loop_id = id(asyncio.get_running_loop())
-        if loop_id != self._loop_id:
-            client = new_async_redis()
+        loop = asyncio.get_running_loop()
+        if self._loop is None or self._loop() is not loop:
+            client = self._factory()
             self._client = (client, self._on_new(client)) if self._on_new else client
-            self._loop_id = loop_id
+            self._loop = weakref.ref(loop)
         return self._client
 
 

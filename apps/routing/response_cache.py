@@ -212,19 +212,13 @@ class RedisBackend:
     """Entries in Redis, zlib-compressed; one larger than GATEWAY_CACHE_MAX_ENTRY_BYTES is not kept."""
 
     def __init__(self, client_factory=None) -> None:
-        from apps.core.redis import new_async_redis, redis_key
+        from apps.core.redis import AsyncRedisPerLoop, redis_key
 
         self._prefix = redis_key("cache", "response")
-        self._clients: dict[int, object] = {}
-        self._client_factory = client_factory or new_async_redis
+        self._clients = AsyncRedisPerLoop(factory=client_factory)
 
     def _client(self):
-        import asyncio
-
-        loop_id = id(asyncio.get_running_loop())
-        if loop_id not in self._clients:
-            self._clients = {loop_id: self._client_factory()}  # one per event loop (tests restart loops)
-        return self._clients[loop_id]
+        return self._clients.get()
 
     async def get(self, key: str) -> CacheEntry | None:
         data = await self._client().get(f"{self._prefix}:{key}")
