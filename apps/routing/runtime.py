@@ -45,6 +45,8 @@ class ProcessRuntime:
         # keep it out of the collector's full passes, which otherwise stall requests.
         gc.collect()
         gc.freeze()
+        if settings.GATEWAY_GC_GEN0_THRESHOLD:
+            gc.set_threshold(settings.GATEWAY_GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
         master_key_load()
 
         await price_catalog.aload()  # the first requests are priced without waiting
