@@ -377,7 +377,7 @@ GATEWAY_SPEND_BUFFER_MAX = env_int("GATEWAY_SPEND_BUFFER_MAX", 20_000)
 GATEWAY_SPEND_BACKPRESSURE_WAIT = env_float("GATEWAY_SPEND_BACKPRESSURE_WAIT", 1.0)
 # A server process's young-generation collection threshold (Python's default: 700). The count is
 # of container objects made and not yet freed: at 700, the objects of the requests in flight set
-# off collection after collection at concurrency 32, each finding nothing to free
+# off collection after collection at concurrency 32, each finding next to nothing to free
 # (3-4% of the process's CPU, perf). Cyclic garbage still triggers one once it reaches this many
 # objects (a few MB). 0: the interpreter's default.
 GATEWAY_GC_GEN0_THRESHOLD = env_int("GATEWAY_GC_GEN0_THRESHOLD", 20_000)

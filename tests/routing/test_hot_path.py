@@ -118,7 +118,7 @@ def test_key_cache_loads_a_key_once_for_concurrent_misses(transactional_db, make
 def test_requests_in_flight_set_off_no_garbage_collection(gateway, openai_client, make_deployment, make_key):
     """At Python's default threshold (700 container objects made and not yet freed) the objects of
     the requests in flight set off young-generation collections again and again under load, each
-    finding nothing to free: 3-4% of a busy process's CPU (perf, bench/)."""
+    finding next to nothing to free: 3-4% of a busy process's CPU (perf, bench/)."""
     import gc
     from concurrent.futures import ThreadPoolExecutor
 
