@@ -143,7 +143,7 @@ class AsyncRedisPerLoop:
         self._loop: weakref.ref | None = None
         self._client = None
         self._on_new = on_new  # called with a new client: e.g. to register scripts on it
-        self._factory = factory or new_async_redis
+        self._factory = factory  # None: new_async_redis, looked up when a client is made
 
     @property
     def made(self):
@@ -153,7 +153,7 @@ class AsyncRedisPerLoop:
     def get(self):
         loop = asyncio.get_running_loop()
         if self._loop is None or self._loop() is not loop:
-            client = self._factory()
+            client = (self._factory or new_async_redis)()
             self._client = (client, self._on_new(client)) if self._on_new else client
             self._loop = weakref.ref(loop)
         return self._client
