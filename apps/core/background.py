@@ -11,7 +11,7 @@ from typing import Coroutine
 
 logger = logging.getLogger(__name__)
 
-_tasks: set[asyncio.Task] = set()
+_tasks: set[asyncio.Future] = set()  # tasks, and held futures (hold())
 
 
 def spawn(coroutine: Coroutine, *, name: str) -> asyncio.Task:
@@ -19,6 +19,15 @@ def spawn(coroutine: Coroutine, *, name: str) -> asyncio.Task:
     _tasks.add(task)
     task.add_done_callback(_finished)
     return task
+
+
+def hold() -> asyncio.Future:
+    """A future the shutdown's drain waits for, like a task's, until the caller sets its result:
+    for work that runs as callbacks, not as a task."""
+    future = asyncio.get_running_loop().create_future()
+    _tasks.add(future)
+    future.add_done_callback(_tasks.discard)
+    return future
 
 
 def _finished(task: asyncio.Task) -> None:

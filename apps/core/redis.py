@@ -217,6 +217,9 @@ def register_script(client, source: str):
             except NoScriptError:
                 return await pipe.call("EVAL", source, len(keys), *keys, *args)
 
+        # One EVALSHA queued now, no retry (PipelinedConnection.send_now): for a caller that
+        # falls back to the call above. None when the connection is not up.
+        run_pipelined.send_now = lambda keys, args: pipe.send_now("EVALSHA", sha, len(keys), *keys, *args)
         return run_pipelined
 
     async def run(keys=(), args=()):

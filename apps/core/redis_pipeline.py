@@ -76,6 +76,12 @@ def _packed(args: tuple) -> bytes:
     return hiredis.pack_command(args)
 
 
+def reply_error(reply: hiredis.ReplyError) -> ResponseError:
+    """An error reply as redis-py raises it."""
+    message = str(reply)
+    return NoScriptError(message) if message.startswith("NOSCRIPT") else ResponseError(message)
+
+
 class _Lost(Exception):
     """The connection went away (or was abandoned) with the command's reply outstanding."""
 
@@ -148,10 +154,7 @@ class PipelinedConnection:
                 await asyncio.sleep(backoff.compute(failures))
                 continue
             if isinstance(reply, hiredis.ReplyError):
-                message = str(reply)
-                if message.startswith("NOSCRIPT"):
-                    raise NoScriptError(message)
-                raise ResponseError(message)
+                raise reply_error(reply)
             return reply
 
     def send_now(self, *args) -> asyncio.Future | None:

@@ -24,9 +24,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 
+import hiredis
 
 from apps.core.durations import current_period, duration_seconds
 from apps.core.redis import AsyncRedisPerLoop, redis_cluster, redis_enabled, redis_key, register_script, sync_redis
+from apps.core.redis_pipeline import reply_error
 from apps.core.sliding_window import WINDOW_LUA
 
 logger = logging.getLogger(__name__)
@@ -179,6 +181,14 @@ class MemoryLimiter:
         return decision
 
     async def settle(self, scopes, request_id: str, tokens: int, cost_nanos: int) -> Settlement:
+        return self._settle(scopes, request_id, tokens, cost_nanos)
+
+    def settle_soon(self, scopes, request_id: str, tokens: int, cost_nanos: int, done) -> bool:
+        """`settle` without a coroutine: in memory it is done at once, `done(settlement)` called."""
+        done(self._settle(scopes, request_id, tokens, cost_nanos))
+        return True
+
+    def _settle(self, scopes, request_id: str, tokens: int, cost_nanos: int) -> Settlement:
         now = time.time()
         second = int(now)
         crossed = []
@@ -436,8 +446,53 @@ class RedisLimiter:
         return decision
 
     async def settle(self, scopes, request_id: str, tokens: int, cost_nanos: int) -> Settlement:
+        head, periods, per_scope = self._settle_args(scopes, request_id, tokens, cost_nanos)
+        _, (_, settle_script, _) = self._client()
+        if not self._per_scope or len(scopes) < 2:
+            crossed = await settle_script(keys=self._keys(scopes, periods), args=_joined(head, per_scope))
+            return Settlement(tokens, cost_nanos, [scopes[int(i)] for i in crossed])
+        results = await asyncio.gather(*(
+            settle_script(keys=self._scope_keys(scope, period), args=[*head, 1, *values])
+            for scope, period, values in zip(scopes, periods, per_scope)
+        ))
+        return Settlement(tokens, cost_nanos, [scope for scope, crossed in zip(scopes, results) if crossed])
+
+    def settle_soon(self, scopes, request_id: str, tokens: int, cost_nanos: int, done) -> bool:
+        """`settle` without a task or a coroutine where its one script can go down the pipelined
+        connection now (one script for all the scopes, the connection up): then True, and `done`
+        is called with the Settlement, or with the error (a NoScriptError or a lost connection:
+        `settle` recovers from both; any other error reply: the script failed). False: nothing
+        was sent, use `settle`."""
+        if self._per_scope and len(scopes) >= 2:
+            return False
+        _, (_, settle_script, _) = self._client()
+        send_now = getattr(settle_script, "send_now", None)
+        if send_now is None:
+            return False
+        head, periods, per_scope = self._settle_args(scopes, request_id, tokens, cost_nanos)
+        reply = send_now(self._keys(scopes, periods), _joined(head, per_scope))
+        if reply is None:
+            return False
+
+        def replied(reply) -> None:
+            # Failed: the connection was lost (or abandoned with its loop) before the reply.
+            error = reply.exception() if not reply.cancelled() else ConnectionError("the reply was abandoned")
+            if error is not None:
+                done(error)
+                return
+            crossed = reply.result()
+            if isinstance(crossed, hiredis.ReplyError):
+                done(reply_error(crossed))
+                return
+            done(Settlement(tokens, cost_nanos, [scopes[int(i)] for i in crossed]))
+
+        reply.add_done_callback(replied)
+        return True
+
+    @staticmethod
+    def _settle_args(scopes, request_id: str, tokens: int, cost_nanos: int) -> tuple[list, list, list]:
+        """The settle script's leading arguments, the scopes' periods, and each scope's values."""
         now = time.time()
-        head = [int(now * 1000), request_id, tokens, cost_nanos]
         periods, per_scope = [], []
         for scope in scopes:
             period, ttl = scope.period(now)
@@ -445,18 +500,15 @@ class RedisLimiter:
             tracks_spend = scope.budget_nanos is not None or scope.soft_budget_nanos is not None
             per_scope.append([1 if scope.tpm else 0, 1 if tracks_spend else 0, scope.seed_nanos(period), ttl,
                               -1 if scope.soft_budget_nanos is None else scope.soft_budget_nanos])
-        _, (_, settle_script, _) = self._client()
-        if not self._per_scope or len(scopes) < 2:
-            args = [*head, len(scopes)]
-            for values in per_scope:
-                args += values
-            crossed = await settle_script(keys=self._keys(scopes, periods), args=args)
-            return Settlement(tokens, cost_nanos, [scopes[int(i)] for i in crossed])
-        results = await asyncio.gather(*(
-            settle_script(keys=self._scope_keys(scope, period), args=[*head, 1, *values])
-            for scope, period, values in zip(scopes, periods, per_scope)
-        ))
-        return Settlement(tokens, cost_nanos, [scope for scope, crossed in zip(scopes, results) if crossed])
+        return [int(now * 1000), request_id, tokens, cost_nanos], periods, per_scope
+
+
+def _joined(head: list, per_scope: list) -> list:
+    """One script's arguments for every scope: the head, the scope count, each scope's values."""
+    args = [*head, len(per_scope)]
+    for values in per_scope:
+        args += values
+    return args
 
 
 def _headers_merge(decision: LimitDecision, result) -> None:

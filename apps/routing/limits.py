@@ -8,15 +8,16 @@ from decimal import Decimal
 
 import redis
 from django.conf import settings
+from redis.exceptions import NoScriptError
 
-from apps.core.background import spawn
+from apps.core.background import hold, spawn
 from apps.core.errors import GatewayError, permission_denied
 from apps.customers.cache import end_user_limits_cache
 from apps.keys.context import KeyContext
-from apps.keys.limits import RESERVATION_TTL_MS, LimitDecision, LimitScope, limiter, usd_to_nanos
+from apps.keys.limits import RESERVATION_TTL_MS, LimitDecision, LimitScope, Settlement, limiter, usd_to_nanos
 from apps.providers.registry import Deployment
 from apps.spend.alerts import budget_exhausted, soft_budget_crossed
-from apps.spend.journal import puts_wait
+from apps.spend.journal import puts_then
 from apps.spend.pricing import Prices, prices_in_force
 from apps.spend.tokens import request_prompt_tokens
 
@@ -174,14 +175,50 @@ def _limits_unavailable_log() -> None:
                        settings.GATEWAY_LIMITS_FAIL_OPEN, exc_info=True)
 
 
-async def limits_settle(scopes: tuple, request_id: str, tokens: int, cost: Decimal | None,
-                        after: tuple = ()) -> None:
-    """`after`: the request's spend-journal puts. The settlement waits for them, so that its script
-    is not in the Redis round trip the answer waits for (it would share the write and the turn of
-    Redis's loop). The put's reply wakes the answer first, then the settlement: it is queued on
-    this process's Redis connection in the same turn as the answer is written, before the process
-    reads anything more, so a client's next request to this process finds it settled."""
-    await puts_wait(after)
+def limits_settle_soon(scopes: tuple, request_id: str, tokens: int, cost: Decimal | None, after: tuple = ()) -> None:
+    """limits_settle for a request being answered, begun once `after` (its spend-journal puts) are
+    done, so that its script is not in the Redis round trip the answer waits for (it would share
+    the write and the turn of Redis's loop). The put's reply queues the settlement on this
+    process's Redis connection in the turn that releases the answer, before the process reads
+    anything more, so a client's next request to this process finds it settled.
+
+    No task on the common path, which runs on every request: a callback on the puts queues the
+    script on the pipelined connection, and one on its reply reads it. Where that cannot be (a
+    cluster's script per scope, no pipelined connection, the connection down) or fails in a way
+    limits_settle recovers from (NOSCRIPT, a lost connection), limits_settle runs as a task. The
+    settlement is held for the shutdown's drain either way (apps.core.background)."""
+    held = hold()
+    cost_nanos = usd_to_nanos(cost) or 0
+
+    def by_task() -> None:
+        task = spawn(limits_settle(scopes, request_id, tokens, cost), name="limits-settle")
+        task.add_done_callback(lambda _: held.done() or held.set_result(None))
+
+    def settled(result) -> None:
+        if isinstance(result, Settlement):
+            held.set_result(None)
+            for scope in result.soft_budget_crossed:
+                soft_budget_crossed(scope)
+        elif isinstance(result, NoScriptError) or not isinstance(result, redis.ResponseError):
+            by_task()  # the script not loaded yet, or the connection lost: settle() deals with both
+        else:
+            held.set_result(None)
+            logger.warning("limits: the settle script failed: %s", result)
+
+    def begin() -> None:
+        try:
+            started = limiter().settle_soon(scopes, request_id, tokens, cost_nanos, settled)
+        except RuntimeError:  # the loop is closing
+            started = False
+        if not started:
+            by_task()
+
+    puts_then(after, begin)
+
+
+async def limits_settle(scopes: tuple, request_id: str, tokens: int, cost: Decimal | None) -> None:
+    """Count what the request used against its scopes and release what it held (apps.keys.limits);
+    with the client's retries where Redis is unreachable, and never raising."""
     try:
         settlement = await limiter().settle(scopes, request_id, tokens, usd_to_nanos(cost) or 0)
     except (redis.RedisError, OSError):

@@ -49,7 +49,13 @@ from apps.routing.response_cache import (
     usage_as_dict,
 )
 from apps.routing.tracing import attempt_span, request_span_end, request_span_start, tracing
-from apps.routing.limits import end_user_scope, limits_acquire, limits_settle, request_end_user, request_scopes
+from apps.routing.limits import (
+    end_user_scope,
+    limits_acquire,
+    limits_settle_soon,
+    request_end_user,
+    request_scopes,
+)
 from apps.routing.router import (
     RouteProgress,
     RouteRequest,
@@ -211,11 +217,8 @@ class RequestAccount:
         spend_buffer.add(record)
         if self.limits_acquired:
             puts = pending_puts.get()
-            spawn(
-                limits_settle(self.scopes, self.request_id, usage.prompt_tokens + usage.completion_tokens, cost,
-                              after=tuple(puts) if puts else ()),
-                name="limits-settle",
-            )
+            limits_settle_soon(self.scopes, self.request_id, usage.prompt_tokens + usage.completion_tokens, cost,
+                               after=tuple(puts) if puts else ())
         if logging_callbacks.wanted(context):
             logging_callbacks.add(record, context.logging_callbacks)
         if settings.GATEWAY_REQUEST_METRICS:

@@ -37,8 +37,54 @@ async def puts_wait(puts) -> None:
     """Until the given puts are in the journal, or failed, or REDIS_SOCKET_TIMEOUT has passed (a
     Redis that hangs holds no one longer than that). Never raises."""
     pending = [put for put in puts if not put.done()] if puts else ()
-    if pending:
-        await asyncio.wait(pending, timeout=settings.REDIS_SOCKET_TIMEOUT)
+    if not pending:
+        return
+    # One waiter future and one timer, not asyncio.wait's set, tasks check and callbacks: this runs
+    # on every answer. Cancelling the caller cancels the waiter, never the puts.
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+    remaining = len(pending)
+
+    def one_done(_) -> None:
+        nonlocal remaining
+        remaining -= 1
+        if not remaining and not waiter.done():
+            waiter.set_result(None)
+
+    for put in pending:
+        put.add_done_callback(one_done)
+    timer = loop.call_later(settings.REDIS_SOCKET_TIMEOUT, _release, waiter)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        if remaining:
+            for put in pending:
+                put.remove_done_callback(one_done)
+
+
+def _release(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def puts_then(puts, callback) -> None:
+    """Call `callback()` once the given puts are done (written or failed: they always end), from
+    the loop's own turn: no task. At once if they are done already."""
+    pending = [put for put in puts if not put.done()] if puts else ()
+    if not pending:
+        callback()
+        return
+    remaining = len(pending)
+
+    def one_done(_) -> None:
+        nonlocal remaining
+        remaining -= 1
+        if not remaining:
+            callback()
+
+    for put in pending:
+        put.add_done_callback(one_done)
 
 
 def journal_key() -> str:

@@ -1,10 +1,12 @@
 """Limits as a client sees them through the gateway: 429s, Retry-After and the x-ratelimit-* headers."""
 
+import time
 from decimal import Decimal
 
 import httpx
 import openai
 import pytest
+from django.conf import settings
 
 from conftest import wait_for
 
@@ -39,7 +41,7 @@ def test_tpm_headers_count_tokens(gateway, make_deployment, make_key):
 
 
 def test_each_answer_is_settled_before_the_clients_next_request(gateway, make_deployment, make_key):
-    """The settlement waits for the spend journal's put (apps.routing.limits.limits_settle), off
+    """The settlement waits for the spend journal's put (apps.routing.limits.limits_settle_soon), off
     the answer's round trip, yet the next request of the same client finds it counted: no wait."""
     make_deployment("gpt-test")
     _, raw_key = make_key(tpm_limit=1000)
@@ -47,33 +49,106 @@ def test_each_answer_is_settled_before_the_clients_next_request(gateway, make_de
     assert remaining == [1000, 982, 964, 946, 928, 910]  # 11 prompt + 7 completion tokens each
 
 
-def test_a_settlement_waits_for_the_requests_journal_put(monkeypatch):
+class _SettleRecorder:
+    """A limiter whose settle_soon answers as told: a Settlement, an error, or False (not sent)."""
+
+    def __init__(self, soon_result="settled"):
+        self.soon_result = soon_result
+        self.soon, self.by_coroutine = [], []
+
+    def settle_soon(self, scopes, request_id, tokens, cost_nanos, done):
+        from apps.keys.limits import Settlement
+
+        if self.soon_result is False:
+            return False
+        self.soon.append(request_id)
+        done(Settlement(tokens, cost_nanos, []) if self.soon_result == "settled" else self.soon_result)
+        return True
+
+    async def settle(self, scopes, request_id, tokens, cost_nanos):
+        from apps.keys.limits import Settlement
+
+        self.by_coroutine.append(request_id)
+        return Settlement(tokens, cost_nanos, [])
+
+
+def _settle_soon_run(monkeypatch, recorder, *, put_later: bool):
+    """limits_settle_soon for one request; what ran, and the tasks it started meanwhile."""
     import asyncio
 
+    from apps.core import background
     from apps.routing import limits
 
-    settled = []
-
-    class Recording:
-        async def settle(self, scopes, request_id, tokens, cost_nanos):
-            settled.append(request_id)
-            from apps.keys.limits import Settlement
-
-            return Settlement(tokens, cost_nanos, [])
-
-    monkeypatch.setattr(limits, "limiter", lambda: Recording())
+    monkeypatch.setattr(limits, "limiter", lambda: recorder)
 
     async def main():
-        put = asyncio.get_running_loop().create_future()
-        task = asyncio.ensure_future(limits.limits_settle((), "r1", 18, Decimal("0.001"), after=(put,)))
-        for _ in range(5):
+        loop = asyncio.get_running_loop()
+        put = loop.create_future()
+        if not put_later:
+            put.set_result(None)
+        before = asyncio.all_tasks()
+        limits.limits_settle_soon((), "r1", 18, Decimal("0.001"), after=(put,))
+        started = asyncio.all_tasks() - before
+        if put_later:
+            for _ in range(5):
+                await asyncio.sleep(0)
+            assert recorder.soon == [] and recorder.by_coroutine == []  # the journal's reply has not come
+            put.set_result(None)
             await asyncio.sleep(0)
-        assert settled == []  # the journal's reply has not come
-        put.set_result(None)
-        await task
-        assert settled == ["r1"]
+            started |= asyncio.all_tasks() - before
+        await background.drain(timeout=5)  # what is held for the shutdown ends too
+        assert not any(not f.done() for f in background._tasks)
+        return started
 
-    asyncio.run(main())
+    return asyncio.run(main())
+
+
+def test_a_settlement_waits_for_the_requests_journal_put_and_starts_no_task(monkeypatch):
+    recorder = _SettleRecorder()
+    started = _settle_soon_run(monkeypatch, recorder, put_later=True)
+    assert recorder.soon == ["r1"] and recorder.by_coroutine == []
+    assert started == set()
+
+
+@pytest.mark.parametrize("failure", ["not sent", "no script", "connection lost"])
+def test_a_settlement_that_cannot_go_or_is_lost_is_settled_by_a_task(monkeypatch, failure):
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import NoScriptError
+
+    result = {"not sent": False, "no script": NoScriptError("NOSCRIPT No matching script."),
+              "connection lost": RedisConnectionError("Redis connection lost")}[failure]
+    recorder = _SettleRecorder(result)
+    _settle_soon_run(monkeypatch, recorder, put_later=False)
+    assert recorder.by_coroutine == ["r1"]  # settled once, by limits_settle (which recovers from both)
+
+
+def test_a_settle_script_error_is_logged_not_repeated(monkeypatch, caplog):
+    from redis.exceptions import ResponseError
+
+    recorder = _SettleRecorder(ResponseError("ERR user_script:1: something broke"))
+    _settle_soon_run(monkeypatch, recorder, put_later=False)
+    assert recorder.soon == ["r1"] and recorder.by_coroutine == []  # a script that failed may have counted
+    assert "settle script failed" in caplog.text
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="needs REDIS_URL")
+def test_answers_are_settled_after_the_servers_scripts_are_flushed(gateway, make_deployment, make_key):
+    """The settlement's fast lane (EVALSHA, no retry) meets a server that lost its scripts: the
+    request is settled all the same, once."""
+    import redis as sync_redis_module
+
+    from apps.keys.limits import window_usage
+
+    make_deployment("gpt-test")
+    key, raw_key = make_key(rpm_limit=100, tpm_limit=1000)
+    admin = sync_redis_module.Redis.from_url(settings.REDIS_URL)
+    for _ in range(4):
+        admin.script_flush()
+        assert chat(gateway, raw_key).status_code == 200
+    # 4 requests of 11 prompt + 7 completion tokens, each counted once.
+    assert wait_for(lambda: window_usage("key", [key.pk])[str(key.pk)] == (4, 72))
+    time.sleep(0.3)
+    assert window_usage("key", [key.pk])[str(key.pk)] == (4, 72)
 
 
 def test_team_limit_applies_to_every_key_of_the_team(gateway, make_deployment, make_key, team):
