@@ -20,9 +20,18 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponseBase
 from django.urls import Resolver404, get_resolver
 
-from apps.core.edge import BodyTooLarge, ClientGone, body_too_large, declared_length, read_body, send_error
+from apps.core.edge import (
+    REQUEST_ID_SCOPE_KEY,
+    BodyTooLarge,
+    ClientGone,
+    body_too_large,
+    declared_length,
+    read_body,
+    send_error,
+)
 from apps.core.errors import GatewayError, internal_error, not_found
 from apps.core.redis import redis_enabled
+from apps.core.server import HEAD_SEND
 from apps.spend.buffer import spend_buffer
 from apps.spend.journal import pending_puts, puts_wait
 
@@ -33,20 +42,61 @@ def _header_list(response: HttpResponseBase) -> list[tuple[bytes, bytes]]:
     return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.items()]
 
 
-async def _send_response(response: HttpResponseBase, send, puts: list | None = None) -> None:
+def _head(response: HttpResponseBase, request_id: str | None, length_known: bool) -> bytes | None:
+    """The answer's headers as the lines of its head, with the request's x-request-id (as
+    apps.core.edge.with_request_id adds it) and without a content-length (the server frames the
+    answer, by `length_known`). None where a header would frame it otherwise (a stream of a
+    declared length, say): sent as a list then."""
+    lines = []
+    for name, value in response.items():
+        name = name.lower()
+        if name in _FRAMING_HEADERS:
+            if name == "content-length" and length_known:
+                continue
+            return None
+        if name == "x-request-id":
+            request_id = None
+        lines.append(f"{name}: {value}\r\n")
+    if request_id:
+        lines.append(f"x-request-id: {request_id}\r\n")
+    try:
+        head = "".join(lines).encode("latin-1")
+    except UnicodeEncodeError:
+        return None
+    # A CR or LF inside a value would start a header of its own (Django refuses them when a header
+    # is set; one count of each over the whole head makes sure, not a test per value).
+    if head.count(b"\n") != len(lines) or head.count(b"\r") != len(lines):
+        return None
+    return head
+
+
+_FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
+
+
+async def _start(response: HttpResponseBase, scope, send, content_length: int | None) -> None:
+    """The answer's status and headers: in one piece where the server takes a written head
+    (apps.core.server.HEAD_SEND), else as the ASGI message."""
+    head_send = scope.get("extensions", {}).get(HEAD_SEND)
+    if head_send is not None:
+        head = _head(response, scope.get(REQUEST_ID_SCOPE_KEY), content_length is not None)
+        if head is not None and await head_send(response.status_code, head, content_length):
+            return
+    headers = _header_list(response)
+    if content_length is not None and "Content-Length" not in response:
+        headers.append((b"content-length", str(content_length).encode()))
+    await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+
+
+async def _send_response(response: HttpResponseBase, scope, send, puts: list | None = None) -> None:
     if not response.streaming:
         # Not released while a crash could still lose the request's spend record (apps.spend.journal).
         await puts_wait(puts)
         content = response.content
-        headers = _header_list(response)
-        if "Content-Length" not in response:  # a length, as OpenAI's answers have, not chunks
-            headers.append((b"content-length", str(len(content)).encode()))
-        await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+        # A length, as OpenAI's answers have, not chunks.
+        await _start(response, scope, send, len(content))
         await send({"type": "http.response.body", "body": content})
         return
-    await send(
-        {"type": "http.response.start", "status": response.status_code, "headers": _header_list(response)}
-    )
+    await _start(response, scope, send, None)
     events = getattr(response, "events", None)
     try:
         source = events if events is not None else response.streaming_content
@@ -143,7 +193,7 @@ class DataPlaneHandler:
             if spend_buffer.full():  # the spend writer is behind: pace the answers to it
                 await spend_buffer.room_wait(settings.GATEWAY_SPEND_BACKPRESSURE_WAIT)
             try:
-                await _send_response(response, send, puts)
+                await _send_response(response, request.scope, send, puts)
             except OSError:
                 pass  # the client is gone
         finally:

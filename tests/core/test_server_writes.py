@@ -8,7 +8,7 @@ import asyncio
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
-from apps.core.server import GuardedHttpToolsProtocol, uvicorn_options
+from apps.core.server import HEAD_SEND, GuardedHttpToolsProtocol, uvicorn_options
 
 
 class RecordingTransport:
@@ -146,3 +146,109 @@ def test_a_large_body_is_not_copied_onto_its_head():
 
     transport = asyncio.run(_serve_once(app, b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n"))
     assert len(transport.writes) == 2 and transport.writes[1] == body
+
+
+# --- a head the app wrote itself (apps.core.server.HEAD_SEND) ---
+
+HEADERS = [(b"content-type", b"application/json"), (b"x-ratelimit-remaining-requests", b"9"),
+           (b"x-litellm-model-group", b"gpt-test")]
+HEAD = b"".join(name + b": " + value + b"\r\n" for name, value in HEADERS)
+
+
+def _answering(body_parts: list[bytes], *, length: int | None, written_head: bool, status: int = 200, sent=None):
+    """An app answering with `body_parts`: its head written by the app where `written_head`, else as
+    uvicorn's start message; `sent` records what HEAD_SEND returned."""
+
+    async def app(scope, receive, send):
+        await receive()
+        head_send = scope["extensions"].get(HEAD_SEND)
+        if written_head:
+            started = await head_send(status, HEAD, length)
+            if sent is not None:
+                sent.append(started)
+        else:
+            headers = [*HEADERS, *([(b"content-length", str(length).encode())] if length is not None else [])]
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+        for index, part in enumerate(body_parts):
+            await send({"type": "http.response.body", "body": part, "more_body": index < len(body_parts) - 1})
+
+    return app
+
+
+def _wire(app, request: bytes) -> bytes:
+    return b"".join(asyncio.run(_serve_once(app, request)).writes)
+
+
+REQUEST = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
+
+
+def test_a_written_head_goes_out_as_uvicorns_own_would():
+    for parts, length in (([b'{"ok":true}'], 11), ([b"data: 1\n\n", b"data: 2\n\n", b""], None)):
+        written = _wire(_answering(parts, length=length, written_head=True), REQUEST)
+        assert written == _wire(_answering(parts, length=length, written_head=False), REQUEST)
+        assert (b"content-length: 11\r\n" in written) == (length is not None)
+        assert (b"transfer-encoding: chunked\r\n" in written) == (length is None)
+
+
+def test_a_written_head_closes_a_connection_that_is_not_kept_alive():
+    request = REQUEST.replace(b"HTTP/1.1", b"HTTP/1.0")
+    written = _wire(_answering([b'{"ok":true}'], length=11, written_head=True), request)
+    assert written == _wire(_answering([b'{"ok":true}'], length=11, written_head=False), request)
+    assert b"connection: close\r\n" in written
+
+
+def test_two_answers_with_written_heads_on_one_connection():
+    app = _answering([b'{"ok":true}'], length=11, written_head=True)
+    written = _wire(app, REQUEST + REQUEST)
+    assert written.count(b"HTTP/1.1 200 OK\r\n") == 2
+    assert written.count(b'\r\n\r\n{"ok":true}') == 2
+
+
+def test_a_head_that_is_not_plain_header_lines_is_refused_and_nothing_is_sent():
+    for head in (b"x-a: 1\r\nx-b: 2", b"x-a: 1\r\nbad name: 2\r\n", b"x-a: \x00\r\n", b"x-a: 1\nx-b: 2\r\n",
+                 b"content-length: 5\r\n", b"Transfer-Encoding: chunked\r\n", b"x-a: 1\r\nconnection: close\r\n"):
+        results = []
+
+        async def app(scope, receive, send, head=head, results=results):
+            await receive()
+            results.append(await scope["extensions"][HEAD_SEND](200, head, 2))
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+            await send({"type": "http.response.body", "body": b"{}"})
+
+        written = _wire(app, REQUEST)
+        assert results == [False], head
+        assert written.startswith(b"HTTP/1.1 200 OK\r\n") and written.count(b"HTTP/1.1") == 1, head
+        assert b"x-a" not in written, head
+
+
+def test_a_written_head_logs_the_access_line_uvicorn_would():
+    import logging
+
+    class Recording(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.lines = []
+
+        def emit(self, record):
+            self.lines.append(record.getMessage())
+
+    recording = Recording()
+    access = logging.getLogger("tests.access")
+    access.addHandler(recording)
+    access.setLevel(logging.INFO)
+
+    async def serve(app):
+        protocol, _ = _connection(app)
+        protocol.access_log, protocol.access_logger = True, access  # as with uvicorn's access log on
+        protocol.data_received(REQUEST)
+        for _ in range(20):
+            await asyncio.sleep(0)
+        protocol.connection_lost(None)
+
+    try:
+        for written_head in (True, False):
+            asyncio.run(serve(_answering([b'{"ok":true}'], length=11, written_head=written_head)))
+    finally:
+        access.removeHandler(recording)
+    assert len(recording.lines) == 2 and recording.lines[0] == recording.lines[1]
+    assert '"POST /v1/chat/completions HTTP/1.1" 200' in recording.lines[0]

@@ -148,3 +148,37 @@ def test_requests_in_flight_set_off_no_garbage_collection(gateway, openai_client
         gc.callbacks.remove(count)
     assert answered == 8 * 12
     assert collections == []  # at 700: 0, 0, 0, 0, 1, 2, ...
+
+
+def test_answers_start_with_a_head_written_in_one_piece(gateway, make_deployment, make_key, monkeypatch):
+    """uvicorn's start message checks and lowercases each of an answer's twenty headers in Python;
+    the data plane writes them in one piece (apps.core.server.HEAD_SEND), framed as uvicorn would."""
+    import httpx
+    from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+
+    starts = []
+    original_send = RequestResponseCycle.send
+
+    async def recording_send(self, message):
+        if message["type"] == "http.response.start":
+            starts.append(self.scope["path"])
+        return await original_send(self, message)
+
+    monkeypatch.setattr(RequestResponseCycle, "send", recording_send)
+    make_deployment("gpt-test")
+    _, raw_key = make_key(rpm_limit=100)
+    with httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {raw_key}"}) as client:
+        for stream in (False, True, False):
+            answer = client.post("/v1/chat/completions", json={"model": "gpt-test", "messages": MESSAGES,
+                                                              "stream": stream})
+            assert answer.status_code == 200
+            assert len(answer.headers.get_list("x-request-id")) == 1
+            assert answer.headers["x-litellm-call-id"] == answer.headers["x-request-id"]
+            assert answer.headers["x-ratelimit-limit-requests"] == "100"
+            assert answer.headers["content-type"].startswith("text/event-stream" if stream else "application/json")
+            if stream:
+                assert answer.headers["transfer-encoding"] == "chunked" and "data: [DONE]" in answer.text
+            else:
+                assert int(answer.headers["content-length"]) == len(answer.content) and answer.json()["choices"]
+        assert client.get("/v1/models").status_code == 200  # an answer of the data plane's views too
+    assert starts == []
