@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from functools import partial
 
 from django.conf import settings
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -96,7 +95,8 @@ class _LingeringTransport:
 
 
 # The scope extension of a request whose answer may start with a head the app wrote itself:
-# `await scope["extensions"][HEAD_SEND](status, head, content_length)`, then body messages as usual.
+# `await scope["extensions"][HEAD_SEND](scope, status, head, content_length)`, then body messages
+# as usual.
 HEAD_SEND = "gateway.head_send"
 # Header lines as `head` holds them: a token, ": ", a value without control characters, CRLF.
 _HEAD_LINES = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+: [^\x00-\x08\x0a-\x1f\x7f]*\r\n)*")
@@ -166,6 +166,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if on_disconnect is not None and self.cycle is not None and not self.cycle.response_complete:
             on_disconnect()
 
+    async def _head_send(self, scope, status: int, head: bytes, content_length: int | None) -> bool:
+        """HEAD_SEND for the request of `scope`: False, nothing sent, unless it is the request
+        being answered (a pipelined one behind it may already have the connection's cycle)."""
+        cycle = self.cycle
+        if cycle is None or cycle.scope is not scope:
+            return False
+        return await _head_send(cycle, status, head, content_length)
+
     def _disconnect_watch(self, callback) -> None:
         """The app's own call when this connection is lost before its answer is complete (None:
         no more). Saves the data plane a task per request that waits for `http.disconnect`."""
@@ -186,10 +194,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._body_pending = True
         self._idle.pop(self, None)
         extensions = self.scope["extensions"] = {"gateway.disconnect_watch": self._disconnect_watch}
+        extensions[HEAD_SEND] = self._head_send  # (a bound method, as above: no reference cycle per request)
         super().on_headers_complete()
-        cycle = self.cycle
-        if cycle is not None and cycle.scope is self.scope:
-            extensions[HEAD_SEND] = partial(_head_send, cycle)
         # Until on_message_complete (at once for a request without a body), the body must flow.
         self._arm(settings.GATEWAY_BODY_TIMEOUT, self._body_too_slow)
 

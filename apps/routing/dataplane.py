@@ -79,7 +79,7 @@ async def _start(response: HttpResponseBase, scope, send, content_length: int | 
     head_send = scope.get("extensions", {}).get(HEAD_SEND)
     if head_send is not None:
         head = _head(response, scope.get(REQUEST_ID_SCOPE_KEY), content_length is not None)
-        if head is not None and await head_send(response.status_code, head, content_length):
+        if head is not None and await head_send(scope, response.status_code, head, content_length):
             return
     headers = _header_list(response)
     if content_length is not None and "Content-Length" not in response:

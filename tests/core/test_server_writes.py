@@ -162,11 +162,10 @@ def _answering(body_parts: list[bytes], *, length: int | None, written_head: boo
     async def app(scope, receive, send):
         await receive()
         head_send = scope["extensions"].get(HEAD_SEND)
-        if written_head:
-            started = await head_send(status, HEAD, length)
-            if sent is not None:
-                sent.append(started)
-        else:
+        started = written_head and await head_send(scope, status, HEAD, length)
+        if sent is not None:
+            sent.append(started)
+        if not started:  # as the data plane does
             headers = [*HEADERS, *([(b"content-length", str(length).encode())] if length is not None else [])]
             await send({"type": "http.response.start", "status": status, "headers": headers})
         for index, part in enumerate(body_parts):
@@ -197,11 +196,24 @@ def test_a_written_head_closes_a_connection_that_is_not_kept_alive():
     assert b"connection: close\r\n" in written
 
 
-def test_two_answers_with_written_heads_on_one_connection():
-    app = _answering([b'{"ok":true}'], length=11, written_head=True)
-    written = _wire(app, REQUEST + REQUEST)
-    assert written.count(b"HTTP/1.1 200 OK\r\n") == 2
-    assert written.count(b'\r\n\r\n{"ok":true}') == 2
+def test_answers_with_written_heads_one_after_the_other_and_pipelined():
+    async def serve(app, requests):
+        protocol, transport = _connection(app)
+        for request in requests:
+            protocol.data_received(request)
+            for _ in range(20):
+                await asyncio.sleep(0)
+        protocol.connection_lost(None)
+        return b"".join(transport.writes)
+
+    for requests, heads_written in (([REQUEST, REQUEST], [True, True]), ([REQUEST + REQUEST], [False, True])):
+        sent = []
+        written = asyncio.run(serve(_answering([b'{"ok":true}'], length=11, written_head=True, sent=sent), requests))
+        assert written.count(b"HTTP/1.1 200 OK\r\n") == 2
+        assert written.count(HEAD) == 2 and written.count(b'content-length: 11\r\n\r\n{"ok":true}') == 2
+        # Pipelined: the second request has the connection's cycle while the first is answered, so
+        # the first one's head goes as a start message (the request the cycle is for is checked).
+        assert sent == heads_written
 
 
 def test_a_head_that_is_not_plain_header_lines_is_refused_and_nothing_is_sent():
@@ -211,7 +223,7 @@ def test_a_head_that_is_not_plain_header_lines_is_refused_and_nothing_is_sent():
 
         async def app(scope, receive, send, head=head, results=results):
             await receive()
-            results.append(await scope["extensions"][HEAD_SEND](200, head, 2))
+            results.append(await scope["extensions"][HEAD_SEND](scope, 200, head, 2))
             await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
             await send({"type": "http.response.body", "body": b"{}"})
 

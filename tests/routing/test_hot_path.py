@@ -182,3 +182,41 @@ def test_answers_start_with_a_head_written_in_one_piece(gateway, make_deployment
                 assert int(answer.headers["content-length"]) == len(answer.content) and answer.json()["choices"]
         assert client.get("/v1/models").status_code == 200  # an answer of the data plane's views too
     assert starts == []
+
+
+def test_a_served_request_leaves_no_reference_cycles(gateway, make_deployment, make_key):
+    """A server process collects its young objects rarely (GATEWAY_GC_GEN0_THRESHOLD): what a
+    request leaves in a reference cycle would pile up between collections, and each collection
+    would then have it to find. Requests on one kept-alive connection, the collector off."""
+    import gc
+    import http.client
+    import json
+    import time
+    from urllib.parse import urlparse
+
+    make_deployment("gpt-test")
+    _, raw_key = make_key(rpm_limit=1000)
+    url = urlparse(gateway.url)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    body = json.dumps({"model": "gpt-test", "messages": MESSAGES})
+    headers = {"Authorization": f"Bearer {raw_key}", "Content-Type": "application/json"}
+
+    def request() -> None:
+        connection.request("POST", "/v1/chat/completions", body=body, headers=headers)
+        answer = connection.getresponse()
+        answer.read()
+        assert answer.status == 200
+
+    for _ in range(20):
+        request()  # the caches warm, the connections to the upstream and Redis open
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(100):
+            request()
+        time.sleep(0.5)  # the settlements and spend writes of the last ones end
+    finally:
+        unreachable = gc.collect()
+        gc.enable()
+        connection.close()
+    assert unreachable < 100  # less than one object a request (a cycle per request left 1,495)
