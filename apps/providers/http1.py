@@ -384,11 +384,15 @@ class LeanHttpClient:
             attempt = 0
             while True:
                 attempt += 1
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        connection, reused = await self._connection(target, loop, connect, fresh=attempt > 1)
-                except TimeoutError:
-                    raise TimeoutError from None
+                # A kept connection needs no wait, so no timeout (one made and cancelled per request).
+                connection = self._kept_connection(target, loop) if attempt == 1 else None
+                reused = connection is not None
+                if connection is None:
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            connection = await self._new_connection(target, loop, connect)
+                    except TimeoutError:
+                        raise TimeoutError from None
                 done = connection.start(loop, request)
                 finished = reusable = False
                 try:
@@ -479,13 +483,23 @@ class LeanHttpClient:
 
     async def _connection(self, target: _Target, loop, connect: float, *, fresh: bool) -> tuple[_Connection, bool]:
         """A kept connection to `target` (True) or a new one (False)."""
+        connection = None if fresh else self._kept_connection(target, loop)
+        if connection is not None:
+            return connection, True
+        return await self._new_connection(target, loop, connect), False
+
+    def _kept_connection(self, target: _Target, loop) -> _Connection | None:
+        """The most recently used idle connection to `target` that is still alive, or None."""
         idle = self._idle.get(target.pool_key)
         now = loop.time()
-        while idle and not fresh:
+        while idle:
             connection = idle.pop()  # the most recently used: the likeliest to be alive
             if not connection.closed and now - connection.idle_since < IDLE_SECONDS:
-                return connection, True
+                return connection
             connection.abort()
+        return None
+
+    async def _new_connection(self, target: _Target, loop, connect: float) -> _Connection:
         ssl_context = None
         if target.tls:
             if self._tls is None:
@@ -501,7 +515,7 @@ class LeanHttpClient:
         sock = connection.transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return connection, False
+        return connection
 
     def close(self) -> None:
         for idle in self._idle.values():
