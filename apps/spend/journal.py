@@ -18,6 +18,7 @@ import asyncio
 import contextvars
 import logging
 import time
+from functools import partial
 
 import hiredis
 from django.conf import settings
@@ -43,24 +44,12 @@ async def puts_wait(puts) -> None:
     # on every answer. Cancelling the caller cancels the waiter, never the puts.
     loop = asyncio.get_running_loop()
     waiter = loop.create_future()
-    remaining = len(pending)
-
-    def one_done(_) -> None:
-        nonlocal remaining
-        remaining -= 1
-        if not remaining and not waiter.done():
-            waiter.set_result(None)
-
-    for put in pending:
-        put.add_done_callback(one_done)
+    puts_then(pending, partial(_release, waiter))
     timer = loop.call_later(settings.REDIS_SOCKET_TIMEOUT, _release, waiter)
     try:
         await waiter
     finally:
         timer.cancel()
-        if remaining:
-            for put in pending:
-                put.remove_done_callback(one_done)
 
 
 def _release(waiter: asyncio.Future) -> None:
