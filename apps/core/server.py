@@ -98,8 +98,13 @@ class _LingeringTransport:
 # `await scope["extensions"][HEAD_SEND](scope, status, head, content_length)`, then body messages
 # as usual.
 HEAD_SEND = "gateway.head_send"
-# Header lines as `head` holds them: a token, ": ", a value without control characters, CRLF.
-_HEAD_LINES = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+: [^\x00-\x08\x0a-\x1f\x7f]*\r\n)*")
+# Header lines as `head` holds them: a token, ": ", a value without control characters, CRLF; and
+# none of them framing the answer (content_length does that). One pass: a separate search for the
+# framing names cost ~16 us over a 1 KiB head (it tried at every byte); the lookahead runs a line.
+_HEAD_LINES = re.compile(
+    rb"(?:(?!(?i:content-length|transfer-encoding|connection):)"
+    rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]++: [^\x00-\x08\x0a-\x1f\x7f]*+\r\n)*+"
+)
 
 
 async def _head_send(cycle, status: int, head: bytes, content_length: int | None) -> bool:
@@ -109,7 +114,7 @@ async def _head_send(cycle, status: int, head: bytes, content_length: int | None
     date and server headers, content-length or chunked, connection: close when not kept alive),
     so the body messages that follow go through its `send` unchanged. False, with nothing sent,
     for a head that is not plain header lines (or names a framing header): send it as usual."""
-    if cycle.response_started or _HEAD_LINES.fullmatch(head) is None or _FRAMING.search(head):
+    if cycle.response_started or _HEAD_LINES.fullmatch(head) is None:
         return False
     if cycle.flow.write_paused and not cycle.disconnected:
         await cycle.flow.drain()
@@ -137,10 +142,6 @@ async def _head_send(cycle, status: int, head: bytes, content_length: int | None
     parts.append(b"\r\n")
     cycle.transport.write(b"".join(parts))
     return True
-
-
-# Headers that frame the answer: given by content_length, never in `head`.
-_FRAMING = re.compile(rb"(?:^|\n)(?:content-length|transfer-encoding|connection):", re.IGNORECASE)
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):

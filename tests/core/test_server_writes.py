@@ -218,7 +218,8 @@ def test_answers_with_written_heads_one_after_the_other_and_pipelined():
 
 def test_a_head_that_is_not_plain_header_lines_is_refused_and_nothing_is_sent():
     for head in (b"x-a: 1\r\nx-b: 2", b"x-a: 1\r\nbad name: 2\r\n", b"x-a: \x00\r\n", b"x-a: 1\nx-b: 2\r\n",
-                 b"content-length: 5\r\n", b"Transfer-Encoding: chunked\r\n", b"x-a: 1\r\nconnection: close\r\n"):
+                 b"content-length: 5\r\n", b"Transfer-Encoding: chunked\r\n", b"x-a: 1\r\nconnection: close\r\n",
+                 b"x-a: 1\r\nCONNECTION: keep-alive\r\nx-b: 2\r\n", b"x-a: 1\r\nContent-Length: 9\r\n"):
         results = []
 
         async def app(scope, receive, send, head=head, results=results):
@@ -231,6 +232,20 @@ def test_a_head_that_is_not_plain_header_lines_is_refused_and_nothing_is_sent():
         assert results == [False], head
         assert written.startswith(b"HTTP/1.1 200 OK\r\n") and written.count(b"HTTP/1.1") == 1, head
         assert b"x-a" not in written, head
+
+
+def test_a_header_whose_name_only_begins_like_a_framing_one_is_written():
+    head = b"content-length-estimate: 12\r\nconnectionless: yes\r\nx-a: 1\r\n"
+    results = []
+
+    async def app(scope, receive, send):
+        await receive()
+        results.append(await scope["extensions"][HEAD_SEND](scope, 200, head, 2))
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    written = _wire(app, REQUEST)
+    assert results == [True]
+    assert head in written and written.endswith(b"content-length: 2\r\n\r\n{}")
 
 
 def test_a_written_head_logs_the_access_line_uvicorn_would():
