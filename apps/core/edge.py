@@ -10,7 +10,7 @@ every answer, and request bodies read with a size limit.
 
 from __future__ import annotations
 
-import uuid
+import os
 from itertools import chain
 
 import orjson
@@ -37,11 +37,17 @@ class PlainHeadersMixin:
         if plain_headers:
             django_headers = self._django_headers
             taken = {name.lower() for name in django_headers}  # Content-Type, mostly
-            for name, value in plain_headers.items():
-                if value.isascii() and "\n" not in value and "\r" not in value and name.lower() not in taken:
-                    plain[name] = value
-                else:
-                    django_headers[name] = value  # checked (and MIME-encoded) as Django does
+            # All values checked at once (the common case: all plain), else one by one.
+            values = "".join(plain_headers.values())
+            if values.isascii() and "\n" not in values and "\r" not in values \
+                    and taken.isdisjoint(map(str.lower, plain_headers)):
+                plain = dict(plain_headers)
+            else:
+                for name, value in plain_headers.items():
+                    if value.isascii() and "\n" not in value and "\r" not in value and name.lower() not in taken:
+                        plain[name] = value
+                    else:
+                        django_headers[name] = value  # checked (and MIME-encoded) as Django does
         self._plain_headers = plain
 
     @property
@@ -69,13 +75,22 @@ class BodyTooLarge(Exception):
     pass
 
 
+def new_request_id() -> str:
+    """A random (version 4) UUID as 32 hex digits, as `uuid.uuid4().hex` gives, in a third of its
+    time: the UUID object, not the random bytes, was most of its ~4 us a request."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # the RFC 4122 variant
+    return raw.hex()
+
+
 def request_id_of(scope) -> str:
-    return scope.get(REQUEST_ID_SCOPE_KEY) or uuid.uuid4().hex
+    return scope.get(REQUEST_ID_SCOPE_KEY) or new_request_id()
 
 
 def with_request_id(scope, send):
     """Give the request an id (in its scope) and a `send` that puts it on the answer."""
-    request_id = uuid.uuid4().hex
+    request_id = new_request_id()
     scope[REQUEST_ID_SCOPE_KEY] = request_id
     header = (_REQUEST_ID_HEADER, request_id.encode())
 

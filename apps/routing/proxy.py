@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import AsyncIterator
@@ -23,7 +22,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from apps.billing.entitlement import entitlement_check
 from apps.core.background import spawn
-from apps.core.edge import REQUEST_ID_SCOPE_KEY, PlainHeadersMixin
+from apps.core.edge import REQUEST_ID_SCOPE_KEY, PlainHeadersMixin, new_request_id
 from apps.core.errors import GatewayError, internal_error, invalid_request
 from apps.keys.context import KeyContext
 from apps.providers.adapters.base import Operation, StreamTranslator, TranslatedResponse, Usage
@@ -127,7 +126,7 @@ class RequestAccount:
                  "cache_similarity")
 
     def __init__(self, context: KeyContext, operation: Operation, request_id: str | None = None) -> None:
-        self.request_id = request_id or uuid.uuid4().hex
+        self.request_id = request_id or new_request_id()
         self.context = context
         self.operation = operation
         self.model = ""

@@ -49,6 +49,18 @@ def test_every_answer_has_its_own_request_id(gateway, make_deployment, spend_log
     assert {log.request_id for log in spend_logs(3)} >= {ids[0], chosen.headers["x-request-id"]}
 
 
+def test_request_ids_are_random_version_4_uuids_as_hex():
+    import uuid
+
+    from apps.core.edge import new_request_id
+
+    ids = [new_request_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for request_id in ids:
+        parsed = uuid.UUID(request_id)
+        assert parsed.hex == request_id and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
 def test_unknown_control_plane_routes_are_json_but_the_admin_keeps_its_pages(gateway):
     error = httpx.get(gateway.url + "/no/such/route")
     assert error.headers["content-type"] == "application/json"
@@ -143,6 +155,14 @@ def test_a_value_that_is_not_plain_ascii_goes_through_djangos_checks():
     assert dict(encoded.items())["x-litellm-model-group"].startswith("=?utf-8?")  # MIME-encoded, as Django does
     with pytest.raises(BadHeaderError):
         _plain_response(**{"x-evil": "a\r\nSet-Cookie: x=1"})
+
+
+def test_one_header_that_is_not_plain_leaves_the_others_plain():
+    response = _plain_response(**{"x-a": "1", "x-b": "模型", "Content-Type": "text/plain", "x-c": "3"})
+    items = dict(response.items())
+    assert items["x-a"] == "1" and items["x-c"] == "3" and items["x-b"].startswith("=?utf-8?")
+    assert [name.lower() for name, _ in response.items()].count("content-type") == 1
+    assert response._plain_headers == {"x-a": "1", "x-c": "3"}  # only the plain ones skip Django's checks
 
 
 def test_a_plain_header_never_doubles_one_django_holds():
