@@ -27,6 +27,7 @@ from apps.billing.wallets import KIND_WALLET, WalletState, entity_key, wallet_st
 from apps.core import invalidation
 from apps.core.cache import SingleFlightCache
 from apps.core.errors import GatewayError
+from apps.core.hot_settings import setting
 from apps.keys.context import KeyContext
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ _alerted: dict[str, float] = {}  # entity -> when its last fail-open alert went 
 async def entitlement_check(context: KeyContext) -> None:
     """Raise GatewayError (429 insufficient_quota, or 503 when failing closed) if the request's
     billing entity may not spend; return None if it may."""
-    if not settings.LAGO_API_BASE:
+    if not setting("LAGO_API_BASE"):
         return
     kind = settings.BILLING_ENTITY
     entity_id = context.organization_id if kind == "organization" else context.team_id

@@ -27,6 +27,8 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from apps.core.hot_settings import setting
+
 _RETRIED_ERRORS = (RedisConnectionError, RedisTimeoutError)
 
 
@@ -39,7 +41,7 @@ def redis_cluster() -> bool:
 
 
 def redis_key(*parts: str) -> str:
-    return settings.GATEWAY_REDIS_PREFIX + ":".join(parts)
+    return setting("GATEWAY_REDIS_PREFIX") + ":".join(parts)
 
 
 def _nodes(value: list[str]) -> list[tuple[str, int]]:

@@ -31,6 +31,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from apps.core.hot_settings import setting
+
 logger = logging.getLogger(__name__)
 
 _pipes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # client -> its pipe
@@ -176,7 +178,7 @@ class PipelinedConnection:
         return await future
 
     def _queue(self, command: bytes, future: asyncio.Future, at_once: bool = False) -> None:
-        deadline = self._loop.time() + settings.REDIS_SOCKET_TIMEOUT
+        deadline = self._loop.time() + setting("REDIS_SOCKET_TIMEOUT")
         if self._deadline_timer is None:
             self._arm(deadline)
         idle = not self._waiting

@@ -30,6 +30,8 @@ from django.conf import settings
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
+from apps.core.hot_settings import setting
+
 _TIMED_OUT_BODY = b'{"error":{"message":"The request was not received in time.","type":"invalid_request_error",' \
     b'"param":null,"code":"request_timeout"}}'
 LINGER_SECONDS = 30.0
@@ -157,7 +159,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._guard_deadline = 0.0
         self._guard_callback = None
         self._idle_now()
-        self._arm(settings.GATEWAY_HEADER_TIMEOUT, self._headers_too_slow)
+        self._arm(setting("GATEWAY_HEADER_TIMEOUT"), self._headers_too_slow)
 
     def connection_lost(self, exc) -> None:
         self._guard_stop()
@@ -183,7 +185,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         if self._guard_callback is None:  # the next request on a kept-alive connection
-            self._arm(settings.GATEWAY_HEADER_TIMEOUT, self._headers_too_slow)
+            self._arm(setting("GATEWAY_HEADER_TIMEOUT"), self._headers_too_slow)
 
     def data_received(self, data: bytes) -> None:
         if self._lingering:
@@ -198,11 +200,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         extensions[HEAD_SEND] = self._head_send  # (a bound method, as above: no reference cycle per request)
         super().on_headers_complete()
         # Until on_message_complete (at once for a request without a body), the body must flow.
-        self._arm(settings.GATEWAY_BODY_TIMEOUT, self._body_too_slow)
+        self._arm(setting("GATEWAY_BODY_TIMEOUT"), self._body_too_slow)
 
     def on_body(self, body: bytes) -> None:
         super().on_body(body)
-        self._arm(settings.GATEWAY_BODY_TIMEOUT, self._body_too_slow)
+        self._arm(setting("GATEWAY_BODY_TIMEOUT"), self._body_too_slow)
 
     def on_message_complete(self) -> None:
         self._body_pending = False
@@ -270,7 +272,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         idle = self._idle
         idle.pop(self, None)
         idle[self] = None
-        while len(idle) > settings.GATEWAY_MAX_IDLE_CONNECTIONS:
+        while len(idle) > setting("GATEWAY_MAX_IDLE_CONNECTIONS"):
             oldest, _ = idle.popitem(last=False)
             oldest._close_now()
 

@@ -6,10 +6,10 @@ import hashlib
 import hmac
 import time
 
-from django.conf import settings
 from django.http import HttpRequest
 
 from apps.core.errors import authentication_failed
+from apps.core.hot_settings import setting
 from apps.keys.cache import key_cache
 from apps.keys.context import KeyContext
 from apps.keys.jwt_auth import authenticate_jwt, looks_like_jwt
@@ -47,7 +47,7 @@ async def authenticate(request: HttpRequest) -> KeyContext:
             "'x-api-key' or 'x-goog-api-key'.",
             code="missing_api_key",
         )
-    if settings.GATEWAY_JWT_JWKS_URL and looks_like_jwt(raw_key):
+    if setting("GATEWAY_JWT_JWKS_URL") and looks_like_jwt(raw_key):
         return await authenticate_jwt(raw_key)
     if is_playground_credential(raw_key):
         context = await playground_context_get(raw_key)

@@ -14,6 +14,7 @@ import aiohttp
 from django.conf import settings
 
 from apps.core.errors import GatewayError
+from apps.core.hot_settings import setting
 from apps.core.trace_context import upstream_traceparent
 from apps.providers.adapters.base import UpstreamRequest
 from apps.providers.http1 import LeanHttpClient, UpstreamCut
@@ -68,19 +69,19 @@ class UpstreamTransport:
         instead, so a long answer that keeps coming is not cut off (its time to the first
         token is the router's to bound). `connect_timeout` bounds opening the connection.
         """
-        limit = timeout or settings.GATEWAY_UPSTREAM_TIMEOUT
+        limit = timeout or setting("GATEWAY_UPSTREAM_TIMEOUT")
         client_timeout = aiohttp.ClientTimeout(
             total=None if stream else limit,
             sock_read=limit if stream else None,
-            connect=connect_timeout or settings.GATEWAY_UPSTREAM_CONNECT_TIMEOUT,
+            connect=connect_timeout or setting("GATEWAY_UPSTREAM_CONNECT_TIMEOUT"),
         )
         headers = request.headers
         traceparent = upstream_traceparent.get()
         if traceparent is not None:  # the attempt's span, continued by the upstream (tracing on)
             headers = {**headers, "traceparent": traceparent}
         if request.method == "POST" and isinstance(request.body, bytes) \
-                and settings.GATEWAY_UPSTREAM_LEAN_CLIENT and request.url.startswith(("http://", "https://")):
-            connect = connect_timeout or settings.GATEWAY_UPSTREAM_CONNECT_TIMEOUT
+                and setting("GATEWAY_UPSTREAM_LEAN_CLIENT") and request.url.startswith(("http://", "https://")):
+            connect = connect_timeout or setting("GATEWAY_UPSTREAM_CONNECT_TIMEOUT")
             try:
                 if stream:
                     return await self._get_lean().post_streamed(

@@ -12,6 +12,7 @@ from redis.exceptions import NoScriptError
 
 from apps.core.background import hold, spawn
 from apps.core.errors import GatewayError, permission_denied
+from apps.core.hot_settings import setting
 from apps.customers.cache import end_user_limits_cache
 from apps.keys.context import KeyContext
 from apps.keys.limits import RESERVATION_TTL_MS, LimitDecision, LimitScope, Settlement, limiter, usd_to_nanos
@@ -42,7 +43,7 @@ def max_cost_nanos(deployment: Deployment, body: dict, prices: Prices | None = N
     prompt = request_prompt_tokens(body, rough=True)
     output = body.get("max_completion_tokens") or body.get("max_tokens") or deployment.extra_params.get(
         "max_tokens"
-    ) or settings.GATEWAY_RESERVED_OUTPUT_TOKENS
+    ) or setting("GATEWAY_RESERVED_OUTPUT_TOKENS")
     return usd_to_nanos(prompt * input_price + int(output) * output_price)
 
 

@@ -23,6 +23,7 @@ from decimal import Decimal
 from django.conf import settings
 from prometheus_client import Counter, Histogram
 
+from apps.core.hot_settings import setting
 from apps.core.metrics import REGISTRY
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
@@ -195,9 +196,9 @@ class RequestMetrics:
         context = account.context
         status_class = "cancelled" if cancelled else f"{(http_status or 500) // 100}xx"
         key_label = ""
-        if settings.GATEWAY_METRICS_KEY_LABEL == "alias":
+        if setting("GATEWAY_METRICS_KEY_LABEL") == "alias":
             key_label = context.alias or context.token_hash[:8]
-        elif settings.GATEWAY_METRICS_KEY_LABEL == "hash_prefix":
+        elif setting("GATEWAY_METRICS_KEY_LABEL") == "hash_prefix":
             key_label = context.token_hash[:8]
         labels = (
             account.model_group or "", str(deployment.id) if deployment else "", deployment.provider if deployment else "",

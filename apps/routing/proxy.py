@@ -24,6 +24,7 @@ from apps.billing.entitlement import entitlement_check
 from apps.core.background import spawn
 from apps.core.edge import REQUEST_ID_SCOPE_KEY, PlainHeadersMixin, new_request_id
 from apps.core.errors import GatewayError, internal_error, invalid_request
+from apps.core.hot_settings import setting
 from apps.keys.context import KeyContext
 from apps.providers.adapters.base import Operation, StreamTranslator, TranslatedResponse, Usage
 from apps.providers.registry import Deployment
@@ -220,10 +221,10 @@ class RequestAccount:
                                after=tuple(puts) if puts else ())
         if logging_callbacks.wanted(context):
             logging_callbacks.add(record, context.logging_callbacks)
-        if settings.GATEWAY_REQUEST_METRICS:
+        if setting("GATEWAY_REQUEST_METRICS"):
             request_metrics.observe(self, http_status=http_status, cancelled=status == SpendLog.Status.CANCELLED,
                                     usage=usage, cost=cost, first_token_at=first_token_at)
-        if settings.GATEWAY_REQUEST_LOG:
+        if setting("GATEWAY_REQUEST_LOG"):
             self._log(status, http_status, error_type, usage, priced.status, first_token_at)
         if self.span is not None:
             request_span_end(self, status=status, http_status=http_status, error_type=error_type, usage=usage,

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from apps.core.errors import GatewayError, invalid_request, not_found, permission_denied
+from apps.core.hot_settings import setting
 from apps.keys.context import KeyContext
 from apps.keys.limits import LimitScope
 from apps.providers.adapters.base import Operation
@@ -262,8 +263,8 @@ class Timeouts:
 
 def timeouts_for(deployment: Deployment, group_policy: GroupPolicy) -> Timeouts:
     return Timeouts(
-        total=deployment.timeout or group_policy.timeout or settings.GATEWAY_UPSTREAM_TIMEOUT,
-        connect=deployment.connect_timeout or settings.GATEWAY_UPSTREAM_CONNECT_TIMEOUT,
+        total=deployment.timeout or group_policy.timeout or setting("GATEWAY_UPSTREAM_TIMEOUT"),
+        connect=deployment.connect_timeout or setting("GATEWAY_UPSTREAM_CONNECT_TIMEOUT"),
         first_token=deployment.stream_timeout or group_policy.stream_timeout,
     )
 
@@ -496,7 +497,7 @@ async def _candidates(
     """The group's deployments free to take the request now, with their shared state."""
     deployments = group.deployments
     now = time.time()
-    if settings.GATEWAY_HEALTH_CHECK_ROUTING and any(d.unhealthy_until > now for d in deployments):
+    if setting("GATEWAY_HEALTH_CHECK_ROUTING") and any(d.unhealthy_until > now for d in deployments):
         # Deployments that failed their last health check sit out, unless all did: then the
         # check may be what is wrong, and requests (with retries and cooldowns) decide.
         healthy = [d for d in deployments if d.unhealthy_until <= now]

@@ -18,6 +18,7 @@ from django.conf import settings
 
 from apps.core.background import spawn
 from apps.core.db import db_call
+from apps.core.hot_settings import setting
 from apps.spend.journal import journal_for_process, pending_puts
 from apps.spend.records import SpendRecord
 from apps.spend.services import spend_logs_write_batch
@@ -47,13 +48,13 @@ class SpendBuffer:
             waiting = pending_puts.get()
             if waiting is not None:  # the data plane holds the answer until the record is journaled
                 waiting.append(put)
-        if self._wakeup is not None and len(self._records) >= settings.GATEWAY_SPEND_BATCH_SIZE:
+        if self._wakeup is not None and len(self._records) >= setting("GATEWAY_SPEND_BATCH_SIZE"):
             self._wakeup.set()
-        if self._room is not None and len(self._records) > settings.GATEWAY_SPEND_BUFFER_MAX:
+        if self._room is not None and len(self._records) > setting("GATEWAY_SPEND_BUFFER_MAX"):
             self._room.clear()
 
     def full(self) -> bool:
-        return len(self._records) > settings.GATEWAY_SPEND_BUFFER_MAX
+        return len(self._records) > setting("GATEWAY_SPEND_BUFFER_MAX")
 
     async def room_wait(self, timeout: float) -> None:
         """Until the writer has brought the backlog back within the bound, or `timeout` (a database

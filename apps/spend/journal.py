@@ -24,6 +24,7 @@ import hiredis
 from django.conf import settings
 
 from apps.core.background import spawn
+from apps.core.hot_settings import setting
 from apps.core.redis import AsyncRedisPerLoop, redis_enabled, redis_key, sync_redis
 from apps.core.redis_pipeline import pipelined_connection
 from apps.spend.records import SpendRecord, record_from_json, record_to_json
@@ -45,7 +46,7 @@ async def puts_wait(puts) -> None:
     loop = asyncio.get_running_loop()
     waiter = loop.create_future()
     puts_then(pending, partial(_release, waiter))
-    timer = loop.call_later(settings.REDIS_SOCKET_TIMEOUT, _release, waiter)
+    timer = loop.call_later(setting("REDIS_SOCKET_TIMEOUT"), _release, waiter)
     try:
         await waiter
     finally:
