@@ -44,7 +44,8 @@ class PlainHeadersMixin:
                 plain = dict(plain_headers)
             else:
                 for name, value in plain_headers.items():
-                    if value.isascii() and "\n" not in value and "\r" not in value and name.lower() not in taken:
+                    if value.isascii() and "\n" not in value and "\r" not in value \
+                            and name.lower() not in taken:
                         plain[name] = value
                     else:
                         django_headers[name] = value  # checked (and MIME-encoded) as Django does

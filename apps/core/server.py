@@ -169,7 +169,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if on_disconnect is not None and self.cycle is not None and not self.cycle.response_complete:
             on_disconnect()
 
-    async def _head_send(self, scope, status: int, head: bytes, content_length: int | None) -> bool:
+    async def _head_send_for_scope(self, scope, status: int, head: bytes, content_length: int | None) -> bool:
         """HEAD_SEND for the request of `scope`: False, nothing sent, unless it is the request
         being answered (a pipelined one behind it may already have the connection's cycle)."""
         cycle = self.cycle
@@ -197,7 +197,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._body_pending = True
         self._idle.pop(self, None)
         extensions = self.scope["extensions"] = {"gateway.disconnect_watch": self._disconnect_watch}
-        extensions[HEAD_SEND] = self._head_send  # (a bound method, as above: no reference cycle per request)
+        # A bound method, as above: no reference cycle per request.
+        extensions[HEAD_SEND] = self._head_send_for_scope
         super().on_headers_complete()
         # Until on_message_complete (at once for a request without a body), the body must flow.
         self._arm(setting("GATEWAY_BODY_TIMEOUT"), self._body_too_slow)
