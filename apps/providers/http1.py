@@ -181,6 +181,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self.closed = True
+        self._timer_stop()
         if self.streamed and self.head_done:
             if not self.complete and self._error is None:
                 if self._read_until_close():
@@ -303,21 +304,29 @@ class _Connection(asyncio.Protocol):
             if self.closed:
                 raise aiohttp.ClientPayloadError("The upstream closed the connection mid-answer.")
             loop = asyncio.get_running_loop()
-            waiter = self._waiter = loop.create_future()
-            if timeout is None:
-                self._read_deadline = None  # a timer left by an earlier wait finds nothing to end
-            else:
-                deadline = self._read_deadline = loop.time() + timeout
-                timer = self._read_timer
-                if timer is not None and timer.when() > deadline:  # a kept connection's longer wait
-                    timer.cancel()
-                    timer = None
-                if timer is None:
-                    self._read_timer = loop.call_at(deadline, self._read_timed_out, loop)
-            try:
-                await waiter
-            finally:
-                self._waiter = None
+            waiter = loop.create_future()
+            await self.wait(waiter, loop, None if timeout is None else loop.time() + timeout)
+
+    async def wait(self, waiter: asyncio.Future, loop: asyncio.AbstractEventLoop, deadline: float | None) -> None:
+        """Await `waiter` (the answer, its head or a stream's next piece); TimeoutError past
+        `deadline` (loop time; None: no limit). The connection's one timer serves every wait, set
+        again when it fires before the current deadline: a kept connection's next request waits
+        with no timer made or cancelled, where asyncio.timeout made and cancelled one each time."""
+        self._waiter = waiter
+        if deadline is None:
+            self._read_deadline = None  # a timer left by an earlier wait finds nothing to end
+        else:
+            self._read_deadline = deadline
+            timer = self._read_timer
+            if timer is not None and timer.when() > deadline:  # an earlier wait's longer limit
+                timer.cancel()
+                timer = None
+            if timer is None:
+                self._read_timer = loop.call_at(deadline, self._read_timed_out, loop)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
 
     def _read_timed_out(self, loop: asyncio.AbstractEventLoop) -> None:
         self._read_timer = None
@@ -334,11 +343,15 @@ class _Connection(asyncio.Protocol):
 
     def abort(self) -> None:
         self.closed = True
+        self._timer_stop()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _timer_stop(self) -> None:
+        # A closed connection's timer would keep it referenced until the timer's deadline.
         if self._read_timer is not None:
             self._read_timer.cancel()
             self._read_timer = None
-        if self.transport is not None:
-            self.transport.abort()
 
 
 class _Target:
@@ -397,8 +410,7 @@ class LeanHttpClient:
                 finished = reusable = False
                 try:
                     try:
-                        async with asyncio.timeout_at(deadline):
-                            await done
+                        await connection.wait(done, loop, deadline)
                     except UpstreamCut:
                         # A kept connection the upstream closed as it went idle (its FIN not seen
                         # here yet): no byte of an answer came, so the request goes again, once,
@@ -452,8 +464,7 @@ class LeanHttpClient:
                 connection, reused = await self._connection(target, loop, connect, fresh=attempt > 1)
                 head = connection.start(loop, request, streamed=True)
                 try:
-                    async with asyncio.timeout(read_timeout):
-                        await head
+                    await connection.wait(head, loop, loop.time() + read_timeout)
                 except UpstreamCut:
                     connection.abort()
                     if reused and attempt == 1 and not connection.bytes_received:

@@ -182,9 +182,10 @@ def test_timeouts_before_and_after_the_head():
     asyncio.run(main())
 
 
-def test_a_call_on_a_kept_connection_sets_one_timeout_not_two(monkeypatch):
-    """Taking a kept connection does not wait, so it is not timed: a timeout made and cancelled
-    per request cost about 4 us of the request path's CPU. A new connection is (connect + answer)."""
+def test_calls_on_a_kept_connection_make_no_timer_after_the_first(monkeypatch):
+    """Taking a kept connection does not wait, so it is not timed, and the answer's wait uses the
+    connection's one timer (set again when it fires early): a timeout made and cancelled per wait
+    cost about 4 us of the request path's CPU each. A new connection's connect is timed."""
     from apps.providers import http1
 
     made = []
@@ -195,8 +196,18 @@ def test_a_call_on_a_kept_connection_sets_one_timeout_not_two(monkeypatch):
         return real_timeout_at(when)
 
     monkeypatch.setattr(http1.asyncio, "timeout_at", counting_timeout_at)
+    timers = []
 
     async def main():
+        loop = asyncio.get_running_loop()
+        real_call_at = loop.call_at
+
+        def counting_call_at(when, callback, *args, **kwargs):
+            if isinstance(getattr(callback, "__self__", None), http1._Connection):
+                timers.append(when)
+            return real_call_at(when, callback, *args, **kwargs)
+
+        loop.call_at = counting_call_at
         client = LeanHttpClient(limit=10)
         async with raw_server(with_length()) as (url, state):
             for _ in range(3):
@@ -205,7 +216,33 @@ def test_a_call_on_a_kept_connection_sets_one_timeout_not_two(monkeypatch):
         client.close()
 
     asyncio.run(main())
-    assert len(made) == 2 + 1 + 1
+    assert len(made) == 1  # the new connection's connect
+    assert len(timers) == 1  # the connection's timer, made once: the later calls' deadlines are later
+
+
+def test_an_answer_that_never_comes_times_out_at_its_deadline_on_a_kept_connection():
+    calls = {"n": 0}
+
+    async def first_answers_then_silence(request, writer):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(BODY), BODY))
+        # the second request is never answered
+
+    async def main():
+        client = LeanHttpClient(limit=10)
+        async with raw_server(first_answers_then_silence) as (url, state):
+            assert (await client.post(url, {}, b"{}", total=30.0, connect=5.0)).status == 200
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            with pytest.raises(TimeoutError):
+                await client.post(url, {}, b"{}", total=0.3, connect=5.0)
+            # The first call's timer (30 s) was replaced by the shorter limit, not waited out.
+            assert 0.25 < loop.time() - started < 2.0
+            assert state["connections"] == 1
+        client.close()
+
+    asyncio.run(main())
 
 
 def test_a_cancelled_call_closes_its_connection_instead_of_reusing_it():
