@@ -93,7 +93,7 @@ class DataPlaneRequest(ASGIRequest):
         params = _CONTENT_TYPES.get(content_type)
         if params is None:
             self._set_content_type_params(meta)
-            if len(_CONTENT_TYPES) < _TABLE_LIMIT:
+            if len(_CONTENT_TYPES) < _TABLE_LIMIT and len(content_type) <= _KEPT_LENGTH:
                 _CONTENT_TYPES[content_type] = (self.content_type, dict(self.content_params), self._encoding)
         else:
             self.content_type, content_params, encoding = params
@@ -104,7 +104,10 @@ class DataPlaneRequest(ASGIRequest):
         self._body = body
 
 
+# Bounds on what a client's made-up names and values can make the tables hold (past them, the
+# work is done per request as Django does it).
 _TABLE_LIMIT = 512
+_KEPT_LENGTH = 128
 # A header name (bytes, as the server gives it) -> its META key (names Django drops are not kept).
 _META_NAMES: dict[bytes, str] = {}
 # A Content-Type value -> (content_type, content_params, encoding or None).
@@ -123,7 +126,7 @@ def _meta_name(name: bytes) -> str | None:
         key = "CONTENT_TYPE"
     else:
         key = "HTTP_" + text.upper().replace("-", "_")
-    if key is not None and len(_META_NAMES) < _TABLE_LIMIT:
+    if key is not None and len(_META_NAMES) < _TABLE_LIMIT and len(name) <= _KEPT_LENGTH:
         _META_NAMES[name] = key
     return key
 

@@ -92,5 +92,12 @@ def test_made_up_header_names_do_not_grow_the_tables_past_their_bound():
         request = DataPlaneRequest({"type": "http", "method": "POST", "path": "/v1/x", "headers": [
             (name, b"1"), (b"content-type", b"text/plain; n=%d" % index)]}, b"")
         assert request.META["HTTP_X_MADE_UP_%d" % index] == "1" and request.content_params == {"n": str(index)}
+    long_name = b"x-" + b"n" * 4000
+    long_type = b"text/plain; a=" + b"v" * 4000
+    request = DataPlaneRequest({"type": "http", "method": "POST", "path": "/v1/x", "headers": [
+        (long_name, b"1"), (b"content-type", long_type)]}, b"")
+    assert request.META["HTTP_X_" + "N" * 4000] == "1" and request.content_params == {"a": "v" * 4000}
     assert len(dataplane._META_NAMES) <= dataplane._TABLE_LIMIT
     assert len(dataplane._CONTENT_TYPES) <= dataplane._TABLE_LIMIT
+    assert all(len(name) <= dataplane._KEPT_LENGTH for name in dataplane._META_NAMES)
+    assert all(len(value) <= dataplane._KEPT_LENGTH for value in dataplane._CONTENT_TYPES)
