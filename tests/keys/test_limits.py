@@ -403,3 +403,39 @@ return 1
         assert await turns(95, 6) == 4  # and second 30's four
 
     run(scenario())
+
+
+def test_a_scopes_period_is_the_one_its_dates_give_at_every_moment():
+    """LimitScope.period keeps each (anchor, duration)'s current period: at any time, across a
+    period's end, a month's odd lengths and before the anchor, it says what the dates say."""
+    from datetime import datetime, timezone
+
+    from hypothesis import given, settings as hypothesis_settings, strategies as st
+
+    from apps.core.durations import current_period, duration_seconds
+
+    def by_dates(scope: LimitScope, now: float) -> tuple[str, int]:
+        anchor = datetime.fromtimestamp(scope.budget_anchor, timezone.utc)
+        start, end = current_period(anchor, scope.budget_duration, datetime.fromtimestamp(now, timezone.utc))
+        return str(int(start.timestamp())), int(end.timestamp() - now) + duration_seconds(scope.budget_duration)
+
+    @hypothesis_settings(max_examples=300, deadline=None)
+    @given(anchor=st.floats(1.6e9, 1.9e9),
+           duration=st.sampled_from(["1s", "30s", "1m", "1h", "1d", "7d", "30d", "1mo", "3mo"]),
+           steps=st.lists(st.floats(-1e6, 1e7), min_size=1, max_size=8))
+    def check(anchor, duration, steps):
+        anchor = round(anchor, 6)
+        budget = LimitScope(kind="key", id="k", budget_nanos=1, budget_duration=duration, budget_anchor=anchor)
+        now = anchor
+        for step in steps:
+            now += step
+            assert budget.period(now) == by_dates(budget, now), (duration, anchor, now)
+            # just before, at and after the period's end
+            _, end = current_period(datetime.fromtimestamp(anchor, timezone.utc), duration,
+                                    datetime.fromtimestamp(now, timezone.utc))
+            end = end.timestamp()
+            for moment in (end - 0.0004, end - 3e-7, end, end + 3e-7, end + 1):
+                if moment >= anchor:
+                    assert budget.period(moment) == by_dates(budget, moment), (duration, anchor, moment)
+
+    check()
