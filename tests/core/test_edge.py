@@ -54,11 +54,46 @@ def test_request_ids_are_random_version_4_uuids_as_hex():
 
     from apps.core.edge import new_request_id
 
-    ids = [new_request_id() for _ in range(2000)]
+    ids = [new_request_id() for _ in range(2000)]  # several pools' worth
     assert len(set(ids)) == len(ids)
     for request_id in ids:
         parsed = uuid.UUID(request_id)
         assert parsed.hex == request_id and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def test_request_ids_made_by_threads_at_once_and_in_a_forked_child_are_all_different():
+    import os
+    import threading
+
+    from apps.core.edge import new_request_id
+
+    new_request_id()  # the pool holds bytes a child could reuse
+    made: list[list[str]] = [[] for _ in range(8)]
+
+    def make(into: list[str]) -> None:
+        for _ in range(3000):
+            into.append(new_request_id())
+
+    threads = [threading.Thread(target=make, args=(into,)) for into in made]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ids = [request_id for into in made for request_id in into]
+    assert len(set(ids)) == len(ids) == 24000
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its first ids, to the parent
+        os.write(write, "".join(new_request_id() for _ in range(4)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 4096).decode()
+    os.close(read)
+    child_ids = {child[i:i + 32] for i in range(0, len(child), 32)}
+    parent_ids = {new_request_id() for _ in range(4)}
+    assert len(child_ids) == 4 and not child_ids & parent_ids
 
 
 def test_unknown_control_plane_routes_are_json_but_the_admin_keeps_its_pages(gateway):
