@@ -32,6 +32,7 @@ from apps.core.edge import (
 from apps.core.errors import GatewayError, internal_error, not_found
 from apps.core.redis import redis_enabled
 from apps.core.server import HEAD_SEND
+from apps.routing.limits import AfterAnswer, settlements_after_answer
 from apps.spend.buffer import spend_buffer
 from apps.spend.journal import pending_puts, puts_wait
 
@@ -274,6 +275,8 @@ class DataPlaneHandler:
     async def _respond(self, request: ASGIRequest, send) -> None:
         puts = [] if self.journal else None
         token = pending_puts.set(puts) if self.journal else None
+        settlements = AfterAnswer()
+        settlements_token = settlements_after_answer.set(settlements)
         try:
             try:
                 response = await self._get_response(request)
@@ -289,6 +292,8 @@ class DataPlaneHandler:
             except OSError:
                 pass  # the client is gone
         finally:
+            settlements.run()  # after the answer's last write (or the client's going, or an error)
+            settlements_after_answer.reset(settlements_token)
             if token is not None:
                 pending_puts.reset(token)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextvars import ContextVar
 from decimal import Decimal
 
 import redis
@@ -176,6 +177,38 @@ def _limits_unavailable_log() -> None:
                        settings.GATEWAY_LIMITS_FAIL_OPEN, exc_info=True)
 
 
+class AfterAnswer:
+    """Settlements held until the request's answer is written (the data plane sets one per
+    request in `settlements_after_answer`): on one connection to Redis, a settlement begun as
+    the journal's put came back wrote its script before the answer went out, a system call on
+    the answer's path. Begun right after the answer's write instead, in the same turn: still
+    before this process reads anything more, and before its next Redis command."""
+
+    __slots__ = ("closed", "starts")
+
+    def __init__(self) -> None:
+        self.starts: list = []
+        self.closed = False
+
+    def add(self, start) -> None:
+        if self.closed:  # late (a task that outlived the request): at once
+            start()
+        else:
+            self.starts.append(start)
+
+    def run(self) -> None:
+        self.closed = True
+        for start in self.starts:
+            try:
+                start()
+            except Exception:
+                logger.exception("limits: a settlement could not begin")
+        self.starts = []
+
+
+settlements_after_answer: ContextVar[AfterAnswer | None] = ContextVar("settlements_after_answer", default=None)
+
+
 def limits_settle_soon(scopes: tuple, request_id: str, tokens: int, cost: Decimal | None, after: tuple = ()) -> None:
     """limits_settle for a request being answered, begun once `after` (its spend-journal puts) are
     done, so that its script is not in the Redis round trip the answer waits for (it would share
@@ -214,7 +247,11 @@ def limits_settle_soon(scopes: tuple, request_id: str, tokens: int, cost: Decima
         if not started:
             by_task()
 
-    puts_then(after, begin)
+    waiting = settlements_after_answer.get()
+    if waiting is None:
+        puts_then(after, begin)
+    else:
+        waiting.add(lambda: puts_then(after, begin))
 
 
 async def limits_settle(scopes: tuple, request_id: str, tokens: int, cost: Decimal | None) -> None:

@@ -211,3 +211,51 @@ def test_soft_budget_alert_fires_once(gateway, make_deployment, make_key):
     finally:
         alerts.listeners.remove(crossings.append)
     assert [(s.kind, s.id) for s in crossings] == [("key", str(key.pk))]
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="needs REDIS_URL")
+def test_a_settlements_redis_write_comes_after_its_answers_write(gateway, make_deployment, make_key, monkeypatch):
+    """The settlement begins once the answer is written (apps.routing.limits.AfterAnswer): its
+    script's write to Redis is not on the answer's path. Writes of the server's process, in order."""
+    import hashlib
+
+    from apps.core import redis_pipeline, server
+    from apps.keys.limits import _SETTLE
+
+    settle_sha = hashlib.sha1(_SETTLE.encode()).hexdigest().encode()
+    writes: list[str] = []
+
+    class Recording:
+        def __init__(self, transport):
+            self._transport = transport
+
+        def __getattr__(self, name):
+            return getattr(self._transport, name)
+
+        def write(self, data):
+            data = bytes(data)
+            writes.extend(["settle"] * data.count(settle_sha) + ["journal"] * data.count(b"HSET"))
+            self._transport.write(data)
+
+    real_made = redis_pipeline._Protocol.connection_made
+    monkeypatch.setattr(redis_pipeline._Protocol, "connection_made",
+                        lambda self, transport: real_made(self, Recording(transport)))
+    real_write = server._LingeringTransport.write
+
+    def answer_write(self, data):
+        if b"chat.completion" in bytes(data):
+            writes.append("answer")
+        return real_write(self, data)
+
+    monkeypatch.setattr(server._LingeringTransport, "write", answer_write)
+    # (The server's pipelined connection is made at its first command: after this, recorded.)
+    make_deployment("gpt-test")
+    _, raw_key = make_key(tpm_limit=100_000, rpm_limit=1000)
+    for _ in range(4):
+        assert chat(gateway, raw_key).status_code == 200
+    wait_for(lambda: writes.count("settle") >= 4)
+    assert writes.count("answer") == 4 and "journal" in writes
+    # Every answer's journal put, then the answer, then its settlement: never a settlement
+    # between a put and its answer.
+    ordered = [w for w in writes if w in ("answer", "settle")]
+    assert ordered == ["answer", "settle"] * 4, writes
