@@ -212,9 +212,10 @@ settlements_after_answer: ContextVar[AfterAnswer | None] = ContextVar("settlemen
 def limits_settle_soon(scopes: tuple, request_id: str, tokens: int, cost: Decimal | None, after: tuple = ()) -> None:
     """limits_settle for a request being answered, begun once `after` (its spend-journal puts) are
     done, so that its script is not in the Redis round trip the answer waits for (it would share
-    the write and the turn of Redis's loop). The put's reply queues the settlement on this
-    process's Redis connection in the turn that releases the answer, before the process reads
-    anything more, so a client's next request to this process finds it settled.
+    the write and the turn of Redis's loop), and, on the data plane, once the answer is written
+    (AfterAnswer: its write to Redis is not ahead of the answer's). Either way it is queued on
+    this process's Redis connection before the process reads anything more, so a client's next
+    request to this process finds it settled.
 
     No task on the common path, which runs on every request: a callback on the puts queues the
     script on the pipelined connection, and one on its reply reads it. Where that cannot be (a
